@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 
 /// Pinned tool versions installed on a fresh machine.
 const CARGO_DENY_VERSION: &str = "0.20.0";
-const CARGO_FUZZ_VERSION: &str = "0.13.1";
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 /// Default seconds each fuzz target runs during `ci`'s smoke step.
 const SMOKE_SECS: u64 = 10;
@@ -57,6 +57,15 @@ enum Cmd {
     },
     /// Repository hygiene checks.
     Tidy,
+    /// Congestion-control simulation table (controller x loss rate), release build.
+    Sim {
+        /// Simulated seconds per run.
+        #[arg(long, default_value_t = 60)]
+        secs: u64,
+        /// Seed for the link's random loss.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -70,6 +79,23 @@ fn main() -> ExitCode {
         } => fuzz(target.as_deref(), secs, smoke),
         Cmd::Bench { package, args } => bench(package.as_deref(), &args),
         Cmd::Tidy => tidy(),
+        Cmd::Sim { secs, seed } => {
+            let mut c = cargo();
+            c.args([
+                "run",
+                "--release",
+                "-p",
+                "phantom-congestion",
+                "--features",
+                "sim",
+                "--example",
+                "sim",
+                "--",
+            ])
+            .arg(secs.to_string())
+            .arg(seed.to_string());
+            run(c)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,562 @@
+//! A BBR-style model-based controller: BBRv1's state machine (Startup, Drain,
+//! ProbeBW, ProbeRTT) with BBRv1 loss recovery and BBRv2's loss-rate bound on
+//! in-flight data (`inflight_hi`).
+
+use std::time::{Duration, Instant};
+
+use crate::filter::WindowedMax;
+use crate::{
+    AckEvent, Algorithm, Config, CongestionController, Phase, RttEstimator, Snapshot, bytes_in,
+    rate_of, scale,
+};
+
+/// `2 / ln 2`: the smallest gain that doubles the delivery rate every round.
+const HIGH_GAIN: f64 = 2.885;
+/// Drain pacing gain, the inverse of the Startup gain.
+const DRAIN_GAIN: f64 = 1.0 / HIGH_GAIN;
+/// Steady-state cwnd gain (headroom for delayed and aggregated ACKs).
+const CWND_GAIN: f64 = 2.0;
+/// ProbeBW pacing-gain cycle: probe up, drain the probe's queue, cruise.
+const PACING_GAINS: [f64; 8] = [1.25, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
+/// Pace slightly below the estimate so a standing queue drains by itself.
+const PACING_MARGIN: f64 = 0.99;
+/// Bottleneck-bandwidth filter window, in round trips.
+const BW_WINDOW_ROUNDS: u64 = 10;
+/// Min-RTT filter window; its expiry triggers ProbeRTT.
+const MIN_RTT_WINDOW: Duration = Duration::from_secs(10);
+/// Time spent at the ProbeRTT window (plus one round trip).
+const PROBE_RTT_DURATION: Duration = Duration::from_millis(200);
+/// Minimum window in packets (and the ProbeRTT window).
+const MIN_CWND_PACKETS: u64 = 4;
+/// Startup ends when the bandwidth grew less than this over three rounds.
+const FULL_BW_THRESH: f64 = 1.25;
+const FULL_BW_COUNT: u32 = 3;
+/// BBRv2: a flight losing more than this fraction is "too high".
+const LOSS_THRESH: f64 = 0.02;
+/// The probing gain of the ProbeBW cycle; `inflight_hi` never drops below
+/// this many BDPs, so a probe stays possible under random loss.
+const PROBE_UP_GAIN: f64 = 1.25;
+/// Packets lost in a flight before Startup may end on loss.
+const STARTUP_MIN_LOSS_PACKETS: u64 = 8;
+/// Initial pacing RTT before any sample (as Linux, 1 ms: pace the initial window quickly).
+const NO_RTT_PACING_RTT: Duration = Duration::from_millis(1);
+
+/// BBR's state machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BbrMode {
+    /// Exponential search for the bottleneck bandwidth.
+    Startup,
+    /// Drain the queue Startup built.
+    Drain,
+    /// Steady state: cycle the pacing gain around the bandwidth estimate.
+    ProbeBw,
+    /// Shrink the window to 4 packets for about 200 ms to re-measure min RTT.
+    ProbeRtt,
+}
+
+/// BBR-style controller (see the module doc and the crate's PERFORMANCE notes).
+///
+/// Outputs: [`pacing_rate`](CongestionController::pacing_rate) `= gain * btl_bw`,
+/// [`window`](CongestionController::window) `= cwnd_gain * btl_bw * min_rtt`,
+/// bounded by `inflight_hi` once a probing flight lost more than 2%.
+#[derive(Debug, Clone)]
+pub struct Bbr {
+    mss: u64,
+    initial_cwnd: u64,
+    min_cwnd: u64,
+    mode: BbrMode,
+    bw: WindowedMax,
+    min_rtt: Option<Duration>,
+    min_rtt_stamp: Option<Instant>,
+    round_count: u64,
+    next_round_delivered: u64,
+    round_start: bool,
+    delivered: u64,
+    filled_pipe: bool,
+    full_bw: u64,
+    full_bw_count: u32,
+    cycle_index: usize,
+    cycle_stamp: Option<Instant>,
+    probe_rtt_done: Option<Instant>,
+    probe_rtt_round_done: bool,
+    pacing_gain: f64,
+    cwnd_gain: f64,
+    cwnd: u64,
+    prior_cwnd: u64,
+    pacing_rate: u64,
+    has_seen_rtt: bool,
+    bytes_in_flight: u64,
+    recovery_start: Option<Instant>,
+    conservation_until_round: Option<u64>,
+    loss_in_ack: bool,
+    pending_loss_sent_at: Option<Instant>,
+    inflight_hi: u64,
+    last_loss_reaction_round: Option<u64>,
+    rng: u64,
+}
+
+impl Bbr {
+    /// A controller in Startup with the configured initial window.
+    #[must_use]
+    pub fn new(config: &Config) -> Self {
+        let mss = config.max_datagram_size;
+        let initial_cwnd = config.initial_window();
+        let mut bbr = Self {
+            mss,
+            initial_cwnd,
+            min_cwnd: MIN_CWND_PACKETS.saturating_mul(mss),
+            mode: BbrMode::Startup,
+            bw: WindowedMax::new(BW_WINDOW_ROUNDS),
+            min_rtt: None,
+            min_rtt_stamp: None,
+            round_count: 0,
+            next_round_delivered: 0,
+            round_start: false,
+            delivered: 0,
+            filled_pipe: false,
+            full_bw: 0,
+            full_bw_count: 0,
+            cycle_index: 0,
+            cycle_stamp: None,
+            probe_rtt_done: None,
+            probe_rtt_round_done: false,
+            pacing_gain: HIGH_GAIN,
+            cwnd_gain: HIGH_GAIN,
+            cwnd: initial_cwnd,
+            prior_cwnd: 0,
+            pacing_rate: 0,
+            has_seen_rtt: false,
+            bytes_in_flight: 0,
+            recovery_start: None,
+            conservation_until_round: None,
+            loss_in_ack: false,
+            pending_loss_sent_at: None,
+            inflight_hi: u64::MAX,
+            last_loss_reaction_round: None,
+            rng: config.seed,
+        };
+        bbr.init_pacing_rate(NO_RTT_PACING_RTT);
+        bbr
+    }
+
+    /// The current mode.
+    #[must_use]
+    pub fn mode(&self) -> BbrMode {
+        self.mode
+    }
+
+    /// Round trips counted so far (a round ends when a packet sent after the
+    /// previous round ended is acknowledged).
+    #[must_use]
+    pub fn round_count(&self) -> u64 {
+        self.round_count
+    }
+
+    /// The loss-derived bound on in-flight data, `None` until a flight lost
+    /// more than 2% while probing.
+    #[must_use]
+    pub fn inflight_hi(&self) -> Option<u64> {
+        (self.inflight_hi != u64::MAX).then_some(self.inflight_hi)
+    }
+
+    /// The current pacing gain.
+    #[must_use]
+    pub fn pacing_gain(&self) -> f64 {
+        self.pacing_gain
+    }
+
+    fn next_random(&mut self) -> u64 {
+        // splitmix64: deterministic given `Config::seed` (I9).
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn init_pacing_rate(&mut self, rtt: Duration) {
+        let rate = rate_of(self.cwnd, rtt).unwrap_or(u64::MAX);
+        self.pacing_rate = scale(rate, HIGH_GAIN).max(1);
+    }
+
+    /// `gain * btl_bw * min_rtt`, or the initial window before a model exists.
+    fn bdp(&self, gain: f64) -> u64 {
+        let bw = self.bw.get();
+        match self.min_rtt {
+            Some(rtt) if bw > 0 => scale(bytes_in(bw, rtt), gain),
+            _ => scale(self.initial_cwnd, gain),
+        }
+    }
+
+    fn cwnd_target(&self) -> u64 {
+        // Three packets of headroom for ACK and send quantisation, as Linux.
+        self.bdp(self.cwnd_gain)
+            .saturating_add(self.mss.saturating_mul(3))
+            .max(self.min_cwnd)
+    }
+
+    fn save_cwnd(&mut self) {
+        if self.recovery_start.is_none() && self.mode != BbrMode::ProbeRtt {
+            self.prior_cwnd = self.cwnd;
+        } else {
+            self.prior_cwnd = self.prior_cwnd.max(self.cwnd);
+        }
+    }
+
+    fn set_gains(&mut self) {
+        (self.pacing_gain, self.cwnd_gain) = match self.mode {
+            BbrMode::Startup => (HIGH_GAIN, HIGH_GAIN),
+            BbrMode::Drain => (DRAIN_GAIN, HIGH_GAIN),
+            BbrMode::ProbeBw => (
+                PACING_GAINS.get(self.cycle_index).copied().unwrap_or(1.0),
+                CWND_GAIN,
+            ),
+            BbrMode::ProbeRtt => (1.0, 1.0),
+        };
+    }
+
+    fn enter_probe_bw(&mut self, now: Instant) {
+        self.mode = BbrMode::ProbeBw;
+        // Start in a random cruise phase (never straight into the drain phase).
+        let span = (PACING_GAINS.len() - 2) as u64;
+        self.cycle_index = 2 + usize::try_from(self.next_random() % span).unwrap_or(0);
+        self.cycle_stamp = Some(now);
+        self.set_gains();
+    }
+
+    fn advance_cycle(&mut self, now: Instant) {
+        self.cycle_index = (self.cycle_index + 1) % PACING_GAINS.len();
+        self.cycle_stamp = Some(now);
+        self.set_gains();
+    }
+
+    fn update_round(&mut self, ack: &AckEvent) {
+        self.round_start = false;
+        if ack.acked_bytes > 0 && ack.rate.prior_delivered >= self.next_round_delivered {
+            self.next_round_delivered = ack.rate.delivered_total;
+            self.round_count = self.round_count.saturating_add(1);
+            self.round_start = true;
+        }
+    }
+
+    fn update_recovery(&mut self, ack: &AckEvent) {
+        if let Some(start) = self.recovery_start
+            && ack.largest_acked_sent_at > start
+        {
+            // A packet sent after the loss was acknowledged: recovery is over.
+            self.recovery_start = None;
+            self.conservation_until_round = None;
+            self.cwnd = self.cwnd.max(self.prior_cwnd);
+        }
+        if self
+            .conservation_until_round
+            .is_some_and(|r| self.round_count > r)
+        {
+            self.conservation_until_round = None;
+        }
+    }
+
+    /// BBRv2's signal: the flight the newest acknowledged packet belonged to
+    /// lost more than 2% of its bytes.
+    fn loss_too_high(ack: &AckEvent) -> bool {
+        let rs = &ack.rate;
+        rs.lost > 0 && rs.tx_in_flight > 0 && rs.lost > scale(rs.tx_in_flight, LOSS_THRESH)
+    }
+
+    /// Loss recovery (BBRv1's packet conservation for one round, then growth
+    /// back to the target) starts only for losses of a flight that lost more
+    /// than 2%: sparse random loss is noise to a model-based controller, and
+    /// reacting to it would starve the bandwidth probes.
+    fn check_recovery_entry(&mut self, now: Instant, ack: &AckEvent) {
+        let Some(sent_at) = self.pending_loss_sent_at.take() else {
+            return;
+        };
+        if !Self::loss_too_high(ack) || self.recovery_start.is_some_and(|start| sent_at <= start) {
+            return;
+        }
+        self.save_cwnd();
+        self.recovery_start = Some(now);
+        // Conservation lasts one full round, starting now.
+        self.conservation_until_round = Some(self.round_count);
+        self.next_round_delivered = ack.rate.delivered_total;
+        // Never below what the model says the pipe holds at the current gain:
+        // the excess that caused the loss is cut, the probe is not.
+        self.cwnd = self
+            .bytes_in_flight
+            .saturating_add(ack.acked_bytes)
+            .max(self.bdp(self.pacing_gain.max(1.0)))
+            .max(self.min_cwnd);
+    }
+
+    /// BBRv2: if a flight sent while probing lost more than 2%, bound in-flight
+    /// data (and end Startup or the bandwidth probe).
+    fn check_loss_too_high(&mut self, now: Instant, ack: &AckEvent) {
+        if self.last_loss_reaction_round == Some(self.round_count) || !Self::loss_too_high(ack) {
+            return;
+        }
+        let rs = &ack.rate;
+        match self.mode {
+            BbrMode::Startup if rs.lost >= self.mss.saturating_mul(STARTUP_MIN_LOSS_PACKETS) => {
+                self.filled_pipe = true;
+                self.inflight_hi = self.bdp(1.0).max(self.bytes_in_flight).max(self.min_cwnd);
+                self.last_loss_reaction_round = Some(self.round_count);
+            }
+            // Only packets sent during the probe tell whether the probe was too much.
+            BbrMode::ProbeBw
+                if self.pacing_gain > 1.0
+                    && self
+                        .cycle_stamp
+                        .is_some_and(|s| ack.largest_acked_sent_at >= s) =>
+            {
+                if !rs.is_app_limited {
+                    self.inflight_hi = rs
+                        .tx_in_flight
+                        .max(self.bdp(PROBE_UP_GAIN))
+                        .max(self.min_cwnd);
+                }
+                self.last_loss_reaction_round = Some(self.round_count);
+                self.advance_cycle(now);
+            }
+            _ => {}
+        }
+    }
+
+    fn check_full_pipe(&mut self, ack: &AckEvent) {
+        if self.filled_pipe || !self.round_start || ack.rate.is_app_limited {
+            return;
+        }
+        let bw = self.bw.get();
+        if bw >= scale(self.full_bw, FULL_BW_THRESH) {
+            self.full_bw = bw;
+            self.full_bw_count = 0;
+            return;
+        }
+        self.full_bw_count = self.full_bw_count.saturating_add(1);
+        if self.full_bw_count >= FULL_BW_COUNT {
+            self.filled_pipe = true;
+        }
+    }
+
+    fn check_drain(&mut self, now: Instant) {
+        if self.mode == BbrMode::Startup && self.filled_pipe {
+            self.mode = BbrMode::Drain;
+            self.set_gains();
+        }
+        if self.mode == BbrMode::Drain && self.bytes_in_flight <= self.bdp(1.0) {
+            self.enter_probe_bw(now);
+        }
+    }
+
+    fn update_cycle(&mut self, now: Instant) {
+        if self.mode != BbrMode::ProbeBw {
+            return;
+        }
+        let phase_len = self.min_rtt.unwrap_or(NO_RTT_PACING_RTT);
+        let full_length = self
+            .cycle_stamp
+            .is_none_or(|s| now.saturating_duration_since(s) > phase_len);
+        let next = if self.pacing_gain > 1.0 {
+            let cwnd_limited = self.bytes_in_flight.saturating_add(self.mss) >= self.cwnd;
+            full_length
+                && (self.loss_in_ack
+                    || cwnd_limited
+                    || self.bytes_in_flight >= self.bdp(self.pacing_gain))
+        } else if self.pacing_gain < 1.0 {
+            full_length || self.bytes_in_flight <= self.bdp(1.0)
+        } else {
+            full_length
+        };
+        if next {
+            self.advance_cycle(now);
+        }
+    }
+
+    /// Updates the min-RTT filter; returns whether it had expired.
+    fn update_min_rtt(&mut self, now: Instant, sample: Option<Duration>) -> bool {
+        let expired = self
+            .min_rtt_stamp
+            .is_some_and(|s| now.saturating_duration_since(s) > MIN_RTT_WINDOW);
+        if let Some(rtt) = sample
+            && (self.min_rtt.is_none_or(|m| rtt < m) || expired)
+        {
+            self.min_rtt = Some(rtt);
+            self.min_rtt_stamp = Some(now);
+        }
+        expired
+    }
+
+    fn check_probe_rtt(&mut self, now: Instant, expired: bool, ack: &AckEvent) {
+        if self.mode != BbrMode::ProbeRtt && expired {
+            self.save_cwnd();
+            self.mode = BbrMode::ProbeRtt;
+            self.set_gains();
+            self.probe_rtt_done = None;
+        }
+        if self.mode != BbrMode::ProbeRtt {
+            return;
+        }
+        match self.probe_rtt_done {
+            None => {
+                if self.bytes_in_flight <= self.min_cwnd {
+                    self.probe_rtt_done = now.checked_add(PROBE_RTT_DURATION);
+                    self.probe_rtt_round_done = false;
+                    self.next_round_delivered = ack.rate.delivered_total;
+                }
+            }
+            Some(done) => {
+                if self.round_start {
+                    self.probe_rtt_round_done = true;
+                }
+                if self.probe_rtt_round_done && now >= done {
+                    self.min_rtt_stamp = Some(now);
+                    self.cwnd = self.cwnd.max(self.prior_cwnd);
+                    self.probe_rtt_done = None;
+                    if self.filled_pipe {
+                        self.enter_probe_bw(now);
+                    } else {
+                        self.mode = BbrMode::Startup;
+                        self.set_gains();
+                    }
+                }
+            }
+        }
+    }
+
+    fn grow_inflight_hi(&mut self, acked: u64) {
+        // BBRv2 probes `inflight_hi` upward while pacing above the estimate and
+        // limited by the bound.
+        if self.mode == BbrMode::ProbeBw
+            && self.pacing_gain > 1.0
+            && self.inflight_hi != u64::MAX
+            && self.bytes_in_flight.saturating_add(self.mss) >= self.inflight_hi
+        {
+            self.inflight_hi = self.inflight_hi.saturating_add(acked / 2);
+        }
+    }
+
+    fn set_pacing_rate(&mut self, rtt_sample: Option<Duration>) {
+        if !self.has_seen_rtt
+            && let Some(rtt) = self.min_rtt.or(rtt_sample)
+        {
+            self.has_seen_rtt = true;
+            self.init_pacing_rate(rtt.max(NO_RTT_PACING_RTT / 1000));
+        }
+        let bw = self.bw.get();
+        if bw == 0 {
+            return;
+        }
+        let rate = scale(bw, self.pacing_gain * PACING_MARGIN).max(1);
+        if self.filled_pipe || rate > self.pacing_rate {
+            self.pacing_rate = rate;
+        }
+    }
+
+    fn set_cwnd(&mut self, acked: u64) {
+        let target = self.cwnd_target();
+        if self.conservation_until_round.is_some() {
+            let floor = self.bdp(self.pacing_gain.max(1.0));
+            self.cwnd = self
+                .cwnd
+                .max(self.bytes_in_flight.saturating_add(acked))
+                .max(floor);
+        } else if self.filled_pipe {
+            self.cwnd = self.cwnd.saturating_add(acked).min(target);
+        } else if self.cwnd < target || self.delivered < self.initial_cwnd {
+            self.cwnd = self.cwnd.saturating_add(acked);
+        }
+        self.cwnd = self.cwnd.max(self.min_cwnd);
+        if self.inflight_hi != u64::MAX {
+            self.cwnd = self.cwnd.min(self.inflight_hi.max(self.min_cwnd));
+        }
+        if self.mode == BbrMode::ProbeRtt {
+            self.cwnd = self.cwnd.min(self.min_cwnd);
+        }
+    }
+}
+
+impl CongestionController for Bbr {
+    fn on_sent(&mut self, _now: Instant, _bytes: u64, bytes_in_flight: u64) {
+        self.bytes_in_flight = bytes_in_flight;
+    }
+
+    fn on_ack(&mut self, now: Instant, ack: &AckEvent, _rtt: &RttEstimator) {
+        self.bytes_in_flight = ack.bytes_in_flight;
+        self.delivered = self.delivered.saturating_add(ack.acked_bytes);
+        self.update_round(ack);
+        self.update_recovery(ack);
+        self.check_recovery_entry(now, ack);
+        if let Some(rate) = ack.rate.delivery_rate
+            && (!ack.rate.is_app_limited || rate >= self.bw.get())
+        {
+            self.bw.update(self.round_count, rate);
+        }
+        self.check_loss_too_high(now, ack);
+        self.check_full_pipe(ack);
+        self.check_drain(now);
+        self.update_cycle(now);
+        let expired = self.update_min_rtt(now, ack.rtt_sample);
+        self.check_probe_rtt(now, expired, ack);
+        self.grow_inflight_hi(ack.acked_bytes);
+        self.set_pacing_rate(ack.rtt_sample);
+        self.set_cwnd(ack.acked_bytes);
+        self.loss_in_ack = false;
+    }
+
+    fn on_loss(&mut self, now: Instant, sent_at: Instant, bytes: u64, persistent: bool) {
+        self.bytes_in_flight = self.bytes_in_flight.saturating_sub(bytes);
+        self.loss_in_ack = true;
+        if persistent {
+            // RFC 9002 §7.6.2: collapse to the minimum window; the model survives.
+            self.save_cwnd();
+            self.recovery_start = Some(now);
+            self.conservation_until_round = Some(self.round_count);
+            self.cwnd = self.min_cwnd;
+            self.pending_loss_sent_at = None;
+            return;
+        }
+        // As BBRv1: an ACK releases at most what it acknowledged minus what
+        // was lost; whether recovery starts is decided with the ACK's rate
+        // sample (`check_recovery_entry`).
+        self.cwnd = self.cwnd.saturating_sub(bytes).max(self.min_cwnd);
+        self.pending_loss_sent_at = Some(
+            self.pending_loss_sent_at
+                .map_or(sent_at, |t| t.max(sent_at)),
+        );
+    }
+
+    fn window(&self) -> u64 {
+        self.cwnd
+    }
+
+    fn pacing_rate(&self) -> Option<u64> {
+        Some(self.pacing_rate)
+    }
+
+    fn phase(&self) -> Phase {
+        Phase::Bbr(self.mode)
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let bw = self.bw.get();
+        Snapshot {
+            algorithm: Algorithm::Bbr,
+            phase: self.phase(),
+            in_recovery: self.recovery_start.is_some(),
+            bandwidth: (bw > 0).then_some(bw),
+            min_rtt: self.min_rtt,
+            pacing_rate: Some(self.pacing_rate),
+            cwnd: self.cwnd,
+            bytes_in_flight: self.bytes_in_flight,
+            ssthresh: None,
+            inflight_hi: self.inflight_hi(),
+        }
+    }
+
+    fn algorithm(&self) -> Algorithm {
+        Algorithm::Bbr
+    }
+
+    fn clone_box(&self) -> Box<dyn CongestionController> {
+        Box::new(self.clone())
+    }
+}
