@@ -94,6 +94,22 @@ impl<'a> Reader<'a> {
         VarInt::try_from(value).map_err(|_| Error::OutOfRange("varint"))
     }
 
+    /// Reads a varint that must use its shortest encoding (every varint inside a
+    /// frame does), so that a parsed value re-encodes to exactly the bytes received.
+    ///
+    /// # Errors
+    /// [`Error::Truncated`] if the input ends inside the varint, [`Error::Malformed`]
+    /// if a shorter encoding of the same value exists.
+    pub fn varint_canonical(&mut self) -> Result<VarInt, Error> {
+        let before = self.buf.len();
+        let v = self.varint()?;
+        ensure!(
+            before - self.buf.len() == v.encoded_len(),
+            Error::Malformed("non-minimal varint")
+        );
+        Ok(v)
+    }
+
     /// Reads a varint and checks it fits a `usize` no larger than `max`.
     pub fn varint_len(&mut self, max: usize) -> Result<usize, Error> {
         let v = self.varint()?.into_inner();
@@ -135,6 +151,12 @@ impl<'a> Writer<'a> {
         self.pos
     }
 
+    /// The bytes written so far.
+    #[must_use]
+    pub fn filled(&self) -> &[u8] {
+        self.buf.get(..self.pos).unwrap_or_default()
+    }
+
     /// Bytes still free.
     #[must_use]
     pub fn remaining(&self) -> usize {
@@ -144,13 +166,13 @@ impl<'a> Writer<'a> {
     /// Appends `data`.
     pub fn put_slice(&mut self, data: &[u8]) -> Result<(), Error> {
         let available = self.remaining();
-        let dst = self
-            .buf
-            .get_mut(self.pos..self.pos + data.len())
-            .ok_or(Error::BufferTooSmall {
-                needed: data.len(),
-                available,
-            })?;
+        let dst =
+            self.buf
+                .get_mut(self.pos..self.pos + data.len())
+                .ok_or(Error::BufferTooSmall {
+                    needed: data.len(),
+                    available,
+                })?;
         dst.copy_from_slice(data);
         self.pos += data.len();
         Ok(())
@@ -159,6 +181,22 @@ impl<'a> Writer<'a> {
     /// Appends one byte.
     pub fn put_u8(&mut self, v: u8) -> Result<(), Error> {
         self.put_slice(&[v])
+    }
+
+    /// Appends `n` zero bytes (padding).
+    pub fn put_zeros(&mut self, n: usize) -> Result<(), Error> {
+        let available = self.remaining();
+        let dst = self
+            .buf
+            .get_mut(self.pos..)
+            .and_then(|rest| rest.get_mut(..n))
+            .ok_or(Error::BufferTooSmall {
+                needed: n,
+                available,
+            })?;
+        dst.fill(0);
+        self.pos += n;
+        Ok(())
     }
 
     /// Appends a big-endian `u16`.

@@ -1,6 +1,6 @@
 //! The fixed packet header and its wire image.
 //!
-//! Layout (52 bytes, big-endian; docs/PROTOCOL.md §2 is normative):
+//! Layout (52 bytes, big-endian; docs/PROTOCOL.md §1 is normative):
 //!
 //! ```text
 //!  0       1       2       3       4               8
@@ -193,6 +193,20 @@ impl Header {
         };
         let header = Header::decode(&mut Reader::new(image))?;
         Ok((header, image, rest))
+    }
+
+    /// [`Header::parse`] over a shared [`bytes::Bytes`] buffer: the header image and the
+    /// payload come back as zero-copy `Bytes` views of the same allocation, so a receive
+    /// path can hand the sealed payload on without copying it.
+    pub fn parse_bytes(
+        datagram: &bytes::Bytes,
+    ) -> Result<(Header, bytes::Bytes, bytes::Bytes), Error> {
+        let (header, _, _) = Header::parse(datagram)?;
+        Ok((
+            header,
+            datagram.slice(..HEADER_LEN),
+            datagram.slice(HEADER_LEN..),
+        ))
     }
 }
 
