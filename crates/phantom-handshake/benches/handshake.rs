@@ -1,1 +1,161 @@
-fn main(){}
+//! Full handshakes per second on one core (both sides in one process), beside the
+//! primitives they are built from, measured in the same run.
+//!
+//! Run: `CARGO_TARGET_DIR=/work/tgt/hs cargo bench -p phantom-handshake -- --warm-up-time 1 --measurement-time 3`
+
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use ml_dsa::signature::{Keypair as _, Signer as _, Verifier as _};
+use ml_kem::kem::{Decapsulate as _, Encapsulate as _, Kem as _};
+use phantom_handshake::{
+    Client, ClientConfig, HybridSigningKey, Server, ServerConfig, ServerIdentity, Time,
+};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+const UNIX: u64 = 1_750_000_000;
+
+#[allow(clippy::disallowed_methods)]
+fn now() -> Time {
+    Time::new(Instant::now(), UNIX)
+}
+
+fn primitives(c: &mut Criterion) {
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    let mut g = c.benchmark_group("primitive");
+    let peer =
+        x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::random_from_rng(&mut rng));
+    g.bench_function("x25519_keygen+dh", |b| {
+        b.iter(|| {
+            let s = x25519_dalek::StaticSecret::random_from_rng(&mut rng);
+            black_box(x25519_dalek::PublicKey::from(&s));
+            black_box(s.diffie_hellman(&peer))
+        });
+    });
+    g.bench_function("mlkem768_keygen", |b| {
+        b.iter(|| black_box(ml_kem::MlKem768::generate_keypair_from_rng(&mut rng)));
+    });
+    let (dk, ek) = ml_kem::MlKem768::generate_keypair_from_rng(&mut rng);
+    g.bench_function("mlkem768_encaps", |b| {
+        b.iter(|| black_box(ek.encapsulate_with_rng(&mut rng)))
+    });
+    let (ct, _) = ek.encapsulate_with_rng(&mut rng);
+    g.bench_function("mlkem768_decaps", |b| {
+        b.iter(|| black_box(dk.decapsulate(&ct)))
+    });
+    let ed = ed25519_dalek::SigningKey::generate(&mut rng);
+    let msg = [7u8; 1300];
+    g.bench_function("ed25519_sign", |b| {
+        b.iter(|| black_box(ed25519_dalek::Signer::sign(&ed, &msg)))
+    });
+    let sig = ed25519_dalek::Signer::sign(&ed, &msg);
+    let edv = ed.verifying_key();
+    g.bench_function("ed25519_verify", |b| {
+        b.iter(|| black_box(edv.verify_strict(&msg, &sig).is_ok()))
+    });
+    let ml = ml_dsa::SigningKey::<ml_dsa::MlDsa65>::from_seed(&[3u8; 32].into());
+    g.bench_function("mldsa65_sign", |b| b.iter(|| black_box(ml.try_sign(&msg))));
+    let Ok(msig) = ml.try_sign(&msg) else { return };
+    let mlv = ml.verifying_key();
+    g.bench_function("mldsa65_verify", |b| {
+        b.iter(|| black_box(mlv.verify(&msg, &msig).is_ok()))
+    });
+    g.finish();
+}
+
+struct Setup {
+    server: Server,
+    cfg_full: ClientConfig,
+    cfg_pdk: ClientConfig,
+}
+
+fn setup() -> Option<Setup> {
+    let mut rng = ChaCha20Rng::seed_from_u64(2);
+    let signing = HybridSigningKey::generate(&mut rng);
+    let identity = ServerIdentity::generate(&signing, &mut rng, UNIX + 86_400).ok()?;
+    let vk = signing.verifying_key();
+    let mut cfg_pdk = ClientConfig::new(vk.clone());
+    cfg_pdk.certificate = Some(identity.certificate().verify(&vk, UNIX).ok()?);
+    let cfg_full = ClientConfig::new(vk);
+    let server = Server::new(ServerConfig::new(identity), &mut rng);
+    Some(Setup {
+        server,
+        cfg_full,
+        cfg_pdk,
+    })
+}
+
+/// One complete handshake, both sides; returns whether both completed.
+fn run(server: &mut Server, cfg: ClientConfig, rng: &mut ChaCha20Rng, from: SocketAddr) -> bool {
+    let t = now();
+    let Ok(mut client) = Client::new(cfg, rng, t) else {
+        return false;
+    };
+    let mut done = false;
+    for _ in 0..8 {
+        while let Some(d) = client.poll_transmit() {
+            if let Ok(Some(e)) = server.handle_datagram(t, from, &d, rng, |_| false) {
+                done = true;
+                black_box(e);
+            }
+        }
+        while let Some(tx) = server.poll_transmit() {
+            let _ = client.handle(t, &tx.payload, rng);
+        }
+        if done && client.is_complete() {
+            break;
+        }
+    }
+    done && client.is_complete()
+}
+
+fn handshakes(c: &mut Criterion) {
+    let Some(mut s) = setup() else { return };
+    let mut rng = ChaCha20Rng::seed_from_u64(3);
+    let mut n: u32 = 0;
+    let mut next = move || {
+        n = n.wrapping_add(1);
+        SocketAddr::from((n.to_be_bytes(), 5000))
+    };
+    assert!(run(&mut s.server, s.cfg_pdk.clone(), &mut rng, next()));
+    assert!(run(&mut s.server, s.cfg_full.clone(), &mut rng, next()));
+    let mut g = c.benchmark_group("handshake");
+    // Same-run baseline: exactly the public-key operations of a PDK handshake, no protocol.
+    let static_x = x25519_dalek::StaticSecret::random_from_rng(&mut rng);
+    let static_x_pub = x25519_dalek::PublicKey::from(&static_x);
+    let (static_dk, static_ek) = ml_kem::MlKem768::generate_keypair_from_rng(&mut rng);
+    g.bench_function("pdk_crypto_ops_only", |b| {
+        b.iter(|| {
+            // Client first flight.
+            let c_x = x25519_dalek::StaticSecret::random_from_rng(&mut rng);
+            let c_x_pub = x25519_dalek::PublicKey::from(&c_x);
+            let (c_dk, c_ek) = ml_kem::MlKem768::generate_keypair_from_rng(&mut rng);
+            let es_x = c_x.diffie_hellman(&static_x_pub);
+            let (s_ct, _es_ml) = static_ek.encapsulate_with_rng(&mut rng);
+            // Server.
+            let s_x = x25519_dalek::StaticSecret::random_from_rng(&mut rng);
+            let s_x_pub = x25519_dalek::PublicKey::from(&s_x);
+            black_box(s_x.diffie_hellman(&c_x_pub));
+            black_box(static_x.diffie_hellman(&c_x_pub));
+            let (e_ct, _) = c_ek.encapsulate_with_rng(&mut rng);
+            black_box(static_dk.decapsulate(&s_ct));
+            // Client second step.
+            black_box(c_x.diffie_hellman(&s_x_pub));
+            black_box(c_dk.decapsulate(&e_ct));
+            black_box(es_x)
+        });
+    });
+    g.bench_function("pdk_1rtt_both_sides", |b| {
+        b.iter(|| run(&mut s.server, s.cfg_pdk.clone(), &mut rng, next()));
+    });
+    g.bench_function("full_kemtls_with_cert_verify_both_sides", |b| {
+        b.iter(|| run(&mut s.server, s.cfg_full.clone(), &mut rng, next()));
+    });
+    g.finish();
+}
+
+criterion_group!(benches, primitives, handshakes);
+criterion_main!(benches);

@@ -1,0 +1,167 @@
+//! The AEAD seam: one enum over the backends, and the per-epoch packet key.
+//!
+//! Callers (the [`Sealer`](crate::Sealer) and [`Opener`](crate::Opener)) only see
+//! [`PacketKey`]; a new backend is one more [`AeadKey`] variant behind a cargo feature.
+//! Cipher objects are built once per epoch, never per packet.
+
+use aes_gcm::aead::{AeadInOut, KeyInit};
+use phantom_wire::{Epoch, PathId, StreamId};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::kdf::{LABEL_IV, LABEL_KEY};
+use crate::{Error, Suite, TrafficSecret};
+
+/// Length of an AEAD key (both suites).
+pub const KEY_LEN: usize = 32;
+/// Length of the AEAD nonce and of the per-epoch IV.
+pub const NONCE_LEN: usize = 12;
+/// Length of the AEAD authentication tag (both suites).
+pub const TAG_LEN: usize = 16;
+
+/// One AEAD cipher object, keyed. Each backend zeroizes its key schedule on drop
+/// (RustCrypto's `zeroize` feature).
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per epoch, never moved on the per-packet path; boxing would add an indirection per packet"
+)]
+pub(crate) enum AeadKey {
+    Aes256Gcm(aes_gcm::Aes256Gcm),
+    ChaCha20Poly1305(chacha20poly1305::ChaCha20Poly1305),
+}
+
+impl AeadKey {
+    pub(crate) fn new(suite: Suite, key: &[u8; KEY_LEN]) -> Self {
+        match suite {
+            Suite::Aes256Gcm => AeadKey::Aes256Gcm(aes_gcm::Aes256Gcm::new(key.into())),
+            Suite::ChaCha20Poly1305 => {
+                AeadKey::ChaCha20Poly1305(chacha20poly1305::ChaCha20Poly1305::new(key.into()))
+            }
+        }
+    }
+
+    /// Encrypts `buf` in place and returns the tag.
+    pub(crate) fn seal_in_place(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        buf: &mut [u8],
+    ) -> Result<[u8; TAG_LEN], Error> {
+        let tag = match self {
+            AeadKey::Aes256Gcm(c) => c.encrypt_inout_detached(nonce.into(), aad, buf.into()),
+            AeadKey::ChaCha20Poly1305(c) => c.encrypt_inout_detached(nonce.into(), aad, buf.into()),
+        }
+        .map_err(|_| Error::SealFailed)?;
+        Ok(tag.into())
+    }
+
+    /// Verifies `tag` over `aad` and `buf`, then decrypts `buf` in place.
+    ///
+    /// Both RustCrypto backends verify the tag *before* touching `buf`, so on error the
+    /// buffer is unchanged and a trial open with another key can follow.
+    pub(crate) fn open_in_place(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        buf: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), Error> {
+        match self {
+            AeadKey::Aes256Gcm(c) => {
+                c.decrypt_inout_detached(nonce.into(), aad, buf.into(), tag.into())
+            }
+            AeadKey::ChaCha20Poly1305(c) => {
+                c.decrypt_inout_detached(nonce.into(), aad, buf.into(), tag.into())
+            }
+        }
+        .map_err(|_| Error::DecryptFailed)
+    }
+}
+
+// Every variant zeroizes itself on drop.
+impl ZeroizeOnDrop for AeadKey {}
+
+impl core::fmt::Debug for AeadKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("AeadKey(<redacted>)")
+    }
+}
+
+/// The AEAD key and IV of one direction and one epoch.
+///
+/// # Invariants
+/// I3: [`PacketKey::nonce`] is injective in (path, stream, 48-bit sequence) for a fixed
+/// key, so distinct (path, stream, sequence) triples never share a nonce.
+/// I8: the IV is zeroized on drop and the cipher wipes its key schedule; Debug is redacted.
+pub(crate) struct PacketKey {
+    aead: AeadKey,
+    iv: [u8; NONCE_LEN],
+}
+
+impl PacketKey {
+    /// Derives the key and IV of the epoch whose secret is `secret`.
+    pub(crate) fn derive(suite: Suite, secret: &TrafficSecret) -> Result<Self, Error> {
+        let mut key = [0u8; KEY_LEN];
+        let mut iv = [0u8; NONCE_LEN];
+        let derived = secret
+            .expand_label(LABEL_KEY, &mut key)
+            .and_then(|()| secret.expand_label(LABEL_IV, &mut iv));
+        let out = derived.map(|()| Self::from_raw(suite, &key, iv));
+        key.zeroize();
+        iv.zeroize();
+        out
+    }
+
+    /// A key from raw material (test vectors, fuzzing).
+    pub(crate) fn from_raw(suite: Suite, key: &[u8; KEY_LEN], iv: [u8; NONCE_LEN]) -> Self {
+        Self {
+            aead: AeadKey::new(suite, key),
+            iv,
+        }
+    }
+
+    /// `iv XOR (epoch_low_byte ‖ path_id ‖ stream_id (4, BE) ‖ sequence (6, BE))`.
+    /// The caller guarantees `sequence <= MAX_SEQUENCE` (its top 16 bits are dropped).
+    #[inline]
+    pub(crate) fn nonce(
+        &self,
+        epoch: Epoch,
+        path: PathId,
+        stream: StreamId,
+        sequence: u64,
+    ) -> [u8; NONCE_LEN] {
+        debug_assert!(sequence <= phantom_wire::MAX_SEQUENCE);
+        let [.., epoch_low] = epoch.0.to_be_bytes();
+        let [s0, s1, s2, s3] = stream.0.to_be_bytes();
+        let [_, _, q0, q1, q2, q3, q4, q5] = sequence.to_be_bytes();
+        let mask = [epoch_low, path.0, s0, s1, s2, s3, q0, q1, q2, q3, q4, q5];
+        let mut nonce = self.iv;
+        for (n, m) in nonce.iter_mut().zip(mask) {
+            *n ^= m;
+        }
+        nonce
+    }
+
+    #[inline]
+    pub(crate) fn aead(&self) -> &AeadKey {
+        &self.aead
+    }
+
+    #[cfg(test)]
+    pub(crate) fn iv(&self) -> &[u8; NONCE_LEN] {
+        &self.iv
+    }
+}
+
+impl Drop for PacketKey {
+    fn drop(&mut self) {
+        self.iv.zeroize();
+    }
+}
+
+impl ZeroizeOnDrop for PacketKey {}
+
+impl core::fmt::Debug for PacketKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("PacketKey(<redacted>)")
+    }
+}

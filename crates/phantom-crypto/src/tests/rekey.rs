@@ -1,0 +1,222 @@
+//! I5: epochs only move forward, by authenticated transitions; old secrets zeroized.
+
+use phantom_wire::{Epoch, Flags, HEADER_LEN};
+
+use super::{SECRET, header, pair, seal, try_seal};
+use crate::{Error, MAX_REKEY_CATCHUP, Opener, Sealer, Suite, TrafficSecret};
+
+#[test]
+fn i5_both_sides_derive_identical_chains() {
+    for suite in Suite::ALL {
+        let (mut sealer, _) = pair(suite);
+        let mut chain = TrafficSecret::from_bytes(SECRET);
+        for e in 1..=40u32 {
+            assert_eq!(sealer.rekey().unwrap(), Epoch(e));
+            chain = chain.next_epoch().unwrap();
+            assert_eq!(
+                sealer.secret().dangerously_expose(),
+                chain.dangerously_expose()
+            );
+        }
+        // A receiver that starts at the same epoch with the same secret opens.
+        let mut opener = Opener::at_epoch(suite, chain.clone(), Epoch(40)).unwrap();
+        let mut p = seal(&mut sealer, &header(0, 1, 0), b"hello");
+        assert_eq!(opener.open_packet(&mut p).unwrap().payload(), b"hello");
+    }
+}
+
+#[test]
+fn i5_catch_up_of_1_to_max_epochs_follows_authenticated_rekey() {
+    for suite in Suite::ALL {
+        for steps in 1..=MAX_REKEY_CATCHUP {
+            let (mut sealer, mut opener) = pair(suite);
+            for _ in 0..steps {
+                sealer.rekey().unwrap();
+            }
+            let mut h = header(2, 7, 3);
+            h.flags = h.flags | Flags::REKEY;
+            let mut p = seal(&mut sealer, &h, b"after rekey");
+            let opened = opener.open_packet(&mut p).unwrap();
+            assert_eq!(opened.payload(), b"after rekey");
+            assert!(opened.advanced_epoch());
+            assert_eq!(opener.epoch(), Epoch(steps));
+            assert_eq!(opener.previous_epoch(), Some(Epoch(steps - 1)));
+            // And the next packet in that epoch opens on the fast path.
+            let mut p = seal(&mut sealer, &header(2, 7, 4), b"next");
+            let opened = opener.open_packet(&mut p).unwrap();
+            assert!(!opened.advanced_epoch());
+        }
+    }
+}
+
+#[test]
+fn i5_catch_up_beyond_max_is_refused() {
+    let (mut sealer, mut opener) = pair(Suite::Aes256Gcm);
+    for _ in 0..=MAX_REKEY_CATCHUP {
+        sealer.rekey().unwrap();
+    }
+    let mut p = seal(&mut sealer, &header(0, 1, 0), b"too far");
+    let before = p.clone();
+    assert_eq!(
+        opener.open_packet(&mut p).unwrap_err(),
+        Error::EpochTooFarAhead
+    );
+    assert_eq!(p, before);
+    assert_eq!(opener.epoch(), Epoch(0));
+    assert_eq!(opener.failed_opens(), 0, "no AEAD was attempted");
+}
+
+#[test]
+fn i5_forged_epoch_does_not_advance_opener() {
+    for suite in Suite::ALL {
+        let (mut sealer, mut opener) = pair(suite);
+        let genuine = seal(&mut sealer, &header(0, 1, 0), b"genuine");
+        // Rewrite the epoch field of a genuine packet to every reachable future epoch.
+        for claimed in 1..=MAX_REKEY_CATCHUP + 1 {
+            let mut forged = genuine.clone();
+            forged[4..8].copy_from_slice(&claimed.to_be_bytes());
+            let before = forged.clone();
+            let err = opener.open_packet(&mut forged).unwrap_err();
+            assert!(
+                matches!(err, Error::DecryptFailed | Error::EpochTooFarAhead),
+                "{err:?}"
+            );
+            assert_eq!(forged, before, "forged packet buffer modified");
+            assert_eq!(
+                opener.epoch(),
+                Epoch(0),
+                "forged epoch {claimed} moved the opener"
+            );
+            assert_eq!(opener.previous_epoch(), None);
+        }
+        // A packet genuinely sealed at epoch 3 but under another secret: refused too.
+        let mut other = Sealer::new(suite, TrafficSecret::from_bytes([9; 32])).unwrap();
+        for _ in 0..3 {
+            other.rekey().unwrap();
+        }
+        let mut forged = seal(&mut other, &header(0, 1, 1), b"impostor");
+        assert_eq!(
+            opener.open_packet(&mut forged).unwrap_err(),
+            Error::DecryptFailed
+        );
+        assert_eq!(opener.epoch(), Epoch(0));
+        // The genuine packet still opens: the session did not desync.
+        let mut g = genuine.clone();
+        assert_eq!(opener.open_packet(&mut g).unwrap().payload(), b"genuine");
+        // And a genuine rekey is still followed afterwards.
+        sealer.rekey().unwrap();
+        let mut p = seal(&mut sealer, &header(0, 1, 1), b"epoch one");
+        assert_eq!(opener.open_packet(&mut p).unwrap().payload(), b"epoch one");
+        assert_eq!(opener.epoch(), Epoch(1));
+    }
+}
+
+#[test]
+fn i5_previous_epoch_opens_until_retired_then_refused() {
+    for suite in Suite::ALL {
+        let (mut sealer, mut opener) = pair(suite);
+        let late0 = seal(&mut sealer, &header(0, 1, 0), b"late epoch 0");
+        sealer.rekey().unwrap();
+        let mut first1 = seal(&mut sealer, &header(0, 1, 0), b"epoch 1");
+        opener.open_packet(&mut first1).unwrap();
+        assert_eq!(opener.epoch(), Epoch(1));
+        // Reordered packet of the previous epoch: still opens, epoch stays at 1.
+        let mut p = late0.clone();
+        assert_eq!(
+            opener.open_packet(&mut p).unwrap().payload(),
+            b"late epoch 0"
+        );
+        assert_eq!(opener.epoch(), Epoch(1));
+        // After retirement it is refused without an AEAD attempt.
+        assert!(opener.retire_previous());
+        assert!(!opener.retire_previous());
+        let mut p = late0.clone();
+        assert_eq!(opener.open_packet(&mut p).unwrap_err(), Error::EpochTooOld);
+        assert_eq!(p, late0);
+        assert_eq!(opener.failed_opens(), 0);
+    }
+}
+
+#[test]
+fn i5_epochs_older_than_previous_are_refused() {
+    let (mut sealer, mut opener) = pair(Suite::ChaCha20Poly1305);
+    let e0 = seal(&mut sealer, &header(0, 1, 0), b"zero");
+    sealer.rekey().unwrap();
+    let e1 = seal(&mut sealer, &header(0, 1, 0), b"one");
+    sealer.rekey().unwrap();
+    let mut e2 = seal(&mut sealer, &header(0, 1, 0), b"two");
+    opener.open_packet(&mut e2).unwrap();
+    assert_eq!(opener.epoch(), Epoch(2));
+    assert_eq!(opener.previous_epoch(), Some(Epoch(1)));
+    let mut p = e1.clone();
+    assert_eq!(opener.open_packet(&mut p).unwrap().payload(), b"one");
+    let mut p = e0.clone();
+    assert_eq!(opener.open_packet(&mut p).unwrap_err(), Error::EpochTooOld);
+}
+
+#[test]
+fn i5_multi_step_catch_up_keeps_the_epoch_just_before() {
+    let (mut sealer, mut opener) = pair(Suite::Aes256Gcm);
+    for _ in 0..4 {
+        sealer.rekey().unwrap();
+    }
+    let e4 = seal(&mut sealer, &header(0, 1, 0), b"four");
+    sealer.rekey().unwrap();
+    let mut e5 = seal(&mut sealer, &header(0, 1, 0), b"five");
+    opener.open_packet(&mut e5).unwrap();
+    assert_eq!(opener.epoch(), Epoch(5));
+    let mut p = e4.clone();
+    assert_eq!(opener.open_packet(&mut p).unwrap().payload(), b"four");
+}
+
+#[test]
+fn i5_epoch_saturates_with_error_not_wrap() {
+    for suite in Suite::ALL {
+        let near = Epoch(u32::MAX - 2);
+        let mut sealer = Sealer::at_epoch(suite, TrafficSecret::from_bytes(SECRET), near).unwrap();
+        let mut opener = Opener::at_epoch(suite, TrafficSecret::from_bytes(SECRET), near).unwrap();
+        assert_eq!(sealer.rekey().unwrap(), Epoch(u32::MAX - 1));
+        assert_eq!(sealer.rekey().unwrap(), Epoch::MAX);
+        assert_eq!(sealer.rekey(), Err(Error::EpochSaturated));
+        assert_eq!(sealer.epoch(), Epoch::MAX);
+        // Still usable at MAX (the session closes or re-handshakes at its pace).
+        let mut p = seal(&mut sealer, &header(0, 1, 0), b"last epoch");
+        assert_eq!(&p[4..8], &u32::MAX.to_be_bytes());
+        assert_eq!(opener.open_packet(&mut p).unwrap().payload(), b"last epoch");
+        assert_eq!(opener.epoch(), Epoch::MAX);
+        // The sealer still reports that a rekey is due once limits say so, and the
+        // rekey keeps failing: exhaustion is an error, never a wrap to epoch 0.
+        sealer.set_rekey_threshold(1);
+        assert!(sealer.needs_rekey());
+        assert_eq!(sealer.rekey(), Err(Error::EpochSaturated));
+        // A packet forged to claim epoch 0 is "too old", not a wrapped future.
+        let mut forged = p.clone();
+        forged[4..8].copy_from_slice(&0u32.to_be_bytes());
+        assert_eq!(
+            opener.open_packet(&mut forged).unwrap_err(),
+            Error::EpochTooOld
+        );
+    }
+}
+
+#[test]
+fn i5_sealer_stamps_its_own_epoch() {
+    let (mut sealer, _) = pair(Suite::Aes256Gcm);
+    sealer.rekey().unwrap();
+    let mut h = header(0, 1, 0);
+    h.epoch = Epoch(77);
+    let p = seal(&mut sealer, &h, b"x");
+    assert_eq!(&p[4..8], &1u32.to_be_bytes());
+    assert!(p.len() == HEADER_LEN + 1 + 16);
+}
+
+#[test]
+fn i5_sealer_rekey_resets_counters() {
+    let (mut sealer, _) = pair(Suite::Aes256Gcm);
+    for seq in 0..5 {
+        try_seal(&mut sealer, &header(0, 1, seq), b"x").unwrap();
+    }
+    assert_eq!(sealer.invocations(), 5);
+    sealer.rekey().unwrap();
+    assert_eq!(sealer.invocations(), 0);
+}

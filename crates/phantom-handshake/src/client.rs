@@ -1,0 +1,620 @@
+//! The client state machine.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use chacha20poly1305::ChaCha20Poly1305;
+use chacha20poly1305::aead::{AeadInOut as _, KeyInit as _};
+use ml_kem::DecapsulationKey768;
+use ml_kem::kem::{Decapsulate as _, Encapsulate as _, KeyExport as _};
+use phantom_crypto::{Suite, TrafficSecret};
+use phantom_wire::SessionId;
+use zeroize::Zeroizing;
+
+use crate::Rng;
+use crate::common::{
+    Established, HANDSHAKE_VERSION, MAX_EARLY_DATA, Progress, ResumptionHint, ResumptionTicket,
+    Time, default_suites,
+};
+use crate::error::{Error, ensure};
+use crate::fragment::{Datagram, Flight, Inserted, Reassembler, pack};
+use crate::keys::{HybridVerifyingKey, ServerCertificate, VerifiedCertificate};
+use crate::msg::{
+    ClientFinished, ClientHello, PdkOffer, SH_EARLY, SH_PDK, SH_PSK, ServerFinished, ServerHello,
+};
+use crate::schedule::{
+    HandshakeKeys, LABEL_EARLY, Secret, Shares, Transcript, early_secret, hmac, mac_eq,
+    master_secret, sha256, x25519,
+};
+
+/// A ClientHello shorter than this is padded up to it, so that the server's 3x
+/// anti-amplification budget covers a full-mode answer (ServerHello with certificate).
+pub const MIN_CLIENT_HELLO_LEN: usize = 2400;
+
+#[cfg(test)]
+thread_local! {
+    /// Test hook: send an unpadded ClientHello (to exercise the amplification limit).
+    pub(crate) static NO_PADDING: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
+
+/// What a client needs to connect.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// The server's pinned long-term key.
+    pub server_key: HybridVerifyingKey,
+    /// The server's certificate, verified earlier (from a previous connection, or shipped
+    /// with the pinned key). With it the client encapsulates to the static key in its
+    /// first flight (KEMTLS-PDK, 1-RTT); without it the handshake takes one more flight.
+    pub certificate: Option<VerifiedCertificate>,
+    /// AEAD suites to offer, most preferred first.
+    pub suites: Vec<Suite>,
+    /// A ticket from an earlier session with this server, for resumption.
+    pub ticket: Option<ResumptionTicket>,
+    /// Early (0-RTT) data to send with the ticket; ignored without one. The caller must
+    /// only put data here that is safe to replay at the application level if the server
+    /// loses its anti-replay state.
+    pub early_data: Vec<u8>,
+}
+
+impl ClientConfig {
+    /// A config for `server_key` with the default suites and nothing cached.
+    #[must_use]
+    pub fn new(server_key: HybridVerifyingKey) -> Self {
+        Self {
+            server_key,
+            certificate: None,
+            suites: default_suites(),
+            ticket: None,
+            early_data: Vec::new(),
+        }
+    }
+}
+
+#[cfg_attr(test, derive(Clone))]
+struct ExpectServerHello {
+    server_key: HybridVerifyingKey,
+    cached_cert: Option<VerifiedCertificate>,
+    versions: Vec<u8>,
+    suites: Vec<u8>,
+    eph_x: x25519_dalek::StaticSecret,
+    eph_ml: DecapsulationKey768,
+    /// PDK: the ephemeral-static shares computed for the ClientHello.
+    pdk: Option<(Secret, Secret)>,
+    psk: Option<Secret>,
+    early_sent: bool,
+    transcript: Transcript,
+}
+
+#[cfg_attr(test, derive(Clone))]
+struct ExpectServerFinished {
+    keys: HandshakeKeys,
+    transcript: Transcript,
+    version: u8,
+    suite: Suite,
+    session_id: SessionId,
+    pdk: bool,
+    resumed: bool,
+    early_accepted: bool,
+    server_key_id: [u8; 32],
+}
+
+#[cfg_attr(test, derive(Clone))]
+enum State {
+    ExpectServerHello(Box<ExpectServerHello>),
+    ExpectServerFinished(Box<ExpectServerFinished>),
+    Complete(Box<Established>),
+    Failed(Error),
+}
+
+impl State {
+    fn name(&self) -> &'static str {
+        match self {
+            State::ExpectServerHello(_) => "ExpectServerHello",
+            State::ExpectServerFinished(_) => "ExpectServerFinished",
+            State::Complete(_) => "Complete",
+            State::Failed(_) => "Failed",
+        }
+    }
+}
+
+/// Side effects of one state transition.
+#[derive(Default)]
+struct Effects {
+    send: Vec<(u64, Vec<u8>)>,
+    expects_answer: bool,
+    verified: Option<VerifiedCertificate>,
+}
+
+/// A handshake client (sans-IO).
+///
+/// Call protocol: [`Client::new`] builds the first flight; then after every input —
+/// [`Client::handle`] for each datagram from the server and [`Client::handle_timeout`]
+/// when [`Client::poll_timeout`] passes — drain [`Client::poll_transmit`]. When `handle`
+/// returns [`Progress::Complete`], take the keys with [`Client::into_established`].
+/// `now.instant` must not go backwards between calls.
+///
+/// Internally the handshake is a chain of consuming states (`ExpectServerHello` →
+/// `ExpectServerFinished` → `Complete`); a message-level failure moves it to a terminal
+/// `Failed` state and every later call returns the same error. A datagram that does not
+/// parse is dropped with an error and leaves the state untouched.
+#[cfg_attr(test, derive(Clone))]
+pub struct Client {
+    state: State,
+    reasm: Reassembler,
+    flight: Flight,
+    out: VecDeque<Vec<u8>>,
+    token: Vec<u8>,
+    retried: bool,
+    client_hello: Vec<u8>,
+    verified: Option<VerifiedCertificate>,
+}
+
+impl core::fmt::Debug for Client {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Client")
+            .field("state", &self.state.name())
+            .field("retried", &self.retried)
+            .finish_non_exhaustive()
+    }
+}
+
+fn seal_early(key: &[u8; 32], aad: &[u8], data: &[u8]) -> Result<Vec<u8>, Error> {
+    let aead = ChaCha20Poly1305::new(&(*key).into());
+    let mut buf = data.to_vec();
+    let tag = aead
+        .encrypt_inout_detached(&[0u8; 12].into(), aad, buf.as_mut_slice().into())
+        .map_err(|_| Error::LimitExceeded("early data"))?;
+    buf.extend_from_slice(tag.as_slice());
+    Ok(buf)
+}
+
+impl Client {
+    /// Starts a handshake and queues the first flight (the ClientHello).
+    ///
+    /// Errors: `Misuse` for an empty suite list or a cached certificate for another key,
+    /// `TicketInvalid`/`TicketExpired` for a ticket of another server or past its lifetime,
+    /// `LimitExceeded` for early data above the ticket's allowance.
+    pub fn new<R: Rng + ?Sized>(
+        config: ClientConfig,
+        rng: &mut R,
+        now: Time,
+    ) -> Result<Self, Error> {
+        let ClientConfig {
+            server_key,
+            certificate,
+            suites,
+            ticket,
+            early_data,
+        } = config;
+        let mut codes: Vec<u8> = Vec::new();
+        for s in &suites {
+            if !codes.contains(&s.code()) {
+                codes.push(s.code());
+            }
+        }
+        ensure!(!codes.is_empty(), Error::Misuse("no suites offered"));
+        let cached_cert = match certificate {
+            Some(c) => {
+                ensure!(
+                    c.server_key_id == server_key.key_id(),
+                    Error::Misuse("certificate for another server key")
+                );
+                // An expired cached certificate is simply not used: the server sends its new one.
+                (now.unix_secs <= c.cert.not_after()).then_some(c)
+            }
+            None => None,
+        };
+        if let Some(t) = &ticket {
+            ensure!(t.server_key_id == server_key.key_id(), Error::TicketInvalid);
+            ensure!(now.unix_secs <= t.hint().expires_at, Error::TicketExpired);
+        }
+
+        let eph_x = x25519_dalek::StaticSecret::random_from_rng(rng);
+        let eph_x_pub = x25519_dalek::PublicKey::from(&eph_x).to_bytes();
+        let mut seed = Zeroizing::new([0u8; 64]);
+        rng.fill_bytes(seed.as_mut_slice());
+        let eph_ml = DecapsulationKey768::from_seed((*seed).into());
+        let mut random = [0u8; 32];
+        rng.fill_bytes(&mut random);
+
+        let (pdk_offer, pdk_shares) = match &cached_cert {
+            Some(c) => {
+                let kem = c.cert.static_kem_public();
+                let es_x = x25519(&eph_x, &kem.x)?;
+                let (ct, ss) = kem.ml.encapsulate_with_rng(rng);
+                (
+                    Some(PdkOffer {
+                        cert_id: c.id,
+                        ct: ct.as_slice().to_vec(),
+                    }),
+                    Some((es_x, Zeroizing::new(ss.into()))),
+                )
+            }
+            None => (None, None),
+        };
+
+        let psk = ticket.as_ref().map(|t| t.secret.clone());
+        let mut ch = ClientHello {
+            versions: vec![HANDSHAKE_VERSION],
+            suites: codes.clone(),
+            random,
+            x25519: eph_x_pub,
+            mlkem_ek: eph_ml.encapsulation_key().to_bytes().as_slice().to_vec(),
+            pdk: pdk_offer,
+            ticket: ticket.as_ref().map(|t| t.blob.clone()).unwrap_or_default(),
+            early: Vec::new(),
+            padding: 0,
+        };
+        let mut early_sent = false;
+        if let Some(t) = &ticket
+            && !early_data.is_empty()
+        {
+            ensure!(
+                early_data.len() <= t.hint().max_early_data && early_data.len() <= MAX_EARLY_DATA,
+                Error::LimitExceeded("early data above the ticket's allowance")
+            );
+            let (prefix, early_at) = ch.encode();
+            let es = early_secret(Some(&t.secret));
+            let key = crate::schedule::expand(
+                &es,
+                LABEL_EARLY,
+                &sha256(prefix.get(..early_at).unwrap_or_default()),
+            );
+            ch.early = seal_early(
+                &key,
+                prefix.get(..early_at).unwrap_or_default(),
+                &early_data,
+            )?;
+            early_sent = true;
+        }
+        let unpadded = ch.encode().0.len();
+        ch.padding = MIN_CLIENT_HELLO_LEN.saturating_sub(unpadded);
+        #[cfg(test)]
+        if NO_PADDING.with(core::cell::Cell::get) {
+            ch.padding = 0;
+        }
+        let (ch_bytes, _) = ch.encode();
+
+        let mut transcript = Transcript::new();
+        transcript.add(&ch_bytes);
+        let mut client = Self {
+            state: State::ExpectServerHello(Box::new(ExpectServerHello {
+                server_key,
+                cached_cert,
+                versions: vec![HANDSHAKE_VERSION],
+                suites: codes,
+                eph_x,
+                eph_ml,
+                pdk: pdk_shares,
+                psk,
+                early_sent,
+                transcript,
+            })),
+            reasm: Reassembler::new(),
+            flight: Flight::empty(),
+            out: VecDeque::new(),
+            token: Vec::new(),
+            retried: false,
+            client_hello: ch_bytes,
+            verified: None,
+        };
+        let dgs = pack(&[(0, &client.client_hello)], &client.token);
+        client.flight.set(dgs, now.instant, true, &mut client.out);
+        Ok(client)
+    }
+
+    /// Feeds one datagram from the server. `rng` is used in full (non-PDK) mode to
+    /// encapsulate to the server's static key.
+    pub fn handle<R: Rng + ?Sized>(
+        &mut self,
+        now: Time,
+        datagram: &[u8],
+        rng: &mut R,
+    ) -> Result<Progress, Error> {
+        match &self.state {
+            State::Failed(e) => return Err(*e),
+            State::Complete(_) => return Ok(Progress::Complete),
+            _ => {}
+        }
+        let dg = Datagram::parse(datagram)?;
+        if dg.is_retry() {
+            // At most one Retry, and only before the server has answered.
+            if matches!(self.state, State::ExpectServerHello(_))
+                && !self.retried
+                && self.reasm.buffered() == 0
+            {
+                self.retried = true;
+                self.token = dg.token.to_vec();
+                let dgs = pack(&[(0, &self.client_hello)], &self.token);
+                self.flight.set(dgs, now.instant, true, &mut self.out);
+            }
+            return Ok(Progress::Pending);
+        }
+        ensure!(
+            dg.token.is_empty(),
+            Error::Malformed("token in server datagram")
+        );
+        let mut old = false;
+        for f in &dg.fragments {
+            if self.reasm.insert(f)? == Inserted::Old {
+                old = true;
+            }
+        }
+        if old {
+            self.flight.resend(&mut self.out);
+        }
+        while let Some(msg) = self.reasm.pop() {
+            self.flight.acknowledge();
+            let state =
+                core::mem::replace(&mut self.state, State::Failed(Error::Misuse("poisoned")));
+            let mut fx = Effects::default();
+            match step(state, &msg, now, rng, &mut fx) {
+                Ok(next) => self.state = next,
+                Err(e) => {
+                    self.state = State::Failed(e);
+                    return Err(e);
+                }
+            }
+            if let Some(v) = fx.verified {
+                self.verified = Some(v);
+            }
+            if !fx.send.is_empty() {
+                let msgs: Vec<(u64, &[u8])> =
+                    fx.send.iter().map(|(s, m)| (*s, m.as_slice())).collect();
+                let dgs = pack(&msgs, &self.token);
+                if let State::Complete(est) = &mut self.state {
+                    est.pending_flight.clone_from(&dgs);
+                }
+                self.flight
+                    .set(dgs, now.instant, fx.expects_answer, &mut self.out);
+            }
+        }
+        Ok(if self.is_complete() {
+            Progress::Complete
+        } else {
+            Progress::Pending
+        })
+    }
+
+    /// Next datagram to send, if any.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.out.pop_front()
+    }
+
+    /// When [`Client::handle_timeout`] should be called next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            State::ExpectServerHello(_) | State::ExpectServerFinished(_) => self.flight.deadline(),
+            _ => None,
+        }
+    }
+
+    /// Retransmits the last flight if its timer expired; `Err(Timeout)` after
+    /// [`crate::MAX_RETRANSMITS`] unanswered retransmissions.
+    pub fn handle_timeout(&mut self, now: Time) -> Result<(), Error> {
+        match &self.state {
+            State::Failed(e) => Err(*e),
+            State::Complete(_) => Ok(()),
+            _ => {
+                let r = self.flight.on_timeout(now.instant, &mut self.out);
+                if let Err(e) = r {
+                    self.state = State::Failed(e);
+                }
+                r
+            }
+        }
+    }
+
+    /// True once the server's Finished verified.
+    #[must_use]
+    pub fn is_complete(&self) -> bool {
+        matches!(self.state, State::Complete(_))
+    }
+
+    /// The server certificate verified during this handshake (full mode), to cache in
+    /// [`ClientConfig::certificate`] for 1-RTT PDK handshakes later.
+    #[must_use]
+    pub fn verified_certificate(&self) -> Option<&VerifiedCertificate> {
+        self.verified.as_ref()
+    }
+
+    /// What the ticket received in this handshake offers (after completion).
+    #[must_use]
+    pub fn resumption_hint(&self) -> Option<ResumptionHint> {
+        match &self.state {
+            State::Complete(e) => e.resumption_ticket.as_ref().map(ResumptionTicket::hint),
+            _ => None,
+        }
+    }
+
+    /// Hands the keys to the session. `Misuse` before completion; the failure if failed.
+    pub fn into_established(self) -> Result<Established, Error> {
+        match self.state {
+            State::Complete(e) => Ok(*e),
+            State::Failed(e) => Err(e),
+            _ => Err(Error::Misuse("handshake not complete")),
+        }
+    }
+}
+
+fn step<R: Rng + ?Sized>(
+    state: State,
+    msg: &[u8],
+    now: Time,
+    rng: &mut R,
+    fx: &mut Effects,
+) -> Result<State, Error> {
+    match state {
+        State::ExpectServerHello(s) => on_server_hello(*s, msg, now, rng, fx),
+        State::ExpectServerFinished(s) => on_server_finished(*s, msg, now, fx),
+        State::Complete(_) => Err(Error::UnexpectedMessage("after completion")),
+        State::Failed(e) => Err(e),
+    }
+}
+
+fn on_server_hello<R: Rng + ?Sized>(
+    s: ExpectServerHello,
+    msg: &[u8],
+    now: Time,
+    rng: &mut R,
+    fx: &mut Effects,
+) -> Result<State, Error> {
+    let sh = ServerHello::decode(msg)?;
+    ensure!(s.versions.contains(&sh.version), Error::VersionMismatch);
+    ensure!(s.suites.contains(&sh.suite), Error::SuiteMismatch);
+    let suite = Suite::from_code(sh.suite).ok_or(Error::SuiteMismatch)?;
+    let pdk = sh.flags & SH_PDK != 0;
+    let resumed = sh.flags & SH_PSK != 0;
+    let early_accepted = sh.flags & SH_EARLY != 0;
+    ensure!(
+        !pdk || s.pdk.is_some(),
+        Error::UnexpectedMessage("PDK accepted but not offered")
+    );
+    ensure!(
+        !resumed || s.psk.is_some(),
+        Error::UnexpectedMessage("PSK accepted but not offered")
+    );
+    ensure!(
+        !early_accepted || s.early_sent,
+        Error::UnexpectedMessage("early data accepted but not sent")
+    );
+
+    let ee_x = x25519(&s.eph_x, &sh.x25519)?;
+    let ct = ml_kem::array::Array::try_from(sh.mlkem_ct.as_slice())
+        .map_err(|_| Error::Malformed("ciphertext"))?;
+    let ee_ml: Secret = Zeroizing::new(s.eph_ml.decapsulate(&ct).into());
+    let es = early_secret(if resumed { s.psk.as_deref() } else { None });
+    let mut transcript = s.transcript;
+    transcript.add(msg);
+    let server_key_id = s.server_key.key_id();
+
+    let (es_x, es_ml) = if pdk {
+        s.pdk.ok_or(Error::UnexpectedMessage("PDK"))?
+    } else {
+        // Full KEMTLS: verify the certificate (or reuse the cached verification), then
+        // encapsulate to its static key in the ClientFinished.
+        let verified = match &s.cached_cert {
+            Some(c) if sha256(&sh.certificate) == c.id => c.clone(),
+            _ => {
+                let cert = ServerCertificate::from_bytes(&sh.certificate)?;
+                let v = cert.verify(&s.server_key, now.unix_secs)?;
+                fx.verified = Some(v.clone());
+                v
+            }
+        };
+        let kem = verified.cert.static_kem_public();
+        let es_x = x25519(&s.eph_x, &kem.x)?;
+        let (ct, ss) = kem.ml.encapsulate_with_rng(rng);
+        let es_ml: Secret = Zeroizing::new(ss.into());
+        let shares = Shares {
+            ee_x,
+            ee_ml,
+            es_x,
+            es_ml,
+        };
+        let keys = HandshakeKeys::derive(master_secret(&es, &shares), &transcript.hash());
+        let prefix = ClientFinished::encode_prefix(Some(ct.as_slice()));
+        let mac = hmac(
+            keys.fk_c.as_slice(),
+            &[&transcript.hash_with_prefix(&prefix)],
+        );
+        let cf = ClientFinished {
+            static_ct: Some(ct.as_slice().to_vec()),
+            mac,
+        }
+        .encode();
+        transcript.add(&cf);
+        fx.send.push((1, cf));
+        fx.expects_answer = true;
+        return Ok(State::ExpectServerFinished(Box::new(
+            ExpectServerFinished {
+                keys,
+                transcript,
+                version: sh.version,
+                suite,
+                session_id: SessionId(sh.session_id),
+                pdk: false,
+                resumed,
+                early_accepted,
+                server_key_id,
+            },
+        )));
+    };
+    let shares = Shares {
+        ee_x,
+        ee_ml,
+        es_x,
+        es_ml,
+    };
+    let keys = HandshakeKeys::derive(master_secret(&es, &shares), &transcript.hash());
+    Ok(State::ExpectServerFinished(Box::new(
+        ExpectServerFinished {
+            keys,
+            transcript,
+            version: sh.version,
+            suite,
+            session_id: SessionId(sh.session_id),
+            pdk: true,
+            resumed,
+            early_accepted,
+            server_key_id,
+        },
+    )))
+}
+
+fn on_server_finished(
+    s: ExpectServerFinished,
+    msg: &[u8],
+    now: Time,
+    fx: &mut Effects,
+) -> Result<State, Error> {
+    let (sf, prefix_len) = ServerFinished::decode(msg)?;
+    let mut transcript = s.transcript;
+    let expected = hmac(
+        s.keys.fk_s.as_slice(),
+        &[&transcript.hash_with_prefix(msg.get(..prefix_len).unwrap_or_default())],
+    );
+    // Key confirmation: only the holder of the static KEM secret (and the ephemeral
+    // one) derives fk_s (I1: nothing is established without it).
+    ensure!(mac_eq(&expected, &sf.mac), Error::KeyConfirmation);
+    transcript.add(msg);
+    if s.pdk {
+        let prefix = ClientFinished::encode_prefix(None);
+        let mac = hmac(
+            s.keys.fk_c.as_slice(),
+            &[&transcript.hash_with_prefix(&prefix)],
+        );
+        let cf = ClientFinished {
+            static_ct: None,
+            mac,
+        }
+        .encode();
+        transcript.add(&cf);
+        fx.send.push((1, cf));
+        fx.expects_answer = false;
+    }
+    let (c2s, s2c) = s.keys.traffic(&transcript.hash());
+    let resumption_ticket = (!sf.ticket.is_empty()).then(|| ResumptionTicket {
+        blob: sf.ticket.clone(),
+        secret: s.keys.res.clone(),
+        server_key_id: s.server_key_id,
+        suite: s.suite,
+        received_unix: now.unix_secs,
+        lifetime: sf.ticket_lifetime,
+        max_early_data: sf.max_early_data,
+    });
+    Ok(State::Complete(Box::new(Established {
+        version: s.version,
+        suite: s.suite,
+        session_id: s.session_id,
+        c2s: TrafficSecret::from_bytes(*c2s),
+        s2c: TrafficSecret::from_bytes(*s2c),
+        resumption_ticket,
+        resumed: s.resumed,
+        early_data_accepted: s.early_accepted,
+        early_data: None,
+        pending_flight: Vec::new(),
+    })))
+}

@@ -1,0 +1,84 @@
+//! The one error type of the handshake crate.
+
+/// Why a handshake step failed.
+///
+/// Variants carry only static strings and small numbers, never key material or
+/// message bytes (I8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A message, fragment or datagram does not parse, or breaks a structural rule.
+    #[error("malformed handshake input: {0}")]
+    Malformed(&'static str),
+    /// A well-formed message arrived in a state that does not expect it.
+    #[error("unexpected handshake message: {0}")]
+    UnexpectedMessage(&'static str),
+    /// A certificate signature (Ed25519 or ML-DSA-65) does not verify.
+    #[error("bad signature: {0}")]
+    BadSignature(&'static str),
+    /// The server presented a certificate signed by a key other than the pinned one.
+    #[error("the server's key is not the pinned key")]
+    WrongServerKey,
+    /// The server's certificate is past its `not_after` time.
+    #[error("the server certificate has expired")]
+    CertificateExpired,
+    /// No protocol version in common, or the server chose one that was not offered.
+    #[error("no common protocol version")]
+    VersionMismatch,
+    /// No AEAD suite in common, or the server chose one that was not offered.
+    #[error("no common AEAD suite")]
+    SuiteMismatch,
+    /// A retry token is older than its validity period.
+    #[error("retry token expired")]
+    TokenExpired,
+    /// A retry token does not authenticate (forged, other address, unknown key).
+    #[error("retry token invalid")]
+    TokenInvalid,
+    /// A resumption ticket is past its lifetime.
+    #[error("resumption ticket expired")]
+    TicketExpired,
+    /// A resumption ticket does not decrypt, or belongs to another server.
+    #[error("resumption ticket invalid")]
+    TicketInvalid,
+    /// Early data for this ticket was already accepted once (I10).
+    #[error("early data replayed")]
+    EarlyDataReplayed,
+    /// A resource cap was hit (reassembly memory, half-open handshakes, id redraws, ...).
+    #[error("limit exceeded: {0}")]
+    LimitExceeded(&'static str),
+    /// A Finished MAC did not verify: the peer does not hold the same keys or transcript.
+    #[error("key confirmation failed")]
+    KeyConfirmation,
+    /// The peer did not answer within the retransmission budget.
+    #[error("handshake timed out")]
+    Timeout,
+    /// Key bytes handed to a `from_bytes` constructor are not a valid key.
+    #[error("invalid key encoding: {0}")]
+    InvalidKey(&'static str),
+    /// The caller used the API out of order (for example `into_established` too early).
+    #[error("api misuse: {0}")]
+    Misuse(&'static str),
+}
+
+impl From<phantom_wire::Error> for Error {
+    fn from(e: phantom_wire::Error) -> Self {
+        match e {
+            phantom_wire::Error::Truncated { .. } => Error::Malformed("truncated"),
+            phantom_wire::Error::TrailingBytes(_) => Error::Malformed("trailing bytes"),
+            phantom_wire::Error::OutOfRange(what) => Error::Malformed(what),
+            phantom_wire::Error::Malformed(what) => Error::Malformed(what),
+            phantom_wire::Error::BufferTooSmall { .. } => Error::Malformed("buffer too small"),
+            _ => Error::Malformed("wire"),
+        }
+    }
+}
+
+/// Returns `Err($err)` from the enclosing function unless `$cond` holds.
+macro_rules! ensure {
+    ($cond:expr, $err:expr) => {
+        if !($cond) {
+            return Err($err);
+        }
+    };
+}
+pub(crate) use ensure;

@@ -1,0 +1,377 @@
+//! Handshake datagrams, fragments, reassembly and retransmission.
+//!
+//! A handshake datagram is `token_len (varint) ‖ token ‖ fragment*`. A fragment is laid
+//! out like phantom-wire's HANDSHAKE frame: `0x0c ‖ msg_seq (varint) ‖ total_len (varint)
+//! ‖ offset (varint) ‖ len (varint) ‖ data`. Client→server datagrams echo the retry token
+//! (empty before a Retry); a server→client datagram with a token and no fragment is a
+//! Retry; other server datagrams have an empty token.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use phantom_wire::{Reader, VarInt};
+
+use crate::error::{Error, ensure};
+
+/// Frame type byte of a fragment (phantom-wire's HANDSHAKE frame type).
+pub const FRAGMENT_TYPE: u8 = 0x0c;
+/// Largest fragment payload.
+pub const MAX_FRAGMENT_DATA: usize = 1200;
+/// Largest handshake message (a fragment's `total_len` above this is refused).
+pub const MAX_MESSAGE_LEN: usize = 16 * 1024;
+/// Hard cap on the bytes buffered for reassembly by one handshake (one direction).
+pub const REASSEMBLY_CAP: usize = 16 * 1024;
+/// Largest retry token accepted in a datagram.
+pub const MAX_TOKEN_LEN: usize = 64;
+/// Most fragments one datagram may carry.
+pub const MAX_FRAGMENTS_PER_DATAGRAM: usize = 16;
+/// Budget for fragments in one datagram built here (excluding the token).
+pub const DATAGRAM_BUDGET: usize = MAX_FRAGMENT_DATA + 16;
+/// Highest message sequence number: a handshake has at most two messages per direction.
+pub(crate) const MAX_MSG_SEQ: u64 = 1;
+
+/// One fragment of a handshake message, borrowed from a datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fragment<'a> {
+    /// Message sequence number within its direction (0, 1).
+    pub msg_seq: u64,
+    /// Length of the whole message.
+    pub total_len: usize,
+    /// Where this fragment's data starts in the message.
+    pub offset: usize,
+    /// The fragment's bytes.
+    pub data: &'a [u8],
+}
+
+impl<'a> Fragment<'a> {
+    /// Parses one fragment (its type byte included). Checks every bound: sequence,
+    /// total length, payload size and that the fragment lies inside its message.
+    pub fn decode(r: &mut Reader<'a>) -> Result<Self, Error> {
+        ensure!(r.u8()? == FRAGMENT_TYPE, Error::Malformed("fragment type"));
+        let msg_seq = r.varint()?.into_inner();
+        ensure!(msg_seq <= MAX_MSG_SEQ, Error::Malformed("message sequence"));
+        let total_len = r
+            .varint_len(MAX_MESSAGE_LEN)
+            .map_err(|_| Error::LimitExceeded("message length"))?;
+        ensure!(total_len > 0, Error::Malformed("empty message"));
+        let offset = r.varint_len(MAX_MESSAGE_LEN)?;
+        let len = r
+            .varint_len(MAX_FRAGMENT_DATA)
+            .map_err(|_| Error::LimitExceeded("fragment length"))?;
+        ensure!(len > 0, Error::Malformed("empty fragment"));
+        ensure!(
+            offset.checked_add(len).is_some_and(|end| end <= total_len),
+            Error::Malformed("fragment outside message")
+        );
+        let data = r.bytes(len)?;
+        Ok(Self {
+            msg_seq,
+            total_len,
+            offset,
+            data,
+        })
+    }
+
+    /// Bytes [`Fragment::encode`] writes.
+    #[must_use]
+    pub fn encoded_len(&self) -> usize {
+        1 + vlen(self.msg_seq as usize)
+            + vlen(self.total_len)
+            + vlen(self.offset)
+            + vlen(self.data.len())
+            + self.data.len()
+    }
+
+    /// Appends the encoding.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.push(FRAGMENT_TYPE);
+        put_varint(out, self.msg_seq as usize);
+        put_varint(out, self.total_len);
+        put_varint(out, self.offset);
+        put_varint(out, self.data.len());
+        out.extend_from_slice(self.data);
+    }
+}
+
+fn vlen(v: usize) -> usize {
+    VarInt::try_from(v).map_or(8, VarInt::encoded_len)
+}
+
+fn put_varint(out: &mut Vec<u8>, v: usize) {
+    let x = v as u64;
+    match vlen(v) {
+        1 => out.push(x as u8),
+        2 => out.extend_from_slice(&(0x4000 | x as u16).to_be_bytes()),
+        4 => out.extend_from_slice(&(0x8000_0000 | x as u32).to_be_bytes()),
+        _ => out.extend_from_slice(&(0xc000_0000_0000_0000 | x).to_be_bytes()),
+    }
+}
+
+/// A parsed handshake datagram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram<'a> {
+    /// The retry token (empty if none).
+    pub token: &'a [u8],
+    /// The fragments, in datagram order.
+    pub fragments: Vec<Fragment<'a>>,
+}
+
+impl<'a> Datagram<'a> {
+    /// Parses a whole datagram; rejects trailing garbage and more than
+    /// [`MAX_FRAGMENTS_PER_DATAGRAM`] fragments.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, Error> {
+        let mut r = Reader::new(bytes);
+        let token_len = r
+            .varint_len(MAX_TOKEN_LEN)
+            .map_err(|_| Error::Malformed("token length"))?;
+        let token = r.bytes(token_len)?;
+        let mut fragments = Vec::new();
+        while !r.is_empty() {
+            ensure!(
+                fragments.len() < MAX_FRAGMENTS_PER_DATAGRAM,
+                Error::LimitExceeded("fragments per datagram")
+            );
+            fragments.push(Fragment::decode(&mut r)?);
+        }
+        ensure!(
+            !fragments.is_empty() || !token.is_empty(),
+            Error::Malformed("empty datagram")
+        );
+        Ok(Self { token, fragments })
+    }
+
+    /// True if this is a Retry (a token and no fragment).
+    #[must_use]
+    pub fn is_retry(&self) -> bool {
+        self.fragments.is_empty() && !self.token.is_empty()
+    }
+}
+
+/// Builds a Retry datagram.
+pub(crate) fn retry_datagram(token: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(1 + token.len());
+    put_varint(&mut v, token.len());
+    v.extend_from_slice(token);
+    v
+}
+
+/// Splits messages `(seq, bytes)` into fragments and packs them greedily into datagrams.
+pub(crate) fn pack(messages: &[(u64, &[u8])], token: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut cur: Vec<u8> = Vec::new();
+    let mut cur_frag = 0usize; // fragment bytes in `cur`
+    let new_dg = |v: &mut Vec<u8>| {
+        v.clear();
+        put_varint(v, token.len());
+        v.extend_from_slice(token);
+    };
+    new_dg(&mut cur);
+    for &(seq, msg) in messages {
+        let mut offset = 0;
+        while offset < msg.len() {
+            let header = 1 + 1 + vlen(msg.len()) + vlen(offset) + 2;
+            let room = DATAGRAM_BUDGET.saturating_sub(cur_frag + header);
+            if room < 64 && cur_frag > 0 {
+                out.push(core::mem::take(&mut cur));
+                new_dg(&mut cur);
+                cur_frag = 0;
+                continue;
+            }
+            let take = room.min(MAX_FRAGMENT_DATA).min(msg.len() - offset);
+            let frag = Fragment {
+                msg_seq: seq,
+                total_len: msg.len(),
+                offset,
+                data: msg.get(offset..offset + take).unwrap_or_default(),
+            };
+            cur_frag += frag.encoded_len();
+            frag.encode(&mut cur);
+            offset += take;
+        }
+    }
+    if cur_frag > 0 {
+        out.push(cur);
+    }
+    out
+}
+
+#[cfg_attr(test, derive(Clone))]
+struct Partial {
+    seq: u64,
+    buf: Vec<u8>,
+    bitmap: Vec<u64>,
+    have: usize,
+}
+
+impl Partial {
+    fn insert(&mut self, offset: usize, data: &[u8]) {
+        for (i, b) in data.iter().enumerate() {
+            let pos = offset + i;
+            let (word, bit) = (pos / 64, pos % 64);
+            if let (Some(w), Some(slot)) = (self.bitmap.get_mut(word), self.buf.get_mut(pos))
+                && *w & (1 << bit) == 0
+            {
+                *w |= 1 << bit;
+                *slot = *b;
+                self.have += 1;
+            }
+        }
+    }
+
+    fn complete(&self) -> bool {
+        self.have == self.buf.len()
+    }
+}
+
+/// What inserting a fragment did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Inserted {
+    /// New or partly new bytes of a pending message.
+    Buffered,
+    /// The fragment belongs to a message already delivered (the peer retransmitted:
+    /// our answer may have been lost).
+    Old,
+}
+
+/// Reassembles one direction's messages in order, within [`REASSEMBLY_CAP`] bytes.
+#[cfg_attr(test, derive(Clone))]
+pub(crate) struct Reassembler {
+    next: u64,
+    partial: Vec<Partial>,
+    buffered: usize,
+}
+
+impl Reassembler {
+    pub(crate) fn new() -> Self {
+        Self {
+            next: 0,
+            partial: Vec::new(),
+            buffered: 0,
+        }
+    }
+
+    /// Inserts a fragment. Never allocates more than the cap.
+    pub(crate) fn insert(&mut self, f: &Fragment<'_>) -> Result<Inserted, Error> {
+        if f.msg_seq < self.next {
+            return Ok(Inserted::Old);
+        }
+        let idx = match self.partial.iter().position(|p| p.seq == f.msg_seq) {
+            Some(i) => i,
+            None => {
+                let new_total = self
+                    .buffered
+                    .checked_add(f.total_len)
+                    .filter(|t| *t <= REASSEMBLY_CAP)
+                    .ok_or(Error::LimitExceeded("reassembly memory"))?;
+                self.buffered = new_total;
+                self.partial.push(Partial {
+                    seq: f.msg_seq,
+                    buf: vec![0; f.total_len],
+                    bitmap: vec![0; f.total_len.div_ceil(64)],
+                    have: 0,
+                });
+                self.partial.len() - 1
+            }
+        };
+        let p = self
+            .partial
+            .get_mut(idx)
+            .ok_or(Error::Malformed("reassembly"))?;
+        ensure!(
+            p.buf.len() == f.total_len,
+            Error::Malformed("inconsistent message length")
+        );
+        p.insert(f.offset, f.data);
+        Ok(Inserted::Buffered)
+    }
+
+    /// The next in-order message, if complete.
+    pub(crate) fn pop(&mut self) -> Option<Vec<u8>> {
+        let idx = self
+            .partial
+            .iter()
+            .position(|p| p.seq == self.next && p.complete())?;
+        let p = self.partial.swap_remove(idx);
+        self.buffered -= p.buf.len();
+        self.next += 1;
+        Some(p.buf)
+    }
+
+    /// Bytes currently held.
+    pub(crate) fn buffered(&self) -> usize {
+        self.buffered
+    }
+}
+
+/// Initial retransmission timeout.
+pub const INITIAL_RTO: Duration = Duration::from_millis(250);
+/// Retransmissions of one flight before giving up.
+pub const MAX_RETRANSMITS: u32 = 6;
+
+/// The last flight a side sent, kept for retransmission with exponential backoff.
+#[cfg_attr(test, derive(Clone))]
+pub(crate) struct Flight {
+    datagrams: Vec<Vec<u8>>,
+    rto: Duration,
+    deadline: Option<Instant>,
+    retransmits: u32,
+}
+
+impl Flight {
+    pub(crate) fn empty() -> Self {
+        Self {
+            datagrams: Vec::new(),
+            rto: INITIAL_RTO,
+            deadline: None,
+            retransmits: 0,
+        }
+    }
+
+    /// Replaces the flight, queues it for sending and arms the timer if it expects an answer.
+    pub(crate) fn set(
+        &mut self,
+        datagrams: Vec<Vec<u8>>,
+        now: Instant,
+        expects_answer: bool,
+        out: &mut VecDeque<Vec<u8>>,
+    ) {
+        out.extend(datagrams.iter().cloned());
+        self.datagrams = datagrams;
+        self.rto = INITIAL_RTO;
+        self.retransmits = 0;
+        self.deadline = expects_answer.then(|| now + self.rto);
+    }
+
+    /// Stops the timer (the peer answered).
+    pub(crate) fn acknowledge(&mut self) {
+        self.deadline = None;
+    }
+
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Re-queues the flight now (the peer's retransmission shows ours was lost).
+    pub(crate) fn resend(&self, out: &mut VecDeque<Vec<u8>>) {
+        out.extend(self.datagrams.iter().cloned());
+    }
+
+    /// Timer expiry: re-queue with backoff; `Err(Timeout)` once the budget is spent.
+    pub(crate) fn on_timeout(
+        &mut self,
+        now: Instant,
+        out: &mut VecDeque<Vec<u8>>,
+    ) -> Result<(), Error> {
+        match self.deadline {
+            Some(d) if d <= now => {
+                ensure!(self.retransmits < MAX_RETRANSMITS, Error::Timeout);
+                self.retransmits += 1;
+                self.rto = self.rto.saturating_mul(2);
+                self.deadline = Some(now + self.rto);
+                self.resend(out);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}

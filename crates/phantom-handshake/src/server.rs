@@ -1,0 +1,826 @@
+//! The server: stateless retry, half-open handshakes, anti-amplification, tickets.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use chacha20poly1305::ChaCha20Poly1305;
+use chacha20poly1305::aead::{AeadInOut as _, KeyInit as _};
+use ml_kem::EncapsulationKey768;
+use ml_kem::kem::{Decapsulate as _, Encapsulate as _};
+use phantom_crypto::{Suite, TrafficSecret};
+use phantom_wire::SessionId;
+use zeroize::Zeroizing;
+
+use crate::Rng;
+use crate::common::{Established, HANDSHAKE_VERSION, MAX_EARLY_DATA, Time, default_suites};
+use crate::error::{Error, ensure};
+use crate::fragment::{Datagram, Flight, Inserted, Reassembler, pack, retry_datagram};
+use crate::keys::ServerIdentity;
+use crate::msg::{
+    ClientFinished, ClientHello, SH_EARLY, SH_PDK, SH_PSK, ServerFinished, ServerHello,
+};
+use crate::schedule::{
+    HandshakeKeys, LABEL_EARLY, Secret, Shares, Transcript, early_secret, expand, hmac, mac_eq,
+    master_secret, sha256, x25519,
+};
+use crate::ticket::{AntiReplay, TicketKeys};
+use crate::token::RetryKeys;
+
+/// The anti-amplification factor: before an address is validated the server sends at
+/// most this many times the bytes it received from it (I7).
+pub const AMPLIFICATION_FACTOR: u64 = 3;
+
+/// Server settings.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Certificate and static KEM secret.
+    pub identity: ServerIdentity,
+    /// Suites the server accepts (the client's preference order decides among them).
+    pub suites: Vec<Suite>,
+    /// Always answer a first flight without a valid token with a Retry.
+    pub require_retry: bool,
+    /// Cap on concurrent half-open handshakes; beyond it, new peers must present a token
+    /// and are refused once the table is full.
+    pub max_half_open: usize,
+    /// A half-open handshake is dropped this long after its first datagram.
+    pub handshake_timeout: Duration,
+    /// Lifetime of issued tickets, seconds (0: issue none).
+    pub ticket_lifetime: u32,
+    /// Most early data accepted per ticket (0: never accept 0-RTT).
+    pub max_early_data: u32,
+    /// 0-RTT is refused for tickets older than this many seconds (anti-replay window).
+    pub anti_replay_window: u64,
+    /// Capacity of the anti-replay store; when full, 0-RTT is refused.
+    pub anti_replay_capacity: usize,
+}
+
+impl ServerConfig {
+    /// Defaults: all suites, retry only under load, 1024 half-open, 10 s timeout, one-day
+    /// tickets, 4 KiB 0-RTT within a 10-minute window, 65536 anti-replay entries.
+    #[must_use]
+    pub fn new(identity: ServerIdentity) -> Self {
+        Self {
+            identity,
+            suites: default_suites(),
+            require_retry: false,
+            max_half_open: 1024,
+            handshake_timeout: Duration::from_secs(10),
+            ticket_lifetime: 86_400,
+            max_early_data: MAX_EARLY_DATA as u32,
+            anti_replay_window: 600,
+            anti_replay_capacity: 65_536,
+        }
+    }
+}
+
+/// A datagram for the server to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub struct Transmit {
+    /// Destination.
+    pub dst: SocketAddr,
+    /// The handshake datagram.
+    pub payload: Vec<u8>,
+}
+
+/// Counters of what the server dropped, refused or completed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    /// Datagrams that did not parse.
+    pub malformed: u64,
+    /// Retry datagrams sent.
+    pub retries_sent: u64,
+    /// Tokens refused as forged, foreign or for another address.
+    pub tokens_invalid: u64,
+    /// Tokens refused as expired.
+    pub tokens_expired: u64,
+    /// Tickets refused as invalid.
+    pub tickets_invalid: u64,
+    /// Tickets refused as expired.
+    pub tickets_expired: u64,
+    /// Early data accepted.
+    pub early_accepted: u64,
+    /// Early data refused because its ticket was already used for 0-RTT (I10).
+    pub early_replayed: u64,
+    /// Early data refused for another reason (too old, store full, disabled).
+    pub early_refused: u64,
+    /// New peers refused because the half-open table was full.
+    pub half_open_refused: u64,
+    /// Handshakes that failed at the message level.
+    pub failed: u64,
+    /// Half-open handshakes dropped on timeout.
+    pub timed_out: u64,
+    /// Handshakes completed.
+    pub completed: u64,
+    /// Times a queued datagram was held back by the anti-amplification limit.
+    pub amplification_blocked: u64,
+}
+
+#[cfg_attr(test, derive(Clone))]
+struct ExpectClientFinished {
+    pdk: bool,
+    /// PDK: derived when the ClientHello was processed. Full: `None` until ClientFinished.
+    keys: Option<HandshakeKeys>,
+    es: Secret,
+    ee_x: Secret,
+    ee_ml: Secret,
+    client_x: [u8; 32],
+    transcript: Transcript,
+    suite: Suite,
+    resumed: bool,
+    early_accepted: bool,
+    early_data: Option<Zeroizing<Vec<u8>>>,
+}
+
+#[cfg_attr(test, derive(Clone))]
+enum ConnState {
+    ExpectClientHello,
+    ExpectClientFinished(Box<ExpectClientFinished>),
+}
+
+#[cfg_attr(test, derive(Clone))]
+struct Conn {
+    state: ConnState,
+    reasm: Reassembler,
+    flight: Flight,
+    /// Datagrams waiting for the amplification budget.
+    queue: VecDeque<Vec<u8>>,
+    validated: bool,
+    rx: u64,
+    tx: u64,
+    created: Instant,
+    session_id: Option<SessionId>,
+}
+
+#[cfg_attr(test, derive(Clone))]
+struct Linger {
+    flight: Vec<Vec<u8>>,
+    until: Instant,
+    resends: u8,
+}
+
+/// The handshake server (sans-IO).
+///
+/// Call protocol: feed every handshake datagram with [`Server::handle_datagram`]; drain
+/// [`Server::poll_transmit`] after every call; call [`Server::handle_timeout`] when
+/// [`Server::poll_timeout`] passes. A completed handshake is returned by
+/// `handle_datagram`. The caller routes datagrams of established sessions to the session
+/// layer, not here.
+///
+/// # Invariants
+/// - I1: a datagram from an unknown address creates state only if it carries a
+///   ClientHello fragment and there is room in the half-open table (or it carries a valid
+///   token); reassembly is capped per handshake; a malformed datagram changes nothing.
+/// - I7: before an address is validated (valid retry token, or a verified
+///   ClientFinished), at most [`AMPLIFICATION_FACTOR`] times the bytes received from it
+///   are sent; the rest waits in a queue.
+/// - I10: early data is released only after its AEAD verified and its ticket id was
+///   recorded in the anti-replay store for the first time.
+#[cfg_attr(test, derive(Clone))]
+pub struct Server {
+    config: ServerConfig,
+    retry: RetryKeys,
+    tickets: TicketKeys,
+    pub(crate) replay: AntiReplay,
+    conns: HashMap<SocketAddr, Box<Conn>>,
+    pending_ids: HashSet<SessionId>,
+    linger: HashMap<SocketAddr, Linger>,
+    transmits: VecDeque<Transmit>,
+    stats: ServerStats,
+}
+
+impl core::fmt::Debug for Server {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Server")
+            .field("half_open", &self.conns.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long a completed full-mode handshake keeps its last flight for retransmission.
+const LINGER: Duration = Duration::from_secs(3);
+const MAX_LINGER_RESENDS: u8 = 4;
+const MAX_SESSION_ID_DRAWS: usize = 8;
+
+impl Server {
+    /// A server with fresh retry and ticket keys drawn from `rng`.
+    pub fn new<R: Rng + ?Sized>(config: ServerConfig, rng: &mut R) -> Self {
+        let replay = AntiReplay::new(config.anti_replay_window, config.anti_replay_capacity);
+        Self {
+            retry: RetryKeys::new(rng),
+            tickets: TicketKeys::new(rng),
+            replay,
+            config,
+            conns: HashMap::new(),
+            pending_ids: HashSet::new(),
+            linger: HashMap::new(),
+            transmits: VecDeque::new(),
+            stats: ServerStats::default(),
+        }
+    }
+
+    /// Counters.
+    #[must_use]
+    pub fn stats(&self) -> ServerStats {
+        self.stats
+    }
+
+    /// Concurrent half-open handshakes.
+    #[must_use]
+    pub fn half_open(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Rotates the retry-token key (the previous key stays valid for one more rotation).
+    pub fn rotate_retry_key<R: Rng + ?Sized>(&mut self, rng: &mut R) {
+        self.retry.rotate(rng);
+    }
+
+    /// Rotates the ticket key (tickets under the previous key stay valid for one more
+    /// rotation).
+    pub fn rotate_ticket_key<R: Rng + ?Sized>(&mut self, rng: &mut R) {
+        self.tickets.rotate(rng);
+    }
+
+    /// Installs a new identity (static KEM key rotation). Clients holding the old
+    /// certificate fall back to a full handshake and learn the new one.
+    pub fn set_identity(&mut self, identity: ServerIdentity) {
+        self.config.identity = identity;
+    }
+
+    /// A retry token for `addr` (exposed for tests and for issuing tokens out of band).
+    #[must_use]
+    pub fn issue_token(&self, addr: &SocketAddr, now: Time) -> Vec<u8> {
+        self.retry.issue(addr, now.unix_secs)
+    }
+
+    /// Next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// Earliest deadline (retransmission or handshake expiry).
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let conns = self.conns.values().flat_map(|c| {
+            let expiry = c.created + self.config.handshake_timeout;
+            [Some(expiry), c.flight.deadline()]
+        });
+        let lingers = self.linger.values().map(|l| Some(l.until));
+        conns.chain(lingers).flatten().min()
+    }
+
+    /// Retransmits flights whose timer expired and drops expired handshakes.
+    pub fn handle_timeout(&mut self, now: Time) {
+        let timeout = self.config.handshake_timeout;
+        let mut dead = Vec::new();
+        for (addr, c) in &mut self.conns {
+            if now.instant >= c.created + timeout
+                || c.flight.on_timeout(now.instant, &mut c.queue).is_err()
+            {
+                dead.push(*addr);
+            } else {
+                flush(c, *addr, &mut self.transmits, &mut self.stats);
+            }
+        }
+        for addr in dead {
+            self.stats.timed_out += 1;
+            self.drop_conn(&addr);
+        }
+        self.linger.retain(|_, l| l.until > now.instant);
+    }
+
+    fn drop_conn(&mut self, addr: &SocketAddr) {
+        if let Some(id) = self.conns.remove(addr).and_then(|c| c.session_id) {
+            self.pending_ids.remove(&id);
+        }
+    }
+
+    /// Processes one handshake datagram from `addr`. `is_live` tells whether a session id
+    /// is already in use by an established session (the server redraws on collision).
+    ///
+    /// Returns the established session when this datagram completed a handshake.
+    /// Errors say why the datagram or handshake was refused; the server stays usable.
+    pub fn handle_datagram<R: Rng + ?Sized>(
+        &mut self,
+        now: Time,
+        addr: SocketAddr,
+        datagram: &[u8],
+        rng: &mut R,
+        is_live: impl Fn(&SessionId) -> bool,
+    ) -> Result<Option<Box<Established>>, Error> {
+        let dg = match Datagram::parse(datagram) {
+            Ok(d) if !d.is_retry() => d,
+            Ok(_) => {
+                self.stats.malformed += 1;
+                return Err(Error::UnexpectedMessage("retry from a client"));
+            }
+            Err(e) => {
+                self.stats.malformed += 1;
+                return Err(e);
+            }
+        };
+        let len = datagram.len() as u64;
+
+        let retransmitted_finished = dg.fragments.iter().all(|f| f.msg_seq == 1);
+        if let Some(l) = self.linger.get_mut(&addr) {
+            // A ClientFinished again: the client did not get our ServerFinished. Anything
+            // else (a new ClientHello) starts a new handshake.
+            if l.until > now.instant && retransmitted_finished {
+                // The client did not get our last flight: send it again (bounded).
+                if l.resends < MAX_LINGER_RESENDS {
+                    l.resends += 1;
+                    for p in &l.flight {
+                        self.transmits.push_back(Transmit {
+                            dst: addr,
+                            payload: p.clone(),
+                        });
+                    }
+                }
+                return Ok(None);
+            }
+            self.linger.remove(&addr);
+        }
+
+        let mut conn = match self.conns.remove(&addr) {
+            Some(c) => c,
+            None => match self.admit(now, addr, &dg, len)? {
+                Some(c) => c,
+                None => return Ok(None),
+            },
+        };
+        conn.rx = conn.rx.saturating_add(len);
+
+        let mut old = false;
+        for f in &dg.fragments {
+            match conn.reasm.insert(f) {
+                Ok(Inserted::Old) => old = true,
+                Ok(Inserted::Buffered) => {}
+                Err(e) => {
+                    // Drop the datagram, keep the handshake (I1: no state change).
+                    self.stats.malformed += 1;
+                    flush(&mut conn, addr, &mut self.transmits, &mut self.stats);
+                    self.conns.insert(addr, conn);
+                    return Err(e);
+                }
+            }
+        }
+        if old {
+            conn.flight.resend(&mut conn.queue);
+        }
+        let mut result = None;
+        while let Some(msg) = conn.reasm.pop() {
+            conn.flight.acknowledge();
+            match self.step(&mut conn, &msg, now, rng, &is_live) {
+                Ok(Some(est)) => {
+                    result = Some(est);
+                    break;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.stats.failed += 1;
+                    if let Some(id) = conn.session_id {
+                        self.pending_ids.remove(&id);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        flush(&mut conn, addr, &mut self.transmits, &mut self.stats);
+        if let Some(est) = result {
+            self.stats.completed += 1;
+            if let Some(id) = conn.session_id {
+                self.pending_ids.remove(&id);
+            }
+            if !est.pending_flight.is_empty() {
+                self.linger.insert(
+                    addr,
+                    Linger {
+                        flight: est.pending_flight.clone(),
+                        until: now.instant + LINGER,
+                        resends: 0,
+                    },
+                );
+            }
+            return Ok(Some(est));
+        }
+        self.conns.insert(addr, conn);
+        Ok(None)
+    }
+
+    /// Decides whether a datagram from an unknown address gets state, a Retry, or nothing.
+    fn admit(
+        &mut self,
+        now: Time,
+        addr: SocketAddr,
+        dg: &Datagram<'_>,
+        datagram_len: u64,
+    ) -> Result<Option<Box<Conn>>, Error> {
+        ensure!(
+            dg.fragments.iter().any(|f| f.msg_seq == 0),
+            Error::UnexpectedMessage("no ClientHello from an unknown address")
+        );
+        let validated = if dg.token.is_empty() {
+            false
+        } else {
+            match self.retry.validate(dg.token, &addr, now.unix_secs) {
+                Ok(()) => true,
+                Err(e) => {
+                    match e {
+                        Error::TokenExpired => self.stats.tokens_expired += 1,
+                        _ => self.stats.tokens_invalid += 1,
+                    }
+                    return Err(e);
+                }
+            }
+        };
+        let full = self.conns.len() >= self.config.max_half_open;
+        if !validated && (self.config.require_retry || full) {
+            // Stateless: the token carries everything (I1).
+            let token = self.retry.issue(&addr, now.unix_secs);
+            let payload = retry_datagram(&token);
+            // I7: a Retry never exceeds 3x the datagram that prompted it.
+            ensure!(
+                payload.len() as u64 <= AMPLIFICATION_FACTOR.saturating_mul(datagram_len),
+                Error::LimitExceeded("datagram too small to answer")
+            );
+            self.transmits.push_back(Transmit { dst: addr, payload });
+            self.stats.retries_sent += 1;
+            return Ok(None);
+        }
+        if full {
+            self.stats.half_open_refused += 1;
+            return Err(Error::LimitExceeded("half-open handshakes"));
+        }
+        Ok(Some(Box::new(Conn {
+            state: ConnState::ExpectClientHello,
+            reasm: Reassembler::new(),
+            flight: Flight::empty(),
+            queue: VecDeque::new(),
+            validated,
+            rx: 0,
+            tx: 0,
+            created: now.instant,
+            session_id: None,
+        })))
+    }
+
+    fn step<R: Rng + ?Sized>(
+        &mut self,
+        conn: &mut Conn,
+        msg: &[u8],
+        now: Time,
+        rng: &mut R,
+        is_live: &impl Fn(&SessionId) -> bool,
+    ) -> Result<Option<Box<Established>>, Error> {
+        let state = core::mem::replace(&mut conn.state, ConnState::ExpectClientHello);
+        match state {
+            ConnState::ExpectClientHello => {
+                let (next, msgs) = self.on_client_hello(conn, msg, now, rng, is_live)?;
+                conn.state = ConnState::ExpectClientFinished(next);
+                let refs: Vec<(u64, &[u8])> =
+                    msgs.iter().map(|(s, m)| (*s, m.as_slice())).collect();
+                conn.flight
+                    .set(pack(&refs, &[]), now.instant, true, &mut conn.queue);
+                Ok(None)
+            }
+            ConnState::ExpectClientFinished(s) => {
+                let (est, sf) = self.on_client_finished(conn, *s, msg, now, rng)?;
+                // The client proved it received our flight: its address is validated.
+                conn.validated = true;
+                let mut est = Box::new(est);
+                if let Some(sf) = sf {
+                    let dgs = pack(&[(1, &sf)], &[]);
+                    conn.flight
+                        .set(dgs.clone(), now.instant, false, &mut conn.queue);
+                    est.pending_flight = dgs;
+                } else {
+                    conn.flight = Flight::empty();
+                }
+                Ok(Some(est))
+            }
+        }
+    }
+
+    fn draw_session_id<R: Rng + ?Sized>(
+        &self,
+        rng: &mut R,
+        is_live: &impl Fn(&SessionId) -> bool,
+    ) -> Result<SessionId, Error> {
+        for _ in 0..MAX_SESSION_ID_DRAWS {
+            let mut b = [0u8; 32];
+            rng.fill_bytes(&mut b);
+            let id = SessionId(b);
+            if !is_live(&id) && !self.pending_ids.contains(&id) {
+                return Ok(id);
+            }
+        }
+        Err(Error::LimitExceeded("session id draws"))
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn on_client_hello<R: Rng + ?Sized>(
+        &mut self,
+        conn: &mut Conn,
+        msg: &[u8],
+        now: Time,
+        rng: &mut R,
+        is_live: &impl Fn(&SessionId) -> bool,
+    ) -> Result<(Box<ExpectClientFinished>, Vec<(u64, Vec<u8>)>), Error> {
+        let (ch, early_at) = ClientHello::decode(msg)?;
+        // Negotiation: the first of the client's offers (its preference order) that we
+        // support. Both lists and both choices are in the transcript (no downgrade).
+        let version = *ch
+            .versions
+            .iter()
+            .find(|v| **v == HANDSHAKE_VERSION)
+            .ok_or(Error::VersionMismatch)?;
+        let suite = ch
+            .suites
+            .iter()
+            .filter_map(|c| Suite::from_code(*c))
+            .find(|s| self.config.suites.contains(s))
+            .ok_or(Error::SuiteMismatch)?;
+        let ek_arr = ml_kem::array::Array::try_from(ch.mlkem_ek.as_slice())
+            .map_err(|_| Error::Malformed("ML-KEM key"))?;
+        let client_ek =
+            EncapsulationKey768::new(&ek_arr).map_err(|_| Error::Malformed("ML-KEM key"))?;
+        let eph_x = x25519_dalek::StaticSecret::random_from_rng(rng);
+        let eph_x_pub = x25519_dalek::PublicKey::from(&eph_x).to_bytes();
+        let ee_x = x25519(&eph_x, &ch.x25519)?;
+        let (ct, ss) = client_ek.encapsulate_with_rng(rng);
+        let ee_ml: Secret = Zeroizing::new(ss.into());
+
+        let identity = &self.config.identity;
+        let pdk_shares = match &ch.pdk {
+            Some(p) if p.cert_id == identity.cert_id => {
+                let es_x = x25519(&identity.kem.x, &ch.x25519)?;
+                let ct = ml_kem::array::Array::try_from(p.ct.as_slice())
+                    .map_err(|_| Error::Malformed("ciphertext"))?;
+                let es_ml: Secret = Zeroizing::new(identity.kem.ml.decapsulate(&ct).into());
+                Some((es_x, es_ml))
+            }
+            // Unknown (rotated) certificate: answer in full mode with the current one.
+            _ => None,
+        };
+
+        // Resumption: a valid ticket mixes its secret in; a bad one is ignored (1-RTT).
+        let server_key_id = identity.verifying_key.key_id();
+        let ticket = if ch.ticket.is_empty() {
+            None
+        } else {
+            match self.tickets.open(&ch.ticket, &server_key_id, now.unix_secs) {
+                Ok(t) => Some(t),
+                Err(Error::TicketExpired) => {
+                    self.stats.tickets_expired += 1;
+                    None
+                }
+                Err(_) => {
+                    self.stats.tickets_invalid += 1;
+                    None
+                }
+            }
+        };
+        let es = early_secret(ticket.as_ref().map(|t| &*t.secret));
+        let mut early_data = None;
+        if let (Some(t), false) = (&ticket, ch.early.is_empty()) {
+            if self.config.max_early_data == 0 || !self.replay.in_window(t.issued, now.unix_secs) {
+                self.stats.early_refused += 1;
+            } else {
+                // Authenticate first, then record (I1, I10).
+                let aad = msg.get(..early_at).unwrap_or_default();
+                let key = expand(&es, LABEL_EARLY, &sha256(aad));
+                let plain = open_early(&key, aad, &ch.early)?;
+                if plain.len() > self.config.max_early_data as usize {
+                    self.stats.early_refused += 1;
+                } else {
+                    // I10: accepted at most once per ticket.
+                    match self
+                        .replay
+                        .check_and_insert(t.ticket_id, t.issued, now.unix_secs)
+                    {
+                        Ok(()) => {
+                            self.stats.early_accepted += 1;
+                            early_data = Some(plain);
+                        }
+                        Err(Error::EarlyDataReplayed) => self.stats.early_replayed += 1,
+                        Err(_) => self.stats.early_refused += 1,
+                    }
+                }
+            }
+        }
+
+        let session_id = self.draw_session_id(rng, is_live)?;
+        let mut random = [0u8; 32];
+        rng.fill_bytes(&mut random);
+        let pdk = pdk_shares.is_some();
+        let mut flags = 0;
+        if pdk {
+            flags |= SH_PDK;
+        }
+        if ticket.is_some() {
+            flags |= SH_PSK;
+        }
+        if early_data.is_some() {
+            flags |= SH_EARLY;
+        }
+        let sh = ServerHello {
+            version,
+            suite: suite.code(),
+            session_id: session_id.0,
+            random,
+            x25519: eph_x_pub,
+            mlkem_ct: ct.as_slice().to_vec(),
+            flags,
+            certificate: if pdk {
+                Vec::new()
+            } else {
+                identity.cert_bytes.clone()
+            },
+        }
+        .encode();
+        let mut transcript = Transcript::new();
+        transcript.add(msg);
+        transcript.add(&sh);
+        conn.session_id = Some(session_id);
+        self.pending_ids.insert(session_id);
+
+        let mut out = vec![(0, sh)];
+        let mut keys = None;
+        let (ee_x_keep, ee_ml_keep);
+        if let Some((es_x, es_ml)) = pdk_shares {
+            let shares = Shares {
+                ee_x,
+                ee_ml,
+                es_x,
+                es_ml,
+            };
+            let k = HandshakeKeys::derive(master_secret(&es, &shares), &transcript.hash());
+            let sf = self.server_finished(&k, &transcript, suite, now, rng)?;
+            transcript.add(&sf);
+            out.push((1, sf));
+            keys = Some(k);
+            ee_x_keep = Zeroizing::new([0u8; 32]);
+            ee_ml_keep = Zeroizing::new([0u8; 32]);
+        } else {
+            ee_x_keep = ee_x;
+            ee_ml_keep = ee_ml;
+        }
+        Ok((
+            Box::new(ExpectClientFinished {
+                pdk,
+                keys,
+                es,
+                ee_x: ee_x_keep,
+                ee_ml: ee_ml_keep,
+                client_x: ch.x25519,
+                transcript,
+                suite,
+                resumed: ticket.is_some(),
+                early_accepted: early_data.is_some(),
+                early_data,
+            }),
+            out,
+        ))
+    }
+
+    fn server_finished<R: Rng + ?Sized>(
+        &self,
+        keys: &HandshakeKeys,
+        transcript: &Transcript,
+        suite: Suite,
+        now: Time,
+        rng: &mut R,
+    ) -> Result<Vec<u8>, Error> {
+        let (lifetime, max_early, ticket) = if self.config.ticket_lifetime == 0 {
+            (0, 0, Vec::new())
+        } else {
+            let blob = self.tickets.seal(
+                rng,
+                &self.config.identity.verifying_key.key_id(),
+                now.unix_secs,
+                self.config.ticket_lifetime,
+                suite,
+                &keys.res,
+            )?;
+            (
+                self.config.ticket_lifetime,
+                self.config.max_early_data,
+                blob,
+            )
+        };
+        let prefix = ServerFinished::encode_prefix(lifetime, max_early, &ticket);
+        let mac = hmac(
+            keys.fk_s.as_slice(),
+            &[&transcript.hash_with_prefix(&prefix)],
+        );
+        Ok(ServerFinished {
+            ticket_lifetime: lifetime,
+            max_early_data: max_early,
+            ticket,
+            mac,
+        }
+        .encode())
+    }
+
+    fn on_client_finished<R: Rng + ?Sized>(
+        &mut self,
+        conn: &Conn,
+        s: ExpectClientFinished,
+        msg: &[u8],
+        now: Time,
+        rng: &mut R,
+    ) -> Result<(Established, Option<Vec<u8>>), Error> {
+        let (cf, prefix_len) = ClientFinished::decode(msg)?;
+        let mut transcript = s.transcript;
+        let keys = match (s.pdk, &cf.static_ct, s.keys) {
+            (true, None, Some(k)) => k,
+            (false, Some(ct), None) => {
+                let identity = &self.config.identity;
+                let es_x = x25519(&identity.kem.x, &s.client_x)?;
+                let ct = ml_kem::array::Array::try_from(ct.as_slice())
+                    .map_err(|_| Error::Malformed("ciphertext"))?;
+                let es_ml: Secret = Zeroizing::new(identity.kem.ml.decapsulate(&ct).into());
+                let shares = Shares {
+                    ee_x: s.ee_x,
+                    ee_ml: s.ee_ml,
+                    es_x,
+                    es_ml,
+                };
+                // The finished keys use TH(CH‖SH): the transcript before ClientFinished.
+                HandshakeKeys::derive(master_secret(&s.es, &shares), &transcript.hash())
+            }
+            _ => return Err(Error::UnexpectedMessage("ClientFinished mode")),
+        };
+        let expected = hmac(
+            keys.fk_c.as_slice(),
+            &[&transcript.hash_with_prefix(msg.get(..prefix_len).unwrap_or_default())],
+        );
+        ensure!(mac_eq(&expected, &cf.mac), Error::KeyConfirmation);
+        transcript.add(msg);
+        let sf = if s.pdk {
+            None
+        } else {
+            let sf = self.server_finished(&keys, &transcript, s.suite, now, rng)?;
+            transcript.add(&sf);
+            Some(sf)
+        };
+        let (c2s, s2c) = keys.traffic(&transcript.hash());
+        let session_id = conn.session_id.ok_or(Error::Misuse("no session id"))?;
+        Ok((
+            Established {
+                version: HANDSHAKE_VERSION,
+                suite: s.suite,
+                session_id,
+                c2s: TrafficSecret::from_bytes(*c2s),
+                s2c: TrafficSecret::from_bytes(*s2c),
+                resumption_ticket: None,
+                resumed: s.resumed,
+                early_data_accepted: s.early_accepted,
+                early_data: s.early_data,
+                pending_flight: Vec::new(),
+            },
+            sf,
+        ))
+    }
+}
+
+fn open_early(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
+    let split = sealed
+        .len()
+        .checked_sub(16)
+        .ok_or(Error::Malformed("early data"))?;
+    let (ct, tag) = sealed.split_at(split);
+    let tag: [u8; 16] = tag.try_into().map_err(|_| Error::Malformed("early data"))?;
+    let aead = ChaCha20Poly1305::new(&(*key).into());
+    let mut buf = Zeroizing::new(ct.to_vec());
+    aead.decrypt_inout_detached(
+        &[0u8; 12].into(),
+        aad,
+        buf.as_mut_slice().into(),
+        &tag.into(),
+    )
+    .map_err(|_| Error::KeyConfirmation)?;
+    Ok(buf)
+}
+
+/// Moves queued datagrams out within the amplification budget (I7).
+fn flush(conn: &mut Conn, addr: SocketAddr, out: &mut VecDeque<Transmit>, stats: &mut ServerStats) {
+    while let Some(d) = conn.queue.front() {
+        let n = d.len() as u64;
+        let budget = conn.rx.saturating_mul(AMPLIFICATION_FACTOR);
+        if !conn.validated && conn.tx.saturating_add(n) > budget {
+            stats.amplification_blocked = stats.amplification_blocked.saturating_add(1);
+            break;
+        }
+        if let Some(d) = conn.queue.pop_front() {
+            conn.tx = conn.tx.saturating_add(n);
+            out.push_back(Transmit {
+                dst: addr,
+                payload: d,
+            });
+        }
+    }
+}
