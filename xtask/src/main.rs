@@ -5,7 +5,10 @@
 //! with pass/fail and the time it took, installs the cargo tools it lacks
 //! (`cargo-deny`, `cargo-fuzz`, pinned with `--locked`), and stops at the first failure.
 
-#![expect(clippy::disallowed_methods, reason = "xtask times its steps with the wall clock")]
+#![expect(
+    clippy::disallowed_methods,
+    reason = "xtask times its steps with the wall clock"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -340,7 +343,11 @@ fn tidy() -> Result {
             for (i, line) in text.lines().enumerate() {
                 let code = line.split("//").next().unwrap_or("");
                 if !in_tests && (code.contains("todo!(") || code.contains("unimplemented!(")) {
-                    problems.push(format!("{}:{}: todo!/unimplemented!", file.display(), i + 1));
+                    problems.push(format!(
+                        "{}:{}: todo!/unimplemented!",
+                        file.display(),
+                        i + 1
+                    ));
                 }
                 if below_runtime
                     && !in_tests
