@@ -1,7 +1,7 @@
 //! Full handshakes per second on one core (both sides in one process), beside the
 //! primitives they are built from, measured in the same run.
 //!
-//! Run: `CARGO_TARGET_DIR=/work/tgt/hs cargo bench -p phantom-handshake -- --warm-up-time 1 --measurement-time 3`
+//! Run: `cargo bench -p phantom-handshake -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
 use std::net::SocketAddr;
