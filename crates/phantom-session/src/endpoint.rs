@@ -1,0 +1,170 @@
+//! A thin demultiplexer above sessions: it routes a received datagram by the session
+//! id in its header to a [`SessionHandle`], or says it belongs to the handshake.
+//!
+//! The runtime owns the [`Session`](crate::Session)s (indexed by handle) and the
+//! handshake server; the endpoint keeps only the id-to-handle map, so it holds no
+//! secrets and does no crypto. Routing looks at the cleartext header only; the
+//! session then authenticates the datagram itself (I1, I2).
+
+use std::collections::BTreeMap;
+
+use phantom_wire::{Flags, Header, SessionId};
+
+/// An opaque index the runtime uses to find a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionHandle(pub u64);
+
+/// Where a received datagram should go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum DatagramEvent {
+    /// To this session's `handle_datagram`.
+    Session(SessionHandle),
+    /// Not a protected session packet: hand it to the handshake server (a new peer,
+    /// or a peer still in the handshake).
+    Handshake,
+    /// A protected packet for a session id we do not know: drop it (counted).
+    Unknown,
+}
+
+/// Routing counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EndpointStats {
+    /// Datagrams routed to a session.
+    pub routed: u64,
+    /// Datagrams handed to the handshake.
+    pub handshake: u64,
+    /// Protected packets for unknown session ids.
+    pub unknown: u64,
+}
+
+/// The session-id router.
+#[derive(Debug, Default)]
+pub struct Endpoint {
+    by_id: BTreeMap<SessionId, SessionHandle>,
+    next: u64,
+    stats: EndpointStats,
+}
+
+impl Endpoint {
+    /// An empty router.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers an established session; returns its handle (never reused).
+    pub fn insert(&mut self, id: SessionId) -> SessionHandle {
+        let h = SessionHandle(self.next);
+        self.next = self.next.saturating_add(1);
+        self.by_id.insert(id, h);
+        h
+    }
+
+    /// Forgets a session (drained or dropped).
+    pub fn remove(&mut self, id: &SessionId) -> Option<SessionHandle> {
+        self.by_id.remove(id)
+    }
+
+    /// True if `id` is in use (the handshake server redraws colliding ids).
+    #[must_use]
+    pub fn is_live(&self, id: &SessionId) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    /// Number of registered sessions.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// True if no session is registered.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// Routing counters.
+    #[must_use]
+    pub fn stats(&self) -> EndpointStats {
+        self.stats
+    }
+
+    /// Decides where `datagram` goes. Never panics, whatever the bytes.
+    pub fn route(&mut self, datagram: &[u8]) -> DatagramEvent {
+        match Header::parse(datagram) {
+            Ok((h, _, _)) if !h.flags.contains(Flags::HANDSHAKE) => {
+                match self.by_id.get(&h.session_id) {
+                    Some(&handle) => {
+                        self.stats.routed += 1;
+                        DatagramEvent::Session(handle)
+                    }
+                    None => {
+                        self.stats.unknown += 1;
+                        DatagramEvent::Unknown
+                    }
+                }
+            }
+            _ => {
+                self.stats.handshake += 1;
+                DatagramEvent::Handshake
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phantom_wire::{Epoch, PathId, StreamId};
+
+    fn packet(sid: [u8; 32], flags: Flags) -> Vec<u8> {
+        let h = Header {
+            flags,
+            path_id: PathId(0),
+            epoch: Epoch(0),
+            session_id: SessionId(sid),
+            stream_id: StreamId(0),
+            sequence: 1,
+        };
+        let mut v = h.to_bytes().unwrap().to_vec();
+        v.extend_from_slice(&[0u8; 32]);
+        v
+    }
+
+    #[test]
+    fn routes_by_session_id_and_never_reuses_handles() {
+        let mut ep = Endpoint::new();
+        let a = ep.insert(SessionId([1; 32]));
+        let b = ep.insert(SessionId([2; 32]));
+        assert_ne!(a, b);
+        assert_eq!(
+            ep.route(&packet([2; 32], Flags::empty())),
+            DatagramEvent::Session(b)
+        );
+        assert_eq!(
+            ep.route(&packet([3; 32], Flags::empty())),
+            DatagramEvent::Unknown
+        );
+        assert_eq!(
+            ep.route(&packet([1; 32], Flags::HANDSHAKE)),
+            DatagramEvent::Handshake
+        );
+        assert_eq!(ep.route(&[0x00, 0x01, 0x02]), DatagramEvent::Handshake);
+        ep.remove(&SessionId([1; 32]));
+        assert_eq!(
+            ep.route(&packet([1; 32], Flags::empty())),
+            DatagramEvent::Unknown
+        );
+        let c = ep.insert(SessionId([1; 32]));
+        assert!(c != a && c != b);
+        assert_eq!(
+            ep.stats(),
+            EndpointStats {
+                routed: 1,
+                handshake: 2,
+                unknown: 2
+            }
+        );
+    }
+}

@@ -1,0 +1,87 @@
+//! The one error type of the session crate.
+//!
+//! Caller faults (a write on a finished stream, an unknown stream id) are returned
+//! from the app-facing calls. Peer faults never come back as an `Err` from
+//! `handle_datagram`: a bad datagram is dropped and counted, and a protocol
+//! violation by an authenticated peer closes the session with a [`CloseReason`]
+//! built from the `Error` in one place ([`Error::close_code`]).
+//!
+//! [`CloseReason`]: crate::CloseReason
+
+/// Everything that can go wrong in the session layer.
+///
+/// Variants carry only small numbers and static strings, never key material or payloads (I8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The stream's send buffer is full; wait for `Event::StreamWritable`.
+    #[error("stream send buffer full")]
+    Blocked,
+    /// The stream was already finished.
+    #[error("stream already finished")]
+    Finished,
+    /// The peer asked us to stop sending (or we reset the stream) with this code.
+    #[error("stream stopped with code {0}")]
+    Stopped(u64),
+    /// The peer reset the stream with this code.
+    #[error("stream reset by peer with code {0}")]
+    Reset(u64),
+    /// No such stream, or the operation does not apply to its direction.
+    #[error("unknown stream {0}")]
+    UnknownStream(u32),
+    /// Every stream id of this kind has been used; ids are never reused (I3).
+    #[error("stream ids exhausted")]
+    StreamIdsExhausted,
+    /// The peer's stream limit does not allow another stream yet.
+    #[error("stream limit reached")]
+    StreamLimit,
+    /// The session is closing or closed.
+    #[error("session closed")]
+    Closed,
+    /// The datagram does not fit in one packet.
+    #[error("datagram too large")]
+    DatagramTooLarge,
+    /// A configuration value is out of range.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(&'static str),
+    /// No such path, or too many paths.
+    #[error("path error: {0}")]
+    Path(&'static str),
+    /// The peer broke a protocol rule (closes the session).
+    #[error("peer protocol violation: {0}")]
+    PeerViolation(&'static str),
+    /// Packet protection failed in a way that ends the session (key exhaustion,
+    /// epoch saturation, integrity limit).
+    #[error("crypto: {0}")]
+    Crypto(&'static str),
+    /// A wire encoding error on our own output (a bug or a too-small buffer).
+    #[error("encode: {0}")]
+    Encode(#[from] phantom_wire::Error),
+}
+
+/// Close codes carried in CLOSE frames for transport-level closes.
+pub mod close_code {
+    /// Graceful, no error.
+    pub const NO_ERROR: u64 = 0;
+    /// The peer violated the protocol.
+    pub const PROTOCOL_VIOLATION: u64 = 1;
+    /// Flow control was exceeded.
+    pub const FLOW_CONTROL: u64 = 2;
+    /// AEAD integrity limit or key exhaustion.
+    pub const CRYPTO_LIMIT: u64 = 3;
+    /// Internal error.
+    pub const INTERNAL: u64 = 4;
+}
+
+impl Error {
+    /// The transport close code a fatal error maps to (the single mapping point).
+    #[must_use]
+    pub fn close_code(&self) -> u64 {
+        match self {
+            Error::PeerViolation(m) if m.contains("flow control") => close_code::FLOW_CONTROL,
+            Error::PeerViolation(_) => close_code::PROTOCOL_VIOLATION,
+            Error::Crypto(_) => close_code::CRYPTO_LIMIT,
+            _ => close_code::INTERNAL,
+        }
+    }
+}

@@ -1,0 +1,2444 @@
+//! The sans-IO [`Session`] state machine.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::time::{Duration, Instant};
+
+use phantom_crypto::{Opener, Sealer, Suite, TAG_LEN, TrafficSecret};
+use phantom_guard::{PathConfig, PathEvent, PathRegistry, SendBudget, StreamWindows};
+use phantom_handshake::Established;
+use phantom_wire::frame::{
+    Ack, Close, Datagram, MaxData, MaxStreamData, MaxStreams, PathChallenge, PathResponse, Rekey,
+    ResetStream, StopSending, Stream as StreamFrame, StreamKind,
+};
+use phantom_wire::{
+    Encode, Epoch, Flags, Frame, HEADER_LEN, Header, MAX_SEQUENCE, PathId, SessionId, StreamId,
+    Writer, parse_frames,
+};
+use rand::SeedableRng;
+use rand::rngs::ChaCha20Rng;
+
+use phantom_congestion::{
+    AckEvent, CongestionController, DeliveryRateEstimator, RateSample, RttEstimator,
+};
+
+use crate::cc::{CongestionSnapshot, Pacer};
+use crate::error::Error;
+use crate::fallback::{Carrier, Fallback, FallbackAction};
+use crate::ranges::RangeSet;
+use crate::recovery::{MAX_RECORDS, PathRecovery, Record, SentPacket};
+use crate::scheduler::{PathView, SchedulerMode, pick};
+use crate::stream::{
+    ConnFlow, Dir, RecvStream, SendStream, Side, stream_dir, stream_id_for, stream_index,
+    stream_initiator,
+};
+use crate::types::{
+    CloseReason, Config, Event, INITIAL_MAX_STREAMS, INITIAL_SESSION_CREDIT, INITIAL_STREAM_CREDIT,
+    MIN_DATAGRAM_SIZE, PathSnapshot, RxMeta, State, Stats, Transmit,
+};
+
+/// The control stream's sequence space: packets without stream data use it.
+const CONTROL_SPACE: u32 = 0;
+/// Most ACK ranges remembered per space.
+const MAX_ACK_RANGES_KEPT: usize = 32;
+/// Most PATH_RESPONSEs queued per path.
+const MAX_QUEUED_RESPONSES: usize = 4;
+/// Upper bound of the PTO back-off exponent.
+const MAX_PTO_BACKOFF: u32 = 6;
+/// Most CLOSE retransmissions while closing.
+const MAX_CLOSE_RESENDS: u32 = 8;
+
+/// The secrets and identifiers a completed handshake hands to the session.
+///
+/// `send` protects our direction and `recv` the peer's; both start at epoch 0.
+/// Zeroized on drop through [`TrafficSecret`] (I8).
+pub struct SessionKeys {
+    /// The negotiated AEAD suite.
+    pub suite: Suite,
+    /// The 256-bit session id the server chose.
+    pub session_id: SessionId,
+    /// Our sending direction's traffic secret.
+    pub send: TrafficSecret,
+    /// The peer's sending direction's traffic secret.
+    pub recv: TrafficSecret,
+}
+
+impl SessionKeys {
+    /// The keys a completed `phantom-handshake` hands over, for our `side`: the client
+    /// sends with `c2s` and opens with `s2c`, the server the other way round.
+    #[must_use]
+    pub fn from_established(side: Side, est: &Established) -> Self {
+        let (send, recv) = match side {
+            Side::Client => (est.c2s.clone(), est.s2c.clone()),
+            Side::Server => (est.s2c.clone(), est.c2s.clone()),
+        };
+        Self {
+            suite: est.suite,
+            session_id: est.session_id,
+            send,
+            recv,
+        }
+    }
+}
+
+impl core::fmt::Debug for SessionKeys {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SessionKeys")
+            .field("suite", &self.suite)
+            .field("session_id", &self.session_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Indices into the timer table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    Idle = 0,
+    KeepAlive = 1,
+    LossDetection = 2,
+    AckDelay = 3,
+    Pacing = 4,
+    PathValidation = 5,
+    RetireKeys = 6,
+    Close = 7,
+    Fallback = 8,
+}
+
+const TIMER_COUNT: usize = 9;
+
+/// One enum-indexed table of deadlines; `poll_timeout` returns the earliest.
+#[derive(Debug, Clone, Default)]
+struct Timers([Option<Instant>; TIMER_COUNT]);
+
+impl Timers {
+    fn set(&mut self, t: Timer, at: Option<Instant>) {
+        if let Some(slot) = self.0.get_mut(t as usize) {
+            *slot = at;
+        }
+    }
+    fn get(&self, t: Timer) -> Option<Instant> {
+        self.0.get(t as usize).copied().flatten()
+    }
+    fn expired(&self, t: Timer, now: Instant) -> bool {
+        self.get(t).is_some_and(|d| d <= now)
+    }
+    fn earliest(&self) -> Option<Instant> {
+        self.0.iter().flatten().min().copied()
+    }
+}
+
+/// Acknowledgement state of one received sequence space.
+#[derive(Debug, Default)]
+struct AckSpace {
+    received: RangeSet,
+    largest_at: Option<Instant>,
+    unacked_eliciting: u32,
+    pending: bool,
+}
+
+/// A stream's two halves and its event flags.
+#[derive(Debug)]
+struct StreamEntry {
+    send: Option<SendStream>,
+    recv: Option<RecvStream>,
+    readable_signalled: bool,
+}
+
+/// One network path as seen from this end.
+#[derive(Debug)]
+struct Path {
+    local: SocketAddr,
+    remote: SocketAddr,
+    recovery: PathRecovery,
+    rtt: RttEstimator,
+    cc: Box<dyn CongestionController>,
+    delivery: DeliveryRateEstimator,
+    pacer: Pacer,
+    responses: VecDeque<[u8; 32]>,
+    challenge: Option<[u8; 32]>,
+    probes: u8,
+    degraded: bool,
+    created: Instant,
+    last_rx: Option<Instant>,
+    bytes_sent: u64,
+}
+
+/// The closing frame we keep re-sending while closing.
+#[derive(Debug, Clone)]
+struct CloseInfo {
+    code: u64,
+    application: bool,
+    reason: Vec<u8>,
+    resends_left: u32,
+    pending: bool,
+}
+
+/// What a packet under construction holds.
+#[derive(Debug)]
+struct Built {
+    space: u32,
+    len: usize,
+    ack_eliciting: bool,
+    records: [Record; MAX_RECORDS],
+    nrec: usize,
+    has_data: bool,
+}
+
+impl Built {
+    fn new() -> Self {
+        Self {
+            space: CONTROL_SPACE,
+            len: 0,
+            ack_eliciting: false,
+            records: [Record::None; MAX_RECORDS],
+            nrec: 0,
+            has_data: false,
+        }
+    }
+    fn records_full(&self) -> bool {
+        self.nrec >= MAX_RECORDS
+    }
+    fn record(&mut self, r: Record) {
+        if let Some(slot) = self.records.get_mut(self.nrec) {
+            *slot = r;
+            self.nrec += 1;
+        }
+    }
+}
+
+/// A Phantom session: sans-IO, deterministic, single-threaded.
+///
+/// The session owns streams, reliability, flow control, keys (through
+/// `phantom-crypto`), replay windows and paths (through `phantom-guard`), and
+/// congestion control per path. It never touches a socket, a clock or a thread.
+///
+/// # Calling protocol
+///
+/// The methods fall into four groups:
+///
+/// * **A. Getters** (`&self`): [`side`](Self::side), [`state`](Self::state),
+///   [`stats`](Self::stats), [`paths`](Self::paths), [`is_closed`](Self::is_closed),
+///   [`is_drained`](Self::is_drained), [`session_id`](Self::session_id).
+/// * **B. Inputs**: [`handle_datagram`](Self::handle_datagram) for every datagram
+///   received for this session, and [`handle_timeout`](Self::handle_timeout) when the
+///   deadline from `poll_timeout` passes.
+/// * **C. Application commands** (no I/O happens): [`open_stream`](Self::open_stream),
+///   [`write`](Self::write), [`read`](Self::read), [`finish`](Self::finish),
+///   [`reset`](Self::reset), [`stop_sending`](Self::stop_sending),
+///   [`send_datagram`](Self::send_datagram), [`recv_datagram`](Self::recv_datagram),
+///   [`probe_path`](Self::probe_path), [`close`](Self::close) and the tuning setters.
+/// * **D. Outputs**: after every B or C call, call
+///   [`poll_transmit`](Self::poll_transmit) until it returns `None`, then
+///   [`poll_timeout`](Self::poll_timeout) to re-arm the single timer, then
+///   [`poll_event`](Self::poll_event) until it returns `None`.
+///
+/// Every `now` handed in must be monotonic (never earlier than a previous one).
+///
+/// # Invariants
+///
+/// * I1: a datagram changes nothing but drop counters unless it authenticates; a
+///   frame error after authentication closes the session, never panics.
+/// * I2: every packet we send, control packets included, is sealed by
+///   [`Sealer::seal_packet`] with the header image as associated data.
+/// * I3: each stream space has one strictly increasing sequence counter; a lost
+///   packet's *data* is re-sent in a new packet with a fresh sequence, never re-sealed;
+///   stream ids are never reused; sequence exhaustion closes the session.
+/// * I4: the replay window is consulted only after the AEAD verified the packet.
+/// * I5/I6: epochs move by [`Sealer::rekey`] and the opener's authenticated catch-up;
+///   the integrity limit closes the session.
+/// * I7: stream data and datagrams go only on validated paths; an unvalidated
+///   address gets at most 3x the bytes it sent (enforced by `PathRegistry`).
+/// * I9: all randomness comes from a ChaCha20 RNG seeded by the caller; all maps
+///   iterate in a fixed order.
+pub struct Session {
+    side: Side,
+    cfg: Config,
+    state: State,
+    session_id: SessionId,
+    sealer: Sealer,
+    opener: Opener,
+    rekey_frame_pending: bool,
+    rekey_flag_pending: bool,
+    replay: StreamWindows,
+    rng: ChaCha20Rng,
+
+    next_seq: BTreeMap<u32, u64>,
+    acks: BTreeMap<u32, AckSpace>,
+    sent_index: BTreeMap<(u32, u64), (u8, u64)>,
+
+    streams: BTreeMap<u32, StreamEntry>,
+    next_index: [u32; 2],
+    opened_by_peer: [RangeSet; 2],
+    local_max_streams: [u64; 2],
+    max_streams_pending: [bool; 2],
+    remote_max_streams: [u64; 2],
+    flow: ConnFlow,
+    rr_cursor: u32,
+
+    dgram_out: VecDeque<Vec<u8>>,
+    dgram_in: VecDeque<Vec<u8>>,
+
+    paths: BTreeMap<u8, Path>,
+    registry: PathRegistry,
+    primary: u8,
+    next_path_id: u16,
+    redundant_queue: VecDeque<(u8, Record)>,
+
+    timers: Timers,
+    last_rx: Instant,
+    last_tx_eliciting: Instant,
+    ping_pending: bool,
+    close: Option<CloseInfo>,
+    events: VecDeque<Event>,
+    stats: Stats,
+    fallback: Fallback,
+
+    scratch: Vec<u8>,
+    lost_buf: Vec<(u64, SentPacket)>,
+    ack_ranges: Vec<RangeInclusive<u64>>,
+    pick_buf: Vec<PathId>,
+    views_buf: Vec<PathView>,
+
+    /// The handshake's last flight, re-sent (raw, it is a handshake datagram) when a
+    /// handshake retransmission from the peer shows it was lost, until the peer's first
+    /// protected packet authenticates.
+    handshake_flight: Vec<Vec<u8>>,
+    flight_resend: VecDeque<Vec<u8>>,
+    flight_resends_left: u32,
+    peer_confirmed: bool,
+}
+
+impl core::fmt::Debug for Session {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Session")
+            .field("side", &self.side)
+            .field("state", &self.state)
+            .field("session_id", &self.session_id)
+            .field("send_epoch", &self.sealer.epoch())
+            .field("recv_epoch", &self.opener.epoch())
+            .field("paths", &self.paths.len())
+            .field("streams", &self.streams.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn kind_index(dir: Dir) -> usize {
+    match dir {
+        Dir::Bi => 0,
+        Dir::Uni => 1,
+    }
+}
+
+impl Session {
+    /// A connected session built from what the handshake hands over.
+    ///
+    /// `local`/`remote` is the path the handshake ran over; its reachability is
+    /// proven, so it starts validated (path id 0). `rng_seed` seeds the session's
+    /// ChaCha20 RNG (path challenges): the same inputs, times and seed give the same
+    /// output bytes (I9).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for an out-of-range configuration, [`Error::Crypto`] if
+    /// the keys cannot be installed, [`Error::Path`] if the path configuration is invalid.
+    pub fn from_secrets(
+        side: Side,
+        cfg: Config,
+        keys: SessionKeys,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        rng_seed: [u8; 32],
+    ) -> Result<Self, Error> {
+        if cfg.max_datagram_size < MIN_DATAGRAM_SIZE || cfg.max_datagram_size > 65_527 {
+            return Err(Error::InvalidConfig(
+                "max_datagram_size must be in 256..=65527",
+            ));
+        }
+        if cfg.idle_timeout.is_zero() || cfg.stream_receive_window == 0 {
+            return Err(Error::InvalidConfig(
+                "idle_timeout and windows must be positive",
+            ));
+        }
+        let SessionKeys {
+            suite,
+            session_id,
+            send,
+            recv,
+        } = keys;
+        let mut sealer = Sealer::new(suite, send).map_err(|_| Error::Crypto("sealer"))?;
+        if let Some(n) = cfg.rekey_threshold {
+            sealer.set_rekey_threshold(n);
+        }
+        if let Some(n) = cfg.seq_rekey_watermark {
+            sealer.set_seq_rekey_watermark(n);
+        }
+        let opener = Opener::new(suite, recv).map_err(|_| Error::Crypto("opener"))?;
+        let mut registry = PathRegistry::new(PathConfig {
+            max_paths: cfg.path.max_paths,
+            challenge_timeout: cfg.path.challenge_timeout,
+            max_retransmits: cfg.path.max_retransmits,
+            idle_timeout: cfg.path.idle_timeout,
+        })
+        .map_err(|_| Error::Path("invalid path configuration"))?;
+        registry
+            .insert_validated(PathId(0), remote, now)
+            .map_err(|_| Error::Path("initial path"))?;
+        let replay = StreamWindows::with_width(cfg.replay_window)
+            .map_err(|_| Error::Path("invalid replay window width"))?;
+        let mss = cfg.max_datagram_size as u64;
+        let mut paths = BTreeMap::new();
+        paths.insert(0, Path::new(local, remote, now, &cfg, mss)?);
+        let mut flow = ConnFlow::new(INITIAL_SESSION_CREDIT, cfg.session_receive_window);
+        flow.credit_pending = cfg.session_receive_window > INITIAL_SESSION_CREDIT;
+        let max_streams = cfg.max_concurrent_streams;
+        let extra_streams = max_streams > INITIAL_MAX_STREAMS;
+        let mut s = Self {
+            side,
+            state: State::Connected,
+            session_id,
+            sealer,
+            opener,
+            rekey_frame_pending: false,
+            rekey_flag_pending: false,
+            replay,
+            rng: ChaCha20Rng::from_seed(rng_seed),
+            next_seq: BTreeMap::new(),
+            acks: BTreeMap::new(),
+            sent_index: BTreeMap::new(),
+            streams: BTreeMap::new(),
+            next_index: [1, 1],
+            opened_by_peer: [RangeSet::new(), RangeSet::new()],
+            local_max_streams: [max_streams; 2],
+            max_streams_pending: [extra_streams; 2],
+            remote_max_streams: [INITIAL_MAX_STREAMS; 2],
+            flow,
+            rr_cursor: 0,
+            dgram_out: VecDeque::new(),
+            dgram_in: VecDeque::new(),
+            paths,
+            registry,
+            primary: 0,
+            next_path_id: 1,
+            redundant_queue: VecDeque::new(),
+            timers: Timers::default(),
+            last_rx: now,
+            last_tx_eliciting: now,
+            ping_pending: false,
+            close: None,
+            events: VecDeque::new(),
+            stats: Stats::default(),
+            fallback: Fallback::new(cfg.fallback, now),
+            scratch: vec![0u8; cfg.max_datagram_size],
+            lost_buf: Vec::new(),
+            ack_ranges: Vec::with_capacity(MAX_ACK_RANGES_KEPT),
+            pick_buf: Vec::new(),
+            views_buf: Vec::new(),
+            handshake_flight: Vec::new(),
+            flight_resend: VecDeque::new(),
+            flight_resends_left: 8,
+            peer_confirmed: false,
+            cfg,
+        };
+        s.events.push_back(Event::Connected);
+        s.rearm_idle(now);
+        s.update_loss_timer();
+        tracing::debug!(target: "phantom::session", side = ?side, session = ?session_id, "session established");
+        Ok(s)
+    }
+
+    /// A connected session from a completed handshake (see [`Session::from_secrets`]);
+    /// keeps the handshake's last flight to answer a retransmitted handshake datagram.
+    ///
+    /// # Errors
+    /// As [`Session::from_secrets`].
+    pub fn from_established(
+        side: Side,
+        cfg: Config,
+        mut est: Established,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        rng_seed: [u8; 32],
+    ) -> Result<Self, Error> {
+        let keys = SessionKeys::from_established(side, &est);
+        let mut s = Self::from_secrets(side, cfg, keys, now, local, remote, rng_seed)?;
+        s.handshake_flight = std::mem::take(&mut est.pending_flight);
+        Ok(s)
+    }
+
+    // ───────────────────────── A. getters ─────────────────────────
+
+    /// Which end we are.
+    #[must_use]
+    pub fn side(&self) -> Side {
+        self.side
+    }
+
+    /// Lifecycle state.
+    #[must_use]
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The session id.
+    #[must_use]
+    pub fn session_id(&self) -> SessionId {
+        self.session_id
+    }
+
+    /// Counters, with RTT/cwnd/bandwidth of the primary path.
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats;
+        s.replay_rejected_total = self.replay.rejected_total();
+        if let Some(p) = self.paths.get(&self.primary) {
+            s.rtt = p.rtt.smoothed();
+            s.cwnd = p.cc.window();
+            s.bandwidth = p.bandwidth();
+        }
+        s
+    }
+
+    /// Snapshots of every path.
+    #[must_use]
+    pub fn paths(&self) -> Vec<PathSnapshot> {
+        self.paths
+            .iter()
+            .map(|(&id, p)| PathSnapshot {
+                id: PathId(id),
+                local: p.local,
+                remote: p.remote,
+                validated: self.registry.is_validated(PathId(id)),
+                primary: id == self.primary,
+                rtt: p.rtt.smoothed(),
+                congestion: p.snapshot(),
+                bytes_sent: p.bytes_sent,
+            })
+            .collect()
+    }
+
+    /// The path used for control traffic.
+    #[must_use]
+    pub fn primary_path(&self) -> PathId {
+        PathId(self.primary)
+    }
+
+    /// Epochs of our sending direction and of the peer's.
+    #[must_use]
+    pub fn epochs(&self) -> (Epoch, Epoch) {
+        (self.sealer.epoch(), self.opener.epoch())
+    }
+
+    /// The carrier fallback state machine (the runtime feeds it socket-level facts).
+    pub fn fallback_mut(&mut self) -> &mut Fallback {
+        &mut self.fallback
+    }
+
+    /// True once the session is closing, draining or closed.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closing | State::Draining | State::Closed)
+    }
+
+    /// True once nothing more will happen: the session can be dropped.
+    #[must_use]
+    pub fn is_drained(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// True while an ack-eliciting packet is in flight or a sending stream still has
+    /// unacknowledged data.
+    #[must_use]
+    pub fn has_unacked_data(&self) -> bool {
+        self.paths
+            .values()
+            .any(|p| p.recovery.ack_eliciting_in_flight > 0)
+            || self.streams.values().any(|e| {
+                e.send
+                    .as_ref()
+                    .is_some_and(|s| !s.is_done() && s.write_end() > 0)
+            })
+    }
+
+    // ───────────────────────── B. inputs ─────────────────────────
+
+    /// Takes one received datagram (decrypted in place). Never returns an error: a
+    /// bad datagram is dropped and counted in [`Stats::dropped`]; a protocol violation
+    /// by an authenticated peer closes the session ([`Event::Closed`]).
+    pub fn handle_datagram(&mut self, now: Instant, rx: RxMeta, datagram: &mut [u8]) {
+        if matches!(self.state, State::Closed | State::Draining) {
+            self.stats.dropped.closed += 1;
+            return;
+        }
+        let len = datagram.len() as u64;
+        let header = match Header::parse(datagram) {
+            Ok((h, _, _)) => h,
+            Err(_) => {
+                if !self.peer_confirmed
+                    && !self.handshake_flight.is_empty()
+                    && phantom_handshake::Datagram::parse(datagram).is_ok()
+                {
+                    // The peer is still in the handshake: our last flight was lost.
+                    self.stats.dropped.unexpected_handshake += 1;
+                    if self.flight_resends_left > 0 && self.flight_resend.is_empty() {
+                        self.flight_resends_left -= 1;
+                        self.flight_resend
+                            .extend(self.handshake_flight.iter().cloned());
+                    }
+                    return;
+                }
+                self.stats.dropped.malformed += 1;
+                return;
+            }
+        };
+        if header.session_id != self.session_id {
+            self.stats.dropped.unknown_session += 1;
+            return;
+        }
+        if header.flags.contains(Flags::HANDSHAKE) {
+            self.stats.dropped.unexpected_handshake += 1;
+            return;
+        }
+        // I1/I2: nothing below runs unless the AEAD verified the packet.
+        let opened = match self.opener.open_packet(datagram) {
+            Ok(p) => p,
+            Err(phantom_crypto::Error::IntegrityLimitExceeded) => {
+                self.stats.dropped.unauthenticated += 1;
+                // I6: the integrity limit closes the session.
+                self.fatal(now, Error::Crypto("integrity limit reached"));
+                return;
+            }
+            Err(_) => {
+                self.stats.dropped.unauthenticated += 1;
+                return;
+            }
+        };
+        let header = *opened.header();
+        let advanced = opened.advanced_epoch();
+        let payload = opened.payload();
+        // I4: the replay window is consulted only now, after the AEAD verified.
+        if self
+            .replay
+            .accept_authenticated(header.stream_id, header.sequence)
+            .is_err()
+        {
+            self.stats.dropped.replayed += 1;
+            tracing::trace!(target: "phantom::session", stream = header.stream_id.0, seq = header.sequence, "replay rejected");
+            return;
+        }
+        self.stats.packets_received += 1;
+        self.stats.bytes_received += len;
+        if !self.peer_confirmed {
+            self.peer_confirmed = true;
+            self.handshake_flight.clear();
+            self.flight_resend.clear();
+        }
+        self.last_rx = now;
+        self.rearm_idle(now);
+        if rx.carrier == Carrier::Udp {
+            let action = self.fallback.on_udp_received(now);
+            self.on_fallback_action(action);
+        }
+        if advanced {
+            self.stats.rekeys_peer += 1;
+            let pto = self.max_pto();
+            self.timers.set(Timer::RetireKeys, Some(now + pto * 3));
+            self.events.push_back(Event::Rekeyed {
+                epoch: header.epoch,
+                local: false,
+            });
+            tracing::debug!(target: "phantom::session", epoch = header.epoch.0, "followed peer rekey");
+        }
+        let path = self.resolve_path(now, rx, len);
+        if self.state == State::Closing {
+            // Answer anything with our CLOSE again (bounded).
+            if let Some(c) = self.close.as_mut()
+                && c.resends_left > 0
+            {
+                c.resends_left -= 1;
+                c.pending = true;
+            }
+            return;
+        }
+        if let Err(e) = self.process_payload(now, path, header, payload) {
+            self.fatal(now, e);
+        }
+        if !self.is_closed() {
+            self.update_loss_timer();
+        }
+    }
+
+    /// Handles expired timers. Call when `poll_timeout`'s deadline has passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.state == State::Closed {
+            return;
+        }
+        if self.timers.expired(Timer::Close, now) {
+            self.timers = Timers::default();
+            self.state = State::Closed;
+            return;
+        }
+        if matches!(self.state, State::Closing | State::Draining) {
+            return;
+        }
+        if self.timers.expired(Timer::Idle, now) {
+            tracing::info!(target: "phantom::session", "idle timeout");
+            self.timers = Timers::default();
+            self.state = State::Closed;
+            self.events
+                .push_back(Event::Closed(CloseReason::IdleTimeout));
+            return;
+        }
+        if self.timers.expired(Timer::RetireKeys, now) {
+            self.timers.set(Timer::RetireKeys, None);
+            self.opener.retire_previous();
+        }
+        if self.timers.expired(Timer::AckDelay, now) {
+            self.timers.set(Timer::AckDelay, None);
+        }
+        if self.timers.expired(Timer::Pacing, now) {
+            self.timers.set(Timer::Pacing, None);
+        }
+        if self.timers.expired(Timer::KeepAlive, now) {
+            self.timers.set(Timer::KeepAlive, None);
+            self.ping_pending = true;
+        }
+        if self.timers.expired(Timer::Fallback, now) {
+            let action = self.fallback.on_timeout(now);
+            self.on_fallback_action(action);
+        }
+        if self.timers.expired(Timer::LossDetection, now) {
+            self.on_loss_timer(now);
+        }
+        if self.timers.expired(Timer::PathValidation, now) {
+            self.on_path_timer(now);
+        }
+        self.update_loss_timer();
+    }
+
+    // ───────────────────────── C. application commands ─────────────────────────
+
+    /// Opens a stream of our own. Ids are never reused (I3).
+    ///
+    /// # Errors
+    /// [`Error::Closed`], [`Error::StreamLimit`] (the peer's MAX_STREAMS),
+    /// [`Error::StreamIdsExhausted`].
+    pub fn open_stream(&mut self, dir: Dir) -> Result<StreamId, Error> {
+        self.check_open()?;
+        let k = kind_index(dir);
+        let index = self.next_index.get(k).copied().unwrap_or(u32::MAX);
+        if u64::from(index) > self.remote_max_streams.get(k).copied().unwrap_or(0) {
+            return Err(Error::StreamLimit);
+        }
+        let id = stream_id_for(self.side, dir, index).ok_or(Error::StreamIdsExhausted)?;
+        if let Some(n) = self.next_index.get_mut(k) {
+            *n = index.saturating_add(1);
+        }
+        let recv = (dir == Dir::Bi).then(|| self.new_recv());
+        self.streams.insert(
+            id,
+            StreamEntry {
+                send: Some(SendStream::new(
+                    INITIAL_STREAM_CREDIT,
+                    self.cfg.stream_send_buffer,
+                )),
+                recv,
+                readable_signalled: false,
+            },
+        );
+        Ok(StreamId(id))
+    }
+
+    /// Queues data on a stream; returns how many bytes were taken.
+    ///
+    /// # Errors
+    /// [`Error::Blocked`] if the send buffer is full, [`Error::UnknownStream`],
+    /// [`Error::Finished`], [`Error::Stopped`], [`Error::Closed`].
+    pub fn write(&mut self, id: StreamId, data: &[u8]) -> Result<usize, Error> {
+        self.check_open()?;
+        self.send_half(id)?.write(data)
+    }
+
+    /// Marks the end of a stream's data.
+    ///
+    /// # Errors
+    /// As [`Session::write`].
+    pub fn finish(&mut self, id: StreamId) -> Result<(), Error> {
+        self.check_open()?;
+        self.send_half(id)?.finish()
+    }
+
+    /// Abandons sending on a stream with an application code.
+    ///
+    /// # Errors
+    /// [`Error::UnknownStream`], [`Error::Closed`].
+    pub fn reset(&mut self, id: StreamId, code: u64) -> Result<(), Error> {
+        self.check_open()?;
+        self.send_half(id)?.reset(code);
+        Ok(())
+    }
+
+    /// Asks the peer to stop sending on a stream; received data is discarded.
+    ///
+    /// # Errors
+    /// [`Error::UnknownStream`], [`Error::Closed`].
+    pub fn stop_sending(&mut self, id: StreamId, code: u64) -> Result<(), Error> {
+        self.check_open()?;
+        let r = self
+            .streams
+            .get_mut(&id.0)
+            .and_then(|e| e.recv.as_mut())
+            .ok_or(Error::UnknownStream(id.0))?;
+        if r.stop.is_none() && r.reset.is_none() {
+            r.stop = Some(code);
+            r.stop_pending = true;
+        }
+        Ok(())
+    }
+
+    /// Reads in-order data. `Ok(Some(n))` = n bytes (0: nothing yet); `Ok(None)` = end
+    /// of stream.
+    ///
+    /// # Errors
+    /// [`Error::Reset`] if the peer reset the stream, [`Error::UnknownStream`].
+    pub fn read(&mut self, id: StreamId, out: &mut [u8]) -> Result<Option<usize>, Error> {
+        let entry = self
+            .streams
+            .get_mut(&id.0)
+            .ok_or(Error::UnknownStream(id.0))?;
+        entry.readable_signalled = false;
+        let r = entry.recv.as_mut().ok_or(Error::UnknownStream(id.0))?;
+        let result = r.read(out);
+        if let Ok(Some(n)) = result {
+            self.flow.on_consumed(n as u64);
+        }
+        self.maybe_remove_stream(id.0);
+        result
+    }
+
+    /// Queues an unreliable datagram.
+    ///
+    /// # Errors
+    /// [`Error::DatagramTooLarge`] if it cannot fit one packet, [`Error::Closed`],
+    /// [`Error::Blocked`] if the queue is full.
+    pub fn send_datagram(&mut self, data: &[u8]) -> Result<(), Error> {
+        self.check_open()?;
+        let max = self.cfg.max_datagram_size - HEADER_LEN - TAG_LEN - 8;
+        if data.len() > max {
+            return Err(Error::DatagramTooLarge);
+        }
+        if self.dgram_out.len() >= self.cfg.datagram_queue {
+            return Err(Error::Blocked);
+        }
+        self.dgram_out.push_back(data.to_vec());
+        Ok(())
+    }
+
+    /// Takes the oldest received datagram.
+    pub fn recv_datagram(&mut self) -> Option<Vec<u8>> {
+        self.dgram_in.pop_front()
+    }
+
+    /// Closes the session gracefully: the peer gets CLOSE with `code` and `reason`
+    /// (truncated to 1024 bytes), and the session drains for three PTOs.
+    pub fn close(&mut self, now: Instant, code: u64, reason: &[u8]) {
+        if self.is_closed() {
+            return;
+        }
+        let reason = reason
+            .get(..reason.len().min(phantom_wire::frame::MAX_CLOSE_REASON_LEN))
+            .unwrap_or_default()
+            .to_vec();
+        self.events.push_back(Event::Closed(CloseReason::Local {
+            code,
+            reason: reason.clone(),
+        }));
+        self.start_closing(now, code, true, reason);
+    }
+
+    /// Rekey our sending direction after `n` packets per epoch (tests lower it).
+    pub fn set_rekey_threshold(&mut self, n: u64) {
+        self.sealer.set_rekey_threshold(n);
+    }
+
+    /// Force a rekey when a stream's sequence advances by `n` within an epoch.
+    pub fn set_seq_rekey_watermark(&mut self, n: u64) {
+        self.sealer.set_seq_rekey_watermark(n);
+    }
+
+    /// Changes the multipath scheduler mode.
+    pub fn set_scheduler(&mut self, mode: SchedulerMode) {
+        self.cfg.scheduler = mode;
+    }
+
+    /// Lowers the AEAD limits of both directions (tests of I6).
+    pub fn set_crypto_limits(&mut self, limits: phantom_crypto::Limits) {
+        self.sealer.set_limits(limits);
+        self.opener.set_limits(limits);
+    }
+
+    /// Opens an additional path from `local` to `remote` and starts validating it.
+    /// Data uses it only once validated (I7).
+    ///
+    /// # Errors
+    /// [`Error::Path`] if the path exists or too many paths are open; [`Error::Closed`].
+    pub fn probe_path(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Result<PathId, Error> {
+        self.check_open()?;
+        if self
+            .paths
+            .values()
+            .any(|p| p.local == local && p.remote == remote)
+        {
+            return Err(Error::Path("path exists"));
+        }
+        let id = self.new_path(now, local, remote)?;
+        // Our own probe: budget it as if validated locally for sending challenges,
+        // since we chose this address ourselves (not an amplification vector).
+        self.registry
+            .on_received(PathId(id), 1200)
+            .map_err(|_| Error::Path("registry"))?;
+        Ok(PathId(id))
+    }
+
+    // ───────────────────────── D. outputs ─────────────────────────
+
+    /// Builds the next datagram into `buf` (at most `max_datagram_size` bytes of it).
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        let size = buf.len().min(self.cfg.max_datagram_size);
+        if size < MIN_DATAGRAM_SIZE {
+            return None;
+        }
+        match self.state {
+            State::Closed | State::Draining | State::Handshaking => return None,
+            State::Closing => return self.send_close(now, buf, size),
+            State::Connected | State::Migrating => {}
+        }
+        if let Some(d) = self.flight_resend.pop_front()
+            && let Some(dst) = buf.get_mut(..d.len())
+            && let Some(p) = self.paths.get(&self.primary)
+        {
+            dst.copy_from_slice(&d);
+            return Some(Transmit {
+                path: PathId(self.primary),
+                src: p.local,
+                dst: p.remote,
+                len: d.len(),
+            });
+        }
+        if let Err(e) = self.maybe_rekey() {
+            self.fatal(now, e);
+            return self.send_close(now, buf, size);
+        }
+        if let Some(t) = self.send_path_packet(now, buf, size) {
+            return Some(t);
+        }
+        let t = self.send_regular(now, buf, size);
+        self.update_loss_timer();
+        t
+    }
+
+    /// The earliest deadline at which `handle_timeout` must be called.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.earliest()
+    }
+
+    /// The next event for the application.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    // ───────────────────────── internals: receive ─────────────────────────
+
+    fn process_payload(
+        &mut self,
+        now: Instant,
+        path: Option<u8>,
+        header: Header,
+        payload: &[u8],
+    ) -> Result<(), Error> {
+        // Validate the whole payload first, so that a malformed frame changes nothing.
+        let mut eliciting = false;
+        let mut probing_only = true;
+        for f in parse_frames(payload) {
+            let f = f.map_err(|_| Error::PeerViolation("malformed frame"))?;
+            eliciting |= f.is_ack_eliciting();
+            if !matches!(
+                f,
+                Frame::Padding(_) | Frame::PathChallenge(_) | Frame::PathResponse(_)
+            ) {
+                probing_only = false;
+            }
+        }
+        if payload.is_empty() {
+            return Err(Error::PeerViolation("empty payload"));
+        }
+        let space = header.stream_id.0;
+        let ack = self.acks.entry(space).or_default();
+        ack.received.insert(header.sequence..header.sequence + 1);
+        ack.received.truncate_low(MAX_ACK_RANGES_KEPT);
+        if ack.received.max_end() == Some(header.sequence + 1) {
+            ack.largest_at = Some(now);
+        }
+        if eliciting {
+            ack.pending = true;
+            ack.unacked_eliciting += 1;
+            if self.timers.get(Timer::AckDelay).is_none() {
+                self.timers
+                    .set(Timer::AckDelay, Some(now + self.cfg.max_ack_delay));
+            }
+        }
+        for f in parse_frames(payload) {
+            let Ok(f) = f else { break };
+            self.on_frame(now, path, f)?;
+            if self.is_closed() {
+                return Ok(());
+            }
+        }
+        if let Some(p) = path {
+            self.maybe_migrate(p, probing_only);
+        }
+        Ok(())
+    }
+
+    fn on_frame(&mut self, now: Instant, path: Option<u8>, f: Frame<'_>) -> Result<(), Error> {
+        match f {
+            Frame::Padding(_) | Frame::Ping | Frame::Rekey(_) => {}
+            Frame::Ack(ack) => self.on_ack(now, &ack)?,
+            Frame::Stream(s) => self.on_stream_frame(&s)?,
+            Frame::ResetStream(r) => {
+                if let Some(e) = self.peer_stream(r.stream_id.0, true)?
+                    && let Some(recv) = e.recv.as_mut()
+                {
+                    let grew = recv.on_reset(r.error_code, r.final_size)?;
+                    self.flow.on_received(grew)?;
+                    self.signal_readable(r.stream_id.0);
+                }
+            }
+            Frame::StreamOpen(o) => {
+                let dir = match o.kind {
+                    StreamKind::Bidi => Dir::Bi,
+                    StreamKind::Uni => Dir::Uni,
+                };
+                if stream_initiator(o.stream_id.0) == self.side || stream_dir(o.stream_id.0) != dir
+                {
+                    return Err(Error::PeerViolation("bad STREAM_OPEN"));
+                }
+                let _ = self.peer_stream(o.stream_id.0, true)?;
+            }
+            Frame::MaxData(m) => {
+                self.flow.send_max = self.flow.send_max.max(m.max);
+            }
+            Frame::MaxStreamData(m) => {
+                if let Some(e) = self.peer_stream(m.stream_id.0, false)?
+                    && let Some(s) = e.send.as_mut()
+                {
+                    s.max_data = s.max_data.max(m.max);
+                    if s.blocked {
+                        s.blocked = false;
+                        self.events.push_back(Event::StreamWritable(m.stream_id));
+                    }
+                }
+            }
+            Frame::MaxStreams(m) => {
+                let k = match m.kind {
+                    StreamKind::Bidi => 0,
+                    StreamKind::Uni => 1,
+                };
+                if let Some(v) = self.remote_max_streams.get_mut(k) {
+                    *v = (*v).max(m.max);
+                }
+            }
+            Frame::StopSending(s) => {
+                if let Some(e) = self.peer_stream(s.stream_id.0, false)?
+                    && let Some(send) = e.send.as_mut()
+                {
+                    send.reset(s.error_code);
+                }
+            }
+            Frame::PathChallenge(c) => {
+                if let Some(p) = path.and_then(|p| self.paths.get_mut(&p))
+                    && p.responses.len() < MAX_QUEUED_RESPONSES
+                {
+                    p.responses.push_back(c.token);
+                }
+            }
+            Frame::PathResponse(r) => self.on_path_response(now, path, &r.token),
+            Frame::Close(c) => {
+                tracing::info!(target: "phantom::session", code = c.error_code, "peer closed");
+                self.events.push_back(Event::Closed(CloseReason::Peer {
+                    code: c.error_code,
+                    application: c.application,
+                    reason: c.reason.to_vec(),
+                }));
+                self.state = State::Draining;
+                self.timers = Timers::default();
+                let pto = self.max_pto();
+                self.timers.set(Timer::Close, Some(now + pto * 3));
+            }
+            Frame::Handshake(_) => {
+                self.stats.dropped.unexpected_handshake += 1;
+            }
+            Frame::Datagram(d) => {
+                if self.dgram_in.len() >= self.cfg.datagram_queue {
+                    self.dgram_in.pop_front();
+                }
+                self.dgram_in.push_back(d.data.to_vec());
+                self.events.push_back(Event::DatagramReceived);
+            }
+            Frame::DataBlocked(_) | Frame::StreamDataBlocked(_) | Frame::StreamsBlocked(_) => {}
+        }
+        Ok(())
+    }
+
+    fn on_stream_frame(&mut self, s: &StreamFrame<'_>) -> Result<(), Error> {
+        let id = s.stream_id.0;
+        let Some(entry) = self.peer_stream(id, true)? else {
+            return Ok(());
+        };
+        let Some(recv) = entry.recv.as_mut() else {
+            return Err(Error::PeerViolation("STREAM on a send-only stream"));
+        };
+        let grew = recv.on_data(s.offset, s.data, s.fin)?;
+        let readable = recv.is_readable();
+        self.flow.on_received(grew)?;
+        if readable {
+            self.signal_readable(id);
+        }
+        Ok(())
+    }
+
+    fn signal_readable(&mut self, id: u32) {
+        if let Some(e) = self.streams.get_mut(&id)
+            && !e.readable_signalled
+        {
+            e.readable_signalled = true;
+            self.events.push_back(Event::StreamReadable(StreamId(id)));
+        }
+    }
+
+    /// The stream a peer frame refers to, opening a peer-initiated one if `open` and
+    /// it is new. `Ok(None)` for a stream that existed and is finished (frames ignored).
+    fn peer_stream(&mut self, id: u32, open: bool) -> Result<Option<&mut StreamEntry>, Error> {
+        if id == 0 {
+            return Err(Error::PeerViolation("stream frame on the control stream"));
+        }
+        if self.streams.contains_key(&id) {
+            return Ok(self.streams.get_mut(&id));
+        }
+        let dir = stream_dir(id);
+        let k = kind_index(dir);
+        let index = stream_index(id);
+        if stream_initiator(id) == self.side {
+            // One of ours: either finished (ignore) or never opened (violation).
+            let next = self.next_index.get(k).copied().unwrap_or(0);
+            if index >= next {
+                return Err(Error::PeerViolation("frame for a stream we never opened"));
+            }
+            return Ok(None);
+        }
+        let opened = self
+            .opened_by_peer
+            .get_mut(k)
+            .ok_or(Error::PeerViolation("stream kind"))?;
+        if opened.contains(u64::from(index)) || !open {
+            return Ok(None);
+        }
+        if u64::from(index) > self.local_max_streams.get(k).copied().unwrap_or(0) {
+            return Err(Error::PeerViolation("stream limit exceeded"));
+        }
+        opened.insert(u64::from(index)..u64::from(index) + 1);
+        let send = (dir == Dir::Bi)
+            .then(|| SendStream::new(INITIAL_STREAM_CREDIT, self.cfg.stream_send_buffer));
+        let recv = Some(self.new_recv());
+        self.streams.insert(
+            id,
+            StreamEntry {
+                send,
+                recv,
+                readable_signalled: false,
+            },
+        );
+        self.events.push_back(Event::StreamOpened {
+            id: StreamId(id),
+            dir,
+        });
+        Ok(self.streams.get_mut(&id))
+    }
+
+    fn new_recv(&self) -> RecvStream {
+        let mut r = RecvStream::new(self.cfg.stream_receive_window);
+        r.credit_pending = self.cfg.stream_receive_window > INITIAL_STREAM_CREDIT;
+        r
+    }
+
+    fn on_ack(&mut self, now: Instant, ack: &Ack<'_>) -> Result<(), Error> {
+        let space = ack.stream_id.0;
+        let next = self.next_seq.get(&space).copied().unwrap_or(0);
+        if ack.largest() >= next {
+            return Err(Error::PeerViolation("ACK of an unsent packet"));
+        }
+        let ack_delay = Duration::from_micros(ack.ack_delay_us.min(1 << 40));
+        let mut newly: Vec<(u8, u64, u64)> = Vec::new();
+        for r in ack.ranges() {
+            let lo = (space, *r.start());
+            let hi = (space, *r.end());
+            for (&(_, seq), &(path, ppn)) in self.sent_index.range(lo..=hi) {
+                newly.push((path, ppn, seq));
+            }
+        }
+        if newly.is_empty() {
+            return Ok(());
+        }
+        let largest_seq = ack.largest();
+        // Per path: bytes newly acknowledged, newest send time, RTT sample.
+        let mut touched: Vec<(u8, u64, Option<Instant>, Option<Duration>)> = Vec::new();
+        for (path_id, ppn, seq) in newly {
+            self.sent_index.remove(&(space, seq));
+            let Some(path) = self.paths.get_mut(&path_id) else {
+                continue;
+            };
+            let Some((pkt, _)) = path.recovery.on_acked(ppn) else {
+                continue;
+            };
+            let i = match touched.iter().position(|t| t.0 == path_id) {
+                Some(i) => i,
+                None => {
+                    touched.push((path_id, 0, None, None));
+                    touched.len() - 1
+                }
+            };
+            let Some(acc) = touched.get_mut(i) else {
+                continue;
+            };
+            if seq == largest_seq && pkt.ack_eliciting {
+                let sample = now.saturating_duration_since(pkt.time);
+                path.rtt.update(now, sample, ack_delay);
+                acc.3 = Some(sample);
+            }
+            if pkt.in_flight {
+                acc.1 += pkt.size;
+                acc.2 = Some(acc.2.map_or(pkt.time, |t: Instant| t.max(pkt.time)));
+                path.delivery
+                    .on_packet_acked(now, ppn, pkt.time, pkt.size, &pkt.delivery);
+            }
+            path.pto_count_reset();
+            self.on_records_acked(&pkt);
+        }
+        for (path_id, acked, newest, sample) in touched {
+            // Losses first, then the ACK (the controller's call protocol).
+            self.detect_lost_on(now, path_id);
+            let mss = self.cfg.max_datagram_size as u64;
+            let Some(path) = self.paths.get_mut(&path_id) else {
+                continue;
+            };
+            if let Some(newest) = newest {
+                let rate = path
+                    .delivery
+                    .take_sample(path.rtt.min_rtt())
+                    .unwrap_or(RateSample::empty());
+                let ev = AckEvent {
+                    acked_bytes: acked,
+                    largest_acked_sent_at: newest,
+                    bytes_in_flight: path.recovery.bytes_in_flight,
+                    rtt_sample: sample,
+                    rate,
+                };
+                path.cc.on_ack(now, &ev, &path.rtt);
+            }
+            path.update_pacer(mss);
+        }
+        Ok(())
+    }
+
+    fn on_records_acked(&mut self, pkt: &SentPacket) {
+        for r in pkt.records {
+            match r {
+                Record::Stream {
+                    id,
+                    offset,
+                    len,
+                    fin,
+                } => {
+                    let Some(e) = self.streams.get_mut(&id) else {
+                        continue;
+                    };
+                    let Some(s) = e.send.as_mut() else { continue };
+                    let freed = s.on_ack(offset, len as usize, fin);
+                    if freed && s.blocked && s.room() > 0 {
+                        s.blocked = false;
+                        self.events.push_back(Event::StreamWritable(StreamId(id)));
+                    }
+                    if s.is_done() {
+                        self.events.push_back(Event::StreamFinished(StreamId(id)));
+                        self.maybe_remove_stream(id);
+                    }
+                }
+                Record::ResetStream { id } => {
+                    if let Some(s) = self.streams.get_mut(&id).and_then(|e| e.send.as_mut()) {
+                        s.reset_acked = true;
+                    }
+                    self.maybe_remove_stream(id);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn on_records_lost(&mut self, pkt: &SentPacket) {
+        for r in pkt.records {
+            match r {
+                Record::Stream {
+                    id,
+                    offset,
+                    len,
+                    fin,
+                } => {
+                    if let Some(s) = self.streams.get_mut(&id).and_then(|e| e.send.as_mut()) {
+                        s.on_lost(offset, len as usize, fin);
+                    }
+                }
+                Record::ResetStream { id } => {
+                    if let Some(s) = self.streams.get_mut(&id).and_then(|e| e.send.as_mut())
+                        && !s.reset_acked
+                    {
+                        s.reset_pending = true;
+                    }
+                }
+                Record::StopSending { id } => {
+                    if let Some(r) = self.streams.get_mut(&id).and_then(|e| e.recv.as_mut())
+                        && r.stop.is_some()
+                    {
+                        r.stop_pending = true;
+                    }
+                }
+                Record::MaxData => self.flow.credit_pending = true,
+                Record::MaxStreamData { id } => {
+                    if let Some(r) = self.streams.get_mut(&id).and_then(|e| e.recv.as_mut()) {
+                        r.credit_pending = true;
+                    }
+                }
+                Record::MaxStreams { kind } => {
+                    if let Some(p) = self.max_streams_pending.get_mut(usize::from(kind)) {
+                        *p = true;
+                    }
+                }
+                Record::None | Record::PathChallenge => {}
+            }
+        }
+    }
+
+    fn detect_lost_on(&mut self, now: Instant, path_id: u8) {
+        let mut lost = std::mem::take(&mut self.lost_buf);
+        lost.clear();
+        if let Some(path) = self.paths.get_mut(&path_id) {
+            let delay = path.rtt.loss_delay();
+            path.recovery.detect_lost(now, delay, &mut lost);
+            if let Some((_, newest)) = lost.iter().max_by_key(|(_, p)| p.time) {
+                let bytes: u64 = lost
+                    .iter()
+                    .filter(|(_, p)| p.in_flight)
+                    .map(|(_, p)| p.size)
+                    .sum();
+                path.delivery.on_packets_lost(bytes);
+                path.cc.on_loss(now, newest.time, bytes, false);
+                path.update_pacer(self.cfg.max_datagram_size as u64);
+            }
+        }
+        self.handle_lost(path_id, &lost);
+        self.lost_buf = lost;
+    }
+
+    fn handle_lost(&mut self, path_id: u8, lost: &[(u64, SentPacket)]) {
+        let _span = (!lost.is_empty()).then(|| {
+            tracing::trace_span!("phantom.session.loss", side = ?self.side, path = path_id)
+                .entered()
+        });
+        if !lost.is_empty() {
+            tracing::trace!(target: "phantom::session", path = path_id, count = lost.len(), "packets lost");
+        }
+        for (_, pkt) in lost {
+            self.stats.packets_lost += 1;
+            self.sent_index.remove(&(pkt.space, pkt.seq));
+            self.on_records_lost(pkt);
+        }
+    }
+
+    fn on_loss_timer(&mut self, now: Instant) {
+        let ids: Vec<u8> = self.paths.keys().copied().collect();
+        for id in ids {
+            let Some(path) = self.paths.get(&id) else {
+                continue;
+            };
+            if path.recovery.loss_time.is_some_and(|t| t <= now) {
+                self.detect_lost_on(now, id);
+                continue;
+            }
+            let Some(deadline) = self.pto_deadline(id) else {
+                continue;
+            };
+            if deadline > now {
+                continue;
+            }
+            self.stats.ptos += 1;
+            let action = self.fallback.on_udp_pto(now);
+            self.on_fallback_action(action);
+            let failover_ptos = self.cfg.failover_ptos;
+            let others_healthy = self
+                .paths
+                .iter()
+                .any(|(&o, p)| o != id && !p.degraded && self.registry.is_validated(PathId(o)));
+            let Some(path) = self.paths.get_mut(&id) else {
+                continue;
+            };
+            path.recovery.pto_count = path.recovery.pto_count.saturating_add(1);
+            path.probes = 1;
+            path.recovery.last_ack_eliciting = Some(now);
+            tracing::debug!(target: "phantom::session", path = id, pto_count = path.recovery.pto_count, "probe timeout");
+            if path.degraded {
+                // A failed-over path keeps being probed with PINGs only; anything still
+                // in flight on it is moved to the healthy paths.
+                let mut lost = std::mem::take(&mut self.lost_buf);
+                lost.clear();
+                path.recovery.drain_all(&mut lost);
+                self.handle_lost(id, &lost);
+                self.lost_buf = lost;
+            } else if path.recovery.pto_count >= failover_ptos && others_healthy {
+                // Fail over: move this path's in-flight data to the other paths.
+                path.degraded = true;
+                path.cc.on_loss(now, now, 0, true);
+                let mut lost = std::mem::take(&mut self.lost_buf);
+                lost.clear();
+                path.recovery.drain_all(&mut lost);
+                self.handle_lost(id, &lost);
+                self.lost_buf = lost;
+                tracing::info!(target: "phantom::session", path = id, "path failed over");
+                if self.primary == id {
+                    self.choose_new_primary();
+                }
+            }
+        }
+    }
+
+    fn on_fallback_action(&mut self, action: FallbackAction) {
+        if action == FallbackAction::None {
+            return;
+        }
+        if action == FallbackAction::ProbeUdp {
+            // The probe is an ordinary PING; the runtime sends it over UDP.
+            self.ping_pending = true;
+        }
+        tracing::info!(target: "phantom::session", ?action, "carrier fallback");
+        self.events.push_back(Event::Fallback(action));
+    }
+
+    fn pto_deadline(&self, id: u8) -> Option<Instant> {
+        let path = self.paths.get(&id)?;
+        if path.recovery.ack_eliciting_in_flight == 0 {
+            return None;
+        }
+        let base = path.rtt.pto_base();
+        let backoff = 1u32 << path.recovery.pto_count.min(MAX_PTO_BACKOFF);
+        Some(path.recovery.last_ack_eliciting? + base * backoff)
+    }
+
+    fn update_loss_timer(&mut self) {
+        let mut earliest: Option<Instant> = None;
+        for (&id, p) in &self.paths {
+            let t = p.recovery.loss_time.or_else(|| self.pto_deadline(id));
+            if let Some(t) = t {
+                earliest = Some(earliest.map_or(t, |e| e.min(t)));
+            }
+        }
+        self.timers.set(Timer::LossDetection, earliest);
+        let pv = self.registry.next_timeout();
+        self.timers.set(Timer::PathValidation, pv);
+        self.timers
+            .set(Timer::Fallback, Some(self.fallback.next_timeout()));
+        if let Some(ka) = self.cfg.keep_alive
+            && matches!(self.state, State::Connected | State::Migrating)
+        {
+            self.timers
+                .set(Timer::KeepAlive, Some(self.last_tx_eliciting + ka));
+        }
+    }
+
+    fn max_pto(&self) -> Duration {
+        self.paths
+            .values()
+            .map(|p| p.rtt.pto_base())
+            .max()
+            .unwrap_or(Duration::from_millis(300))
+    }
+
+    fn rearm_idle(&mut self, now: Instant) {
+        self.timers
+            .set(Timer::Idle, Some(now + self.cfg.idle_timeout));
+    }
+
+    // ───────────────────────── internals: paths ─────────────────────────
+
+    fn new_path(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Result<u8, Error> {
+        let id = u8::try_from(self.next_path_id).map_err(|_| Error::Path("path ids exhausted"))?;
+        self.registry
+            .insert(PathId(id), remote, now)
+            .map_err(|_| Error::Path("too many paths"))?;
+        let challenge = self
+            .registry
+            .issue_challenge(PathId(id), now, &mut self.rng)
+            .map_err(|_| Error::Path("challenge"))?;
+        self.next_path_id += 1;
+        let mss = self.cfg.max_datagram_size as u64;
+        let mut p = Path::new(local, remote, now, &self.cfg, mss)?;
+        p.challenge = Some(*challenge.as_bytes());
+        self.paths.insert(id, p);
+        self.update_loss_timer();
+        tracing::debug!(target: "phantom::session", path = id, %remote, "validating new path");
+        Ok(id)
+    }
+
+    /// Maps an authenticated datagram's addresses to a path, creating (and starting to
+    /// validate) a path for a new address. Only called after the AEAD and replay
+    /// checks passed.
+    fn resolve_path(&mut self, now: Instant, rx: RxMeta, len: u64) -> Option<u8> {
+        let found = self
+            .paths
+            .iter()
+            .find(|(_, p)| p.remote == rx.remote && p.local == rx.local)
+            .map(|(&id, _)| id);
+        let id = match found {
+            Some(id) => id,
+            None => {
+                if matches!(self.state, State::Closing) {
+                    return None;
+                }
+                let id = self.new_path(now, rx.local, rx.remote).ok()?;
+                if self.state == State::Connected {
+                    self.state = State::Migrating;
+                }
+                id
+            }
+        };
+        let _ = self.registry.on_received(PathId(id), len);
+        let _ = self.registry.mark_seen(PathId(id), now);
+        if let Some(p) = self.paths.get_mut(&id) {
+            p.last_rx = Some(now);
+        }
+        Some(id)
+    }
+
+    fn on_path_response(&mut self, now: Instant, path: Option<u8>, token: &[u8; 32]) {
+        let _span =
+            tracing::debug_span!("phantom.session.path_validation", side = ?self.side).entered();
+        // The response normally arrives on the path it answers; try that one first.
+        let mut candidates: Vec<u8> = path.into_iter().collect();
+        candidates.extend(self.paths.keys().copied().filter(|&id| Some(id) != path));
+        for id in candidates {
+            if self
+                .registry
+                .verify_response(PathId(id), now, token)
+                .is_ok()
+            {
+                self.stats.paths_validated += 1;
+                if let Some(p) = self.paths.get_mut(&id) {
+                    p.challenge = None;
+                }
+                tracing::info!(target: "phantom::session", path = id, "path validated");
+                self.events.push_back(Event::PathValidated(PathId(id)));
+                if self.state == State::Migrating && !self.any_validating() {
+                    self.state = State::Connected;
+                }
+                return;
+            }
+        }
+    }
+
+    fn any_validating(&self) -> bool {
+        self.paths.keys().any(|&id| {
+            matches!(
+                self.registry.state(PathId(id)),
+                Some(phantom_guard::PathState::Validating | phantom_guard::PathState::Unvalidated)
+            )
+        })
+    }
+
+    /// Moves the primary path to `p` if the peer has moved there: `p` is validated,
+    /// carried a non-probing packet, and the current primary has received nothing since
+    /// `p` appeared (so a spoofed or probing copy does not move the session, I7).
+    fn maybe_migrate(&mut self, p: u8, probing_only: bool) {
+        if p == self.primary || probing_only || !self.registry.is_validated(PathId(p)) {
+            return;
+        }
+        let Some(created) = self.paths.get(&p).map(|x| x.created) else {
+            return;
+        };
+        let primary_quiet = self
+            .paths
+            .get(&self.primary)
+            .is_none_or(|old| old.last_rx.is_none_or(|t| t < created) || old.degraded);
+        if !primary_quiet {
+            return;
+        }
+        let from = self.primary;
+        let _span = tracing::info_span!("phantom.session.migrate", side = ?self.side, from, to = p)
+            .entered();
+        self.primary = p;
+        self.stats.migrations += 1;
+        // Whatever is in flight on the old path is presumed lost: re-send it on the new one.
+        let mut lost = std::mem::take(&mut self.lost_buf);
+        lost.clear();
+        if let Some(old) = self.paths.get_mut(&from) {
+            old.recovery.drain_all(&mut lost);
+            old.degraded = true;
+        }
+        self.handle_lost(from, &lost);
+        self.lost_buf = lost;
+        tracing::info!(target: "phantom::session", from, to = p, "migrated");
+        self.events.push_back(Event::Migrated {
+            from: PathId(from),
+            to: PathId(p),
+        });
+    }
+
+    /// Where control-only packets (ACKs, credit) go: the validated, healthy path that
+    /// most recently received an authenticated packet, else the primary.
+    fn control_path(&self) -> Option<u8> {
+        let recent = self
+            .paths
+            .iter()
+            .filter(|(id, p)| !p.degraded && self.registry.is_validated(PathId(**id)))
+            .filter_map(|(&id, p)| p.last_rx.map(|t| (t, id)))
+            .max()
+            .map(|(_, id)| id);
+        recent
+            .or_else(|| {
+                self.registry
+                    .is_validated(PathId(self.primary))
+                    .then_some(self.primary)
+            })
+            .or_else(|| {
+                self.paths
+                    .keys()
+                    .copied()
+                    .find(|&id| self.registry.is_validated(PathId(id)))
+            })
+    }
+
+    fn choose_new_primary(&mut self) {
+        let best = self
+            .paths
+            .iter()
+            .filter(|(id, p)| !p.degraded && self.registry.is_validated(PathId(**id)))
+            .min_by_key(|(_, p)| p.rtt.smoothed())
+            .map(|(&id, _)| id);
+        if let Some(id) = best
+            && id != self.primary
+        {
+            let from = self.primary;
+            self.primary = id;
+            self.stats.migrations += 1;
+            self.events.push_back(Event::Migrated {
+                from: PathId(from),
+                to: PathId(id),
+            });
+        }
+    }
+
+    fn on_path_timer(&mut self, now: Instant) {
+        let mut guard = 0;
+        while let Some(ev) = self.registry.poll_retransmit(now) {
+            guard += 1;
+            if guard > 64 {
+                break;
+            }
+            self.on_path_event(ev);
+        }
+        let mut guard = 0;
+        while let Some(ev) = self.registry.sweep(now) {
+            guard += 1;
+            if guard > 64 {
+                break;
+            }
+            self.on_path_event(ev);
+        }
+    }
+
+    fn on_path_event(&mut self, ev: PathEvent) {
+        match ev {
+            PathEvent::Retransmit { path, challenge } => {
+                if let Some(p) = self.paths.get_mut(&path.0) {
+                    p.challenge = Some(*challenge.as_bytes());
+                }
+            }
+            PathEvent::Failed { path, reason } => {
+                tracing::info!(target: "phantom::session", path = path.0, ?reason, "path failed");
+                self.events.push_back(Event::PathFailed(path));
+                let mut lost = std::mem::take(&mut self.lost_buf);
+                lost.clear();
+                if let Some(mut p) = self.paths.remove(&path.0) {
+                    p.recovery.drain_all(&mut lost);
+                }
+                self.handle_lost(path.0, &lost);
+                self.lost_buf = lost;
+                self.registry.remove(path);
+                if self.primary == path.0 {
+                    self.choose_new_primary();
+                }
+                if self.state == State::Migrating && !self.any_validating() {
+                    self.state = State::Connected;
+                }
+                if self.paths.is_empty() {
+                    self.state = State::Closed;
+                    self.timers = Timers::default();
+                    self.events
+                        .push_back(Event::Closed(CloseReason::Error(Error::Path(
+                            "all paths failed",
+                        ))));
+                }
+            }
+        }
+    }
+
+    // ───────────────────────── internals: streams ─────────────────────────
+
+    fn check_open(&self) -> Result<(), Error> {
+        if matches!(self.state, State::Connected | State::Migrating) {
+            Ok(())
+        } else {
+            Err(Error::Closed)
+        }
+    }
+
+    fn send_half(&mut self, id: StreamId) -> Result<&mut SendStream, Error> {
+        self.streams
+            .get_mut(&id.0)
+            .and_then(|e| e.send.as_mut())
+            .ok_or(Error::UnknownStream(id.0))
+    }
+
+    fn maybe_remove_stream(&mut self, id: u32) {
+        let done = self.streams.get(&id).is_some_and(|e| {
+            e.send.as_ref().is_none_or(SendStream::is_done)
+                && e.recv.as_ref().is_none_or(RecvStream::is_done)
+        });
+        if !done {
+            return;
+        }
+        self.streams.remove(&id);
+        if stream_initiator(id) != self.side {
+            let k = kind_index(stream_dir(id));
+            if let Some(m) = self.local_max_streams.get_mut(k) {
+                *m = m.saturating_add(1);
+            }
+            if let Some(p) = self.max_streams_pending.get_mut(k) {
+                *p = true;
+            }
+        }
+    }
+
+    // ───────────────────────── internals: transmit ─────────────────────────
+
+    fn maybe_rekey(&mut self) -> Result<(), Error> {
+        if !self.sealer.needs_rekey() {
+            return Ok(());
+        }
+        let _span = tracing::debug_span!(
+            "phantom.session.rekey",
+            side = ?self.side,
+            from = self.sealer.epoch().0
+        )
+        .entered();
+        let epoch = self.sealer.rekey().map_err(|e| match e {
+            phantom_crypto::Error::EpochSaturated => Error::Crypto("epoch saturated"),
+            _ => Error::Crypto("rekey failed"),
+        })?;
+        self.stats.rekeys_local += 1;
+        self.rekey_frame_pending = true;
+        self.rekey_flag_pending = true;
+        self.events.push_back(Event::Rekeyed { epoch, local: true });
+        tracing::debug!(target: "phantom::session", epoch = epoch.0, "rekeyed send direction");
+        Ok(())
+    }
+
+    fn payload_room(size: usize) -> usize {
+        size - HEADER_LEN - TAG_LEN
+    }
+
+    /// PATH_CHALLENGE / PATH_RESPONSE on the path they belong to, within its
+    /// anti-amplification budget (I7).
+    fn send_path_packet(&mut self, now: Instant, buf: &mut [u8], size: usize) -> Option<Transmit> {
+        let id = self
+            .paths
+            .iter()
+            .find(|(_, p)| p.challenge.is_some() || !p.responses.is_empty())
+            .map(|(&id, _)| id)?;
+        let budget = self.registry.send_budget(PathId(id))?;
+        let size = match budget {
+            SendBudget::Unlimited => size,
+            SendBudget::Limited(n) => size.min(usize::try_from(n).unwrap_or(usize::MAX)),
+        };
+        let min = HEADER_LEN + TAG_LEN + 33;
+        if size < min {
+            // Not enough budget yet: wait for more bytes from that address.
+            return None;
+        }
+        let path = self.paths.get_mut(&id)?;
+        let mut built = Built::new();
+        let payload = buf.get_mut(HEADER_LEN..size - TAG_LEN)?;
+        let mut w = Writer::new(payload);
+        while let Some(token) = path.responses.front().copied() {
+            let f = Frame::PathResponse(PathResponse { token });
+            if f.encoded_len() > w.remaining() || f.encode(&mut w).is_err() {
+                break;
+            }
+            path.responses.pop_front();
+        }
+        if let Some(token) = path.challenge {
+            let f = Frame::PathChallenge(PathChallenge { token });
+            if f.encoded_len() <= w.remaining() && f.encode(&mut w).is_ok() {
+                path.challenge = None;
+                built.record(Record::PathChallenge);
+            }
+        }
+        built.len = w.written();
+        if built.len == 0 {
+            return None;
+        }
+        built.ack_eliciting = true;
+        self.finish_packet(now, id, buf, built, false)
+    }
+
+    fn send_close(&mut self, now: Instant, buf: &mut [u8], size: usize) -> Option<Transmit> {
+        let info = self.close.as_mut()?;
+        if !info.pending {
+            return None;
+        }
+        info.pending = false;
+        let (code, application, reason) = (info.code, info.application, info.reason.clone());
+        let id = if self.paths.contains_key(&self.primary) {
+            self.primary
+        } else {
+            *self.paths.keys().next()?
+        };
+        let payload = buf.get_mut(HEADER_LEN..size - TAG_LEN)?;
+        let mut w = Writer::new(payload);
+        let room = w.remaining().saturating_sub(16);
+        let reason = reason.get(..reason.len().min(room)).unwrap_or_default();
+        Frame::Close(Close {
+            error_code: code,
+            application,
+            reason,
+        })
+        .encode(&mut w)
+        .ok()?;
+        let mut built = Built::new();
+        built.len = w.written();
+        self.finish_packet(now, id, buf, built, false)
+    }
+
+    fn path_views(&self, out: &mut Vec<PathView>) {
+        out.clear();
+        out.extend(
+            self.paths
+                .iter()
+                .filter(|(id, _)| self.registry.is_validated(PathId(**id)))
+                .map(|(&id, p)| PathView {
+                    id: PathId(id),
+                    srtt: p.rtt.smoothed(),
+                    cwnd: p.cc.window(),
+                    in_flight: p.recovery.bytes_in_flight,
+                    bandwidth: p.bandwidth(),
+                    healthy: !p.degraded,
+                }),
+        );
+    }
+
+    fn has_stream_data(&self) -> bool {
+        !self.redundant_queue.is_empty()
+            || !self.dgram_out.is_empty()
+            || self.streams.values().any(|e| {
+                e.send
+                    .as_ref()
+                    .is_some_and(|s| s.can_send(self.flow.send_credit()))
+            })
+    }
+
+    fn control_due(&self, now: Instant) -> bool {
+        // (A pending REKEY frame only piggybacks: it never causes a packet by itself,
+        // or a tiny rekey threshold would make every packet trigger another one.)
+        self.ping_pending
+            || self.flow.credit_pending
+            || self.max_streams_pending.iter().any(|&p| p)
+            || self
+                .acks
+                .values()
+                .any(|a| a.pending && (a.unacked_eliciting >= 2))
+            || (self.timers.get(Timer::AckDelay).is_none_or(|t| t <= now)
+                && self.acks.values().any(|a| a.pending))
+            || self.streams.values().any(|e| {
+                e.send.as_ref().is_some_and(|s| s.reset_pending)
+                    || e.recv
+                        .as_ref()
+                        .is_some_and(|r| r.credit_pending || r.stop_pending)
+            })
+    }
+
+    fn send_regular(&mut self, now: Instant, buf: &mut [u8], size: usize) -> Option<Transmit> {
+        // A PTO probe takes precedence and ignores the congestion window.
+        let probe = self
+            .paths
+            .iter()
+            .find(|(id, p)| p.probes > 0 && self.registry.is_validated(PathId(**id)))
+            .map(|(&id, _)| id);
+        let mut allow_data = true;
+        let path_id = if let Some(id) = probe {
+            id
+        } else {
+            let mut chosen = None;
+            if self.has_stream_data() {
+                let mut views = std::mem::take(&mut self.views_buf);
+                self.path_views(&mut views);
+                let mut picks = std::mem::take(&mut self.pick_buf);
+                pick(self.cfg.scheduler, &views, size as u64, &mut picks);
+                self.views_buf = views;
+                // Redundant mode: the first pick sends, the others get copies queued.
+                let with_dup = picks
+                    .iter()
+                    .find(|p| self.redundant_queue.iter().any(|(q, _)| *q == p.0))
+                    .or(picks.first())
+                    .copied();
+                if let Some(first) = with_dup {
+                    let pid = first.0;
+                    let wait = self
+                        .paths
+                        .get_mut(&pid)
+                        .and_then(|p| p.pacer.delay(now, size as u64));
+                    match wait {
+                        None => chosen = Some(pid),
+                        Some(t) => {
+                            self.timers.set(Timer::Pacing, Some(t));
+                        }
+                    }
+                }
+                self.pick_buf = picks;
+            }
+            match chosen {
+                Some(id) => id,
+                None => {
+                    if !self.control_due(now) {
+                        return None;
+                    }
+                    allow_data = false;
+                    self.control_path()?
+                }
+            }
+        };
+        let is_probe = probe == Some(path_id);
+        if is_probe && self.paths.get(&path_id).is_some_and(|p| p.degraded) {
+            allow_data = false;
+        }
+        let built = self.build_regular(now, path_id, buf, size, allow_data, is_probe)?;
+        if is_probe && let Some(p) = self.paths.get_mut(&path_id) {
+            p.probes = p.probes.saturating_sub(1);
+        }
+        let has_data = built.has_data;
+        let t = self.finish_packet(now, path_id, buf, built, true)?;
+        if has_data && let Some(p) = self.paths.get_mut(&path_id) {
+            p.pacer.on_sent(t.len as u64);
+        }
+        Some(t)
+    }
+
+    fn build_regular(
+        &mut self,
+        now: Instant,
+        path_id: u8,
+        buf: &mut [u8],
+        size: usize,
+        allow_data: bool,
+        is_probe: bool,
+    ) -> Option<Built> {
+        let mut built = Built::new();
+        let payload = buf.get_mut(HEADER_LEN..HEADER_LEN + Self::payload_room(size))?;
+        let mut w = Writer::new(payload);
+
+        // 1. ACKs for every space with something to acknowledge.
+        let mut acked_spaces: Vec<u32> = Vec::new();
+        for (&space, a) in &self.acks {
+            if !a.pending || a.received.is_empty() {
+                continue;
+            }
+            self.ack_ranges.clear();
+            for r in a.received.iter().rev() {
+                if r.end > r.start {
+                    self.ack_ranges.push(r.start..=r.end - 1);
+                }
+            }
+            let delay = a
+                .largest_at
+                .map_or(0, |t| now.saturating_duration_since(t).as_micros() as u64);
+            let Ok(ack) = Ack::new(StreamId(space), delay, &self.ack_ranges) else {
+                continue;
+            };
+            let f = Frame::Ack(ack);
+            if f.encoded_len() + 64 > w.remaining() {
+                break;
+            }
+            if f.encode(&mut w).is_ok() {
+                acked_spaces.push(space);
+            }
+        }
+        for space in acked_spaces {
+            if let Some(a) = self.acks.get_mut(&space) {
+                a.pending = false;
+                a.unacked_eliciting = 0;
+            }
+        }
+        if !self.acks.values().any(|a| a.pending) {
+            self.timers.set(Timer::AckDelay, None);
+        }
+
+        // 2. Control frames.
+        if self.rekey_frame_pending {
+            let f = Frame::Rekey(Rekey {
+                epoch: self.sealer.epoch(),
+            });
+            if f.encoded_len() <= w.remaining() && f.encode(&mut w).is_ok() {
+                self.rekey_frame_pending = false;
+                built.ack_eliciting = true;
+            }
+        }
+        if self.flow.credit_pending && !built.records_full() {
+            let f = Frame::MaxData(MaxData {
+                max: self.flow.recv_max,
+            });
+            if f.encoded_len() <= w.remaining() && f.encode(&mut w).is_ok() {
+                self.flow.credit_pending = false;
+                built.record(Record::MaxData);
+                built.ack_eliciting = true;
+            }
+        }
+        for k in 0..2u8 {
+            if self.max_streams_pending.get(usize::from(k)) == Some(&true) && !built.records_full()
+            {
+                let kind = if k == 0 {
+                    StreamKind::Bidi
+                } else {
+                    StreamKind::Uni
+                };
+                let max = self
+                    .local_max_streams
+                    .get(usize::from(k))
+                    .copied()
+                    .unwrap_or(0);
+                let f = Frame::MaxStreams(MaxStreams { kind, max });
+                if f.encoded_len() <= w.remaining() && f.encode(&mut w).is_ok() {
+                    if let Some(p) = self.max_streams_pending.get_mut(usize::from(k)) {
+                        *p = false;
+                    }
+                    built.record(Record::MaxStreams { kind: k });
+                    built.ack_eliciting = true;
+                }
+            }
+        }
+        for (&id, e) in &mut self.streams {
+            if built.records_full() || w.remaining() < 32 {
+                break;
+            }
+            if let Some(s) = e.send.as_mut()
+                && s.reset_pending
+                && let Some(code) = s.reset
+            {
+                let f = Frame::ResetStream(ResetStream {
+                    stream_id: StreamId(id),
+                    error_code: code,
+                    final_size: s.final_size(),
+                });
+                if f.encode(&mut w).is_ok() {
+                    s.reset_pending = false;
+                    built.record(Record::ResetStream { id });
+                    built.ack_eliciting = true;
+                }
+            }
+            if let Some(r) = e.recv.as_mut() {
+                if r.stop_pending
+                    && let Some(code) = r.stop
+                    && !built.records_full()
+                {
+                    let f = Frame::StopSending(StopSending {
+                        stream_id: StreamId(id),
+                        error_code: code,
+                    });
+                    if f.encode(&mut w).is_ok() {
+                        r.stop_pending = false;
+                        built.record(Record::StopSending { id });
+                        built.ack_eliciting = true;
+                    }
+                }
+                if r.credit_pending && !built.records_full() {
+                    let f = Frame::MaxStreamData(MaxStreamData {
+                        stream_id: StreamId(id),
+                        max: r.max_data,
+                    });
+                    if f.encode(&mut w).is_ok() {
+                        r.credit_pending = false;
+                        built.record(Record::MaxStreamData { id });
+                        built.ack_eliciting = true;
+                    }
+                }
+            }
+        }
+
+        // 3. Application data, only on a validated path (I7).
+        if allow_data && self.registry.is_validated(PathId(path_id)) {
+            while let Some(d) = self.dgram_out.front() {
+                let f = Frame::Datagram(Datagram { data: d });
+                if f.encoded_len() > w.remaining() {
+                    break;
+                }
+                if f.encode(&mut w).is_ok() {
+                    self.dgram_out.pop_front();
+                    built.ack_eliciting = true;
+                    built.has_data = true;
+                }
+            }
+            self.write_stream_data(path_id, &mut w, &mut built);
+        }
+
+        if (is_probe || self.ping_pending)
+            && !built.ack_eliciting
+            && Frame::Ping.encode(&mut w).is_ok()
+        {
+            built.ack_eliciting = true;
+        }
+        if built.ack_eliciting {
+            self.ping_pending = false;
+        }
+        built.len = w.written();
+        (built.len > 0).then_some(built)
+    }
+
+    /// Adds STREAM frames of one stream (the packet's sequence space) to the packet.
+    fn write_stream_data(&mut self, path_id: u8, w: &mut Writer<'_>, built: &mut Built) {
+        const OVERHEAD: usize = 24;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        // Redundant copies queued for this path come first.
+        let dup = self.redundant_queue.iter().position(|(p, _)| *p == path_id);
+        let mut space: Option<u32> = None;
+        if let Some(i) = dup
+            && let Some((
+                _,
+                Record::Stream {
+                    id,
+                    offset,
+                    len,
+                    fin,
+                },
+            )) = self.redundant_queue.remove(i)
+            && let Some(s) = self.streams.get(&id).and_then(|e| e.send.as_ref())
+            && w.remaining() > OVERHEAD + len as usize
+            && let Some(data) = scratch.get_mut(..len as usize)
+            && s.copy_out(offset, data)
+        {
+            let f = Frame::Stream(StreamFrame {
+                stream_id: StreamId(id),
+                offset,
+                fin,
+                data,
+            });
+            if f.encode(w).is_ok() {
+                built.record(Record::Stream {
+                    id,
+                    offset,
+                    len,
+                    fin,
+                });
+                built.ack_eliciting = true;
+                built.has_data = true;
+                self.stats.stream_bytes_sent += u64::from(len);
+                self.stats.stream_bytes_retransmitted += u64::from(len);
+                space = Some(id);
+            }
+        }
+        if space.is_none() {
+            // Round-robin over streams with sendable data.
+            let credit = self.flow.send_credit();
+            let sendable = |s: &SendStream| s.can_send(credit);
+            let pick_id = self
+                .streams
+                .range(self.rr_cursor.saturating_add(1)..)
+                .chain(self.streams.range(..=self.rr_cursor))
+                .find(|(_, e)| e.send.as_ref().is_some_and(sendable))
+                .map(|(&id, _)| id);
+            if let Some(id) = pick_id {
+                self.rr_cursor = id;
+                space = Some(id);
+                let mut guard = 0;
+                loop {
+                    guard += 1;
+                    if guard > 16 || built.records_full() || w.remaining() <= OVERHEAD {
+                        break;
+                    }
+                    let credit = self.flow.send_credit();
+                    let max_len = w.remaining() - OVERHEAD;
+                    let Some(s) = self.streams.get_mut(&id).and_then(|e| e.send.as_mut()) else {
+                        break;
+                    };
+                    let Some(chunk) = s.next_chunk(max_len, credit) else {
+                        break;
+                    };
+                    // Encode straight from the send buffer when the range is contiguous
+                    // there (almost always); otherwise gather it into the scratch buffer.
+                    let data: &[u8] = match s.contiguous(chunk.offset, chunk.len) {
+                        Some(d) => d,
+                        None => {
+                            let Some(data) = scratch.get_mut(..chunk.len) else {
+                                s.on_lost(chunk.offset, chunk.len, chunk.fin);
+                                break;
+                            };
+                            if !s.copy_out(chunk.offset, data) {
+                                s.on_lost(chunk.offset, chunk.len, chunk.fin);
+                                break;
+                            }
+                            data
+                        }
+                    };
+                    let f = Frame::Stream(StreamFrame {
+                        stream_id: StreamId(id),
+                        offset: chunk.offset,
+                        fin: chunk.fin,
+                        data,
+                    });
+                    if f.encode(w).is_err() {
+                        s.on_lost(chunk.offset, chunk.len, chunk.fin);
+                        break;
+                    }
+                    self.flow.sent = self.flow.sent.saturating_add(chunk.new_bytes);
+                    let len = u32::try_from(chunk.len).unwrap_or(u32::MAX);
+                    let rec = Record::Stream {
+                        id,
+                        offset: chunk.offset,
+                        len,
+                        fin: chunk.fin,
+                    };
+                    built.record(rec);
+                    built.ack_eliciting = true;
+                    built.has_data = true;
+                    self.stats.stream_bytes_sent += chunk.len as u64;
+                    self.stats.stream_bytes_retransmitted +=
+                        (chunk.len as u64).saturating_sub(chunk.new_bytes);
+                    if self.cfg.scheduler == SchedulerMode::Redundant {
+                        for other in self.pick_buf.iter().skip(1) {
+                            if other.0 != path_id && self.redundant_queue.len() < 1024 {
+                                self.redundant_queue.push_back((other.0, rec));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(id) = space {
+            built.space = id;
+        }
+        self.scratch = scratch;
+    }
+
+    fn finish_packet(
+        &mut self,
+        now: Instant,
+        path_id: u8,
+        buf: &mut [u8],
+        built: Built,
+        track: bool,
+    ) -> Option<Transmit> {
+        let space = built.space;
+        let seq = self.next_seq.get(&space).copied().unwrap_or(0);
+        if seq > MAX_SEQUENCE {
+            // I3: exhaustion closes, never reuses.
+            self.fatal(now, Error::Crypto("sequence space exhausted"));
+            return None;
+        }
+        let mut flags = Flags::empty();
+        if built.ack_eliciting {
+            flags = flags | Flags::ACK_ELICITING;
+        }
+        // The first packet sealed under a new epoch is marked REKEY.
+        let rekey_flag = self.rekey_flag_pending;
+        if rekey_flag {
+            flags = flags | Flags::REKEY;
+        }
+        let header = Header {
+            flags,
+            path_id: PathId(path_id),
+            epoch: self.sealer.epoch(),
+            session_id: self.session_id,
+            stream_id: StreamId(space),
+            sequence: seq,
+        };
+        let total = HEADER_LEN + built.len + TAG_LEN;
+        let out = buf.get_mut(..total)?;
+        // I2: every packet is sealed; the header image is the associated data.
+        let len = match self.sealer.seal_packet(&header, out, built.len) {
+            Ok(n) => n,
+            Err(e) => {
+                let err = match e {
+                    phantom_crypto::Error::LimitReached => Error::Crypto("confidentiality limit"),
+                    phantom_crypto::Error::SequenceExhausted => Error::Crypto("sequence exhausted"),
+                    _ => Error::Crypto("seal failed"),
+                };
+                // Give the frames' content back before closing.
+                self.fatal(now, err);
+                return None;
+            }
+        };
+        self.next_seq.insert(space, seq + 1);
+        if rekey_flag {
+            self.rekey_flag_pending = false;
+        }
+        if self.registry.on_sent(PathId(path_id), len as u64).is_err() {
+            // Budget was checked before building; a failure here means a bug.
+            debug_assert!(false, "amplification budget exceeded after check");
+        }
+        let path = self.paths.get_mut(&path_id)?;
+        path.bytes_sent += len as u64;
+        self.stats.packets_sent += 1;
+        self.stats.bytes_sent += len as u64;
+        if built.ack_eliciting {
+            self.last_tx_eliciting = now;
+        }
+        if track && (built.ack_eliciting || built.nrec > 0) {
+            let in_flight = built.ack_eliciting;
+            let delivery =
+                path.delivery
+                    .on_packet_sent(now, path.recovery.bytes_in_flight, len as u64);
+            let pkt = SentPacket {
+                space,
+                seq,
+                time: now,
+                size: len as u64,
+                ack_eliciting: built.ack_eliciting,
+                in_flight,
+                records: built.records,
+                delivery,
+            };
+            let ppn = path.recovery.on_sent(pkt);
+            if in_flight {
+                path.cc
+                    .on_sent(now, len as u64, path.recovery.bytes_in_flight);
+            }
+            self.sent_index.insert((space, seq), (path_id, ppn));
+        }
+        Some(Transmit {
+            path: PathId(path_id),
+            src: path.local,
+            dst: path.remote,
+            len,
+        })
+    }
+
+    // ───────────────────────── internals: close ─────────────────────────
+
+    fn fatal(&mut self, now: Instant, e: Error) {
+        if self.is_closed() {
+            return;
+        }
+        tracing::warn!(target: "phantom::session", error = %e, "closing on fatal error");
+        self.events.push_back(Event::Closed(CloseReason::Error(e)));
+        let reason = e.to_string().into_bytes();
+        self.start_closing(now, e.close_code(), false, reason);
+    }
+
+    fn start_closing(&mut self, now: Instant, code: u64, application: bool, reason: Vec<u8>) {
+        let _span =
+            tracing::info_span!("phantom.session.close", side = ?self.side, code, application)
+                .entered();
+        let pto = self.max_pto();
+        self.state = State::Closing;
+        self.timers = Timers::default();
+        self.timers.set(Timer::Close, Some(now + pto * 3));
+        self.close = Some(CloseInfo {
+            code,
+            application,
+            reason,
+            resends_left: MAX_CLOSE_RESENDS,
+            pending: true,
+        });
+    }
+}
+
+impl Path {
+    fn new(
+        local: SocketAddr,
+        remote: SocketAddr,
+        now: Instant,
+        cfg: &Config,
+        mss: u64,
+    ) -> Result<Self, Error> {
+        let cc_cfg = phantom_congestion::Config {
+            max_datagram_size: mss,
+            initial_rtt: cfg.initial_rtt,
+            max_ack_delay: cfg.max_ack_delay,
+            ..phantom_congestion::Config::default()
+        };
+        let cc = cfg
+            .congestion
+            .build(&cc_cfg)
+            .map_err(|_| Error::Path("invalid congestion configuration"))?;
+        Ok(Self {
+            local,
+            remote,
+            recovery: PathRecovery::new(),
+            rtt: RttEstimator::new(cfg.initial_rtt, cfg.max_ack_delay),
+            cc,
+            delivery: DeliveryRateEstimator::default(),
+            pacer: Pacer::new(mss),
+            responses: VecDeque::new(),
+            challenge: None,
+            probes: 0,
+            degraded: false,
+            created: now,
+            last_rx: None,
+            bytes_sent: 0,
+        })
+    }
+
+    fn bandwidth(&self) -> u64 {
+        self.cc.snapshot().bandwidth.unwrap_or(0)
+    }
+
+    fn snapshot(&self) -> CongestionSnapshot {
+        let s = self.cc.snapshot();
+        CongestionSnapshot {
+            cwnd: s.cwnd,
+            in_flight: self.recovery.bytes_in_flight,
+            ssthresh: s.ssthresh.unwrap_or(u64::MAX),
+            pacing_rate: self.pacer.rate,
+            bandwidth: s.bandwidth.unwrap_or(0),
+        }
+    }
+
+    /// Pacing follows the controller's rate (BBR), or 1.25 cwnd/srtt if it has none.
+    fn update_pacer(&mut self, mss: u64) {
+        let cwnd = self.cc.window();
+        match self.cc.pacing_rate() {
+            Some(rate) => self.pacer.set_rate_bps(rate, cwnd, mss),
+            None => self.pacer.set_rate(cwnd, self.rtt.smoothed(), mss),
+        }
+    }
+
+    fn pto_count_reset(&mut self) {
+        self.recovery.pto_count = 0;
+        self.degraded = false;
+    }
+}

@@ -1,0 +1,14 @@
+//! Session tests over the deterministic in-memory network.
+
+/// An arbitrary time origin for tests (the session itself never reads the clock).
+#[expect(
+    clippy::disallowed_methods,
+    reason = "tests need an arbitrary time origin"
+)]
+pub(crate) fn test_instant() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
+pub(crate) mod harness;
+pub(crate) mod link;
+mod session_tests;
