@@ -1,6 +1,8 @@
 //! Handshake datagrams, fragments, reassembly and retransmission.
 //!
-//! A handshake datagram is `token_len (varint) ‖ token ‖ fragment*`. A fragment is laid
+//! A handshake datagram is `0xc3 (phantom_wire::HANDSHAKE_MARKER) ‖ token_len (varint) ‖
+//! token ‖ fragment*`; the marker lets a receiver tell it from a protected packet by its
+//! first byte. A fragment is laid
 //! out like phantom-wire's HANDSHAKE frame: `0x0c ‖ msg_seq (varint) ‖ total_len (varint)
 //! ‖ offset (varint) ‖ len (varint) ‖ data`. Client→server datagrams echo the retry token
 //! (empty before a Retry); a server→client datagram with a token and no fragment is a
@@ -121,6 +123,10 @@ impl<'a> Datagram<'a> {
     /// [`MAX_FRAGMENTS_PER_DATAGRAM`] fragments.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, Error> {
         let mut r = Reader::new(bytes);
+        ensure!(
+            r.u8()? == phantom_wire::HANDSHAKE_MARKER,
+            Error::Malformed("not a handshake datagram")
+        );
         let token_len = r
             .varint_len(MAX_TOKEN_LEN)
             .map_err(|_| Error::Malformed("token length"))?;
@@ -149,7 +155,8 @@ impl<'a> Datagram<'a> {
 
 /// Builds a Retry datagram.
 pub(crate) fn retry_datagram(token: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(1 + token.len());
+    let mut v = Vec::with_capacity(2 + token.len());
+    v.push(phantom_wire::HANDSHAKE_MARKER);
     put_varint(&mut v, token.len());
     v.extend_from_slice(token);
     v
@@ -162,6 +169,7 @@ pub(crate) fn pack(messages: &[(u64, &[u8])], token: &[u8]) -> Vec<Vec<u8>> {
     let mut cur_frag = 0usize; // fragment bytes in `cur`
     let new_dg = |v: &mut Vec<u8>| {
         v.clear();
+        v.push(phantom_wire::HANDSHAKE_MARKER);
         put_varint(v, token.len());
         v.extend_from_slice(token);
     };

@@ -1,5 +1,6 @@
 //! Unit, property and invariant tests for the handshake.
 
+use phantom_wire::HANDSHAKE_MARKER;
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -624,6 +625,7 @@ fn fragments_reordered_and_duplicated_reassemble() {
 fn oversized_and_inconsistent_fragments_are_refused() {
     // A fragment longer than 1200 bytes.
     let mut d = vec![
+        HANDSHAKE_MARKER,
         0x00,
         FRAGMENT_TYPE,
         0x00,
@@ -642,6 +644,7 @@ fn oversized_and_inconsistent_fragments_are_refused() {
     );
     // A message longer than the cap.
     let d = [
+        HANDSHAKE_MARKER,
         0x00,
         FRAGMENT_TYPE,
         0x00,
@@ -658,7 +661,16 @@ fn oversized_and_inconsistent_fragments_are_refused() {
         Error::LimitExceeded("message length")
     );
     // A fragment beyond its message.
-    let d = [0x00, FRAGMENT_TYPE, 0x00, 0x04, 0x04, 0x01, 0xaa];
+    let d = [
+        HANDSHAKE_MARKER,
+        0x00,
+        FRAGMENT_TYPE,
+        0x00,
+        0x04,
+        0x04,
+        0x01,
+        0xaa,
+    ];
     assert_eq!(
         Datagram::parse(&d).unwrap_err(),
         Error::Malformed("fragment outside message")
@@ -777,9 +789,9 @@ fn half_open_cap_turns_new_peers_to_retry() {
     }
     // A valid token while the table is full: refused cleanly, no state.
     let token = server.issue_token(&addr(9), t(0));
-    let mut d = vec![token.len() as u8];
+    let mut d = vec![HANDSHAKE_MARKER, token.len() as u8];
     d.extend_from_slice(&token);
-    d.extend_from_slice(&first_dgs[0][1..]);
+    d.extend_from_slice(&first_dgs[0][2..]);
     assert_eq!(
         server
             .handle_datagram(t(0), addr(9), &d, &mut r, |_| false)
@@ -861,9 +873,9 @@ fn tokened_hello(token: &[u8], seed: u64) -> Vec<u8> {
     let mut r = rng(seed);
     let mut c = Client::new(client_config(true), &mut r, t(0)).unwrap();
     let d = c.poll_transmit().unwrap();
-    let mut out = vec![token.len() as u8];
+    let mut out = vec![HANDSHAKE_MARKER, token.len() as u8];
     out.extend_from_slice(token);
-    out.extend_from_slice(&d[1..]);
+    out.extend_from_slice(&d[2..]);
     out
 }
 

@@ -20,10 +20,11 @@ pub struct SessionHandle(pub u64);
 pub enum DatagramEvent {
     /// To this session's `handle_datagram`.
     Session(SessionHandle),
-    /// Not a protected session packet: hand it to the handshake server (a new peer,
-    /// or a peer still in the handshake).
+    /// A handshake datagram (first byte `phantom_wire::HANDSHAKE_MARKER`): hand it to the
+    /// handshake server (a new peer, or a peer still in the handshake).
     Handshake,
-    /// A protected packet for a session id we do not know: drop it (counted).
+    /// Neither a handshake datagram nor a protected packet for a live session (unknown
+    /// session id, or malformed): drop it (counted).
     Unknown,
 }
 
@@ -34,7 +35,7 @@ pub struct EndpointStats {
     pub routed: u64,
     /// Datagrams handed to the handshake.
     pub handshake: u64,
-    /// Protected packets for unknown session ids.
+    /// Datagrams dropped: unknown session ids and malformed packets.
     pub unknown: u64,
 }
 
@@ -92,6 +93,12 @@ impl Endpoint {
 
     /// Decides where `datagram` goes. Never panics, whatever the bytes.
     pub fn route(&mut self, datagram: &[u8]) -> DatagramEvent {
+        // Demultiplex on the first byte (docs/PROTOCOL.md): a handshake datagram starts
+        // with HANDSHAKE_MARKER, a protected packet with the version byte.
+        if datagram.first() == Some(&phantom_wire::HANDSHAKE_MARKER) {
+            self.stats.handshake += 1;
+            return DatagramEvent::Handshake;
+        }
         match Header::parse(datagram) {
             Ok((h, _, _)) if !h.flags.contains(Flags::HANDSHAKE) => {
                 match self.by_id.get(&h.session_id) {
@@ -106,8 +113,8 @@ impl Endpoint {
                 }
             }
             _ => {
-                self.stats.handshake += 1;
-                DatagramEvent::Handshake
+                self.stats.unknown += 1;
+                DatagramEvent::Unknown
             }
         }
     }
@@ -146,11 +153,18 @@ mod tests {
             ep.route(&packet([3; 32], Flags::empty())),
             DatagramEvent::Unknown
         );
+        // Protected packets never carry the HANDSHAKE flag; garbage is dropped.
         assert_eq!(
             ep.route(&packet([1; 32], Flags::HANDSHAKE)),
+            DatagramEvent::Unknown
+        );
+        assert_eq!(ep.route(&[0x00, 0x01, 0x02]), DatagramEvent::Unknown);
+        // A handshake datagram is recognised by its first byte alone, even when its
+        // next bytes would parse as something else.
+        assert_eq!(
+            ep.route(&[phantom_wire::HANDSHAKE_MARKER, 0x01, 0x00]),
             DatagramEvent::Handshake
         );
-        assert_eq!(ep.route(&[0x00, 0x01, 0x02]), DatagramEvent::Handshake);
         ep.remove(&SessionId([1; 32]));
         assert_eq!(
             ep.route(&packet([1; 32], Flags::empty())),
@@ -162,8 +176,8 @@ mod tests {
             ep.stats(),
             EndpointStats {
                 routed: 1,
-                handshake: 2,
-                unknown: 2
+                handshake: 1,
+                unknown: 4
             }
         );
     }

@@ -22,6 +22,12 @@ use crate::error::{Error, ensure};
 /// The protocol version this crate speaks.
 pub const VERSION: u8 = 1;
 
+/// First byte of every cleartext handshake datagram. Receivers demultiplex on the first
+/// byte of a datagram: [`VERSION`] starts a protected packet (a [`Header`]), this marker
+/// starts a handshake datagram, anything else is dropped. Its high bit is set, so it can
+/// never be mistaken for a version byte.
+pub const HANDSHAKE_MARKER: u8 = 0xc3;
+
 /// Length of the fixed header in bytes.
 pub const HEADER_LEN: usize = 52;
 

@@ -63,6 +63,7 @@ pub use codec::{Decode, Encode, Reader, Writer};
 pub use error::Error;
 pub use frame::{Frame, FrameIter, FrameType, parse_frames};
 pub use header::{
-    Epoch, Flags, HEADER_LEN, Header, MAX_SEQUENCE, PathId, SessionId, StreamId, VERSION,
+    Epoch, Flags, HANDSHAKE_MARKER, HEADER_LEN, Header, MAX_SEQUENCE, PathId, SessionId, StreamId,
+    VERSION,
 };
 pub use varint::{VarInt, VarIntBoundsExceeded};
