@@ -49,6 +49,7 @@ mod scheduler;
 mod session;
 mod stream;
 mod types;
+mod vecmap;
 
 #[cfg(test)]
 mod tests;

@@ -40,6 +40,21 @@ impl RangeSet {
         if r.start >= r.end {
             return 0;
         }
+        // Fast path: at or beyond the start of the last range (in-order arrivals).
+        if let Some(mut last) = self.map.last_entry()
+            && *last.key() <= r.start
+        {
+            let e = *last.get();
+            if e >= r.start {
+                let fresh = r.end.saturating_sub(e);
+                if fresh > 0 {
+                    *last.get_mut() = r.end;
+                }
+                return fresh;
+            }
+            self.map.insert(r.start, r.end);
+            return r.end - r.start;
+        }
         let mut start = r.start;
         let mut end = r.end;
         let mut covered = 0u64;

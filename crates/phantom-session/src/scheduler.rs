@@ -32,7 +32,6 @@ pub(crate) struct PathView {
     pub(crate) srtt: Duration,
     pub(crate) cwnd: u64,
     pub(crate) in_flight: u64,
-    pub(crate) bandwidth: u64,
     /// Validated and not failed over (recent PTOs below the threshold).
     pub(crate) healthy: bool,
 }
@@ -104,7 +103,6 @@ mod tests {
             srtt: Duration::from_millis(rtt_ms),
             cwnd,
             in_flight,
-            bandwidth: 0,
             healthy,
         }
     }

@@ -1,6 +1,6 @@
 //! The sans-IO [`Session`] state machine.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
@@ -37,6 +37,7 @@ use crate::types::{
     CloseReason, Config, Event, INITIAL_MAX_STREAMS, INITIAL_SESSION_CREDIT, INITIAL_STREAM_CREDIT,
     MIN_DATAGRAM_SIZE, PathSnapshot, RxMeta, State, Stats, Transmit,
 };
+use crate::vecmap::VecMap;
 
 /// The control stream's sequence space: packets without stream data use it.
 const CONTROL_SPACE: u32 = 0;
@@ -135,6 +136,57 @@ struct AckSpace {
     largest_at: Option<Instant>,
     unacked_eliciting: u32,
     pending: bool,
+}
+
+/// Where each tracked packet of one sequence space went: `(path, ppn)` indexed by
+/// `seq - base`. Sequences are dense per space, so a ring replaces a map; packets
+/// that were not tracked, or are acknowledged or lost, are `None` holes until the
+/// front is trimmed.
+#[derive(Debug, Default)]
+struct SpaceSent {
+    base: u64,
+    slots: VecDeque<Option<(u8, u64)>>,
+    /// Number of `Some` slots: an ACK scan stops as soon as nothing is left.
+    live: usize,
+}
+
+impl SpaceSent {
+    fn insert(&mut self, seq: u64, v: (u8, u64)) {
+        if self.slots.is_empty() {
+            self.base = seq;
+        }
+        let Some(i) = seq
+            .checked_sub(self.base)
+            .and_then(|i| usize::try_from(i).ok())
+        else {
+            return;
+        };
+        while self.slots.len() < i {
+            self.slots.push_back(None);
+        }
+        match self.slots.get_mut(i) {
+            Some(slot) => {
+                if slot.replace(v).is_none() {
+                    self.live += 1;
+                }
+            }
+            None => {
+                self.slots.push_back(Some(v));
+                self.live += 1;
+            }
+        }
+    }
+
+    fn remove(&mut self, seq: u64) -> Option<(u8, u64)> {
+        let i = usize::try_from(seq.checked_sub(self.base)?).ok()?;
+        let v = self.slots.get_mut(i)?.take()?;
+        self.live = self.live.saturating_sub(1);
+        while let Some(None) = self.slots.front() {
+            self.slots.pop_front();
+            self.base += 1;
+        }
+        Some(v)
+    }
 }
 
 /// A stream's two halves and its event flags.
@@ -263,11 +315,12 @@ pub struct Session {
     replay: StreamWindows,
     rng: ChaCha20Rng,
 
-    next_seq: BTreeMap<u32, u64>,
-    acks: BTreeMap<u32, AckSpace>,
-    sent_index: BTreeMap<(u32, u64), (u8, u64)>,
+    next_seq: VecMap<u32, u64>,
+    acks: VecMap<u32, AckSpace>,
+    sent_index: VecMap<u32, SpaceSent>,
 
-    streams: BTreeMap<u32, StreamEntry>,
+    /// Boxed so that inserting or removing a stream moves pointers, not entries.
+    streams: VecMap<u32, Box<StreamEntry>>,
     next_index: [u32; 2],
     opened_by_peer: [RangeSet; 2],
     local_max_streams: [u64; 2],
@@ -279,7 +332,7 @@ pub struct Session {
     dgram_out: VecDeque<Vec<u8>>,
     dgram_in: VecDeque<Vec<u8>>,
 
-    paths: BTreeMap<u8, Path>,
+    paths: VecMap<u8, Path>,
     registry: PathRegistry,
     primary: u8,
     next_path_id: u16,
@@ -296,6 +349,8 @@ pub struct Session {
 
     scratch: Vec<u8>,
     lost_buf: Vec<(u64, SentPacket)>,
+    newly_buf: Vec<(u8, u64, u64)>,
+    touched_buf: Vec<(u8, u64, Option<Instant>, Option<Duration>)>,
     ack_ranges: Vec<RangeInclusive<u64>>,
     pick_buf: Vec<PathId>,
     views_buf: Vec<PathView>,
@@ -387,7 +442,7 @@ impl Session {
         let replay = StreamWindows::with_width(cfg.replay_window)
             .map_err(|_| Error::Path("invalid replay window width"))?;
         let mss = cfg.max_datagram_size as u64;
-        let mut paths = BTreeMap::new();
+        let mut paths = VecMap::new();
         paths.insert(0, Path::new(local, remote, now, &cfg, mss)?);
         let mut flow = ConnFlow::new(INITIAL_SESSION_CREDIT, cfg.session_receive_window);
         flow.credit_pending = cfg.session_receive_window > INITIAL_SESSION_CREDIT;
@@ -403,10 +458,10 @@ impl Session {
             rekey_flag_pending: false,
             replay,
             rng: ChaCha20Rng::from_seed(rng_seed),
-            next_seq: BTreeMap::new(),
-            acks: BTreeMap::new(),
-            sent_index: BTreeMap::new(),
-            streams: BTreeMap::new(),
+            next_seq: VecMap::new(),
+            acks: VecMap::new(),
+            sent_index: VecMap::new(),
+            streams: VecMap::new(),
             next_index: [1, 1],
             opened_by_peer: [RangeSet::new(), RangeSet::new()],
             local_max_streams: [max_streams; 2],
@@ -431,6 +486,8 @@ impl Session {
             fallback: Fallback::new(cfg.fallback, now),
             scratch: vec![0u8; cfg.max_datagram_size],
             lost_buf: Vec::new(),
+            newly_buf: Vec::new(),
+            touched_buf: Vec::new(),
             ack_ranges: Vec::with_capacity(MAX_ACK_RANGES_KEPT),
             pick_buf: Vec::new(),
             views_buf: Vec::new(),
@@ -738,14 +795,14 @@ impl Session {
         let recv = (dir == Dir::Bi).then(|| self.new_recv());
         self.streams.insert(
             id,
-            StreamEntry {
+            Box::new(StreamEntry {
                 send: Some(SendStream::new(
                     INITIAL_STREAM_CREDIT,
                     self.cfg.stream_send_buffer,
                 )),
                 recv,
                 readable_signalled: false,
-            },
+            }),
         );
         Ok(StreamId(id))
     }
@@ -939,7 +996,11 @@ impl Session {
             return Some(t);
         }
         let t = self.send_regular(now, buf, size);
-        self.update_loss_timer();
+        if t.is_some() {
+            // Nothing the loss, path or keep-alive timers depend on changes unless a
+            // packet went out.
+            self.update_loss_timer();
+        }
         t
     }
 
@@ -964,10 +1025,19 @@ impl Session {
         payload: &[u8],
     ) -> Result<(), Error> {
         // Validate the whole payload first, so that a malformed frame changes nothing.
+        // The frames of a typical packet are kept from this pass, so they are parsed
+        // once; a packet with more frames than that is parsed again below.
+        const KEPT_FRAMES: usize = 8;
+        let mut kept: [Option<Frame<'_>>; KEPT_FRAMES] = [None; KEPT_FRAMES];
+        let mut count = 0usize;
         let mut eliciting = false;
         let mut probing_only = true;
         for f in parse_frames(payload) {
             let f = f.map_err(|_| Error::PeerViolation("malformed frame"))?;
+            if let Some(slot) = kept.get_mut(count) {
+                *slot = Some(f);
+            }
+            count += 1;
             eliciting |= f.is_ack_eliciting();
             if !matches!(
                 f,
@@ -980,7 +1050,9 @@ impl Session {
             return Err(Error::PeerViolation("empty payload"));
         }
         let space = header.stream_id.0;
-        let ack = self.acks.entry(space).or_default();
+        let Some(ack) = self.acks.get_or_insert_with(space, AckSpace::default) else {
+            return Ok(());
+        };
         ack.received.insert(header.sequence..header.sequence + 1);
         ack.received.truncate_low(MAX_ACK_RANGES_KEPT);
         if ack.received.max_end() == Some(header.sequence + 1) {
@@ -994,11 +1066,20 @@ impl Session {
                     .set(Timer::AckDelay, Some(now + self.cfg.max_ack_delay));
             }
         }
-        for f in parse_frames(payload) {
-            let Ok(f) = f else { break };
-            self.on_frame(now, path, f)?;
-            if self.is_closed() {
-                return Ok(());
+        if count <= KEPT_FRAMES {
+            for f in kept.into_iter().flatten() {
+                self.on_frame(now, path, f)?;
+                if self.is_closed() {
+                    return Ok(());
+                }
+            }
+        } else {
+            for f in parse_frames(payload) {
+                let Ok(f) = f else { break };
+                self.on_frame(now, path, f)?;
+                if self.is_closed() {
+                    return Ok(());
+                }
             }
         }
         if let Some(p) = path {
@@ -1130,7 +1211,7 @@ impl Session {
             return Err(Error::PeerViolation("stream frame on the control stream"));
         }
         if self.streams.contains_key(&id) {
-            return Ok(self.streams.get_mut(&id));
+            return Ok(self.streams.get_mut(&id).map(|e| &mut **e));
         }
         let dir = stream_dir(id);
         let k = kind_index(dir);
@@ -1159,17 +1240,17 @@ impl Session {
         let recv = Some(self.new_recv());
         self.streams.insert(
             id,
-            StreamEntry {
+            Box::new(StreamEntry {
                 send,
                 recv,
                 readable_signalled: false,
-            },
+            }),
         );
         self.events.push_back(Event::StreamOpened {
             id: StreamId(id),
             dir,
         });
-        Ok(self.streams.get_mut(&id))
+        Ok(self.streams.get_mut(&id).map(|e| &mut **e))
     }
 
     fn new_recv(&self) -> RecvStream {
@@ -1185,22 +1266,38 @@ impl Session {
             return Err(Error::PeerViolation("ACK of an unsent packet"));
         }
         let ack_delay = Duration::from_micros(ack.ack_delay_us.min(1 << 40));
-        let mut newly: Vec<(u8, u64, u64)> = Vec::new();
-        for r in ack.ranges() {
-            let lo = (space, *r.start());
-            let hi = (space, *r.end());
-            for (&(_, seq), &(path, ppn)) in self.sent_index.range(lo..=hi) {
-                newly.push((path, ppn, seq));
+        let mut newly = std::mem::take(&mut self.newly_buf);
+        newly.clear();
+        if let Some(index) = self.sent_index.get_mut(&space) {
+            for r in ack.ranges() {
+                if index.live == 0 {
+                    break;
+                }
+                let end = index.base + index.slots.len() as u64;
+                let lo = (*r.start()).max(index.base);
+                let hi = r.end().saturating_add(1).min(end);
+                for seq in lo..hi {
+                    if let Some((path, ppn)) = index.remove(seq) {
+                        newly.push((path, ppn, seq));
+                        if index.live == 0 {
+                            break;
+                        }
+                    }
+                }
+            }
+            if index.slots.is_empty() && space != CONTROL_SPACE {
+                self.sent_index.remove(&space);
             }
         }
         if newly.is_empty() {
+            self.newly_buf = newly;
             return Ok(());
         }
         let largest_seq = ack.largest();
         // Per path: bytes newly acknowledged, newest send time, RTT sample.
-        let mut touched: Vec<(u8, u64, Option<Instant>, Option<Duration>)> = Vec::new();
-        for (path_id, ppn, seq) in newly {
-            self.sent_index.remove(&(space, seq));
+        let mut touched = std::mem::take(&mut self.touched_buf);
+        touched.clear();
+        for &(path_id, ppn, seq) in &newly {
             let Some(path) = self.paths.get_mut(&path_id) else {
                 continue;
             };
@@ -1231,7 +1328,8 @@ impl Session {
             path.pto_count_reset();
             self.on_records_acked(&pkt);
         }
-        for (path_id, acked, newest, sample) in touched {
+        self.newly_buf = newly;
+        for &(path_id, acked, newest, sample) in &touched {
             // Losses first, then the ACK (the controller's call protocol).
             self.detect_lost_on(now, path_id);
             let mss = self.cfg.max_datagram_size as u64;
@@ -1254,6 +1352,7 @@ impl Session {
             }
             path.update_pacer(mss);
         }
+        self.touched_buf = touched;
         Ok(())
     }
 
@@ -1365,7 +1464,12 @@ impl Session {
         }
         for (_, pkt) in lost {
             self.stats.packets_lost += 1;
-            self.sent_index.remove(&(pkt.space, pkt.seq));
+            if let Some(index) = self.sent_index.get_mut(&pkt.space) {
+                index.remove(pkt.seq);
+                if index.slots.is_empty() && pkt.space != CONTROL_SPACE {
+                    self.sent_index.remove(&pkt.space);
+                }
+            }
             self.on_records_lost(pkt);
         }
     }
@@ -1439,7 +1543,10 @@ impl Session {
     }
 
     fn pto_deadline(&self, id: u8) -> Option<Instant> {
-        let path = self.paths.get(&id)?;
+        Self::path_pto_deadline(self.paths.get(&id)?)
+    }
+
+    fn path_pto_deadline(path: &Path) -> Option<Instant> {
         if path.recovery.ack_eliciting_in_flight == 0 {
             return None;
         }
@@ -1450,8 +1557,8 @@ impl Session {
 
     fn update_loss_timer(&mut self) {
         let mut earliest: Option<Instant> = None;
-        for (&id, p) in &self.paths {
-            let t = p.recovery.loss_time.or_else(|| self.pto_deadline(id));
+        for p in self.paths.values() {
+            let t = p.recovery.loss_time.or_else(|| Self::path_pto_deadline(p));
             if let Some(t) = t {
                 earliest = Some(earliest.map_or(t, |e| e.min(t)));
             }
@@ -1858,7 +1965,6 @@ impl Session {
                     srtt: p.rtt.smoothed(),
                     cwnd: p.cc.window(),
                     in_flight: p.recovery.bytes_in_flight,
-                    bandwidth: p.bandwidth(),
                     healthy: !p.degraded,
                 }),
         );
@@ -1975,7 +2081,7 @@ impl Session {
 
         // 1. ACKs for every space with something to acknowledge.
         let mut acked_spaces: Vec<u32> = Vec::new();
-        for (&space, a) in &self.acks {
+        for (&space, a) in self.acks.iter() {
             if !a.pending || a.received.is_empty() {
                 continue;
             }
@@ -2052,7 +2158,7 @@ impl Session {
                 }
             }
         }
-        for (&id, e) in &mut self.streams {
+        for (&id, e) in self.streams.iter_mut() {
             if built.records_full() || w.remaining() < 32 {
                 break;
             }
@@ -2177,8 +2283,7 @@ impl Session {
             let sendable = |s: &SendStream| s.can_send(credit);
             let pick_id = self
                 .streams
-                .range(self.rr_cursor.saturating_add(1)..)
-                .chain(self.streams.range(..=self.rr_cursor))
+                .iter_after(&self.rr_cursor)
                 .find(|(_, e)| e.send.as_ref().is_some_and(sendable))
                 .map(|(&id, _)| id);
             if let Some(id) = pick_id {
@@ -2337,7 +2442,12 @@ impl Session {
                 path.cc
                     .on_sent(now, len as u64, path.recovery.bytes_in_flight);
             }
-            self.sent_index.insert((space, seq), (path_id, ppn));
+            if let Some(index) = self
+                .sent_index
+                .get_or_insert_with(space, SpaceSent::default)
+            {
+                index.insert(seq, (path_id, ppn));
+            }
         }
         Some(Transmit {
             path: PathId(path_id),
@@ -2440,5 +2550,32 @@ impl Path {
     fn pto_count_reset(&mut self) {
         self.recovery.pto_count = 0;
         self.degraded = false;
+    }
+}
+
+#[cfg(test)]
+mod space_sent_tests {
+    use super::SpaceSent;
+
+    #[test]
+    fn ring_index_tracks_live_packets_across_holes() {
+        let mut s = SpaceSent::default();
+        s.insert(10, (0, 100));
+        s.insert(13, (1, 101)); // 11 and 12 were not tracked
+        s.insert(14, (0, 102));
+        assert_eq!((s.base, s.slots.len(), s.live), (10, 5, 3));
+        assert_eq!(s.remove(13), Some((1, 101)));
+        assert_eq!(s.remove(13), None, "removed twice");
+        assert_eq!(s.remove(12), None, "never tracked");
+        assert_eq!(s.remove(9), None, "below the ring");
+        assert_eq!(s.remove(10), Some((0, 100)));
+        // The front is trimmed past the holes.
+        assert_eq!((s.base, s.slots.len(), s.live), (14, 1, 1));
+        assert_eq!(s.remove(14), Some((0, 102)));
+        assert!(s.slots.is_empty() && s.live == 0);
+        // An empty ring restarts at the next tracked sequence.
+        s.insert(40, (2, 7));
+        assert_eq!((s.base, s.live), (40, 1));
+        assert_eq!(s.remove(40), Some((2, 7)));
     }
 }
