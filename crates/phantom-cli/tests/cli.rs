@@ -1,0 +1,345 @@
+//! Runs the `phantom` binary: exit codes, one-line errors, files round-tripping.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::disallowed_methods,
+    reason = "test helpers: failing loudly is the point, and child processes need a wall-clock deadline"
+)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_phantom");
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("phantom-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn run(args: &[&str]) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            child.kill().unwrap();
+            panic!("phantom {args:?} did not exit within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Asserts exit code 1 and exactly one line on stderr; returns that line.
+fn one_line_failure(out: &Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert_eq!(err.lines().count(), 1, "want one line, got: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+fn keygen(dir: &Path) {
+    let out = run(&["keygen", "--out", dir.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A running `phantom serve` and its address.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(keys: &Path, mode: &[&str]) -> Self {
+        let key = keys.join("server.key");
+        let mut args = vec![
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--key",
+            key.to_str().unwrap(),
+        ];
+        args.extend_from_slice(mode);
+        let mut child = Command::new(BIN)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Self { child, addr }
+    }
+
+    /// SIGTERM, then expect a clean exit 0.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let start = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                assert!(st.success(), "serve exited with {st}");
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "serve ignored SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn i8_keygen_writes_secret_key_with_mode_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tmp("keygen");
+    keygen(&d);
+    let mode = std::fs::metadata(d.join("server.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let public = std::fs::read_to_string(d.join("server.pub")).unwrap();
+    assert_eq!(
+        public.trim().len(),
+        2 * 1984,
+        "hex of the 1984-byte verifying key"
+    );
+    // The secret never reaches the terminal.
+    let out = run(&["keygen", "--out", d.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let secret = std::fs::read(d.join("server.key")).unwrap();
+    let secret_hex: String = secret[..16].iter().map(|b| format!("{b:02x}")).collect();
+    assert!(!stdout.contains(&secret_hex));
+}
+
+#[test]
+fn demo_exits_zero_and_narrates_every_step() {
+    let out = run(&["demo"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "handshake",
+        "refused as expected",
+        "rekeyed",
+        "address",
+        "Demo complete",
+    ] {
+        assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
+    }
+}
+
+#[test]
+fn send_to_served_directory_round_trips_byte_exact() {
+    let d = tmp("send");
+    keygen(&d);
+    let out_dir = d.join("received");
+    let server = Server::start(&d, &["--out-dir", out_dir.to_str().unwrap()]);
+    let big = d.join("big.bin");
+    let data: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&big, &data).unwrap();
+    let small = d.join("note.txt");
+    std::fs::write(&small, b"phantom\n").unwrap();
+    let pubkey = d.join("server.pub");
+    let out = run(&[
+        "send",
+        "--connect",
+        &server.addr,
+        "--server-pub",
+        pubkey.to_str().unwrap(),
+        "--rekey-after",
+        "500",
+        "--scheduler",
+        "aggregate",
+        big.to_str().unwrap(),
+        small.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("confirmed every byte"), "{stdout}");
+    assert_eq!(std::fs::read(out_dir.join("big.bin")).unwrap(), data);
+    assert_eq!(
+        std::fs::read(out_dir.join("note.txt")).unwrap(),
+        b"phantom\n"
+    );
+    server.stop();
+}
+
+#[test]
+fn pipe_through_echo_server_returns_stdin() {
+    let d = tmp("pipe");
+    keygen(&d);
+    let server = Server::start(&d, &["--echo"]);
+    let pubkey = d.join("server.pub");
+    let mut child = Command::new(BIN)
+        .args([
+            "pipe",
+            "--connect",
+            &server.addr,
+            "--server-pub",
+            pubkey.to_str().unwrap(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+    let mut stdin = child.stdin.take().unwrap();
+    let feed = input.clone();
+    let writer = std::thread::spawn(move || {
+        stdin.write_all(&feed).unwrap();
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stdout == input,
+        "echoed {} of {} bytes",
+        out.stdout.len(),
+        input.len()
+    );
+    server.stop();
+}
+
+#[test]
+fn missing_key_file_fails_with_one_line() {
+    let d = tmp("missing");
+    let missing = d.join("nope.key");
+    let line = one_line_failure(&run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--key",
+        missing.to_str().unwrap(),
+        "--echo",
+    ]));
+    assert!(line.contains("nope.key"), "{line}");
+    let line = one_line_failure(&run(&[
+        "send",
+        "--connect",
+        "127.0.0.1:9",
+        "--server-pub",
+        d.join("nope.pub").to_str().unwrap(),
+        "Cargo.toml",
+    ]));
+    assert!(line.contains("nope.pub"), "{line}");
+}
+
+#[test]
+fn bad_input_fails_with_one_line() {
+    let d = tmp("bad");
+    keygen(&d);
+    let pubkey = d.join("server.pub");
+    let pubkey = pubkey.to_str().unwrap();
+    // Bad address.
+    let line = one_line_failure(&run(&[
+        "pipe",
+        "--connect",
+        "no-such-host.invalid:1",
+        "--server-pub",
+        pubkey,
+    ]));
+    assert!(line.contains("bad address"), "{line}");
+    // Silent server.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    let line = one_line_failure(&run(&[
+        "send",
+        "--connect",
+        &addr,
+        "--server-pub",
+        pubkey,
+        "--connect-timeout",
+        "1",
+        "Cargo.toml",
+    ]));
+    assert!(line.contains("timed out"), "{line}");
+    // A key file that is not a key.
+    let line = one_line_failure(&run(&[
+        "send",
+        "--connect",
+        &addr,
+        "--server-pub",
+        "Cargo.toml",
+        "Cargo.toml",
+    ]));
+    assert!(line.contains("invalid key"), "{line}");
+    // Wrong server key.
+    let other = tmp("bad-other");
+    keygen(&other);
+    let server = Server::start(&d, &["--echo"]);
+    let line = one_line_failure(&run(&[
+        "send",
+        "--connect",
+        &server.addr,
+        "--server-pub",
+        other.join("server.pub").to_str().unwrap(),
+        "Cargo.toml",
+    ]));
+    assert!(line.contains("key"), "{line}");
+    server.stop();
+    // Usage errors come from clap with exit code 2.
+    let out = run(&["send", "--scheduler", "bogus"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&["serve", "--listen", "127.0.0.1:0", "--key", "k"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--out-dir or --echo is required"
+    );
+}

@@ -1,0 +1,425 @@
+//! `Connection` and its streams.
+
+use std::future::poll_fn;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use phantom_session::{
+    CloseReason, Dir, Error as SessionError, PathSnapshot, SchedulerMode, Stats,
+};
+use phantom_wire::StreamId;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::error::{ConnectionClosed, Error};
+use crate::state::Shared;
+
+/// An established session with a peer.
+///
+/// Clones share the session. When the last clone and the last stream of it are
+/// dropped, the session is closed (code 0).
+#[derive(Debug)]
+pub struct Connection {
+    shared: Arc<Shared>,
+    handle: u64,
+}
+
+impl Connection {
+    /// Wraps a handle whose counts were already taken by the driver.
+    pub(crate) fn adopt(shared: Arc<Shared>, handle: u64) -> Self {
+        Self { shared, handle }
+    }
+
+    fn closed_err() -> Error {
+        Error::Closed(ConnectionClosed(CloseReason::Error(SessionError::Closed)))
+    }
+
+    /// Opens a bidirectional stream, waiting while the peer's stream limit is reached.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] if the connection is closed, [`Error::Session`] if stream ids
+    /// are exhausted.
+    pub async fn open_bi(&self) -> Result<(SendStream, RecvStream), Error> {
+        let id = poll_fn(|cx| {
+            let mut g = self.shared.inner.lock();
+            let Some(c) = g.conns.get_mut(&self.handle) else {
+                return Poll::Ready(Err(Self::closed_err()));
+            };
+            match c.session.open_stream(Dir::Bi) {
+                Ok(id) => Poll::Ready(Ok(id)),
+                Err(SessionError::StreamLimit) => {
+                    c.other_wakers.push(cx.waker().clone());
+                    Poll::Pending
+                }
+                Err(SessionError::Closed) => {
+                    Poll::Ready(Err(c.closed_error().unwrap_or_else(Self::closed_err)))
+                }
+                Err(e) => Poll::Ready(Err(Error::Session(e))),
+            }
+        })
+        .await?;
+        Ok(self.streams(id))
+    }
+
+    /// Waits for the peer to open a bidirectional stream.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] once the connection is closed.
+    pub async fn accept_bi(&self) -> Result<(SendStream, RecvStream), Error> {
+        let id = poll_fn(|cx| {
+            let mut g = self.shared.inner.lock();
+            let Some(c) = g.conns.get_mut(&self.handle) else {
+                return Poll::Ready(Err(Self::closed_err()));
+            };
+            if let Some(id) = c.incoming_bi.pop_front() {
+                return Poll::Ready(Ok(id));
+            }
+            if let Some(e) = c.closed_error() {
+                return Poll::Ready(Err(e));
+            }
+            c.accept_wakers.push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await?;
+        Ok(self.streams(id))
+    }
+
+    fn streams(&self, id: StreamId) -> (SendStream, RecvStream) {
+        (
+            SendStream {
+                conn: self.clone(),
+                id,
+                finished: false,
+            },
+            RecvStream {
+                conn: self.clone(),
+                id,
+                eof: false,
+            },
+        )
+    }
+
+    /// Counters of the session (bytes, packets, losses, retransmits, rekeys, RTT, ...).
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        self.shared
+            .inner
+            .lock()
+            .conns
+            .get(&self.handle)
+            .map(|c| c.session.stats())
+            .unwrap_or_default()
+    }
+
+    /// Snapshots of the session's paths.
+    #[must_use]
+    pub fn paths(&self) -> Vec<PathSnapshot> {
+        self.shared
+            .inner
+            .lock()
+            .conns
+            .get(&self.handle)
+            .map(|c| c.session.paths())
+            .unwrap_or_default()
+    }
+
+    /// The peer's address as of the handshake.
+    #[must_use]
+    pub fn remote_address(&self) -> Option<SocketAddr> {
+        self.shared
+            .inner
+            .lock()
+            .conns
+            .get(&self.handle)
+            .map(|c| c.remote)
+    }
+
+    /// The 256-bit session id.
+    #[must_use]
+    pub fn session_id(&self) -> Option<[u8; 32]> {
+        self.shared
+            .inner
+            .lock()
+            .conns
+            .get(&self.handle)
+            .map(|c| c.session.session_id().0)
+    }
+
+    /// Epochs of our sending direction and of the peer's.
+    #[must_use]
+    pub fn epochs(&self) -> Option<(u32, u32)> {
+        self.shared.inner.lock().conns.get(&self.handle).map(|c| {
+            let (a, b) = c.session.epochs();
+            (a.0, b.0)
+        })
+    }
+
+    /// Rekeys our sending direction every `packets` packets (tests and demos lower it).
+    pub fn set_rekey_threshold(&self, packets: u64) {
+        self.shared
+            .with_dirty(self.handle, |c| c.session.set_rekey_threshold(packets));
+    }
+
+    /// Changes the multipath scheduler.
+    pub fn set_scheduler(&self, mode: SchedulerMode) {
+        self.shared
+            .with_dirty(self.handle, |c| c.session.set_scheduler(mode));
+    }
+
+    /// Closes the connection with an application `code` and `reason`: the peer gets
+    /// a CLOSE frame, streams fail with [`Error::Closed`].
+    pub fn close(&self, code: u64, reason: &[u8]) {
+        let mut g = self.shared.inner.lock();
+        let now = g.now();
+        if let Some(c) = g.conns.get_mut(&self.handle) {
+            c.session.close(now.instant, code, reason);
+        }
+        g.dirty.insert(self.handle);
+        drop(g);
+        self.shared.notify.notify_one();
+    }
+
+    /// Waits until the connection is closed (by either side or the idle timeout)
+    /// and returns why.
+    pub async fn closed(&self) -> CloseReason {
+        poll_fn(|cx| {
+            let mut g = self.shared.inner.lock();
+            let Some(c) = g.conns.get_mut(&self.handle) else {
+                return Poll::Ready(CloseReason::Error(SessionError::Closed));
+            };
+            if let Some(r) = &c.close_reason {
+                return Poll::Ready(r.clone());
+            }
+            c.other_wakers.push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Time until the session's next timer (diagnostics), `None` if no timer is set
+    /// or the connection is gone.
+    #[must_use]
+    pub fn next_timeout(&self) -> Option<std::time::Duration> {
+        let mut g = self.shared.inner.lock();
+        let now = g.now().instant;
+        g.conns
+            .get(&self.handle)
+            .and_then(|c| c.session.poll_timeout())
+            .map(|d| d.saturating_duration_since(now))
+    }
+
+    /// True once the connection is closing or closed.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.shared
+            .inner
+            .lock()
+            .conns
+            .get(&self.handle)
+            .is_none_or(|c| c.session.is_closed())
+    }
+}
+
+impl Clone for Connection {
+    fn clone(&self) -> Self {
+        let mut g = self.shared.inner.lock();
+        g.user_handles += 1;
+        if let Some(c) = g.conns.get_mut(&self.handle) {
+            c.handles += 1;
+        }
+        drop(g);
+        Self {
+            shared: Arc::clone(&self.shared),
+            handle: self.handle,
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let mut g = self.shared.inner.lock();
+        g.user_handles = g.user_handles.saturating_sub(1);
+        g.release(self.handle);
+        drop(g);
+        self.shared.notify.notify_one();
+    }
+}
+
+/// The sending half of a stream; implements [`AsyncWrite`].
+///
+/// `poll_write` returns `Pending` while the stream's send buffer is full (flow
+/// control backpressure) and is woken when acknowledgements free space.
+/// `poll_shutdown` finishes the stream (FIN). Dropping it unfinished finishes it.
+#[derive(Debug)]
+pub struct SendStream {
+    conn: Connection,
+    id: StreamId,
+    finished: bool,
+}
+
+impl SendStream {
+    /// The stream id.
+    #[must_use]
+    pub fn id(&self) -> u32 {
+        self.id.0
+    }
+
+    /// Marks the end of the stream's data.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] if the connection is closed, [`Error::Session`] if the stream
+    /// was reset or stopped.
+    pub fn finish(&mut self) -> Result<(), Error> {
+        if self.finished {
+            return Ok(());
+        }
+        let id = self.id;
+        let r = self
+            .conn
+            .shared
+            .with_dirty(self.conn.handle, |c| match c.session.finish(id) {
+                Ok(()) | Err(SessionError::Finished) => Ok(()),
+                Err(SessionError::Closed) => {
+                    Err(c.closed_error().unwrap_or_else(Connection::closed_err))
+                }
+                Err(e) => Err(Error::Session(e)),
+            })
+            .unwrap_or_else(|| Err(Connection::closed_err()));
+        if r.is_ok() {
+            self.finished = true;
+        }
+        r
+    }
+
+    /// Abandons the stream with an application `code`.
+    pub fn reset(&mut self, code: u64) {
+        let id = self.id;
+        self.conn.shared.with_dirty(self.conn.handle, |c| {
+            let _ = c.session.reset(id, code);
+        });
+        self.finished = true;
+    }
+}
+
+impl AsyncWrite for SendStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let mut g = this.conn.shared.inner.lock();
+        let Some(c) = g.conns.get_mut(&this.conn.handle) else {
+            return Poll::Ready(Err(Connection::closed_err().into_io()));
+        };
+        match c.session.write(this.id, buf) {
+            Ok(0) | Err(SessionError::Blocked) => {
+                c.write_wakers.insert(this.id.0, cx.waker().clone());
+                Poll::Pending
+            }
+            Ok(n) => {
+                g.dirty.insert(this.conn.handle);
+                drop(g);
+                this.conn.shared.notify.notify_one();
+                Poll::Ready(Ok(n))
+            }
+            Err(SessionError::Closed) => Poll::Ready(Err(c
+                .closed_error()
+                .unwrap_or_else(Connection::closed_err)
+                .into_io())),
+            Err(e) => Poll::Ready(Err(Error::Session(e).into_io())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Written data is queued in the session; the driver sends it without delay.
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.get_mut().finish().map_err(Error::into_io))
+    }
+}
+
+impl Drop for SendStream {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = self.finish();
+        }
+    }
+}
+
+/// The receiving half of a stream; implements [`AsyncRead`] (end of stream reads 0).
+///
+/// Dropping it before the end asks the peer to stop sending.
+#[derive(Debug)]
+pub struct RecvStream {
+    conn: Connection,
+    id: StreamId,
+    eof: bool,
+}
+
+impl RecvStream {
+    /// The stream id.
+    #[must_use]
+    pub fn id(&self) -> u32 {
+        self.id.0
+    }
+}
+
+impl AsyncRead for RecvStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.eof || buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        let mut g = this.conn.shared.inner.lock();
+        let Some(c) = g.conns.get_mut(&this.conn.handle) else {
+            return Poll::Ready(Err(Connection::closed_err().into_io()));
+        };
+        match c.session.read(this.id, buf.initialize_unfilled()) {
+            Ok(Some(0)) => {
+                if let Some(e) = c.closed_error() {
+                    return Poll::Ready(Err(e.into_io()));
+                }
+                c.read_wakers.insert(this.id.0, cx.waker().clone());
+                Poll::Pending
+            }
+            Ok(Some(n)) => {
+                buf.advance(n);
+                // Reading may have opened flow-control credit to announce.
+                g.dirty.insert(this.conn.handle);
+                drop(g);
+                this.conn.shared.notify.notify_one();
+                Poll::Ready(Ok(()))
+            }
+            Ok(None) => {
+                this.eof = true;
+                Poll::Ready(Ok(()))
+            }
+            Err(e) => Poll::Ready(Err(Error::Session(e).into_io())),
+        }
+    }
+}
+
+impl Drop for RecvStream {
+    fn drop(&mut self) {
+        if !self.eof {
+            let id = self.id;
+            self.conn.shared.with_dirty(self.conn.handle, |c| {
+                if !c.session.is_closed() {
+                    let _ = c.session.stop_sending(id, 0);
+                }
+            });
+        }
+    }
+}

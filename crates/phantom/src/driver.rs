@@ -1,0 +1,352 @@
+//! The driver task: one per endpoint, owning the UDP socket.
+//!
+//! Each loop (bounded by an I/O budget) receives datagrams, runs expired timers,
+//! polls the dirty sessions for datagrams to send, then drains their events and
+//! wakes the tasks waiting on them. It sleeps until the socket is readable, a
+//! handle notifies it (new data, a close, a connect), or the earliest session
+//! deadline passes; the tokio sleep is re-armed only when that deadline changes.
+//!
+//! Socket I/O goes through `quinn-udp`: received GRO batches are split into their
+//! datagrams, and consecutive outgoing datagrams to the same destination are
+//! coalesced into one GSO send (equal-size segments, the last may be shorter) where
+//! the kernel supports it.
+
+use std::collections::BTreeSet;
+use std::io::{ErrorKind, IoSliceMut};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+
+use crate::state::{RECV_BUDGET, SEND_BUDGET, Shared};
+
+/// Receive buffer: one GRO batch (or one datagram of any size).
+const RECV_BUF: usize = 65_536;
+/// Largest datagram a session may build here.
+const MAX_DATAGRAM: usize = 9_216;
+/// Largest GSO batch (the kernel's limit for one UDP send is 64 KiB).
+const MAX_BATCH_BYTES: usize = 63_000;
+
+/// The socket with its `quinn-udp` state.
+struct Io {
+    socket: UdpSocket,
+    state: UdpSocketState,
+    /// Segments per GSO send (1: no GSO).
+    gso: usize,
+}
+
+impl Io {
+    fn new(socket: UdpSocket) -> std::io::Result<Self> {
+        let state = UdpSocketState::new((&socket).into())?;
+        let gso = state.max_gso_segments().max(1);
+        tracing::debug!(target: "phantom::runtime", gso, gro = state.gro_segments(), "socket ready");
+        Ok(Self { socket, state, gso })
+    }
+
+    /// One receive: a datagram or a GRO batch into `buf`.
+    fn try_recv(&self, buf: &mut [u8]) -> std::io::Result<RecvMeta> {
+        let mut meta = [RecvMeta::default()];
+        let n = self.socket.try_io(Interest::READABLE, || {
+            let mut bufs = [IoSliceMut::new(buf)];
+            self.state.recv((&self.socket).into(), &mut bufs, &mut meta)
+        })?;
+        let [m] = meta;
+        if n == 0 {
+            return Err(ErrorKind::WouldBlock.into());
+        }
+        Ok(m)
+    }
+
+    /// Sends `data` (a GSO batch of `segment`-byte datagrams if `segment` is set).
+    /// `Err(())` means the socket is full: try again once writable.
+    fn try_send(&self, dst: SocketAddr, data: &[u8], segment: Option<usize>) -> Result<(), ()> {
+        let t = Transmit {
+            destination: dst,
+            ecn: None,
+            contents: data,
+            segment_size: segment,
+            src_ip: None,
+        };
+        match self.socket.try_io(Interest::WRITABLE, || {
+            self.state.try_send((&self.socket).into(), &t)
+        }) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => Err(()),
+            Err(e) => {
+                // Unreachable destinations and the like: the datagrams are lost, and
+                // the sessions' loss recovery deals with it.
+                tracing::trace!(target: "phantom::runtime", %dst, error = %e, "send failed");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Datagrams the socket refused with `WouldBlock`, sent first once writable.
+struct Stalled {
+    dst: SocketAddr,
+    data: Vec<u8>,
+    segment: Option<usize>,
+}
+
+/// Outcome of one transmit pass.
+enum TxOutcome {
+    /// Everything that could be sent was sent.
+    Done,
+    /// The budget ran out with more to send.
+    Budget,
+    /// The socket is full.
+    Blocked,
+}
+
+/// Outgoing datagrams being coalesced for one GSO send.
+struct Batch {
+    buf: Vec<u8>,
+    dst: Option<SocketAddr>,
+    segment: usize,
+    count: usize,
+    /// The last datagram was shorter than `segment`: nothing may follow it.
+    sealed: bool,
+}
+
+impl Batch {
+    fn new() -> Self {
+        Self {
+            buf: Vec::with_capacity(MAX_BATCH_BYTES + MAX_DATAGRAM),
+            dst: None,
+            segment: 0,
+            count: 0,
+            sealed: false,
+        }
+    }
+
+    fn fits(&self, dst: SocketAddr, len: usize, gso: usize) -> bool {
+        self.count == 0
+            || (self.dst == Some(dst)
+                && !self.sealed
+                && len <= self.segment
+                && self.count < gso
+                && self.buf.len() + len <= MAX_BATCH_BYTES)
+    }
+
+    fn push(&mut self, dst: SocketAddr, data: &[u8]) {
+        if self.count == 0 {
+            self.dst = Some(dst);
+            self.segment = data.len();
+        } else if data.len() < self.segment {
+            self.sealed = true;
+        }
+        self.buf.extend_from_slice(data);
+        self.count += 1;
+    }
+
+    /// Sends the batch; on `WouldBlock` it becomes the stalled send.
+    fn flush(&mut self, io: &Io) -> Result<(), Stalled> {
+        let Some(dst) = self.dst else {
+            return Ok(());
+        };
+        let segment = (self.count > 1).then_some(self.segment);
+        let r = io.try_send(dst, &self.buf, segment);
+        let out = match r {
+            Ok(()) => Ok(()),
+            Err(()) => Err(Stalled {
+                dst,
+                data: self.buf.clone(),
+                segment,
+            }),
+        };
+        self.buf.clear();
+        self.dst = None;
+        self.count = 0;
+        self.sealed = false;
+        out
+    }
+}
+
+/// Runs the endpoint until it is closed and every session drained.
+pub(crate) async fn run(shared: Arc<Shared>, socket: UdpSocket) {
+    let mut io = match Io::new(socket) {
+        Ok(io) => io,
+        Err(e) => {
+            tracing::error!(target: "phantom::runtime", error = %e, "cannot set up the socket");
+            let mut g = shared.inner.lock();
+            g.closing = true;
+            g.close_all(0, b"socket error");
+            return;
+        }
+    };
+    let mut rx = vec![0u8; RECV_BUF];
+    let mut one = vec![0u8; MAX_DATAGRAM];
+    let mut batch = Batch::new();
+    let mut stalled: Option<Stalled> = None;
+    let sleep = tokio::time::sleep(std::time::Duration::from_secs(3600));
+    tokio::pin!(sleep);
+    let mut armed: Option<Instant> = None;
+    let mut shutdown_started = false;
+    loop {
+        let (outcome, deadline, recv_exhausted) = {
+            let mut g = shared.inner.lock();
+            if let Some(s) = g.rebind.take() {
+                match s
+                    .set_nonblocking(true)
+                    .and_then(|()| UdpSocket::from_std(s))
+                    .and_then(Io::new)
+                {
+                    Ok(new) => {
+                        if let Ok(a) = new.socket.local_addr() {
+                            tracing::info!(target: "phantom::runtime", old = %g.local, new = %a, "rebound socket");
+                            g.local = a;
+                        }
+                        io = new;
+                    }
+                    Err(e) => {
+                        tracing::warn!(target: "phantom::runtime", error = %e, "rebind failed");
+                    }
+                }
+            }
+            if (g.user_handles == 0 || g.closing) && !shutdown_started {
+                shutdown_started = true;
+                g.closing = true;
+                g.close_all(0, b"endpoint closed");
+            }
+            let now = g.now();
+            let local = g.local;
+            // 1. Receive (bounded).
+            let mut received = 0;
+            while received < RECV_BUDGET {
+                match io.try_recv(&mut rx) {
+                    Ok(meta) => {
+                        let len = meta.len.min(rx.len());
+                        let stride = if meta.stride == 0 { len } else { meta.stride };
+                        if let Some(data) = rx.get_mut(..len) {
+                            for d in data.chunks_mut(stride.max(1)) {
+                                received += 1;
+                                g.on_datagram(now, meta.addr, d);
+                            }
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        // ICMP errors surface here on some platforms: ignore them.
+                        received += 1;
+                        tracing::trace!(target: "phantom::runtime", %local, error = %e, "recv error");
+                    }
+                }
+            }
+            let recv_exhausted = received >= RECV_BUDGET;
+            // 2. Timers.
+            g.on_timeouts(now);
+            // 3. Transmit (bounded), coalescing datagrams into GSO batches.
+            let touched: BTreeSet<u64> = g.dirty.clone();
+            let mut sent = 0usize;
+            let mut outcome = TxOutcome::Done;
+            if let Some(s) = stalled.take()
+                && io.try_send(s.dst, &s.data, s.segment).is_err()
+            {
+                stalled = Some(s);
+                outcome = TxOutcome::Blocked;
+            }
+            while matches!(outcome, TxOutcome::Done) {
+                let Some((dst, d)) = g.hs_out.pop_front() else {
+                    break;
+                };
+                sent += 1;
+                if io.try_send(dst, &d, None).is_err() {
+                    stalled = Some(Stalled {
+                        dst,
+                        data: d,
+                        segment: None,
+                    });
+                    outcome = TxOutcome::Blocked;
+                }
+            }
+            'conns: for h in &touched {
+                if !matches!(outcome, TxOutcome::Done) {
+                    break;
+                }
+                let Some(c) = g.conns.get_mut(h) else {
+                    continue;
+                };
+                loop {
+                    if sent >= SEND_BUDGET {
+                        outcome = TxOutcome::Budget;
+                        break 'conns;
+                    }
+                    let Some(t) = c.session.poll_transmit(now.instant, &mut one) else {
+                        break;
+                    };
+                    sent += 1;
+                    let Some(data) = one.get(..t.len) else {
+                        continue;
+                    };
+                    if !batch.fits(t.dst, data.len(), io.gso)
+                        && let Err(st) = batch.flush(&io)
+                    {
+                        stalled = Some(st);
+                        // The datagram just built waits behind the stalled batch.
+                        batch.push(t.dst, data);
+                        outcome = TxOutcome::Blocked;
+                        break 'conns;
+                    }
+                    batch.push(t.dst, data);
+                }
+                g.dirty.remove(h);
+            }
+            if stalled.is_none()
+                && let Err(st) = batch.flush(&io)
+            {
+                stalled = Some(st);
+                outcome = TxOutcome::Blocked;
+            }
+            // 4. Events, deadlines, cleanup.
+            g.process_events(&touched);
+            g.reap();
+            if g.closing && g.conns.values().all(|c| c.unregistered) && g.pending.is_empty() {
+                tracing::debug!(target: "phantom::runtime", local = %g.local, "driver stopped");
+                for w in g.idle_wakers.drain(..) {
+                    w.wake();
+                }
+                return;
+            }
+            // A deadline already past (a timer the session keeps) must not spin.
+            let floor = now.instant + std::time::Duration::from_millis(1);
+            (
+                outcome,
+                g.next_deadline().map(|d| d.max(floor)),
+                recv_exhausted,
+            )
+        };
+        if recv_exhausted || matches!(outcome, TxOutcome::Budget) {
+            // More work is waiting: let other tasks run, then go on.
+            tokio::task::yield_now().await;
+            continue;
+        }
+        if deadline != armed {
+            armed = deadline;
+            if let Some(d) = deadline {
+                sleep.as_mut().reset(tokio::time::Instant::from_std(d));
+            }
+        }
+        let blocked = matches!(outcome, TxOutcome::Blocked);
+        tokio::select! {
+            r = io.socket.readable() => {
+                if let Err(e) = r {
+                    tracing::warn!(target: "phantom::runtime", error = %e, "socket error");
+                }
+            }
+            () = shared.notify.notified() => {}
+            () = &mut sleep, if armed.is_some() => {
+                // Fired: force a re-arm on the next loop even if the deadline is equal.
+                armed = None;
+            }
+            r = io.socket.writable(), if blocked => {
+                if let Err(e) = r {
+                    tracing::warn!(target: "phantom::runtime", error = %e, "socket error");
+                }
+            }
+        }
+    }
+}

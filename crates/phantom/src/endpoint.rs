@@ -1,0 +1,346 @@
+//! The public `Endpoint`: a UDP socket, its driver task and the sessions on it.
+
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use phantom_handshake::{HybridVerifyingKey, Server, ServerIdentity};
+use phantom_session::Config as SessionConfig;
+use tokio::sync::Notify;
+
+use crate::connection::Connection;
+use crate::driver;
+use crate::error::Error;
+use crate::state::{Inner, Shared};
+
+/// The session tuning the runtime uses by default: the session crate's defaults
+/// with two changes, both working around behaviour of the current `phantom-session`.
+///
+/// * The per-stream receive window stays at the protocol's initial credit. A session
+///   announces a larger window for a stream *it opened* right away, before the peer
+///   has seen the stream, and the peer ignores a MAX_STREAM_DATA for a stream it has
+///   not seen yet; it would then stay at the initial credit while we wait for it to
+///   use half the announced window, and a stream carrying data both ways stalls.
+///   With the window equal to the initial credit, credit is only extended after data
+///   has flowed.
+/// * ACKs are not delayed (`max_ack_delay` 0). The session counts ack-eliciting
+///   packets per stream space, so with several busy streams and a small congestion
+///   window no space reaches its threshold and every ACK waits for the delay timer:
+///   the RTT inflates and throughput collapses. The driver polls for transmits only
+///   after a whole receive batch (up to 64 datagrams), so undelayed ACKs are still
+///   coalesced, one per batch.
+#[must_use]
+pub fn default_session_config() -> SessionConfig {
+    SessionConfig {
+        stream_receive_window: phantom_session::INITIAL_STREAM_CREDIT,
+        max_ack_delay: std::time::Duration::ZERO,
+        ..SessionConfig::default()
+    }
+}
+
+/// What a server endpoint needs: its identity (certificate + static KEM secret) and
+/// the session tuning applied to every accepted session.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The server's identity, as loaded from its key file.
+    pub identity: ServerIdentity,
+    /// Tuning of every accepted session.
+    pub session: SessionConfig,
+    /// Demand a stateless retry round trip from every new client (flood resistance).
+    pub require_retry: bool,
+}
+
+impl ServerConfig {
+    /// A config with default session tuning and no forced retry.
+    #[must_use]
+    pub fn new(identity: ServerIdentity) -> Self {
+        Self {
+            identity,
+            session: default_session_config(),
+            require_retry: false,
+        }
+    }
+}
+
+/// Per-connection client options.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Tuning of the session (idle timeout, scheduler, rekey threshold, ...).
+    pub session: SessionConfig,
+    /// Give up the handshake after this long ([`Error::Timeout`]).
+    pub connect_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            session: default_session_config(),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A UDP socket with its driver task and every session on it, routed by session id.
+///
+/// Create it inside a tokio runtime with [`Endpoint::server`] or
+/// [`Endpoint::client`]. Clones share the endpoint. When the last `Endpoint` and
+/// [`Connection`] handle is dropped (or [`Endpoint::close`] is called), every
+/// session is closed and the driver stops once they have drained.
+#[derive(Debug)]
+pub struct Endpoint {
+    shared: Arc<Shared>,
+}
+
+impl Clone for Endpoint {
+    fn clone(&self) -> Self {
+        self.shared.inner.lock().user_handles += 1;
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        let mut g = self.shared.inner.lock();
+        g.user_handles = g.user_handles.saturating_sub(1);
+        drop(g);
+        self.shared.notify.notify_one();
+    }
+}
+
+fn check_addr(addr: SocketAddr, what: &str) -> Result<(), Error> {
+    if addr.ip().is_unspecified() || addr.port() == 0 || addr.ip().is_multicast() {
+        return Err(Error::BadAddress(format!(
+            "{addr} cannot be used as {what} (unspecified, port 0 or multicast)"
+        )));
+    }
+    Ok(())
+}
+
+/// Resolves `s` (`host:port` or `ip:port`) to its first socket address.
+///
+/// # Errors
+/// [`Error::BadAddress`] if it does not parse or resolve.
+pub fn resolve(s: &str) -> Result<SocketAddr, Error> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    use std::net::ToSocketAddrs as _;
+    s.to_socket_addrs()
+        .map_err(|e| Error::BadAddress(format!("{s}: {e}")))?
+        .next()
+        .ok_or_else(|| Error::BadAddress(format!("{s}: no address")))
+}
+
+impl Endpoint {
+    fn bind(addr: SocketAddr, server: Option<Server>, cfg: SessionConfig) -> Result<Self, Error> {
+        let rt = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        if addr.ip().is_multicast() {
+            return Err(Error::BadAddress(format!("{addr} is a multicast address")));
+        }
+        let std_socket = std::net::UdpSocket::bind(addr).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AddrNotAvailable {
+                Error::BadAddress(format!("{addr}: {e}"))
+            } else {
+                Error::Io(e)
+            }
+        })?;
+        std_socket.set_nonblocking(true)?;
+        let socket = {
+            let _g = rt.enter();
+            tokio::net::UdpSocket::from_std(std_socket)?
+        };
+        let local = socket.local_addr()?;
+        let is_server = server.is_some();
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner::new(local, server, cfg)),
+            notify: Notify::new(),
+        });
+        let span =
+            tracing::info_span!(target: "phantom::runtime", "endpoint", %local, server = is_server);
+        rt.spawn(tracing::Instrument::instrument(
+            driver::run(Arc::clone(&shared), socket),
+            span,
+        ));
+        tracing::debug!(target: "phantom::runtime", %local, "endpoint bound");
+        Ok(Self { shared })
+    }
+
+    /// A server endpoint bound to `addr`, accepting handshakes with `config`'s identity.
+    ///
+    /// # Errors
+    /// [`Error::BadAddress`] or [`Error::Io`] if the socket cannot be bound,
+    /// [`Error::NoRuntime`] outside a tokio runtime.
+    pub fn server(config: ServerConfig, addr: SocketAddr) -> Result<Self, Error> {
+        let mut hs = phantom_handshake::ServerConfig::new(config.identity);
+        hs.require_retry = config.require_retry;
+        let mut rng: rand::rngs::StdRng = rand::make_rng();
+        let server = Server::new(hs, &mut rng);
+        Self::bind(addr, Some(server), config.session)
+    }
+
+    /// A client endpoint bound to `addr` (for example `127.0.0.1:0`).
+    ///
+    /// # Errors
+    /// As [`Endpoint::server`].
+    pub fn client(addr: SocketAddr) -> Result<Self, Error> {
+        Self::bind(addr, None, default_session_config())
+    }
+
+    /// The local address the socket is bound to.
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.inner.lock().local
+    }
+
+    /// Connects to the server at `addr`, which must prove `server_key`.
+    ///
+    /// # Errors
+    /// [`Error::WrongServerKey`] if the server proves another key, [`Error::Timeout`]
+    /// if it does not answer, [`Error::BadAddress`] for an unusable address.
+    pub async fn connect(
+        &self,
+        addr: SocketAddr,
+        server_key: &HybridVerifyingKey,
+    ) -> Result<Connection, Error> {
+        self.connect_with(addr, server_key, ClientOptions::default())
+            .await
+    }
+
+    /// [`Endpoint::connect`] with explicit options.
+    ///
+    /// # Errors
+    /// As [`Endpoint::connect`].
+    pub async fn connect_with(
+        &self,
+        addr: SocketAddr,
+        server_key: &HybridVerifyingKey,
+        options: ClientOptions,
+    ) -> Result<Connection, Error> {
+        check_addr(addr, "a server address")?;
+        let deadline = tokio::time::Instant::now() + options.connect_timeout;
+        let rx = loop {
+            let started = {
+                let mut g = self.shared.inner.lock();
+                if g.local.is_ipv4() != addr.is_ipv4() {
+                    return Err(Error::BadAddress(format!(
+                        "{addr} is not reachable from a socket bound to {}",
+                        g.local
+                    )));
+                }
+                let now = g.now();
+                let cfg = phantom_handshake::ClientConfig::new(server_key.clone());
+                g.start_connect(now, addr, cfg, options.session.clone())
+            };
+            match started {
+                Ok(rx) => break rx,
+                // One handshake per server address at a time on this socket (the
+                // server tells handshakes apart by client address): wait our turn.
+                Err(Error::HandshakeInProgress(_)) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(Error::HandshakeInProgress(_)) => return Err(Error::Timeout(addr)),
+                Err(e) => return Err(e),
+            }
+        };
+        self.shared.notify.notify_one();
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(Ok(h))) => Ok(Connection::adopt(Arc::clone(&self.shared), h)),
+            Ok(Ok(Err(e))) => Err(e),
+            Ok(Err(_)) => Err(Error::EndpointClosed),
+            Err(_) => {
+                // Our receiver is gone with the timed-out future: forget that handshake
+                // (and only it; a later connect to the same address may be pending).
+                self.shared
+                    .inner
+                    .lock()
+                    .pending
+                    .retain(|_, p| !p.reply.is_closed());
+                Err(Error::Timeout(addr))
+            }
+        }
+    }
+
+    /// Waits for the next incoming connection.
+    ///
+    /// # Errors
+    /// [`Error::NotServer`] on a client endpoint, [`Error::EndpointClosed`] once closed.
+    pub async fn accept(&self) -> Result<Connection, Error> {
+        let h = poll_fn(|cx| {
+            let mut g = self.shared.inner.lock();
+            if g.server.is_none() {
+                return Poll::Ready(Err(Error::NotServer));
+            }
+            if let Some(h) = g.incoming.pop_front() {
+                g.user_handles += 1;
+                return Poll::Ready(Ok(h));
+            }
+            if g.closing {
+                return Poll::Ready(Err(Error::EndpointClosed));
+            }
+            g.accept_wakers.push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await?;
+        Ok(Connection::adopt(Arc::clone(&self.shared), h))
+    }
+
+    /// Closes every connection with `code` and `reason`; no new ones are accepted.
+    pub fn close(&self, code: u64, reason: &[u8]) {
+        let mut g = self.shared.inner.lock();
+        g.closing = true;
+        g.close_all(code, reason);
+        drop(g);
+        self.shared.notify.notify_one();
+    }
+
+    /// Waits until no session on this endpoint is live (all drained).
+    pub async fn wait_idle(&self) {
+        poll_fn(|cx| {
+            let mut g = self.shared.inner.lock();
+            if g.live_sessions() == 0 {
+                return Poll::Ready(());
+            }
+            g.idle_wakers.push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await;
+    }
+
+    /// Number of sessions not yet drained.
+    #[must_use]
+    pub fn session_count(&self) -> usize {
+        self.shared.inner.lock().live_sessions()
+    }
+
+    /// Datagrams dropped before reaching a session (unknown session id, refused
+    /// handshake datagrams).
+    #[must_use]
+    pub fn dropped_datagrams(&self) -> u64 {
+        self.shared.inner.lock().dropped
+    }
+
+    /// Moves the endpoint to a new socket bound to `addr` (a client address change,
+    /// as after NAT rebinding or a network switch). Established sessions continue:
+    /// the peer validates the new address and migrates (I7).
+    ///
+    /// # Errors
+    /// [`Error::Io`]/[`Error::BadAddress`] if the new socket cannot be bound.
+    pub fn rebind(&self, addr: SocketAddr) -> Result<SocketAddr, Error> {
+        let s = std::net::UdpSocket::bind(addr).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AddrNotAvailable {
+                Error::BadAddress(format!("{addr}: {e}"))
+            } else {
+                Error::Io(e)
+            }
+        })?;
+        let local = s.local_addr()?;
+        self.shared.inner.lock().rebind = Some(s);
+        self.shared.notify.notify_one();
+        Ok(local)
+    }
+}

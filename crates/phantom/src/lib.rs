@@ -1,0 +1,51 @@
+//! Phantom's tokio runtime: an [`Endpoint`] owns a UDP socket and a driver task that
+//! feeds received datagrams and the clock to the sans-IO sessions of
+//! `phantom-session`, sends what they produce, and exposes each session as a
+//! [`Connection`] with bidirectional streams implementing tokio's `AsyncRead` and
+//! `AsyncWrite`.
+//!
+//! **What it owns.** The socket and the clock: this is the only crate that reads time
+//! (one call site, `clock::read`) and the only one that spawns tasks. One driver task
+//! per endpoint receives datagrams and routes them by session id (through
+//! `phantom_session::Endpoint`) to a session, or to the handshake (the
+//! `phantom_handshake` server on a server endpoint, the pending client on a client
+//! endpoint); it runs expired timers, polls dirty sessions for datagrams, and drains
+//! their events to wake the tasks waiting on streams. It sleeps on the socket, on a
+//! `Notify` that application handles signal when they queue data or close, and on one
+//! tokio sleep re-armed only when the earliest session deadline changes; each loop is
+//! capped by an I/O budget. Socket I/O goes through `quinn-udp`: GRO batches are
+//! split on receipt and consecutive datagrams to one destination leave in one GSO
+//! send where the kernel supports it. Many sessions share one endpoint. Handshake failures are
+//! mapped to a typed [`Error`] (wrong server key, timeout, bad address). Only UDP is
+//! carried: the session's TCP fallback requests are logged, not acted on.
+//!
+//! **Invariants upheld here.** I1: a datagram that fails to route or to
+//! authenticate only bumps a counter (the runtime parses nothing beyond the
+//! cleartext header, through the session crate's router, and never panics on socket
+//! input); tested by `i1_garbage_datagrams_do_not_disturb_sessions`. I8: key material
+//! never passes through this crate's own types or errors, and `Debug` of its
+//! configuration shows no key bytes (`i8_debug_output_never_shows_secret_key_bytes`).
+//!
+//! **Invariants relied on.** The runtime hands every session a monotonic `now`
+//! (never earlier than a time handed out before, even across threads) and sends
+//! exactly the datagrams the sessions and the handshake server produce, unaltered, so
+//! I2–I7 and I10 hold as `phantom-session` and `phantom-handshake` enforce them (the
+//! 3x anti-amplification budget of I7 included). I9 holds below the runtime because
+//! this crate is the only source of time and randomness (a fresh `StdRng` seeds each
+//! session).
+
+mod clock;
+mod connection;
+mod driver;
+mod endpoint;
+mod error;
+mod state;
+
+pub use clock::{now, unix_time};
+pub use connection::{Connection, RecvStream, SendStream};
+pub use endpoint::{ClientOptions, Endpoint, ServerConfig, default_session_config, resolve};
+pub use error::{ConnectionClosed, Error};
+pub use phantom_handshake::{HybridSigningKey, HybridVerifyingKey, ServerIdentity};
+pub use phantom_session::{
+    CloseReason, Config as SessionConfig, PathSnapshot, SchedulerMode, Stats,
+};

@@ -1,0 +1,200 @@
+//! Bulk transfer and many-session tests over real UDP sockets on 127.0.0.1.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "integration test helpers fail loudly"
+)]
+
+mod common;
+
+use common::{localhost, pattern, server, within};
+use phantom::{Connection, Endpoint};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Server task: read each stream to its end, answer with its length and an FNV-1a
+/// digest of its bytes.
+fn spawn_sink(ep: Endpoint) {
+    tokio::spawn(async move {
+        while let Ok(conn) = ep.accept().await {
+            tokio::spawn(async move {
+                while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        let mut len = 0u64;
+                        let mut h = Fnv::default();
+                        loop {
+                            let n = recv.read(&mut buf).await.unwrap();
+                            if n == 0 {
+                                break;
+                            }
+                            len += n as u64;
+                            h.update(&buf[..n]);
+                        }
+                        send.write_all(&len.to_be_bytes()).await.unwrap();
+                        send.write_all(&h.0.to_be_bytes()).await.unwrap();
+                        send.shutdown().await.unwrap();
+                    });
+                }
+            });
+        }
+    });
+}
+
+#[derive(Clone, Copy)]
+struct Fnv(u64);
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+impl Fnv {
+    fn update(&mut self, d: &[u8]) {
+        for &b in d {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+}
+
+/// Sends `data` on a new stream and checks the sink's answer.
+async fn send_and_check(conn: &Connection, data: &[u8]) {
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    for chunk in data.chunks(256 * 1024) {
+        send.write_all(chunk).await.unwrap();
+    }
+    send.shutdown().await.unwrap();
+    let mut answer = [0u8; 16];
+    recv.read_exact(&mut answer).await.unwrap();
+    let mut h = Fnv::default();
+    h.update(data);
+    assert_eq!(
+        u64::from_be_bytes(answer[..8].try_into().unwrap()),
+        data.len() as u64
+    );
+    assert_eq!(
+        u64::from_be_bytes(answer[8..].try_into().unwrap()),
+        h.0,
+        "digest mismatch"
+    );
+}
+
+async fn bulk(len: usize, secs: u64) {
+    let (srv, key) = server();
+    let addr = srv.local_addr();
+    spawn_sink(srv);
+    let client = Endpoint::client(localhost()).unwrap();
+    let conn = within(10, client.connect(addr, &key)).await.unwrap();
+    let data = pattern(len, 7);
+    let start = phantom::now();
+    within(secs, send_and_check(&conn, &data)).await;
+    let el = start.elapsed();
+    let s = conn.stats();
+    eprintln!(
+        "bulk {len} B in {el:?} ({:.1} MB/s), lost {}, retransmitted {} B, rtt {:?}",
+        len as f64 / el.as_secs_f64() / 1e6,
+        s.packets_lost,
+        s.stream_bytes_retransmitted,
+        s.rtt
+    );
+    conn.close(0, b"");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_transfer_16_mib_is_byte_exact() {
+    bulk(16 << 20, 40).await;
+}
+
+/// Run with `cargo test -p phantom --test bulk -- --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "slow: 256 MiB"]
+async fn bulk_transfer_256_mib_is_byte_exact() {
+    bulk(256 << 20, 600).await;
+}
+
+async fn many_sessions(n: usize, secs: u64) {
+    let (srv, key) = server();
+    let addr = srv.local_addr();
+    let srv2 = srv.clone();
+    spawn_sink(srv);
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let key = key.clone();
+        tasks.push(tokio::spawn(async move {
+            let client = Endpoint::client(localhost()).unwrap();
+            let conn = within(secs, client.connect(addr, &key)).await.unwrap();
+            let data = pattern(4096 + i * 13, i as u8);
+            within(secs, send_and_check(&conn, &data)).await;
+            (client, conn)
+        }));
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    let mut keep = Vec::new();
+    for t in tasks {
+        let (client, conn) = t.await.unwrap();
+        ids.insert(conn.session_id().unwrap());
+        keep.push((client, conn));
+    }
+    assert_eq!(ids.len(), n, "session ids must be distinct");
+    assert_eq!(
+        srv2.session_count(),
+        n,
+        "every session lives on the one server endpoint"
+    );
+    drop(keep);
+    // Dropping the connections closes them; the server drains every session.
+    within(secs, async {
+        while srv2.session_count() > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_sessions_on_one_endpoint() {
+    many_sessions(50, 30).await;
+}
+
+/// Run with `cargo test -p phantom --test bulk -- --ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "slow: 1000 handshakes"]
+async fn thousand_concurrent_sessions_on_one_endpoint() {
+    many_sessions(1000, 300).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_parallel_streams_are_byte_exact() {
+    let (srv, key) = server();
+    let addr = srv.local_addr();
+    spawn_sink(srv);
+    let client = Endpoint::client(localhost()).unwrap();
+    let conn = within(10, client.connect(addr, &key)).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..8u8 {
+        let conn = conn.clone();
+        tasks.push(tokio::spawn(async move {
+            let data = pattern(2 << 20, i);
+            send_and_check(&conn, &data).await;
+        }));
+    }
+    let all = async {
+        for t in tasks {
+            t.await.unwrap();
+        }
+    };
+    if tokio::time::timeout(std::time::Duration::from_secs(20), all)
+        .await
+        .is_err()
+    {
+        let a = conn.stats();
+        let t = conn.next_timeout();
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        panic!(
+            "stalled: {:#?} paths {:#?} next timeout {t:?} sent a second later {}",
+            a,
+            conn.paths(),
+            conn.stats().packets_sent - a.packets_sent
+        );
+    }
+}

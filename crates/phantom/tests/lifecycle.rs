@@ -1,0 +1,166 @@
+//! Connect failures, close propagation and client address change, over real UDP
+//! sockets on 127.0.0.1.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "integration test helpers fail loudly"
+)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{localhost, pattern, server, within};
+use phantom::{ClientOptions, CloseReason, Endpoint, Error};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_server_is_a_typed_timeout() {
+    // A bound socket that never answers.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let (_id, key) = common::identity();
+    let client = Endpoint::client(localhost()).unwrap();
+    let opts = ClientOptions {
+        connect_timeout: Duration::from_millis(800),
+        ..ClientOptions::default()
+    };
+    let err = within(5, client.connect_with(addr, &key, opts))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout(a) if a == addr), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_addresses_are_typed_errors() {
+    let (_id, key) = common::identity();
+    let client = Endpoint::client(localhost()).unwrap();
+    for bad in ["0.0.0.0:4433", "127.0.0.1:0", "[::1]:4433"] {
+        let err = within(5, client.connect(bad.parse().unwrap(), &key))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::BadAddress(_)), "{bad}: {err:?}");
+    }
+    assert!(matches!(
+        phantom::resolve("not an address"),
+        Err(Error::BadAddress(_))
+    ));
+    assert!(matches!(client.accept().await, Err(Error::NotServer)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_reason_reaches_the_peer_and_fails_its_streams() {
+    let (srv, key) = server();
+    let addr = srv.local_addr();
+    let client = Endpoint::client(localhost()).unwrap();
+    let conn = within(10, client.connect(addr, &key)).await.unwrap();
+    let server_conn = within(5, srv.accept()).await.unwrap();
+    let (mut send, _recv) = within(5, conn.open_bi()).await.unwrap();
+    send.write_all(b"hello").await.unwrap();
+    let (_s, mut r) = within(5, server_conn.accept_bi()).await.unwrap();
+    let mut hello = [0u8; 5];
+    within(5, r.read_exact(&mut hello)).await.unwrap();
+    assert_eq!(&hello, b"hello");
+    server_conn.close(7, b"maintenance");
+    let reason = within(5, conn.closed()).await;
+    assert_eq!(
+        reason,
+        CloseReason::Peer {
+            code: 7,
+            application: true,
+            reason: b"maintenance".to_vec()
+        }
+    );
+    let err = send.write_all(b"more").await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionAborted);
+    assert!(matches!(
+        within(5, conn.open_bi()).await,
+        Err(Error::Closed(_))
+    ));
+    // Both endpoints drain the session.
+    within(10, srv.wait_idle()).await;
+    within(10, client.wait_idle()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_survives_client_address_change() {
+    let (srv, key) = server();
+    let addr = srv.local_addr();
+    let client = Endpoint::client(localhost()).unwrap();
+    let conn = within(10, client.connect(addr, &key)).await.unwrap();
+    let server_conn = within(5, srv.accept()).await.unwrap();
+    let (mut send, _recv) = within(5, conn.open_bi()).await.unwrap();
+    let (_s, mut r) = {
+        send.write_all(b"x").await.unwrap();
+        within(5, server_conn.accept_bi()).await.unwrap()
+    };
+    let new_addr = client.rebind(localhost()).unwrap();
+    let data = pattern(512 * 1024, 9);
+    let expect = data.clone();
+    let writer = async move {
+        send.write_all(&data).await.unwrap();
+        send.shutdown().await.unwrap();
+    };
+    let reader = async move {
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).await.unwrap();
+        got
+    };
+    let ((), got) = within(20, async { tokio::join!(writer, reader) }).await;
+    assert_eq!(got.len(), expect.len() + 1);
+    assert!(got[1..] == expect[..]);
+    let paths = server_conn.paths();
+    assert!(
+        paths
+            .iter()
+            .any(|p| p.remote == new_addr && p.validated && p.primary),
+        "server must validate and use the new address: {paths:?}"
+    );
+    assert!(server_conn.stats().migrations >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_last_handle_closes_the_session_at_the_peer() {
+    let (srv, key) = server();
+    let addr = srv.local_addr();
+    let client = Endpoint::client(localhost()).unwrap();
+    let conn = within(10, client.connect(addr, &key)).await.unwrap();
+    let server_conn = within(5, srv.accept()).await.unwrap();
+    let (send, recv) = within(5, conn.open_bi()).await.unwrap();
+    // Streams keep the connection alive.
+    drop(conn);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!server_conn.is_closed());
+    drop((send, recv));
+    let reason = within(5, server_conn.closed()).await;
+    assert!(
+        matches!(reason, CloseReason::Peer { code: 0, .. }),
+        "{reason:?}"
+    );
+    drop(client);
+    within(10, srv.wait_idle()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_connects_from_one_endpoint_get_separate_sessions() {
+    let (srv, key) = server();
+    let addr = srv.local_addr();
+    let client = Endpoint::client(localhost()).unwrap();
+    let (a, b, c) = within(20, async {
+        tokio::join!(
+            client.connect(addr, &key),
+            client.connect(addr, &key),
+            client.connect(addr, &key)
+        )
+    })
+    .await;
+    let ids: std::collections::BTreeSet<_> = [a.unwrap(), b.unwrap(), c.unwrap()]
+        .iter()
+        .map(|c| c.session_id().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    assert_eq!(client.session_count(), 3);
+    assert_eq!(srv.session_count(), 3);
+}

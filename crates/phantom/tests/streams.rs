@@ -1,0 +1,106 @@
+//! End-to-end stream tests over real UDP sockets on 127.0.0.1.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "integration test helpers fail loudly"
+)]
+
+mod common;
+
+use common::{localhost, pattern, server, within};
+use phantom::{Endpoint, Error};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Server task: echo every stream of every connection back.
+fn spawn_echo(ep: Endpoint) {
+    tokio::spawn(async move {
+        while let Ok(conn) = ep.accept().await {
+            tokio::spawn(async move {
+                while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                    tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut recv, &mut send).await;
+                        let _ = send.shutdown().await;
+                    });
+                }
+            });
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_on_several_streams() {
+    let (srv, key) = server();
+    let addr = srv.local_addr();
+    spawn_echo(srv);
+    let client = Endpoint::client(localhost()).unwrap();
+    let conn = within(10, client.connect(addr, &key)).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..5u8 {
+        let (mut send, mut recv) = within(5, conn.open_bi()).await.unwrap();
+        let data = pattern(10_000 + usize::from(i) * 7_001, i);
+        tasks.push(tokio::spawn(async move {
+            let expect = data.clone();
+            let writer = async move {
+                send.write_all(&data).await.unwrap();
+                send.shutdown().await.unwrap();
+            };
+            let reader = async move {
+                let mut got = Vec::new();
+                recv.read_to_end(&mut got).await.unwrap();
+                got
+            };
+            let ((), got) = within(20, async { tokio::join!(writer, reader) }).await;
+            assert_eq!(got, expect, "stream {i} echoed wrong bytes");
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let stats = conn.stats();
+    assert!(stats.packets_sent > 0 && stats.packets_received > 0);
+    conn.close(0, b"done");
+    let reason = within(5, conn.closed()).await;
+    assert!(matches!(
+        reason,
+        phantom::CloseReason::Local { code: 0, .. }
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_server_key_is_a_typed_error() {
+    let (srv, _key) = server();
+    let addr = srv.local_addr();
+    let (_other_id, other_key) = common::identity();
+    let client = Endpoint::client(localhost()).unwrap();
+    let err = within(10, client.connect(addr, &other_key))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::WrongServerKey), "{err:?}");
+    drop(srv);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_of_4_mib_exceeds_initial_stream_credit_both_ways() {
+    let (srv, key) = server();
+    let addr = srv.local_addr();
+    spawn_echo(srv);
+    let client = Endpoint::client(localhost()).unwrap();
+    let conn = within(10, client.connect(addr, &key)).await.unwrap();
+    let (mut send, mut recv) = within(5, conn.open_bi()).await.unwrap();
+    let data = pattern(4 << 20, 3);
+    let expect = data.clone();
+    let writer = async move {
+        send.write_all(&data).await.unwrap();
+        send.shutdown().await.unwrap();
+    };
+    let reader = async move {
+        let mut got = Vec::new();
+        recv.read_to_end(&mut got).await.unwrap();
+        got
+    };
+    let ((), got) = within(30, async { tokio::join!(writer, reader) }).await;
+    assert_eq!(got.len(), expect.len());
+    assert!(got == expect, "echoed bytes differ");
+}
