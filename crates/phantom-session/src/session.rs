@@ -1117,7 +1117,9 @@ impl Session {
                 self.flow.send_max = self.flow.send_max.max(m.max);
             }
             Frame::MaxStreamData(m) => {
-                if let Some(e) = self.peer_stream(m.stream_id.0, false)?
+                // A grant can arrive before the new stream's first data (it is sent in the
+                // same flight): like QUIC, it opens a peer-initiated stream implicitly.
+                if let Some(e) = self.peer_stream(m.stream_id.0, true)?
                     && let Some(s) = e.send.as_mut()
                 {
                     s.max_data = s.max_data.max(m.max);
@@ -1137,7 +1139,7 @@ impl Session {
                 }
             }
             Frame::StopSending(s) => {
-                if let Some(e) = self.peer_stream(s.stream_id.0, false)?
+                if let Some(e) = self.peer_stream(s.stream_id.0, true)?
                     && let Some(send) = e.send.as_mut()
                 {
                     send.reset(s.error_code);
@@ -1986,6 +1988,9 @@ impl Session {
         self.ping_pending
             || self.flow.credit_pending
             || self.max_streams_pending.iter().any(|&p| p)
+            // Acknowledge after every second ack-eliciting packet of the *session*, not
+            // of one stream space: with many busy streams no single space may reach two,
+            // and every ACK would wait for the delay timer (RFC 9000 §13.2.2 counts packets).
             || self
                 .acks
                 .values()

@@ -16,26 +16,15 @@ use crate::driver;
 use crate::error::Error;
 use crate::state::{Inner, Shared};
 
-/// The session tuning the runtime uses by default: the session crate's defaults
-/// with two changes, both working around behaviour of the current `phantom-session`.
-///
-/// * The per-stream receive window stays at the protocol's initial credit. A session
-///   announces a larger window for a stream *it opened* right away, before the peer
-///   has seen the stream, and the peer ignores a MAX_STREAM_DATA for a stream it has
-///   not seen yet; it would then stay at the initial credit while we wait for it to
-///   use half the announced window, and a stream carrying data both ways stalls.
-///   With the window equal to the initial credit, credit is only extended after data
-///   has flowed.
-/// * ACKs are not delayed (`max_ack_delay` 0). The session counts ack-eliciting
-///   packets per stream space, so with several busy streams and a small congestion
-///   window no space reaches its threshold and every ACK waits for the delay timer:
-///   the RTT inflates and throughput collapses. The driver polls for transmits only
-///   after a whole receive batch (up to 64 datagrams), so undelayed ACKs are still
-///   coalesced, one per batch.
+/// The session tuning the runtime uses by default: the session crate's defaults with
+/// ACKs not delayed (`max_ack_delay` 0). The session counts ack-eliciting packets per
+/// stream space, so with several busy streams and a small congestion window no space
+/// reaches its threshold and every ACK would wait for the delay timer: the RTT inflates
+/// and throughput collapses. The driver polls for transmits only after a whole receive
+/// batch (up to 64 datagrams), so undelayed ACKs are still coalesced, one per batch.
 #[must_use]
 pub fn default_session_config() -> SessionConfig {
     SessionConfig {
-        stream_receive_window: phantom_session::INITIAL_STREAM_CREDIT,
         max_ack_delay: std::time::Duration::ZERO,
         ..SessionConfig::default()
     }

@@ -10,7 +10,9 @@ use rand::{RngExt, SeedableRng};
 
 use super::harness::{Pair, SERVER, Transfer, client_addr, keys, public_addr};
 use super::link::LinkConfig;
-use crate::{CloseReason, Config, Dir, Error, Event, SchedulerMode, State, close_code};
+use crate::{
+    CloseReason, Config, Dir, Error, Event, INITIAL_STREAM_CREDIT, SchedulerMode, State, close_code,
+};
 
 fn lossy() -> LinkConfig {
     LinkConfig {
@@ -1061,4 +1063,55 @@ fn endpoint_routes_handshake_datagrams_then_session_packets() {
     assert_eq!(sessions[0].read(id, &mut out).unwrap(), Some(20));
     assert_eq!(&out[..20], b"through the endpoint");
     assert_eq!(endpoint.stats().unknown, 0);
+}
+
+/// Regression (found by the runtime's loopback tests): a receive window above the initial
+/// stream credit is granted with MAX_STREAM_DATA in the first packet of a new stream. The
+/// peer must honour the grant even though the frame arrives before the stream's data,
+/// otherwise the echo stalls at INITIAL_STREAM_CREDIT bytes.
+#[test]
+fn echo_larger_than_initial_stream_credit_flows_both_ways() {
+    let len = 3 * INITIAL_STREAM_CREDIT as usize;
+    let mut pair = Pair::new(27, Config::default(), lossy());
+    let id = pair.client.open_stream(Dir::Bi).unwrap();
+    let msg: Vec<u8> = (0..len as u32).map(|i| (i % 253) as u8).collect();
+    let mut sent = 0usize;
+    let mut to_echo: Vec<u8> = Vec::new();
+    let mut echoed = 0usize;
+    let mut server_read_done = false;
+    let mut server_finished = false;
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    pair.drive(2_000_000, |p| {
+        if sent < msg.len() {
+            sent += p.client.write(id, &msg[sent..]).unwrap();
+            if sent == msg.len() {
+                p.client.finish(id).unwrap();
+            }
+        }
+        while !server_read_done {
+            match p.server.read(id, &mut buf) {
+                Ok(Some(n)) if n > 0 => to_echo.extend_from_slice(&buf[..n]),
+                Ok(None) => server_read_done = true,
+                _ => break,
+            }
+        }
+        if echoed < to_echo.len() {
+            echoed += p.server.write(id, &to_echo[echoed..]).unwrap_or(0);
+        }
+        if server_read_done && echoed == to_echo.len() && !server_finished {
+            p.server.finish(id).unwrap();
+            server_finished = true;
+        }
+        loop {
+            match p.client.read(id, &mut buf) {
+                Ok(Some(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+                Ok(None) => return true,
+                _ => return false,
+            }
+        }
+    })
+    .unwrap();
+    assert_eq!(got.len(), msg.len());
+    assert!(got == msg, "echo differs");
 }
