@@ -3,7 +3,13 @@
 //! Callers (the [`Sealer`](crate::Sealer) and [`Opener`](crate::Opener)) only see
 //! [`PacketKey`]; a new backend is one more [`AeadKey`] variant behind a cargo feature.
 //! Cipher objects are built once per epoch, never per packet.
+//!
+//! Backends: RustCrypto (`aes-gcm`, `chacha20poly1305`) by default; with the `aws-lc`
+//! cargo feature, aws-lc-rs (`LessSafeKey`) instead. Both give the same contract:
+//! seal in place with a detached tag; open in place, and on failure the buffer is
+//! unchanged.
 
+#[cfg(not(feature = "aws-lc"))]
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use phantom_wire::{Epoch, PathId, StreamId};
 use zeroize::{Zeroize, ZeroizeOnDrop};
@@ -20,6 +26,7 @@ pub const TAG_LEN: usize = 16;
 
 /// One AEAD cipher object, keyed. Each backend zeroizes its key schedule on drop
 /// (RustCrypto's `zeroize` feature).
+#[cfg(not(feature = "aws-lc"))]
 #[expect(
     clippy::large_enum_variant,
     reason = "one per epoch, never moved on the per-packet path; boxing would add an indirection per packet"
@@ -29,6 +36,7 @@ pub(crate) enum AeadKey {
     ChaCha20Poly1305(chacha20poly1305::ChaCha20Poly1305),
 }
 
+#[cfg(not(feature = "aws-lc"))]
 impl AeadKey {
     pub(crate) fn new(suite: Suite, key: &[u8; KEY_LEN]) -> Self {
         match suite {
@@ -74,6 +82,92 @@ impl AeadKey {
             }
         }
         .map_err(|_| Error::DecryptFailed)
+    }
+}
+
+/// One AEAD cipher object, keyed, on aws-lc-rs (cargo feature `aws-lc`).
+///
+/// aws-lc keeps the key schedule in a heap `EVP_AEAD_CTX`; dropping the
+/// `LessSafeKey` frees it with `EVP_AEAD_CTX_free`, whose `OPENSSL_free` cleanses the
+/// whole allocation, so the key schedule is wiped on drop here too.
+#[cfg(feature = "aws-lc")]
+pub(crate) enum AeadKey {
+    /// The suite's algorithm, keyed.
+    Ready(aws_lc_rs::aead::LessSafeKey),
+    /// aws-lc could not build the context (only on allocation failure inside the C
+    /// library): every seal fails with [`Error::SealFailed`], every open with
+    /// [`Error::DecryptFailed`]. Nothing is ever sealed or opened with a bad key.
+    Unavailable,
+}
+
+#[cfg(feature = "aws-lc")]
+std::thread_local! {
+    /// Per-thread copy of the ciphertext being opened (public bytes only, never
+    /// plaintext or keys). Grows to the largest datagram seen, then is reused.
+    static OPEN_SCRATCH: core::cell::RefCell<Vec<u8>> = const { core::cell::RefCell::new(Vec::new()) };
+}
+
+#[cfg(feature = "aws-lc")]
+impl AeadKey {
+    pub(crate) fn new(suite: Suite, key: &[u8; KEY_LEN]) -> Self {
+        let algorithm = match suite {
+            Suite::Aes256Gcm => &aws_lc_rs::aead::AES_256_GCM,
+            Suite::ChaCha20Poly1305 => &aws_lc_rs::aead::CHACHA20_POLY1305,
+        };
+        match aws_lc_rs::aead::UnboundKey::new(algorithm, key) {
+            Ok(k) => AeadKey::Ready(aws_lc_rs::aead::LessSafeKey::new(k)),
+            Err(_) => AeadKey::Unavailable,
+        }
+    }
+
+    /// Encrypts `buf` in place and returns the tag.
+    pub(crate) fn seal_in_place(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        buf: &mut [u8],
+    ) -> Result<[u8; TAG_LEN], Error> {
+        let AeadKey::Ready(key) = self else {
+            return Err(Error::SealFailed);
+        };
+        let nonce = aws_lc_rs::aead::Nonce::assume_unique_for_key(*nonce);
+        let tag = key
+            .seal_in_place_separate_tag(nonce, aws_lc_rs::aead::Aad::from(aad), buf)
+            .map_err(|_| Error::SealFailed)?;
+        tag.as_ref().try_into().map_err(|_| Error::SealFailed)
+    }
+
+    /// Verifies `tag` over `aad` and `buf` and decrypts `buf` in place.
+    ///
+    /// aws-lc decrypts while it authenticates and, on failure, zeroes the output
+    /// (`EVP_AEAD_CTX_open_gather`), which in place would destroy the ciphertext. To
+    /// keep the seam's contract (on error `buf` is unchanged), the ciphertext is first
+    /// copied into a per-thread scratch buffer and written back on failure: one
+    /// `memcpy` of the payload per open, no allocation once the scratch has grown.
+    pub(crate) fn open_in_place(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        buf: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), Error> {
+        let AeadKey::Ready(key) = self else {
+            return Err(Error::DecryptFailed);
+        };
+        let nonce = aws_lc_rs::aead::Nonce::assume_unique_for_key(*nonce);
+        OPEN_SCRATCH.with(|scratch| {
+            // A re-entrant borrow cannot happen (no callbacks below); fail closed anyway.
+            let mut scratch = scratch.try_borrow_mut().map_err(|_| Error::DecryptFailed)?;
+            scratch.clear();
+            scratch.extend_from_slice(buf);
+            match key.open_in_place_separate_tag(nonce, aws_lc_rs::aead::Aad::from(aad), tag, buf) {
+                Ok(_) => Ok(()),
+                Err(_) => {
+                    buf.copy_from_slice(&scratch);
+                    Err(Error::DecryptFailed)
+                }
+            }
+        })
     }
 }
 
