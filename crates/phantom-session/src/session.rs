@@ -446,6 +446,8 @@ impl Session {
         paths.insert(0, Path::new(local, remote, now, &cfg, mss)?);
         let mut flow = ConnFlow::new(INITIAL_SESSION_CREDIT, cfg.session_receive_window);
         flow.credit_pending = cfg.session_receive_window > INITIAL_SESSION_CREDIT;
+        // As for streams: the implicit initial credit is the least we can enforce.
+        flow.recv_max = flow.recv_max.max(INITIAL_SESSION_CREDIT);
         let max_streams = cfg.max_concurrent_streams;
         let extra_streams = max_streams > INITIAL_MAX_STREAMS;
         let mut s = Self {
@@ -1258,6 +1260,10 @@ impl Session {
     fn new_recv(&self) -> RecvStream {
         let mut r = RecvStream::new(self.cfg.stream_receive_window);
         r.credit_pending = self.cfg.stream_receive_window > INITIAL_STREAM_CREDIT;
+        // The peer may send up to the protocol's initial credit before it hears from
+        // us, so that is the least we can enforce; a smaller configured window only
+        // shapes later credit updates (credit is never withdrawn).
+        r.max_data = r.max_data.max(INITIAL_STREAM_CREDIT);
         r
     }
 
@@ -1994,7 +2000,9 @@ impl Session {
             || self
                 .acks
                 .values()
-                .any(|a| a.pending && (a.unacked_eliciting >= 2))
+                .filter(|a| a.pending)
+                .fold(0u32, |n, a| n.saturating_add(a.unacked_eliciting))
+                >= 2
             || (self.timers.get(Timer::AckDelay).is_none_or(|t| t <= now)
                 && self.acks.values().any(|a| a.pending))
             || self.streams.values().any(|e| {

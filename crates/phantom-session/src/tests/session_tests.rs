@@ -93,7 +93,13 @@ fn small_flow_control_windows_still_deliver_everything() {
         ..Config::default()
     };
     let mut pair = Pair::new(6, cfg, lossy());
-    run_transfer(&mut pair, 4, 200 * 1024, 2_000_000);
+    // Each stream carries 4x its initial credit (and the session 4x its own), so after
+    // the implicit initial grant the small windows govern every further byte.
+    let per_stream = 4 * INITIAL_STREAM_CREDIT;
+    run_transfer(&mut pair, 4, per_stream, 4_000_000);
+    // Nobody closed the session over a flow-control violation.
+    assert_eq!(pair.client.state(), State::Connected);
+    assert_eq!(pair.server.state(), State::Connected);
 }
 
 #[test]
