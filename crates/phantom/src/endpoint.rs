@@ -16,18 +16,12 @@ use crate::driver;
 use crate::error::Error;
 use crate::state::{Inner, Shared};
 
-/// The session tuning the runtime uses by default: the session crate's defaults with
-/// ACKs not delayed (`max_ack_delay` 0). The session counts ack-eliciting packets per
-/// stream space, so with several busy streams and a small congestion window no space
-/// reaches its threshold and every ACK would wait for the delay timer: the RTT inflates
-/// and throughput collapses. The driver polls for transmits only after a whole receive
-/// batch (up to 64 datagrams), so undelayed ACKs are still coalesced, one per batch.
+/// The session tuning the runtime uses by default (the session crate's defaults). The
+/// driver polls for transmits only after a whole receive batch (up to 64 datagrams), so
+/// ACKs are coalesced one per batch on top of the session's own ACK policy.
 #[must_use]
 pub fn default_session_config() -> SessionConfig {
-    SessionConfig {
-        max_ack_delay: std::time::Duration::ZERO,
-        ..SessionConfig::default()
-    }
+    SessionConfig::default()
 }
 
 /// What a server endpoint needs: its identity (certificate + static KEM secret) and
