@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use crate::{
-    AckEvent, Algorithm, Config, CongestionController, Phase, RttEstimator, Snapshot, rate_of,
+    AckEvent, Algorithm, Config, CongestionController, LossWindow, Phase, RttEstimator, Snapshot,
     scale,
 };
 
@@ -13,8 +13,6 @@ const C: f64 = 0.4;
 const BETA: f64 = 0.7;
 /// RFC 9438 §4.3 `alpha_cubic = 3 (1 - beta) / (1 + beta)`.
 const ALPHA: f64 = 3.0 * (1.0 - BETA) / (1.0 + BETA);
-/// RFC 9002 §7.7 pacing factor.
-const PACING_N: f64 = 1.25;
 
 /// The state of one congestion-avoidance epoch.
 #[derive(Debug, Clone, Copy)]
@@ -91,6 +89,20 @@ impl Cubic {
 fn to_bytes(v: f64) -> u64 {
     // `as` saturates and maps NaN to 0.
     v as u64
+}
+
+impl Cubic {
+    fn loss_window(&self) -> LossWindow {
+        LossWindow {
+            algorithm: Algorithm::Cubic,
+            cwnd: self.cwnd,
+            ssthresh: self.ssthresh,
+            in_recovery: self.in_recovery,
+            bytes_in_flight: self.bytes_in_flight,
+            smoothed_rtt: self.smoothed_rtt,
+            min_rtt: self.min_rtt,
+        }
+    }
 }
 
 impl CongestionController for Cubic {
@@ -186,33 +198,15 @@ impl CongestionController for Cubic {
     }
 
     fn pacing_rate(&self) -> Option<u64> {
-        let srtt = self.smoothed_rtt?;
-        rate_of(scale(self.cwnd, PACING_N), srtt)
+        self.loss_window().pacing_rate()
     }
 
     fn phase(&self) -> Phase {
-        if self.in_recovery {
-            Phase::Recovery
-        } else if self.cwnd < self.ssthresh {
-            Phase::SlowStart
-        } else {
-            Phase::CongestionAvoidance
-        }
+        self.loss_window().phase()
     }
 
     fn snapshot(&self) -> Snapshot {
-        Snapshot {
-            algorithm: Algorithm::Cubic,
-            phase: self.phase(),
-            in_recovery: self.in_recovery,
-            bandwidth: self.smoothed_rtt.and_then(|s| rate_of(self.cwnd, s)),
-            min_rtt: self.min_rtt,
-            pacing_rate: self.pacing_rate(),
-            cwnd: self.cwnd,
-            bytes_in_flight: self.bytes_in_flight,
-            ssthresh: (self.ssthresh != u64::MAX).then_some(self.ssthresh),
-            inflight_hi: None,
-        }
+        self.loss_window().snapshot()
     }
 
     fn algorithm(&self) -> Algorithm {

@@ -377,6 +377,53 @@ pub(crate) fn rate_of(bytes: u64, over: Duration) -> Option<u64> {
     Some(u64::try_from(r).unwrap_or(u64::MAX))
 }
 
+/// The window state both loss-based controllers (NewReno, CUBIC) report from: their
+/// phase, pacing rate and telemetry are derived the same way from it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LossWindow {
+    pub(crate) algorithm: Algorithm,
+    pub(crate) cwnd: u64,
+    pub(crate) ssthresh: u64,
+    pub(crate) in_recovery: bool,
+    pub(crate) bytes_in_flight: u64,
+    pub(crate) smoothed_rtt: Option<Duration>,
+    pub(crate) min_rtt: Option<Duration>,
+}
+
+impl LossWindow {
+    /// RFC 9002 §7.7: pace at `N * cwnd / smoothed_rtt` with N = 1.25.
+    const PACING_N: f64 = 1.25;
+
+    pub(crate) fn phase(&self) -> Phase {
+        if self.in_recovery {
+            Phase::Recovery
+        } else if self.cwnd < self.ssthresh {
+            Phase::SlowStart
+        } else {
+            Phase::CongestionAvoidance
+        }
+    }
+
+    pub(crate) fn pacing_rate(&self) -> Option<u64> {
+        rate_of(scale(self.cwnd, Self::PACING_N), self.smoothed_rtt?)
+    }
+
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            algorithm: self.algorithm,
+            phase: self.phase(),
+            in_recovery: self.in_recovery,
+            bandwidth: self.smoothed_rtt.and_then(|s| rate_of(self.cwnd, s)),
+            min_rtt: self.min_rtt,
+            pacing_rate: self.pacing_rate(),
+            cwnd: self.cwnd,
+            bytes_in_flight: self.bytes_in_flight,
+            ssthresh: (self.ssthresh != u64::MAX).then_some(self.ssthresh),
+            inflight_hi: None,
+        }
+    }
+}
+
 /// `rate * d` in bytes, saturating: the bytes a rate (bytes/s) delivers in `d`.
 pub(crate) fn bytes_in(rate: u64, d: Duration) -> u64 {
     let b = u128::from(rate).saturating_mul(d.as_nanos()) / 1_000_000_000;

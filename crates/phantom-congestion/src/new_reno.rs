@@ -4,14 +4,12 @@
 use std::time::{Duration, Instant};
 
 use crate::{
-    AckEvent, Algorithm, Config, CongestionController, Phase, RttEstimator, Snapshot, rate_of,
+    AckEvent, Algorithm, Config, CongestionController, LossWindow, Phase, RttEstimator, Snapshot,
     scale,
 };
 
 /// RFC 9002 §7.3.2 `kLossReductionFactor`.
 const LOSS_REDUCTION: f64 = 0.5;
-/// RFC 9002 §7.7: pace at `N * cwnd / smoothed_rtt` with N = 1.25.
-const PACING_N: f64 = 1.25;
 
 /// RFC 9002 NewReno.
 ///
@@ -55,6 +53,20 @@ impl NewReno {
     #[must_use]
     pub fn ssthresh(&self) -> u64 {
         self.ssthresh
+    }
+}
+
+impl NewReno {
+    fn loss_window(&self) -> LossWindow {
+        LossWindow {
+            algorithm: Algorithm::NewReno,
+            cwnd: self.cwnd,
+            ssthresh: self.ssthresh,
+            in_recovery: self.in_recovery,
+            bytes_in_flight: self.bytes_in_flight,
+            smoothed_rtt: self.smoothed_rtt,
+            min_rtt: self.min_rtt,
+        }
     }
 }
 
@@ -111,33 +123,15 @@ impl CongestionController for NewReno {
     }
 
     fn pacing_rate(&self) -> Option<u64> {
-        let srtt = self.smoothed_rtt?;
-        rate_of(scale(self.cwnd, PACING_N), srtt)
+        self.loss_window().pacing_rate()
     }
 
     fn phase(&self) -> Phase {
-        if self.in_recovery {
-            Phase::Recovery
-        } else if self.cwnd < self.ssthresh {
-            Phase::SlowStart
-        } else {
-            Phase::CongestionAvoidance
-        }
+        self.loss_window().phase()
     }
 
     fn snapshot(&self) -> Snapshot {
-        Snapshot {
-            algorithm: Algorithm::NewReno,
-            phase: self.phase(),
-            in_recovery: self.in_recovery,
-            bandwidth: self.smoothed_rtt.and_then(|s| rate_of(self.cwnd, s)),
-            min_rtt: self.min_rtt,
-            pacing_rate: self.pacing_rate(),
-            cwnd: self.cwnd,
-            bytes_in_flight: self.bytes_in_flight,
-            ssthresh: (self.ssthresh != u64::MAX).then_some(self.ssthresh),
-            inflight_hi: None,
-        }
+        self.loss_window().snapshot()
     }
 
     fn algorithm(&self) -> Algorithm {
