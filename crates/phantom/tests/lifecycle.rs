@@ -12,7 +12,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{localhost, pattern, server, within};
+use common::{localhost, pattern, send_and_read_back, server, within};
 use phantom::{ClientOptions, CloseReason, Endpoint, Error};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -92,23 +92,14 @@ async fn session_survives_client_address_change() {
     let conn = within(10, client.connect(addr, &key)).await.unwrap();
     let server_conn = within(5, srv.accept()).await.unwrap();
     let (mut send, _recv) = within(5, conn.open_bi()).await.unwrap();
-    let (_s, mut r) = {
+    let (_s, r) = {
         send.write_all(b"x").await.unwrap();
         within(5, server_conn.accept_bi()).await.unwrap()
     };
     let new_addr = client.rebind(localhost()).unwrap();
     let data = pattern(512 * 1024, 9);
     let expect = data.clone();
-    let writer = async move {
-        send.write_all(&data).await.unwrap();
-        send.shutdown().await.unwrap();
-    };
-    let reader = async move {
-        let mut got = Vec::new();
-        r.read_to_end(&mut got).await.unwrap();
-        got
-    };
-    let ((), got) = within(20, async { tokio::join!(writer, reader) }).await;
+    let got = send_and_read_back(send, r, data, 20).await;
     assert_eq!(got.len(), expect.len() + 1);
     assert!(got[1..] == expect[..]);
     let paths = server_conn.paths();

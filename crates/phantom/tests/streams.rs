@@ -9,9 +9,9 @@
 
 mod common;
 
-use common::{localhost, pattern, server, within};
+use common::{localhost, pattern, send_and_read_back, server, within};
 use phantom::{Endpoint, Error};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// Server task: echo every stream of every connection back.
 fn spawn_echo(ep: Endpoint) {
@@ -38,20 +38,11 @@ async fn echo_on_several_streams() {
     let conn = within(10, client.connect(addr, &key)).await.unwrap();
     let mut tasks = Vec::new();
     for i in 0..5u8 {
-        let (mut send, mut recv) = within(5, conn.open_bi()).await.unwrap();
+        let (send, recv) = within(5, conn.open_bi()).await.unwrap();
         let data = pattern(10_000 + usize::from(i) * 7_001, i);
         tasks.push(tokio::spawn(async move {
             let expect = data.clone();
-            let writer = async move {
-                send.write_all(&data).await.unwrap();
-                send.shutdown().await.unwrap();
-            };
-            let reader = async move {
-                let mut got = Vec::new();
-                recv.read_to_end(&mut got).await.unwrap();
-                got
-            };
-            let ((), got) = within(20, async { tokio::join!(writer, reader) }).await;
+            let got = send_and_read_back(send, recv, data, 20).await;
             assert_eq!(got, expect, "stream {i} echoed wrong bytes");
         }));
     }
@@ -88,19 +79,10 @@ async fn echo_of_4_mib_exceeds_initial_stream_credit_both_ways() {
     spawn_echo(srv);
     let client = Endpoint::client(localhost()).unwrap();
     let conn = within(10, client.connect(addr, &key)).await.unwrap();
-    let (mut send, mut recv) = within(5, conn.open_bi()).await.unwrap();
+    let (send, recv) = within(5, conn.open_bi()).await.unwrap();
     let data = pattern(4 << 20, 3);
     let expect = data.clone();
-    let writer = async move {
-        send.write_all(&data).await.unwrap();
-        send.shutdown().await.unwrap();
-    };
-    let reader = async move {
-        let mut got = Vec::new();
-        recv.read_to_end(&mut got).await.unwrap();
-        got
-    };
-    let ((), got) = within(30, async { tokio::join!(writer, reader) }).await;
+    let got = send_and_read_back(send, recv, data, 30).await;
     assert_eq!(got.len(), expect.len());
     assert!(got == expect, "echoed bytes differ");
 }
