@@ -41,6 +41,12 @@ pub enum Error {
     /// The datagram does not fit in one packet.
     #[error("datagram too large")]
     DatagramTooLarge,
+    /// Early (0-RTT) data above what one ClientHello carries.
+    #[error("early data larger than a ClientHello carries")]
+    EarlyDataTooLarge,
+    /// Replayed early data does not match the streams the session opens.
+    #[error("early data does not match the session's streams: {0}")]
+    EarlyDataMismatch(&'static str),
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     InvalidConfig(&'static str),

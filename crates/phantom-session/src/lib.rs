@@ -36,6 +36,7 @@
 //! emits the same bytes (`i9_same_seed_same_transcript`).
 
 mod cc;
+pub mod early;
 mod endpoint;
 mod error;
 pub mod fallback;

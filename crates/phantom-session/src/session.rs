@@ -362,6 +362,16 @@ pub struct Session {
     flight_resend: VecDeque<Vec<u8>>,
     flight_resends_left: u32,
     peer_confirmed: bool,
+    /// What the handshake said about resumption (client: the new ticket).
+    resumption: Resumption,
+}
+
+/// Resumption facts from the handshake.
+#[derive(Default)]
+struct Resumption {
+    ticket: Option<phantom_handshake::ResumptionTicket>,
+    resumed: bool,
+    early_accepted: bool,
 }
 
 impl core::fmt::Debug for Session {
@@ -497,6 +507,7 @@ impl Session {
             flight_resend: VecDeque::new(),
             flight_resends_left: 8,
             peer_confirmed: false,
+            resumption: Resumption::default(),
             cfg,
         };
         s.events.push_back(Event::Connected);
@@ -523,7 +534,101 @@ impl Session {
         let keys = SessionKeys::from_established(side, &est);
         let mut s = Self::from_secrets(side, cfg, keys, now, local, remote, rng_seed)?;
         s.handshake_flight = std::mem::take(&mut est.pending_flight);
+        s.resumption = Resumption {
+            ticket: est.resumption_ticket.take(),
+            resumed: est.resumed,
+            early_accepted: est.early_data_accepted,
+        };
+        if side == Side::Server
+            && let Some(early) = est.early_data.take()
+        {
+            s.apply_early_data(now, &early);
+        }
         Ok(s)
+    }
+
+    /// Server: delivers accepted early data (see [`crate::early`]). The blob was
+    /// authenticated by the handshake under the ticket's early key; a blob that is not
+    /// a sequence of STREAM frames at offset 0 on client-initiated streams is ignored
+    /// (the client re-sends the same bytes under 1-RTT keys anyway).
+    fn apply_early_data(&mut self, now: Instant, blob: &[u8]) {
+        let valid = parse_frames(blob).all(|f| {
+            matches!(f, Ok(Frame::Stream(ref st))
+                if st.offset == 0 && stream_initiator(st.stream_id.0) == Side::Client)
+        });
+        if !valid || blob.is_empty() {
+            self.stats.dropped.malformed += 1;
+            tracing::debug!(target: "phantom::session", "early data ignored: not replay-safe stream openings");
+            return;
+        }
+        for f in parse_frames(blob) {
+            if let Ok(Frame::Stream(st)) = f
+                && let Err(e) = self.on_stream_frame(&st)
+            {
+                // Authenticated but impossible (e.g. above the stream limit).
+                self.fatal(now, e);
+                return;
+            }
+        }
+        tracing::debug!(target: "phantom::session", bytes = blob.len(), "early data delivered");
+    }
+
+    /// Client: after a resumed handshake, opens the replay-safe streams of `early` (the
+    /// same ids, in the same order) and queues their bytes, so they are sent again under
+    /// the 1-RTT keys whether or not the server accepted the 0-RTT copy. Call it before
+    /// opening any other stream.
+    ///
+    /// # Errors
+    /// [`Error::EarlyDataMismatch`] if a stream would get another id (streams were opened
+    /// first); errors of [`Session::write`] / [`Session::finish`].
+    pub fn replay_early_data(&mut self, early: &crate::early::EarlyData) -> Result<(), Error> {
+        if self.side != Side::Client {
+            return Err(Error::EarlyDataMismatch("only a client sends early data"));
+        }
+        for st in early.streams() {
+            let id = self.open_stream(st.dir)?;
+            if id != st.id {
+                return Err(Error::EarlyDataMismatch(
+                    "stream opened before the early streams",
+                ));
+            }
+            let mut off = 0;
+            while let Some(rest) = st.data.get(off..).filter(|r| !r.is_empty()) {
+                off += self.write(id, rest)?;
+            }
+            if st.fin {
+                self.finish(id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Client: takes the resumption ticket the server issued in this handshake (for a
+    /// later `ClientConfig::ticket`). `None` once taken, or if none was issued.
+    pub fn take_resumption_ticket(&mut self) -> Option<phantom_handshake::ResumptionTicket> {
+        self.resumption.ticket.take()
+    }
+
+    /// What the ticket of this session offers (expiry, early-data allowance), while it
+    /// has not been taken.
+    #[must_use]
+    pub fn resumption_hint(&self) -> Option<phantom_handshake::ResumptionHint> {
+        self.resumption
+            .ticket
+            .as_ref()
+            .map(phantom_handshake::ResumptionTicket::hint)
+    }
+
+    /// True if this session resumed an earlier one (a ticket's secret was mixed in).
+    #[must_use]
+    pub fn is_resumed(&self) -> bool {
+        self.resumption.resumed
+    }
+
+    /// True if the server accepted the client's early data (both sides know).
+    #[must_use]
+    pub fn early_data_accepted(&self) -> bool {
+        self.resumption.early_accepted
     }
 
     // ───────────────────────── A. getters ─────────────────────────
