@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use phantom_handshake::{ResumptionHint, ResumptionTicket};
 use phantom_session::{
     CloseReason, Dir, Error as SessionError, PathSnapshot, SchedulerMode, Stats,
 };
@@ -84,6 +85,151 @@ impl Connection {
         })
         .await?;
         Ok(self.streams(id))
+    }
+
+    /// Opens a unidirectional (send-only) stream, waiting while the peer's stream
+    /// limit is reached.
+    ///
+    /// # Errors
+    /// As [`Connection::open_bi`].
+    pub async fn open_uni(&self) -> Result<SendStream, Error> {
+        let id = poll_fn(|cx| {
+            let mut g = self.shared.inner.lock();
+            let Some(c) = g.conns.get_mut(&self.handle) else {
+                return Poll::Ready(Err(Self::closed_err()));
+            };
+            match c.session.open_stream(Dir::Uni) {
+                Ok(id) => Poll::Ready(Ok(id)),
+                Err(SessionError::StreamLimit) => {
+                    c.other_wakers.push(cx.waker().clone());
+                    Poll::Pending
+                }
+                Err(SessionError::Closed) => {
+                    Poll::Ready(Err(c.closed_error().unwrap_or_else(Self::closed_err)))
+                }
+                Err(e) => Poll::Ready(Err(Error::Session(e))),
+            }
+        })
+        .await?;
+        Ok(self.streams(id).0)
+    }
+
+    /// Waits for the peer to open a unidirectional stream.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] once the connection is closed.
+    pub async fn accept_uni(&self) -> Result<RecvStream, Error> {
+        let id = poll_fn(|cx| {
+            let mut g = self.shared.inner.lock();
+            let Some(c) = g.conns.get_mut(&self.handle) else {
+                return Poll::Ready(Err(Self::closed_err()));
+            };
+            if let Some(id) = c.incoming_uni.pop_front() {
+                return Poll::Ready(Ok(id));
+            }
+            if let Some(e) = c.closed_error() {
+                return Poll::Ready(Err(e));
+            }
+            c.accept_wakers.push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await?;
+        Ok(self.streams(id).1)
+    }
+
+    /// Sends an unreliable datagram (delivered at most once, maybe not at all; sealed
+    /// like everything else).
+    ///
+    /// # Errors
+    /// [`Error::Session`] with `DatagramTooLarge` (it must fit one packet) or `Blocked`
+    /// (the send queue is full); [`Error::Closed`].
+    pub fn send_datagram(&self, data: &[u8]) -> Result<(), Error> {
+        self.shared
+            .with_dirty(self.handle, |c| match c.session.send_datagram(data) {
+                Ok(()) => Ok(()),
+                Err(SessionError::Closed) => Err(c.closed_error().unwrap_or_else(Self::closed_err)),
+                Err(e) => Err(Error::Session(e)),
+            })
+            .unwrap_or_else(|| Err(Self::closed_err()))
+    }
+
+    /// Waits for the next unreliable datagram from the peer.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] once the connection is closed and no datagram is left.
+    pub async fn read_datagram(&self) -> Result<Vec<u8>, Error> {
+        poll_fn(|cx| {
+            let mut g = self.shared.inner.lock();
+            let Some(c) = g.conns.get_mut(&self.handle) else {
+                return Poll::Ready(Err(Self::closed_err()));
+            };
+            if let Some(d) = c.session.recv_datagram() {
+                return Poll::Ready(Ok(d));
+            }
+            if let Some(e) = c.closed_error() {
+                return Poll::Ready(Err(e));
+            }
+            c.datagram_wakers.push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Client: the replay-safe stream whose opening bytes were given in
+    /// `ClientOptions::early_data` (sent as 0-RTT data when resuming). `None` if there
+    /// was none or it was taken already.
+    #[must_use]
+    pub fn take_early_stream(&self) -> Option<(SendStream, RecvStream)> {
+        let id = self
+            .shared
+            .inner
+            .lock()
+            .conns
+            .get_mut(&self.handle)
+            .and_then(|c| c.early_stream.take())?;
+        Some(self.streams(id))
+    }
+
+    /// True if the server accepted this connection's 0-RTT early data.
+    #[must_use]
+    pub fn early_data_accepted(&self) -> bool {
+        self.with_session(|s| s.early_data_accepted())
+            .unwrap_or(false)
+    }
+
+    /// True if this connection resumed an earlier one with a ticket.
+    #[must_use]
+    pub fn is_resumed(&self) -> bool {
+        self.with_session(|s| s.is_resumed()).unwrap_or(false)
+    }
+
+    /// Client: what the resumption ticket the server issued offers (expiry, 0-RTT
+    /// allowance), while it has not been taken.
+    #[must_use]
+    pub fn resumption_hint(&self) -> Option<ResumptionHint> {
+        self.with_session(|s| s.resumption_hint()).flatten()
+    }
+
+    /// Client: takes the resumption ticket the server issued, for
+    /// `ClientOptions::resumption` on a later connect (0-RTT). Secret: keep it like a
+    /// key (`ResumptionTicket::to_bytes` for a cache file).
+    #[must_use]
+    pub fn resumption_ticket(&self) -> Option<ResumptionTicket> {
+        self.shared
+            .inner
+            .lock()
+            .conns
+            .get_mut(&self.handle)
+            .and_then(|c| c.session.take_resumption_ticket())
+    }
+
+    fn with_session<R>(&self, f: impl FnOnce(&phantom_session::Session) -> R) -> Option<R> {
+        self.shared
+            .inner
+            .lock()
+            .conns
+            .get(&self.handle)
+            .map(|c| f(&c.session))
     }
 
     fn streams(&self, id: StreamId) -> (SendStream, RecvStream) {

@@ -7,8 +7,9 @@ use std::task::Poll;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use phantom_handshake::{HybridVerifyingKey, Server, ServerIdentity};
-use phantom_session::Config as SessionConfig;
+use phantom_handshake::{HybridVerifyingKey, ResumptionTicket, Server, ServerIdentity};
+use phantom_session::early::EarlyData;
+use phantom_session::{Config as SessionConfig, Dir};
 use tokio::sync::Notify;
 
 use crate::connection::Connection;
@@ -55,6 +56,16 @@ pub struct ClientOptions {
     pub session: SessionConfig,
     /// Give up the handshake after this long ([`Error::Timeout`]).
     pub connect_timeout: Duration,
+    /// A ticket from an earlier connection to this server
+    /// ([`Connection::resumption_ticket`]): the handshake resumes, and `early_data` can
+    /// travel in the first flight (0-RTT).
+    pub resumption: Option<ResumptionTicket>,
+    /// Opening bytes of the connection's first bidirectional stream, which the
+    /// application thereby marks replay-safe: with a `resumption` ticket they are sent
+    /// as 0-RTT data (the server may read them before the handshake's last flight), and
+    /// always again under 1-RTT keys, so nothing is lost if the server refuses them.
+    /// Take the stream with [`Connection::take_early_stream`]. At most about 4 KiB.
+    pub early_data: Option<Vec<u8>>,
 }
 
 impl Default for ClientOptions {
@@ -62,6 +73,8 @@ impl Default for ClientOptions {
         Self {
             session: default_session_config(),
             connect_timeout: Duration::from_secs(10),
+            resumption: None,
+            early_data: None,
         }
     }
 }
@@ -205,6 +218,19 @@ impl Endpoint {
         options: ClientOptions,
     ) -> Result<Connection, Error> {
         check_addr(addr, "a server address")?;
+        let early = match &options.early_data {
+            Some(data) => {
+                let mut e = EarlyData::new();
+                e.open_stream(Dir::Bi, data, false)
+                    .map_err(Error::Session)?;
+                Some(e)
+            }
+            None => None,
+        };
+        let early_blob = match (&early, &options.resumption) {
+            (Some(e), Some(_)) => e.encode().map_err(Error::Session)?,
+            _ => Vec::new(),
+        };
         let deadline = tokio::time::Instant::now() + options.connect_timeout;
         let rx = loop {
             let started = {
@@ -216,8 +242,10 @@ impl Endpoint {
                     )));
                 }
                 let now = g.now();
-                let cfg = phantom_handshake::ClientConfig::new(server_key.clone());
-                g.start_connect(now, addr, cfg, options.session.clone())
+                let mut cfg = phantom_handshake::ClientConfig::new(server_key.clone());
+                cfg.ticket.clone_from(&options.resumption);
+                cfg.early_data.clone_from(&early_blob);
+                g.start_connect(now, addr, cfg, options.session.clone(), early.clone())
             };
             match started {
                 Ok(rx) => break rx,

@@ -8,7 +8,8 @@ use std::task::Waker;
 use std::time::Instant;
 
 use parking_lot::Mutex;
-use phantom_handshake::{Client, Progress, Server, Time};
+use phantom_handshake::{Client, Progress, Server, Time, VerifiedCertificate};
+use phantom_session::early::EarlyData;
 use phantom_session::{
     CloseReason, Config as SessionConfig, DatagramEvent, Dir, Event, RxMeta, Session, Side,
 };
@@ -47,6 +48,10 @@ impl Shared {
 pub(crate) struct PendingConnect {
     pub(crate) client: Client,
     pub(crate) session_cfg: SessionConfig,
+    /// Replay-safe streams sent as 0-RTT data, re-opened in the session afterwards.
+    pub(crate) early: Option<EarlyData>,
+    /// The pinned key, naming the certificate cache entry.
+    pub(crate) server_key: Vec<u8>,
     pub(crate) reply: oneshot::Sender<Result<u64, Error>>,
 }
 
@@ -58,6 +63,10 @@ pub(crate) struct ConnState {
     /// Live `Connection`/stream handles; the session is closed when this drops to 0.
     pub(crate) handles: usize,
     pub(crate) incoming_bi: VecDeque<phantom_wire::StreamId>,
+    pub(crate) incoming_uni: VecDeque<phantom_wire::StreamId>,
+    pub(crate) datagram_wakers: Vec<Waker>,
+    /// Client: the first replay-safe (0-RTT) stream, until taken.
+    pub(crate) early_stream: Option<phantom_wire::StreamId>,
     pub(crate) accept_wakers: Vec<Waker>,
     pub(crate) read_wakers: HashMap<u32, Waker>,
     pub(crate) write_wakers: HashMap<u32, Waker>,
@@ -74,6 +83,9 @@ impl ConnState {
             remote,
             handles,
             incoming_bi: VecDeque::new(),
+            incoming_uni: VecDeque::new(),
+            datagram_wakers: Vec::new(),
+            early_stream: None,
             accept_wakers: Vec::new(),
             read_wakers: HashMap::new(),
             write_wakers: HashMap::new(),
@@ -115,6 +127,9 @@ impl ConnState {
         for w in self.accept_wakers.drain(..) {
             w.wake();
         }
+        for w in self.datagram_wakers.drain(..) {
+            w.wake();
+        }
     }
 }
 
@@ -144,6 +159,9 @@ pub(crate) struct Inner {
     pub(crate) rebind: Option<std::net::UdpSocket>,
     /// Datagrams received for unknown sessions or that failed the handshake.
     pub(crate) dropped: u64,
+    /// Server certificates verified by earlier handshakes, by pinned key: the next
+    /// connect to that server is a 1-RTT PDK handshake without signature checks.
+    pub(crate) certificates: HashMap<Vec<u8>, VerifiedCertificate>,
 }
 
 impl core::fmt::Debug for Inner {
@@ -182,6 +200,7 @@ impl Inner {
             closing: false,
             rebind: None,
             dropped: 0,
+            certificates: HashMap::new(),
         }
     }
 
@@ -319,10 +338,20 @@ impl Inner {
 
     fn complete_client(&mut self, now: Time, from: SocketAddr, p: PendingConnect) {
         let PendingConnect {
-            client,
+            mut client,
             session_cfg,
             reply,
+            early,
+            server_key,
         } = p;
+        // The last flight (a PDK ClientFinished) goes out now; the session keeps a copy
+        // to answer a server retransmission.
+        while let Some(d) = client.poll_transmit() {
+            self.hs_out.push_back((from, d));
+        }
+        if let Some(cert) = client.verified_certificate() {
+            self.certificates.insert(server_key, cert.clone());
+        }
         let result = client
             .into_established()
             .map_err(|e| Error::from_handshake(e, from))
@@ -340,9 +369,22 @@ impl Inner {
                 .map_err(Error::Session)
             });
         match result {
-            Ok(s) => {
-                tracing::info!(target: "phantom::runtime", peer = %from, session = ?s.session_id(), "handshake complete");
+            Ok(mut s) => {
+                tracing::info!(target: "phantom::runtime", peer = %from, session = ?s.session_id(), resumed = s.is_resumed(), early_data_accepted = s.early_data_accepted(), "handshake complete");
+                let mut early_stream = None;
+                if let Some(early) = early {
+                    // Re-send the replay-safe streams under 1-RTT keys (nothing is lost
+                    // if the server refused the 0-RTT copy).
+                    if let Err(e) = s.replay_early_data(&early) {
+                        let _ = reply.send(Err(Error::Session(e)));
+                        return;
+                    }
+                    early_stream = early.streams().first().map(|st| st.id);
+                }
                 let h = self.install(s, from, 1);
+                if let Some(c) = self.conns.get_mut(&h) {
+                    c.early_stream = early_stream;
+                }
                 if reply.send(Ok(h)).is_err() {
                     // The connect future is gone: nobody will ever use this session.
                     self.release(h);
@@ -363,6 +405,7 @@ impl Inner {
         remote: SocketAddr,
         mut cfg: phantom_handshake::ClientConfig,
         session_cfg: SessionConfig,
+        early: Option<EarlyData>,
     ) -> Result<oneshot::Receiver<Result<u64, Error>>, Error> {
         if self.pending.contains_key(&remote) {
             return Err(Error::HandshakeInProgress(remote));
@@ -372,6 +415,10 @@ impl Inner {
         }
         if cfg.suites.is_empty() {
             cfg.suites = phantom_handshake::default_suites();
+        }
+        let server_key = cfg.server_key.to_bytes();
+        if cfg.certificate.is_none() {
+            cfg.certificate = self.certificates.get(&server_key).cloned();
         }
         let mut client =
             Client::new(cfg, &mut self.rng, now).map_err(|e| Error::from_handshake(e, remote))?;
@@ -385,6 +432,8 @@ impl Inner {
                 client,
                 session_cfg,
                 reply: tx,
+                early,
+                server_key,
             },
         );
         Ok(rx)
@@ -460,8 +509,10 @@ impl Inner {
                             }
                         }
                         Dir::Uni => {
-                            // The runtime exposes bidirectional streams only.
-                            let _ = c.session.stop_sending(id, 0);
+                            c.incoming_uni.push_back(id);
+                            for w in c.accept_wakers.drain(..) {
+                                w.wake();
+                            }
                         }
                     },
                     Event::StreamReadable(id) => {
@@ -474,7 +525,11 @@ impl Inner {
                             w.wake();
                         }
                     }
-                    Event::DatagramReceived => while c.session.recv_datagram().is_some() {},
+                    Event::DatagramReceived => {
+                        for w in c.datagram_wakers.drain(..) {
+                            w.wake();
+                        }
+                    }
                     Event::PathValidated(p) => {
                         tracing::info!(target: "phantom::runtime", path = p.0, "path validated");
                     }
