@@ -1,14 +1,25 @@
-//! A thin demultiplexer above sessions: it routes a received datagram by the session
-//! id in its header to a [`SessionHandle`], or says it belongs to the handshake.
+//! The endpoint above sessions: it routes a received datagram by the session id in its
+//! header to a [`SessionHandle`], or says it belongs to the handshake; on a server it
+//! also runs the server side of handshakes ([`Endpoint::with_server`],
+//! [`Endpoint::handle_handshake`]) and turns each completed one into a registered
+//! [`Session`].
 //!
-//! The runtime owns the [`Session`](crate::Session)s (indexed by handle) and the
-//! handshake server; the endpoint keeps only the id-to-handle map, so it holds no
-//! secrets and does no crypto. Routing looks at the cleartext header only; the
-//! session then authenticates the datagram itself (I1, I2).
+//! The runtime owns the established [`Session`]s (indexed by handle, so it can drive
+//! each one from its own task or lock); the endpoint keeps the id-to-handle map and
+//! the handshake server. Routing looks at the cleartext header only; the session then
+//! authenticates the datagram itself (I1, I2).
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Instant;
 
+use phantom_handshake::{Server, Time, Transmit as HandshakeTransmit};
 use phantom_wire::{Flags, Header, SessionId};
+use rand::{CryptoRng, Rng};
+
+use crate::session::Session;
+use crate::stream::Side;
+use crate::types::Config;
 
 /// An opaque index the runtime uses to find a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -39,19 +50,127 @@ pub struct EndpointStats {
     pub unknown: u64,
 }
 
-/// The session-id router.
+/// The handshake server an endpoint runs, with the tuning of accepted sessions.
+#[derive(Debug)]
+struct Acceptor {
+    server: Server,
+    session_cfg: Config,
+}
+
+/// The session-id router (and, on a server, the handshake acceptor).
 #[derive(Debug, Default)]
 pub struct Endpoint {
     by_id: BTreeMap<SessionId, SessionHandle>,
     next: u64,
     stats: EndpointStats,
+    acceptor: Option<Acceptor>,
+}
+
+/// A session the handshake server just established, already registered under `handle`.
+#[derive(Debug)]
+pub struct Accepted {
+    /// Its routing handle.
+    pub handle: SessionHandle,
+    /// The connected server-side session (early data, if any, already applied).
+    pub session: Box<Session>,
 }
 
 impl Endpoint {
-    /// An empty router.
+    /// An empty router (a client, or a server whose caller runs the handshakes).
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A server endpoint: it runs `server` for every handshake datagram handed to
+    /// [`Endpoint::handle_handshake`] and builds accepted sessions with `session_cfg`.
+    #[must_use]
+    pub fn with_server(server: Server, session_cfg: Config) -> Self {
+        Self {
+            acceptor: Some(Acceptor {
+                server,
+                session_cfg,
+            }),
+            ..Self::default()
+        }
+    }
+
+    /// True if this endpoint accepts handshakes.
+    #[must_use]
+    pub fn is_server(&self) -> bool {
+        self.acceptor.is_some()
+    }
+
+    /// The handshake server (key rotation, statistics), if this is a server endpoint.
+    pub fn server_mut(&mut self) -> Option<&mut Server> {
+        self.acceptor.as_mut().map(|a| &mut a.server)
+    }
+
+    /// Runs the handshake server on a datagram [`Endpoint::route`] called
+    /// [`DatagramEvent::Handshake`], received on `local` from `remote`. Returns the new
+    /// session when this datagram completed a handshake (registered; its id never
+    /// collides with a live session's). Send what [`Endpoint::poll_handshake_transmit`]
+    /// gives afterwards.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidConfig`] on a client endpoint; the handshake's refusal
+    /// (`crate::Error::Handshake`) for a datagram it dropped or a handshake it failed —
+    /// the endpoint stays usable either way; a session that cannot be built from valid
+    /// keys (`InvalidConfig`, `Crypto`, `Path`).
+    pub fn handle_handshake<R: Rng + CryptoRng + ?Sized>(
+        &mut self,
+        now: Time,
+        local: SocketAddr,
+        remote: SocketAddr,
+        datagram: &[u8],
+        rng: &mut R,
+    ) -> Result<Option<Accepted>, crate::Error> {
+        let by_id = &self.by_id;
+        let acceptor = self
+            .acceptor
+            .as_mut()
+            .ok_or(crate::Error::InvalidConfig("not a server endpoint"))?;
+        let est = acceptor
+            .server
+            .handle_datagram(now, remote, datagram, rng, |id| by_id.contains_key(id))
+            .map_err(crate::Error::Handshake)?;
+        let Some(est) = est else {
+            return Ok(None);
+        };
+        let mut seed = [0u8; 32];
+        rng.fill_bytes(&mut seed);
+        let session = Session::from_established(
+            Side::Server,
+            acceptor.session_cfg.clone(),
+            *est,
+            now.instant,
+            local,
+            remote,
+            seed,
+        )?;
+        let handle = self.insert(session.session_id());
+        Ok(Some(Accepted {
+            handle,
+            session: Box::new(session),
+        }))
+    }
+
+    /// The next handshake datagram to send (server endpoints).
+    pub fn poll_handshake_transmit(&mut self) -> Option<HandshakeTransmit> {
+        self.acceptor.as_mut()?.server.poll_transmit()
+    }
+
+    /// When [`Endpoint::handle_handshake_timeout`] should run next.
+    #[must_use]
+    pub fn poll_handshake_timeout(&self) -> Option<Instant> {
+        self.acceptor.as_ref()?.server.poll_timeout()
+    }
+
+    /// Runs the handshake server's retransmission and expiry timers.
+    pub fn handle_handshake_timeout(&mut self, now: Time) {
+        if let Some(a) = self.acceptor.as_mut() {
+            a.server.handle_timeout(now);
+        }
     }
 
     /// Registers an established session; returns its handle (never reused).

@@ -60,6 +60,9 @@ pub enum Error {
     /// epoch saturation, integrity limit).
     #[error("crypto: {0}")]
     Crypto(&'static str),
+    /// The handshake refused a datagram or failed (server endpoints).
+    #[error("handshake: {0}")]
+    Handshake(phantom_handshake::Error),
     /// A wire encoding error on our own output (a bug or a too-small buffer).
     #[error("encode: {0}")]
     Encode(#[from] phantom_wire::Error),

@@ -56,7 +56,7 @@ mod vecmap;
 mod tests;
 
 pub use cc::CongestionSnapshot;
-pub use endpoint::{DatagramEvent, Endpoint, EndpointStats, SessionHandle};
+pub use endpoint::{Accepted, DatagramEvent, Endpoint, EndpointStats, SessionHandle};
 pub use error::{Error, close_code};
 pub use scheduler::SchedulerMode;
 pub use session::{Session, SessionKeys};

@@ -1071,6 +1071,87 @@ fn endpoint_routes_handshake_datagrams_then_session_packets() {
     assert_eq!(endpoint.stats().unknown, 0);
 }
 
+#[test]
+fn server_endpoint_runs_the_handshake_and_hands_over_a_registered_session() {
+    use crate::{DatagramEvent, Endpoint, Error, Session, Side};
+    use phantom_handshake::{
+        Client, ClientConfig, HybridSigningKey, Server, ServerConfig, ServerIdentity, Time,
+    };
+    use rand::rngs::ChaCha20Rng;
+    let mut rng = ChaCha20Rng::seed_from_u64(73);
+    let now = crate::test_instant();
+    let t = Time::new(now, 1_750_000_000);
+    let signing = HybridSigningKey::generate(&mut rng);
+    let identity = ServerIdentity::generate(&signing, &mut rng, 1_750_000_000 + 86_400).unwrap();
+    let server = Server::new(ServerConfig::new(identity), &mut rng);
+    let mut endpoint = Endpoint::with_server(server, Config::default());
+    assert!(endpoint.is_server());
+    // A client-only endpoint refuses to run handshakes.
+    assert!(matches!(
+        Endpoint::new().handle_handshake(t, SERVER, SERVER, &[0xc3], &mut rng),
+        Err(Error::InvalidConfig(_))
+    ));
+    let c_pub = public_addr(1, 40000);
+    // Garbage with the handshake marker: a typed refusal, the endpoint stays usable.
+    let mut junk = vec![phantom_wire::HANDSHAKE_MARKER; 40];
+    junk[1] = 0xff;
+    assert_eq!(endpoint.route(&junk), DatagramEvent::Handshake);
+    assert!(matches!(
+        endpoint.handle_handshake(t, SERVER, c_pub, &junk, &mut rng),
+        Err(Error::Handshake(_))
+    ));
+    let mut client = Client::new(ClientConfig::new(signing.verifying_key()), &mut rng, t).unwrap();
+    let mut accepted = None;
+    for _ in 0..16 {
+        while let Some(d) = client.poll_transmit() {
+            assert_eq!(endpoint.route(&d), DatagramEvent::Handshake);
+            if let Some(a) = endpoint
+                .handle_handshake(t, SERVER, c_pub, &d, &mut rng)
+                .unwrap()
+            {
+                accepted = Some(a);
+            }
+        }
+        while let Some(tx) = endpoint.poll_handshake_transmit() {
+            assert_eq!(tx.dst, c_pub);
+            let _ = client.handle(t, &tx.payload, &mut rng).unwrap();
+        }
+        if client.is_complete() && accepted.is_some() {
+            break;
+        }
+    }
+    let accepted = accepted.expect("handshake completed");
+    let mut server_session = *accepted.session;
+    assert!(endpoint.is_live(&server_session.session_id()));
+    let mut client_session = Session::from_established(
+        Side::Client,
+        Config::default(),
+        client.into_established().unwrap(),
+        now,
+        client_addr(1),
+        SERVER,
+        [6; 32],
+    )
+    .unwrap();
+    assert_eq!(client_session.session_id(), server_session.session_id());
+    let id = client_session.open_stream(Dir::Uni).unwrap();
+    client_session
+        .write(id, b"accepted by the endpoint")
+        .unwrap();
+    let mut buf = vec![0u8; 1500];
+    let mut delivered = 0;
+    while let Some(tx) = client_session.poll_transmit(now, &mut buf) {
+        let d = &mut buf[..tx.len];
+        assert_eq!(endpoint.route(d), DatagramEvent::Session(accepted.handle));
+        server_session.handle_datagram(now, crate::RxMeta::udp(SERVER, c_pub), d);
+        delivered += 1;
+    }
+    assert!(delivered > 0);
+    let mut out = [0u8; 64];
+    assert_eq!(server_session.read(id, &mut out).unwrap(), Some(24));
+    assert_eq!(&out[..24], b"accepted by the endpoint");
+}
+
 /// Regression (found by the runtime's loopback tests): a receive window above the initial
 /// stream credit is granted with MAX_STREAM_DATA in the first packet of a new stream. The
 /// peer must honour the grant even though the frame arrives before the stream's data,
