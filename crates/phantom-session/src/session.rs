@@ -551,7 +551,7 @@ impl Session {
     /// authenticated by the handshake under the ticket's early key; a blob that is not
     /// a sequence of STREAM frames at offset 0 on client-initiated streams is ignored
     /// (the client re-sends the same bytes under 1-RTT keys anyway).
-    fn apply_early_data(&mut self, now: Instant, blob: &[u8]) {
+    pub(crate) fn apply_early_data(&mut self, now: Instant, blob: &[u8]) {
         let valid = parse_frames(blob).all(|f| {
             matches!(f, Ok(Frame::Stream(ref st))
                 if st.offset == 0 && stream_initiator(st.stream_id.0) == Side::Client)

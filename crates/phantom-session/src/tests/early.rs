@@ -218,3 +218,53 @@ fn early_data_is_bounded_and_streams_must_replay_in_order() {
         Err(Error::EarlyDataMismatch(_))
     ));
 }
+
+mod prop {
+    use proptest::prelude::*;
+
+    use super::super::harness::Pair;
+    use super::super::link::LinkConfig;
+    use crate::Config;
+    use crate::early::EarlyData;
+    use crate::{Dir, Event};
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// I1: whatever an authenticated early-data blob holds, applying it never panics;
+        /// anything but replay-safe stream openings changes nothing but a drop counter.
+        #[test]
+        fn i1_arbitrary_early_data_never_panics(blob in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let mut pair = Pair::new(80, Config::default(), LinkConfig::default());
+            let now = pair.now;
+            while pair.server.poll_event().is_some() {}
+            let before = pair.server.stats().dropped.malformed;
+            pair.server.apply_early_data(now, &blob);
+            let opened = std::iter::from_fn(|| pair.server.poll_event())
+                .any(|e| matches!(e, Event::StreamOpened { .. }));
+            let replay_safe_openings = !blob.is_empty()
+                && phantom_wire::parse_frames(&blob).all(|f| {
+                    matches!(f, Ok(phantom_wire::Frame::Stream(s)) if s.offset == 0 && s.stream_id.0 & 1 == 0)
+                });
+            if !replay_safe_openings {
+                prop_assert_eq!(pair.server.stats().dropped.malformed, before + 1);
+                prop_assert!(!opened);
+                prop_assert!(!pair.server.is_closed());
+            }
+        }
+
+        /// Well-formed early data always opens its streams with its bytes.
+        #[test]
+        fn well_formed_early_data_opens_its_streams(data in proptest::collection::vec(any::<u8>(), 1..1000), fin: bool) {
+            let mut pair = Pair::new(81, Config::default(), LinkConfig::default());
+            let now = pair.now;
+            while pair.server.poll_event().is_some() {}
+            let mut early = EarlyData::new();
+            let id = early.open_stream(Dir::Bi, &data, fin).unwrap();
+            pair.server.apply_early_data(now, &early.encode().unwrap());
+            let (got, end) = super::read_all(&mut pair.server, id);
+            prop_assert_eq!(got, data);
+            prop_assert_eq!(end, fin);
+        }
+    }
+}
