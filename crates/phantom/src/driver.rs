@@ -27,6 +27,8 @@ use crate::state::{RECV_BUDGET, SEND_BUDGET, Shared};
 const RECV_BUF: usize = 65_536;
 /// Largest datagram a session may build here.
 const MAX_DATAGRAM: usize = 9_216;
+/// Socket send and receive buffer size requested (bytes).
+const SOCKET_BUFFER: usize = 4 << 20;
 /// Largest GSO batch (the kernel's limit for one UDP send is 64 KiB).
 const MAX_BATCH_BYTES: usize = 63_000;
 
@@ -42,7 +44,13 @@ impl Io {
     fn new(socket: UdpSocket) -> std::io::Result<Self> {
         let state = UdpSocketState::new((&socket).into())?;
         let gso = state.max_gso_segments().max(1);
-        tracing::debug!(target: "phantom::runtime", gso, gro = state.gro_segments(), "socket ready");
+        // Bursts (a GSO batch, a thousand ClientHellos at once) overflow the default
+        // ~208 KiB receive buffer; ask for more (the kernel caps it at rmem_max/wmem_max,
+        // and a refusal only leaves the default).
+        let _ = state.set_recv_buffer_size((&socket).into(), SOCKET_BUFFER);
+        let _ = state.set_send_buffer_size((&socket).into(), SOCKET_BUFFER);
+        let rcvbuf = state.recv_buffer_size((&socket).into()).unwrap_or(0);
+        tracing::debug!(target: "phantom::runtime", gso, gro = state.gro_segments(), rcvbuf, "socket ready");
         Ok(Self { socket, state, gso })
     }
 
