@@ -965,6 +965,59 @@ impl Session {
         Ok(PathId(id))
     }
 
+    /// Stops using the path from `local` to `remote` (the runtime closed its carrier,
+    /// e.g. a TCP connection, or retires it to re-probe it): whatever was in flight
+    /// on it is declared lost and re-sent on the other paths, so no stream data is
+    /// lost. The primary moves to another path if needed.
+    ///
+    /// # Errors
+    /// [`Error::Path`] if no such path exists or it is the only one; [`Error::Closed`].
+    pub fn abandon_path(
+        &mut self,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Result<PathId, Error> {
+        self.check_open()?;
+        let id = self
+            .paths
+            .iter()
+            .find(|(_, p)| p.local == local && p.remote == remote)
+            .map(|(&id, _)| id)
+            .ok_or(Error::Path("no such path"))?;
+        if self.paths.len() < 2 {
+            return Err(Error::Path("the last path cannot be abandoned"));
+        }
+        let mut lost = std::mem::take(&mut self.lost_buf);
+        lost.clear();
+        if let Some(mut p) = self.paths.remove(&id) {
+            p.recovery.drain_all(&mut lost);
+        }
+        self.registry.remove(PathId(id));
+        self.handle_lost(id, &lost);
+        self.lost_buf = lost;
+        if self.primary == id {
+            self.choose_new_primary();
+            if self.primary == id {
+                // No healthy validated path: any validated one, else any at all.
+                let next = self
+                    .paths
+                    .keys()
+                    .copied()
+                    .find(|&o| self.registry.is_validated(PathId(o)))
+                    .or_else(|| self.paths.keys().next().copied());
+                if let Some(next) = next {
+                    self.primary = next;
+                }
+            }
+        }
+        if self.state == State::Migrating && !self.any_validating() {
+            self.state = State::Connected;
+        }
+        self.update_loss_timer();
+        tracing::debug!(target: "phantom::session", path = id, "path abandoned");
+        Ok(PathId(id))
+    }
+
     // ───────────────────────── D. outputs ─────────────────────────
 
     /// Builds the next datagram into `buf` (at most `max_datagram_size` bytes of it).

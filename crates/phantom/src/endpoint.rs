@@ -1,4 +1,5 @@
-//! The public `Endpoint`: a UDP socket, its driver task and the sessions on it.
+//! The public `Endpoint`: UDP sockets (and optionally a TCP listener), the driver
+//! task and the sessions on them.
 
 use std::future::poll_fn;
 use std::net::SocketAddr;
@@ -9,12 +10,13 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use phantom_handshake::{HybridVerifyingKey, Server, ServerIdentity};
 use phantom_session::Config as SessionConfig;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use crate::connection::Connection;
 use crate::driver;
 use crate::error::Error;
 use crate::state::{Inner, Shared};
+use crate::tcp;
 
 /// The session tuning the runtime uses by default (the session crate's defaults). The
 /// driver polls for transmits only after a whole receive batch (up to 64 datagrams), so
@@ -55,6 +57,11 @@ pub struct ClientOptions {
     pub session: SessionConfig,
     /// Give up the handshake after this long ([`Error::Timeout`]).
     pub connect_timeout: Duration,
+    /// The server's TCP address ([`Endpoint::server_with_tcp`]). When set, a
+    /// handshake that UDP does not answer after two retransmissions continues over
+    /// TCP, and an established session moves to TCP when its fallback state machine
+    /// finds UDP failing (and back to UDP once a UDP probe succeeds).
+    pub tcp_fallback: Option<SocketAddr>,
 }
 
 impl Default for ClientOptions {
@@ -62,11 +69,13 @@ impl Default for ClientOptions {
         Self {
             session: default_session_config(),
             connect_timeout: Duration::from_secs(10),
+            tcp_fallback: None,
         }
     }
 }
 
-/// A UDP socket with its driver task and every session on it, routed by session id.
+/// UDP sockets (and, on a server, optionally a TCP listener) with their driver task
+/// and every session on them, routed by session id.
 ///
 /// Create it inside a tokio runtime with [`Endpoint::server`] or
 /// [`Endpoint::client`]. Clones share the endpoint. When the last `Endpoint` and
@@ -104,6 +113,15 @@ fn check_addr(addr: SocketAddr, what: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Maps a bind failure: an address not on this host is a bad address.
+pub(crate) fn bind_error(addr: SocketAddr, e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::AddrNotAvailable {
+        Error::BadAddress(format!("{addr}: {e}"))
+    } else {
+        Error::Io(e)
+    }
+}
+
 /// Resolves `s` (`host:port` or `ip:port`) to its first socket address.
 ///
 /// # Errors
@@ -120,31 +138,48 @@ pub fn resolve(s: &str) -> Result<SocketAddr, Error> {
 }
 
 impl Endpoint {
-    fn bind(addr: SocketAddr, server: Option<Server>, cfg: SessionConfig) -> Result<Self, Error> {
+    fn bind(
+        addr: SocketAddr,
+        server: Option<Server>,
+        cfg: SessionConfig,
+        tcp_addr: Option<SocketAddr>,
+    ) -> Result<Self, Error> {
         let rt = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         if addr.ip().is_multicast() {
             return Err(Error::BadAddress(format!("{addr} is a multicast address")));
         }
-        let std_socket = std::net::UdpSocket::bind(addr).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AddrNotAvailable {
-                Error::BadAddress(format!("{addr}: {e}"))
-            } else {
-                Error::Io(e)
-            }
-        })?;
+        let std_socket = std::net::UdpSocket::bind(addr).map_err(|e| bind_error(addr, e))?;
         std_socket.set_nonblocking(true)?;
         let socket = {
             let _g = rt.enter();
             tokio::net::UdpSocket::from_std(std_socket)?
         };
         let local = socket.local_addr()?;
+        let listener = match tcp_addr {
+            Some(a) => {
+                let l = std::net::TcpListener::bind(a).map_err(|e| bind_error(a, e))?;
+                l.set_nonblocking(true)?;
+                let _g = rt.enter();
+                Some(tokio::net::TcpListener::from_std(l)?)
+            }
+            None => None,
+        };
         let is_server = server.is_some();
+        let mut inner = Inner::new(local, server, cfg, rt.clone());
+        inner.tcp_listen = listener.as_ref().and_then(|l| l.local_addr().ok());
         let shared = Arc::new(Shared {
-            inner: Mutex::new(Inner::new(local, server, cfg)),
+            inner: Mutex::new(inner),
             notify: Notify::new(),
+            shutdown: watch::Sender::new(false),
         });
         let span =
             tracing::info_span!(target: "phantom::runtime", "endpoint", %local, server = is_server);
+        if let Some(l) = listener {
+            rt.spawn(tracing::Instrument::instrument(
+                tcp::listen(Arc::clone(&shared), l),
+                span.clone(),
+            ));
+        }
         rt.spawn(tracing::Instrument::instrument(
             driver::run(Arc::clone(&shared), socket),
             span,
@@ -163,7 +198,32 @@ impl Endpoint {
         hs.require_retry = config.require_retry;
         let mut rng: rand::rngs::StdRng = rand::make_rng();
         let server = Server::new(hs, &mut rng);
-        Self::bind(addr, Some(server), config.session)
+        Self::bind(addr, Some(server), config.session, None)
+    }
+
+    /// A server endpoint on UDP `udp_addr` that also accepts TCP connections on
+    /// `tcp_addr` (the fallback carrier for clients whose UDP is blocked): each TCP
+    /// connection carries length-prefixed datagrams of any number of sessions,
+    /// handshakes included.
+    ///
+    /// # Errors
+    /// As [`Endpoint::server`], for either address.
+    pub fn server_with_tcp(
+        config: ServerConfig,
+        udp_addr: SocketAddr,
+        tcp_addr: SocketAddr,
+    ) -> Result<Self, Error> {
+        let mut hs = phantom_handshake::ServerConfig::new(config.identity);
+        hs.require_retry = config.require_retry;
+        let mut rng: rand::rngs::StdRng = rand::make_rng();
+        let server = Server::new(hs, &mut rng);
+        Self::bind(udp_addr, Some(server), config.session, Some(tcp_addr))
+    }
+
+    /// The TCP listening address ([`Endpoint::server_with_tcp`]), if any.
+    #[must_use]
+    pub fn tcp_local_addr(&self) -> Option<SocketAddr> {
+        self.shared.inner.lock().tcp_listen
     }
 
     /// A client endpoint bound to `addr` (for example `127.0.0.1:0`).
@@ -171,7 +231,7 @@ impl Endpoint {
     /// # Errors
     /// As [`Endpoint::server`].
     pub fn client(addr: SocketAddr) -> Result<Self, Error> {
-        Self::bind(addr, None, default_session_config())
+        Self::bind(addr, None, default_session_config(), None)
     }
 
     /// The local address the socket is bound to.
@@ -205,8 +265,11 @@ impl Endpoint {
         options: ClientOptions,
     ) -> Result<Connection, Error> {
         check_addr(addr, "a server address")?;
+        if let Some(t) = options.tcp_fallback {
+            check_addr(t, "a TCP fallback address")?;
+        }
         let deadline = tokio::time::Instant::now() + options.connect_timeout;
-        let rx = loop {
+        let (mut rx, mut want_tcp) = loop {
             let started = {
                 let mut g = self.shared.inner.lock();
                 if g.local.is_ipv4() != addr.is_ipv4() {
@@ -217,7 +280,13 @@ impl Endpoint {
                 }
                 let now = g.now();
                 let cfg = phantom_handshake::ClientConfig::new(server_key.clone());
-                g.start_connect(now, addr, cfg, options.session.clone())
+                g.start_connect(
+                    now,
+                    addr,
+                    options.tcp_fallback,
+                    cfg,
+                    options.session.clone(),
+                )
             };
             match started {
                 Ok(rx) => break rx,
@@ -231,7 +300,20 @@ impl Endpoint {
             }
         };
         self.shared.notify.notify_one();
-        match tokio::time::timeout_at(deadline, rx).await {
+        let wait = async {
+            if let Some(tcp_addr) = options.tcp_fallback {
+                tokio::select! {
+                    r = &mut rx => return r,
+                    w = &mut want_tcp => {
+                        if w.is_ok() {
+                            self.continue_over_tcp(addr, tcp_addr).await;
+                        }
+                    }
+                }
+            }
+            rx.await
+        };
+        match tokio::time::timeout_at(deadline, wait).await {
             Ok(Ok(Ok(h))) => Ok(Connection::adopt(Arc::clone(&self.shared), h)),
             Ok(Ok(Err(e))) => Err(e),
             Ok(Err(_)) => Err(Error::EndpointClosed),
@@ -244,6 +326,27 @@ impl Endpoint {
                     .pending
                     .retain(|_, p| !p.reply.is_closed());
                 Err(Error::Timeout(addr))
+            }
+        }
+    }
+
+    /// UDP did not answer the handshake with `addr`: open TCP to `tcp_addr` and go
+    /// on there. If TCP cannot be opened the UDP handshake simply continues.
+    async fn continue_over_tcp(&self, addr: SocketAddr, tcp_addr: SocketAddr) {
+        match tcp::connect(&self.shared, tcp_addr).await {
+            Ok((local, remote)) => {
+                let moved = self
+                    .shared
+                    .inner
+                    .lock()
+                    .move_handshake_to_tcp(addr, local, remote);
+                if !moved {
+                    self.shared.inner.lock().tcp.remove(&(local, remote));
+                }
+                self.shared.notify.notify_one();
+            }
+            Err(e) => {
+                tracing::warn!(target: "phantom::runtime", %tcp_addr, error = %e, "TCP fallback unreachable");
             }
         }
     }
@@ -314,13 +417,7 @@ impl Endpoint {
     /// # Errors
     /// [`Error::Io`]/[`Error::BadAddress`] if the new socket cannot be bound.
     pub fn rebind(&self, addr: SocketAddr) -> Result<SocketAddr, Error> {
-        let s = std::net::UdpSocket::bind(addr).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AddrNotAvailable {
-                Error::BadAddress(format!("{addr}: {e}"))
-            } else {
-                Error::Io(e)
-            }
-        })?;
+        let s = std::net::UdpSocket::bind(addr).map_err(|e| bind_error(addr, e))?;
         let local = s.local_addr()?;
         self.shared.inner.lock().rebind = Some(s);
         self.shared.notify.notify_one();

@@ -40,6 +40,7 @@ mod driver;
 mod endpoint;
 mod error;
 mod state;
+mod tcp;
 
 pub use clock::{now, unix_time};
 pub use connection::{Connection, RecvStream, SendStream};

@@ -2,22 +2,24 @@
 //! touches the socket; application handles lock this state, call the sans-IO
 //! session, mark the session dirty and wake the driver.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::task::Waker;
 use std::time::Instant;
 
 use parking_lot::Mutex;
 use phantom_handshake::{Client, Progress, Server, Time};
+use phantom_session::fallback::Carrier;
 use phantom_session::{
     CloseReason, Config as SessionConfig, DatagramEvent, Dir, Event, RxMeta, Session, Side,
 };
 use rand::Rng as _;
 use rand::rngs::StdRng;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::clock;
 use crate::error::{ConnectionClosed, Error};
+use crate::tcp::CarrierAction;
 
 /// State shared by the driver task and every handle.
 #[derive(Debug)]
@@ -25,6 +27,8 @@ pub(crate) struct Shared {
     pub(crate) inner: Mutex<Inner>,
     /// Wakes the driver: new application data, a close, a new connect.
     pub(crate) notify: Notify,
+    /// Set to `true` when the driver stops: TCP tasks end.
+    pub(crate) shutdown: watch::Sender<bool>,
 }
 
 impl Shared {
@@ -43,11 +47,52 @@ impl Shared {
     }
 }
 
+/// Which handshake a datagram belongs to on a client endpoint: over UDP (`None`)
+/// or over the TCP connection with that local address, and the server's address.
+pub(crate) type PendingKey = (Option<SocketAddr>, SocketAddr);
+
 /// A client handshake in flight.
 pub(crate) struct PendingConnect {
     pub(crate) client: Client,
     pub(crate) session_cfg: SessionConfig,
     pub(crate) reply: oneshot::Sender<Result<u64, Error>>,
+    /// The server's UDP address (what `connect` was given).
+    pub(crate) udp_remote: SocketAddr,
+    /// The server's TCP fallback address, if any.
+    pub(crate) tcp_remote: Option<SocketAddr>,
+    /// Signalled after two unanswered UDP retransmissions (switch to TCP).
+    pub(crate) want_tcp: Option<oneshot::Sender<()>>,
+    /// Retransmissions so far.
+    pub(crate) timeouts: u32,
+    /// The client's last flight, re-sent at once when the handshake moves to TCP.
+    pub(crate) flight: Vec<Vec<u8>>,
+}
+
+/// A datagram to send that is not a session's transmit (handshake traffic).
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    /// Local address to send from (`None`: a TCP connection to `dst` if any, else
+    /// the primary UDP socket).
+    pub(crate) src: Option<SocketAddr>,
+    pub(crate) dst: SocketAddr,
+    pub(crate) data: Vec<u8>,
+}
+
+/// The writing side of one TCP connection carrying datagrams.
+#[derive(Debug)]
+pub(crate) struct TcpLink {
+    pub(crate) tx: mpsc::Sender<Vec<u8>>,
+}
+
+/// Where a session's TCP carrier stands (client side).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TcpCarrier {
+    /// No TCP connection.
+    Idle,
+    /// A connect is under way.
+    Opening,
+    /// Carried over the TCP connection `(local, remote)`.
+    Open(SocketAddr, SocketAddr),
 }
 
 /// One session and the wakers of the tasks waiting on it.
@@ -65,6 +110,12 @@ pub(crate) struct ConnState {
     pub(crate) close_reason: Option<CloseReason>,
     pub(crate) deadline: Option<Instant>,
     pub(crate) unregistered: bool,
+    /// Client side: the server's UDP address.
+    pub(crate) udp_remote: SocketAddr,
+    /// Client side: the server's TCP fallback address.
+    pub(crate) tcp_remote: Option<SocketAddr>,
+    /// Client side: the TCP carrier.
+    pub(crate) tcp: TcpCarrier,
 }
 
 impl ConnState {
@@ -72,6 +123,9 @@ impl ConnState {
         Self {
             session,
             remote,
+            udp_remote: remote,
+            tcp_remote: None,
+            tcp: TcpCarrier::Idle,
             handles,
             incoming_bi: VecDeque::new(),
             accept_wakers: Vec::new(),
@@ -125,9 +179,24 @@ pub(crate) struct Inner {
     pub(crate) conns: HashMap<u64, ConnState>,
     pub(crate) server: Option<Server>,
     pub(crate) server_session_cfg: SessionConfig,
-    pub(crate) pending: HashMap<SocketAddr, PendingConnect>,
+    pub(crate) pending: HashMap<PendingKey, PendingConnect>,
     /// Handshake datagrams to send.
-    pub(crate) hs_out: VecDeque<(SocketAddr, Vec<u8>)>,
+    pub(crate) hs_out: VecDeque<Outgoing>,
+    /// Local addresses of the extra UDP sockets (paths added with `add_path`).
+    pub(crate) extra_locals: Vec<SocketAddr>,
+    /// Extra UDP sockets bound but not yet adopted by the driver.
+    pub(crate) new_sockets: Vec<std::net::UdpSocket>,
+    /// Live TCP connections carrying datagrams, by `(local, remote)`.
+    pub(crate) tcp: HashMap<(SocketAddr, SocketAddr), TcpLink>,
+    /// Local addresses of TCP connections (live or closed, bounded): a transmit from
+    /// one of them whose connection is gone is dropped, never sent over UDP.
+    pub(crate) tcp_locals: HashSet<SocketAddr>,
+    /// The TCP listening address (server with a TCP carrier).
+    pub(crate) tcp_listen: Option<SocketAddr>,
+    /// Datagrams dropped because a TCP connection's queue was full or gone.
+    pub(crate) tcp_dropped: u64,
+    /// The runtime the endpoint was created in (spawns TCP tasks).
+    pub(crate) rt: tokio::runtime::Handle,
     /// Accepted connections not yet taken by `accept` (each holds one handle).
     pub(crate) incoming: VecDeque<u64>,
     pub(crate) accept_wakers: Vec<Waker>,
@@ -163,9 +232,21 @@ pub(crate) const RECV_BUDGET: usize = 64;
 pub(crate) const SEND_BUDGET: usize = 64;
 
 impl Inner {
-    pub(crate) fn new(local: SocketAddr, server: Option<Server>, cfg: SessionConfig) -> Self {
+    pub(crate) fn new(
+        local: SocketAddr,
+        server: Option<Server>,
+        cfg: SessionConfig,
+        rt: tokio::runtime::Handle,
+    ) -> Self {
         Self {
             local,
+            extra_locals: Vec::new(),
+            new_sockets: Vec::new(),
+            tcp: HashMap::new(),
+            tcp_locals: HashSet::new(),
+            tcp_listen: None,
+            tcp_dropped: 0,
+            rt,
             router: phantom_session::Endpoint::new(),
             conns: HashMap::new(),
             server,
@@ -213,32 +294,45 @@ impl Inner {
         h
     }
 
-    /// One received datagram.
-    pub(crate) fn on_datagram(&mut self, now: Time, from: SocketAddr, dg: &mut [u8]) {
+    /// One received datagram, with where it arrived (socket or TCP connection).
+    pub(crate) fn on_datagram(&mut self, now: Time, rx: RxMeta, dg: &mut [u8]) {
         match self.router.route(dg) {
             DatagramEvent::Session(h) => {
                 if let Some(c) = self.conns.get_mut(&h.0) {
-                    c.session
-                        .handle_datagram(now.instant, RxMeta::udp(self.local, from), dg);
+                    c.session.handle_datagram(now.instant, rx, dg);
                     // Acks may have freed buffer space or stream credit.
                     c.wake_writers();
                     self.dirty.insert(h.0);
                 }
             }
             DatagramEvent::Unknown => self.dropped += 1,
-            DatagramEvent::Handshake => self.on_handshake_datagram(now, from, dg),
+            DatagramEvent::Handshake => self.on_handshake_datagram(now, rx, dg),
         }
     }
 
-    fn on_handshake_datagram(&mut self, now: Time, from: SocketAddr, dg: &mut [u8]) {
-        if let Some(mut p) = self.pending.remove(&from) {
+    fn on_handshake_datagram(&mut self, now: Time, rx: RxMeta, dg: &mut [u8]) {
+        let from = rx.remote;
+        let key: PendingKey = match rx.carrier {
+            Carrier::Udp => (None, from),
+            Carrier::Tcp => (Some(rx.local), from),
+        };
+        if let Some(mut p) = self.pending.remove(&key) {
             match p.client.handle(now, dg, &mut self.rng) {
-                Ok(Progress::Complete) => self.complete_client(now, from, p),
+                Ok(Progress::Complete) => self.complete_client(now, rx, p),
                 Ok(Progress::Pending) => {
+                    let mut flight = Vec::new();
                     while let Some(d) = p.client.poll_transmit() {
-                        self.hs_out.push_back((from, d));
+                        flight.push(d.clone());
+                        self.hs_out.push_back(Outgoing {
+                            src: key.0,
+                            dst: from,
+                            data: d,
+                        });
                     }
-                    self.pending.insert(from, p);
+                    if !flight.is_empty() {
+                        p.flight = flight;
+                    }
+                    self.pending.insert(key, p);
                 }
                 Err(e) => {
                     // A datagram that does not parse leaves the client untouched.
@@ -249,10 +343,10 @@ impl Inner {
                     ) || (p.client.poll_timeout().is_none() && !p.client.is_complete());
                     if fatal {
                         tracing::debug!(target: "phantom::runtime", peer = %from, error = %e, "handshake failed");
-                        let _ = p.reply.send(Err(Error::from_handshake(e, from)));
+                        let _ = p.reply.send(Err(Error::from_handshake(e, p.udp_remote)));
                     } else {
                         self.dropped += 1;
-                        self.pending.insert(from, p);
+                        self.pending.insert(key, p);
                     }
                 }
             }
@@ -263,7 +357,13 @@ impl Inner {
             let result =
                 server.handle_datagram(now, from, dg, &mut self.rng, |id| router.is_live(id));
             while let Some(t) = server.poll_transmit() {
-                self.hs_out.push_back((t.dst, t.payload));
+                // Answers go back the way the datagram came (UDP socket or TCP).
+                let src = (t.dst == from).then_some(rx.local);
+                self.hs_out.push_back(Outgoing {
+                    src,
+                    dst: t.dst,
+                    data: t.payload,
+                });
             }
             match result {
                 Ok(Some(est)) => {
@@ -273,12 +373,12 @@ impl Inner {
                         self.server_session_cfg.clone(),
                         *est,
                         now.instant,
-                        self.local,
+                        rx.local,
                         from,
                         seed,
                     ) {
                         Ok(s) => {
-                            tracing::info!(target: "phantom::runtime", peer = %from, session = ?s.session_id(), "accepted session");
+                            tracing::info!(target: "phantom::runtime", peer = %from, carrier = ?rx.carrier, session = ?s.session_id(), "accepted session");
                             if self.closing {
                                 return;
                             }
@@ -309,23 +409,26 @@ impl Inner {
             .filter(|(_, c)| c.remote == from && !c.session.is_closed())
             .max_by_key(|(h, _)| **h)
         {
-            c.session
-                .handle_datagram(now.instant, RxMeta::udp(self.local, from), dg);
+            c.session.handle_datagram(now.instant, rx, dg);
             self.dirty.insert(h);
         } else {
             self.dropped += 1;
         }
     }
 
-    fn complete_client(&mut self, now: Time, from: SocketAddr, p: PendingConnect) {
+    fn complete_client(&mut self, now: Time, rx: RxMeta, p: PendingConnect) {
         let PendingConnect {
             client,
             session_cfg,
             reply,
+            udp_remote,
+            tcp_remote,
+            ..
         } = p;
+        let from = rx.remote;
         let result = client
             .into_established()
-            .map_err(|e| Error::from_handshake(e, from))
+            .map_err(|e| Error::from_handshake(e, udp_remote))
             .and_then(|est| {
                 let seed = self.seed();
                 Session::from_established(
@@ -333,16 +436,27 @@ impl Inner {
                     session_cfg,
                     est,
                     now.instant,
-                    self.local,
+                    rx.local,
                     from,
                     seed,
                 )
                 .map_err(Error::Session)
             });
         match result {
-            Ok(s) => {
-                tracing::info!(target: "phantom::runtime", peer = %from, session = ?s.session_id(), "handshake complete");
+            Ok(mut s) => {
+                tracing::info!(target: "phantom::runtime", peer = %from, carrier = ?rx.carrier, session = ?s.session_id(), "handshake complete");
+                if rx.carrier == Carrier::Tcp {
+                    // UDP did not answer: start in the TCP state, probing UDP later.
+                    let _ = s.fallback_mut().on_udp_blocked(now.instant);
+                }
                 let h = self.install(s, from, 1);
+                if let Some(c) = self.conns.get_mut(&h) {
+                    c.udp_remote = udp_remote;
+                    c.tcp_remote = tcp_remote;
+                    if rx.carrier == Carrier::Tcp {
+                        c.tcp = TcpCarrier::Open(rx.local, from);
+                    }
+                }
                 if reply.send(Ok(h)).is_err() {
                     // The connect future is gone: nobody will ever use this session.
                     self.release(h);
@@ -356,15 +470,17 @@ impl Inner {
         }
     }
 
-    /// Starts a client handshake.
+    /// Starts a client handshake over UDP. The returned second receiver fires after
+    /// two unanswered retransmissions (time to try `tcp_remote`).
     pub(crate) fn start_connect(
         &mut self,
         now: Time,
         remote: SocketAddr,
+        tcp_remote: Option<SocketAddr>,
         mut cfg: phantom_handshake::ClientConfig,
         session_cfg: SessionConfig,
-    ) -> Result<oneshot::Receiver<Result<u64, Error>>, Error> {
-        if self.pending.contains_key(&remote) {
+    ) -> Result<(oneshot::Receiver<Result<u64, Error>>, oneshot::Receiver<()>), Error> {
+        if self.pending.contains_key(&(None, remote)) {
             return Err(Error::HandshakeInProgress(remote));
         }
         if self.closing {
@@ -375,20 +491,82 @@ impl Inner {
         }
         let mut client =
             Client::new(cfg, &mut self.rng, now).map_err(|e| Error::from_handshake(e, remote))?;
+        let mut flight = Vec::new();
         while let Some(d) = client.poll_transmit() {
-            self.hs_out.push_back((remote, d));
+            flight.push(d.clone());
+            self.hs_out.push_back(Outgoing {
+                src: None,
+                dst: remote,
+                data: d,
+            });
         }
         let (tx, rx) = oneshot::channel();
+        let (want_tx, want_rx) = oneshot::channel();
         self.pending.insert(
-            remote,
+            (None, remote),
             PendingConnect {
                 client,
                 session_cfg,
                 reply: tx,
+                udp_remote: remote,
+                tcp_remote,
+                want_tcp: tcp_remote.map(|_| want_tx),
+                timeouts: 0,
+                flight,
             },
         );
-        Ok(rx)
+        Ok((rx, want_rx))
     }
+
+    /// Moves the UDP handshake with `udp_remote` onto the TCP connection
+    /// `(local, remote)` and re-sends the client's last flight over it. False if that
+    /// handshake is gone.
+    pub(crate) fn move_handshake_to_tcp(
+        &mut self,
+        udp_remote: SocketAddr,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> bool {
+        let Some(p) = self.pending.remove(&(None, udp_remote)) else {
+            return false;
+        };
+        for d in &p.flight {
+            self.hs_out.push_back(Outgoing {
+                src: Some(local),
+                dst: remote,
+                data: d.clone(),
+            });
+        }
+        tracing::info!(target: "phantom::runtime", %udp_remote, tcp = %remote, "handshake continues over TCP");
+        self.pending.insert((Some(local), remote), p);
+        true
+    }
+
+    /// Registers a TCP connection carrying datagrams.
+    pub(crate) fn add_tcp_link(&mut self, local: SocketAddr, remote: SocketAddr, link: TcpLink) {
+        if self.tcp_locals.len() >= 1024 {
+            let live: HashSet<SocketAddr> = self.tcp.keys().map(|k| k.0).collect();
+            self.tcp_locals.retain(|a| live.contains(a));
+        }
+        self.tcp_locals.insert(local);
+        self.tcp.insert((local, remote), link);
+    }
+
+    /// A TCP connection ended: forget it and stop every session's path over it
+    /// (their in-flight data is re-sent on their other paths).
+    pub(crate) fn remove_tcp_link(&mut self, local: SocketAddr, remote: SocketAddr) {
+        self.tcp.remove(&(local, remote));
+        for (&h, c) in &mut self.conns {
+            if c.tcp == TcpCarrier::Open(local, remote) {
+                c.tcp = TcpCarrier::Idle;
+            }
+            if c.session.abandon_path(local, remote).is_ok() {
+                tracing::debug!(target: "phantom::runtime", %local, %remote, "TCP path closed");
+                self.dirty.insert(h);
+            }
+        }
+    }
+
 
     /// Drops one handle of a connection; the last one closes the session.
     pub(crate) fn release(&mut self, h: u64) {
@@ -415,26 +593,42 @@ impl Inner {
         {
             s.handle_timeout(now);
             while let Some(t) = s.poll_transmit() {
-                self.hs_out.push_back((t.dst, t.payload));
+                self.hs_out.push_back(Outgoing {
+                    src: None,
+                    dst: t.dst,
+                    data: t.payload,
+                });
             }
         }
-        let expired: Vec<SocketAddr> = self
+        let expired: Vec<PendingKey> = self
             .pending
             .iter()
             .filter(|(_, p)| p.client.poll_timeout().is_some_and(|d| d <= now.instant))
             .map(|(a, _)| *a)
             .collect();
-        for addr in expired {
-            if let Some(mut p) = self.pending.remove(&addr) {
+        for key in expired {
+            if let Some(mut p) = self.pending.remove(&key) {
                 match p.client.handle_timeout(now) {
                     Ok(()) => {
                         while let Some(d) = p.client.poll_transmit() {
-                            self.hs_out.push_back((addr, d));
+                            self.hs_out.push_back(Outgoing {
+                                src: key.0,
+                                dst: key.1,
+                                data: d,
+                            });
                         }
-                        self.pending.insert(addr, p);
+                        p.timeouts = p.timeouts.saturating_add(1);
+                        if p.timeouts >= 2
+                            && key.0.is_none()
+                            && let Some(tx) = p.want_tcp.take()
+                        {
+                            // UDP does not answer: the connect future opens TCP.
+                            let _ = tx.send(());
+                        }
+                        self.pending.insert(key, p);
                     }
                     Err(e) => {
-                        let _ = p.reply.send(Err(Error::from_handshake(e, addr)));
+                        let _ = p.reply.send(Err(Error::from_handshake(e, p.udp_remote)));
                     }
                 }
             }
@@ -444,7 +638,10 @@ impl Inner {
     }
 
     /// Drains events of the sessions in `touched`, waking the waiting tasks.
-    pub(crate) fn process_events(&mut self, touched: &BTreeSet<u64>) {
+    /// Returns the carrier actions the runtime must take (client sessions with a TCP
+    /// fallback address only).
+    pub(crate) fn process_events(&mut self, touched: &BTreeSet<u64>) -> Vec<(u64, CarrierAction)> {
+        let mut actions = Vec::new();
         for h in touched {
             let Some(c) = self.conns.get_mut(h) else {
                 continue;
@@ -477,6 +674,10 @@ impl Inner {
                     Event::DatagramReceived => while c.session.recv_datagram().is_some() {},
                     Event::PathValidated(p) => {
                         tracing::info!(target: "phantom::runtime", path = p.0, "path validated");
+                        if c.tcp_remote.is_some() {
+                            // Back on UDP once a UDP path validates: retire TCP.
+                            actions.push((*h, CarrierAction::PathValidated));
+                        }
                     }
                     Event::PathFailed(p) => {
                         tracing::info!(target: "phantom::runtime", path = p.0, "path failed");
@@ -488,7 +689,12 @@ impl Inner {
                         tracing::debug!(target: "phantom::runtime", epoch = epoch.0, local, "rekeyed");
                     }
                     Event::Fallback(a) => {
-                        tracing::debug!(target: "phantom::runtime", action = ?a, "fallback action ignored (UDP only)");
+                        if c.tcp_remote.is_some() {
+                            tracing::info!(target: "phantom::runtime", action = ?a, "carrier fallback");
+                            actions.push((*h, CarrierAction::Fallback(a)));
+                        } else {
+                            tracing::debug!(target: "phantom::runtime", action = ?a, "fallback action ignored (no TCP address)");
+                        }
                     }
                     Event::Closed(reason) => {
                         tracing::info!(target: "phantom::runtime", reason = ?reason, "session closed");
@@ -499,6 +705,7 @@ impl Inner {
             }
             c.deadline = c.session.poll_timeout();
         }
+        actions
     }
 
     /// Forgets drained sessions: unregisters them from the router, and drops their
