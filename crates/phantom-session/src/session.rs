@@ -2145,6 +2145,17 @@ impl Session {
         let payload = buf.get_mut(HEADER_LEN..HEADER_LEN + Self::payload_room(size))?;
         let mut w = Writer::new(payload);
 
+        if is_probe && self.paths.get(&path_id).is_some_and(|p| p.degraded) {
+            // A probe of a failed-over path is a bare PING: ACKs and control frames
+            // (credit, resets) put there would be lost with it, and a retransmitted
+            // control frame would follow the next probe onto the dead path again and
+            // again, starving the peer of credit.
+            Frame::Ping.encode(&mut w).ok()?;
+            built.ack_eliciting = true;
+            built.len = w.written();
+            return Some(built);
+        }
+
         // 1. ACKs for every space with something to acknowledge.
         let mut acked_spaces: Vec<u32> = Vec::new();
         for (&space, a) in self.acks.iter() {
