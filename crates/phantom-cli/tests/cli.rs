@@ -167,6 +167,8 @@ fn demo_exits_zero_and_narrates_every_step() {
         "refused as expected",
         "rekeyed",
         "address",
+        "second path from",
+        "bytes confirmed over both paths",
         "Demo complete",
     ] {
         assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");

@@ -972,11 +972,7 @@ impl Session {
     ///
     /// # Errors
     /// [`Error::Path`] if no such path exists or it is the only one; [`Error::Closed`].
-    pub fn abandon_path(
-        &mut self,
-        local: SocketAddr,
-        remote: SocketAddr,
-    ) -> Result<PathId, Error> {
+    pub fn abandon_path(&mut self, local: SocketAddr, remote: SocketAddr) -> Result<PathId, Error> {
         self.check_open()?;
         let id = self
             .paths

@@ -204,7 +204,13 @@ enum Route {
 /// (with `src == None`: any TCP connection to `dst`), else the UDP socket bound to
 /// `src`, else the primary socket. A datagram from the local address of a TCP
 /// connection that is gone is dropped, never sent over UDP.
-fn route(g: &mut Inner, ios: &[Io], src: Option<SocketAddr>, dst: SocketAddr, data: &[u8]) -> Route {
+fn route(
+    g: &mut Inner,
+    ios: &[Io],
+    src: Option<SocketAddr>,
+    dst: SocketAddr,
+    data: &[u8],
+) -> Route {
     if !g.tcp.is_empty() {
         let link = match src {
             Some(s) => g.tcp.get(&(s, dst)),

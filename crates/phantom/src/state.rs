@@ -51,6 +51,9 @@ impl Shared {
 /// or over the TCP connection with that local address, and the server's address.
 pub(crate) type PendingKey = (Option<SocketAddr>, SocketAddr);
 
+/// Where a connect future learns its handshake's outcome (a connection handle).
+pub(crate) type ConnectReply = oneshot::Receiver<Result<u64, Error>>;
+
 /// A client handshake in flight.
 pub(crate) struct PendingConnect {
     pub(crate) client: Client,
@@ -479,7 +482,7 @@ impl Inner {
         tcp_remote: Option<SocketAddr>,
         mut cfg: phantom_handshake::ClientConfig,
         session_cfg: SessionConfig,
-    ) -> Result<(oneshot::Receiver<Result<u64, Error>>, oneshot::Receiver<()>), Error> {
+    ) -> Result<(ConnectReply, oneshot::Receiver<()>), Error> {
         if self.pending.contains_key(&(None, remote)) {
             return Err(Error::HandshakeInProgress(remote));
         }
@@ -566,7 +569,6 @@ impl Inner {
             }
         }
     }
-
 
     /// Drops one handle of a connection; the last one closes the session.
     pub(crate) fn release(&mut self, h: u64) {

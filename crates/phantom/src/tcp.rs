@@ -84,7 +84,10 @@ pub(crate) async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
 }
 
 /// Registers `stream` as a datagram carrier and spawns its reader and writer tasks.
-pub(crate) fn adopt(shared: &Arc<Shared>, stream: TcpStream) -> std::io::Result<(SocketAddr, SocketAddr)> {
+pub(crate) fn adopt(
+    shared: &Arc<Shared>,
+    stream: TcpStream,
+) -> std::io::Result<(SocketAddr, SocketAddr)> {
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr()?;
     let remote = stream.peer_addr()?;

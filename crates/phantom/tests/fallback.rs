@@ -16,13 +16,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::{Shim, echo_one, identity, localhost, pattern, wait_until, within};
-use phantom::{ClientOptions, Connection, Endpoint, ServerConfig};
 use phantom::FallbackConfig;
+use phantom::{ClientOptions, Connection, Endpoint, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A server on UDP and TCP, a shim in front of its UDP socket, and client options
 /// with a quick fallback state machine.
-async fn setup() -> (Endpoint, Shim, SocketAddr, phantom::HybridVerifyingKey, ClientOptions) {
+async fn setup() -> (
+    Endpoint,
+    Shim,
+    SocketAddr,
+    phantom::HybridVerifyingKey,
+    ClientOptions,
+) {
     let (id, key) = identity();
     let srv = Endpoint::server_with_tcp(ServerConfig::new(id), localhost(), localhost()).unwrap();
     let tcp = srv.tcp_local_addr().unwrap();
@@ -91,7 +97,12 @@ async fn echo_with(
         got
     };
     let ((), got) = within(secs, async { tokio::join!(writer, reader) }).await;
-    assert!(got == expected, "echo differs: {} of {} bytes", got.len(), len);
+    assert!(
+        got == expected,
+        "echo differs: {} of {} bytes",
+        got.len(),
+        len
+    );
     drop(within(5, echo).await.unwrap());
 }
 
@@ -106,7 +117,9 @@ async fn udp_blocked_from_the_start_connects_over_tcp_and_moves_4_mib_exactly() 
     let server_conn = within(5, srv.accept()).await.unwrap();
     let paths = conn.paths();
     assert!(
-        paths.iter().any(|p| p.remote == tcp && p.validated && p.primary),
+        paths
+            .iter()
+            .any(|p| p.remote == tcp && p.validated && p.primary),
         "carried over TCP: {paths:?}"
     );
     echo_with(&conn, server_conn, pattern(4 << 20, 3), 0, || {}, 60).await;
@@ -160,6 +173,8 @@ async fn i1_a_bad_tcp_frame_closes_only_that_connection() {
     assert!(n.is_ok_and(|n| n == 0) || sink.is_empty());
     // The server still serves UDP clients.
     let client = Endpoint::client(localhost()).unwrap();
-    let conn = within(10, client.connect(srv.local_addr(), &key)).await.unwrap();
+    let conn = within(10, client.connect(srv.local_addr(), &key))
+        .await
+        .unwrap();
     assert!(!conn.is_closed());
 }

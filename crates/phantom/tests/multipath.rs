@@ -56,15 +56,19 @@ async fn echo_transfer(conn: &Connection, server_conn: Connection, len: usize, s
     let data = pattern(len, 7);
     let (send, recv) = within(5, conn.open_bi()).await.unwrap();
     let got = send_and_read_back(send, recv, data.clone(), secs).await;
-    assert!(got == data, "echo differs: {} of {} bytes", got.len(), data.len());
+    assert!(
+        got == data,
+        "echo differs: {} of {} bytes",
+        got.len(),
+        data.len()
+    );
     drop(within(5, echo).await.unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aggregate_mode_spreads_a_transfer_over_two_validated_paths() {
     let (srv, key) = server();
-    let (_client, conn, server_conn, first, second) =
-        two_paths(&srv, srv.local_addr(), &key).await;
+    let (_client, conn, server_conn, first, second) = two_paths(&srv, srv.local_addr(), &key).await;
     conn.set_scheduler(SchedulerMode::Aggregate);
     let (a0, b0) = (bytes_from(&conn, first), bytes_from(&conn, second));
     echo_transfer(&conn, server_conn, 8 << 20, 30).await;
@@ -116,7 +120,9 @@ async fn failover_mode_completes_with_the_primary_path_blackholed() {
 async fn add_path_rejects_an_address_of_the_wrong_family() {
     let (srv, key) = server();
     let client = Endpoint::client(localhost()).unwrap();
-    let conn = within(10, client.connect(srv.local_addr(), &key)).await.unwrap();
+    let conn = within(10, client.connect(srv.local_addr(), &key))
+        .await
+        .unwrap();
     let err = conn.add_path("[::1]:0".parse().unwrap()).unwrap_err();
     assert!(matches!(err, phantom::Error::BadAddress(_)), "{err:?}");
 }
