@@ -320,11 +320,7 @@ impl Endpoint {
             Err(_) => {
                 // Our receiver is gone with the timed-out future: forget that handshake
                 // (and only it; a later connect to the same address may be pending).
-                self.shared
-                    .inner
-                    .lock()
-                    .pending
-                    .retain(|_, p| !p.reply.is_closed());
+                self.shared.inner.lock().forget_abandoned_connects();
                 Err(Error::Timeout(addr))
             }
         }

@@ -347,6 +347,9 @@ impl Inner {
                     if fatal {
                         tracing::debug!(target: "phantom::runtime", peer = %from, error = %e, "handshake failed");
                         let _ = p.reply.send(Err(Error::from_handshake(e, p.udp_remote)));
+                        if let (Some(local), remote) = key {
+                            self.tcp.remove(&(local, remote));
+                        }
                     } else {
                         self.dropped += 1;
                         self.pending.insert(key, p);
@@ -631,12 +634,31 @@ impl Inner {
                     }
                     Err(e) => {
                         let _ = p.reply.send(Err(Error::from_handshake(e, p.udp_remote)));
+                        if let (Some(local), remote) = key {
+                            self.tcp.remove(&(local, remote));
+                        }
                     }
                 }
             }
         }
-        // Connect futures that were dropped.
-        self.pending.retain(|_, p| !p.reply.is_closed());
+        self.forget_abandoned_connects();
+    }
+
+    /// Drops handshakes whose connect future is gone, with the TCP connection each
+    /// one opened, if any.
+    pub(crate) fn forget_abandoned_connects(&mut self) {
+        let gone: Vec<PendingKey> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.reply.is_closed())
+            .map(|(k, _)| *k)
+            .collect();
+        for key in gone {
+            self.pending.remove(&key);
+            if let (Some(local), remote) = key {
+                self.tcp.remove(&(local, remote));
+            }
+        }
     }
 
     /// Drains events of the sessions in `touched`, waking the waiting tasks.
@@ -719,6 +741,11 @@ impl Inner {
                 if !c.unregistered {
                     c.unregistered = true;
                     self.router.remove(&c.session.session_id());
+                    if let TcpCarrier::Open(l, r) = c.tcp {
+                        // The client's own TCP connection: close it with the session.
+                        self.tcp.remove(&(l, r));
+                        c.tcp = TcpCarrier::Idle;
+                    }
                     if c.close_reason.is_none() {
                         c.close_reason = Some(CloseReason::Error(phantom_session::Error::Closed));
                     }

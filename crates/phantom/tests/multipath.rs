@@ -126,3 +126,22 @@ async fn add_path_rejects_an_address_of_the_wrong_family() {
     let err = conn.add_path("[::1]:0".parse().unwrap()).unwrap_err();
     assert!(matches!(err, phantom::Error::BadAddress(_)), "{err:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn i7_an_added_path_carries_no_data_until_validated() {
+    let (srv, key) = server();
+    let shim = Shim::start(srv.local_addr()).await;
+    let client = Endpoint::client(localhost()).unwrap();
+    let conn = within(10, client.connect(shim.addr(), &key)).await.unwrap();
+    let server_conn = within(5, srv.accept()).await.unwrap();
+    // The new path's datagrams never reach the server: it cannot validate.
+    shim.freeze(true);
+    let second = conn.add_path(localhost()).unwrap();
+    conn.set_scheduler(SchedulerMode::Aggregate);
+    echo_transfer(&conn, server_conn, 2 << 20, 30).await;
+    let paths = conn.paths();
+    let p = paths.iter().find(|p| p.local == second);
+    assert!(p.is_none_or(|p| !p.validated), "{paths:?}");
+    // Only path challenges (a few padded datagrams) went out on it, no stream data.
+    assert!(bytes_from(&conn, second) < 8 * 1024, "{paths:?}");
+}

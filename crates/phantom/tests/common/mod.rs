@@ -81,6 +81,7 @@ pub async fn send_and_read_back(
 pub struct Shim {
     addr: SocketAddr,
     drop_all: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
     blocked: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<SocketAddr>>>,
     tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
@@ -93,9 +94,15 @@ impl Shim {
         let front = Arc::new(tokio::net::UdpSocket::bind(localhost()).await.unwrap());
         let addr = front.local_addr().unwrap();
         let drop_all = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let frozen = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let blocked: Arc<Mutex<std::collections::HashSet<SocketAddr>>> = Arc::default();
         let tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
-        let (d, b, t) = (drop_all.clone(), blocked.clone(), tasks.clone());
+        let (d, b, t, fz) = (
+            drop_all.clone(),
+            blocked.clone(),
+            tasks.clone(),
+            frozen.clone(),
+        );
         let main = tokio::spawn(async move {
             let mut ups: std::collections::HashMap<SocketAddr, Arc<tokio::net::UdpSocket>> =
                 std::collections::HashMap::new();
@@ -104,7 +111,10 @@ impl Shim {
                 let Ok((n, from)) = front.recv_from(&mut buf).await else {
                     continue;
                 };
-                if d.load(Ordering::Relaxed) || b.lock().unwrap().contains(&from) {
+                if d.load(Ordering::Relaxed)
+                    || b.lock().unwrap().contains(&from)
+                    || (fz.load(Ordering::Relaxed) && !ups.contains_key(&from))
+                {
                     continue;
                 }
                 let up = match ups.get(&from) {
@@ -137,6 +147,7 @@ impl Shim {
         Shim {
             addr,
             drop_all,
+            frozen,
             blocked,
             tasks,
         }
@@ -151,6 +162,12 @@ impl Shim {
     pub fn set_drop(&self, on: bool) {
         self.drop_all
             .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// While `on`, datagrams from client addresses not seen before are dropped (new
+    /// paths are blackholed from their first datagram).
+    pub fn freeze(&self, on: bool) {
+        self.frozen.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Drops the datagrams of client address `client` (both directions) while `on`.
