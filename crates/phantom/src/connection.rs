@@ -200,7 +200,6 @@ impl Connection {
             Err(e) => return Err(Error::Session(e)),
         }
         g.new_sockets.push(socket);
-        g.extra_locals.push(local);
         g.dirty.insert(self.handle);
         drop(g);
         self.shared.notify.notify_one();

@@ -406,6 +406,13 @@ impl Endpoint {
         self.shared.inner.lock().dropped
     }
 
+    /// Datagrams the TCP carrier dropped: its connection's queue was full (the
+    /// sessions' loss recovery re-sends them) or the connection was gone.
+    #[must_use]
+    pub fn tcp_dropped_datagrams(&self) -> u64 {
+        self.shared.inner.lock().tcp_dropped
+    }
+
     /// Moves the endpoint to a new socket bound to `addr` (a client address change,
     /// as after NAT rebinding or a network switch). Established sessions continue:
     /// the peer validates the new address and migrates (I7).

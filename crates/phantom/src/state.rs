@@ -185,8 +185,6 @@ pub(crate) struct Inner {
     pub(crate) pending: HashMap<PendingKey, PendingConnect>,
     /// Handshake datagrams to send.
     pub(crate) hs_out: VecDeque<Outgoing>,
-    /// Local addresses of the extra UDP sockets (paths added with `add_path`).
-    pub(crate) extra_locals: Vec<SocketAddr>,
     /// Extra UDP sockets bound but not yet adopted by the driver.
     pub(crate) new_sockets: Vec<std::net::UdpSocket>,
     /// Live TCP connections carrying datagrams, by `(local, remote)`.
@@ -243,7 +241,6 @@ impl Inner {
     ) -> Self {
         Self {
             local,
-            extra_locals: Vec::new(),
             new_sockets: Vec::new(),
             tcp: HashMap::new(),
             tcp_locals: HashSet::new(),
