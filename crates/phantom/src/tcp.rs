@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use phantom_session::fallback::{Carrier, FallbackAction};
 use phantom_session::{PathSnapshot, RxMeta};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -66,22 +66,24 @@ pub(crate) enum ReadEnd {
     BadLength,
 }
 
-/// Reads one frame into `buf` (resized to the datagram). Untrusted input: a zero
-/// length is a framing error; nothing here panics or allocates more than 64 KiB.
-pub(crate) async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
-    r: &mut R,
-    buf: &mut Vec<u8>,
-) -> Result<(), ReadEnd> {
-    let mut len = [0u8; 2];
-    r.read_exact(&mut len).await.map_err(|_| ReadEnd::Closed)?;
-    let len = usize::from(u16::from_be_bytes(len));
+/// The next complete frame at the start of `buf`: `Some(total frame length)` (the
+/// datagram is `buf[2..total]`), `None` if more bytes are needed. Untrusted input: a
+/// zero length is a framing error; nothing here panics.
+pub(crate) fn next_frame(buf: &[u8]) -> Result<Option<usize>, ReadEnd> {
+    let (Some(&hi), Some(&lo)) = (buf.first(), buf.get(1)) else {
+        return Ok(None);
+    };
+    let len = usize::from(u16::from_be_bytes([hi, lo]));
     if len == 0 {
         return Err(ReadEnd::BadLength);
     }
-    buf.resize(len, 0);
-    r.read_exact(buf).await.map_err(|_| ReadEnd::Closed)?;
-    Ok(())
+    Ok((buf.len() >= 2 + len).then_some(2 + len))
 }
+
+/// Receive buffer of a TCP reader: room for at least one whole frame, so the
+/// incomplete tail kept after each batch never fills it.
+const READ_BUF: usize = 256 * 1024;
+const _: () = assert!(READ_BUF >= MAX_FRAME + 2);
 
 /// Registers `stream` as a datagram carrier and spawns its reader and writer tasks.
 pub(crate) fn adopt(
@@ -124,9 +126,37 @@ async fn writer(mut w: OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>) {
     let _ = w.shutdown().await;
 }
 
-async fn reader(shared: Arc<Shared>, r: OwnedReadHalf, local: SocketAddr, remote: SocketAddr) {
-    let mut r = BufReader::with_capacity(128 * 1024, r);
-    let mut buf = Vec::with_capacity(MAX_FRAME);
+/// Hands every complete frame at the start of `buf` to the sessions (one lock for
+/// the whole batch); returns the bytes consumed.
+fn deliver(shared: &Shared, meta: RxMeta, buf: &mut [u8]) -> Result<usize, ReadEnd> {
+    let mut off = 0;
+    let mut guard = None;
+    let result = loop {
+        let Some(rest) = buf.get(off..) else {
+            break Ok(off);
+        };
+        match next_frame(rest) {
+            Ok(Some(total)) => {
+                let g = guard.get_or_insert_with(|| shared.inner.lock());
+                let now = g.now();
+                if let Some(dg) = buf.get_mut(off + 2..off + total) {
+                    g.on_datagram(now, meta, dg);
+                }
+                off += total;
+            }
+            Ok(None) => break Ok(off),
+            Err(e) => break Err(e),
+        }
+    };
+    if guard.take().is_some() {
+        shared.notify.notify_one();
+    }
+    result
+}
+
+async fn reader(shared: Arc<Shared>, mut r: OwnedReadHalf, local: SocketAddr, remote: SocketAddr) {
+    let mut buf = vec![0u8; READ_BUF];
+    let mut filled = 0usize;
     let mut shutdown = shared.shutdown.subscribe();
     let meta = RxMeta {
         local,
@@ -137,18 +167,25 @@ async fn reader(shared: Arc<Shared>, r: OwnedReadHalf, local: SocketAddr, remote
         if *shutdown.borrow() {
             break ReadEnd::Closed;
         }
-        let r = tokio::select! {
-            r = read_frame(&mut r, &mut buf) => r,
-            _ = shutdown.changed() => Err(ReadEnd::Closed),
+        let Some(space) = buf.get_mut(filled..) else {
+            break ReadEnd::BadLength;
         };
-        if let Err(e) = r {
-            break e;
+        let n = tokio::select! {
+            r = r.read(space) => r.unwrap_or(0),
+            _ = shutdown.changed() => 0,
+        };
+        if n == 0 {
+            break ReadEnd::Closed;
         }
-        let mut g = shared.inner.lock();
-        let now = g.now();
-        g.on_datagram(now, meta, &mut buf);
-        drop(g);
-        shared.notify.notify_one();
+        filled += n;
+        let used = match buf.get_mut(..filled).map(|b| deliver(&shared, meta, b)) {
+            Some(Ok(used)) => used,
+            Some(Err(e)) => break e,
+            None => break ReadEnd::Closed,
+        };
+        // Keep the incomplete tail (less than one frame) at the start.
+        buf.copy_within(used..filled, 0);
+        filled -= used;
     };
     if end == ReadEnd::BadLength {
         tracing::debug!(target: "phantom::runtime", %local, %remote, "bad TCP frame length: connection closed");
@@ -308,25 +345,24 @@ async fn open_for(shared: Arc<Shared>, h: u64, addr: SocketAddr) {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn i1_frames_round_trip_and_a_zero_length_is_refused() {
+    #[test]
+    fn i1_frames_round_trip_and_a_zero_length_is_refused() {
         let mut wire = Vec::new();
         assert!(encode_frame(b"hello", &mut wire));
         assert!(encode_frame(&[7u8; MAX_FRAME], &mut wire));
         assert!(!encode_frame(&[], &mut wire));
         assert!(!encode_frame(&vec![0u8; MAX_FRAME + 1], &mut wire));
         wire.extend_from_slice(&[0, 0, 1, 2, 3]);
-        let mut r = &wire[..];
-        let mut buf = Vec::new();
-        read_frame(&mut r, &mut buf).await.unwrap();
-        assert_eq!(buf, b"hello");
-        read_frame(&mut r, &mut buf).await.unwrap();
-        assert_eq!(buf.len(), MAX_FRAME);
-        assert_eq!(read_frame(&mut r, &mut buf).await, Err(ReadEnd::BadLength));
-        // Truncated frames end the connection without panicking.
-        let mut r: &[u8] = &[0, 9, 1, 2];
-        assert_eq!(read_frame(&mut r, &mut buf).await, Err(ReadEnd::Closed));
-        let mut r: &[u8] = &[0];
-        assert_eq!(read_frame(&mut r, &mut buf).await, Err(ReadEnd::Closed));
+        assert_eq!(next_frame(&wire), Ok(Some(7)));
+        assert_eq!(&wire[2..7], b"hello");
+        let rest = &wire[7..];
+        assert_eq!(next_frame(rest), Ok(Some(MAX_FRAME + 2)));
+        assert_eq!(next_frame(&rest[MAX_FRAME + 2..]), Err(ReadEnd::BadLength));
+        // Incomplete frames wait for more bytes; nothing panics on any prefix.
+        assert_eq!(next_frame(&[]), Ok(None));
+        assert_eq!(next_frame(&[0]), Ok(None));
+        assert_eq!(next_frame(&[0, 9, 1, 2]), Ok(None));
+        assert_eq!(next_frame(&wire[..MAX_FRAME]), Ok(Some(7)));
+        assert_eq!(next_frame(&rest[..MAX_FRAME + 1]), Ok(None));
     }
 }
