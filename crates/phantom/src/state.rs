@@ -697,7 +697,7 @@ impl Inner {
                         tracing::info!(target: "phantom::runtime", path = p.0, "path validated");
                         if c.tcp_remote.is_some() {
                             // Back on UDP once a UDP path validates: retire TCP.
-                            actions.push((*h, CarrierAction::PathValidated));
+                            actions.push((*h, CarrierAction::PathValidated(p)));
                         }
                     }
                     Event::PathFailed(p) => {

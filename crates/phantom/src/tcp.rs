@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use phantom_session::fallback::{Carrier, FallbackAction};
 use phantom_session::{PathSnapshot, RxMeta};
+use phantom_wire::PathId;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -40,7 +41,7 @@ pub(crate) enum CarrierAction {
     /// The session's fallback state machine asked for something.
     Fallback(FallbackAction),
     /// A path passed validation.
-    PathValidated,
+    PathValidated(PathId),
 }
 
 /// Appends one frame (length prefix + datagram) to `out`. False if `d` does not fit
@@ -269,6 +270,11 @@ pub(crate) fn apply(shared: &Arc<Shared>, g: &mut Inner, actions: Vec<(u64, Carr
                 TcpCarrier::Opening => {}
             },
             CarrierAction::Fallback(FallbackAction::ProbeUdp) => {
+                if c.tcp == TcpCarrier::Idle {
+                    // Opening TCP failed when UDP first failed: try again.
+                    c.tcp = TcpCarrier::Opening;
+                    g.rt.spawn(open_for(Arc::clone(shared), h, tcp_remote));
+                }
                 // A fresh validation over UDP: a PATH_CHALLENGE answered over UDP
                 // brings the state machine back (SwitchToUdp).
                 let _ = c.session.abandon_path(udp_local, c.udp_remote);
@@ -282,12 +288,15 @@ pub(crate) fn apply(shared: &Arc<Shared>, g: &mut Inner, actions: Vec<(u64, Carr
                 }
                 g.dirty.insert(h);
             }
-            CarrierAction::Fallback(FallbackAction::SwitchToUdp) | CarrierAction::PathValidated => {
+            CarrierAction::Fallback(FallbackAction::SwitchToUdp)
+            | CarrierAction::PathValidated(_) => {
                 let TcpCarrier::Open(l, r) = c.tcp else {
                     continue;
                 };
                 let paths = c.session.paths();
-                let tcp_validated = paths.iter().any(|p| is_path(p, l, r) && p.validated);
+                // The TCP path itself just passed validation.
+                let tcp_validated = matches!(a, CarrierAction::PathValidated(id)
+                    if paths.iter().any(|p| p.id == id && is_path(p, l, r)));
                 let other_validated = paths.iter().any(|p| !is_path(p, l, r) && p.validated);
                 if !on_tcp && other_validated {
                     // UDP works again: retire the TCP path and close the connection.
