@@ -426,6 +426,23 @@ pub(crate) async fn run(shared: Arc<Shared>, socket: UdpSocket) {
             let actions = g.process_events(&touched);
             tcp::apply(&shared, &mut g, actions);
             g.reap();
+            if g.prune_sockets && stalled.is_none() {
+                // Close the extra sockets no path uses any more (failed or abandoned
+                // paths, closed sessions); the primary socket stays.
+                g.prune_sockets = false;
+                if ios.len() > 1 {
+                    let in_use = g.locals_in_use();
+                    let mut first = true;
+                    ios.retain(|io| {
+                        let keep = first || in_use.contains(&io.local);
+                        first = false;
+                        if !keep {
+                            tracing::debug!(target: "phantom::runtime", local = %io.local, "path socket closed");
+                        }
+                        keep
+                    });
+                }
+            }
             if g.closing && g.conns.values().all(|c| c.unregistered) && g.pending.is_empty() {
                 tracing::debug!(target: "phantom::runtime", local = %g.local, "driver stopped");
                 g.tcp.clear();

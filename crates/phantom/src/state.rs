@@ -187,6 +187,8 @@ pub(crate) struct Inner {
     pub(crate) hs_out: VecDeque<Outgoing>,
     /// Extra UDP sockets bound but not yet adopted by the driver.
     pub(crate) new_sockets: Vec<std::net::UdpSocket>,
+    /// A path went away: the driver closes extra sockets no path uses any more.
+    pub(crate) prune_sockets: bool,
     /// Live TCP connections carrying datagrams, by `(local, remote)`.
     pub(crate) tcp: HashMap<(SocketAddr, SocketAddr), TcpLink>,
     /// Local addresses of TCP connections (live or closed, bounded): a transmit from
@@ -242,6 +244,7 @@ impl Inner {
         Self {
             local,
             new_sockets: Vec::new(),
+            prune_sockets: false,
             tcp: HashMap::new(),
             tcp_locals: HashSet::new(),
             tcp_listen: None,
@@ -702,6 +705,7 @@ impl Inner {
                     }
                     Event::PathFailed(p) => {
                         tracing::info!(target: "phantom::runtime", path = p.0, "path failed");
+                        self.prune_sockets = true;
                     }
                     Event::Migrated { from, to } => {
                         tracing::info!(target: "phantom::runtime", from = from.0, to = to.0, "peer migrated");
@@ -737,6 +741,7 @@ impl Inner {
             if c.session.is_drained() {
                 if !c.unregistered {
                     c.unregistered = true;
+                    self.prune_sockets = true;
                     self.router.remove(&c.session.session_id());
                     if let TcpCarrier::Open(l, r) = c.tcp {
                         // The client's own TCP connection: close it with the session.
@@ -762,6 +767,15 @@ impl Inner {
                 w.wake();
             }
         }
+    }
+
+    /// Local addresses the live sessions' paths use.
+    pub(crate) fn locals_in_use(&self) -> HashSet<SocketAddr> {
+        self.conns
+            .values()
+            .filter(|c| !c.unregistered)
+            .flat_map(|c| c.session.paths().into_iter().map(|p| p.local))
+            .collect()
     }
 
     /// Sessions not yet drained.

@@ -278,6 +278,7 @@ pub(crate) fn apply(shared: &Arc<Shared>, g: &mut Inner, actions: Vec<(u64, Carr
                 // A fresh validation over UDP: a PATH_CHALLENGE answered over UDP
                 // brings the state machine back (SwitchToUdp).
                 let _ = c.session.abandon_path(udp_local, c.udp_remote);
+                g.prune_sockets = true;
                 match c.session.probe_path(now.instant, udp_local, c.udp_remote) {
                     Ok(p) => {
                         tracing::debug!(target: "phantom::runtime", path = p.0, "probing UDP");
@@ -312,6 +313,7 @@ pub(crate) fn apply(shared: &Arc<Shared>, g: &mut Inner, actions: Vec<(u64, Carr
                     for p in paths.iter().filter(|p| !is_path(p, l, r)) {
                         let _ = c.session.abandon_path(p.local, p.remote);
                     }
+                    g.prune_sockets = true;
                     g.dirty.insert(h);
                 }
             }

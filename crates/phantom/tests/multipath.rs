@@ -145,3 +145,22 @@ async fn i7_an_added_path_carries_no_data_until_validated() {
     // Only path challenges (a few padded datagrams) went out on it, no stream data.
     assert!(bytes_from(&conn, second) < 8 * 1024, "{paths:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_added_path_socket_closes_with_its_connection() {
+    let (srv, key) = server();
+    let (client, conn, _server_conn, _, second) = two_paths(&srv, srv.local_addr(), &key).await;
+    conn.close(0, b"done");
+    drop(conn);
+    within(10, client.wait_idle()).await;
+    // The extra socket is released: its address can be bound again.
+    wait_until(5, "the path socket to close", || {
+        std::net::UdpSocket::bind(second).is_ok()
+    })
+    .await;
+    // The endpoint itself keeps working.
+    let again = within(10, client.connect(srv.local_addr(), &key))
+        .await
+        .unwrap();
+    assert!(!again.is_closed());
+}
