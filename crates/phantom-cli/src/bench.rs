@@ -81,13 +81,73 @@ pub(crate) async fn push(conn: &Connection, len: u64) -> Result<u64, CliError> {
 }
 
 /// `phantom bench`.
-pub(crate) async fn bench(bytes: u64, streams: u32) -> Result<(), CliError> {
+/// Adds `extra` loopback paths to `conn` and waits (up to 5 s) until every path is
+/// validated. Returns the new local addresses.
+pub(crate) async fn add_paths(
+    conn: &Connection,
+    extra: u32,
+) -> Result<Vec<std::net::SocketAddr>, CliError> {
+    let mut added = Vec::new();
+    for _ in 0..extra {
+        added.push(conn.add_path(([127, 0, 0, 1], 0).into())?);
+    }
+    let validated = |conn: &Connection| {
+        let paths = conn.paths();
+        added
+            .iter()
+            .filter(|a| paths.iter().any(|p| p.local == **a && p.validated))
+            .count()
+    };
+    let waited = tokio::time::timeout(Duration::from_secs(5), async {
+        while validated(conn) < added.len() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    if waited.is_err() {
+        return Err(CliError::Transfer(format!(
+            "only {} of {} added paths validated within 5 s",
+            validated(conn),
+            added.len()
+        )));
+    }
+    Ok(added)
+}
+
+/// One line per path: addresses, validation, bytes sent, RTT.
+pub(crate) fn path_lines(conn: &Connection) -> Vec<String> {
+    conn.paths()
+        .iter()
+        .map(|p| {
+            format!(
+                "path {} {} -> {}{}{}: {} bytes sent, rtt {:?}",
+                p.id.0,
+                p.local,
+                p.remote,
+                if p.validated { "" } else { " (unvalidated)" },
+                if p.primary { " (primary)" } else { "" },
+                p.bytes_sent,
+                p.rtt
+            )
+        })
+        .collect()
+}
+
+pub(crate) async fn bench(
+    bytes: u64,
+    streams: u32,
+    paths: u32,
+    scheduler: phantom::SchedulerMode,
+) -> Result<(), CliError> {
     if streams == 0 || streams > 1000 {
         return Err(CliError::Usage(
             "--streams must be between 1 and 1000".into(),
         ));
     }
-    let (server, client, conn, _first) = loopback_pair(phantom::default_session_config()).await?;
+    let mut session = phantom::default_session_config();
+    session.scheduler = scheduler;
+    let (server, client, conn, _first) = loopback_pair(session).await?;
+    add_paths(&conn, paths.saturating_sub(1)).await?;
     let per = bytes / u64::from(streams);
     let extra = bytes % u64::from(streams);
     let start = phantom::now();
@@ -117,7 +177,9 @@ pub(crate) async fn bench(bytes: u64, streams: u32) -> Result<(), CliError> {
         .as_secs_f64()
         .max(1e-9);
     let s = conn.stats();
-    println!("phantom bench: {total} bytes over {streams} stream(s) on loopback UDP");
+    println!(
+        "phantom bench: {total} bytes over {streams} stream(s) and {paths} path(s) on loopback UDP, scheduler {scheduler:?}"
+    );
     println!(
         "goodput      {:.1} MB/s ({:.2} Gbit/s) in {secs:.3} s",
         total as f64 / secs / 1e6,
@@ -138,6 +200,11 @@ pub(crate) async fn bench(bytes: u64, streams: u32) -> Result<(), CliError> {
         s.cwnd,
         s.bandwidth as f64 / 1e6
     );
+    if paths > 1 {
+        for line in path_lines(&conn) {
+            println!("{line}");
+        }
+    }
     conn.close(0, b"bench done");
     let _ = tokio::time::timeout(Duration::from_secs(1), client.wait_idle()).await;
     drop(server);

@@ -101,8 +101,15 @@ enum Command {
         /// Streams to spread them over.
         #[arg(long, default_value_t = 1)]
         streams: u32,
+        /// Client paths (each an extra loopback UDP socket beyond the first).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
+        paths: u32,
+        /// Multipath scheduler.
+        #[arg(long, value_enum, default_value_t = Scheduler::LowLatency)]
+        scheduler: Scheduler,
     },
-    /// A narrated loopback tour: handshake, transfer, rekeys, address change, close.
+    /// A narrated loopback tour: handshake, transfer, rekeys, address change, a
+    /// second path, close.
     Demo,
 }
 
@@ -125,6 +132,10 @@ pub(crate) struct ServeArgs {
     /// Close sessions silent for this many seconds.
     #[arg(long, default_value_t = 30)]
     pub(crate) idle_timeout: u64,
+    /// Also accept the TCP fallback carrier on this address (for clients whose UDP
+    /// is blocked), e.g. 0.0.0.0:4433.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) tcp: Option<String>,
 }
 
 /// Scheduler modes on the command line.
@@ -172,17 +183,24 @@ pub(crate) struct ClientArgs {
     /// Give up connecting after this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) connect_timeout: u64,
+    /// The server's TCP fallback address (`serve --tcp`): used when UDP is blocked
+    /// or failing, and left again once UDP works.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) tcp: Option<String>,
 }
 
 impl ClientArgs {
     /// The runtime options these flags select.
-    pub(crate) fn options(&self) -> phantom::ClientOptions {
-        let mut o = phantom::ClientOptions::default();
+    pub(crate) fn options(&self) -> Result<phantom::ClientOptions, CliError> {
+        let mut o = phantom::ClientOptions {
+            tcp_fallback: self.tcp.as_deref().map(phantom::resolve).transpose()?,
+            ..phantom::ClientOptions::default()
+        };
         o.session.idle_timeout = Duration::from_secs(self.idle_timeout);
         o.session.rekey_threshold = self.rekey_after;
         o.session.scheduler = self.scheduler.into();
         o.connect_timeout = Duration::from_secs(self.connect_timeout);
-        o
+        Ok(o)
     }
 
     /// Resolves the server address.
@@ -213,7 +231,12 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Serve(args) => serve::serve(args).await,
         Command::Send { client, paths } => transfer::send(&client, &paths).await,
         Command::Pipe { client } => transfer::pipe(&client).await,
-        Command::Bench { bytes, streams } => bench::bench(bytes, streams).await,
+        Command::Bench {
+            bytes,
+            streams,
+            paths,
+            scheduler,
+        } => bench::bench(bytes, streams, paths, scheduler.into()).await,
         Command::Demo => demo::demo().await,
     }
 }

@@ -48,8 +48,14 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), CliError> {
     };
     let mut cfg = ServerConfig::new(identity);
     cfg.session.idle_timeout = Duration::from_secs(args.idle_timeout);
-    let ep = Endpoint::server(cfg, listen)?;
+    let ep = match &args.tcp {
+        Some(tcp) => Endpoint::server_with_tcp(cfg, listen, phantom::resolve(tcp)?)?,
+        None => Endpoint::server(cfg, listen)?,
+    };
     println!("listening on {}", ep.local_addr());
+    if let Some(tcp) = ep.tcp_local_addr() {
+        println!("TCP fallback on {tcp}");
+    }
     let accept = accept_loop(ep.clone(), mode);
     tokio::select! {
         r = shutdown_signal() => r?,

@@ -21,7 +21,7 @@ pub(crate) async fn connect(args: &ClientArgs) -> Result<(Endpoint, Connection),
         (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
     };
     let ep = Endpoint::client(bind)?;
-    let conn = ep.connect_with(addr, &key, args.options()).await?;
+    let conn = ep.connect_with(addr, &key, args.options()?).await?;
     tracing::info!(%addr, "connected");
     Ok((ep, conn))
 }

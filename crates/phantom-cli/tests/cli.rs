@@ -65,6 +65,8 @@ fn keygen(dir: &Path) {
 struct Server {
     child: Child,
     addr: String,
+    /// The TCP fallback address (`--tcp`).
+    tcp: Option<String>,
 }
 
 impl Server {
@@ -86,15 +88,22 @@ impl Server {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        out.read_line(&mut line).unwrap();
         let addr = line
             .trim()
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_owned();
-        Self { child, addr }
+        let tcp = mode.contains(&"--tcp").then(|| {
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            line.trim()
+                .strip_prefix("TCP fallback on ")
+                .unwrap_or_else(|| panic!("unexpected second line {line:?}"))
+                .to_owned()
+        });
+        Self { child, addr, tcp }
     }
 
     /// SIGTERM, then expect a clean exit 0.
@@ -167,6 +176,8 @@ fn demo_exits_zero_and_narrates_every_step() {
         "refused as expected",
         "rekeyed",
         "address",
+        "second path from",
+        "bytes confirmed over both paths",
         "Demo complete",
     ] {
         assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
@@ -342,4 +353,52 @@ fn bad_input_fails_with_one_line() {
         Some(2),
         "--out-dir or --echo is required"
     );
+}
+
+#[test]
+fn pipe_falls_back_to_tcp_when_udp_gets_no_answer() {
+    let d = tmp("pipe-tcp");
+    keygen(&d);
+    let server = Server::start(&d, &["--echo", "--tcp", "127.0.0.1:0"]);
+    let tcp = server.tcp.clone().unwrap();
+    // A UDP address that never answers: the handshake must move to TCP.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let udp = silent.local_addr().unwrap().to_string();
+    let pubkey = d.join("server.pub");
+    let mut child = Command::new(BIN)
+        .args([
+            "pipe",
+            "--connect",
+            &udp,
+            "--tcp",
+            &tcp,
+            "--server-pub",
+            pubkey.to_str().unwrap(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
+    let mut stdin = child.stdin.take().unwrap();
+    let feed = input.clone();
+    let writer = std::thread::spawn(move || {
+        stdin.write_all(&feed).unwrap();
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stdout == input,
+        "echoed {} of {} bytes",
+        out.stdout.len(),
+        input.len()
+    );
+    drop(silent);
+    server.stop();
 }

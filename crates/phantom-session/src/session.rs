@@ -1070,6 +1070,55 @@ impl Session {
         Ok(PathId(id))
     }
 
+    /// Stops using the path from `local` to `remote` (the runtime closed its carrier,
+    /// e.g. a TCP connection, or retires it to re-probe it): whatever was in flight
+    /// on it is declared lost and re-sent on the other paths, so no stream data is
+    /// lost. The primary moves to another path if needed.
+    ///
+    /// # Errors
+    /// [`Error::Path`] if no such path exists or it is the only one; [`Error::Closed`].
+    pub fn abandon_path(&mut self, local: SocketAddr, remote: SocketAddr) -> Result<PathId, Error> {
+        self.check_open()?;
+        let id = self
+            .paths
+            .iter()
+            .find(|(_, p)| p.local == local && p.remote == remote)
+            .map(|(&id, _)| id)
+            .ok_or(Error::Path("no such path"))?;
+        if self.paths.len() < 2 {
+            return Err(Error::Path("the last path cannot be abandoned"));
+        }
+        let mut lost = std::mem::take(&mut self.lost_buf);
+        lost.clear();
+        if let Some(mut p) = self.paths.remove(&id) {
+            p.recovery.drain_all(&mut lost);
+        }
+        self.registry.remove(PathId(id));
+        self.handle_lost(id, &lost);
+        self.lost_buf = lost;
+        if self.primary == id {
+            self.choose_new_primary();
+            if self.primary == id {
+                // No healthy validated path: any validated one, else any at all.
+                let next = self
+                    .paths
+                    .keys()
+                    .copied()
+                    .find(|&o| self.registry.is_validated(PathId(o)))
+                    .or_else(|| self.paths.keys().next().copied());
+                if let Some(next) = next {
+                    self.primary = next;
+                }
+            }
+        }
+        if self.state == State::Migrating && !self.any_validating() {
+            self.state = State::Connected;
+        }
+        self.update_loss_timer();
+        tracing::debug!(target: "phantom::session", path = id, "path abandoned");
+        Ok(PathId(id))
+    }
+
     // ───────────────────────── D. outputs ─────────────────────────
 
     /// Builds the next datagram into `buf` (at most `max_datagram_size` bytes of it).
@@ -2196,6 +2245,17 @@ impl Session {
         let mut built = Built::new();
         let payload = buf.get_mut(HEADER_LEN..HEADER_LEN + Self::payload_room(size))?;
         let mut w = Writer::new(payload);
+
+        if is_probe && self.paths.get(&path_id).is_some_and(|p| p.degraded) {
+            // A probe of a failed-over path is a bare PING: ACKs and control frames
+            // (credit, resets) put there would be lost with it, and a retransmitted
+            // control frame would follow the next probe onto the dead path again and
+            // again, starving the peer of credit.
+            Frame::Ping.encode(&mut w).ok()?;
+            built.ack_eliciting = true;
+            built.len = w.written();
+            return Some(built);
+        }
 
         // 1. ACKs for every space with something to acknowledge.
         let mut acked_spaces: Vec<u32> = Vec::new();

@@ -308,6 +308,50 @@ impl Connection {
             .with_dirty(self.handle, |c| c.session.set_rekey_threshold(packets));
     }
 
+    /// Adds a path: binds an extra UDP socket on `local_addr` (port 0 picks one) on
+    /// this connection's endpoint and starts validating the path from it to the
+    /// peer. Data uses it once validated (I7), as the scheduler
+    /// ([`Connection::set_scheduler`]) decides. Returns the socket's local address.
+    ///
+    /// # Errors
+    /// [`Error::BadAddress`]/[`Error::Io`] if the socket cannot be bound (or its
+    /// address family differs from the peer's), [`Error::Session`] if the session
+    /// refuses the path (too many paths), [`Error::Closed`] if it is closed.
+    pub fn add_path(&self, local_addr: SocketAddr) -> Result<SocketAddr, Error> {
+        let remote = {
+            let g = self.shared.inner.lock();
+            let c = g.conns.get(&self.handle).ok_or_else(Self::closed_err)?;
+            c.udp_remote
+        };
+        if remote.is_ipv4() != local_addr.is_ipv4() {
+            return Err(Error::BadAddress(format!(
+                "{local_addr} cannot reach the peer at {remote}"
+            )));
+        }
+        let socket = std::net::UdpSocket::bind(local_addr)
+            .map_err(|e| crate::endpoint::bind_error(local_addr, e))?;
+        let local = socket.local_addr()?;
+        let mut g = self.shared.inner.lock();
+        let now = g.now();
+        let Some(c) = g.conns.get_mut(&self.handle) else {
+            return Err(Self::closed_err());
+        };
+        match c.session.probe_path(now.instant, local, remote) {
+            Ok(p) => {
+                tracing::info!(target: "phantom::runtime", path = p.0, %local, %remote, "validating added path");
+            }
+            Err(SessionError::Closed) => {
+                return Err(c.closed_error().unwrap_or_else(Self::closed_err));
+            }
+            Err(e) => return Err(Error::Session(e)),
+        }
+        g.new_sockets.push(socket);
+        g.dirty.insert(self.handle);
+        drop(g);
+        self.shared.notify.notify_one();
+        Ok(local)
+    }
+
     /// Changes the multipath scheduler.
     pub fn set_scheduler(&self, mode: SchedulerMode) {
         self.shared

@@ -1,4 +1,5 @@
-//! The driver task: one per endpoint, owning the UDP socket.
+//! The driver task: one per endpoint, owning its UDP sockets (the primary one and
+//! those added for extra paths).
 //!
 //! Each loop (bounded by an I/O budget) receives datagrams, runs expired timers,
 //! polls the dirty sessions for datagrams to send, then drains their events and
@@ -9,19 +10,26 @@
 //! Socket I/O goes through `quinn-udp`: received GRO batches are split into their
 //! datagrams, and consecutive outgoing datagrams to the same destination are
 //! coalesced into one GSO send (equal-size segments, the last may be shorter) where
-//! the kernel supports it.
+//! the kernel supports it, per socket. A transmit leaves from the socket whose
+//! local address is the transmit's `src` (the primary socket otherwise), or through
+//! the TCP connection whose `(local, remote)` is its `(src, dst)`.
 
 use std::collections::BTreeSet;
+use std::future::poll_fn;
 use std::io::{ErrorKind, IoSliceMut};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
-use crate::state::{RECV_BUDGET, SEND_BUDGET, Shared};
+use phantom_session::RxMeta;
+
+use crate::state::{Inner, RECV_BUDGET, SEND_BUDGET, Shared};
+use crate::tcp;
 
 /// Receive buffer: one GRO batch (or one datagram of any size).
 const RECV_BUF: usize = 65_536;
@@ -35,6 +43,8 @@ const MAX_BATCH_BYTES: usize = 63_000;
 /// The socket with its `quinn-udp` state.
 struct Io {
     socket: UdpSocket,
+    /// The socket's local address (what sessions know the path by).
+    local: SocketAddr,
     state: UdpSocketState,
     /// Segments per GSO send (1: no GSO).
     gso: usize,
@@ -50,8 +60,14 @@ impl Io {
         let _ = state.set_recv_buffer_size((&socket).into(), SOCKET_BUFFER);
         let _ = state.set_send_buffer_size((&socket).into(), SOCKET_BUFFER);
         let rcvbuf = state.recv_buffer_size((&socket).into()).unwrap_or(0);
-        tracing::debug!(target: "phantom::runtime", gso, gro = state.gro_segments(), rcvbuf, "socket ready");
-        Ok(Self { socket, state, gso })
+        let local = socket.local_addr()?;
+        tracing::debug!(target: "phantom::runtime", %local, gso, gro = state.gro_segments(), rcvbuf, "socket ready");
+        Ok(Self {
+            socket,
+            local,
+            state,
+            gso,
+        })
     }
 
     /// One receive: a datagram or a GRO batch into `buf`.
@@ -93,8 +109,9 @@ impl Io {
     }
 }
 
-/// Datagrams the socket refused with `WouldBlock`, sent first once writable.
+/// Datagrams a socket refused with `WouldBlock`, sent first once writable.
 struct Stalled {
+    sock: usize,
     dst: SocketAddr,
     data: Vec<u8>,
     segment: Option<usize>,
@@ -106,13 +123,14 @@ enum TxOutcome {
     Done,
     /// The budget ran out with more to send.
     Budget,
-    /// The socket is full.
+    /// A socket is full.
     Blocked,
 }
 
-/// Outgoing datagrams being coalesced for one GSO send.
+/// Outgoing datagrams being coalesced for one GSO send from one socket.
 struct Batch {
     buf: Vec<u8>,
+    sock: usize,
     dst: Option<SocketAddr>,
     segment: usize,
     count: usize,
@@ -124,6 +142,7 @@ impl Batch {
     fn new() -> Self {
         Self {
             buf: Vec::with_capacity(MAX_BATCH_BYTES + MAX_DATAGRAM),
+            sock: 0,
             dst: None,
             segment: 0,
             count: 0,
@@ -131,17 +150,19 @@ impl Batch {
         }
     }
 
-    fn fits(&self, dst: SocketAddr, len: usize, gso: usize) -> bool {
+    fn fits(&self, sock: usize, dst: SocketAddr, len: usize, gso: usize) -> bool {
         self.count == 0
-            || (self.dst == Some(dst)
+            || (self.sock == sock
+                && self.dst == Some(dst)
                 && !self.sealed
                 && len <= self.segment
                 && self.count < gso
                 && self.buf.len() + len <= MAX_BATCH_BYTES)
     }
 
-    fn push(&mut self, dst: SocketAddr, data: &[u8]) {
+    fn push(&mut self, sock: usize, dst: SocketAddr, data: &[u8]) {
         if self.count == 0 {
+            self.sock = sock;
             self.dst = Some(dst);
             self.segment = data.len();
         } else if data.len() < self.segment {
@@ -152,15 +173,20 @@ impl Batch {
     }
 
     /// Sends the batch; on `WouldBlock` it becomes the stalled send.
-    fn flush(&mut self, io: &Io) -> Result<(), Stalled> {
+    fn flush(&mut self, ios: &[Io]) -> Result<(), Stalled> {
         let Some(dst) = self.dst else {
             return Ok(());
         };
         let segment = (self.count > 1).then_some(self.segment);
-        let r = io.try_send(dst, &self.buf, segment);
+        let r = match ios.get(self.sock) {
+            Some(io) => io.try_send(dst, &self.buf, segment),
+            // The socket went away (rebind): the datagrams are lost, loss recovery repairs.
+            None => Ok(()),
+        };
         let out = match r {
             Ok(()) => Ok(()),
             Err(()) => Err(Stalled {
+                sock: self.sock,
                 dst,
                 data: self.buf.clone(),
                 segment,
@@ -174,18 +200,86 @@ impl Batch {
     }
 }
 
+/// Where a datagram from `src` to `dst` leaves.
+enum Route {
+    /// A UDP socket (index into the driver's sockets).
+    Udp(usize),
+    /// Handed to a TCP connection's writer (or dropped): done.
+    Tcp,
+}
+
+/// Picks the carrier for a datagram: the TCP connection `(src, dst)` if there is one
+/// (with `src == None`: any TCP connection to `dst`), else the UDP socket bound to
+/// `src`, else the primary socket. A datagram from the local address of a TCP
+/// connection that is gone is dropped, never sent over UDP.
+fn route(
+    g: &mut Inner,
+    ios: &[Io],
+    src: Option<SocketAddr>,
+    dst: SocketAddr,
+    data: &[u8],
+) -> Route {
+    if !g.tcp.is_empty() {
+        let link = match src {
+            Some(s) => g.tcp.get(&(s, dst)),
+            None => g.tcp.iter().find(|((_, r), _)| *r == dst).map(|(_, l)| l),
+        };
+        if let Some(link) = link {
+            if link.tx.try_send(data.to_vec()).is_err() {
+                g.tcp_dropped += 1;
+            }
+            return Route::Tcp;
+        }
+    }
+    let Some(s) = src else {
+        return Route::Udp(0);
+    };
+    if let Some(i) = ios.iter().position(|io| io.local == s) {
+        return Route::Udp(i);
+    }
+    if g.tcp_locals.contains(&s) || g.tcp_listen == Some(s) {
+        g.tcp_dropped += 1;
+        return Route::Tcp;
+    }
+    Route::Udp(0)
+}
+
+/// Waits until any socket is readable.
+async fn readable(ios: &[Io]) {
+    poll_fn(|cx| {
+        for io in ios {
+            if let Poll::Ready(r) = io.socket.poll_recv_ready(cx) {
+                if let Err(e) = r {
+                    tracing::warn!(target: "phantom::runtime", local = %io.local, error = %e, "socket error");
+                }
+                return Poll::Ready(());
+            }
+        }
+        Poll::Pending
+    })
+    .await;
+}
+
+fn adopt_socket(s: std::net::UdpSocket) -> std::io::Result<Io> {
+    s.set_nonblocking(true)?;
+    Io::new(UdpSocket::from_std(s)?)
+}
+
 /// Runs the endpoint until it is closed and every session drained.
 pub(crate) async fn run(shared: Arc<Shared>, socket: UdpSocket) {
-    let mut io = match Io::new(socket) {
+    let primary = match Io::new(socket) {
         Ok(io) => io,
         Err(e) => {
             tracing::error!(target: "phantom::runtime", error = %e, "cannot set up the socket");
             let mut g = shared.inner.lock();
             g.closing = true;
             g.close_all(0, b"socket error");
+            drop(g);
+            let _ = shared.shutdown.send(true);
             return;
         }
     };
+    let mut ios: Vec<Io> = vec![primary];
     let mut rx = vec![0u8; RECV_BUF];
     let mut one = vec![0u8; MAX_DATAGRAM];
     let mut batch = Batch::new();
@@ -198,20 +292,30 @@ pub(crate) async fn run(shared: Arc<Shared>, socket: UdpSocket) {
         let (outcome, deadline, recv_exhausted) = {
             let mut g = shared.inner.lock();
             if let Some(s) = g.rebind.take() {
-                match s
-                    .set_nonblocking(true)
-                    .and_then(|()| UdpSocket::from_std(s))
-                    .and_then(Io::new)
-                {
+                match adopt_socket(s) {
                     Ok(new) => {
-                        if let Ok(a) = new.socket.local_addr() {
-                            tracing::info!(target: "phantom::runtime", old = %g.local, new = %a, "rebound socket");
-                            g.local = a;
+                        tracing::info!(target: "phantom::runtime", old = %g.local, new = %new.local, "rebound socket");
+                        g.local = new.local;
+                        if stalled.as_ref().is_some_and(|s| s.sock == 0) {
+                            stalled = None;
                         }
-                        io = new;
+                        if let Some(first) = ios.first_mut() {
+                            *first = new;
+                        }
                     }
                     Err(e) => {
                         tracing::warn!(target: "phantom::runtime", error = %e, "rebind failed");
+                    }
+                }
+            }
+            for s in std::mem::take(&mut g.new_sockets) {
+                match adopt_socket(s) {
+                    Ok(new) => {
+                        tracing::debug!(target: "phantom::runtime", local = %new.local, "extra path socket");
+                        ios.push(new);
+                    }
+                    Err(e) => {
+                        tracing::warn!(target: "phantom::runtime", error = %e, "cannot adopt a path socket");
                     }
                 }
             }
@@ -221,26 +325,27 @@ pub(crate) async fn run(shared: Arc<Shared>, socket: UdpSocket) {
                 g.close_all(0, b"endpoint closed");
             }
             let now = g.now();
-            let local = g.local;
-            // 1. Receive (bounded).
+            // 1. Receive (bounded), every socket in turn.
             let mut received = 0;
-            while received < RECV_BUDGET {
-                match io.try_recv(&mut rx) {
-                    Ok(meta) => {
-                        let len = meta.len.min(rx.len());
-                        let stride = if meta.stride == 0 { len } else { meta.stride };
-                        if let Some(data) = rx.get_mut(..len) {
-                            for d in data.chunks_mut(stride.max(1)) {
-                                received += 1;
-                                g.on_datagram(now, meta.addr, d);
+            for io in &ios {
+                while received < RECV_BUDGET {
+                    match io.try_recv(&mut rx) {
+                        Ok(meta) => {
+                            let len = meta.len.min(rx.len());
+                            let stride = if meta.stride == 0 { len } else { meta.stride };
+                            if let Some(data) = rx.get_mut(..len) {
+                                for d in data.chunks_mut(stride.max(1)) {
+                                    received += 1;
+                                    g.on_datagram(now, RxMeta::udp(io.local, meta.addr), d);
+                                }
                             }
                         }
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) => {
-                        // ICMP errors surface here on some platforms: ignore them.
-                        received += 1;
-                        tracing::trace!(target: "phantom::runtime", %local, error = %e, "recv error");
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            // ICMP errors surface here on some platforms: ignore them.
+                            received += 1;
+                            tracing::trace!(target: "phantom::runtime", local = %io.local, error = %e, "recv error");
+                        }
                     }
                 }
             }
@@ -251,21 +356,33 @@ pub(crate) async fn run(shared: Arc<Shared>, socket: UdpSocket) {
             let touched: BTreeSet<u64> = g.dirty.clone();
             let mut sent = 0usize;
             let mut outcome = TxOutcome::Done;
-            if let Some(s) = stalled.take()
-                && io.try_send(s.dst, &s.data, s.segment).is_err()
-            {
-                stalled = Some(s);
-                outcome = TxOutcome::Blocked;
+            if let Some(s) = stalled.take() {
+                let r = match ios.get(s.sock) {
+                    Some(io) => io.try_send(s.dst, &s.data, s.segment),
+                    None => Ok(()),
+                };
+                if r.is_err() {
+                    stalled = Some(s);
+                    outcome = TxOutcome::Blocked;
+                }
             }
             while matches!(outcome, TxOutcome::Done) {
-                let Some((dst, d)) = g.hs_out.pop_front() else {
+                let Some(o) = g.hs_out.pop_front() else {
                     break;
                 };
                 sent += 1;
-                if io.try_send(dst, &d, None).is_err() {
+                let Route::Udp(i) = route(&mut g, &ios, o.src, o.dst, &o.data) else {
+                    continue;
+                };
+                let r = match ios.get(i) {
+                    Some(io) => io.try_send(o.dst, &o.data, None),
+                    None => Ok(()),
+                };
+                if r.is_err() {
                     stalled = Some(Stalled {
-                        dst,
-                        data: d,
+                        sock: i,
+                        dst: o.dst,
+                        data: o.data,
                         segment: None,
                     });
                     outcome = TxOutcome::Blocked;
@@ -275,14 +392,14 @@ pub(crate) async fn run(shared: Arc<Shared>, socket: UdpSocket) {
                 if !matches!(outcome, TxOutcome::Done) {
                     break;
                 }
-                let Some(c) = g.conns.get_mut(h) else {
-                    continue;
-                };
                 loop {
                     if sent >= SEND_BUDGET {
                         outcome = TxOutcome::Budget;
                         break 'conns;
                     }
+                    let Some(c) = g.conns.get_mut(h) else {
+                        break;
+                    };
                     let Some(t) = c.session.poll_transmit(now.instant, &mut one) else {
                         break;
                     };
@@ -290,33 +407,58 @@ pub(crate) async fn run(shared: Arc<Shared>, socket: UdpSocket) {
                     let Some(data) = one.get(..t.len) else {
                         continue;
                     };
-                    if !batch.fits(t.dst, data.len(), io.gso)
-                        && let Err(st) = batch.flush(&io)
+                    let Route::Udp(i) = route(&mut g, &ios, Some(t.src), t.dst, data) else {
+                        continue;
+                    };
+                    let gso = ios.get(i).map_or(1, |io| io.gso);
+                    if !batch.fits(i, t.dst, data.len(), gso)
+                        && let Err(st) = batch.flush(&ios)
                     {
                         stalled = Some(st);
                         // The datagram just built waits behind the stalled batch.
-                        batch.push(t.dst, data);
+                        batch.push(i, t.dst, data);
                         outcome = TxOutcome::Blocked;
                         break 'conns;
                     }
-                    batch.push(t.dst, data);
+                    batch.push(i, t.dst, data);
                 }
                 g.dirty.remove(h);
             }
             if stalled.is_none()
-                && let Err(st) = batch.flush(&io)
+                && let Err(st) = batch.flush(&ios)
             {
                 stalled = Some(st);
                 outcome = TxOutcome::Blocked;
             }
-            // 4. Events, deadlines, cleanup.
-            g.process_events(&touched);
+            // 4. Events (and the carrier actions they call for), deadlines, cleanup.
+            let actions = g.process_events(&touched);
+            tcp::apply(&shared, &mut g, actions);
             g.reap();
+            if g.prune_sockets && stalled.is_none() {
+                // Close the extra sockets no path uses any more (failed or abandoned
+                // paths, closed sessions); the primary socket stays.
+                g.prune_sockets = false;
+                if ios.len() > 1 {
+                    let in_use = g.locals_in_use();
+                    let mut first = true;
+                    ios.retain(|io| {
+                        let keep = first || in_use.contains(&io.local);
+                        first = false;
+                        if !keep {
+                            tracing::debug!(target: "phantom::runtime", local = %io.local, "path socket closed");
+                        }
+                        keep
+                    });
+                }
+            }
             if g.closing && g.conns.values().all(|c| c.unregistered) && g.pending.is_empty() {
                 tracing::debug!(target: "phantom::runtime", local = %g.local, "driver stopped");
+                g.tcp.clear();
                 for w in g.idle_wakers.drain(..) {
                     w.wake();
                 }
+                drop(g);
+                let _ = shared.shutdown.send(true);
                 return;
             }
             // A deadline already past (a timer the session keeps) must not spin.
@@ -338,20 +480,20 @@ pub(crate) async fn run(shared: Arc<Shared>, socket: UdpSocket) {
                 sleep.as_mut().reset(tokio::time::Instant::from_std(d));
             }
         }
-        let blocked = matches!(outcome, TxOutcome::Blocked);
+        let blocked = if matches!(outcome, TxOutcome::Blocked) {
+            stalled.as_ref().and_then(|s| ios.get(s.sock))
+        } else {
+            None
+        };
         tokio::select! {
-            r = io.socket.readable() => {
-                if let Err(e) = r {
-                    tracing::warn!(target: "phantom::runtime", error = %e, "socket error");
-                }
-            }
+            () = readable(&ios) => {}
             () = shared.notify.notified() => {}
             () = &mut sleep, if armed.is_some() => {
                 // Fired: force a re-arm on the next loop even if the deadline is equal.
                 armed = None;
             }
-            r = io.socket.writable(), if blocked => {
-                if let Err(e) = r {
+            r = async { blocked?.socket.writable().await.err() }, if blocked.is_some() => {
+                if let Some(e) = r {
                     tracing::warn!(target: "phantom::runtime", error = %e, "socket error");
                 }
             }

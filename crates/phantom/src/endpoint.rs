@@ -1,4 +1,5 @@
-//! The public `Endpoint`: a UDP socket, its driver task and the sessions on it.
+//! The public `Endpoint`: UDP sockets (and optionally a TCP listener), the driver
+//! task and the sessions on them.
 
 use std::future::poll_fn;
 use std::net::SocketAddr;
@@ -10,12 +11,13 @@ use parking_lot::Mutex;
 use phantom_handshake::{HybridVerifyingKey, ResumptionTicket, Server, ServerIdentity};
 use phantom_session::early::EarlyData;
 use phantom_session::{Config as SessionConfig, Dir};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use crate::connection::Connection;
 use crate::driver;
 use crate::error::Error;
 use crate::state::{Inner, Shared};
+use crate::tcp;
 
 /// The session tuning the runtime uses by default (the session crate's defaults). The
 /// driver polls for transmits only after a whole receive batch (up to 64 datagrams), so
@@ -66,6 +68,11 @@ pub struct ClientOptions {
     /// always again under 1-RTT keys, so nothing is lost if the server refuses them.
     /// Take the stream with [`Connection::take_early_stream`]. At most about 4 KiB.
     pub early_data: Option<Vec<u8>>,
+    /// The server's TCP address ([`Endpoint::server_with_tcp`]). When set, a
+    /// handshake that UDP does not answer after two retransmissions continues over
+    /// TCP, and an established session moves to TCP when its fallback state machine
+    /// finds UDP failing (and back to UDP once a UDP probe succeeds).
+    pub tcp_fallback: Option<SocketAddr>,
 }
 
 impl Default for ClientOptions {
@@ -75,11 +82,13 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(10),
             resumption: None,
             early_data: None,
+            tcp_fallback: None,
         }
     }
 }
 
-/// A UDP socket with its driver task and every session on it, routed by session id.
+/// UDP sockets (and, on a server, optionally a TCP listener) with their driver task
+/// and every session on them, routed by session id.
 ///
 /// Create it inside a tokio runtime with [`Endpoint::server`] or
 /// [`Endpoint::client`]. Clones share the endpoint. When the last `Endpoint` and
@@ -117,6 +126,15 @@ fn check_addr(addr: SocketAddr, what: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Maps a bind failure: an address not on this host is a bad address.
+pub(crate) fn bind_error(addr: SocketAddr, e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::AddrNotAvailable {
+        Error::BadAddress(format!("{addr}: {e}"))
+    } else {
+        Error::Io(e)
+    }
+}
+
 /// Resolves `s` (`host:port` or `ip:port`) to its first socket address.
 ///
 /// # Errors
@@ -133,31 +151,48 @@ pub fn resolve(s: &str) -> Result<SocketAddr, Error> {
 }
 
 impl Endpoint {
-    fn bind(addr: SocketAddr, server: Option<Server>, cfg: SessionConfig) -> Result<Self, Error> {
+    fn bind(
+        addr: SocketAddr,
+        server: Option<Server>,
+        cfg: SessionConfig,
+        tcp_addr: Option<SocketAddr>,
+    ) -> Result<Self, Error> {
         let rt = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         if addr.ip().is_multicast() {
             return Err(Error::BadAddress(format!("{addr} is a multicast address")));
         }
-        let std_socket = std::net::UdpSocket::bind(addr).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AddrNotAvailable {
-                Error::BadAddress(format!("{addr}: {e}"))
-            } else {
-                Error::Io(e)
-            }
-        })?;
+        let std_socket = std::net::UdpSocket::bind(addr).map_err(|e| bind_error(addr, e))?;
         std_socket.set_nonblocking(true)?;
         let socket = {
             let _g = rt.enter();
             tokio::net::UdpSocket::from_std(std_socket)?
         };
         let local = socket.local_addr()?;
+        let listener = match tcp_addr {
+            Some(a) => {
+                let l = std::net::TcpListener::bind(a).map_err(|e| bind_error(a, e))?;
+                l.set_nonblocking(true)?;
+                let _g = rt.enter();
+                Some(tokio::net::TcpListener::from_std(l)?)
+            }
+            None => None,
+        };
         let is_server = server.is_some();
+        let mut inner = Inner::new(local, server, cfg, rt.clone());
+        inner.tcp_listen = listener.as_ref().and_then(|l| l.local_addr().ok());
         let shared = Arc::new(Shared {
-            inner: Mutex::new(Inner::new(local, server, cfg)),
+            inner: Mutex::new(inner),
             notify: Notify::new(),
+            shutdown: watch::Sender::new(false),
         });
         let span =
             tracing::info_span!(target: "phantom::runtime", "endpoint", %local, server = is_server);
+        if let Some(l) = listener {
+            rt.spawn(tracing::Instrument::instrument(
+                tcp::listen(Arc::clone(&shared), l),
+                span.clone(),
+            ));
+        }
         rt.spawn(tracing::Instrument::instrument(
             driver::run(Arc::clone(&shared), socket),
             span,
@@ -176,7 +211,32 @@ impl Endpoint {
         hs.require_retry = config.require_retry;
         let mut rng: rand::rngs::StdRng = rand::make_rng();
         let server = Server::new(hs, &mut rng);
-        Self::bind(addr, Some(server), config.session)
+        Self::bind(addr, Some(server), config.session, None)
+    }
+
+    /// A server endpoint on UDP `udp_addr` that also accepts TCP connections on
+    /// `tcp_addr` (the fallback carrier for clients whose UDP is blocked): each TCP
+    /// connection carries length-prefixed datagrams of any number of sessions,
+    /// handshakes included.
+    ///
+    /// # Errors
+    /// As [`Endpoint::server`], for either address.
+    pub fn server_with_tcp(
+        config: ServerConfig,
+        udp_addr: SocketAddr,
+        tcp_addr: SocketAddr,
+    ) -> Result<Self, Error> {
+        let mut hs = phantom_handshake::ServerConfig::new(config.identity);
+        hs.require_retry = config.require_retry;
+        let mut rng: rand::rngs::StdRng = rand::make_rng();
+        let server = Server::new(hs, &mut rng);
+        Self::bind(udp_addr, Some(server), config.session, Some(tcp_addr))
+    }
+
+    /// The TCP listening address ([`Endpoint::server_with_tcp`]), if any.
+    #[must_use]
+    pub fn tcp_local_addr(&self) -> Option<SocketAddr> {
+        self.shared.inner.lock().tcp_listen
     }
 
     /// A client endpoint bound to `addr` (for example `127.0.0.1:0`).
@@ -184,7 +244,7 @@ impl Endpoint {
     /// # Errors
     /// As [`Endpoint::server`].
     pub fn client(addr: SocketAddr) -> Result<Self, Error> {
-        Self::bind(addr, None, default_session_config())
+        Self::bind(addr, None, default_session_config(), None)
     }
 
     /// The local address the socket is bound to.
@@ -218,6 +278,9 @@ impl Endpoint {
         options: ClientOptions,
     ) -> Result<Connection, Error> {
         check_addr(addr, "a server address")?;
+        if let Some(t) = options.tcp_fallback {
+            check_addr(t, "a TCP fallback address")?;
+        }
         let early = match &options.early_data {
             Some(data) => {
                 let mut e = EarlyData::new();
@@ -232,7 +295,7 @@ impl Endpoint {
             _ => Vec::new(),
         };
         let deadline = tokio::time::Instant::now() + options.connect_timeout;
-        let rx = loop {
+        let (mut rx, mut want_tcp) = loop {
             let started = {
                 let mut g = self.shared.inner.lock();
                 if g.local.is_ipv4() != addr.is_ipv4() {
@@ -245,7 +308,14 @@ impl Endpoint {
                 let mut cfg = phantom_handshake::ClientConfig::new(server_key.clone());
                 cfg.ticket.clone_from(&options.resumption);
                 cfg.early_data.clone_from(&early_blob);
-                g.start_connect(now, addr, cfg, options.session.clone(), early.clone())
+                g.start_connect(
+                    now,
+                    addr,
+                    options.tcp_fallback,
+                    cfg,
+                    options.session.clone(),
+                    early.clone(),
+                )
             };
             match started {
                 Ok(rx) => break rx,
@@ -259,19 +329,49 @@ impl Endpoint {
             }
         };
         self.shared.notify.notify_one();
-        match tokio::time::timeout_at(deadline, rx).await {
+        let wait = async {
+            if let Some(tcp_addr) = options.tcp_fallback {
+                tokio::select! {
+                    r = &mut rx => return r,
+                    w = &mut want_tcp => {
+                        if w.is_ok() {
+                            self.continue_over_tcp(addr, tcp_addr).await;
+                        }
+                    }
+                }
+            }
+            rx.await
+        };
+        match tokio::time::timeout_at(deadline, wait).await {
             Ok(Ok(Ok(h))) => Ok(Connection::adopt(Arc::clone(&self.shared), h)),
             Ok(Ok(Err(e))) => Err(e),
             Ok(Err(_)) => Err(Error::EndpointClosed),
             Err(_) => {
                 // Our receiver is gone with the timed-out future: forget that handshake
                 // (and only it; a later connect to the same address may be pending).
-                self.shared
+                self.shared.inner.lock().forget_abandoned_connects();
+                Err(Error::Timeout(addr))
+            }
+        }
+    }
+
+    /// UDP did not answer the handshake with `addr`: open TCP to `tcp_addr` and go
+    /// on there. If TCP cannot be opened the UDP handshake simply continues.
+    async fn continue_over_tcp(&self, addr: SocketAddr, tcp_addr: SocketAddr) {
+        match tcp::connect(&self.shared, tcp_addr).await {
+            Ok((local, remote)) => {
+                let moved = self
+                    .shared
                     .inner
                     .lock()
-                    .pending
-                    .retain(|_, p| !p.reply.is_closed());
-                Err(Error::Timeout(addr))
+                    .move_handshake_to_tcp(addr, local, remote);
+                if !moved {
+                    self.shared.inner.lock().tcp.remove(&(local, remote));
+                }
+                self.shared.notify.notify_one();
+            }
+            Err(e) => {
+                tracing::warn!(target: "phantom::runtime", %tcp_addr, error = %e, "TCP fallback unreachable");
             }
         }
     }
@@ -335,6 +435,13 @@ impl Endpoint {
         self.shared.inner.lock().dropped
     }
 
+    /// Datagrams the TCP carrier dropped: its connection's queue was full (the
+    /// sessions' loss recovery re-sends them) or the connection was gone.
+    #[must_use]
+    pub fn tcp_dropped_datagrams(&self) -> u64 {
+        self.shared.inner.lock().tcp_dropped
+    }
+
     /// Moves the endpoint to a new socket bound to `addr` (a client address change,
     /// as after NAT rebinding or a network switch). Established sessions continue:
     /// the peer validates the new address and migrates (I7).
@@ -342,13 +449,7 @@ impl Endpoint {
     /// # Errors
     /// [`Error::Io`]/[`Error::BadAddress`] if the new socket cannot be bound.
     pub fn rebind(&self, addr: SocketAddr) -> Result<SocketAddr, Error> {
-        let s = std::net::UdpSocket::bind(addr).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AddrNotAvailable {
-                Error::BadAddress(format!("{addr}: {e}"))
-            } else {
-                Error::Io(e)
-            }
-        })?;
+        let s = std::net::UdpSocket::bind(addr).map_err(|e| bind_error(addr, e))?;
         let local = s.local_addr()?;
         self.shared.inner.lock().rebind = Some(s);
         self.shared.notify.notify_one();

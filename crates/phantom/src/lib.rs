@@ -1,4 +1,4 @@
-//! Phantom's tokio runtime: an [`Endpoint`] owns a UDP socket and a driver task that
+//! Phantom's tokio runtime: an [`Endpoint`] owns UDP sockets and a driver task that
 //! feeds received datagrams and the clock to the sans-IO sessions of
 //! `phantom-session`, sends what they produce, and exposes each session as a
 //! [`Connection`] with bidirectional streams implementing tokio's `AsyncRead` and
@@ -16,13 +16,29 @@
 //! capped by an I/O budget. Socket I/O goes through `quinn-udp`: GRO batches are
 //! split on receipt and consecutive datagrams to one destination leave in one GSO
 //! send where the kernel supports it. Many sessions share one endpoint. Handshake failures are
-//! mapped to a typed [`Error`] (wrong server key, timeout, bad address). Only UDP is
-//! carried: the session's TCP fallback requests are logged, not acted on.
+//! mapped to a typed [`Error`] (wrong server key, timeout, bad address).
+//!
+//! **Paths and carriers.** [`Connection::add_path`] binds an extra UDP socket on the
+//! endpoint: each socket is a path to the session, validated before it carries data
+//! and scheduled by the session's multipath scheduler ([`Connection::set_scheduler`]).
+//! A server made with [`Endpoint::server_with_tcp`] also accepts TCP connections
+//! carrying length-prefixed datagrams (2-byte big-endian length, then the datagram) of
+//! any number of sessions, handshakes included; a client given
+//! [`ClientOptions::tcp_fallback`] continues its handshake over TCP when UDP does not
+//! answer, and follows the session's fallback state machine afterwards: it opens TCP
+//! and validates it as a path when UDP fails, re-probes UDP periodically, and retires
+//! TCP once a UDP path validates again. Stream data is never lost across a switch:
+//! the session re-sends whatever was in flight on an abandoned path.
 //!
 //! **Invariants upheld here.** I1: a datagram that fails to route or to
 //! authenticate only bumps a counter (the runtime parses nothing beyond the
 //! cleartext header, through the session crate's router, and never panics on socket
-//! input); tested by `i1_garbage_datagrams_do_not_disturb_sessions`. I8: key material
+//! input); tested by `i1_garbage_datagrams_do_not_disturb_sessions`. TCP frames are
+//! untrusted too: a bad length closes that connection only
+//! (`i1_frames_round_trip_and_a_zero_length_is_refused`,
+//! `i1_a_bad_tcp_frame_closes_only_that_connection`). I7: an added path or a TCP
+//! connection carries no application data before it is validated
+//! (`i7_an_added_path_carries_no_data_until_validated`). I8: key material
 //! never passes through this crate's own types or errors, and `Debug` of its
 //! configuration shows no key bytes (`i8_debug_output_never_shows_secret_key_bytes`).
 //!
@@ -40,12 +56,14 @@ mod driver;
 mod endpoint;
 mod error;
 mod state;
+mod tcp;
 
 pub use clock::{now, unix_time};
 pub use connection::{Connection, RecvStream, SendStream};
 pub use endpoint::{ClientOptions, Endpoint, ServerConfig, default_session_config, resolve};
 pub use error::{ConnectionClosed, Error};
 pub use phantom_handshake::{HybridSigningKey, HybridVerifyingKey, ServerIdentity};
+pub use phantom_session::fallback::FallbackConfig;
 pub use phantom_session::{
     CloseReason, Config as SessionConfig, PathSnapshot, SchedulerMode, Stats,
 };

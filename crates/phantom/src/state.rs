@@ -2,7 +2,7 @@
 //! touches the socket; application handles lock this state, call the sans-IO
 //! session, mark the session dirty and wake the driver.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::task::Waker;
 use std::time::Instant;
@@ -10,15 +10,17 @@ use std::time::Instant;
 use parking_lot::Mutex;
 use phantom_handshake::{Client, Progress, Server, Time, VerifiedCertificate};
 use phantom_session::early::EarlyData;
+use phantom_session::fallback::Carrier;
 use phantom_session::{
     CloseReason, Config as SessionConfig, DatagramEvent, Dir, Event, RxMeta, Session, Side,
 };
 use rand::Rng as _;
 use rand::rngs::StdRng;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::clock;
 use crate::error::{ConnectionClosed, Error};
+use crate::tcp::CarrierAction;
 
 /// State shared by the driver task and every handle.
 #[derive(Debug)]
@@ -26,6 +28,8 @@ pub(crate) struct Shared {
     pub(crate) inner: Mutex<Inner>,
     /// Wakes the driver: new application data, a close, a new connect.
     pub(crate) notify: Notify,
+    /// Set to `true` when the driver stops: TCP tasks end.
+    pub(crate) shutdown: watch::Sender<bool>,
 }
 
 impl Shared {
@@ -44,6 +48,13 @@ impl Shared {
     }
 }
 
+/// Which handshake a datagram belongs to on a client endpoint: over UDP (`None`)
+/// or over the TCP connection with that local address, and the server's address.
+pub(crate) type PendingKey = (Option<SocketAddr>, SocketAddr);
+
+/// Where a connect future learns its handshake's outcome (a connection handle).
+pub(crate) type ConnectReply = oneshot::Receiver<Result<u64, Error>>;
+
 /// A client handshake in flight.
 pub(crate) struct PendingConnect {
     pub(crate) client: Client,
@@ -53,6 +64,43 @@ pub(crate) struct PendingConnect {
     /// The pinned key, naming the certificate cache entry.
     pub(crate) server_key: Vec<u8>,
     pub(crate) reply: oneshot::Sender<Result<u64, Error>>,
+    /// The server's UDP address (what `connect` was given).
+    pub(crate) udp_remote: SocketAddr,
+    /// The server's TCP fallback address, if any.
+    pub(crate) tcp_remote: Option<SocketAddr>,
+    /// Signalled after two unanswered UDP retransmissions (switch to TCP).
+    pub(crate) want_tcp: Option<oneshot::Sender<()>>,
+    /// Retransmissions so far.
+    pub(crate) timeouts: u32,
+    /// The client's last flight, re-sent at once when the handshake moves to TCP.
+    pub(crate) flight: Vec<Vec<u8>>,
+}
+
+/// A datagram to send that is not a session's transmit (handshake traffic).
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    /// Local address to send from (`None`: a TCP connection to `dst` if any, else
+    /// the primary UDP socket).
+    pub(crate) src: Option<SocketAddr>,
+    pub(crate) dst: SocketAddr,
+    pub(crate) data: Vec<u8>,
+}
+
+/// The writing side of one TCP connection carrying datagrams.
+#[derive(Debug)]
+pub(crate) struct TcpLink {
+    pub(crate) tx: mpsc::Sender<Vec<u8>>,
+}
+
+/// Where a session's TCP carrier stands (client side).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TcpCarrier {
+    /// No TCP connection.
+    Idle,
+    /// A connect is under way.
+    Opening,
+    /// Carried over the TCP connection `(local, remote)`.
+    Open(SocketAddr, SocketAddr),
 }
 
 /// One session and the wakers of the tasks waiting on it.
@@ -74,6 +122,12 @@ pub(crate) struct ConnState {
     pub(crate) close_reason: Option<CloseReason>,
     pub(crate) deadline: Option<Instant>,
     pub(crate) unregistered: bool,
+    /// Client side: the server's UDP address.
+    pub(crate) udp_remote: SocketAddr,
+    /// Client side: the server's TCP fallback address.
+    pub(crate) tcp_remote: Option<SocketAddr>,
+    /// Client side: the TCP carrier.
+    pub(crate) tcp: TcpCarrier,
 }
 
 impl ConnState {
@@ -81,6 +135,9 @@ impl ConnState {
         Self {
             session,
             remote,
+            udp_remote: remote,
+            tcp_remote: None,
+            tcp: TcpCarrier::Idle,
             handles,
             incoming_bi: VecDeque::new(),
             incoming_uni: VecDeque::new(),
@@ -140,9 +197,24 @@ pub(crate) struct Inner {
     pub(crate) conns: HashMap<u64, ConnState>,
     pub(crate) server: Option<Server>,
     pub(crate) server_session_cfg: SessionConfig,
-    pub(crate) pending: HashMap<SocketAddr, PendingConnect>,
+    pub(crate) pending: HashMap<PendingKey, PendingConnect>,
     /// Handshake datagrams to send.
-    pub(crate) hs_out: VecDeque<(SocketAddr, Vec<u8>)>,
+    pub(crate) hs_out: VecDeque<Outgoing>,
+    /// Extra UDP sockets bound but not yet adopted by the driver.
+    pub(crate) new_sockets: Vec<std::net::UdpSocket>,
+    /// A path went away: the driver closes extra sockets no path uses any more.
+    pub(crate) prune_sockets: bool,
+    /// Live TCP connections carrying datagrams, by `(local, remote)`.
+    pub(crate) tcp: HashMap<(SocketAddr, SocketAddr), TcpLink>,
+    /// Local addresses of TCP connections (live or closed, bounded): a transmit from
+    /// one of them whose connection is gone is dropped, never sent over UDP.
+    pub(crate) tcp_locals: HashSet<SocketAddr>,
+    /// The TCP listening address (server with a TCP carrier).
+    pub(crate) tcp_listen: Option<SocketAddr>,
+    /// Datagrams dropped because a TCP connection's queue was full or gone.
+    pub(crate) tcp_dropped: u64,
+    /// The runtime the endpoint was created in (spawns TCP tasks).
+    pub(crate) rt: tokio::runtime::Handle,
     /// Accepted connections not yet taken by `accept` (each holds one handle).
     pub(crate) incoming: VecDeque<u64>,
     pub(crate) accept_wakers: Vec<Waker>,
@@ -181,9 +253,21 @@ pub(crate) const RECV_BUDGET: usize = 64;
 pub(crate) const SEND_BUDGET: usize = 64;
 
 impl Inner {
-    pub(crate) fn new(local: SocketAddr, server: Option<Server>, cfg: SessionConfig) -> Self {
+    pub(crate) fn new(
+        local: SocketAddr,
+        server: Option<Server>,
+        cfg: SessionConfig,
+        rt: tokio::runtime::Handle,
+    ) -> Self {
         Self {
             local,
+            new_sockets: Vec::new(),
+            prune_sockets: false,
+            tcp: HashMap::new(),
+            tcp_locals: HashSet::new(),
+            tcp_listen: None,
+            tcp_dropped: 0,
+            rt,
             router: phantom_session::Endpoint::new(),
             conns: HashMap::new(),
             server,
@@ -232,32 +316,45 @@ impl Inner {
         h
     }
 
-    /// One received datagram.
-    pub(crate) fn on_datagram(&mut self, now: Time, from: SocketAddr, dg: &mut [u8]) {
+    /// One received datagram, with where it arrived (socket or TCP connection).
+    pub(crate) fn on_datagram(&mut self, now: Time, rx: RxMeta, dg: &mut [u8]) {
         match self.router.route(dg) {
             DatagramEvent::Session(h) => {
                 if let Some(c) = self.conns.get_mut(&h.0) {
-                    c.session
-                        .handle_datagram(now.instant, RxMeta::udp(self.local, from), dg);
+                    c.session.handle_datagram(now.instant, rx, dg);
                     // Acks may have freed buffer space or stream credit.
                     c.wake_writers();
                     self.dirty.insert(h.0);
                 }
             }
             DatagramEvent::Unknown => self.dropped += 1,
-            DatagramEvent::Handshake => self.on_handshake_datagram(now, from, dg),
+            DatagramEvent::Handshake => self.on_handshake_datagram(now, rx, dg),
         }
     }
 
-    fn on_handshake_datagram(&mut self, now: Time, from: SocketAddr, dg: &mut [u8]) {
-        if let Some(mut p) = self.pending.remove(&from) {
+    fn on_handshake_datagram(&mut self, now: Time, rx: RxMeta, dg: &mut [u8]) {
+        let from = rx.remote;
+        let key: PendingKey = match rx.carrier {
+            Carrier::Udp => (None, from),
+            Carrier::Tcp => (Some(rx.local), from),
+        };
+        if let Some(mut p) = self.pending.remove(&key) {
             match p.client.handle(now, dg, &mut self.rng) {
-                Ok(Progress::Complete) => self.complete_client(now, from, p),
+                Ok(Progress::Complete) => self.complete_client(now, rx, p),
                 Ok(Progress::Pending) => {
+                    let mut flight = Vec::new();
                     while let Some(d) = p.client.poll_transmit() {
-                        self.hs_out.push_back((from, d));
+                        flight.push(d.clone());
+                        self.hs_out.push_back(Outgoing {
+                            src: key.0,
+                            dst: from,
+                            data: d,
+                        });
                     }
-                    self.pending.insert(from, p);
+                    if !flight.is_empty() {
+                        p.flight = flight;
+                    }
+                    self.pending.insert(key, p);
                 }
                 Err(e) => {
                     // A datagram that does not parse leaves the client untouched.
@@ -268,10 +365,13 @@ impl Inner {
                     ) || (p.client.poll_timeout().is_none() && !p.client.is_complete());
                     if fatal {
                         tracing::debug!(target: "phantom::runtime", peer = %from, error = %e, "handshake failed");
-                        let _ = p.reply.send(Err(Error::from_handshake(e, from)));
+                        let _ = p.reply.send(Err(Error::from_handshake(e, p.udp_remote)));
+                        if let (Some(local), remote) = key {
+                            self.tcp.remove(&(local, remote));
+                        }
                     } else {
                         self.dropped += 1;
-                        self.pending.insert(from, p);
+                        self.pending.insert(key, p);
                     }
                 }
             }
@@ -282,7 +382,13 @@ impl Inner {
             let result =
                 server.handle_datagram(now, from, dg, &mut self.rng, |id| router.is_live(id));
             while let Some(t) = server.poll_transmit() {
-                self.hs_out.push_back((t.dst, t.payload));
+                // Answers go back the way the datagram came (UDP socket or TCP).
+                let src = (t.dst == from).then_some(rx.local);
+                self.hs_out.push_back(Outgoing {
+                    src,
+                    dst: t.dst,
+                    data: t.payload,
+                });
             }
             match result {
                 Ok(Some(est)) => {
@@ -292,12 +398,12 @@ impl Inner {
                         self.server_session_cfg.clone(),
                         *est,
                         now.instant,
-                        self.local,
+                        rx.local,
                         from,
                         seed,
                     ) {
                         Ok(s) => {
-                            tracing::info!(target: "phantom::runtime", peer = %from, session = ?s.session_id(), "accepted session");
+                            tracing::info!(target: "phantom::runtime", peer = %from, carrier = ?rx.carrier, session = ?s.session_id(), "accepted session");
                             if self.closing {
                                 return;
                             }
@@ -328,33 +434,40 @@ impl Inner {
             .filter(|(_, c)| c.remote == from && !c.session.is_closed())
             .max_by_key(|(h, _)| **h)
         {
-            c.session
-                .handle_datagram(now.instant, RxMeta::udp(self.local, from), dg);
+            c.session.handle_datagram(now.instant, rx, dg);
             self.dirty.insert(h);
         } else {
             self.dropped += 1;
         }
     }
 
-    fn complete_client(&mut self, now: Time, from: SocketAddr, p: PendingConnect) {
+    fn complete_client(&mut self, now: Time, rx: RxMeta, p: PendingConnect) {
         let PendingConnect {
             mut client,
             session_cfg,
             reply,
+            udp_remote,
+            tcp_remote,
             early,
             server_key,
+            ..
         } = p;
-        // The last flight (a PDK ClientFinished) goes out now; the session keeps a copy
-        // to answer a server retransmission.
+        let from = rx.remote;
+        // The last flight (a PDK ClientFinished) goes out now, the way the handshake
+        // came; the session keeps a copy to answer a server retransmission.
         while let Some(d) = client.poll_transmit() {
-            self.hs_out.push_back((from, d));
+            self.hs_out.push_back(Outgoing {
+                src: Some(rx.local),
+                dst: from,
+                data: d,
+            });
         }
         if let Some(cert) = client.verified_certificate() {
             self.certificates.insert(server_key, cert.clone());
         }
         let result = client
             .into_established()
-            .map_err(|e| Error::from_handshake(e, from))
+            .map_err(|e| Error::from_handshake(e, udp_remote))
             .and_then(|est| {
                 let seed = self.seed();
                 Session::from_established(
@@ -362,7 +475,7 @@ impl Inner {
                     session_cfg,
                     est,
                     now.instant,
-                    self.local,
+                    rx.local,
                     from,
                     seed,
                 )
@@ -370,7 +483,11 @@ impl Inner {
             });
         match result {
             Ok(mut s) => {
-                tracing::info!(target: "phantom::runtime", peer = %from, session = ?s.session_id(), resumed = s.is_resumed(), early_data_accepted = s.early_data_accepted(), "handshake complete");
+                tracing::info!(target: "phantom::runtime", peer = %from, carrier = ?rx.carrier, session = ?s.session_id(), resumed = s.is_resumed(), early_data_accepted = s.early_data_accepted(), "handshake complete");
+                if rx.carrier == Carrier::Tcp {
+                    // UDP did not answer: start in the TCP state, probing UDP later.
+                    let _ = s.fallback_mut().on_udp_blocked(now.instant);
+                }
                 let mut early_stream = None;
                 if let Some(early) = early {
                     // Re-send the replay-safe streams under 1-RTT keys (nothing is lost
@@ -384,6 +501,11 @@ impl Inner {
                 let h = self.install(s, from, 1);
                 if let Some(c) = self.conns.get_mut(&h) {
                     c.early_stream = early_stream;
+                    c.udp_remote = udp_remote;
+                    c.tcp_remote = tcp_remote;
+                    if rx.carrier == Carrier::Tcp {
+                        c.tcp = TcpCarrier::Open(rx.local, from);
+                    }
                 }
                 if reply.send(Ok(h)).is_err() {
                     // The connect future is gone: nobody will ever use this session.
@@ -398,16 +520,18 @@ impl Inner {
         }
     }
 
-    /// Starts a client handshake.
+    /// Starts a client handshake over UDP. The returned second receiver fires after
+    /// two unanswered retransmissions (time to try `tcp_remote`).
     pub(crate) fn start_connect(
         &mut self,
         now: Time,
         remote: SocketAddr,
+        tcp_remote: Option<SocketAddr>,
         mut cfg: phantom_handshake::ClientConfig,
         session_cfg: SessionConfig,
         early: Option<EarlyData>,
-    ) -> Result<oneshot::Receiver<Result<u64, Error>>, Error> {
-        if self.pending.contains_key(&remote) {
+    ) -> Result<(ConnectReply, oneshot::Receiver<()>), Error> {
+        if self.pending.contains_key(&(None, remote)) {
             return Err(Error::HandshakeInProgress(remote));
         }
         if self.closing {
@@ -422,21 +546,82 @@ impl Inner {
         }
         let mut client =
             Client::new(cfg, &mut self.rng, now).map_err(|e| Error::from_handshake(e, remote))?;
+        let mut flight = Vec::new();
         while let Some(d) = client.poll_transmit() {
-            self.hs_out.push_back((remote, d));
+            flight.push(d.clone());
+            self.hs_out.push_back(Outgoing {
+                src: None,
+                dst: remote,
+                data: d,
+            });
         }
         let (tx, rx) = oneshot::channel();
+        let (want_tx, want_rx) = oneshot::channel();
         self.pending.insert(
-            remote,
+            (None, remote),
             PendingConnect {
                 client,
                 session_cfg,
                 reply: tx,
                 early,
                 server_key,
+                udp_remote: remote,
+                tcp_remote,
+                want_tcp: tcp_remote.map(|_| want_tx),
+                timeouts: 0,
+                flight,
             },
         );
-        Ok(rx)
+        Ok((rx, want_rx))
+    }
+
+    /// Moves the UDP handshake with `udp_remote` onto the TCP connection
+    /// `(local, remote)` and re-sends the client's last flight over it. False if that
+    /// handshake is gone.
+    pub(crate) fn move_handshake_to_tcp(
+        &mut self,
+        udp_remote: SocketAddr,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> bool {
+        let Some(p) = self.pending.remove(&(None, udp_remote)) else {
+            return false;
+        };
+        for d in &p.flight {
+            self.hs_out.push_back(Outgoing {
+                src: Some(local),
+                dst: remote,
+                data: d.clone(),
+            });
+        }
+        tracing::info!(target: "phantom::runtime", %udp_remote, tcp = %remote, "handshake continues over TCP");
+        self.pending.insert((Some(local), remote), p);
+        true
+    }
+
+    /// Registers a TCP connection carrying datagrams.
+    pub(crate) fn add_tcp_link(&mut self, local: SocketAddr, remote: SocketAddr, link: TcpLink) {
+        if self.tcp_locals.len() >= 1024 {
+            let live: HashSet<SocketAddr> = self.tcp.keys().map(|k| k.0).collect();
+            self.tcp_locals.retain(|a| live.contains(a));
+        }
+        self.tcp_locals.insert(local);
+        self.tcp.insert((local, remote), link);
+    }
+
+    /// A TCP connection ended: forget it and stop every session's path over it
+    /// (their in-flight data is re-sent on their other paths).
+    pub(crate) fn remove_tcp_link(&mut self, local: SocketAddr, remote: SocketAddr) {
+        self.tcp.remove(&(local, remote));
+        for (&h, c) in &mut self.conns {
+            if c.tcp == TcpCarrier::Open(local, remote) {
+                c.tcp = TcpCarrier::Idle;
+            }
+            if c.session.abandon_path(local, remote).is_ok() {
+                tracing::debug!(target: "phantom::runtime", %local, %remote, "TCP path closed");
+                self.dirty.insert(h);
+            }
+        }
     }
 
     /// Drops one handle of a connection; the last one closes the session.
@@ -464,36 +649,74 @@ impl Inner {
         {
             s.handle_timeout(now);
             while let Some(t) = s.poll_transmit() {
-                self.hs_out.push_back((t.dst, t.payload));
+                self.hs_out.push_back(Outgoing {
+                    src: None,
+                    dst: t.dst,
+                    data: t.payload,
+                });
             }
         }
-        let expired: Vec<SocketAddr> = self
+        let expired: Vec<PendingKey> = self
             .pending
             .iter()
             .filter(|(_, p)| p.client.poll_timeout().is_some_and(|d| d <= now.instant))
             .map(|(a, _)| *a)
             .collect();
-        for addr in expired {
-            if let Some(mut p) = self.pending.remove(&addr) {
+        for key in expired {
+            if let Some(mut p) = self.pending.remove(&key) {
                 match p.client.handle_timeout(now) {
                     Ok(()) => {
                         while let Some(d) = p.client.poll_transmit() {
-                            self.hs_out.push_back((addr, d));
+                            self.hs_out.push_back(Outgoing {
+                                src: key.0,
+                                dst: key.1,
+                                data: d,
+                            });
                         }
-                        self.pending.insert(addr, p);
+                        p.timeouts = p.timeouts.saturating_add(1);
+                        if p.timeouts >= 2
+                            && key.0.is_none()
+                            && let Some(tx) = p.want_tcp.take()
+                        {
+                            // UDP does not answer: the connect future opens TCP.
+                            let _ = tx.send(());
+                        }
+                        self.pending.insert(key, p);
                     }
                     Err(e) => {
-                        let _ = p.reply.send(Err(Error::from_handshake(e, addr)));
+                        let _ = p.reply.send(Err(Error::from_handshake(e, p.udp_remote)));
+                        if let (Some(local), remote) = key {
+                            self.tcp.remove(&(local, remote));
+                        }
                     }
                 }
             }
         }
-        // Connect futures that were dropped.
-        self.pending.retain(|_, p| !p.reply.is_closed());
+        self.forget_abandoned_connects();
+    }
+
+    /// Drops handshakes whose connect future is gone, with the TCP connection each
+    /// one opened, if any.
+    pub(crate) fn forget_abandoned_connects(&mut self) {
+        let gone: Vec<PendingKey> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.reply.is_closed())
+            .map(|(k, _)| *k)
+            .collect();
+        for key in gone {
+            self.pending.remove(&key);
+            if let (Some(local), remote) = key {
+                self.tcp.remove(&(local, remote));
+            }
+        }
     }
 
     /// Drains events of the sessions in `touched`, waking the waiting tasks.
-    pub(crate) fn process_events(&mut self, touched: &BTreeSet<u64>) {
+    /// Returns the carrier actions the runtime must take (client sessions with a TCP
+    /// fallback address only).
+    pub(crate) fn process_events(&mut self, touched: &BTreeSet<u64>) -> Vec<(u64, CarrierAction)> {
+        let mut actions = Vec::new();
         for h in touched {
             let Some(c) = self.conns.get_mut(h) else {
                 continue;
@@ -532,9 +755,14 @@ impl Inner {
                     }
                     Event::PathValidated(p) => {
                         tracing::info!(target: "phantom::runtime", path = p.0, "path validated");
+                        if c.tcp_remote.is_some() {
+                            // Back on UDP once a UDP path validates: retire TCP.
+                            actions.push((*h, CarrierAction::PathValidated(p)));
+                        }
                     }
                     Event::PathFailed(p) => {
                         tracing::info!(target: "phantom::runtime", path = p.0, "path failed");
+                        self.prune_sockets = true;
                     }
                     Event::Migrated { from, to } => {
                         tracing::info!(target: "phantom::runtime", from = from.0, to = to.0, "peer migrated");
@@ -543,7 +771,12 @@ impl Inner {
                         tracing::debug!(target: "phantom::runtime", epoch = epoch.0, local, "rekeyed");
                     }
                     Event::Fallback(a) => {
-                        tracing::debug!(target: "phantom::runtime", action = ?a, "fallback action ignored (UDP only)");
+                        if c.tcp_remote.is_some() {
+                            tracing::info!(target: "phantom::runtime", action = ?a, "carrier fallback");
+                            actions.push((*h, CarrierAction::Fallback(a)));
+                        } else {
+                            tracing::debug!(target: "phantom::runtime", action = ?a, "fallback action ignored (no TCP address)");
+                        }
                     }
                     Event::Closed(reason) => {
                         tracing::info!(target: "phantom::runtime", reason = ?reason, "session closed");
@@ -554,6 +787,7 @@ impl Inner {
             }
             c.deadline = c.session.poll_timeout();
         }
+        actions
     }
 
     /// Forgets drained sessions: unregisters them from the router, and drops their
@@ -564,7 +798,13 @@ impl Inner {
             if c.session.is_drained() {
                 if !c.unregistered {
                     c.unregistered = true;
+                    self.prune_sockets = true;
                     self.router.remove(&c.session.session_id());
+                    if let TcpCarrier::Open(l, r) = c.tcp {
+                        // The client's own TCP connection: close it with the session.
+                        self.tcp.remove(&(l, r));
+                        c.tcp = TcpCarrier::Idle;
+                    }
                     if c.close_reason.is_none() {
                         c.close_reason = Some(CloseReason::Error(phantom_session::Error::Closed));
                     }
@@ -584,6 +824,15 @@ impl Inner {
                 w.wake();
             }
         }
+    }
+
+    /// Local addresses the live sessions' paths use.
+    pub(crate) fn locals_in_use(&self) -> HashSet<SocketAddr> {
+        self.conns
+            .values()
+            .filter(|c| !c.unregistered)
+            .flat_map(|c| c.session.paths().into_iter().map(|p| p.local))
+            .collect()
     }
 
     /// Sessions not yet drained.

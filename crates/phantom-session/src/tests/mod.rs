@@ -9,6 +9,7 @@ pub(crate) fn test_instant() -> std::time::Instant {
     std::time::Instant::now()
 }
 
+mod carrier_tests;
 mod early;
 pub(crate) mod harness;
 pub(crate) mod link;

@@ -4,7 +4,8 @@
     unreachable_pub,
     missing_docs,
     clippy::unwrap_used,
-    clippy::expect_used
+    clippy::expect_used,
+    clippy::indexing_slicing
 )]
 
 use std::future::Future;
@@ -72,4 +73,150 @@ pub async fn send_and_read_back(
     };
     let ((), got) = within(secs, async { tokio::join!(writer, reader) }).await;
     got
+}
+
+/// A loopback UDP relay between clients and a server, acting like a NAT: each
+/// client source address gets its own upstream socket (so the server sees one
+/// address per client path). It can drop every datagram, or those of chosen client
+/// addresses, in both directions.
+pub struct Shim {
+    addr: SocketAddr,
+    drop_all: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    blocked: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<SocketAddr>>>,
+    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Shim {
+    /// Starts a relay to `server` on 127.0.0.1.
+    pub async fn start(server: SocketAddr) -> Shim {
+        use std::sync::atomic::Ordering;
+        use std::sync::{Arc, Mutex};
+        let front = Arc::new(tokio::net::UdpSocket::bind(localhost()).await.unwrap());
+        let addr = front.local_addr().unwrap();
+        let drop_all = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let frozen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let blocked: Arc<Mutex<std::collections::HashSet<SocketAddr>>> = Arc::default();
+        let tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let (d, b, t, fz) = (
+            drop_all.clone(),
+            blocked.clone(),
+            tasks.clone(),
+            frozen.clone(),
+        );
+        let main = tokio::spawn(async move {
+            let mut ups: std::collections::HashMap<SocketAddr, Arc<tokio::net::UdpSocket>> =
+                std::collections::HashMap::new();
+            let mut buf = vec![0u8; 65_536];
+            loop {
+                let Ok((n, from)) = front.recv_from(&mut buf).await else {
+                    continue;
+                };
+                if d.load(Ordering::Relaxed)
+                    || b.lock().unwrap().contains(&from)
+                    || (fz.load(Ordering::Relaxed) && !ups.contains_key(&from))
+                {
+                    continue;
+                }
+                let up = match ups.get(&from) {
+                    Some(u) => u.clone(),
+                    None => {
+                        let u = Arc::new(tokio::net::UdpSocket::bind(localhost()).await.unwrap());
+                        ups.insert(from, u.clone());
+                        let (u2, f2, d2, b2) = (u.clone(), front.clone(), d.clone(), b.clone());
+                        let back = tokio::spawn(async move {
+                            let mut buf = vec![0u8; 65_536];
+                            loop {
+                                let Ok((n, _)) = u2.recv_from(&mut buf).await else {
+                                    continue;
+                                };
+                                if d2.load(Ordering::Relaxed) || b2.lock().unwrap().contains(&from)
+                                {
+                                    continue;
+                                }
+                                let _ = f2.send_to(&buf[..n], from).await;
+                            }
+                        });
+                        t.lock().unwrap().push(back);
+                        u
+                    }
+                };
+                let _ = up.send_to(&buf[..n], server).await;
+            }
+        });
+        tasks.lock().unwrap().push(main);
+        Shim {
+            addr,
+            drop_all,
+            frozen,
+            blocked,
+            tasks,
+        }
+    }
+
+    /// The address clients send to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Drops every datagram (both directions) while `on`.
+    pub fn set_drop(&self, on: bool) {
+        self.drop_all
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// While `on`, datagrams from client addresses not seen before are dropped (new
+    /// paths are blackholed from their first datagram).
+    pub fn freeze(&self, on: bool) {
+        self.frozen.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Drops the datagrams of client address `client` (both directions) while `on`.
+    pub fn block(&self, client: SocketAddr, on: bool) {
+        let mut b = self.blocked.lock().unwrap();
+        if on {
+            b.insert(client);
+        } else {
+            b.remove(&client);
+        }
+    }
+}
+
+impl Drop for Shim {
+    fn drop(&mut self) {
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+}
+
+/// Server side of a transfer: accepts one stream and echoes it back as it reads,
+/// counting the bytes read into `seen`.
+pub async fn echo_one(
+    conn: &phantom::Connection,
+    seen: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    let (mut send, mut recv) = conn.accept_bi().await.unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = recv.read(&mut buf).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        seen.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        send.write_all(&buf[..n]).await.unwrap();
+    }
+    send.shutdown().await.unwrap();
+}
+
+/// Polls `cond` every 20 ms until it holds, failing the test after `secs` seconds.
+pub async fn wait_until(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

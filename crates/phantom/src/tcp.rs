@@ -1,0 +1,379 @@
+//! The TCP carrier: sessions' datagrams over TCP when UDP is blocked or failing.
+//!
+//! Framing: each datagram is sent as a 2-byte big-endian length followed by that
+//! many bytes (1..=65535; a zero length is a framing error that closes the
+//! connection). One TCP connection carries the datagrams of any number of sessions,
+//! routed by session id exactly like UDP datagrams; handshake datagrams travel the
+//! same way. To a session a TCP connection is just another path, identified by the
+//! connection's `(local, remote)` socket addresses and delivered with
+//! `RxMeta { carrier: Carrier::Tcp, .. }`; the driver hands a transmit whose
+//! `(src, dst)` is a live connection to that connection's writer task through a
+//! bounded queue (a full queue drops the datagram: the session's loss recovery
+//! repairs it, as it would for UDP).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use phantom_session::fallback::{Carrier, FallbackAction};
+use phantom_session::{PathSnapshot, RxMeta};
+use phantom_wire::PathId;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use crate::error::Error;
+use crate::state::{Inner, Shared, TcpCarrier, TcpLink};
+
+/// Largest datagram one frame carries (the 2-byte length's range).
+pub(crate) const MAX_FRAME: usize = 65_535;
+/// Datagrams queued per TCP connection before new ones are dropped.
+const QUEUE: usize = 1024;
+/// Bytes coalesced into one TCP write.
+const WRITE_CHUNK: usize = 256 * 1024;
+/// How long the client waits for a TCP connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the carrier logic reacts to (client sessions with a TCP fallback address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CarrierAction {
+    /// The session's fallback state machine asked for something.
+    Fallback(FallbackAction),
+    /// A path passed validation.
+    PathValidated(PathId),
+}
+
+/// Appends one frame (length prefix + datagram) to `out`. False if `d` does not fit
+/// a frame (it is not appended).
+pub(crate) fn encode_frame(d: &[u8], out: &mut Vec<u8>) -> bool {
+    let Ok(len) = u16::try_from(d.len()) else {
+        return false;
+    };
+    if len == 0 {
+        return false;
+    }
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(d);
+    true
+}
+
+/// Why a TCP connection's reader stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ReadEnd {
+    /// The peer closed (or the connection failed).
+    Closed,
+    /// A frame with an invalid length: the connection is closed.
+    BadLength,
+}
+
+/// The next complete frame at the start of `buf`: `Some(total frame length)` (the
+/// datagram is `buf[2..total]`), `None` if more bytes are needed. Untrusted input: a
+/// zero length is a framing error; nothing here panics.
+pub(crate) fn next_frame(buf: &[u8]) -> Result<Option<usize>, ReadEnd> {
+    let (Some(&hi), Some(&lo)) = (buf.first(), buf.get(1)) else {
+        return Ok(None);
+    };
+    let len = usize::from(u16::from_be_bytes([hi, lo]));
+    if len == 0 {
+        return Err(ReadEnd::BadLength);
+    }
+    Ok((buf.len() >= 2 + len).then_some(2 + len))
+}
+
+/// Receive buffer of a TCP reader: room for at least one whole frame, so the
+/// incomplete tail kept after each batch never fills it.
+const READ_BUF: usize = 256 * 1024;
+const _: () = assert!(READ_BUF >= MAX_FRAME + 2);
+
+/// Registers `stream` as a datagram carrier and spawns its reader and writer tasks.
+pub(crate) fn adopt(
+    shared: &Arc<Shared>,
+    stream: TcpStream,
+) -> std::io::Result<(SocketAddr, SocketAddr)> {
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr()?;
+    let remote = stream.peer_addr()?;
+    let (r, w) = stream.into_split();
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let rt = {
+        let mut g = shared.inner.lock();
+        g.add_tcp_link(local, remote, TcpLink { tx });
+        g.rt.clone()
+    };
+    tracing::debug!(target: "phantom::runtime", %local, %remote, "TCP carrier connected");
+    rt.spawn(writer(w, rx));
+    rt.spawn(reader(Arc::clone(shared), r, local, remote));
+    Ok((local, remote))
+}
+
+async fn writer(mut w: OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>) {
+    let mut buf = Vec::with_capacity(WRITE_CHUNK + MAX_FRAME + 2);
+    while let Some(d) = rx.recv().await {
+        buf.clear();
+        encode_frame(&d, &mut buf);
+        while buf.len() < WRITE_CHUNK {
+            match rx.try_recv() {
+                Ok(d) => {
+                    encode_frame(&d, &mut buf);
+                }
+                Err(_) => break,
+            }
+        }
+        if w.write_all(&buf).await.is_err() {
+            break;
+        }
+    }
+    let _ = w.shutdown().await;
+}
+
+/// Hands every complete frame at the start of `buf` to the sessions (one lock for
+/// the whole batch); returns the bytes consumed.
+fn deliver(shared: &Shared, meta: RxMeta, buf: &mut [u8]) -> Result<usize, ReadEnd> {
+    let mut off = 0;
+    let mut guard = None;
+    let result = loop {
+        let Some(rest) = buf.get(off..) else {
+            break Ok(off);
+        };
+        match next_frame(rest) {
+            Ok(Some(total)) => {
+                let g = guard.get_or_insert_with(|| shared.inner.lock());
+                let now = g.now();
+                if let Some(dg) = buf.get_mut(off + 2..off + total) {
+                    g.on_datagram(now, meta, dg);
+                }
+                off += total;
+            }
+            Ok(None) => break Ok(off),
+            Err(e) => break Err(e),
+        }
+    };
+    if guard.take().is_some() {
+        shared.notify.notify_one();
+    }
+    result
+}
+
+async fn reader(shared: Arc<Shared>, mut r: OwnedReadHalf, local: SocketAddr, remote: SocketAddr) {
+    let mut buf = vec![0u8; READ_BUF];
+    let mut filled = 0usize;
+    let mut shutdown = shared.shutdown.subscribe();
+    let meta = RxMeta {
+        local,
+        remote,
+        carrier: Carrier::Tcp,
+    };
+    let end = loop {
+        if *shutdown.borrow() {
+            break ReadEnd::Closed;
+        }
+        let Some(space) = buf.get_mut(filled..) else {
+            break ReadEnd::BadLength;
+        };
+        let n = tokio::select! {
+            r = r.read(space) => r.unwrap_or(0),
+            _ = shutdown.changed() => 0,
+        };
+        if n == 0 {
+            break ReadEnd::Closed;
+        }
+        filled += n;
+        let used = match buf.get_mut(..filled).map(|b| deliver(&shared, meta, b)) {
+            Some(Ok(used)) => used,
+            Some(Err(e)) => break e,
+            None => break ReadEnd::Closed,
+        };
+        // Keep the incomplete tail (less than one frame) at the start.
+        buf.copy_within(used..filled, 0);
+        filled -= used;
+    };
+    if end == ReadEnd::BadLength {
+        tracing::debug!(target: "phantom::runtime", %local, %remote, "bad TCP frame length: connection closed");
+    } else {
+        tracing::debug!(target: "phantom::runtime", %local, %remote, "TCP carrier closed");
+    }
+    shared.inner.lock().remove_tcp_link(local, remote);
+    shared.notify.notify_one();
+}
+
+/// Accepts TCP connections until the endpoint shuts down.
+pub(crate) async fn listen(shared: Arc<Shared>, listener: TcpListener) {
+    let mut shutdown = shared.shutdown.subscribe();
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, peer)) => {
+                    if let Err(e) = adopt(&shared, s) {
+                        tracing::debug!(target: "phantom::runtime", %peer, error = %e, "TCP accept failed");
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(target: "phantom::runtime", error = %e, "TCP accept error");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Opens a TCP connection to `addr` and registers it as a carrier.
+pub(crate) async fn connect(
+    shared: &Arc<Shared>,
+    addr: SocketAddr,
+) -> Result<(SocketAddr, SocketAddr), Error> {
+    let s = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| Error::Timeout(addr))??;
+    Ok(adopt(shared, s)?)
+}
+
+fn is_path(p: &PathSnapshot, local: SocketAddr, remote: SocketAddr) -> bool {
+    p.local == local && p.remote == remote
+}
+
+/// Acts on the carrier actions of client sessions (called by the driver under the
+/// lock): opens TCP and probes it as a path, re-probes UDP, retires TCP once a UDP
+/// path works again.
+pub(crate) fn apply(shared: &Arc<Shared>, g: &mut Inner, actions: Vec<(u64, CarrierAction)>) {
+    if actions.is_empty() {
+        return;
+    }
+    let now = g.now();
+    let udp_local = g.local;
+    for (h, a) in actions {
+        let Some(c) = g.conns.get_mut(&h) else {
+            continue;
+        };
+        if c.session.is_closed() {
+            continue;
+        }
+        let Some(tcp_remote) = c.tcp_remote else {
+            continue;
+        };
+        let on_tcp = c.session.fallback_mut().carrier() == Carrier::Tcp;
+        match a {
+            CarrierAction::Fallback(FallbackAction::SwitchToTcp) => match c.tcp {
+                TcpCarrier::Idle => {
+                    c.tcp = TcpCarrier::Opening;
+                    let shared2 = Arc::clone(shared);
+                    g.rt.spawn(open_for(shared2, h, tcp_remote));
+                }
+                TcpCarrier::Open(l, r) => {
+                    let _ = c.session.probe_path(now.instant, l, r);
+                    g.dirty.insert(h);
+                }
+                TcpCarrier::Opening => {}
+            },
+            CarrierAction::Fallback(FallbackAction::ProbeUdp) => {
+                if c.tcp == TcpCarrier::Idle {
+                    // Opening TCP failed when UDP first failed: try again.
+                    c.tcp = TcpCarrier::Opening;
+                    g.rt.spawn(open_for(Arc::clone(shared), h, tcp_remote));
+                }
+                // A fresh validation over UDP: a PATH_CHALLENGE answered over UDP
+                // brings the state machine back (SwitchToUdp).
+                let _ = c.session.abandon_path(udp_local, c.udp_remote);
+                g.prune_sockets = true;
+                match c.session.probe_path(now.instant, udp_local, c.udp_remote) {
+                    Ok(p) => {
+                        tracing::debug!(target: "phantom::runtime", path = p.0, "probing UDP");
+                    }
+                    Err(e) => {
+                        tracing::debug!(target: "phantom::runtime", error = %e, "cannot probe UDP");
+                    }
+                }
+                g.dirty.insert(h);
+            }
+            CarrierAction::Fallback(FallbackAction::SwitchToUdp)
+            | CarrierAction::PathValidated(_) => {
+                let TcpCarrier::Open(l, r) = c.tcp else {
+                    continue;
+                };
+                let paths = c.session.paths();
+                // The TCP path itself just passed validation.
+                let tcp_validated = matches!(a, CarrierAction::PathValidated(id)
+                    if paths.iter().any(|p| p.id == id && is_path(p, l, r)));
+                let other_validated = paths.iter().any(|p| !is_path(p, l, r) && p.validated);
+                if !on_tcp && other_validated {
+                    // UDP works again: retire the TCP path and close the connection.
+                    if c.session.abandon_path(l, r).is_ok() {
+                        tracing::info!(target: "phantom::runtime", "back on UDP: TCP carrier retired");
+                    }
+                    c.tcp = TcpCarrier::Idle;
+                    g.tcp.remove(&(l, r));
+                    g.dirty.insert(h);
+                } else if on_tcp && tcp_validated {
+                    // Carried over TCP now: stop waiting on the failing UDP paths;
+                    // whatever was in flight there is re-sent over TCP.
+                    for p in paths.iter().filter(|p| !is_path(p, l, r)) {
+                        let _ = c.session.abandon_path(p.local, p.remote);
+                    }
+                    g.prune_sockets = true;
+                    g.dirty.insert(h);
+                }
+            }
+            CarrierAction::Fallback(FallbackAction::None) => {}
+        }
+    }
+}
+
+/// Opens the TCP carrier of session `h` and starts validating it as a path.
+async fn open_for(shared: Arc<Shared>, h: u64, addr: SocketAddr) {
+    let r = connect(&shared, addr).await;
+    let mut g = shared.inner.lock();
+    let now = g.now();
+    let Some(c) = g.conns.get_mut(&h) else {
+        return;
+    };
+    match r {
+        Ok((l, rem)) => {
+            c.tcp = TcpCarrier::Open(l, rem);
+            match c.session.probe_path(now.instant, l, rem) {
+                Ok(p) => {
+                    tracing::info!(target: "phantom::runtime", path = p.0, local = %l, remote = %rem, "TCP carrier opened: validating");
+                }
+                Err(e) => {
+                    tracing::debug!(target: "phantom::runtime", error = %e, "cannot probe the TCP path");
+                }
+            }
+            g.dirty.insert(h);
+        }
+        Err(e) => {
+            c.tcp = TcpCarrier::Idle;
+            tracing::warn!(target: "phantom::runtime", %addr, error = %e, "cannot open the TCP carrier");
+        }
+    }
+    drop(g);
+    shared.notify.notify_one();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn i1_frames_round_trip_and_a_zero_length_is_refused() {
+        let mut wire = Vec::new();
+        assert!(encode_frame(b"hello", &mut wire));
+        assert!(encode_frame(&[7u8; MAX_FRAME], &mut wire));
+        assert!(!encode_frame(&[], &mut wire));
+        assert!(!encode_frame(&vec![0u8; MAX_FRAME + 1], &mut wire));
+        wire.extend_from_slice(&[0, 0, 1, 2, 3]);
+        assert_eq!(next_frame(&wire), Ok(Some(7)));
+        assert_eq!(&wire[2..7], b"hello");
+        let rest = &wire[7..];
+        assert_eq!(next_frame(rest), Ok(Some(MAX_FRAME + 2)));
+        assert_eq!(next_frame(&rest[MAX_FRAME + 2..]), Err(ReadEnd::BadLength));
+        // Incomplete frames wait for more bytes; nothing panics on any prefix.
+        assert_eq!(next_frame(&[]), Ok(None));
+        assert_eq!(next_frame(&[0]), Ok(None));
+        assert_eq!(next_frame(&[0, 9, 1, 2]), Ok(None));
+        assert_eq!(next_frame(&wire[..MAX_FRAME]), Ok(Some(7)));
+        assert_eq!(next_frame(&rest[..MAX_FRAME + 1]), Ok(None));
+    }
+}
