@@ -383,7 +383,7 @@ impl Endpoint {
     pub async fn accept(&self) -> Result<Connection, Error> {
         let h = poll_fn(|cx| {
             let mut g = self.shared.inner.lock();
-            if g.server.is_none() {
+            if !g.router.is_server() {
                 return Poll::Ready(Err(Error::NotServer));
             }
             if let Some(h) = g.incoming.pop_front() {

@@ -195,8 +195,6 @@ pub(crate) struct Inner {
     pub(crate) local: SocketAddr,
     pub(crate) router: phantom_session::Endpoint,
     pub(crate) conns: HashMap<u64, ConnState>,
-    pub(crate) server: Option<Server>,
-    pub(crate) server_session_cfg: SessionConfig,
     pub(crate) pending: HashMap<PendingKey, PendingConnect>,
     /// Handshake datagrams to send.
     pub(crate) hs_out: VecDeque<Outgoing>,
@@ -242,7 +240,7 @@ impl core::fmt::Debug for Inner {
             .field("local", &self.local)
             .field("conns", &self.conns.len())
             .field("pending", &self.pending.len())
-            .field("server", &self.server.is_some())
+            .field("server", &self.router.is_server())
             .finish_non_exhaustive()
     }
 }
@@ -268,10 +266,13 @@ impl Inner {
             tcp_listen: None,
             tcp_dropped: 0,
             rt,
-            router: phantom_session::Endpoint::new(),
+            // A server endpoint's router also runs the handshake server and builds
+            // accepted sessions with `cfg`.
+            router: match server {
+                Some(server) => phantom_session::Endpoint::with_server(server, cfg),
+                None => phantom_session::Endpoint::new(),
+            },
             conns: HashMap::new(),
-            server,
-            server_session_cfg: cfg,
             pending: HashMap::new(),
             hs_out: VecDeque::new(),
             incoming: VecDeque::new(),
@@ -377,11 +378,11 @@ impl Inner {
             }
             return;
         }
-        if let Some(server) = self.server.as_mut() {
-            let router = &self.router;
-            let result =
-                server.handle_datagram(now, from, dg, &mut self.rng, |id| router.is_live(id));
-            while let Some(t) = server.poll_transmit() {
+        if self.router.is_server() {
+            let result = self
+                .router
+                .handle_handshake(now, rx.local, from, dg, &mut self.rng);
+            while let Some(t) = self.router.poll_handshake_transmit() {
                 // Answers go back the way the datagram came (UDP socket or TCP).
                 let src = (t.dst == from).then_some(rx.local);
                 self.hs_out.push_back(Outgoing {
@@ -391,31 +392,19 @@ impl Inner {
                 });
             }
             match result {
-                Ok(Some(est)) => {
-                    let seed = self.seed();
-                    match Session::from_established(
-                        Side::Server,
-                        self.server_session_cfg.clone(),
-                        *est,
-                        now.instant,
-                        rx.local,
-                        from,
-                        seed,
-                    ) {
-                        Ok(s) => {
-                            tracing::info!(target: "phantom::runtime", peer = %from, carrier = ?rx.carrier, session = ?s.session_id(), "accepted session");
-                            if self.closing {
-                                return;
-                            }
-                            let h = self.install(s, from, 1);
-                            self.incoming.push_back(h);
-                            for w in self.accept_wakers.drain(..) {
-                                w.wake();
-                            }
-                        }
-                        Err(e) => {
-                            tracing::warn!(target: "phantom::runtime", error = %e, "cannot build session");
-                        }
+                Ok(Some(accepted)) => {
+                    let s = *accepted.session;
+                    tracing::info!(target: "phantom::runtime", peer = %from, carrier = ?rx.carrier, session = ?s.session_id(), resumed = s.is_resumed(), early_data_accepted = s.early_data_accepted(), "accepted session");
+                    if self.closing {
+                        self.router.remove(&s.session_id());
+                        return;
+                    }
+                    let h = accepted.handle.0;
+                    self.conns.insert(h, ConnState::new(s, from, 1));
+                    self.dirty.insert(h);
+                    self.incoming.push_back(h);
+                    for w in self.accept_wakers.drain(..) {
+                        w.wake();
                     }
                 }
                 Ok(None) => {}
@@ -644,11 +633,13 @@ impl Inner {
                 self.dirty.insert(h);
             }
         }
-        if let Some(s) = self.server.as_mut()
-            && s.poll_timeout().is_some_and(|d| d <= now.instant)
+        if self
+            .router
+            .poll_handshake_timeout()
+            .is_some_and(|d| d <= now.instant)
         {
-            s.handle_timeout(now);
-            while let Some(t) = s.poll_transmit() {
+            self.router.handle_handshake_timeout(now);
+            while let Some(t) = self.router.poll_handshake_transmit() {
                 self.hs_out.push_back(Outgoing {
                     src: None,
                     dst: t.dst,
@@ -860,7 +851,7 @@ impl Inner {
     /// The earliest deadline of any session or handshake.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let sessions = self.conns.values().filter_map(|c| c.deadline);
-        let server = self.server.as_ref().and_then(Server::poll_timeout);
+        let server = self.router.poll_handshake_timeout();
         let clients = self
             .pending
             .values()
