@@ -1068,6 +1068,7 @@ impl Session {
                     .set(Timer::AckDelay, Some(now + self.cfg.max_ack_delay));
             }
         }
+        self.touched_buf.clear();
         if count <= KEPT_FRAMES {
             for f in kept.into_iter().flatten() {
                 self.on_frame(now, path, f)?;
@@ -1083,6 +1084,9 @@ impl Session {
                     return Ok(());
                 }
             }
+        }
+        if !self.touched_buf.is_empty() {
+            self.on_acks_done(now);
         }
         if let Some(p) = path {
             self.maybe_migrate(p, probing_only);
@@ -1302,9 +1306,9 @@ impl Session {
             return Ok(());
         }
         let largest_seq = ack.largest();
-        // Per path: bytes newly acknowledged, newest send time, RTT sample.
+        // Per path: bytes newly acknowledged, newest send time, RTT sample. Summed over
+        // every ACK frame of the packet; `on_acks_done` consumes it once all are applied.
         let mut touched = std::mem::take(&mut self.touched_buf);
-        touched.clear();
         for &(path_id, ppn, seq) in &newly {
             let Some(path) = self.paths.get_mut(&path_id) else {
                 continue;
@@ -1337,6 +1341,17 @@ impl Session {
             self.on_records_acked(&pkt);
         }
         self.newly_buf = newly;
+        self.touched_buf = touched;
+        Ok(())
+    }
+
+    /// Runs loss detection and the congestion controllers for the paths the ACK
+    /// frames of one packet touched. Called once per packet, after *all* its frames:
+    /// a packet acknowledges each stream space in its own ACK frame, and detecting
+    /// losses after the first frame would condemn packets of the spaces whose ACK
+    /// frames follow (spurious losses with many busy streams).
+    fn on_acks_done(&mut self, now: Instant) {
+        let mut touched = std::mem::take(&mut self.touched_buf);
         for &(path_id, acked, newest, sample) in &touched {
             // Losses first, then the ACK (the controller's call protocol).
             self.detect_lost_on(now, path_id);
@@ -1360,8 +1375,8 @@ impl Session {
             }
             path.update_pacer(mss);
         }
+        touched.clear();
         self.touched_buf = touched;
-        Ok(())
     }
 
     fn on_records_acked(&mut self, pkt: &SentPacket) {
