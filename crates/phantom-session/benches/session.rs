@@ -170,7 +170,11 @@ impl RawSealOpen {
             sequence: self.seq,
         };
         let n = self.sealer.seal_packet(&h, &mut self.pkt, payload).unwrap();
-        self.opener.open_packet(&mut self.pkt[..n]).unwrap().payload().len()
+        self.opener
+            .open_packet(&mut self.pkt[..n])
+            .unwrap()
+            .payload()
+            .len()
     }
 }
 

@@ -1070,7 +1070,7 @@ impl Session {
         }
         self.touched_buf.clear();
         if count <= KEPT_FRAMES {
-            for f in kept.into_iter().flatten() {
+            for f in kept.iter().take(count).flatten().copied() {
                 self.on_frame(now, path, f)?;
                 if self.is_closed() {
                     return Ok(());
@@ -1195,10 +1195,14 @@ impl Session {
             return Err(Error::PeerViolation("STREAM on a send-only stream"));
         };
         let grew = recv.on_data(s.offset, s.data, s.fin)?;
-        let readable = recv.is_readable();
+        // Signalled on the entry at hand (no second lookup per packet).
+        let signal = recv.is_readable() && !entry.readable_signalled;
+        if signal {
+            entry.readable_signalled = true;
+        }
         self.flow.on_received(grew)?;
-        if readable {
-            self.signal_readable(id);
+        if signal {
+            self.events.push_back(Event::StreamReadable(StreamId(id)));
         }
         Ok(())
     }
