@@ -45,14 +45,14 @@ fn delivers_one_stream_exactly_over_a_clean_link() {
 /// frame of a packet must be applied before loss detection runs, or packets of a
 /// space whose ACK frame comes later in the same packet are declared lost.
 #[test]
-fn eight_streams_over_a_clean_link_declare_no_losses() {
+fn many_streams_over_a_clean_link_declare_no_losses_or_retransmissions() {
     let link = LinkConfig {
         // Unlimited rate: a whole flight arrives at once, as a receive batch does.
         rate_bps: 0,
         delay: Duration::from_millis(1),
         ..LinkConfig::default()
     };
-    for (seed, streams) in [(21, 8), (22, 32)] {
+    for (seed, streams) in [(21, 8), (22, 32), (23, 128)] {
         let mut pair = Pair::new(seed, Config::default(), link);
         run_transfer(&mut pair, streams, (4 << 20) / streams as u64, 2_000_000);
         let (c, s) = (pair.client.stats(), pair.server.stats());
