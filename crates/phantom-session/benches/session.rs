@@ -3,6 +3,10 @@
 //! `Sealer::seal_packet` + `Opener::open_packet` of the same size in the same run.
 //!
 //! Run: `cargo bench -p phantom-session --bench session -- --warm-up-time 1 --measurement-time 5`
+//!
+//! On a shared, loaded machine criterion's medians drift with the neighbours' load;
+//! `SESSION_RATIO=session|raw|setup` runs a fixed amount of work of one side for a
+//! CPU-time comparison instead (see [`ratio`]).
 #![allow(
     missing_docs,
     clippy::unwrap_used,
@@ -15,7 +19,7 @@ use std::hint::black_box;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use phantom_crypto::{Opener, Sealer, Suite, TAG_LEN, TrafficSecret};
 use phantom_session::{Config, Dir, RxMeta, Session, SessionKeys, Side};
 use phantom_wire::{Epoch, Flags, HEADER_LEN, Header, PathId, SessionId, StreamId};
@@ -132,27 +136,83 @@ fn bench(c: &mut Criterion) {
     g.bench_function("session_pair", |b| b.iter(|| black_box(transfer(&data))));
     g.throughput(Throughput::Elements(1));
     let payload = 1200 - HEADER_LEN - TAG_LEN;
-    let mut sealer = Sealer::new(SUITE, TrafficSecret::from_bytes([9; 32])).unwrap();
-    let mut opener = Opener::new(SUITE, TrafficSecret::from_bytes([9; 32])).unwrap();
-    let mut seq = 0u64;
-    let mut pkt = vec![0u8; 1200];
-    g.bench_function("raw_seal_open", |b| {
-        b.iter(|| {
-            seq += 1;
-            let h = Header {
-                flags: Flags::ACK_ELICITING,
-                path_id: PathId(0),
-                epoch: Epoch(0),
-                session_id: SessionId([3; 32]),
-                stream_id: StreamId(4),
-                sequence: seq,
-            };
-            let n = sealer.seal_packet(&h, &mut pkt, payload).unwrap();
-            black_box(opener.open_packet(&mut pkt[..n]).unwrap().payload().len())
-        });
-    });
+    let mut raw = RawSealOpen::new();
+    g.bench_function("raw_seal_open", |b| b.iter(|| black_box(raw.one(payload))));
     g.finish();
 }
 
+/// A raw `seal_packet` + `open_packet` of one 1200-byte packet, the baseline.
+struct RawSealOpen {
+    sealer: Sealer,
+    opener: Opener,
+    seq: u64,
+    pkt: Vec<u8>,
+}
+
+impl RawSealOpen {
+    fn new() -> Self {
+        Self {
+            sealer: Sealer::new(SUITE, TrafficSecret::from_bytes([9; 32])).unwrap(),
+            opener: Opener::new(SUITE, TrafficSecret::from_bytes([9; 32])).unwrap(),
+            seq: 0,
+            pkt: vec![0u8; 1200],
+        }
+    }
+
+    fn one(&mut self, payload: usize) -> usize {
+        self.seq += 1;
+        let h = Header {
+            flags: Flags::ACK_ELICITING,
+            path_id: PathId(0),
+            epoch: Epoch(0),
+            session_id: SessionId([3; 32]),
+            stream_id: StreamId(4),
+            sequence: self.seq,
+        };
+        let n = self.sealer.seal_packet(&h, &mut self.pkt, payload).unwrap();
+        self.opener
+            .open_packet(&mut self.pkt[..n])
+            .unwrap()
+            .payload()
+            .len()
+    }
+}
+
+/// `SESSION_RATIO=session|raw|setup`: a fixed amount of work for an outside CPU-time
+/// measurement (`perf stat -e task-clock`, which does not count time spent waiting
+/// for a core, unlike criterion's wall clock on a loaded machine). Every mode builds
+/// the data and runs one transfer to learn the packet count `n` ("setup"); `session`
+/// then runs `REPEATS` more transfers, `raw` `REPEATS * n` raw seal+opens. Per packet:
+/// `(cpu(mode) - cpu(setup)) / (REPEATS * n)`; the recipe is in docs/PERFORMANCE.md.
+fn ratio(mode: &str) {
+    const REPEATS: u64 = 40;
+    let data: Vec<u8> = (0..BULK).map(|i| (i % 251) as u8).collect();
+    let payload = 1200 - HEADER_LEN - TAG_LEN;
+    let mut raw = RawSealOpen::new();
+    let packets = transfer(&data);
+    match mode {
+        "session" => {
+            for _ in 0..REPEATS {
+                black_box(transfer(&data));
+            }
+        }
+        "raw" => {
+            for _ in 0..REPEATS * packets {
+                black_box(raw.one(payload));
+            }
+        }
+        _ => {}
+    }
+    println!("{} packets", REPEATS * packets);
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    if let Ok(mode) = std::env::var("SESSION_RATIO") {
+        ratio(&mode);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -57,9 +57,19 @@ impl Pacer {
     }
 
     fn refill(&mut self, now: Instant) {
+        // A burst of packets is built at one `now`: nothing to add, skip the arithmetic.
+        if self.last == Some(now) {
+            return;
+        }
         if let Some(last) = self.last {
             let dt = now.saturating_duration_since(last).as_micros();
-            let add = (u128::from(self.rate) * dt / 1_000_000).min(u128::from(u64::MAX)) as u64;
+            let add = match u64::try_from(dt)
+                .ok()
+                .and_then(|d| d.checked_mul(self.rate))
+            {
+                Some(x) => x / 1_000_000,
+                None => (u128::from(self.rate) * dt / 1_000_000).min(u128::from(u64::MAX)) as u64,
+            };
             self.tokens = self.tokens.saturating_add(add).min(self.capacity);
         }
         self.last = Some(now);
@@ -102,5 +112,23 @@ mod tests {
         }
         let next = p.delay(t0, 1000).unwrap();
         assert!(next > t0 && next <= t0 + Duration::from_millis(1));
+    }
+
+    #[test]
+    fn pacer_refills_rate_times_elapsed_and_nothing_at_the_same_instant() {
+        let t0 = crate::test_instant();
+        let mut p = Pacer::new(1000);
+        p.set_rate_bps(1_000_000, 1_000_000, 1000); // 1 MB/s, capacity 16_000
+        assert_eq!(p.delay(t0, 1000), None);
+        p.on_sent(10_000);
+        assert_eq!(p.tokens, 0);
+        assert!(p.delay(t0, 1000).is_some(), "no refill at the same instant");
+        // 3 ms at 1 MB/s = 3000 bytes.
+        assert_eq!(p.delay(t0 + Duration::from_millis(3), 3000), None);
+        assert_eq!(p.tokens, 3000);
+        // A huge rate takes the u128 path and saturates at the capacity.
+        p.set_rate_bps(u64::MAX / 2, 1_000_000, 1000);
+        assert_eq!(p.delay(t0 + Duration::from_secs(10), 1000), None);
+        assert_eq!(p.tokens, 16_000);
     }
 }

@@ -1222,8 +1222,9 @@ impl Session {
                     .set(Timer::AckDelay, Some(now + self.cfg.max_ack_delay));
             }
         }
+        self.touched_buf.clear();
         if count <= KEPT_FRAMES {
-            for f in kept.into_iter().flatten() {
+            for f in kept.iter().take(count).flatten().copied() {
                 self.on_frame(now, path, f)?;
                 if self.is_closed() {
                     return Ok(());
@@ -1237,6 +1238,9 @@ impl Session {
                     return Ok(());
                 }
             }
+        }
+        if !self.touched_buf.is_empty() {
+            self.on_acks_done(now);
         }
         if let Some(p) = path {
             self.maybe_migrate(p, probing_only);
@@ -1345,10 +1349,14 @@ impl Session {
             return Err(Error::PeerViolation("STREAM on a send-only stream"));
         };
         let grew = recv.on_data(s.offset, s.data, s.fin)?;
-        let readable = recv.is_readable();
+        // Signalled on the entry at hand (no second lookup per packet).
+        let signal = recv.is_readable() && !entry.readable_signalled;
+        if signal {
+            entry.readable_signalled = true;
+        }
         self.flow.on_received(grew)?;
-        if readable {
-            self.signal_readable(id);
+        if signal {
+            self.events.push_back(Event::StreamReadable(StreamId(id)));
         }
         Ok(())
     }
@@ -1456,9 +1464,9 @@ impl Session {
             return Ok(());
         }
         let largest_seq = ack.largest();
-        // Per path: bytes newly acknowledged, newest send time, RTT sample.
+        // Per path: bytes newly acknowledged, newest send time, RTT sample. Summed over
+        // every ACK frame of the packet; `on_acks_done` consumes it once all are applied.
         let mut touched = std::mem::take(&mut self.touched_buf);
-        touched.clear();
         for &(path_id, ppn, seq) in &newly {
             let Some(path) = self.paths.get_mut(&path_id) else {
                 continue;
@@ -1491,6 +1499,17 @@ impl Session {
             self.on_records_acked(&pkt);
         }
         self.newly_buf = newly;
+        self.touched_buf = touched;
+        Ok(())
+    }
+
+    /// Runs loss detection and the congestion controllers for the paths the ACK
+    /// frames of one packet touched. Called once per packet, after *all* its frames:
+    /// a packet acknowledges each stream space in its own ACK frame, and detecting
+    /// losses after the first frame would condemn packets of the spaces whose ACK
+    /// frames follow (spurious losses with many busy streams).
+    fn on_acks_done(&mut self, now: Instant) {
+        let mut touched = std::mem::take(&mut self.touched_buf);
         for &(path_id, acked, newest, sample) in &touched {
             // Losses first, then the ACK (the controller's call protocol).
             self.detect_lost_on(now, path_id);
@@ -1514,8 +1533,8 @@ impl Session {
             }
             path.update_pacer(mss);
         }
+        touched.clear();
         self.touched_buf = touched;
-        Ok(())
     }
 
     fn on_records_acked(&mut self, pkt: &SentPacket) {

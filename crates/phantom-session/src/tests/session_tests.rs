@@ -41,6 +41,30 @@ fn delivers_one_stream_exactly_over_a_clean_link() {
     assert_eq!(pair.client.stats().packets_lost, 0);
 }
 
+/// Many busy streams, each its own sequence space, over a clean link: every ACK
+/// frame of a packet must be applied before loss detection runs, or packets of a
+/// space whose ACK frame comes later in the same packet are declared lost.
+#[test]
+fn many_streams_over_a_clean_link_declare_no_losses_or_retransmissions() {
+    let link = LinkConfig {
+        // Unlimited rate: a whole flight arrives at once, as a receive batch does.
+        rate_bps: 0,
+        delay: Duration::from_millis(1),
+        ..LinkConfig::default()
+    };
+    for (seed, streams) in [(21, 8), (22, 32), (23, 128)] {
+        let mut pair = Pair::new(seed, Config::default(), link);
+        run_transfer(&mut pair, streams, (4 << 20) / streams as u64, 2_000_000);
+        let (c, s) = (pair.client.stats(), pair.server.stats());
+        assert_eq!(
+            (c.packets_lost, c.stream_bytes_retransmitted, c.ptos),
+            (0, 0, 0),
+            "{streams} streams, client: {c:?}"
+        );
+        assert_eq!(s.packets_lost, 0, "{streams} streams, server: {s:?}");
+    }
+}
+
 #[test]
 fn delivers_one_stream_exactly_with_loss_duplication_and_reordering() {
     let mut pair = Pair::new(2, Config::default(), lossy());
