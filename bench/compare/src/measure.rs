@@ -13,7 +13,8 @@ const USER_HZ: u64 = 100;
 /// # Errors
 /// A message if `/proc/self/stat` cannot be read or parsed (not Linux).
 pub fn process_cpu() -> Result<Duration, String> {
-    let stat = std::fs::read_to_string("/proc/self/stat").map_err(|e| format!("/proc/self/stat: {e}"))?;
+    let stat =
+        std::fs::read_to_string("/proc/self/stat").map_err(|e| format!("/proc/self/stat: {e}"))?;
     parse_stat_cpu(&stat)
 }
 
@@ -42,8 +43,8 @@ pub fn parse_stat_cpu(stat: &str) -> Result<Duration, String> {
 /// # Errors
 /// A message if the file cannot be read or has no `VmRSS` line.
 pub fn rss_bytes() -> Result<u64, String> {
-    let status =
-        std::fs::read_to_string("/proc/self/status").map_err(|e| format!("/proc/self/status: {e}"))?;
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| format!("/proc/self/status: {e}"))?;
     parse_vm_rss(&status)
 }
 

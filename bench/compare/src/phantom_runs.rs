@@ -54,9 +54,7 @@ pub fn identity() -> Result<(ServerIdentity, HybridVerifyingKey), String> {
 ///
 /// # Errors
 /// If the identity or the socket cannot be made.
-pub fn counting_server(
-    session: SessionConfig,
-) -> Result<(Endpoint, HybridVerifyingKey), String> {
+pub fn counting_server(session: SessionConfig) -> Result<(Endpoint, HybridVerifyingKey), String> {
     let (id, vk) = identity()?;
     let mut cfg = ServerConfig::new(id);
     cfg.session = session;
@@ -334,7 +332,7 @@ pub fn to_hex(bytes: &[u8]) -> String {
 /// # Errors
 /// On an odd length or a non-hex digit.
 pub fn from_hex(s: &str) -> Result<Vec<u8>, String> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err("odd hex length".into());
     }
     (0..s.len())

@@ -26,7 +26,10 @@ use phantom_compare::phantom_runs::{self, MemorySample, WRITE_CHUNK};
 const DATAGRAM: u16 = 1452;
 
 #[derive(Parser, Debug)]
-#[command(name = "compare", about = "Phantom vs quinn vs phantom-protocol on loopback")]
+#[command(
+    name = "compare",
+    about = "Phantom vs quinn vs phantom-protocol on loopback"
+)]
 struct Args {
     /// Payload bytes per bulk round (one stream).
     #[arg(long, default_value_t = 256 << 20)]
@@ -46,9 +49,14 @@ struct Args {
     /// Idle sessions held open for the memory measurement.
     #[arg(long, default_value_t = 1000)]
     sessions: usize,
-    /// Leave phantom-protocol out of the bulk rounds.
-    #[arg(long)]
-    no_phantom_protocol: bool,
+    /// Implementations in the bulk rounds (comma-separated).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "phantom,quinn,phantom-protocol"
+    )]
+    impls: Vec<Impl>,
     /// Internal: run as the client process of the server-only memory measurement
     /// (ADDR KEY_HEX SESSIONS ENDPOINTS).
     #[arg(long, num_args = 4, hide = true)]
@@ -79,7 +87,10 @@ fn main() -> ExitCode {
         args.handshakes = 50;
         args.sessions = 200;
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("compare: runtime: {e}");
@@ -151,7 +162,7 @@ async fn run(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Impl {
     Phantom,
     Quinn,
@@ -179,10 +190,7 @@ async fn bulk(args: &Args) -> Result<(), String> {
     let payload: Vec<u8> = (0..WRITE_CHUNK)
         .map(|i| (i as u8).wrapping_mul(31) ^ ((i >> 8) as u8))
         .collect();
-    let mut impls = vec![Impl::Phantom, Impl::Quinn];
-    if !args.no_phantom_protocol {
-        impls.push(Impl::PhantomProtocol);
-    }
+    let impls = &args.impls;
     println!(
         "\nbulk: {} bytes ({:.0} MiB) on one stream per round, {} rounds interleaved, writes of {} KiB",
         args.bytes,
@@ -196,7 +204,7 @@ async fn bulk(args: &Args) -> Result<(), String> {
     );
     let mut samples: Vec<(Impl, BulkSample)> = Vec::new();
     for round in 1..=args.rounds {
-        for &imp in &impls {
+        for &imp in impls {
             let s = match imp {
                 Impl::Phantom => {
                     phantom_runs::bulk(args.bytes, usize::from(DATAGRAM), &payload).await?
@@ -232,9 +240,10 @@ async fn bulk(args: &Args) -> Result<(), String> {
         "{:<22} {:>9} {:>10} {:>12} {:>14}",
         "implementation", "datagram", "MB/s", "MB/CPU-s", "CPU us/dgram"
     );
-    for &imp in &impls {
+    for &imp in impls {
         let us = med(imp, &|s| {
-            s.cpu_per_datagram().map_or(f64::NAN, |d| d.as_secs_f64() * 1e6)
+            s.cpu_per_datagram()
+                .map_or(f64::NAN, |d| d.as_secs_f64() * 1e6)
         });
         println!(
             "{:<22} {:>9} {:>10.1} {:>12.1} {:>14}",
@@ -258,15 +267,29 @@ async fn bulk(args: &Args) -> Result<(), String> {
             med(a, &|s| s.bytes_per_cpu_sec()) / med(b, &|s| s.bytes_per_cpu_sec()),
         );
     };
-    ratio(Impl::Phantom, Impl::Quinn);
+    if impls.contains(&Impl::Phantom) && impls.contains(&Impl::Quinn) {
+        ratio(Impl::Phantom, Impl::Quinn);
+    }
     if impls.contains(&Impl::PhantomProtocol) {
-        ratio(Impl::Phantom, Impl::PhantomProtocol);
+        if impls.contains(&Impl::Phantom) {
+            ratio(Impl::Phantom, Impl::PhantomProtocol);
+        }
         println!(
             "* phantom-protocol 0.4 has no datagram-size setting (PATH_MTU is a 1200-byte \
              constant) and reports no datagram count"
         );
     }
     Ok(())
+}
+
+/// The kernel's UDP receive-buffer drop counter (`RcvbufErrors` of /proc/net/snmp; machine-wide).
+fn udp_rcvbuf_errors() -> Option<u64> {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").ok()?;
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
+    let names: Vec<&str> = udp.next()?.split_whitespace().collect();
+    let values: Vec<&str> = udp.next()?.split_whitespace().collect();
+    let i = names.iter().position(|n| *n == "RcvbufErrors")?;
+    values.get(i)?.parse().ok()
 }
 
 fn print_handshakes(what: &str, s: &HandshakeSample) {
@@ -299,8 +322,15 @@ async fn handshakes(n: usize) -> Result<(), String> {
     let s = phantom_runs::handshakes_sequential(n).await?;
     print_handshakes("phantom sequential, one client", &s);
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let drops = udp_rcvbuf_errors();
     let s = phantom_runs::handshakes_concurrent(n).await?;
     print_handshakes("phantom concurrent, n clients", &s);
+    if let (Some(a), Some(b)) = (drops, udp_rcvbuf_errors()) {
+        println!(
+            "  (kernel UDP receive-buffer drops during the concurrent run, machine-wide: {})",
+            b.saturating_sub(a)
+        );
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let s = quinn_run::handshakes_sequential(n).await?;
     print_handshakes("quinn 0.11 sequential, one client", &s);

@@ -16,7 +16,7 @@ use phantom_protocol::crypto::hybrid_sign::HybridVerifyingKey;
 
 /// One bulk round: fresh listener and client, handshake not timed, `bytes` sent with
 /// `send` in chunks of `payload.len()`, timed until the server's 8-byte count arrives.
-pub async fn bulk(bytes: u64, payload: &[u8]) -> Result<BulkSample, String> {
+pub(crate) async fn bulk(bytes: u64, payload: &[u8]) -> Result<BulkSample, String> {
     let listener = PhantomUdpListener::bind_udp("127.0.0.1:0".to_owned())
         .await
         .map_err(|e| format!("phantom-protocol bind: {e}"))?;
@@ -89,7 +89,9 @@ pub async fn bulk(bytes: u64, payload: &[u8]) -> Result<BulkSample, String> {
         .map(u64::from_be_bytes)
         .ok_or("short answer")?;
     if got != bytes {
-        return Err(format!("phantom-protocol: server counted {got} of {bytes} bytes"));
+        return Err(format!(
+            "phantom-protocol: server counted {got} of {bytes} bytes"
+        ));
     }
     Ok(BulkSample {
         bytes,

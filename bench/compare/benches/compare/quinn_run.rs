@@ -14,9 +14,7 @@ fn localhost() -> SocketAddr {
 
 fn transport(mtu: u16) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
-    t.initial_mtu(mtu)
-        .min_mtu(mtu)
-        .mtu_discovery_config(None);
+    t.initial_mtu(mtu).min_mtu(mtu).mtu_discovery_config(None);
     Arc::new(t)
 }
 
@@ -33,9 +31,7 @@ fn pair(mtu: u16) -> Result<(quinn::Endpoint, quinn::ClientConfig), String> {
     let server =
         quinn::Endpoint::server(server_cfg, localhost()).map_err(|e| format!("quinn bind: {e}"))?;
     let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(cert)
-        .map_err(|e| format!("root store: {e}"))?;
+    roots.add(cert).map_err(|e| format!("root store: {e}"))?;
     let tls = rustls::ClientConfig::builder()
         .with_root_certificates(roots)
         .with_no_client_auth();
@@ -66,17 +62,24 @@ fn pair(mtu: u16) -> Result<(quinn::Endpoint, quinn::ClientConfig), String> {
 }
 
 /// One bulk round, shaped like Phantom's: fresh endpoints, handshake not timed, one stream.
-pub async fn bulk(bytes: u64, mtu: u16, payload: &[u8]) -> Result<BulkSample, String> {
+pub(crate) async fn bulk(bytes: u64, mtu: u16, payload: &[u8]) -> Result<BulkSample, String> {
     let (server, client_cfg) = pair(mtu)?;
     let client = quinn::Endpoint::client(localhost()).map_err(|e| format!("quinn client: {e}"))?;
     let conn = client
-        .connect_with(client_cfg, server.local_addr().map_err(|e| e.to_string())?, "localhost")
+        .connect_with(
+            client_cfg,
+            server.local_addr().map_err(|e| e.to_string())?,
+            "localhost",
+        )
         .map_err(|e| format!("quinn connect: {e}"))?
         .await
         .map_err(|e| format!("quinn handshake: {e}"))?;
     let sent_before = conn.stats().udp_tx.datagrams;
     let watch = Stopwatch::start()?;
-    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| format!("quinn open_bi: {e}"))?;
+    let (mut send, mut recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| format!("quinn open_bi: {e}"))?;
     let mut left = bytes;
     while left > 0 {
         let n = usize::try_from(left.min(payload.len() as u64)).unwrap_or(payload.len());
@@ -109,7 +112,7 @@ pub async fn bulk(bytes: u64, mtu: u16, payload: &[u8]) -> Result<BulkSample, St
 }
 
 /// `n` handshakes one after another from one client endpoint (reference for Phantom's).
-pub async fn handshakes_sequential(n: usize) -> Result<HandshakeSample, String> {
+pub(crate) async fn handshakes_sequential(n: usize) -> Result<HandshakeSample, String> {
     let (server, client_cfg) = pair(1452)?;
     let addr = server.local_addr().map_err(|e| e.to_string())?;
     let client = quinn::Endpoint::client(localhost()).map_err(|e| format!("quinn client: {e}"))?;
