@@ -18,6 +18,16 @@ pub fn process_cpu() -> Result<Duration, String> {
     parse_stat_cpu(&stat)
 }
 
+/// CPU time (user + system) of the calling thread, from `/proc/thread-self/stat`.
+///
+/// # Errors
+/// As [`process_cpu`].
+pub fn thread_cpu() -> Result<Duration, String> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat")
+        .map_err(|e| format!("/proc/thread-self/stat: {e}"))?;
+    parse_stat_cpu(&stat)
+}
+
 /// Parses utime + stime (fields 14 and 15) out of a `/proc/<pid>/stat` line.
 ///
 /// # Errors
@@ -83,6 +93,7 @@ pub fn median(xs: &[f64]) -> f64 {
 pub struct Stopwatch {
     wall: Instant,
     cpu: Duration,
+    thread: Duration,
 }
 
 impl Stopwatch {
@@ -93,6 +104,7 @@ impl Stopwatch {
     pub fn start() -> Result<Self, String> {
         Ok(Self {
             cpu: process_cpu()?,
+            thread: thread_cpu()?,
             wall: Instant::now(),
         })
     }
@@ -105,6 +117,15 @@ impl Stopwatch {
         let wall = self.wall.elapsed();
         let cpu = process_cpu()?.saturating_sub(self.cpu);
         Ok((wall, cpu))
+    }
+
+    /// CPU time of the calling thread since [`Stopwatch::start`] (meaningful when it is the
+    /// thread that started the watch and the only thread of a current-thread runtime).
+    ///
+    /// # Errors
+    /// As [`thread_cpu`].
+    pub fn thread(&self) -> Result<Duration, String> {
+        Ok(thread_cpu()?.saturating_sub(self.thread))
     }
 }
 
@@ -119,6 +140,9 @@ pub struct BulkSample {
     pub cpu: Duration,
     /// UDP datagrams the sender sent, when the implementation reports it.
     pub datagrams: Option<u64>,
+    /// CPU time of the thread that ran the sending side over the same span; the sender's
+    /// own cost when the sender has a current-thread runtime of its own (split mode).
+    pub sender_thread_cpu: Duration,
 }
 
 impl BulkSample {
@@ -197,6 +221,7 @@ mod tests {
         }
         std::hint::black_box(x);
         assert!(process_cpu().unwrap() >= a);
+        assert!(thread_cpu().unwrap() <= process_cpu().unwrap());
         assert!(rss_bytes().unwrap() > 0);
     }
 
@@ -221,6 +246,7 @@ mod tests {
             wall: Duration::from_millis(500),
             cpu: Duration::from_secs(1),
             datagrams: Some(1000),
+            sender_thread_cpu: Duration::ZERO,
         };
         assert!((s.goodput() - 2_000_000.0).abs() < 1.0);
         assert!((s.bytes_per_cpu_sec() - 1_000_000.0).abs() < 1.0);

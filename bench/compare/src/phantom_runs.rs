@@ -100,11 +100,28 @@ pub async fn bulk(
     max_datagram_size: usize,
     payload: &[u8],
 ) -> Result<BulkSample, String> {
+    let (server, vk) = counting_server(session_config(max_datagram_size))?;
+    let s = bulk_client(server.local_addr(), &vk, bytes, max_datagram_size, payload).await;
+    drop(server);
+    s
+}
+
+/// The client half of [`bulk`]: connects to a [`counting_server`] at `addr` (not timed),
+/// sends `bytes` on one stream and waits for the count.
+///
+/// # Errors
+/// Any transport error, or a count that differs from `bytes`.
+pub async fn bulk_client(
+    addr: SocketAddr,
+    vk: &HybridVerifyingKey,
+    bytes: u64,
+    max_datagram_size: usize,
+    payload: &[u8],
+) -> Result<BulkSample, String> {
     let session = session_config(max_datagram_size);
-    let (server, vk) = counting_server(session.clone())?;
     let client = Endpoint::client(localhost()).map_err(err("client endpoint"))?;
     let conn = client
-        .connect_with(server.local_addr(), &vk, client_options(session))
+        .connect_with(addr, vk, client_options(session))
         .await
         .map_err(err("connect"))?;
     let sent_before = conn.stats().packets_sent;
@@ -123,11 +140,11 @@ pub async fn bulk(
         .await
         .map_err(io_err("read answer"))?;
     let (wall, cpu) = watch.stop()?;
+    let sender_thread_cpu = watch.thread()?;
     let datagrams = conn.stats().packets_sent.saturating_sub(sent_before);
     let got = u64::from_be_bytes(answer);
     conn.close(0, b"bench done");
     let _ = tokio::time::timeout(Duration::from_secs(1), client.wait_idle()).await;
-    drop(server);
     if got != bytes {
         return Err(format!("phantom: server counted {got} of {bytes} bytes"));
     }
@@ -136,6 +153,7 @@ pub async fn bulk(
         wall,
         cpu,
         datagrams: Some(datagrams),
+        sender_thread_cpu,
     })
 }
 

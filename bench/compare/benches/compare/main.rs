@@ -15,11 +15,13 @@
 mod pp_run;
 mod quinn_run;
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use phantom_compare::measure::{BulkSample, HandshakeSample, median};
+use phantom_compare::measure::{BulkSample, HandshakeSample, median, thread_cpu};
 use phantom_compare::phantom_runs::{self, MemorySample, WRITE_CHUNK};
 
 /// The maximum UDP payload every implementation that allows it is set to.
@@ -49,6 +51,15 @@ struct Args {
     /// Idle sessions held open for the memory measurement.
     #[arg(long, default_value_t = 1000)]
     sessions: usize,
+    /// Bulk modes (comma-separated): `shared` (both ends on one multi-thread runtime) and
+    /// `split` (sender and receiver each on a current-thread runtime of its own thread).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "shared,split"
+    )]
+    modes: Vec<Mode>,
     /// Implementations in the bulk rounds (comma-separated).
     #[arg(
         long,
@@ -64,6 +75,12 @@ struct Args {
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Shared,
+    Split,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -146,8 +163,8 @@ async fn run(args: &Args) -> Result<(), String> {
         loadavg()
     );
     println!(
-        "compare: both ends run in this process on one tokio runtime; CPU = process user+sys \
-         (/proc/self/stat), so bytes per CPU-second count sender + receiver"
+        "compare: both ends of every connection run in this process; CPU is user+sys from \
+         /proc (10 ms ticks)"
     );
     if matches!(args.only, Part::All | Part::Bulk) {
         bulk(args).await?;
@@ -186,10 +203,198 @@ impl Impl {
     }
 }
 
+/// One bulk round: the shared-runtime sample, or a split one with the receiver's CPU.
+#[derive(Clone, Copy)]
+struct Round {
+    imp: Impl,
+    split: bool,
+    s: BulkSample,
+    /// Split mode: CPU of the server (receiver) thread, from its ready signal to the end.
+    receiver_cpu: Duration,
+}
+
+/// A bulk round with the server and the client each on a current-thread tokio runtime of
+/// its own OS thread, so the sender's CPU is its thread's CPU (`/proc/thread-self/stat`).
+async fn split_round<K, H, FS, FC>(
+    serve: impl FnOnce() -> FS + Send + 'static,
+    client: impl FnOnce(SocketAddr, K) -> FC + Send + 'static,
+) -> Result<(BulkSample, Duration), String>
+where
+    K: Send + 'static,
+    H: 'static,
+    FS: Future<Output = Result<(H, SocketAddr, K), String>>,
+    FC: Future<Output = Result<BulkSample, String>>,
+{
+    fn runtime() -> Result<tokio::runtime::Runtime, String> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("runtime: {e}"))
+    }
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<Result<(SocketAddr, K), String>>();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let spawn_err = |e: std::io::Error| format!("thread: {e}");
+    let server = std::thread::Builder::new()
+        .name("receiver".into())
+        .spawn(move || -> Result<Duration, String> {
+            runtime()?.block_on(async move {
+                let (handle, addr, key) = match serve().await {
+                    Ok(v) => v,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.clone()));
+                        return Err(e);
+                    }
+                };
+                let _ = ready_tx.send(Ok((addr, key)));
+                let c0 = thread_cpu()?;
+                let _ = stop_rx.await;
+                let cpu = thread_cpu()?.saturating_sub(c0);
+                drop(handle);
+                Ok(cpu)
+            })
+        })
+        .map_err(spawn_err)?;
+    let ready = ready_rx
+        .await
+        .map_err(|_| "server thread ended".to_string());
+    let (addr, key) = match ready.and_then(|r| r) {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = server.join();
+            return Err(e);
+        }
+    };
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("sender".into())
+        .spawn(move || {
+            let r = runtime().and_then(|rt| rt.block_on(client(addr, key)));
+            let _ = done_tx.send(r);
+        })
+        .map_err(spawn_err)?;
+    let sample = done_rx.await.map_err(|_| "client thread ended".to_string());
+    let _ = stop_tx.send(());
+    let receiver = server
+        .join()
+        .map_err(|_| "server thread panicked".to_string())?;
+    Ok((sample??, receiver?))
+}
+
+/// A round that takes longer than this is reported as a failure (a stalled transfer).
+const ROUND_LIMIT: Duration = Duration::from_secs(600);
+
+async fn one_round(
+    imp: Impl,
+    split: bool,
+    bytes: u64,
+    payload: &Arc<Vec<u8>>,
+) -> Result<Round, String> {
+    tokio::time::timeout(ROUND_LIMIT, round_inner(imp, split, bytes, payload))
+        .await
+        .map_err(|_| format!("{} stalled: no result in {ROUND_LIMIT:?}", imp.name()))?
+}
+
+async fn round_inner(
+    imp: Impl,
+    split: bool,
+    bytes: u64,
+    payload: &Arc<Vec<u8>>,
+) -> Result<Round, String> {
+    let p = Arc::clone(payload);
+    let mds = usize::from(DATAGRAM);
+    let (s, receiver_cpu) =
+        match (imp, split) {
+            (Impl::Phantom, false) => (
+                phantom_runs::bulk(bytes, mds, payload).await?,
+                Duration::ZERO,
+            ),
+            (Impl::Quinn, false) => (
+                quinn_run::bulk(bytes, DATAGRAM, payload).await?,
+                Duration::ZERO,
+            ),
+            (Impl::PhantomProtocol, false) => (pp_run::bulk(bytes, payload).await?, Duration::ZERO),
+            (Impl::Phantom, true) => {
+                split_round(
+                    move || async move {
+                        let (ep, vk) =
+                            phantom_runs::counting_server(phantom_runs::session_config(mds))?;
+                        let addr = ep.local_addr();
+                        Ok((ep, addr, vk))
+                    },
+                    move |addr, vk| async move {
+                        phantom_runs::bulk_client(addr, &vk, bytes, mds, &p).await
+                    },
+                )
+                .await?
+            }
+            (Impl::Quinn, true) => split_round(
+                move || async move { quinn_run::serve(DATAGRAM) },
+                move |addr, cfg| async move { quinn_run::bulk_client(addr, cfg, bytes, &p).await },
+            )
+            .await?,
+            (Impl::PhantomProtocol, true) => {
+                split_round(
+                    move || pp_run::serve(bytes),
+                    move |addr, key: Vec<u8>| async move {
+                        pp_run::bulk_client(addr, &key, bytes, &p).await
+                    },
+                )
+                .await?
+            }
+        };
+    Ok(Round {
+        imp,
+        split,
+        s,
+        receiver_cpu,
+    })
+}
+
+fn us(d: Option<Duration>) -> String {
+    d.map_or("-".into(), |d| format!("{:.2}", d.as_secs_f64() * 1e6))
+}
+
+fn per_dgram(cpu: Duration, s: &BulkSample) -> Option<Duration> {
+    s.datagrams
+        .filter(|d| *d > 0)
+        .map(|d| cpu.div_f64(d as f64))
+}
+
+fn print_round(round: usize, r: &Round) {
+    let s = &r.s;
+    if r.split {
+        println!(
+            "{:<22} {round:>5} {:>9} {:>10.1} {:>8.2} {:>10.2} {:>10.2} {:>12.1} {:>12}",
+            r.imp.name(),
+            "split",
+            s.goodput() / 1e6,
+            s.cpu.as_secs_f64(),
+            s.sender_thread_cpu.as_secs_f64(),
+            r.receiver_cpu.as_secs_f64(),
+            s.bytes as f64 / s.sender_thread_cpu.as_secs_f64().max(1e-3) / 1e6,
+            us(per_dgram(s.sender_thread_cpu, s)),
+        );
+    } else {
+        println!(
+            "{:<22} {round:>5} {:>9} {:>10.1} {:>8.2} {:>10} {:>10} {:>12.1} {:>12}",
+            r.imp.name(),
+            "shared",
+            s.goodput() / 1e6,
+            s.cpu.as_secs_f64(),
+            "-",
+            "-",
+            s.bytes_per_cpu_sec() / 1e6,
+            us(s.cpu_per_datagram()),
+        );
+    }
+}
+
 async fn bulk(args: &Args) -> Result<(), String> {
-    let payload: Vec<u8> = (0..WRITE_CHUNK)
-        .map(|i| (i as u8).wrapping_mul(31) ^ ((i >> 8) as u8))
-        .collect();
+    let payload: Arc<Vec<u8>> = Arc::new(
+        (0..WRITE_CHUNK)
+            .map(|i| (i as u8).wrapping_mul(31) ^ ((i >> 8) as u8))
+            .collect(),
+    );
     let impls = &args.impls;
     println!(
         "\nbulk: {} bytes ({:.0} MiB) on one stream per round, {} rounds interleaved, writes of {} KiB",
@@ -199,85 +404,115 @@ async fn bulk(args: &Args) -> Result<(), String> {
         WRITE_CHUNK / 1024
     );
     println!(
-        "{:<22} {:>5} {:>9} {:>10} {:>8} {:>12} {:>14}",
-        "implementation", "round", "datagram", "MB/s", "CPU s", "MB/CPU-s", "CPU us/dgram"
+        "datagram size: phantom and quinn {DATAGRAM} B (quinn: initial = min MTU, no discovery); \
+         phantom-protocol 0.4 1200 B (PATH_MTU constant, not configurable)"
     );
-    let mut samples: Vec<(Impl, BulkSample)> = Vec::new();
+    println!(
+        "shared: both ends on one multi-thread runtime, CPU = process, per-datagram = both ends\n\
+         split:  server and client each on a current-thread runtime of its own thread; \
+         MB/CPU-s and us/dgram are the SENDER thread's"
+    );
+    println!(
+        "{:<22} {:>5} {:>9} {:>10} {:>8} {:>10} {:>10} {:>12} {:>12}",
+        "implementation",
+        "round",
+        "mode",
+        "MB/s",
+        "CPU s",
+        "sender s",
+        "recv s",
+        "MB/CPU-s",
+        "CPU us/dgram"
+    );
+    let mut rounds: Vec<Round> = Vec::new();
     for round in 1..=args.rounds {
         for &imp in impls {
-            let s = match imp {
-                Impl::Phantom => {
-                    phantom_runs::bulk(args.bytes, usize::from(DATAGRAM), &payload).await?
-                }
-                Impl::Quinn => quinn_run::bulk(args.bytes, DATAGRAM, &payload).await?,
-                Impl::PhantomProtocol => pp_run::bulk(args.bytes, &payload).await?,
-            };
-            println!(
-                "{:<22} {round:>5} {:>9} {:>10.1} {:>8.2} {:>12.1} {:>14}",
-                imp.name(),
-                imp.datagram(),
-                s.goodput() / 1e6,
-                s.cpu.as_secs_f64(),
-                s.bytes_per_cpu_sec() / 1e6,
-                s.cpu_per_datagram()
-                    .map_or("-".into(), |d| format!("{:.2}", d.as_secs_f64() * 1e6)),
-            );
-            samples.push((imp, s));
-            // Let the previous run's sockets and tasks wind down.
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            for split in args.modes.iter().map(|m| *m == Mode::Split) {
+                let r = one_round(imp, split, args.bytes, &payload).await?;
+                print_round(round, &r);
+                rounds.push(r);
+                // Let the previous run's sockets and tasks wind down.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
         }
     }
-    let med = |imp: Impl, f: &dyn Fn(&BulkSample) -> f64| {
-        let v: Vec<f64> = samples
+    let med = |imp: Impl, split: bool, f: &dyn Fn(&Round) -> f64| {
+        let v: Vec<f64> = rounds
             .iter()
-            .filter(|(i, _)| *i == imp)
-            .map(|(_, s)| f(s))
+            .filter(|r| r.imp == imp && r.split == split)
+            .map(f)
             .collect();
         median(&v)
     };
-    println!("\nbulk medians ({} rounds), {}:", args.rounds, backend());
+    let fmt_us = |x: f64| {
+        if x.is_nan() {
+            "-".to_string()
+        } else {
+            format!("{x:.2}")
+        }
+    };
     println!(
-        "{:<22} {:>9} {:>10} {:>12} {:>14}",
-        "implementation", "datagram", "MB/s", "MB/CPU-s", "CPU us/dgram"
+        "\nbulk medians ({} rounds), phantom backend {}:",
+        args.rounds,
+        backend()
     );
+    println!(
+        "{:<22} {:>9} {:>10} {:>12} {:>14} {:>10} {:>14} {:>14}",
+        "implementation",
+        "datagram",
+        "MB/s",
+        "MB/CPU-s",
+        "CPU us/dgram",
+        "split MB/s",
+        "sender MB/CPU-s",
+        "sender us/dgram"
+    );
+    let goodput = |r: &Round| r.s.goodput();
+    let per_cpu = |r: &Round| r.s.bytes_per_cpu_sec();
+    let sender_per_cpu =
+        |r: &Round| r.s.bytes as f64 / r.s.sender_thread_cpu.as_secs_f64().max(1e-3);
+    let mb = |x: f64| {
+        if x.is_nan() {
+            "-".to_string()
+        } else {
+            format!("{:.1}", x / 1e6)
+        }
+    };
     for &imp in impls {
-        let us = med(imp, &|s| {
-            s.cpu_per_datagram()
-                .map_or(f64::NAN, |d| d.as_secs_f64() * 1e6)
-        });
         println!(
-            "{:<22} {:>9} {:>10.1} {:>12.1} {:>14}",
+            "{:<22} {:>9} {:>10} {:>12} {:>14} {:>10} {:>14} {:>14}",
             imp.name(),
             imp.datagram(),
-            med(imp, &|s| s.goodput()) / 1e6,
-            med(imp, &|s| s.bytes_per_cpu_sec()) / 1e6,
-            if us.is_nan() {
-                "-".into()
-            } else {
-                format!("{us:.2}")
-            }
+            mb(med(imp, false, &goodput)),
+            mb(med(imp, false, &per_cpu)),
+            fmt_us(med(imp, false, &|r| {
+                r.s.cpu_per_datagram()
+                    .map_or(f64::NAN, |d| d.as_secs_f64() * 1e6)
+            })),
+            mb(med(imp, true, &goodput)),
+            mb(med(imp, true, &sender_per_cpu)),
+            fmt_us(med(imp, true, &|r| {
+                per_dgram(r.s.sender_thread_cpu, &r.s).map_or(f64::NAN, |d| d.as_secs_f64() * 1e6)
+            })),
         );
     }
     let ratio = |a: Impl, b: Impl| {
         println!(
-            "ratio {} / {}: goodput {:.3}x, bytes per CPU-second {:.3}x",
+            "ratio {} / {}: goodput {:.3}x (split {:.3}x), bytes per CPU-second {:.3}x \
+             (sender only, split {:.3}x)",
             a.name(),
             b.name(),
-            med(a, &|s| s.goodput()) / med(b, &|s| s.goodput()),
-            med(a, &|s| s.bytes_per_cpu_sec()) / med(b, &|s| s.bytes_per_cpu_sec()),
+            med(a, false, &goodput) / med(b, false, &goodput),
+            med(a, true, &goodput) / med(b, true, &goodput),
+            med(a, false, &per_cpu) / med(b, false, &per_cpu),
+            med(a, true, &sender_per_cpu) / med(b, true, &sender_per_cpu),
         );
     };
     if impls.contains(&Impl::Phantom) && impls.contains(&Impl::Quinn) {
         ratio(Impl::Phantom, Impl::Quinn);
     }
-    if impls.contains(&Impl::PhantomProtocol) {
-        if impls.contains(&Impl::Phantom) {
-            ratio(Impl::Phantom, Impl::PhantomProtocol);
-        }
-        println!(
-            "* phantom-protocol 0.4 has no datagram-size setting (PATH_MTU is a 1200-byte \
-             constant) and reports no datagram count"
-        );
+    if impls.contains(&Impl::PhantomProtocol) && impls.contains(&Impl::Phantom) {
+        ratio(Impl::Phantom, Impl::PhantomProtocol);
     }
     Ok(())
 }

@@ -14,9 +14,15 @@ use phantom_protocol::api::udp_listener::PhantomUdpListener;
 use phantom_protocol::api::udp_transport::UdpClientTransport;
 use phantom_protocol::crypto::hybrid_sign::HybridVerifyingKey;
 
-/// One bulk round: fresh listener and client, handshake not timed, `bytes` sent with
-/// `send` in chunks of `payload.len()`, timed until the server's 8-byte count arrives.
-pub(crate) async fn bulk(bytes: u64, payload: &[u8]) -> Result<BulkSample, String> {
+/// The server: a listener that accepts one session, counts `bytes` and answers with the
+/// count; returns the listener, its task, its address and its key (to pin).
+pub(crate) struct Served {
+    pub(crate) listener: Arc<PhantomUdpListener>,
+    pub(crate) task: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+/// Binds the listener and spawns the counting server task on the current runtime.
+pub(crate) async fn serve(bytes: u64) -> Result<(Served, std::net::SocketAddr, Vec<u8>), String> {
     let listener = PhantomUdpListener::bind_udp("127.0.0.1:0".to_owned())
         .await
         .map_err(|e| format!("phantom-protocol bind: {e}"))?;
@@ -24,10 +30,9 @@ pub(crate) async fn bulk(bytes: u64, payload: &[u8]) -> Result<BulkSample, Strin
         .local_addr()
         .parse()
         .map_err(|e| format!("phantom-protocol addr: {e}"))?;
-    let key = HybridVerifyingKey::from_bytes(&listener.verifying_key_bytes())
-        .map_err(|e| format!("phantom-protocol key: {e}"))?;
+    let key = listener.verifying_key_bytes();
     let l = Arc::clone(&listener);
-    let server = tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let session = l
             .accept()
             .await
@@ -50,6 +55,33 @@ pub(crate) async fn bulk(bytes: u64, payload: &[u8]) -> Result<BulkSample, Strin
         let _ = session.disconnect().await;
         Ok::<_, String>(())
     });
+    Ok((Served { listener, task }, addr, key))
+}
+
+/// One bulk round: fresh listener and client, handshake not timed, `bytes` sent with
+/// `send` in chunks of `payload.len()`, timed until the server's 8-byte count arrives.
+pub(crate) async fn bulk(bytes: u64, payload: &[u8]) -> Result<BulkSample, String> {
+    let (served, addr, key) = serve(bytes).await?;
+    let s = bulk_client(addr, &key, bytes, payload).await;
+    if s.is_ok() {
+        served
+            .task
+            .await
+            .map_err(|e| format!("phantom-protocol server task: {e}"))??;
+    }
+    served.listener.shutdown();
+    s
+}
+
+/// The client half: connect (not timed), send, wait for the count.
+pub(crate) async fn bulk_client(
+    addr: std::net::SocketAddr,
+    key: &[u8],
+    bytes: u64,
+    payload: &[u8],
+) -> Result<BulkSample, String> {
+    let key =
+        HybridVerifyingKey::from_bytes(key).map_err(|e| format!("phantom-protocol key: {e}"))?;
     let transport = UdpClientTransport::connect(addr)
         .await
         .map_err(|e| format!("phantom-protocol connect: {e}"))?;
@@ -78,11 +110,8 @@ pub(crate) async fn bulk(bytes: u64, payload: &[u8]) -> Result<BulkSample, Strin
         answer.extend_from_slice(&part);
     }
     let (wall, cpu) = watch.stop()?;
-    server
-        .await
-        .map_err(|e| format!("phantom-protocol server task: {e}"))??;
+    let sender_thread_cpu = watch.thread()?;
     let _ = client.disconnect().await;
-    listener.shutdown();
     let got = answer
         .get(..8)
         .and_then(|a| <[u8; 8]>::try_from(a).ok())
@@ -98,5 +127,6 @@ pub(crate) async fn bulk(bytes: u64, payload: &[u8]) -> Result<BulkSample, Strin
         wall,
         cpu,
         datagrams: None,
+        sender_thread_cpu,
     })
 }

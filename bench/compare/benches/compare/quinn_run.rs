@@ -64,13 +64,31 @@ fn pair(mtu: u16) -> Result<(quinn::Endpoint, quinn::ClientConfig), String> {
 /// One bulk round, shaped like Phantom's: fresh endpoints, handshake not timed, one stream.
 pub(crate) async fn bulk(bytes: u64, mtu: u16, payload: &[u8]) -> Result<BulkSample, String> {
     let (server, client_cfg) = pair(mtu)?;
+    let addr = server.local_addr().map_err(|e| e.to_string())?;
+    let s = bulk_client(addr, client_cfg, bytes, payload).await;
+    server.close(0u32.into(), b"done");
+    s
+}
+
+/// The server half of a split round: a counting server and the client config to reach it.
+pub(crate) fn serve(
+    mtu: u16,
+) -> Result<(quinn::Endpoint, SocketAddr, quinn::ClientConfig), String> {
+    let (server, cfg) = pair(mtu)?;
+    let addr = server.local_addr().map_err(|e| e.to_string())?;
+    Ok((server, addr, cfg))
+}
+
+/// The client half: connect (not timed), send `bytes` on one stream, wait for the count.
+pub(crate) async fn bulk_client(
+    addr: SocketAddr,
+    client_cfg: quinn::ClientConfig,
+    bytes: u64,
+    payload: &[u8],
+) -> Result<BulkSample, String> {
     let client = quinn::Endpoint::client(localhost()).map_err(|e| format!("quinn client: {e}"))?;
     let conn = client
-        .connect_with(
-            client_cfg,
-            server.local_addr().map_err(|e| e.to_string())?,
-            "localhost",
-        )
+        .connect_with(client_cfg, addr, "localhost")
         .map_err(|e| format!("quinn connect: {e}"))?
         .await
         .map_err(|e| format!("quinn handshake: {e}"))?;
@@ -95,10 +113,10 @@ pub(crate) async fn bulk(bytes: u64, mtu: u16, payload: &[u8]) -> Result<BulkSam
         .await
         .map_err(|e| format!("quinn read answer: {e}"))?;
     let (wall, cpu) = watch.stop()?;
+    let sender_thread_cpu = watch.thread()?;
     let datagrams = conn.stats().udp_tx.datagrams.saturating_sub(sent_before);
     conn.close(0u32.into(), b"done");
     let _ = tokio::time::timeout(Duration::from_secs(1), client.wait_idle()).await;
-    server.close(0u32.into(), b"done");
     let got = u64::from_be_bytes(answer);
     if got != bytes {
         return Err(format!("quinn: server counted {got} of {bytes} bytes"));
@@ -108,6 +126,7 @@ pub(crate) async fn bulk(bytes: u64, mtu: u16, payload: &[u8]) -> Result<BulkSam
         wall,
         cpu,
         datagrams: Some(datagrams),
+        sender_thread_cpu,
     })
 }
 
