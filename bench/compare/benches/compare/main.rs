@@ -33,24 +33,24 @@ const DATAGRAM: u16 = 1452;
     about = "Phantom vs quinn vs phantom-protocol on loopback"
 )]
 struct Args {
-    /// Payload bytes per bulk round (one stream).
-    #[arg(long, default_value_t = 256 << 20)]
-    bytes: u64,
-    /// Rounds of each implementation (interleaved: phantom, quinn, phantom-protocol, ...).
-    #[arg(long, default_value_t = 3)]
-    rounds: usize,
-    /// A quick run: 16 MiB, 2 rounds, 50 handshakes, 200 sessions.
+    /// Payload bytes per bulk round (one stream) [default: 256 MiB; 16 MiB with --quick].
+    #[arg(long)]
+    bytes: Option<u64>,
+    /// Rounds of each implementation, interleaved [default: 3; 2 with --quick].
+    #[arg(long)]
+    rounds: Option<usize>,
+    /// A quick run: 16 MiB, 2 rounds, 50 handshakes, 200 sessions (explicit flags win).
     #[arg(long)]
     quick: bool,
     /// Run only this part.
     #[arg(long, value_enum, default_value_t = Part::All)]
     only: Part,
-    /// Handshakes per handshake measurement.
-    #[arg(long, default_value_t = 200)]
-    handshakes: usize,
-    /// Idle sessions held open for the memory measurement.
-    #[arg(long, default_value_t = 1000)]
-    sessions: usize,
+    /// Handshakes per handshake measurement [default: 200; 50 with --quick].
+    #[arg(long)]
+    handshakes: Option<usize>,
+    /// Idle sessions held open for the memory measurement [default: 1000; 200 with --quick].
+    #[arg(long)]
+    sessions: Option<usize>,
     /// Bulk modes (comma-separated): `shared` (both ends on one multi-thread runtime) and
     /// `split` (sender and receiver each on a current-thread runtime of its own thread).
     #[arg(
@@ -77,6 +77,24 @@ struct Args {
     bench: bool,
 }
 
+impl Args {
+    fn pick<T>(&self, given: Option<T>, full: T, quick: T) -> T {
+        given.unwrap_or(if self.quick { quick } else { full })
+    }
+    fn bytes(&self) -> u64 {
+        self.pick(self.bytes, 256 << 20, 16 << 20)
+    }
+    fn rounds(&self) -> usize {
+        self.pick(self.rounds, 3, 2)
+    }
+    fn handshakes(&self) -> usize {
+        self.pick(self.handshakes, 200, 50)
+    }
+    fn sessions(&self) -> usize {
+        self.pick(self.sessions, 1000, 200)
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Mode {
     Shared,
@@ -98,12 +116,6 @@ const SETTLE: Duration = Duration::from_secs(2);
 
 fn main() -> ExitCode {
     let mut args = Args::parse();
-    if args.quick {
-        args.bytes = 16 << 20;
-        args.rounds = 2;
-        args.handshakes = 50;
-        args.sessions = 200;
-    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -164,16 +176,16 @@ async fn run(args: &Args) -> Result<(), String> {
     );
     println!(
         "compare: both ends of every connection run in this process; CPU is user+sys from \
-         /proc (10 ms ticks)"
+         /proc in 10 ms ticks (small runs, e.g. --quick, give coarse CPU figures)"
     );
     if matches!(args.only, Part::All | Part::Bulk) {
         bulk(args).await?;
     }
     if matches!(args.only, Part::All | Part::Handshakes) {
-        handshakes(args.handshakes).await?;
+        handshakes(args.handshakes()).await?;
     }
     if matches!(args.only, Part::All | Part::Memory) {
-        memory(args.sessions).await?;
+        memory(args.sessions()).await?;
     }
     println!("compare: load average at the end {}", loadavg());
     Ok(())
@@ -398,9 +410,9 @@ async fn bulk(args: &Args) -> Result<(), String> {
     let impls = &args.impls;
     println!(
         "\nbulk: {} bytes ({:.0} MiB) on one stream per round, {} rounds interleaved, writes of {} KiB",
-        args.bytes,
-        args.bytes as f64 / f64::from(1u32 << 20),
-        args.rounds,
+        args.bytes(),
+        args.bytes() as f64 / f64::from(1u32 << 20),
+        args.rounds(),
         WRITE_CHUNK / 1024
     );
     println!(
@@ -425,10 +437,10 @@ async fn bulk(args: &Args) -> Result<(), String> {
         "CPU us/dgram"
     );
     let mut rounds: Vec<Round> = Vec::new();
-    for round in 1..=args.rounds {
+    for round in 1..=args.rounds() {
         for &imp in impls {
             for split in args.modes.iter().map(|m| *m == Mode::Split) {
-                let r = one_round(imp, split, args.bytes, &payload).await?;
+                let r = one_round(imp, split, args.bytes(), &payload).await?;
                 print_round(round, &r);
                 rounds.push(r);
                 // Let the previous run's sockets and tasks wind down.
@@ -453,7 +465,7 @@ async fn bulk(args: &Args) -> Result<(), String> {
     };
     println!(
         "\nbulk medians ({} rounds), phantom backend {}:",
-        args.rounds,
+        args.rounds(),
         backend()
     );
     println!(
