@@ -72,6 +72,12 @@ struct Args {
     /// (ADDR KEY_HEX SESSIONS ENDPOINTS).
     #[arg(long, num_args = 4, hide = true)]
     idle_clients: Option<Vec<String>>,
+    /// Internal: run one idle-memory measurement in this (fresh) process.
+    #[arg(long, value_enum, hide = true)]
+    memory_case: Option<MemCase>,
+    /// Internal: the same for quinn (ADDR CERT_HEX SESSIONS ENDPOINTS).
+    #[arg(long, num_args = 4, hide = true)]
+    idle_quinn_clients: Option<Vec<String>>,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -93,6 +99,14 @@ impl Args {
     fn sessions(&self) -> usize {
         self.pick(self.sessions, 1000, 200)
     }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum MemCase {
+    PhantomServer,
+    PhantomBoth,
+    QuinnServer,
+    QuinnBoth,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -126,9 +140,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let res = match args.idle_clients.take() {
-        Some(child) => rt.block_on(idle_child(&child)),
-        None => rt.block_on(run(&args)),
+    let res = match (args.idle_clients.take(), args.idle_quinn_clients.take()) {
+        (Some(child), _) => rt.block_on(idle_child(&child, false)),
+        (None, Some(child)) => rt.block_on(idle_child(&child, true)),
+        (None, None) => match args.memory_case {
+            Some(case) => rt.block_on(memory_case(case, args.sessions())),
+            None => rt.block_on(run(&args)),
+        },
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
@@ -139,14 +157,18 @@ fn main() -> ExitCode {
     }
 }
 
-async fn idle_child(a: &[String]) -> Result<(), String> {
+async fn idle_child(a: &[String], quinn: bool) -> Result<(), String> {
     let [addr, key, n, e] = a else {
         return Err("--idle-clients needs ADDR KEY SESSIONS ENDPOINTS".into());
     };
     let addr = addr.parse().map_err(|e| format!("address: {e}"))?;
     let n = n.parse().map_err(|e| format!("sessions: {e}"))?;
     let e = e.parse().map_err(|e| format!("endpoints: {e}"))?;
-    phantom_runs::idle_clients_child(addr, key, n, e).await
+    if quinn {
+        quinn_run::idle_clients_child(addr, key, n, e).await
+    } else {
+        phantom_runs::idle_clients_child(addr, key, n, e).await
+    }
 }
 
 fn loadavg() -> String {
@@ -598,7 +620,8 @@ fn print_memory(what: &str, m: &MemorySample) {
 async fn memory(n: usize) -> Result<(), String> {
     println!(
         "\nidle sessions: RSS (VmRSS) growth with {n} sessions open to one server endpoint, \
-         {IDLE_ENDPOINTS} client endpoints, after {} s settling (goal <= 16 KiB per session)",
+         {IDLE_ENDPOINTS} client endpoints, after {} s settling (goal <= 16 KiB per session); \
+         each line in a fresh process, so no heap freed by earlier runs hides the growth",
         SETTLE.as_secs()
     );
     println!(
@@ -606,12 +629,55 @@ async fn memory(n: usize) -> Result<(), String> {
         "measurement", "sessions", "before MiB", "after MiB", "B/session", "KiB"
     );
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    for case in [
+        MemCase::PhantomServer,
+        MemCase::PhantomBoth,
+        MemCase::QuinnServer,
+        MemCase::QuinnBoth,
+    ] {
+        let name = case
+            .to_possible_value()
+            .map(|v| v.get_name().to_owned())
+            .unwrap_or_default();
+        let out = tokio::process::Command::new(&exe)
+            .args(["--memory-case", &name, "--sessions", &n.to_string()])
+            .output()
+            .await
+            .map_err(|e| format!("memory case {name}: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "memory case {name} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+    }
+    Ok(())
+}
+
+/// One idle-memory measurement, run in a process of its own (`--memory-case`).
+async fn memory_case(case: MemCase, n: usize) -> Result<(), String> {
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     let mut child = tokio::process::Command::new(exe);
-    child.arg("--idle-clients");
-    let m = phantom_runs::idle_memory_server_only(n, IDLE_ENDPOINTS, SETTLE, child).await?;
-    print_memory("server side only (clients in a child process)", &m);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let m = phantom_runs::idle_memory_both_ends(n, IDLE_ENDPOINTS, SETTLE).await?;
-    print_memory("both ends in this process", &m);
+    match case {
+        MemCase::PhantomServer => {
+            child.arg("--idle-clients");
+            let m = phantom_runs::idle_memory_server_only(n, IDLE_ENDPOINTS, SETTLE, child).await?;
+            print_memory("phantom, server side only (clients in a child)", &m);
+        }
+        MemCase::PhantomBoth => {
+            let m = phantom_runs::idle_memory_both_ends(n, IDLE_ENDPOINTS, SETTLE).await?;
+            print_memory("phantom, both ends in one process", &m);
+        }
+        MemCase::QuinnServer => {
+            child.arg("--idle-quinn-clients");
+            let m = quinn_run::idle_memory_server_only(n, IDLE_ENDPOINTS, SETTLE, child).await?;
+            print_memory("quinn 0.11 (reference), server side only", &m);
+        }
+        MemCase::QuinnBoth => {
+            let m = quinn_run::idle_memory_both_ends(n, IDLE_ENDPOINTS, SETTLE).await?;
+            print_memory("quinn 0.11 (reference), both ends", &m);
+        }
+    }
     Ok(())
 }
