@@ -4,7 +4,8 @@
 //!
 //! Direct use: `cargo bench --manifest-path bench/compare/Cargo.toml --bench compare
 //! [--features aws-lc] -- [--bytes N] [--rounds R] [--quick] [--only bulk|handshakes|memory]`.
-//! Every figure is for one process holding both ends of every connection.
+//! Both ends of every connection run in this process, except in the server-side-only memory
+//! cases, whose clients run in a child process.
 
 #![forbid(unsafe_code)]
 #![expect(
