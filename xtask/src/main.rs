@@ -1,5 +1,5 @@
 //! Project automation for Phantom: `cargo xtask ci`, `cargo xtask fuzz`,
-//! `cargo xtask bench`, `cargo xtask tidy`.
+//! `cargo xtask bench [--compare]`, `cargo xtask tidy`.
 //!
 //! `ci` is the one test command (README.md, `.ci/run`). It prints one line per step
 //! with pass/fail and the time it took, installs the cargo tools it lacks
@@ -49,11 +49,25 @@ enum Cmd {
         #[arg(long)]
         smoke: bool,
     },
-    /// Run the criterion benchmarks (bench profile, optimised).
+    /// Run the criterion benchmarks (bench profile, optimised), or with `--compare` the
+    /// comparison with quinn and phantom-protocol (bench/compare, outside the workspace).
     Bench {
         /// Only the benches of this crate (e.g. `phantom-crypto`).
-        #[arg(long, short = 'p')]
+        #[arg(long, short = 'p', conflicts_with = "compare")]
         package: Option<String>,
+        /// Phantom beside quinn 0.11 and phantom-protocol 0.4 on loopback, handshakes per
+        /// second and memory per idle session; run with the default and the aws-lc backend.
+        #[arg(long)]
+        compare: bool,
+        /// `--compare`: payload bytes per bulk round.
+        #[arg(long, requires = "compare")]
+        bytes: Option<u64>,
+        /// `--compare`: rounds of each implementation.
+        #[arg(long, requires = "compare")]
+        rounds: Option<usize>,
+        /// `--compare`: a quick run (16 MiB, 2 rounds, fewer handshakes and sessions).
+        #[arg(long, requires = "compare")]
+        quick: bool,
         /// Extra arguments passed to criterion after `--` (e.g. a filter).
         #[arg(trailing_var_arg = true)]
         args: Vec<String>,
@@ -80,7 +94,15 @@ fn main() -> ExitCode {
             secs,
             smoke,
         } => fuzz(target.as_deref(), secs, smoke),
-        Cmd::Bench { package, args } => bench(package.as_deref(), &args),
+        Cmd::Bench {
+            compare: true,
+            bytes,
+            rounds,
+            quick,
+            args,
+            ..
+        } => compare(bytes, rounds, quick, &args),
+        Cmd::Bench { package, args, .. } => bench(package.as_deref(), &args),
         Cmd::Tidy => tidy(),
         Cmd::Sim { secs, seed } => {
             let mut c = cargo();
@@ -308,6 +330,46 @@ fn bench(package: Option<&str>, args: &[String]) -> Result {
         c.arg("--").args(args);
     }
     run(c)
+}
+
+/// `bench --compare`: the bench-only crate bench/compare (its own workspace and lockfile,
+/// so `ci` never builds it), once with Phantom's default AEAD backend and once with
+/// `--features aws-lc`; the second run measures the bulk transfer only.
+fn compare(bytes: Option<u64>, rounds: Option<usize>, quick: bool, extra: &[String]) -> Result {
+    let manifest = root().join("bench").join("compare").join("Cargo.toml");
+    let mut tail: Vec<String> = Vec::new();
+    if let Some(b) = bytes {
+        tail.extend(["--bytes".into(), b.to_string()]);
+    }
+    if let Some(r) = rounds {
+        tail.extend(["--rounds".into(), r.to_string()]);
+    }
+    if quick {
+        tail.push("--quick".into());
+    }
+    tail.extend(extra.iter().cloned());
+    for (label, features, only) in [
+        ("default backend", None, None),
+        ("aws-lc backend", Some("aws-lc"), Some("bulk")),
+    ] {
+        step(&format!("compare ({label})"), || {
+            let mut c = cargo();
+            c.arg("bench")
+                .arg("--locked")
+                .arg("--manifest-path")
+                .arg(&manifest);
+            c.args(["--bench", "compare"]);
+            if let Some(f) = features {
+                c.args(["--features", f]);
+            }
+            c.arg("--").args(&tail);
+            if let Some(o) = only.filter(|_| !tail.iter().any(|a| a.starts_with("--only"))) {
+                c.args(["--only", o]);
+            }
+            run(c)
+        })?;
+    }
+    Ok(())
 }
 
 /// Hygiene: crate docs present, no tokio or clock reads below the runtime,
