@@ -233,6 +233,24 @@ fn ci(no_fuzz: bool) -> Result {
             Ok(())
         }
     })?;
+    step("test (full-size, release)", || {
+        // The issue-sized runs that are too slow for the dev profile: 64 MiB over a
+        // lossy simulated link (1 and 16 streams), 256 MiB over loopback sockets and
+        // 1,000 concurrent sessions on one endpoint.
+        let mut c = cargo();
+        c.args([
+            "test",
+            "--release",
+            "--locked",
+            "-p",
+            "phantom-session",
+            "-p",
+            "phantom",
+            "--",
+            "--ignored",
+        ]);
+        run(c)
+    })?;
     step("doc", || {
         let mut c = cargo();
         c.args(["doc", "--workspace", "--no-deps", "--locked"]);
