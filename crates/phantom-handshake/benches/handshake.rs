@@ -1,13 +1,14 @@
 //! Full handshakes per second on one core (both sides in one process), beside the
 //! primitives they are built from, measured in the same run.
 //!
-//! Run: `cargo bench -p phantom-handshake -- --warm-up-time 1 --measurement-time 3`
+//! Run: `cargo bench -p phantom-handshake --bench handshake -- --warm-up-time 1 --measurement-time 3`
+//! (add `--features aws-lc` for the aws-lc-rs backend; its primitives are then measured too).
 
 use std::hint::black_box;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use ml_dsa::signature::{Keypair as _, Signer as _, Verifier as _};
 use ml_kem::kem::{Decapsulate as _, Encapsulate as _, Kem as _};
 use phantom_handshake::{
@@ -63,7 +64,119 @@ fn primitives(c: &mut Criterion) {
     g.bench_function("mldsa65_verify", |b| {
         b.iter(|| black_box(mlv.verify(&msg, &msig).is_ok()))
     });
+    #[cfg(feature = "aws-lc")]
+    aws_primitives(&mut g);
     g.finish();
+}
+
+/// The same primitives on aws-lc-rs (what the `aws-lc` feature runs).
+#[cfg(feature = "aws-lc")]
+fn aws_primitives(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
+    use aws_lc_rs::{agreement, kem};
+    let Some(peer) = agreement::PrivateKey::from_private_key(&agreement::X25519, &[9u8; 32])
+        .ok()
+        .and_then(|k| k.compute_public_key().ok())
+    else {
+        return;
+    };
+    let peer = peer.as_ref().to_vec();
+    g.bench_function("awslc_x25519_keygen+dh", |b| {
+        b.iter(|| {
+            let s = agreement::PrivateKey::from_private_key(&agreement::X25519, &[7u8; 32]).ok()?;
+            black_box(s.compute_public_key().ok()?);
+            agreement::agree(
+                &s,
+                agreement::UnparsedPublicKey::new(&agreement::X25519, &peer),
+                (),
+                |k| Ok(black_box(k.len())),
+            )
+            .ok()
+        })
+    });
+    g.bench_function("awslc_mlkem768_keygen", |b| {
+        b.iter(|| {
+            let dk = kem::DecapsulationKey::generate(&kem::ML_KEM_768).ok()?;
+            Some(black_box(
+                dk.encapsulation_key()
+                    .ok()?
+                    .key_bytes()
+                    .ok()?
+                    .as_ref()
+                    .len(),
+            ))
+        })
+    });
+    let Ok(dk) = kem::DecapsulationKey::generate(&kem::ML_KEM_768) else {
+        return;
+    };
+    let Ok(ek) = dk.encapsulation_key() else {
+        return;
+    };
+    g.bench_function("awslc_mlkem768_encaps", |b| {
+        b.iter(|| black_box(ek.encapsulate().is_ok()))
+    });
+    let Ok((ct, _)) = ek.encapsulate() else {
+        return;
+    };
+    let ct = ct.as_ref().to_vec();
+    g.bench_function("awslc_mlkem768_decaps", |b| {
+        b.iter(|| black_box(dk.decapsulate(kem::Ciphertext::from(ct.as_slice())).is_ok()))
+    });
+}
+
+/// The public-key operations of a PDK handshake on aws-lc-rs, no protocol (the same-run
+/// baseline for `pdk_1rtt_both_sides` with `--features aws-lc`).
+#[cfg(feature = "aws-lc")]
+fn aws_pdk_ops(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rng: &mut ChaCha20Rng,
+) {
+    use aws_lc_rs::{agreement, kem};
+    use rand_core::Rng as _;
+    let x = &agreement::X25519;
+    let key = |rng: &mut ChaCha20Rng| {
+        let mut b = [0u8; 32];
+        rng.fill_bytes(&mut b);
+        agreement::PrivateKey::from_private_key(x, &b).ok()
+    };
+    let dh = |k: &agreement::PrivateKey, p: &[u8]| {
+        agreement::agree(k, agreement::UnparsedPublicKey::new(x, p), (), |s| {
+            Ok(black_box(s.len()))
+        })
+        .ok()
+    };
+    let Some(static_x) = key(rng) else { return };
+    let Ok(static_x_pub) = static_x.compute_public_key() else {
+        return;
+    };
+    let Ok(static_dk) = kem::DecapsulationKey::generate(&kem::ML_KEM_768) else {
+        return;
+    };
+    let Ok(static_ek) = static_dk.encapsulation_key() else {
+        return;
+    };
+    g.bench_function("pdk_crypto_ops_only_awslc", |b| {
+        b.iter(|| {
+            let c_x = key(rng)?;
+            let c_x_pub = c_x.compute_public_key().ok()?;
+            let c_dk = kem::DecapsulationKey::generate(&kem::ML_KEM_768).ok()?;
+            let c_ek = c_dk.encapsulation_key().ok()?.key_bytes().ok()?;
+            dh(&c_x, static_x_pub.as_ref())?;
+            let (s_ct, _) = static_ek.encapsulate().ok()?;
+            let s_x = key(rng)?;
+            let s_x_pub = s_x.compute_public_key().ok()?;
+            dh(&s_x, c_x_pub.as_ref())?;
+            dh(&static_x, c_x_pub.as_ref())?;
+            let (e_ct, _) = kem::EncapsulationKey::new(&kem::ML_KEM_768, c_ek.as_ref())
+                .ok()?
+                .encapsulate()
+                .ok()?;
+            black_box(static_dk.decapsulate(s_ct).ok()?);
+            dh(&c_x, s_x_pub.as_ref())?;
+            black_box(c_dk.decapsulate(e_ct).ok()?);
+            Some(())
+        })
+    });
 }
 
 struct Setup {
@@ -148,10 +261,26 @@ fn handshakes(c: &mut Criterion) {
             black_box(es_x)
         });
     });
+    #[cfg(feature = "aws-lc")]
+    aws_pdk_ops(&mut g, &mut rng);
     g.bench_function("pdk_1rtt_both_sides", |b| {
         b.iter(|| run(&mut s.server, s.cfg_pdk.clone(), &mut rng, next()));
     });
+    // First contact: the pinned key has never verified this certificate, so the client
+    // runs both signature checks (the cache is cleared outside the timed part).
     g.bench_function("full_kemtls_with_cert_verify_both_sides", |b| {
+        b.iter_batched(
+            || {
+                s.cfg_full.server_key.clear_certificate_cache();
+                s.cfg_full.clone()
+            },
+            |cfg| run(&mut s.server, cfg, &mut rng, next()),
+            BatchSize::SmallInput,
+        );
+    });
+    // Repeat connects in full mode (no certificate in the config): the pinned key
+    // remembers the verified certificate, so no signature is checked again.
+    g.bench_function("full_kemtls_repeat_cached_verify_both_sides", |b| {
         b.iter(|| run(&mut s.server, s.cfg_full.clone(), &mut rng, next()));
     });
     g.finish();

@@ -5,13 +5,11 @@ use std::time::Instant;
 
 use chacha20poly1305::ChaCha20Poly1305;
 use chacha20poly1305::aead::{AeadInOut as _, KeyInit as _};
-use ml_kem::DecapsulationKey768;
-use ml_kem::kem::{Decapsulate as _, Encapsulate as _, KeyExport as _};
 use phantom_crypto::{Suite, TrafficSecret};
 use phantom_wire::SessionId;
-use zeroize::Zeroizing;
 
 use crate::Rng;
+use crate::backend::{KemSecret, XSecret};
 use crate::common::{
     Established, HANDSHAKE_VERSION, MAX_EARLY_DATA, Progress, ResumptionHint, ResumptionTicket,
     Time, default_suites,
@@ -24,7 +22,7 @@ use crate::msg::{
 };
 use crate::schedule::{
     HandshakeKeys, LABEL_EARLY, Secret, Shares, Transcript, early_secret, hmac, mac_eq,
-    master_secret, sha256, x25519,
+    master_secret, sha256,
 };
 
 /// A ClientHello shorter than this is padded up to it, so that the server's 3x
@@ -76,8 +74,8 @@ struct ExpectServerHello {
     cached_cert: Option<VerifiedCertificate>,
     versions: Vec<u8>,
     suites: Vec<u8>,
-    eph_x: x25519_dalek::StaticSecret,
-    eph_ml: DecapsulationKey768,
+    eph_x: XSecret,
+    eph_ml: KemSecret,
     /// PDK: the ephemeral-static shares computed for the ClientHello.
     pdk: Option<(Secret, Secret)>,
     psk: Option<Secret>,
@@ -209,26 +207,19 @@ impl Client {
             ensure!(now.unix_secs <= t.hint().expires_at, Error::TicketExpired);
         }
 
-        let eph_x = x25519_dalek::StaticSecret::random_from_rng(rng);
-        let eph_x_pub = x25519_dalek::PublicKey::from(&eph_x).to_bytes();
-        let mut seed = Zeroizing::new([0u8; 64]);
-        rng.fill_bytes(seed.as_mut_slice());
-        let eph_ml = DecapsulationKey768::from_seed((*seed).into());
+        // Fresh ephemeral keys for every handshake (forward secrecy; never reused).
+        let eph_x = XSecret::generate(rng);
+        let eph_x_pub = eph_x.public();
+        let eph_ml = KemSecret::generate(rng);
         let mut random = [0u8; 32];
         rng.fill_bytes(&mut random);
 
         let (pdk_offer, pdk_shares) = match &cached_cert {
             Some(c) => {
                 let kem = c.cert.static_kem_public();
-                let es_x = x25519(&eph_x, &kem.x)?;
-                let (ct, ss) = kem.ml.encapsulate_with_rng(rng);
-                (
-                    Some(PdkOffer {
-                        cert_id: c.id,
-                        ct: ct.as_slice().to_vec(),
-                    }),
-                    Some((es_x, Zeroizing::new(ss.into()))),
-                )
+                let es_x = eph_x.agree(&kem.x)?;
+                let (ct, es_ml) = kem.ml.encapsulate(rng)?;
+                (Some(PdkOffer { cert_id: c.id, ct }), Some((es_x, es_ml)))
             }
             None => (None, None),
         };
@@ -239,7 +230,7 @@ impl Client {
             suites: codes.clone(),
             random,
             x25519: eph_x_pub,
-            mlkem_ek: eph_ml.encapsulation_key().to_bytes().as_slice().to_vec(),
+            mlkem_ek: eph_ml.public().as_bytes().to_vec(),
             pdk: pdk_offer,
             ticket: ticket.as_ref().map(|t| t.blob.clone()).unwrap_or_default(),
             early: Vec::new(),
@@ -481,10 +472,8 @@ fn on_server_hello<R: Rng + ?Sized>(
         Error::UnexpectedMessage("early data accepted but not sent")
     );
 
-    let ee_x = x25519(&s.eph_x, &sh.x25519)?;
-    let ct = ml_kem::array::Array::try_from(sh.mlkem_ct.as_slice())
-        .map_err(|_| Error::Malformed("ciphertext"))?;
-    let ee_ml: Secret = Zeroizing::new(s.eph_ml.decapsulate(&ct).into());
+    let ee_x = s.eph_x.agree(&sh.x25519)?;
+    let ee_ml: Secret = s.eph_ml.decapsulate(&sh.mlkem_ct)?;
     let es = early_secret(if resumed { s.psk.as_deref() } else { None });
     let mut transcript = s.transcript;
     transcript.add(msg);
@@ -505,9 +494,8 @@ fn on_server_hello<R: Rng + ?Sized>(
             }
         };
         let kem = verified.cert.static_kem_public();
-        let es_x = x25519(&s.eph_x, &kem.x)?;
-        let (ct, ss) = kem.ml.encapsulate_with_rng(rng);
-        let es_ml: Secret = Zeroizing::new(ss.into());
+        let es_x = s.eph_x.agree(&kem.x)?;
+        let (ct, es_ml) = kem.ml.encapsulate(rng)?;
         let shares = Shares {
             ee_x,
             ee_ml,
@@ -515,13 +503,13 @@ fn on_server_hello<R: Rng + ?Sized>(
             es_ml,
         };
         let keys = HandshakeKeys::derive(master_secret(&es, &shares), &transcript.hash());
-        let prefix = ClientFinished::encode_prefix(Some(ct.as_slice()));
+        let prefix = ClientFinished::encode_prefix(Some(&ct));
         let mac = hmac(
             keys.fk_c.as_slice(),
             &[&transcript.hash_with_prefix(&prefix)],
         );
         let cf = ClientFinished {
-            static_ct: Some(ct.as_slice().to_vec()),
+            static_ct: Some(ct),
             mac,
         }
         .encode();

@@ -25,6 +25,7 @@
 //! anti-replay store within a ticket-age window; 0-RTT is refused outside it or when the
 //! store is full).
 
+mod backend;
 mod client;
 mod common;
 mod error;

@@ -18,8 +18,6 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
-use crate::error::Error;
-
 /// A 32-byte secret that zeroizes on drop.
 pub(crate) type Secret = Zeroizing<[u8; 32]>;
 
@@ -189,18 +187,6 @@ impl HandshakeKeys {
             expand(&self.ms, LABEL_S2C, th_all),
         )
     }
-}
-
-/// X25519 with a contributory check (rejects small-order peer keys).
-pub(crate) fn x25519(
-    secret: &x25519_dalek::StaticSecret,
-    peer: &[u8; 32],
-) -> Result<Secret, Error> {
-    let ss = secret.diffie_hellman(&x25519_dalek::PublicKey::from(*peer));
-    if !ss.was_contributory() {
-        return Err(Error::Malformed("X25519 low-order key"));
-    }
-    Ok(Zeroizing::new(ss.to_bytes()))
 }
 
 /// SHA-256 of a byte string.

@@ -6,13 +6,12 @@ use std::time::{Duration, Instant};
 
 use chacha20poly1305::ChaCha20Poly1305;
 use chacha20poly1305::aead::{AeadInOut as _, KeyInit as _};
-use ml_kem::EncapsulationKey768;
-use ml_kem::kem::{Decapsulate as _, Encapsulate as _};
 use phantom_crypto::{Suite, TrafficSecret};
 use phantom_wire::SessionId;
 use zeroize::Zeroizing;
 
 use crate::Rng;
+use crate::backend::{KemPublic, XSecret};
 use crate::common::{Established, HANDSHAKE_VERSION, MAX_EARLY_DATA, Time, default_suites};
 use crate::error::{Error, ensure};
 use crate::fragment::{Datagram, Flight, Inserted, Reassembler, pack, retry_datagram};
@@ -22,7 +21,7 @@ use crate::msg::{
 };
 use crate::schedule::{
     HandshakeKeys, LABEL_EARLY, Secret, Shares, Transcript, early_secret, expand, hmac, mac_eq,
-    master_secret, sha256, x25519,
+    master_secret, sha256,
 };
 use crate::ticket::{AntiReplay, TicketKeys};
 use crate::token::RetryKeys;
@@ -543,23 +542,20 @@ impl Server {
             .filter_map(|c| Suite::from_code(*c))
             .find(|s| self.config.suites.contains(s))
             .ok_or(Error::SuiteMismatch)?;
-        let ek_arr = ml_kem::array::Array::try_from(ch.mlkem_ek.as_slice())
-            .map_err(|_| Error::Malformed("ML-KEM key"))?;
-        let client_ek =
-            EncapsulationKey768::new(&ek_arr).map_err(|_| Error::Malformed("ML-KEM key"))?;
-        let eph_x = x25519_dalek::StaticSecret::random_from_rng(rng);
-        let eph_x_pub = x25519_dalek::PublicKey::from(&eph_x).to_bytes();
-        let ee_x = x25519(&eph_x, &ch.x25519)?;
-        let (ct, ss) = client_ek.encapsulate_with_rng(rng);
-        let ee_ml: Secret = Zeroizing::new(ss.into());
+        let client_ek = KemPublic::from_bytes(&ch.mlkem_ek)?;
+        // A fresh ephemeral X25519 key per handshake (forward secrecy; never reused).
+        let eph_x = XSecret::generate(rng);
+        let eph_x_pub = eph_x.public();
+        let ee_x = eph_x.agree(&ch.x25519)?;
+        let (ct, ee_ml) = client_ek.encapsulate(rng)?;
+        drop(eph_x);
 
         let identity = &self.config.identity;
         let pdk_shares = match &ch.pdk {
             Some(p) if p.cert_id == identity.cert_id => {
-                let es_x = x25519(&identity.kem.x, &ch.x25519)?;
-                let ct = ml_kem::array::Array::try_from(p.ct.as_slice())
-                    .map_err(|_| Error::Malformed("ciphertext"))?;
-                let es_ml: Secret = Zeroizing::new(identity.kem.ml.decapsulate(&ct).into());
+                // The static key stays parsed and expanded in the identity.
+                let es_x = identity.kem.x.agree(&ch.x25519)?;
+                let es_ml = identity.kem.ml.decapsulate(&p.ct)?;
                 Some((es_x, es_ml))
             }
             // Unknown (rotated) certificate: answer in full mode with the current one.
@@ -632,7 +628,7 @@ impl Server {
             session_id: session_id.0,
             random,
             x25519: eph_x_pub,
-            mlkem_ct: ct.as_slice().to_vec(),
+            mlkem_ct: ct,
             flags,
             certificate: if pdk {
                 Vec::new()
@@ -739,10 +735,8 @@ impl Server {
             (true, None, Some(k)) => k,
             (false, Some(ct), None) => {
                 let identity = &self.config.identity;
-                let es_x = x25519(&identity.kem.x, &s.client_x)?;
-                let ct = ml_kem::array::Array::try_from(ct.as_slice())
-                    .map_err(|_| Error::Malformed("ciphertext"))?;
-                let es_ml: Secret = Zeroizing::new(identity.kem.ml.decapsulate(&ct).into());
+                let es_x = identity.kem.x.agree(&s.client_x)?;
+                let es_ml = identity.kem.ml.decapsulate(ct)?;
                 let shares = Shares {
                     ee_x: s.ee_x,
                     ee_ml: s.ee_ml,
