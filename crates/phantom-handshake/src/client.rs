@@ -14,15 +14,17 @@ use crate::common::{
     Established, HANDSHAKE_VERSION, MAX_EARLY_DATA, Progress, ResumptionHint, ResumptionTicket,
     Time, default_suites,
 };
+use crate::error::CodeList;
 use crate::error::{Error, ensure};
 use crate::fragment::{Datagram, Flight, Inserted, Reassembler, pack};
 use crate::keys::{HybridVerifyingKey, ServerCertificate, VerifiedCertificate};
 use crate::msg::{
-    ClientFinished, ClientHello, PdkOffer, SH_EARLY, SH_PDK, SH_PSK, ServerFinished, ServerHello,
+    ClientFinished, ClientHello, MISMATCH, MISMATCH_VERSION, Mismatch, PdkOffer, SH_EARLY, SH_PDK,
+    SH_PSK, ServerFinished, ServerHello,
 };
 use crate::schedule::{
     HandshakeKeys, LABEL_EARLY, Secret, Shares, Transcript, early_secret, hmac, mac_eq,
-    master_secret, sha256,
+    master_secret, mismatch_key, sha256,
 };
 
 /// A ClientHello shorter than this is padded up to it, so that the server's 3x
@@ -33,6 +35,8 @@ pub const MIN_CLIENT_HELLO_LEN: usize = 2400;
 thread_local! {
     /// Test hook: send an unpadded ClientHello (to exercise the amplification limit).
     pub(crate) static NO_PADDING: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+    /// Test hook: offer these versions instead of [`HANDSHAKE_VERSION`].
+    pub(crate) static OFFER_VERSIONS: core::cell::RefCell<Option<Vec<u8>>> = const { core::cell::RefCell::new(None) };
 }
 
 /// What a client needs to connect.
@@ -224,9 +228,15 @@ impl Client {
             None => (None, None),
         };
 
+        #[allow(unused_mut)]
+        let mut versions = vec![HANDSHAKE_VERSION];
+        #[cfg(test)]
+        if let Some(v) = OFFER_VERSIONS.with(|v| v.borrow().clone()) {
+            versions = v;
+        }
         let psk = ticket.as_ref().map(|t| t.secret.clone());
         let mut ch = ClientHello {
-            versions: vec![HANDSHAKE_VERSION],
+            versions: versions.clone(),
             suites: codes.clone(),
             random,
             x25519: eph_x_pub,
@@ -272,7 +282,7 @@ impl Client {
             state: State::ExpectServerHello(Box::new(ExpectServerHello {
                 server_key,
                 cached_cert,
-                versions: vec![HANDSHAKE_VERSION],
+                versions,
                 suites: codes,
                 eph_x,
                 eph_ml,
@@ -325,6 +335,23 @@ impl Client {
             dg.token.is_empty(),
             Error::Malformed("token in server datagram")
         );
+        // A Mismatch refusal comes whole in one fragment instead of the ServerHello. It
+        // is checked before reassembly, so one that does not verify (forged, garbled,
+        // for another ClientHello) is dropped like a datagram that does not parse and
+        // the real ServerHello can still arrive. A verified one ends the handshake with
+        // the typed error; the client never retries with other parameters by itself.
+        if let State::ExpectServerHello(s) = &self.state
+            && let Some(f) = dg.fragments.iter().find(|f| {
+                f.msg_seq == 0
+                    && f.offset == 0
+                    && f.data.len() == f.total_len
+                    && f.data.first() == Some(&MISMATCH)
+            })
+        {
+            let e = check_mismatch(s, f.data, &self.client_hello)?;
+            self.state = State::Failed(e);
+            return Err(e);
+        }
         let mut old = false;
         for f in &dg.fragments {
             if self.reasm.insert(f)? == Inserted::Old {
@@ -430,6 +457,51 @@ impl Client {
     }
 }
 
+/// Verifies a Mismatch refusal of our ClientHello and returns the typed error it stands
+/// for. `Err` (the refusal is to be ignored) if it is bound to another ClientHello,
+/// claims a MAC that does not verify, or contradicts what we offered.
+fn check_mismatch(s: &ExpectServerHello, msg: &[u8], client_hello: &[u8]) -> Result<Error, Error> {
+    let (m, prefix_len) = Mismatch::decode(msg)?;
+    ensure!(
+        mac_eq(&m.ch_hash, &sha256(client_hello)),
+        Error::Malformed("Mismatch for another ClientHello")
+    );
+    let authenticated = match (&m.mac, &s.pdk) {
+        (Some(mac), Some((es_x, es_ml))) => {
+            let key = mismatch_key(es_x, es_ml, &m.ch_hash);
+            let expected = hmac(key.as_slice(), &[msg.get(..prefix_len).unwrap_or_default()]);
+            ensure!(mac_eq(&expected, mac), Error::KeyConfirmation);
+            true
+        }
+        // Without a PDK offer we hold no key to check a MAC with: bound to the
+        // ClientHello only.
+        _ => false,
+    };
+    let common = |a: &[u8], b: &[u8]| a.iter().any(|x| b.contains(x));
+    let version_ok = common(&s.versions, &m.versions);
+    if m.reason == MISMATCH_VERSION {
+        ensure!(
+            !version_ok,
+            Error::Malformed("Mismatch contradicts the offer")
+        );
+        Ok(Error::VersionMismatch {
+            offered: CodeList::new(&s.versions),
+            supported: CodeList::new(&m.versions),
+            authenticated,
+        })
+    } else {
+        ensure!(
+            version_ok && !common(&s.suites, &m.suites),
+            Error::Malformed("Mismatch contradicts the offer")
+        );
+        Ok(Error::SuiteMismatch {
+            offered: CodeList::new(&s.suites),
+            supported: CodeList::new(&m.suites),
+            authenticated,
+        })
+    }
+}
+
 fn step<R: Rng + ?Sized>(
     state: State,
     msg: &[u8],
@@ -453,9 +525,22 @@ fn on_server_hello<R: Rng + ?Sized>(
     fx: &mut Effects,
 ) -> Result<State, Error> {
     let sh = ServerHello::decode(msg)?;
-    ensure!(s.versions.contains(&sh.version), Error::VersionMismatch);
-    ensure!(s.suites.contains(&sh.suite), Error::SuiteMismatch);
-    let suite = Suite::from_code(sh.suite).ok_or(Error::SuiteMismatch)?;
+    // The server must choose among our offers (tampering is also caught by the MACs).
+    ensure!(
+        s.versions.contains(&sh.version),
+        Error::VersionMismatch {
+            offered: CodeList::new(&s.versions),
+            supported: CodeList::new(&[sh.version]),
+            authenticated: false,
+        }
+    );
+    let suite_err = Error::SuiteMismatch {
+        offered: CodeList::new(&s.suites),
+        supported: CodeList::new(&[sh.suite]),
+        authenticated: false,
+    };
+    ensure!(s.suites.contains(&sh.suite), suite_err);
+    let suite = Suite::from_code(sh.suite).ok_or(suite_err)?;
     let pdk = sh.flags & SH_PDK != 0;
     let resumed = sh.flags & SH_PSK != 0;
     let early_accepted = sh.flags & SH_EARLY != 0;

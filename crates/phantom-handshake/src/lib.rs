@@ -47,7 +47,7 @@ pub use common::{
     Established, HANDSHAKE_VERSION, MAX_EARLY_DATA, Progress, ResumptionHint, ResumptionTicket,
     Time, default_suites,
 };
-pub use error::Error;
+pub use error::{CodeList, Error};
 pub use fragment::{
     DATAGRAM_BUDGET, Datagram, FRAGMENT_TYPE, Fragment, INITIAL_RTO, MAX_FRAGMENT_DATA,
     MAX_FRAGMENTS_PER_DATAGRAM, MAX_MESSAGE_LEN, MAX_RETRANSMITS, MAX_TOKEN_LEN, REASSEMBLY_CAP,
