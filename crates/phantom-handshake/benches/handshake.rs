@@ -22,7 +22,7 @@ use rand_core::SeedableRng;
 const UNIX: u64 = 1_750_000_000;
 
 /// `PHANTOM_BENCH_CPU=1` makes every benchmark measure this thread's on-CPU time
-/// (`/proc/thread-self/schedstat`) instead of wall time: on a shared machine the time
+/// (`CLOCK_THREAD_CPUTIME_ID`) instead of wall time: on a shared machine the time
 /// the thread waits for a core then does not count (cache and memory contention still
 /// do). Without it, criterion's usual wall-clock measurement.
 fn cpu_mode() -> bool {
@@ -30,12 +30,13 @@ fn cpu_mode() -> bool {
     *M.get_or_init(|| std::env::var_os("PHANTOM_BENCH_CPU").is_some_and(|v| v == "1"))
 }
 
-/// On-CPU nanoseconds of this thread so far.
+/// On-CPU nanoseconds of this thread so far (`CLOCK_THREAD_CPUTIME_ID`).
 fn thread_cpu_ns() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    u64::try_from(t.tv_sec)
         .unwrap_or(0)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::try_from(t.tv_nsec).unwrap_or(0))
 }
 
 /// A start point in wall or CPU time (per [`cpu_mode`]).
