@@ -92,7 +92,9 @@ fn primitives(c: &mut Criterion) {
         });
     });
     g.bench_function("mlkem768_keygen", |b| {
-        timed(b, || black_box(ml_kem::MlKem768::generate_keypair_from_rng(&mut rng)));
+        timed(b, || {
+            black_box(ml_kem::MlKem768::generate_keypair_from_rng(&mut rng))
+        });
     });
     let (dk, ek) = ml_kem::MlKem768::generate_keypair_from_rng(&mut rng);
     g.bench_function("mlkem768_encaps", |b| {
@@ -113,7 +115,9 @@ fn primitives(c: &mut Criterion) {
         timed(b, || black_box(edv.verify_strict(&msg, &sig).is_ok()))
     });
     let ml = ml_dsa::SigningKey::<ml_dsa::MlDsa65>::from_seed(&[3u8; 32].into());
-    g.bench_function("mldsa65_sign", |b| timed(b, || black_box(ml.try_sign(&msg))));
+    g.bench_function("mldsa65_sign", |b| {
+        timed(b, || black_box(ml.try_sign(&msg)))
+    });
     let Ok(msig) = ml.try_sign(&msg) else { return };
     let mlv = ml.verifying_key();
     g.bench_function("mldsa65_verify", |b| {
@@ -175,7 +179,9 @@ fn aws_primitives(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::
     };
     let ct = ct.as_ref().to_vec();
     g.bench_function("awslc_mlkem768_decaps", |b| {
-        timed(b, || black_box(dk.decapsulate(kem::Ciphertext::from(ct.as_slice())).is_ok()))
+        timed(b, || {
+            black_box(dk.decapsulate(kem::Ciphertext::from(ct.as_slice())).is_ok())
+        })
     });
 }
 
@@ -319,7 +325,9 @@ fn handshakes(c: &mut Criterion) {
     #[cfg(feature = "aws-lc")]
     aws_pdk_ops(&mut g, &mut rng);
     g.bench_function("pdk_1rtt_both_sides", |b| {
-        timed(b, || run(&mut s.server, s.cfg_pdk.clone(), &mut rng, next()));
+        timed(b, || {
+            run(&mut s.server, s.cfg_pdk.clone(), &mut rng, next())
+        });
     });
     // First contact: a freshly parsed pinned key (its own, empty verification cache,
     // built outside the timed part) has never verified this certificate, so the client
@@ -348,7 +356,9 @@ fn handshakes(c: &mut Criterion) {
     // Repeat connects in full mode (no certificate in the config): the pinned key
     // remembers the verified certificate, so no signature is checked again.
     g.bench_function("full_kemtls_repeat_cached_verify_both_sides", |b| {
-        timed(b, || run(&mut s.server, s.cfg_full.clone(), &mut rng, next()));
+        timed(b, || {
+            run(&mut s.server, s.cfg_full.clone(), &mut rng, next())
+        });
     });
     g.finish();
 }
