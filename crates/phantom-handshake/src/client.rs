@@ -458,8 +458,9 @@ impl Client {
 }
 
 /// Verifies a Mismatch refusal of our ClientHello and returns the typed error it stands
-/// for. `Err` (the refusal is to be ignored) if it is bound to another ClientHello,
-/// claims a MAC that does not verify, or contradicts what we offered.
+/// for. `Err(Malformed)` (the refusal is dropped, the state unchanged) if it does not
+/// parse, is bound to another ClientHello, claims a MAC that does not verify, or
+/// contradicts what we offered.
 fn check_mismatch(s: &ExpectServerHello, msg: &[u8], client_hello: &[u8]) -> Result<Error, Error> {
     let (m, prefix_len) = Mismatch::decode(msg)?;
     ensure!(
@@ -470,7 +471,11 @@ fn check_mismatch(s: &ExpectServerHello, msg: &[u8], client_hello: &[u8]) -> Res
         (Some(mac), Some((es_x, es_ml))) => {
             let key = mismatch_key(es_x, es_ml, &m.ch_hash);
             let expected = hmac(key.as_slice(), &[msg.get(..prefix_len).unwrap_or_default()]);
-            ensure!(mac_eq(&expected, mac), Error::KeyConfirmation);
+            // `Malformed`, like any dropped datagram: the state is unchanged.
+            ensure!(
+                mac_eq(&expected, mac),
+                Error::Malformed("Mismatch MAC does not verify")
+            );
             true
         }
         // Without a PDK offer we hold no key to check a MAC with: bound to the
