@@ -5,26 +5,26 @@ use std::time::Instant;
 
 use chacha20poly1305::ChaCha20Poly1305;
 use chacha20poly1305::aead::{AeadInOut as _, KeyInit as _};
-use ml_kem::DecapsulationKey768;
-use ml_kem::kem::{Decapsulate as _, Encapsulate as _, KeyExport as _};
 use phantom_crypto::{Suite, TrafficSecret};
 use phantom_wire::SessionId;
-use zeroize::Zeroizing;
 
 use crate::Rng;
+use crate::backend::{KemSecret, XSecret};
 use crate::common::{
     Established, HANDSHAKE_VERSION, MAX_EARLY_DATA, Progress, ResumptionHint, ResumptionTicket,
     Time, default_suites,
 };
+use crate::error::CodeList;
 use crate::error::{Error, ensure};
 use crate::fragment::{Datagram, Flight, Inserted, Reassembler, pack};
 use crate::keys::{HybridVerifyingKey, ServerCertificate, VerifiedCertificate};
 use crate::msg::{
-    ClientFinished, ClientHello, PdkOffer, SH_EARLY, SH_PDK, SH_PSK, ServerFinished, ServerHello,
+    ClientFinished, ClientHello, MISMATCH, MISMATCH_VERSION, Mismatch, PdkOffer, SH_EARLY, SH_PDK,
+    SH_PSK, ServerFinished, ServerHello,
 };
 use crate::schedule::{
     HandshakeKeys, LABEL_EARLY, Secret, Shares, Transcript, early_secret, hmac, mac_eq,
-    master_secret, sha256, x25519,
+    master_secret, mismatch_key, sha256,
 };
 
 /// A ClientHello shorter than this is padded up to it, so that the server's 3x
@@ -35,6 +35,8 @@ pub const MIN_CLIENT_HELLO_LEN: usize = 2400;
 thread_local! {
     /// Test hook: send an unpadded ClientHello (to exercise the amplification limit).
     pub(crate) static NO_PADDING: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+    /// Test hook: offer these versions instead of [`HANDSHAKE_VERSION`].
+    pub(crate) static OFFER_VERSIONS: core::cell::RefCell<Option<Vec<u8>>> = const { core::cell::RefCell::new(None) };
 }
 
 /// What a client needs to connect.
@@ -76,8 +78,8 @@ struct ExpectServerHello {
     cached_cert: Option<VerifiedCertificate>,
     versions: Vec<u8>,
     suites: Vec<u8>,
-    eph_x: x25519_dalek::StaticSecret,
-    eph_ml: DecapsulationKey768,
+    eph_x: XSecret,
+    eph_ml: KemSecret,
     /// PDK: the ephemeral-static shares computed for the ClientHello.
     pdk: Option<(Secret, Secret)>,
     psk: Option<Secret>,
@@ -209,37 +211,36 @@ impl Client {
             ensure!(now.unix_secs <= t.hint().expires_at, Error::TicketExpired);
         }
 
-        let eph_x = x25519_dalek::StaticSecret::random_from_rng(rng);
-        let eph_x_pub = x25519_dalek::PublicKey::from(&eph_x).to_bytes();
-        let mut seed = Zeroizing::new([0u8; 64]);
-        rng.fill_bytes(seed.as_mut_slice());
-        let eph_ml = DecapsulationKey768::from_seed((*seed).into());
+        // Fresh ephemeral keys for every handshake (forward secrecy; never reused).
+        let eph_x = XSecret::generate(rng);
+        let eph_x_pub = eph_x.public();
+        let eph_ml = KemSecret::generate(rng);
         let mut random = [0u8; 32];
         rng.fill_bytes(&mut random);
 
         let (pdk_offer, pdk_shares) = match &cached_cert {
             Some(c) => {
                 let kem = c.cert.static_kem_public();
-                let es_x = x25519(&eph_x, &kem.x)?;
-                let (ct, ss) = kem.ml.encapsulate_with_rng(rng);
-                (
-                    Some(PdkOffer {
-                        cert_id: c.id,
-                        ct: ct.as_slice().to_vec(),
-                    }),
-                    Some((es_x, Zeroizing::new(ss.into()))),
-                )
+                let es_x = eph_x.agree(&kem.x)?;
+                let (ct, es_ml) = kem.ml.encapsulate(rng)?;
+                (Some(PdkOffer { cert_id: c.id, ct }), Some((es_x, es_ml)))
             }
             None => (None, None),
         };
 
+        #[allow(unused_mut)]
+        let mut versions = vec![HANDSHAKE_VERSION];
+        #[cfg(test)]
+        if let Some(v) = OFFER_VERSIONS.with(|v| v.borrow().clone()) {
+            versions = v;
+        }
         let psk = ticket.as_ref().map(|t| t.secret.clone());
         let mut ch = ClientHello {
-            versions: vec![HANDSHAKE_VERSION],
+            versions: versions.clone(),
             suites: codes.clone(),
             random,
             x25519: eph_x_pub,
-            mlkem_ek: eph_ml.encapsulation_key().to_bytes().as_slice().to_vec(),
+            mlkem_ek: eph_ml.public().as_bytes().to_vec(),
             pdk: pdk_offer,
             ticket: ticket.as_ref().map(|t| t.blob.clone()).unwrap_or_default(),
             early: Vec::new(),
@@ -281,7 +282,7 @@ impl Client {
             state: State::ExpectServerHello(Box::new(ExpectServerHello {
                 server_key,
                 cached_cert,
-                versions: vec![HANDSHAKE_VERSION],
+                versions,
                 suites: codes,
                 eph_x,
                 eph_ml,
@@ -334,6 +335,23 @@ impl Client {
             dg.token.is_empty(),
             Error::Malformed("token in server datagram")
         );
+        // A Mismatch refusal comes whole in one fragment instead of the ServerHello. It
+        // is checked before reassembly, so one that does not verify (forged, garbled,
+        // for another ClientHello) is dropped like a datagram that does not parse and
+        // the real ServerHello can still arrive. A verified one ends the handshake with
+        // the typed error; the client never retries with other parameters by itself.
+        if let State::ExpectServerHello(s) = &self.state
+            && let Some(f) = dg.fragments.iter().find(|f| {
+                f.msg_seq == 0
+                    && f.offset == 0
+                    && f.data.len() == f.total_len
+                    && f.data.first() == Some(&MISMATCH)
+            })
+        {
+            let e = check_mismatch(s, f.data, &self.client_hello)?;
+            self.state = State::Failed(e);
+            return Err(e);
+        }
         let mut old = false;
         for f in &dg.fragments {
             if self.reasm.insert(f)? == Inserted::Old {
@@ -439,6 +457,56 @@ impl Client {
     }
 }
 
+/// Verifies a Mismatch refusal of our ClientHello and returns the typed error it stands
+/// for. `Err(Malformed)` (the refusal is dropped, the state unchanged) if it does not
+/// parse, is bound to another ClientHello, claims a MAC that does not verify, or
+/// contradicts what we offered.
+fn check_mismatch(s: &ExpectServerHello, msg: &[u8], client_hello: &[u8]) -> Result<Error, Error> {
+    let (m, prefix_len) = Mismatch::decode(msg)?;
+    ensure!(
+        mac_eq(&m.ch_hash, &sha256(client_hello)),
+        Error::Malformed("Mismatch for another ClientHello")
+    );
+    let authenticated = match (&m.mac, &s.pdk) {
+        (Some(mac), Some((es_x, es_ml))) => {
+            let key = mismatch_key(es_x, es_ml, &m.ch_hash);
+            let expected = hmac(key.as_slice(), &[msg.get(..prefix_len).unwrap_or_default()]);
+            // `Malformed`, like any dropped datagram: the state is unchanged.
+            ensure!(
+                mac_eq(&expected, mac),
+                Error::Malformed("Mismatch MAC does not verify")
+            );
+            true
+        }
+        // Without a PDK offer we hold no key to check a MAC with: bound to the
+        // ClientHello only.
+        _ => false,
+    };
+    let common = |a: &[u8], b: &[u8]| a.iter().any(|x| b.contains(x));
+    let version_ok = common(&s.versions, &m.versions);
+    if m.reason == MISMATCH_VERSION {
+        ensure!(
+            !version_ok,
+            Error::Malformed("Mismatch contradicts the offer")
+        );
+        Ok(Error::VersionMismatch {
+            offered: CodeList::new(&s.versions),
+            supported: CodeList::new(&m.versions),
+            authenticated,
+        })
+    } else {
+        ensure!(
+            version_ok && !common(&s.suites, &m.suites),
+            Error::Malformed("Mismatch contradicts the offer")
+        );
+        Ok(Error::SuiteMismatch {
+            offered: CodeList::new(&s.suites),
+            supported: CodeList::new(&m.suites),
+            authenticated,
+        })
+    }
+}
+
 fn step<R: Rng + ?Sized>(
     state: State,
     msg: &[u8],
@@ -462,9 +530,22 @@ fn on_server_hello<R: Rng + ?Sized>(
     fx: &mut Effects,
 ) -> Result<State, Error> {
     let sh = ServerHello::decode(msg)?;
-    ensure!(s.versions.contains(&sh.version), Error::VersionMismatch);
-    ensure!(s.suites.contains(&sh.suite), Error::SuiteMismatch);
-    let suite = Suite::from_code(sh.suite).ok_or(Error::SuiteMismatch)?;
+    // The server must choose among our offers (tampering is also caught by the MACs).
+    ensure!(
+        s.versions.contains(&sh.version),
+        Error::VersionMismatch {
+            offered: CodeList::new(&s.versions),
+            supported: CodeList::new(&[sh.version]),
+            authenticated: false,
+        }
+    );
+    let suite_err = Error::SuiteMismatch {
+        offered: CodeList::new(&s.suites),
+        supported: CodeList::new(&[sh.suite]),
+        authenticated: false,
+    };
+    ensure!(s.suites.contains(&sh.suite), suite_err);
+    let suite = Suite::from_code(sh.suite).ok_or(suite_err)?;
     let pdk = sh.flags & SH_PDK != 0;
     let resumed = sh.flags & SH_PSK != 0;
     let early_accepted = sh.flags & SH_EARLY != 0;
@@ -481,10 +562,8 @@ fn on_server_hello<R: Rng + ?Sized>(
         Error::UnexpectedMessage("early data accepted but not sent")
     );
 
-    let ee_x = x25519(&s.eph_x, &sh.x25519)?;
-    let ct = ml_kem::array::Array::try_from(sh.mlkem_ct.as_slice())
-        .map_err(|_| Error::Malformed("ciphertext"))?;
-    let ee_ml: Secret = Zeroizing::new(s.eph_ml.decapsulate(&ct).into());
+    let ee_x = s.eph_x.agree(&sh.x25519)?;
+    let ee_ml: Secret = s.eph_ml.decapsulate(&sh.mlkem_ct)?;
     let es = early_secret(if resumed { s.psk.as_deref() } else { None });
     let mut transcript = s.transcript;
     transcript.add(msg);
@@ -505,9 +584,8 @@ fn on_server_hello<R: Rng + ?Sized>(
             }
         };
         let kem = verified.cert.static_kem_public();
-        let es_x = x25519(&s.eph_x, &kem.x)?;
-        let (ct, ss) = kem.ml.encapsulate_with_rng(rng);
-        let es_ml: Secret = Zeroizing::new(ss.into());
+        let es_x = s.eph_x.agree(&kem.x)?;
+        let (ct, es_ml) = kem.ml.encapsulate(rng)?;
         let shares = Shares {
             ee_x,
             ee_ml,
@@ -515,13 +593,13 @@ fn on_server_hello<R: Rng + ?Sized>(
             es_ml,
         };
         let keys = HandshakeKeys::derive(master_secret(&es, &shares), &transcript.hash());
-        let prefix = ClientFinished::encode_prefix(Some(ct.as_slice()));
+        let prefix = ClientFinished::encode_prefix(Some(&ct));
         let mac = hmac(
             keys.fk_c.as_slice(),
             &[&transcript.hash_with_prefix(&prefix)],
         );
         let cf = ClientFinished {
-            static_ct: Some(ct.as_slice().to_vec()),
+            static_ct: Some(ct),
             mac,
         }
         .encode();

@@ -22,12 +22,38 @@ pub enum Error {
     /// The server's certificate is past its `not_after` time.
     #[error("the server certificate has expired")]
     CertificateExpired,
-    /// No protocol version in common, or the server chose one that was not offered.
-    #[error("no common protocol version")]
-    VersionMismatch,
-    /// No AEAD suite in common, or the server chose one that was not offered.
-    #[error("no common AEAD suite")]
-    SuiteMismatch,
+    /// No protocol version in common (the server refused the ClientHello, or on the
+    /// server: the client offered none we speak), or the server chose one that was not
+    /// offered.
+    #[error(
+        "no common protocol version: offered {offered}, the server speaks {supported}{}",
+        auth_note(*.authenticated)
+    )]
+    VersionMismatch {
+        /// The versions the client offered.
+        offered: CodeList,
+        /// The versions the server speaks (as it stated them).
+        supported: CodeList,
+        /// True if the server's refusal carried a valid MAC under the certified static
+        /// KEM key (only possible when the client offered PDK for the current
+        /// certificate); false means the refusal is bound to this ClientHello only.
+        authenticated: bool,
+    },
+    /// No AEAD suite in common (the server refused the ClientHello, or on the server: the
+    /// client offered none we accept), or the server chose one that was not offered.
+    /// Suite codes: 1 = AES-256-GCM, 2 = ChaCha20-Poly1305.
+    #[error(
+        "no common AEAD suite: offered {offered}, the server accepts {supported} (1 = AES-256-GCM, 2 = ChaCha20-Poly1305){}",
+        auth_note(*.authenticated)
+    )]
+    SuiteMismatch {
+        /// The suites the client offered.
+        offered: CodeList,
+        /// The suites the server accepts (as it stated them).
+        supported: CodeList,
+        /// As for [`Error::VersionMismatch`].
+        authenticated: bool,
+    },
     /// A retry token is older than its validity period.
     #[error("retry token expired")]
     TokenExpired,
@@ -58,6 +84,60 @@ pub enum Error {
     /// The caller used the API out of order (for example `into_established` too early).
     #[error("api misuse: {0}")]
     Misuse(&'static str),
+}
+
+fn auth_note(authenticated: bool) -> &'static str {
+    if authenticated {
+        "; refusal authenticated by the server's certified key"
+    } else {
+        ""
+    }
+}
+
+/// Up to 16 one-byte protocol codes (versions or AEAD suites), as carried by
+/// [`Error::VersionMismatch`] and [`Error::SuiteMismatch`]. `Copy`, so the error stays
+/// `Copy`; longer lists are truncated (the wire format allows at most 16).
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct CodeList {
+    len: u8,
+    codes: [u8; 16],
+}
+
+impl CodeList {
+    /// Most codes a list holds.
+    pub const MAX: usize = 16;
+
+    /// The first [`CodeList::MAX`] codes of `codes`.
+    #[must_use]
+    pub fn new(codes: &[u8]) -> Self {
+        let mut c = [0u8; 16];
+        let n = codes.len().min(Self::MAX);
+        for (d, s) in c.iter_mut().zip(codes) {
+            *d = *s;
+        }
+        Self {
+            len: n as u8,
+            codes: c,
+        }
+    }
+
+    /// The codes.
+    #[must_use]
+    pub fn as_slice(&self) -> &[u8] {
+        self.codes.get(..usize::from(self.len)).unwrap_or_default()
+    }
+}
+
+impl core::fmt::Debug for CodeList {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_list().entries(self.as_slice()).finish()
+    }
+}
+
+impl core::fmt::Display for CodeList {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Debug::fmt(self, f)
+    }
 }
 
 impl From<phantom_wire::Error> for Error {

@@ -212,17 +212,38 @@ struct Partial {
 }
 
 impl Partial {
+    /// Copies the bytes of `data` (at `offset`) that are not yet held; the first copy of
+    /// a byte wins. Works a bitmap word (64 bytes) at a time: runs of new bytes are
+    /// copied whole, only words that overlap earlier fragments go byte by byte.
     fn insert(&mut self, offset: usize, data: &[u8]) {
-        for (i, b) in data.iter().enumerate() {
-            let pos = offset + i;
+        let end = offset.saturating_add(data.len()).min(self.buf.len());
+        let mut pos = offset;
+        while pos < end {
             let (word, bit) = (pos / 64, pos % 64);
-            if let (Some(w), Some(slot)) = (self.bitmap.get_mut(word), self.buf.get_mut(pos))
-                && *w & (1 << bit) == 0
-            {
-                *w |= 1 << bit;
-                *slot = *b;
-                self.have += 1;
+            let n = (64 - bit).min(end - pos);
+            let mask = if n == 64 {
+                u64::MAX
+            } else {
+                ((1u64 << n) - 1) << bit
+            };
+            let Some(w) = self.bitmap.get_mut(word) else {
+                break;
+            };
+            let new = mask & !*w;
+            let src = data.get(pos - offset..pos - offset + n).unwrap_or_default();
+            let dst = self.buf.get_mut(pos..pos + n).unwrap_or_default();
+            if new == mask && src.len() == n && dst.len() == n {
+                dst.copy_from_slice(src);
+            } else if new != 0 {
+                for (i, (d, s)) in dst.iter_mut().zip(src).enumerate() {
+                    if new & (1u64 << (bit + i)) != 0 {
+                        *d = *s;
+                    }
+                }
             }
+            *w |= new;
+            self.have += new.count_ones() as usize;
+            pos += n;
         }
     }
 
@@ -380,6 +401,49 @@ impl Flight {
                 Ok(())
             }
             _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::Partial;
+
+    /// The byte-at-a-time definition `Partial::insert` must match: first copy wins.
+    fn reference(buf: &mut [u8], held: &mut [bool], offset: usize, data: &[u8]) {
+        for (i, b) in data.iter().enumerate() {
+            if let (Some(h), Some(slot)) = (held.get_mut(offset + i), buf.get_mut(offset + i))
+                && !*h
+            {
+                *h = true;
+                *slot = *b;
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn word_wise_insert_matches_first_copy_wins(
+            total in 1usize..400,
+            frags in proptest::collection::vec((0usize..400, 0usize..200, any::<u8>()), 1..12),
+        ) {
+            let mut p = Partial { seq: 0, buf: vec![0; total], bitmap: vec![0; total.div_ceil(64)], have: 0 };
+            let mut buf = vec![0u8; total];
+            let mut held = vec![false; total];
+            for (off, len, fill) in frags {
+                let off = off % total;
+                let len = len.min(total - off);
+                // Distinct data per fragment, so "first copy wins" is observable.
+                let data: Vec<u8> = (0..len).map(|i| fill.wrapping_add(i as u8)).collect();
+                p.insert(off, &data);
+                reference(&mut buf, &mut held, off, &data);
+                prop_assert_eq!(&p.buf, &buf);
+                prop_assert_eq!(p.have, held.iter().filter(|h| **h).count());
+            }
+            prop_assert_eq!(p.complete(), held.iter().all(|h| *h));
         }
     }
 }

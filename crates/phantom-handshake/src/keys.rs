@@ -4,13 +4,14 @@
 
 use ml_dsa::signature::{Keypair as _, Signer as _};
 use ml_dsa::{EncodedSignature, EncodedVerifyingKey, MlDsa65};
-use ml_kem::kem::KeyExport as _;
-use ml_kem::{DecapsulationKey768, EncapsulationKey768};
+use std::sync::{Arc, Mutex};
+
 use phantom_wire::Reader;
 use sha2::{Digest as _, Sha256};
 use zeroize::Zeroizing;
 
 use crate::Rng;
+use crate::backend::{KemPublic, KemSecret, XSecret};
 use crate::error::{Error, ensure};
 
 /// Length of an Ed25519 public key.
@@ -122,12 +123,23 @@ fn split_64(bytes: &[u8; 64]) -> ([u8; 32], [u8; 32]) {
 ///
 /// Encoded as 1984 bytes: the Ed25519 public key then the ML-DSA-65 verifying key.
 /// Its SHA-256 is the *server key id* that tickets and certificates are bound to.
+///
+/// Clones share the parsed key (cheap to clone into every `ClientConfig`) and a cache of
+/// the last certificate that verified under it: verifying the same certificate again
+/// (same bytes, so the same signatures) skips the Ed25519 and ML-DSA-65 checks; the
+/// expiry is still checked every time.
 #[derive(Clone)]
 pub struct HybridVerifyingKey {
+    inner: Arc<VerifyingInner>,
+}
+
+struct VerifyingInner {
     ed: ed25519_dalek::VerifyingKey,
     ml: ml_dsa::VerifyingKey<MlDsa65>,
     bytes: Vec<u8>,
     id: [u8; 32],
+    /// The last certificate whose two signatures verified under this key.
+    verified: Mutex<Option<VerifiedCertificate>>,
 }
 
 impl HybridVerifyingKey {
@@ -139,7 +151,15 @@ impl HybridVerifyingKey {
         bytes.extend_from_slice(ed.as_bytes());
         bytes.extend_from_slice(ml.encode().as_slice());
         let id = Sha256::digest(&bytes).into();
-        Self { ed, ml, bytes, id }
+        Self {
+            inner: Arc::new(VerifyingInner {
+                ed,
+                ml,
+                bytes,
+                id,
+                verified: Mutex::new(None),
+            }),
+        }
     }
 
     /// Parses the 1984-byte encoding. Fails on a wrong length, an Ed25519 key that
@@ -159,7 +179,7 @@ impl HybridVerifyingKey {
         let parsed = Self::from_parts(ed, ml);
         // ML-DSA decoding is total; insist on a canonical encoding.
         ensure!(
-            parsed.bytes == bytes,
+            parsed.inner.bytes == bytes,
             Error::InvalidKey("non-canonical key")
         );
         Ok(parsed)
@@ -168,19 +188,51 @@ impl HybridVerifyingKey {
     /// The 1984-byte encoding.
     #[must_use]
     pub fn to_bytes(&self) -> Vec<u8> {
-        self.bytes.clone()
+        self.inner.bytes.clone()
     }
 
     /// SHA-256 of the encoding: the server key id.
     #[must_use]
     pub fn key_id(&self) -> [u8; 32] {
-        self.id
+        self.inner.id
+    }
+
+    /// The last certificate that verified under this key (shared by all clones), if it
+    /// has not expired at `unix_now`. Put it in `ClientConfig::certificate` to make the
+    /// next handshake 1-RTT (PDK).
+    #[must_use]
+    pub fn cached_certificate(&self, unix_now: u64) -> Option<VerifiedCertificate> {
+        let g = self.inner.verified.lock().ok()?;
+        g.as_ref().filter(|v| unix_now <= v.cert.not_after).cloned()
+    }
+
+    /// Forgets the cached certificate verification (the next verification runs both
+    /// signature checks again).
+    pub fn clear_certificate_cache(&self) {
+        if let Ok(mut g) = self.inner.verified.lock() {
+            *g = None;
+        }
+    }
+
+    fn cached_id(&self) -> Option<[u8; 32]> {
+        self.inner
+            .verified
+            .lock()
+            .ok()
+            .and_then(|g| g.as_ref().map(|v| v.id))
+    }
+
+    fn remember(&self, v: &VerifiedCertificate) {
+        if let Ok(mut g) = self.inner.verified.lock() {
+            *g = Some(v.clone());
+        }
     }
 
     fn verify(&self, msg: &[u8], ed_sig: &[u8; 64], ml_sig: &[u8]) -> Result<(), Error> {
         // Both signatures must verify: the identity stands while either scheme holds.
         let ed_sig = ed25519_dalek::Signature::from_bytes(ed_sig);
-        self.ed
+        self.inner
+            .ed
             .verify_strict(msg, &ed_sig)
             .map_err(|_| Error::BadSignature("Ed25519"))?;
         let enc = EncodedSignature::<MlDsa65>::try_from(ml_sig)
@@ -188,7 +240,7 @@ impl HybridVerifyingKey {
         let sig =
             ml_dsa::Signature::<MlDsa65>::decode(&enc).ok_or(Error::BadSignature("ML-DSA-65"))?;
         ensure!(
-            self.ml.verify_with_context(msg, &[], &sig),
+            self.inner.ml.verify_with_context(msg, &[], &sig),
             Error::BadSignature("ML-DSA-65")
         );
         Ok(())
@@ -197,7 +249,7 @@ impl HybridVerifyingKey {
 
 impl PartialEq for HybridVerifyingKey {
     fn eq(&self, other: &Self) -> bool {
-        self.bytes == other.bytes
+        self.inner.bytes == other.inner.bytes
     }
 }
 impl Eq for HybridVerifyingKey {}
@@ -205,7 +257,7 @@ impl Eq for HybridVerifyingKey {}
 impl core::fmt::Debug for HybridVerifyingKey {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(f, "HybridVerifyingKey(")?;
-        for b in self.id.iter().take(8) {
+        for b in self.inner.id.iter().take(8) {
             write!(f, "{b:02x}")?;
         }
         write!(f, "..)")
@@ -217,8 +269,9 @@ impl core::fmt::Debug for HybridVerifyingKey {
 /// new one. Serialised as 96 secret bytes. Zeroized on drop, never printed (I8).
 #[derive(Clone)]
 pub struct StaticKemKeyPair {
-    pub(crate) x: x25519_dalek::StaticSecret,
-    pub(crate) ml: DecapsulationKey768,
+    /// Kept parsed and expanded for the server's lifetime (no per-handshake parsing).
+    pub(crate) x: XSecret,
+    pub(crate) ml: KemSecret,
     public: StaticKemPublic,
     seeds: Zeroizing<[u8; 96]>,
 }
@@ -242,11 +295,11 @@ impl StaticKemKeyPair {
         let (a, b) = bytes.split_at(32);
         xs.copy_from_slice(a);
         ms.copy_from_slice(b);
-        let x = x25519_dalek::StaticSecret::from(*xs);
-        let ml = DecapsulationKey768::from_seed((*ms).into());
+        let x = XSecret::from_bytes(&xs);
+        let ml = KemSecret::from_seed(&ms);
         let public = StaticKemPublic {
-            x: x25519_dalek::PublicKey::from(&x).to_bytes(),
-            ml: Box::new(ml.encapsulation_key().clone()),
+            x: x.public(),
+            ml: ml.public().clone(),
         };
         Self {
             x,
@@ -280,7 +333,7 @@ impl core::fmt::Debug for StaticKemKeyPair {
 #[derive(Clone, PartialEq, Eq)]
 pub struct StaticKemPublic {
     pub(crate) x: [u8; 32],
-    pub(crate) ml: Box<EncapsulationKey768>,
+    pub(crate) ml: KemPublic,
 }
 
 impl StaticKemPublic {
@@ -292,19 +345,14 @@ impl StaticKemPublic {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(Self::LEN);
         v.extend_from_slice(&self.x);
-        v.extend_from_slice(self.ml.to_bytes().as_slice());
+        v.extend_from_slice(self.ml.as_bytes());
         v
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Self, Error> {
         let x = *r.array::<32>()?;
-        let ek = ml_kem::array::Array::try_from(r.bytes(ML_KEM_768_PUBLIC_LEN)?)
-            .map_err(|_| Error::Malformed("ML-KEM key length"))?;
-        let ml = EncapsulationKey768::new(&ek).map_err(|_| Error::Malformed("ML-KEM key"))?;
-        Ok(Self {
-            x,
-            ml: Box::new(ml),
-        })
+        let ml = KemPublic::from_bytes(r.bytes(ML_KEM_768_PUBLIC_LEN)?)?;
+        Ok(Self { x, ml })
     }
 }
 
@@ -392,11 +440,25 @@ impl ServerCertificate {
 
     /// Checks both signatures against the pinned key and the expiry against `unix_now`.
     /// Keep the result to skip re-verification on later connections.
+    ///
+    /// The pinned key remembers the last certificate that verified under it: the same
+    /// certificate (same SHA-256 over its encoding, signatures included) is not
+    /// re-verified, so repeated full-mode handshakes with one server pay for Ed25519 and
+    /// ML-DSA-65 once.
     pub fn verify(
         &self,
         pinned: &HybridVerifyingKey,
         unix_now: u64,
     ) -> Result<VerifiedCertificate, Error> {
+        let id = self.id();
+        if pinned.cached_id() == Some(id) {
+            ensure!(unix_now <= self.not_after, Error::CertificateExpired);
+            return Ok(VerifiedCertificate {
+                cert: Arc::new(self.clone()),
+                id,
+                server_key_id: pinned.key_id(),
+            });
+        }
         let msg = cert_message(&self.kem, self.not_after);
         pinned
             .verify(&msg, &self.ed_sig, &self.ml_sig)
@@ -407,11 +469,13 @@ impl ServerCertificate {
                 other => other,
             })?;
         ensure!(unix_now <= self.not_after, Error::CertificateExpired);
-        Ok(VerifiedCertificate {
-            cert: self.clone(),
-            id: self.id(),
+        let v = VerifiedCertificate {
+            cert: Arc::new(self.clone()),
+            id,
             server_key_id: pinned.key_id(),
-        })
+        };
+        pinned.remember(&v);
+        Ok(v)
     }
 }
 
@@ -428,7 +492,7 @@ impl core::fmt::Debug for ServerCertificate {
 /// per server to skip the (ML-DSA) verification on later connections.
 #[derive(Clone, Debug)]
 pub struct VerifiedCertificate {
-    pub(crate) cert: ServerCertificate,
+    pub(crate) cert: Arc<ServerCertificate>,
     pub(crate) id: [u8; 32],
     pub(crate) server_key_id: [u8; 32],
 }

@@ -16,6 +16,13 @@ pub(crate) const SERVER_HELLO: u8 = 2;
 pub(crate) const CLIENT_FINISHED: u8 = 3;
 /// Message type: ServerFinished.
 pub(crate) const SERVER_FINISHED: u8 = 4;
+/// Message type: Mismatch (the server refuses a ClientHello: no common version or suite).
+pub(crate) const MISMATCH: u8 = 5;
+
+/// Mismatch reason: no common protocol version.
+pub(crate) const MISMATCH_VERSION: u8 = 1;
+/// Mismatch reason: no common AEAD suite.
+pub(crate) const MISMATCH_SUITE: u8 = 2;
 
 /// Most versions or suites a ClientHello may list.
 pub(crate) const MAX_OFFERS: usize = 16;
@@ -324,6 +331,77 @@ impl ServerFinished {
     }
 }
 
+/// Mismatch: the server's explicit refusal of a ClientHello, sent as message 0 instead of
+/// a ServerHello. Bound to the ClientHello by its hash; MACed under a key from the
+/// ephemeral-static shares when the client offered PDK for the current certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Mismatch {
+    pub(crate) reason: u8,
+    pub(crate) versions: Vec<u8>,
+    pub(crate) suites: Vec<u8>,
+    pub(crate) ch_hash: [u8; 32],
+    pub(crate) mac: Option<[u8; 32]>,
+}
+
+impl Mismatch {
+    /// The encoding up to (without) the MAC: what the MAC covers.
+    pub(crate) fn encode_prefix(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(4 + self.versions.len() + self.suites.len() + 65);
+        v.push(MISMATCH);
+        v.push(self.reason);
+        v.push(self.versions.len() as u8);
+        v.extend_from_slice(&self.versions);
+        v.push(self.suites.len() as u8);
+        v.extend_from_slice(&self.suites);
+        v.extend_from_slice(&self.ch_hash);
+        v.push(u8::from(self.mac.is_some()));
+        v
+    }
+
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut v = self.encode_prefix();
+        if let Some(mac) = &self.mac {
+            v.extend_from_slice(mac);
+        }
+        v
+    }
+
+    /// Parses; returns the message and the length of its MAC-covered prefix.
+    pub(crate) fn decode(msg: &[u8]) -> Result<(Self, usize), Error> {
+        let mut r = Reader::new(msg);
+        ensure!(
+            r.u8()? == MISMATCH,
+            Error::UnexpectedMessage("expected Mismatch")
+        );
+        let reason = r.u8()?;
+        ensure!(
+            reason == MISMATCH_VERSION || reason == MISMATCH_SUITE,
+            Error::Malformed("mismatch reason")
+        );
+        let versions = list(&mut r)?;
+        let suites = list(&mut r)?;
+        let ch_hash = *r.array::<32>()?;
+        let auth = r.u8()?;
+        let prefix = msg.len() - r.remaining();
+        let mac = match auth {
+            0 => None,
+            1 => Some(*r.array::<32>()?),
+            _ => return Err(Error::Malformed("mismatch auth flag")),
+        };
+        r.finish()?;
+        Ok((
+            Self {
+                reason,
+                versions,
+                suites,
+                ch_hash,
+                mac,
+            },
+            prefix,
+        ))
+    }
+}
+
 /// Parses any handshake message by its type byte (for the fuzzer).
 pub(crate) fn decode_any(msg: &[u8]) -> Result<u8, Error> {
     match msg.first() {
@@ -331,6 +409,7 @@ pub(crate) fn decode_any(msg: &[u8]) -> Result<u8, Error> {
         Some(&SERVER_HELLO) => ServerHello::decode(msg).map(|_| SERVER_HELLO),
         Some(&CLIENT_FINISHED) => ClientFinished::decode(msg).map(|_| CLIENT_FINISHED),
         Some(&SERVER_FINISHED) => ServerFinished::decode(msg).map(|_| SERVER_FINISHED),
+        Some(&MISMATCH) => Mismatch::decode(msg).map(|_| MISMATCH),
         _ => Err(Error::Malformed("message type")),
     }
 }

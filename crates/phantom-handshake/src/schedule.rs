@@ -18,8 +18,6 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
-use crate::error::Error;
-
 /// A 32-byte secret that zeroizes on drop.
 pub(crate) type Secret = Zeroizing<[u8; 32]>;
 
@@ -31,6 +29,8 @@ pub(crate) const LABEL_RESUMPTION: &[u8] = b"phantom resumption";
 pub(crate) const LABEL_C2S: &[u8] = b"phantom c2s traffic";
 pub(crate) const LABEL_S2C: &[u8] = b"phantom s2c traffic";
 const EARLY_SALT: &[u8] = b"phantom-hs-v1";
+const MISMATCH_SALT: &[u8] = b"phantom-mismatch-v1";
+pub(crate) const LABEL_MISMATCH: &[u8] = b"phantom mismatch";
 
 /// SHA-256 over every handshake message, each prefixed by its u32 length.
 #[derive(Clone)]
@@ -191,16 +191,15 @@ impl HandshakeKeys {
     }
 }
 
-/// X25519 with a contributory check (rejects small-order peer keys).
-pub(crate) fn x25519(
-    secret: &x25519_dalek::StaticSecret,
-    peer: &[u8; 32],
-) -> Result<Secret, Error> {
-    let ss = secret.diffie_hellman(&x25519_dalek::PublicKey::from(*peer));
-    if !ss.was_contributory() {
-        return Err(Error::Malformed("X25519 low-order key"));
+/// The key of a Mismatch MAC: only the holder of the certified static KEM secret (and
+/// the client that encapsulated to it) can derive it, and it is bound to the ClientHello.
+pub(crate) fn mismatch_key(es_x: &[u8; 32], es_ml: &[u8; 32], ch_hash: &[u8; 32]) -> Secret {
+    let mut ikm = Zeroizing::new([0u8; 64]);
+    for (d, s) in ikm.iter_mut().zip(es_x.iter().chain(es_ml.iter())) {
+        *d = *s;
     }
-    Ok(Zeroizing::new(ss.to_bytes()))
+    let prk = extract(MISMATCH_SALT, ikm.as_slice());
+    expand(&prk, LABEL_MISMATCH, ch_hash)
 }
 
 /// SHA-256 of a byte string.

@@ -6,23 +6,24 @@ use std::time::{Duration, Instant};
 
 use chacha20poly1305::ChaCha20Poly1305;
 use chacha20poly1305::aead::{AeadInOut as _, KeyInit as _};
-use ml_kem::EncapsulationKey768;
-use ml_kem::kem::{Decapsulate as _, Encapsulate as _};
 use phantom_crypto::{Suite, TrafficSecret};
 use phantom_wire::SessionId;
 use zeroize::Zeroizing;
 
 use crate::Rng;
+use crate::backend::{KemPublic, XSecret};
 use crate::common::{Established, HANDSHAKE_VERSION, MAX_EARLY_DATA, Time, default_suites};
+use crate::error::CodeList;
 use crate::error::{Error, ensure};
 use crate::fragment::{Datagram, Flight, Inserted, Reassembler, pack, retry_datagram};
 use crate::keys::ServerIdentity;
 use crate::msg::{
-    ClientFinished, ClientHello, SH_EARLY, SH_PDK, SH_PSK, ServerFinished, ServerHello,
+    ClientFinished, ClientHello, MISMATCH_SUITE, MISMATCH_VERSION, Mismatch, SH_EARLY, SH_PDK,
+    SH_PSK, ServerFinished, ServerHello,
 };
 use crate::schedule::{
     HandshakeKeys, LABEL_EARLY, Secret, Shares, Transcript, early_secret, expand, hmac, mac_eq,
-    master_secret, sha256, x25519,
+    master_secret, mismatch_key, sha256,
 };
 use crate::ticket::{AntiReplay, TicketKeys};
 use crate::token::RetryKeys;
@@ -109,6 +110,9 @@ pub struct ServerStats {
     pub half_open_refused: u64,
     /// Handshakes that failed at the message level.
     pub failed: u64,
+    /// ClientHellos refused with a Mismatch (no common version or suite); also counted
+    /// in `failed`.
+    pub mismatches: u64,
     /// Half-open handshakes dropped on timeout.
     pub timed_out: u64,
     /// Handshakes completed.
@@ -381,6 +385,14 @@ impl Server {
                 Ok(None) => {}
                 Err(e) => {
                     self.stats.failed += 1;
+                    if matches!(
+                        e,
+                        Error::VersionMismatch { .. } | Error::SuiteMismatch { .. }
+                    ) {
+                        // Send the Mismatch refusal (within the amplification budget).
+                        self.stats.mismatches += 1;
+                        flush(&mut conn, addr, &mut self.transmits, &mut self.stats);
+                    }
                     if let Some(id) = conn.session_id {
                         self.pending_ids.remove(&id);
                     }
@@ -532,34 +544,58 @@ impl Server {
         let (ch, early_at) = ClientHello::decode(msg)?;
         // Negotiation: the first of the client's offers (its preference order) that we
         // support. Both lists and both choices are in the transcript (no downgrade).
-        let version = *ch
+        let version = ch
             .versions
             .iter()
             .find(|v| **v == HANDSHAKE_VERSION)
-            .ok_or(Error::VersionMismatch)?;
+            .copied();
         let suite = ch
             .suites
             .iter()
             .filter_map(|c| Suite::from_code(*c))
-            .find(|s| self.config.suites.contains(s))
-            .ok_or(Error::SuiteMismatch)?;
-        let ek_arr = ml_kem::array::Array::try_from(ch.mlkem_ek.as_slice())
-            .map_err(|_| Error::Malformed("ML-KEM key"))?;
-        let client_ek =
-            EncapsulationKey768::new(&ek_arr).map_err(|_| Error::Malformed("ML-KEM key"))?;
-        let eph_x = x25519_dalek::StaticSecret::random_from_rng(rng);
-        let eph_x_pub = x25519_dalek::PublicKey::from(&eph_x).to_bytes();
-        let ee_x = x25519(&eph_x, &ch.x25519)?;
-        let (ct, ss) = client_ek.encapsulate_with_rng(rng);
-        let ee_ml: Secret = Zeroizing::new(ss.into());
+            .find(|s| self.config.suites.contains(s));
+        let (version, suite) = match (version, suite) {
+            (Some(v), Some(s)) => (v, s),
+            (v, _) => {
+                // Refuse explicitly (stateless, no retransmission: a retransmitted
+                // ClientHello gets the same answer) so the client fails fast.
+                let reason = if v.is_none() {
+                    MISMATCH_VERSION
+                } else {
+                    MISMATCH_SUITE
+                };
+                let m = self.mismatch(reason, &ch, msg)?;
+                conn.queue.extend(pack(&[(0, &m)], &[]));
+                let supported = CodeList::new(&self.supported_suites());
+                return Err(if reason == MISMATCH_VERSION {
+                    Error::VersionMismatch {
+                        offered: CodeList::new(&ch.versions),
+                        supported: CodeList::new(&[HANDSHAKE_VERSION]),
+                        authenticated: false,
+                    }
+                } else {
+                    Error::SuiteMismatch {
+                        offered: CodeList::new(&ch.suites),
+                        supported,
+                        authenticated: false,
+                    }
+                });
+            }
+        };
+        let client_ek = KemPublic::from_bytes(&ch.mlkem_ek)?;
+        // A fresh ephemeral X25519 key per handshake (forward secrecy; never reused).
+        let eph_x = XSecret::generate(rng);
+        let eph_x_pub = eph_x.public();
+        let ee_x = eph_x.agree(&ch.x25519)?;
+        let (ct, ee_ml) = client_ek.encapsulate(rng)?;
+        drop(eph_x);
 
         let identity = &self.config.identity;
         let pdk_shares = match &ch.pdk {
             Some(p) if p.cert_id == identity.cert_id => {
-                let es_x = x25519(&identity.kem.x, &ch.x25519)?;
-                let ct = ml_kem::array::Array::try_from(p.ct.as_slice())
-                    .map_err(|_| Error::Malformed("ciphertext"))?;
-                let es_ml: Secret = Zeroizing::new(identity.kem.ml.decapsulate(&ct).into());
+                // The static key stays parsed and expanded in the identity.
+                let es_x = identity.kem.x.agree(&ch.x25519)?;
+                let es_ml = identity.kem.ml.decapsulate(&p.ct)?;
                 Some((es_x, es_ml))
             }
             // Unknown (rotated) certificate: answer in full mode with the current one.
@@ -632,7 +668,7 @@ impl Server {
             session_id: session_id.0,
             random,
             x25519: eph_x_pub,
-            mlkem_ct: ct.as_slice().to_vec(),
+            mlkem_ct: ct,
             flags,
             certificate: if pdk {
                 Vec::new()
@@ -684,6 +720,45 @@ impl Server {
             }),
             out,
         ))
+    }
+
+    fn supported_suites(&self) -> Vec<u8> {
+        let mut v: Vec<u8> = Vec::new();
+        for s in &self.config.suites {
+            if !v.contains(&s.code()) && v.len() < CodeList::MAX {
+                v.push(s.code());
+            }
+        }
+        v
+    }
+
+    /// The Mismatch refusal of `ch` (whose encoding is `ch_bytes`): what this server
+    /// speaks, bound to the ClientHello by its hash, and MACed under the ephemeral-static
+    /// shares if the client encapsulated to our current certificate (so a PDK client
+    /// knows the refusal comes from the pinned server).
+    fn mismatch(&self, reason: u8, ch: &ClientHello, ch_bytes: &[u8]) -> Result<Vec<u8>, Error> {
+        let ch_hash = sha256(ch_bytes);
+        let suites = self.supported_suites();
+        ensure!(!suites.is_empty(), Error::Misuse("no suites configured"));
+        let mut m = Mismatch {
+            reason,
+            versions: vec![HANDSHAKE_VERSION],
+            suites,
+            ch_hash,
+            mac: None,
+        };
+        let identity = &self.config.identity;
+        if let Some(p) = &ch.pdk
+            && p.cert_id == identity.cert_id
+        {
+            let es_x = identity.kem.x.agree(&ch.x25519)?;
+            let es_ml = identity.kem.ml.decapsulate(&p.ct)?;
+            let key = mismatch_key(&es_x, &es_ml, &ch_hash);
+            // The prefix ends with the auth flag, which must say "MACed".
+            m.mac = Some([0u8; 32]);
+            m.mac = Some(hmac(key.as_slice(), &[&m.encode_prefix()]));
+        }
+        Ok(m.encode())
     }
 
     fn server_finished<R: Rng + ?Sized>(
@@ -739,10 +814,8 @@ impl Server {
             (true, None, Some(k)) => k,
             (false, Some(ct), None) => {
                 let identity = &self.config.identity;
-                let es_x = x25519(&identity.kem.x, &s.client_x)?;
-                let ct = ml_kem::array::Array::try_from(ct.as_slice())
-                    .map_err(|_| Error::Malformed("ciphertext"))?;
-                let es_ml: Secret = Zeroizing::new(identity.kem.ml.decapsulate(&ct).into());
+                let es_x = identity.kem.x.agree(&s.client_x)?;
+                let es_ml = identity.kem.ml.decapsulate(ct)?;
                 let shares = Shares {
                     ee_x: s.ee_x,
                     ee_ml: s.ee_ml,

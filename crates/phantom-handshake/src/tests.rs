@@ -298,7 +298,11 @@ fn suite_negotiation_follows_client_preference_among_server_suites() {
     cfg.suites = vec![Suite::Aes256Gcm];
     assert_eq!(
         handshake(8, cfg, scfg, t(0)).unwrap_err(),
-        Error::SuiteMismatch
+        Error::SuiteMismatch {
+            offered: CodeList::new(&[1]),
+            supported: CodeList::new(&[2]),
+            authenticated: false,
+        }
     );
 }
 
@@ -341,7 +345,11 @@ fn downgrade_of_suite_or_flags_is_detected() {
     // Byte 1 is the version.
     assert_eq!(
         tamper_server_hello(9, |sh| sh[1] = 9),
-        Error::VersionMismatch
+        Error::VersionMismatch {
+            offered: CodeList::new(&[HANDSHAKE_VERSION]),
+            supported: CodeList::new(&[9]),
+            authenticated: false,
+        }
     );
 }
 
@@ -1283,6 +1291,316 @@ fn lost_server_finished_is_resent_after_completion() {
     assert_eq!(server.half_open(), 0);
 }
 
+/// A client whose offer the server cannot accept sends its first flight; returns the
+/// server's error, the server's answer datagrams, the client and the RNG.
+fn refused(
+    seed: u64,
+    pdk: bool,
+    client_suites: &[Suite],
+    server_suites: &[Suite],
+    versions: Option<Vec<u8>>,
+) -> (Error, Vec<Vec<u8>>, Client, ChaCha20Rng) {
+    let mut r = rng(seed);
+    let mut scfg = server_config();
+    scfg.suites = server_suites.to_vec();
+    let mut server = Server::new(scfg, &mut r);
+    let mut cfg = client_config(pdk);
+    cfg.suites = client_suites.to_vec();
+    crate::client::OFFER_VERSIONS.with(|v| *v.borrow_mut() = versions);
+    let client = Client::new(cfg, &mut r, t(0));
+    crate::client::OFFER_VERSIONS.with(|v| *v.borrow_mut() = None);
+    let mut client = client.unwrap();
+    let mut err = None;
+    while let Some(d) = client.poll_transmit() {
+        if let Err(e) = server.handle_datagram(t(0), addr(1), &d, &mut r, |_| false) {
+            err = Some(e);
+        }
+    }
+    let answer: Vec<Vec<u8>> = core::iter::from_fn(|| server.poll_transmit())
+        .map(|tx| tx.payload)
+        .collect();
+    assert_eq!(server.stats().mismatches, 1);
+    assert_eq!(server.half_open(), 0, "a refusal keeps no state");
+    (err.unwrap(), answer, client, r)
+}
+
+#[test]
+fn suite_mismatch_is_refused_explicitly_and_the_client_fails_fast() {
+    for pdk in [true, false] {
+        let (server_err, answer, mut client, mut r) = refused(
+            40,
+            pdk,
+            &[Suite::ChaCha20Poly1305],
+            &[Suite::Aes256Gcm],
+            None,
+        );
+        assert_eq!(
+            server_err,
+            Error::SuiteMismatch {
+                offered: CodeList::new(&[2]),
+                supported: CodeList::new(&[1]),
+                authenticated: false,
+            }
+        );
+        assert_eq!(answer.len(), 1, "one small datagram");
+        assert!(answer[0].len() < 200, "{}", answer[0].len());
+        // The first server datagram ends the handshake: no timer, no retry.
+        let expected = Error::SuiteMismatch {
+            offered: CodeList::new(&[2]),
+            supported: CodeList::new(&[1]),
+            // Only a PDK client holds the key that authenticates the refusal.
+            authenticated: pdk,
+        };
+        assert_eq!(client.handle(t(0), &answer[0], &mut r), Err(expected));
+        assert_eq!(client.poll_timeout(), None);
+        assert_eq!(client.poll_transmit(), None);
+        assert_eq!(client.handle_timeout(t(60)), Err(expected));
+        let msg = expected.to_string();
+        assert!(
+            msg.contains("offered [2]") && msg.contains("accepts [1]"),
+            "{msg}"
+        );
+        assert_eq!(client.into_established().unwrap_err(), expected);
+    }
+}
+
+#[test]
+fn version_mismatch_is_refused_explicitly() {
+    for pdk in [true, false] {
+        let (server_err, answer, mut client, mut r) = refused(
+            41,
+            pdk,
+            &[Suite::Aes256Gcm],
+            &[Suite::Aes256Gcm],
+            Some(vec![7, 8]),
+        );
+        assert_eq!(
+            server_err,
+            Error::VersionMismatch {
+                offered: CodeList::new(&[7, 8]),
+                supported: CodeList::new(&[HANDSHAKE_VERSION]),
+                authenticated: false,
+            }
+        );
+        let expected = Error::VersionMismatch {
+            offered: CodeList::new(&[7, 8]),
+            supported: CodeList::new(&[HANDSHAKE_VERSION]),
+            authenticated: pdk,
+        };
+        assert_eq!(client.handle(t(0), &answer[0], &mut r), Err(expected));
+        assert!(expected.to_string().contains("speaks [1]"));
+        assert!(!client.is_complete());
+    }
+}
+
+/// Re-packs a Mismatch message into a server datagram.
+fn mismatch_datagram(m: &crate::msg::Mismatch) -> Vec<u8> {
+    let mut d = pack(&[(0, &m.encode())], &[]);
+    assert_eq!(d.len(), 1);
+    d.remove(0)
+}
+
+fn mismatch_of(datagram: &[u8]) -> crate::msg::Mismatch {
+    let dg = Datagram::parse(datagram).unwrap();
+    crate::msg::Mismatch::decode(dg.fragments[0].data)
+        .unwrap()
+        .0
+}
+
+#[test]
+fn i1_forged_or_garbled_mismatch_is_ignored_never_fatal_and_never_panics() {
+    let suites = [Suite::ChaCha20Poly1305];
+    let (_, answer, client, mut r) = refused(42, true, &suites, &[Suite::Aes256Gcm], None);
+    let genuine = answer[0].clone();
+    let pending = |c: &Client| c.poll_timeout().is_some() && !c.is_complete();
+
+    // A refusal of another ClientHello (replayed from another connection): ignored, and
+    // the handshake then completes with a server that accepts the offer.
+    let mut r2 = rng(43);
+    let mut cfg = client_config(true);
+    cfg.suites = suites.to_vec();
+    let mut other = Client::new(cfg, &mut r2, t(0)).unwrap();
+    assert_eq!(
+        other.handle(t(0), &genuine, &mut r2),
+        Err(Error::Malformed("Mismatch for another ClientHello"))
+    );
+    assert!(pending(&other));
+    let mut server = Server::new(server_config(), &mut r2);
+    drive(&mut other, &mut server, addr(2), t(0), &mut r2).unwrap();
+    assert!(other.is_complete());
+
+    // A PDK client: a MAC that does not verify is ignored.
+    let mut m = mismatch_of(&genuine);
+    let mac = m.mac.unwrap();
+    let mut bad = mac;
+    bad[0] ^= 1;
+    m.mac = Some(bad);
+    let mut c = client.clone();
+    assert_eq!(
+        c.handle(t(0), &mismatch_datagram(&m), &mut r),
+        Err(Error::Malformed("Mismatch MAC does not verify"))
+    );
+    assert!(pending(&c));
+    // A refusal that contradicts the offer (claims a suite we offered): ignored.
+    m.mac = None;
+    m.suites = vec![2];
+    let mut c = client.clone();
+    assert_eq!(
+        c.handle(t(0), &mismatch_datagram(&m), &mut r),
+        Err(Error::Malformed("Mismatch contradicts the offer"))
+    );
+    assert!(pending(&c));
+    // An on-path attacker can strip the MAC: the refusal is then reported as
+    // unauthenticated, still a typed error and still no retry with other parameters.
+    let mut m = mismatch_of(&genuine);
+    m.mac = None;
+    let mut c = client.clone();
+    assert_eq!(
+        c.handle(t(0), &mismatch_datagram(&m), &mut r),
+        Err(Error::SuiteMismatch {
+            offered: CodeList::new(&[2]),
+            supported: CodeList::new(&[1]),
+            authenticated: false,
+        })
+    );
+    assert_eq!(c.poll_transmit(), None);
+
+    // Every single flipped byte of the genuine refusal: no panic, and never a typed
+    // mismatch (the MAC, the ClientHello hash or the parser catches it).
+    for i in 0..genuine.len() {
+        for bit in [0x01u8, 0x80] {
+            let mut d = genuine.clone();
+            d[i] ^= bit;
+            let mut c = client.clone();
+            let res = c.handle(t(0), &d, &mut r);
+            assert!(
+                !matches!(
+                    res,
+                    Err(Error::VersionMismatch { .. } | Error::SuiteMismatch { .. })
+                ),
+                "flip {i}/{bit:#x}: {res:?}"
+            );
+        }
+    }
+    // The genuine one still works afterwards.
+    let mut c = client.clone();
+    assert!(matches!(
+        c.handle(t(0), &genuine, &mut r),
+        Err(Error::SuiteMismatch {
+            authenticated: true,
+            ..
+        })
+    ));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+    #[test]
+    fn mismatch_parser_never_panics(data in proptest::collection::vec(any::<u8>(), 0..120)) {
+        let mut v = vec![crate::msg::MISMATCH];
+        v.extend_from_slice(&data);
+        let _ = crate::msg::Mismatch::decode(&v);
+        let _ = crate::msg::decode_any(&v);
+    }
+}
+
+#[test]
+fn pinned_key_caches_certificate_verification_but_still_checks_expiry() {
+    let f = fixture();
+    // A fresh parse: an empty cache.
+    let vk = HybridVerifyingKey::from_bytes(&f.signing.verifying_key().to_bytes()).unwrap();
+    assert!(vk.cached_certificate(UNIX0).is_none());
+    let cert = f.identity.certificate();
+    let v = cert.verify(&vk, UNIX0).unwrap();
+    // Clones share the cache; the cached entry is the verified certificate.
+    let clone = vk.clone();
+    let cached = clone.cached_certificate(UNIX0).unwrap();
+    assert_eq!(cached.certificate(), v.certificate());
+    assert!(clone.cached_certificate(cert.not_after() + 1).is_none());
+    // Cached verification still refuses an expired certificate.
+    assert_eq!(
+        cert.verify(&clone, cert.not_after() + 1).unwrap_err(),
+        Error::CertificateExpired
+    );
+    // A different certificate (a forged signature) is not served from the cache.
+    let mut bytes = cert.to_bytes();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    let forged = ServerCertificate::from_bytes(&bytes).unwrap();
+    assert!(matches!(
+        forged.verify(&vk, UNIX0),
+        Err(Error::BadSignature(_))
+    ));
+    // A full-mode handshake with a cleared cache verifies and fills it again.
+    vk.clear_certificate_cache();
+    assert!(vk.cached_certificate(UNIX0).is_none());
+    let o = handshake(44, ClientConfig::new(vk.clone()), server_config(), t(0)).unwrap();
+    assert_agree(&o);
+    assert!(vk.cached_certificate(UNIX0).is_some());
+    // ... and the cached certificate makes the next handshake 1-RTT (PDK).
+    let mut cfg = ClientConfig::new(vk.clone());
+    cfg.certificate = vk.cached_certificate(UNIX0);
+    let o = handshake(45, cfg, server_config(), t(0)).unwrap();
+    assert_eq!(o.client_rounds, 1);
+}
+
+/// With `aws-lc`, a RustCrypto client completes handshakes with an aws-lc server and
+/// the other way round, in both modes (the backends are wire-compatible).
+#[cfg(feature = "aws-lc")]
+#[test]
+fn aws_lc_and_rustcrypto_sides_interoperate() {
+    use crate::backend::FORCE_RUSTCRYPTO;
+    let rc = |on: bool| FORCE_RUSTCRYPTO.with(|c| c.set(on));
+    let f = fixture();
+    for rc_client in [true, false] {
+        for pdk in [true, false] {
+            let mut r = rng(46);
+            // Keys of the RustCrypto side are built (parsed) with the hook on.
+            rc(!rc_client);
+            let identity = ServerIdentity::from_bytes(&f.identity.to_bytes()).unwrap();
+            let mut server = Server::new(ServerConfig::new(identity), &mut r);
+            rc(rc_client);
+            let vk = HybridVerifyingKey::from_bytes(&f.signing.verifying_key().to_bytes()).unwrap();
+            let mut cfg = ClientConfig::new(vk.clone());
+            if pdk {
+                let cert =
+                    ServerCertificate::from_bytes(&f.identity.certificate().to_bytes()).unwrap();
+                cfg.certificate = Some(cert.verify(&vk, UNIX0).unwrap());
+            }
+            let mut client = Client::new(cfg, &mut r, t(0)).unwrap();
+            let mut server_est = None;
+            for _ in 0..8 {
+                rc(rc_client);
+                let out: Vec<Vec<u8>> = core::iter::from_fn(|| client.poll_transmit()).collect();
+                rc(!rc_client);
+                for d in out {
+                    if let Some(e) = server
+                        .handle_datagram(t(0), addr(3), &d, &mut r, |_| false)
+                        .unwrap()
+                    {
+                        server_est = Some(e);
+                    }
+                }
+                rc(rc_client);
+                while let Some(tx) = server.poll_transmit() {
+                    let _ = client.handle(t(0), &tx.payload, &mut r).unwrap();
+                }
+            }
+            rc(false);
+            let server = *server_est.expect("server completed");
+            let client = client.into_established().unwrap();
+            assert_eq!(
+                client.c2s.dangerously_expose(),
+                server.c2s.dangerously_expose()
+            );
+            assert_eq!(
+                client.s2c.dangerously_expose(),
+                server.s2c.dangerously_expose()
+            );
+        }
+    }
+}
+
 /// Writes the fuzz seed corpora. Run by hand:
 /// `cargo test -p phantom-handshake --lib -- --ignored write_fuzz_seeds`.
 #[test]
@@ -1296,6 +1614,14 @@ fn write_fuzz_seeds() {
     std::fs::write(parse.join("seed-client-hello"), dgs[0]).unwrap();
     std::fs::write(parse.join("seed-server-flight"), dgs[2]).unwrap();
     std::fs::write(parse.join("seed-client-finished"), dgs[dgs.len() - 1]).unwrap();
+    let (_, answer, _, _) = refused(
+        101,
+        true,
+        &[Suite::ChaCha20Poly1305],
+        &[Suite::Aes256Gcm],
+        None,
+    );
+    std::fs::write(parse.join("seed-mismatch"), &answer[0]).unwrap();
     let server = root.join("handshake_server");
     std::fs::create_dir_all(&server).unwrap();
     let framed = |mode: u8, ds: &[&Vec<u8>]| {
