@@ -218,13 +218,17 @@ fn ci(no_fuzz: bool) -> Result {
     })?;
     step("test (aws-lc backend)", || {
         let mut c = cargo();
+        // Both backends pass the same vectors and interoperate (AEAD in phantom-crypto,
+        // X25519/ML-KEM in phantom-handshake).
         c.args([
             "test",
             "--locked",
             "-p",
             "phantom-crypto",
+            "-p",
+            "phantom-handshake",
             "--features",
-            "aws-lc",
+            "phantom-crypto/aws-lc,phantom-handshake/aws-lc",
         ]);
         if crate_has_feature("phantom-crypto", "aws-lc") {
             run(c)
