@@ -117,6 +117,8 @@ pub struct ServerStats {
     pub timed_out: u64,
     /// Handshakes completed.
     pub completed: u64,
+    /// Half-open handshakes abandoned because their client sent a new ClientHello.
+    pub restarted: u64,
     /// Times a queued datagram was held back by the anti-amplification limit.
     pub amplification_blocked: u64,
 }
@@ -155,6 +157,17 @@ struct Conn {
     tx: u64,
     created: Instant,
     session_id: Option<SessionId>,
+    /// SHA-256 of the first fragment (offset 0) of this handshake's ClientHello: a
+    /// different one from the same address is a new handshake, not a retransmission.
+    hello_head: Option<[u8; 32]>,
+}
+
+/// SHA-256 of the datagram's ClientHello fragment at offset 0, if it has one.
+fn hello_head(dg: &Datagram<'_>) -> Option<[u8; 32]> {
+    dg.fragments
+        .iter()
+        .find(|f| f.msg_seq == 0 && f.offset == 0)
+        .map(|f| crate::schedule::sha256(f.data))
 }
 
 #[cfg_attr(test, derive(Clone))]
@@ -348,7 +361,20 @@ impl Server {
             self.linger.remove(&addr);
         }
 
-        let mut conn = match self.conns.remove(&addr) {
+        let head = hello_head(&dg);
+        let mut existing = self.conns.remove(&addr);
+        if let (Some(c), Some(h)) = (&existing, head)
+            && c.hello_head.is_some_and(|known| known != h)
+        {
+            // The client restarted with a new ClientHello (a new connect from the same
+            // socket): the old half-open handshake is abandoned, not fed this datagram.
+            if let Some(id) = c.session_id {
+                self.pending_ids.remove(&id);
+            }
+            existing = None;
+            self.stats.restarted += 1;
+        }
+        let mut conn = match existing {
             Some(c) => c,
             None => match self.admit(now, addr, &dg, len)? {
                 Some(c) => c,
@@ -356,6 +382,9 @@ impl Server {
             },
         };
         conn.rx = conn.rx.saturating_add(len);
+        if conn.hello_head.is_none() {
+            conn.hello_head = head;
+        }
 
         let mut old = false;
         for f in &dg.fragments {
@@ -476,6 +505,7 @@ impl Server {
             tx: 0,
             created: now.instant,
             session_id: None,
+            hello_head: None,
         })))
     }
 

@@ -1640,3 +1640,44 @@ fn write_fuzz_seeds() {
     )
     .unwrap();
 }
+
+/// Regression (found by the runtime): a client that starts a new handshake from the
+/// same address while its previous one is still half-open on the server (a connect
+/// abandoned after the ClientHello, or back-to-back PDK connects whose last flight was
+/// late) must get its own handshake, not the old one's flight.
+#[test]
+fn a_new_client_hello_from_the_same_address_replaces_the_half_open_handshake() {
+    for pdk in [false, true] {
+        let mut r = rng(77);
+        let mut server = Server::new(server_config(), &mut r);
+        let mut abandoned = Client::new(client_config(pdk), &mut r, t(1)).unwrap();
+        while let Some(d) = abandoned.poll_transmit() {
+            assert!(
+                server
+                    .handle_datagram(t(1), addr(5), &d, &mut r, |_| false)
+                    .unwrap()
+                    .is_none()
+            );
+        }
+        while server.poll_transmit().is_some() {}
+        let mut client = Client::new(client_config(pdk), &mut r, t(1)).unwrap();
+        let (est, _) = drive(&mut client, &mut server, addr(5), t(1), &mut r).unwrap();
+        let s = est.expect("the new handshake completes");
+        let c = client.into_established().unwrap();
+        assert_eq!(c.session_id, s.session_id);
+        assert_eq!(c.c2s.dangerously_expose(), s.c2s.dangerously_expose());
+        assert_eq!(server.stats().restarted, 1);
+    }
+}
+
+#[test]
+fn a_retransmitted_client_hello_is_not_a_restart() {
+    let mut r = rng(78);
+    let mut server = Server::new(server_config(), &mut r);
+    let mut client = Client::new(client_config(false), &mut r, t(1)).unwrap();
+    let hello: Vec<Vec<u8>> = std::iter::from_fn(|| client.poll_transmit()).collect();
+    for d in hello.iter().chain(hello.iter()) {
+        let _ = server.handle_datagram(t(1), addr(6), d, &mut r, |_| false);
+    }
+    assert_eq!(server.stats().restarted, 0);
+}
