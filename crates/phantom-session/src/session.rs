@@ -496,11 +496,12 @@ impl Session {
             events: VecDeque::new(),
             stats: Stats::default(),
             fallback: Fallback::new(cfg.fallback, now),
-            scratch: vec![0u8; cfg.max_datagram_size],
+            // Grown on first use: an idle session keeps no datagram-sized buffer.
+            scratch: Vec::new(),
             lost_buf: Vec::new(),
             newly_buf: Vec::new(),
             touched_buf: Vec::new(),
-            ack_ranges: Vec::with_capacity(MAX_ACK_RANGES_KEPT),
+            ack_ranges: Vec::new(),
             pick_buf: Vec::new(),
             views_buf: Vec::new(),
             handshake_flight: Vec::new(),
@@ -2436,6 +2437,9 @@ impl Session {
     fn write_stream_data(&mut self, path_id: u8, w: &mut Writer<'_>, built: &mut Built) {
         const OVERHEAD: usize = 24;
         let mut scratch = std::mem::take(&mut self.scratch);
+        if scratch.len() < self.cfg.max_datagram_size {
+            scratch.resize(self.cfg.max_datagram_size, 0);
+        }
         // Redundant copies queued for this path come first.
         let dup = self.redundant_queue.iter().position(|(p, _)| *p == path_id);
         let mut space: Option<u32> = None;
