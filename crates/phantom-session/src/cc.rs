@@ -74,13 +74,14 @@ impl Pacer {
         self.capacity = window_share.max(timer_share);
     }
 
-    /// Sets an explicit rate (bytes/s), with a burst of a quarter window.
+    /// Sets an explicit rate (bytes/s); the bucket is sized from it and the window.
     pub(crate) fn set_rate_bps(&mut self, rate: u64, cwnd: u64, mss: u64) {
         self.rate = rate;
         self.set_capacity(cwnd, mss);
     }
 
-    /// Sets the rate from the window and RTT (1.25 x cwnd / srtt).
+    /// Sets the rate from the window and RTT (1.25 x cwnd / srtt); the bucket is
+    /// sized from it and the window.
     pub(crate) fn set_rate(&mut self, cwnd: u64, srtt: Duration, mss: u64) {
         let micros = srtt.as_micros().max(1);
         self.rate =
