@@ -28,6 +28,8 @@ const MIN_RTT_WINDOW: Duration = Duration::from_secs(10);
 const PROBE_RTT_DURATION: Duration = Duration::from_millis(200);
 /// Minimum window in packets (and the ProbeRTT window).
 const MIN_CWND_PACKETS: u64 = 4;
+/// Largest send quantum (bytes): one 64 KB GSO/TSO send.
+const SEND_QUANTUM_MAX: u64 = 64 * 1024;
 /// Startup ends when the bandwidth grew less than this over three rounds.
 const FULL_BW_THRESH: f64 = 1.25;
 const FULL_BW_COUNT: u32 = 3;
@@ -188,10 +190,20 @@ impl Bbr {
         }
     }
 
+    /// Bytes the sender emits in one go at the pacing rate: about 1 ms of it (the
+    /// pacing rate / 1024, as Linux's `bbr_tso_segs_goal`), at least two packets, at
+    /// most 64 KB (one GSO/TSO send).
+    fn send_quantum(&self) -> u64 {
+        (self.pacing_rate / 1024).clamp(self.mss.saturating_mul(2), SEND_QUANTUM_MAX.max(self.mss))
+    }
+
     fn cwnd_target(&self) -> u64 {
-        // Three packets of headroom for ACK and send quantisation, as Linux.
+        // Headroom of three send quanta for ACK and send quantisation, as Linux's
+        // `bbr_quantization_budget`: with batched sends (GSO) and ACKs arriving per
+        // received batch, a window of BDP + 3 packets would stall the sender at low
+        // RTTs (loopback, LAN) every round.
         self.bdp(self.cwnd_gain)
-            .saturating_add(self.mss.saturating_mul(3))
+            .saturating_add(self.send_quantum().saturating_mul(3))
             .max(self.min_cwnd)
     }
 

@@ -22,7 +22,24 @@ pub struct CongestionSnapshot {
     pub bandwidth: u64,
 }
 
+/// Time whose worth of tokens the bucket may hold beyond a quarter window: the
+/// runtime's timers fire at millisecond granularity, so a bucket smaller than the
+/// bytes due in a couple of milliseconds would lose rate to timer rounding.
+const BURST_INTERVAL_US: u128 = 2_000;
+/// Time whose worth of tokens the pacer waits for once its bucket ran dry, so that
+/// one wake-up of the runtime sends a batch (one GSO send) instead of a packet.
+const REFILL_QUANTUM_US: u128 = 1_000;
+/// Largest bucket, in packets (a GSO send carries up to 64 segments).
+const MAX_BURST_PACKETS: u64 = 64;
+
 /// Token-bucket pacer: spreads a window's worth of packets over an RTT.
+///
+/// The bucket holds a quarter window (2 to 16 packets) or the bytes due in
+/// [`BURST_INTERVAL_US`], whichever is larger (at most 64 packets). Once it runs
+/// dry, the pacer waits until it has refilled by [`REFILL_QUANTUM_US`] worth of
+/// tokens (at least the packet, at most the bucket) before releasing anything:
+/// the average rate is still the controller's, but packets leave in batches that
+/// fit the runtime's timer granularity instead of one per wake-up.
 #[derive(Debug, Clone)]
 pub(crate) struct Pacer {
     tokens: u64,
@@ -30,6 +47,8 @@ pub(crate) struct Pacer {
     last: Option<Instant>,
     /// Bytes per second.
     pub(crate) rate: u64,
+    /// While the bucket refills after running dry: the tokens to wait for.
+    refill_to: Option<u64>,
 }
 
 impl Pacer {
@@ -39,21 +58,35 @@ impl Pacer {
             capacity: 10 * mss,
             last: None,
             rate: 0,
+            refill_to: None,
         }
     }
 
-    /// Sets an explicit rate (bytes/s), with a burst of a quarter window.
-    pub(crate) fn set_rate_bps(&mut self, rate: u64, cwnd: u64, mss: u64) {
-        self.rate = rate;
-        self.capacity = (cwnd / 4).clamp(2 * mss, 16 * mss);
+    /// Bytes sent at `rate` in `micros` microseconds.
+    fn bytes_in(rate: u64, micros: u128) -> u64 {
+        (u128::from(rate) * micros / 1_000_000).min(u128::from(u64::MAX)) as u64
     }
 
-    /// Sets the rate from the window and RTT (1.25 x cwnd / srtt).
+    fn set_capacity(&mut self, cwnd: u64, mss: u64) {
+        let window_share = (cwnd / 4).clamp(2 * mss, 16 * mss);
+        let timer_share =
+            Self::bytes_in(self.rate, BURST_INTERVAL_US).min(MAX_BURST_PACKETS.saturating_mul(mss));
+        self.capacity = window_share.max(timer_share);
+    }
+
+    /// Sets an explicit rate (bytes/s); the bucket is sized from it and the window.
+    pub(crate) fn set_rate_bps(&mut self, rate: u64, cwnd: u64, mss: u64) {
+        self.rate = rate;
+        self.set_capacity(cwnd, mss);
+    }
+
+    /// Sets the rate from the window and RTT (1.25 x cwnd / srtt); the bucket is
+    /// sized from it and the window.
     pub(crate) fn set_rate(&mut self, cwnd: u64, srtt: Duration, mss: u64) {
         let micros = srtt.as_micros().max(1);
         self.rate =
             (u128::from(cwnd) * 5 / 4 * 1_000_000 / micros).min(u128::from(u64::MAX)) as u64;
-        self.capacity = (cwnd / 4).clamp(2 * mss, 16 * mss);
+        self.set_capacity(cwnd, mss);
     }
 
     fn refill(&mut self, now: Instant) {
@@ -81,10 +114,27 @@ impl Pacer {
             return None;
         }
         self.refill(now);
-        if self.tokens >= bytes {
+        let need = match self.refill_to {
+            // Refilling after running dry: wait for the whole quantum (the bucket may
+            // have shrunk meanwhile, so never more than it holds).
+            Some(q) => q.min(self.capacity).max(bytes),
+            None => bytes,
+        };
+        if self.tokens >= need {
+            self.refill_to = None;
             return None;
         }
-        let missing = bytes - self.tokens;
+        let need = match self.refill_to {
+            Some(_) => need,
+            None => {
+                let q = Self::bytes_in(self.rate, REFILL_QUANTUM_US)
+                    .min(self.capacity)
+                    .max(bytes);
+                self.refill_to = Some(q);
+                q
+            }
+        };
+        let missing = need.saturating_sub(self.tokens);
         let micros = (u128::from(missing) * 1_000_000).div_ceil(u128::from(self.rate));
         Some(now + Duration::from_micros(micros.min(1_000_000) as u64))
     }
@@ -126,9 +176,73 @@ mod tests {
         // 3 ms at 1 MB/s = 3000 bytes.
         assert_eq!(p.delay(t0 + Duration::from_millis(3), 3000), None);
         assert_eq!(p.tokens, 3000);
-        // A huge rate takes the u128 path and saturates at the capacity.
+        // A huge rate takes the u128 path and saturates at the capacity, which at
+        // such a rate is the 64-packet ceiling.
         p.set_rate_bps(u64::MAX / 2, 1_000_000, 1000);
         assert_eq!(p.delay(t0 + Duration::from_secs(10), 1000), None);
-        assert_eq!(p.tokens, 16_000);
+        assert_eq!(p.tokens, 64_000);
+    }
+
+    #[test]
+    fn pacer_bucket_holds_two_milliseconds_of_a_fast_rate_within_bounds() {
+        let mut p = Pacer::new(1000);
+        // 10 MB/s: 2 ms = 20_000 bytes, more than a quarter of a 40_000-byte window.
+        p.set_rate_bps(10_000_000, 40_000, 1000);
+        assert_eq!(p.capacity, 20_000);
+        // 1 MB/s: 2 ms = 2_000 bytes; the quarter window (10_000) wins.
+        p.set_rate_bps(1_000_000, 40_000, 1000);
+        assert_eq!(p.capacity, 10_000);
+        // 1 GB/s: 2 ms = 2 MB, capped at 64 packets.
+        p.set_rate_bps(1_000_000_000, 40_000, 1000);
+        assert_eq!(p.capacity, 64_000);
+    }
+
+    #[test]
+    fn pacer_waits_for_a_millisecond_of_tokens_once_dry_and_keeps_the_average_rate() {
+        let t0 = crate::test_instant();
+        let mut p = Pacer::new(1000);
+        // 20 MB/s: capacity 40 packets (2 ms), refill quantum 20 packets (1 ms).
+        p.set_rate_bps(20_000_000, 1_000_000, 1000);
+        assert_eq!(p.capacity, 40_000);
+        // Drain the initial bucket.
+        let mut t = t0;
+        while p.delay(t, 1000).is_none() {
+            p.on_sent(1000);
+        }
+        // Dry: the wait is for 20_000 tokens (1 ms), not for one packet's 50 us.
+        let wake = p.delay(t, 1000).unwrap();
+        assert_eq!(wake, t + Duration::from_millis(1));
+        // An earlier wake-up (an ACK arriving) with one packet's worth of tokens
+        // still waits for the quantum: no packet trickles out alone.
+        t += Duration::from_micros(100);
+        assert_eq!(p.delay(t, 1000), Some(t0 + Duration::from_millis(1)));
+        // At the deadline the quantum goes out as one batch, then the pacer waits again.
+        let mut batch = 0;
+        while p.delay(wake, 1000).is_none() {
+            p.on_sent(1000);
+            batch += 1;
+        }
+        assert_eq!(batch, 20);
+        // Over a long run the average rate is the configured one: the 100 ms from
+        // `wake` at 20 MB/s release 2 MB (plus at most one bucket).
+        let mut now = wake;
+        let end = wake + Duration::from_millis(100);
+        let mut bytes = batch * 1000;
+        for _ in 0..100_000 {
+            if now >= end {
+                break;
+            }
+            match p.delay(now, 1000) {
+                None => {
+                    p.on_sent(1000);
+                    bytes += 1000;
+                }
+                Some(at) => now = at.min(end),
+            }
+        }
+        assert!(
+            (1_990_000..=2_000_000 + 40_000).contains(&bytes),
+            "{bytes} bytes in 100 ms"
+        );
     }
 }

@@ -128,8 +128,14 @@ enum TxOutcome {
 }
 
 /// Outgoing datagrams being coalesced for one GSO send from one socket.
+///
+/// Sessions build their datagrams straight into the batch's buffer (`slot`), so a
+/// datagram is written once by the AEAD and read once by the kernel: no copy.
 struct Batch {
+    /// Fixed size: a full batch plus one datagram being built.
     buf: Vec<u8>,
+    /// Bytes of `buf` holding the batch's datagrams.
+    len: usize,
     sock: usize,
     dst: Option<SocketAddr>,
     segment: usize,
@@ -141,13 +147,25 @@ struct Batch {
 impl Batch {
     fn new() -> Self {
         Self {
-            buf: Vec::with_capacity(MAX_BATCH_BYTES + MAX_DATAGRAM),
+            buf: vec![0u8; MAX_BATCH_BYTES + MAX_DATAGRAM],
+            len: 0,
             sock: 0,
             dst: None,
             segment: 0,
             count: 0,
             sealed: false,
         }
+    }
+
+    /// Where the next datagram is built (after the batch's datagrams).
+    fn slot(&mut self) -> &mut [u8] {
+        let end = (self.len + MAX_DATAGRAM).min(self.buf.len());
+        self.buf.get_mut(self.len..end).unwrap_or_default()
+    }
+
+    /// The `n`-byte datagram last built in `slot`.
+    fn built(&self, n: usize) -> &[u8] {
+        self.buf.get(self.len..self.len + n).unwrap_or_default()
     }
 
     fn fits(&self, sock: usize, dst: SocketAddr, len: usize, gso: usize) -> bool {
@@ -157,19 +175,42 @@ impl Batch {
                 && !self.sealed
                 && len <= self.segment
                 && self.count < gso
-                && self.buf.len() + len <= MAX_BATCH_BYTES)
+                && self.len + len <= MAX_BATCH_BYTES)
     }
 
-    fn push(&mut self, sock: usize, dst: SocketAddr, data: &[u8]) {
+    /// Appends the `n`-byte datagram built in `slot` (it fits).
+    fn append(&mut self, sock: usize, dst: SocketAddr, n: usize) {
         if self.count == 0 {
             self.sock = sock;
             self.dst = Some(dst);
-            self.segment = data.len();
-        } else if data.len() < self.segment {
+            self.segment = n;
+        } else if n < self.segment {
             self.sealed = true;
         }
-        self.buf.extend_from_slice(data);
+        self.len += n;
         self.count += 1;
+    }
+
+    /// Takes the `n`-byte datagram built in `slot`: appended if it fits, else the
+    /// batch is sent first and the datagram starts the next one. `Err`: that send
+    /// stalled (the datagram is still taken, as the first of the new batch).
+    fn take_built(
+        &mut self,
+        ios: &[Io],
+        sock: usize,
+        dst: SocketAddr,
+        n: usize,
+        gso: usize,
+    ) -> Result<(), Stalled> {
+        if self.fits(sock, dst, n, gso) {
+            self.append(sock, dst, n);
+            return Ok(());
+        }
+        let start = self.len;
+        let r = self.flush(ios);
+        self.buf.copy_within(start..start + n, 0);
+        self.append(sock, dst, n);
+        r
     }
 
     /// Sends the batch; on `WouldBlock` it becomes the stalled send.
@@ -178,8 +219,9 @@ impl Batch {
             return Ok(());
         };
         let segment = (self.count > 1).then_some(self.segment);
+        let data = self.buf.get(..self.len).unwrap_or_default();
         let r = match ios.get(self.sock) {
-            Some(io) => io.try_send(dst, &self.buf, segment),
+            Some(io) => io.try_send(dst, data, segment),
             // The socket went away (rebind): the datagrams are lost, loss recovery repairs.
             None => Ok(()),
         };
@@ -188,11 +230,11 @@ impl Batch {
             Err(()) => Err(Stalled {
                 sock: self.sock,
                 dst,
-                data: self.buf.clone(),
+                data: data.to_vec(),
                 segment,
             }),
         };
-        self.buf.clear();
+        self.len = 0;
         self.dst = None;
         self.count = 0;
         self.sealed = false;
@@ -281,7 +323,6 @@ pub(crate) async fn run(shared: Arc<Shared>, socket: UdpSocket) {
     };
     let mut ios: Vec<Io> = vec![primary];
     let mut rx = vec![0u8; RECV_BUF];
-    let mut one = vec![0u8; MAX_DATAGRAM];
     let mut batch = Batch::new();
     let mut stalled: Option<Stalled> = None;
     let sleep = tokio::time::sleep(std::time::Duration::from_secs(3600));
@@ -400,27 +441,21 @@ pub(crate) async fn run(shared: Arc<Shared>, socket: UdpSocket) {
                     let Some(c) = g.conns.get_mut(h) else {
                         break;
                     };
-                    let Some(t) = c.session.poll_transmit(now.instant, &mut one) else {
+                    let Some(t) = c.session.poll_transmit(now.instant, batch.slot()) else {
                         break;
                     };
                     sent += 1;
-                    let Some(data) = one.get(..t.len) else {
-                        continue;
-                    };
-                    let Route::Udp(i) = route(&mut g, &ios, Some(t.src), t.dst, data) else {
+                    let Route::Udp(i) = route(&mut g, &ios, Some(t.src), t.dst, batch.built(t.len))
+                    else {
                         continue;
                     };
                     let gso = ios.get(i).map_or(1, |io| io.gso);
-                    if !batch.fits(i, t.dst, data.len(), gso)
-                        && let Err(st) = batch.flush(&ios)
-                    {
-                        stalled = Some(st);
+                    if let Err(st) = batch.take_built(&ios, i, t.dst, t.len, gso) {
                         // The datagram just built waits behind the stalled batch.
-                        batch.push(i, t.dst, data);
+                        stalled = Some(st);
                         outcome = TxOutcome::Blocked;
                         break 'conns;
                     }
-                    batch.push(i, t.dst, data);
                 }
                 g.dirty.remove(h);
             }

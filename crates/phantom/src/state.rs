@@ -248,7 +248,7 @@ impl core::fmt::Debug for Inner {
 /// Most datagrams received per driver loop.
 pub(crate) const RECV_BUDGET: usize = 64;
 /// Most datagrams sent per driver loop.
-pub(crate) const SEND_BUDGET: usize = 64;
+pub(crate) const SEND_BUDGET: usize = 32;
 
 impl Inner {
     pub(crate) fn new(

@@ -132,7 +132,11 @@ fn rekeys_more_than_a_thousand_times_in_both_directions() {
         rekey_threshold: Some(1),
         ..Config::default()
     };
+    // A rate-limited link spaces the packets out, so the server acknowledges every
+    // second one (its ACK packets are what rekey its direction); over an unlimited
+    // link a whole paced burst arrives at once and draws a single ACK.
     let link = LinkConfig {
+        rate_bps: 100_000_000,
         loss: 0.01,
         reorder: 0.02,
         ..LinkConfig::default()
