@@ -43,24 +43,7 @@ impl Connection {
     /// [`Error::Closed`] if the connection is closed, [`Error::Session`] if stream ids
     /// are exhausted.
     pub async fn open_bi(&self) -> Result<(SendStream, RecvStream), Error> {
-        let id = poll_fn(|cx| {
-            let mut g = self.shared.inner.lock();
-            let Some(c) = g.conns.get_mut(&self.handle) else {
-                return Poll::Ready(Err(Self::closed_err()));
-            };
-            match c.session.open_stream(Dir::Bi) {
-                Ok(id) => Poll::Ready(Ok(id)),
-                Err(SessionError::StreamLimit) => {
-                    c.other_wakers.push(cx.waker().clone());
-                    Poll::Pending
-                }
-                Err(SessionError::Closed) => {
-                    Poll::Ready(Err(c.closed_error().unwrap_or_else(Self::closed_err)))
-                }
-                Err(e) => Poll::Ready(Err(Error::Session(e))),
-            }
-        })
-        .await?;
+        let id = self.open(Dir::Bi).await?;
         Ok(self.streams(id))
     }
 
@@ -69,21 +52,7 @@ impl Connection {
     /// # Errors
     /// [`Error::Closed`] once the connection is closed.
     pub async fn accept_bi(&self) -> Result<(SendStream, RecvStream), Error> {
-        let id = poll_fn(|cx| {
-            let mut g = self.shared.inner.lock();
-            let Some(c) = g.conns.get_mut(&self.handle) else {
-                return Poll::Ready(Err(Self::closed_err()));
-            };
-            if let Some(id) = c.incoming_bi.pop_front() {
-                return Poll::Ready(Ok(id));
-            }
-            if let Some(e) = c.closed_error() {
-                return Poll::Ready(Err(e));
-            }
-            c.accept_wakers.push(cx.waker().clone());
-            Poll::Pending
-        })
-        .await?;
+        let id = self.accept(Dir::Bi).await?;
         Ok(self.streams(id))
     }
 
@@ -93,24 +62,7 @@ impl Connection {
     /// # Errors
     /// As [`Connection::open_bi`].
     pub async fn open_uni(&self) -> Result<SendStream, Error> {
-        let id = poll_fn(|cx| {
-            let mut g = self.shared.inner.lock();
-            let Some(c) = g.conns.get_mut(&self.handle) else {
-                return Poll::Ready(Err(Self::closed_err()));
-            };
-            match c.session.open_stream(Dir::Uni) {
-                Ok(id) => Poll::Ready(Ok(id)),
-                Err(SessionError::StreamLimit) => {
-                    c.other_wakers.push(cx.waker().clone());
-                    Poll::Pending
-                }
-                Err(SessionError::Closed) => {
-                    Poll::Ready(Err(c.closed_error().unwrap_or_else(Self::closed_err)))
-                }
-                Err(e) => Poll::Ready(Err(Error::Session(e))),
-            }
-        })
-        .await?;
+        let id = self.open(Dir::Uni).await?;
         Ok(self.streams(id).0)
     }
 
@@ -119,21 +71,7 @@ impl Connection {
     /// # Errors
     /// [`Error::Closed`] once the connection is closed.
     pub async fn accept_uni(&self) -> Result<RecvStream, Error> {
-        let id = poll_fn(|cx| {
-            let mut g = self.shared.inner.lock();
-            let Some(c) = g.conns.get_mut(&self.handle) else {
-                return Poll::Ready(Err(Self::closed_err()));
-            };
-            if let Some(id) = c.incoming_uni.pop_front() {
-                return Poll::Ready(Ok(id));
-            }
-            if let Some(e) = c.closed_error() {
-                return Poll::Ready(Err(e));
-            }
-            c.accept_wakers.push(cx.waker().clone());
-            Poll::Pending
-        })
-        .await?;
+        let id = self.accept(Dir::Uni).await?;
         Ok(self.streams(id).1)
     }
 
@@ -230,6 +168,51 @@ impl Connection {
             .conns
             .get(&self.handle)
             .map(|c| f(&c.session))
+    }
+
+    /// Opens a stream of our own, waiting while the peer's stream limit is reached.
+    async fn open(&self, dir: Dir) -> Result<StreamId, Error> {
+        poll_fn(|cx| {
+            let mut g = self.shared.inner.lock();
+            let Some(c) = g.conns.get_mut(&self.handle) else {
+                return Poll::Ready(Err(Self::closed_err()));
+            };
+            match c.session.open_stream(dir) {
+                Ok(id) => Poll::Ready(Ok(id)),
+                Err(SessionError::StreamLimit) => {
+                    c.other_wakers.push(cx.waker().clone());
+                    Poll::Pending
+                }
+                Err(SessionError::Closed) => {
+                    Poll::Ready(Err(c.closed_error().unwrap_or_else(Self::closed_err)))
+                }
+                Err(e) => Poll::Ready(Err(Error::Session(e))),
+            }
+        })
+        .await
+    }
+
+    /// Waits for the peer to open a stream of `dir`.
+    async fn accept(&self, dir: Dir) -> Result<StreamId, Error> {
+        poll_fn(|cx| {
+            let mut g = self.shared.inner.lock();
+            let Some(c) = g.conns.get_mut(&self.handle) else {
+                return Poll::Ready(Err(Self::closed_err()));
+            };
+            let incoming = match dir {
+                Dir::Bi => &mut c.incoming_bi,
+                Dir::Uni => &mut c.incoming_uni,
+            };
+            if let Some(id) = incoming.pop_front() {
+                return Poll::Ready(Ok(id));
+            }
+            if let Some(e) = c.closed_error() {
+                return Poll::Ready(Err(e));
+            }
+            c.accept_wakers.push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
     }
 
     fn streams(&self, id: StreamId) -> (SendStream, RecvStream) {
