@@ -377,13 +377,19 @@ pub(crate) fn rate_of(bytes: u64, over: Duration) -> Option<u64> {
     Some(u64::try_from(r).unwrap_or(u64::MAX))
 }
 
-/// The window state both loss-based controllers (NewReno, CUBIC) report from: their
-/// phase, pacing rate and telemetry are derived the same way from it.
+/// The window state and RFC 9002 bookkeeping both loss-based controllers (NewReno,
+/// CUBIC) share: slow start, recovery periods, persistent congestion, and the phase,
+/// pacing rate and telemetry derived from them. Each controller adds only its
+/// congestion-avoidance growth and its multiplicative decrease.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct LossWindow {
     pub(crate) algorithm: Algorithm,
+    pub(crate) mss: u64,
+    pub(crate) min_window: u64,
     pub(crate) cwnd: u64,
     pub(crate) ssthresh: u64,
+    /// When the current recovery period began (packets sent before it do not count).
+    pub(crate) recovery_start: Option<Instant>,
     pub(crate) in_recovery: bool,
     pub(crate) bytes_in_flight: u64,
     pub(crate) smoothed_rtt: Option<Duration>,
@@ -391,6 +397,73 @@ pub(crate) struct LossWindow {
 }
 
 impl LossWindow {
+    /// Slow start with the configured initial window.
+    pub(crate) fn new(algorithm: Algorithm, config: &Config) -> Self {
+        Self {
+            algorithm,
+            mss: config.max_datagram_size,
+            min_window: config.minimum_window(),
+            cwnd: config.initial_window(),
+            ssthresh: u64::MAX,
+            recovery_start: None,
+            in_recovery: false,
+            bytes_in_flight: 0,
+            smoothed_rtt: None,
+            min_rtt: None,
+        }
+    }
+
+    /// The shared part of an ACK: RTT telemetry, no growth for packets sent before
+    /// the current recovery began (RFC 9002 §7.3.2), leaving recovery, slow start.
+    /// True when the controller's congestion-avoidance rule decides the growth.
+    pub(crate) fn on_ack(&mut self, ack: &AckEvent, rtt: &RttEstimator) -> bool {
+        self.bytes_in_flight = ack.bytes_in_flight;
+        if rtt.min_rtt().is_some() {
+            self.smoothed_rtt = Some(rtt.smoothed());
+            self.min_rtt = rtt.min_rtt();
+        }
+        if self
+            .recovery_start
+            .is_some_and(|start| ack.largest_acked_sent_at <= start)
+        {
+            return false;
+        }
+        self.in_recovery = false;
+        if self.cwnd < self.ssthresh {
+            self.cwnd = self.cwnd.saturating_add(ack.acked_bytes);
+            return false;
+        }
+        true
+    }
+
+    /// The shared part of a loss: true if it starts a new recovery period (one
+    /// reduction per period, however many of its packets are lost); the caller then
+    /// applies its decrease with [`LossWindow::reduce`].
+    pub(crate) fn on_loss(&mut self, now: Instant, sent_at: Instant, bytes: u64) -> bool {
+        self.bytes_in_flight = self.bytes_in_flight.saturating_sub(bytes);
+        if self.recovery_start.is_none_or(|start| sent_at > start) {
+            self.recovery_start = Some(now);
+            self.in_recovery = true;
+            return true;
+        }
+        false
+    }
+
+    /// Multiplicative decrease: `ssthresh = cwnd * factor` (at least the minimum
+    /// window), and the window drops to it.
+    pub(crate) fn reduce(&mut self, factor: f64) {
+        self.ssthresh = scale(self.cwnd, factor).max(self.min_window);
+        self.cwnd = self.ssthresh;
+    }
+
+    /// RFC 9002 §7.6.2: persistent congestion collapses the window to the minimum
+    /// and leaves recovery.
+    pub(crate) fn on_persistent_congestion(&mut self) {
+        self.cwnd = self.min_window;
+        self.recovery_start = None;
+        self.in_recovery = false;
+    }
+
     /// RFC 9002 §7.7: pace at `N * cwnd / smoothed_rtt` with N = 1.25.
     const PACING_N: f64 = 1.25;
 
