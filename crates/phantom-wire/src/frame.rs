@@ -1008,6 +1008,113 @@ macro_rules! frame_codec {
     };
 }
 
+/// A frame whose body is one varint (`MaxData`, `DataBlocked`).
+macro_rules! varint_frame {
+    ($ty:ident { $field:ident }, $code:expr) => {
+        impl $ty {
+            fn body_len(&self) -> usize {
+                varint_len(self.$field)
+            }
+
+            fn decode_body(r: &mut Reader<'_>) -> Result<Self, Error> {
+                Ok($ty {
+                    $field: read_u64(r)?,
+                })
+            }
+
+            fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), Error> {
+                w.put_varint_u64(self.$field)
+            }
+        }
+        frame_codec!($ty, $code);
+    };
+}
+
+/// A frame whose body is a stream id and one varint (`MaxStreamData`,
+/// `StreamDataBlocked`).
+macro_rules! stream_varint_frame {
+    ($ty:ident { $field:ident }, $code:expr) => {
+        impl $ty {
+            fn body_len(&self) -> usize {
+                stream_id_len(self.stream_id) + varint_len(self.$field)
+            }
+
+            fn decode_body(r: &mut Reader<'_>) -> Result<Self, Error> {
+                Ok($ty {
+                    stream_id: read_stream_id(r)?,
+                    $field: read_u64(r)?,
+                })
+            }
+
+            fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), Error> {
+                put_stream_id(w, self.stream_id)?;
+                w.put_varint_u64(self.$field)
+            }
+        }
+        frame_codec!($ty, $code);
+    };
+}
+
+/// A frame whose body is a path-validation token (`PathChallenge`, `PathResponse`).
+macro_rules! token_frame {
+    ($ty:ident, $code:expr) => {
+        impl $ty {
+            fn body_len(&self) -> usize {
+                PATH_TOKEN_LEN
+            }
+
+            fn decode_body(r: &mut Reader<'_>) -> Result<Self, Error> {
+                Ok($ty {
+                    token: read_token(r)?,
+                })
+            }
+
+            fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), Error> {
+                w.put_slice(&self.token)
+            }
+        }
+        frame_codec!($ty, $code);
+    };
+}
+
+/// A frame whose body is a stream kind and a capped stream count (`MaxStreams`,
+/// `StreamsBlocked`).
+macro_rules! stream_count_frame {
+    ($ty:ident { $field:ident }, $what:literal, $code:expr) => {
+        impl $ty {
+            fn body_len(&self) -> usize {
+                1 + varint_len(self.$field)
+            }
+
+            fn decode_body(r: &mut Reader<'_>) -> Result<Self, Error> {
+                Ok($ty {
+                    kind: StreamKind::from_byte(r.u8()?)?,
+                    $field: read_capped(r, MAX_STREAM_COUNT, $what)?,
+                })
+            }
+
+            fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), Error> {
+                w.put_u8(self.kind.to_byte())?;
+                put_capped(w, self.$field, MAX_STREAM_COUNT, $what)
+            }
+        }
+        frame_codec!($ty, $code);
+    };
+}
+
+varint_frame!(MaxData { max }, FrameType::MaxData);
+stream_varint_frame!(MaxStreamData { max }, FrameType::MaxStreamData);
+token_frame!(PathChallenge, FrameType::PathChallenge);
+token_frame!(PathResponse, FrameType::PathResponse);
+varint_frame!(DataBlocked { limit }, FrameType::DataBlocked);
+stream_varint_frame!(StreamDataBlocked { limit }, FrameType::StreamDataBlocked);
+stream_count_frame!(MaxStreams { max }, "max streams", FrameType::MaxStreams);
+stream_count_frame!(
+    StreamsBlocked { limit },
+    "streams blocked limit",
+    FrameType::StreamsBlocked
+);
+
 impl Padding {
     fn body_len(&self) -> usize {
         self.len.saturating_sub(1)
@@ -1154,74 +1261,6 @@ impl StreamOpen {
 }
 frame_codec!(StreamOpen, FrameType::StreamOpen);
 
-impl MaxData {
-    fn body_len(&self) -> usize {
-        varint_len(self.max)
-    }
-
-    fn decode_body(r: &mut Reader<'_>) -> Result<Self, Error> {
-        Ok(MaxData { max: read_u64(r)? })
-    }
-
-    fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), Error> {
-        w.put_varint_u64(self.max)
-    }
-}
-frame_codec!(MaxData, FrameType::MaxData);
-
-impl MaxStreamData {
-    fn body_len(&self) -> usize {
-        stream_id_len(self.stream_id) + varint_len(self.max)
-    }
-
-    fn decode_body(r: &mut Reader<'_>) -> Result<Self, Error> {
-        Ok(MaxStreamData {
-            stream_id: read_stream_id(r)?,
-            max: read_u64(r)?,
-        })
-    }
-
-    fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), Error> {
-        put_stream_id(w, self.stream_id)?;
-        w.put_varint_u64(self.max)
-    }
-}
-frame_codec!(MaxStreamData, FrameType::MaxStreamData);
-
-impl PathChallenge {
-    fn body_len(&self) -> usize {
-        PATH_TOKEN_LEN
-    }
-
-    fn decode_body(r: &mut Reader<'_>) -> Result<Self, Error> {
-        Ok(PathChallenge {
-            token: read_token(r)?,
-        })
-    }
-
-    fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), Error> {
-        w.put_slice(&self.token)
-    }
-}
-frame_codec!(PathChallenge, FrameType::PathChallenge);
-
-impl PathResponse {
-    fn body_len(&self) -> usize {
-        PATH_TOKEN_LEN
-    }
-
-    fn decode_body(r: &mut Reader<'_>) -> Result<Self, Error> {
-        Ok(PathResponse {
-            token: read_token(r)?,
-        })
-    }
-
-    fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), Error> {
-        w.put_slice(&self.token)
-    }
-}
-frame_codec!(PathResponse, FrameType::PathResponse);
-
 impl Rekey {
     fn body_len(&self) -> usize {
         4
@@ -1363,80 +1402,6 @@ impl StopSending {
     }
 }
 frame_codec!(StopSending, FrameType::StopSending);
-
-impl DataBlocked {
-    fn body_len(&self) -> usize {
-        varint_len(self.limit)
-    }
-
-    fn decode_body(r: &mut Reader<'_>) -> Result<Self, Error> {
-        Ok(DataBlocked {
-            limit: read_u64(r)?,
-        })
-    }
-
-    fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), Error> {
-        w.put_varint_u64(self.limit)
-    }
-}
-frame_codec!(DataBlocked, FrameType::DataBlocked);
-
-impl StreamDataBlocked {
-    fn body_len(&self) -> usize {
-        stream_id_len(self.stream_id) + varint_len(self.limit)
-    }
-
-    fn decode_body(r: &mut Reader<'_>) -> Result<Self, Error> {
-        Ok(StreamDataBlocked {
-            stream_id: read_stream_id(r)?,
-            limit: read_u64(r)?,
-        })
-    }
-
-    fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), Error> {
-        put_stream_id(w, self.stream_id)?;
-        w.put_varint_u64(self.limit)
-    }
-}
-frame_codec!(StreamDataBlocked, FrameType::StreamDataBlocked);
-
-impl MaxStreams {
-    fn body_len(&self) -> usize {
-        1 + varint_len(self.max)
-    }
-
-    fn decode_body(r: &mut Reader<'_>) -> Result<Self, Error> {
-        Ok(MaxStreams {
-            kind: StreamKind::from_byte(r.u8()?)?,
-            max: read_capped(r, MAX_STREAM_COUNT, "max streams")?,
-        })
-    }
-
-    fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), Error> {
-        w.put_u8(self.kind.to_byte())?;
-        put_capped(w, self.max, MAX_STREAM_COUNT, "max streams")
-    }
-}
-frame_codec!(MaxStreams, FrameType::MaxStreams);
-
-impl StreamsBlocked {
-    fn body_len(&self) -> usize {
-        1 + varint_len(self.limit)
-    }
-
-    fn decode_body(r: &mut Reader<'_>) -> Result<Self, Error> {
-        Ok(StreamsBlocked {
-            kind: StreamKind::from_byte(r.u8()?)?,
-            limit: read_capped(r, MAX_STREAM_COUNT, "streams blocked limit")?,
-        })
-    }
-
-    fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), Error> {
-        w.put_u8(self.kind.to_byte())?;
-        put_capped(w, self.limit, MAX_STREAM_COUNT, "streams blocked limit")
-    }
-}
-frame_codec!(StreamsBlocked, FrameType::StreamsBlocked);
 
 impl Encode for Frame<'_> {
     fn encoded_len(&self) -> usize {
