@@ -129,6 +129,21 @@ pub struct SentPackets {
     delivery: DeliveryRateEstimator,
     acked_buf: Vec<SentPacket>,
     lost_buf: Vec<SentPacket>,
+    /// The ACK being assembled packet by packet ([`SentPackets::on_packet_acked`]),
+    /// until [`SentPackets::finish_ack`].
+    batch: Option<AckBatch>,
+}
+
+/// Running totals of an ACK assembled with [`SentPackets::on_packet_acked`].
+#[derive(Debug, Clone, Copy, Default)]
+struct AckBatch {
+    acked_bytes: u64,
+    /// The newest newly acknowledged packet.
+    newest: Option<SentPacket>,
+    /// The newest newly acknowledged packet that was the largest of its ACK frame,
+    /// with that frame's reported delay: the RTT-sample candidate.
+    sample: Option<(SentPacket, Duration)>,
+    any_ack_eliciting: bool,
 }
 
 impl Default for SentPackets {
@@ -154,6 +169,7 @@ impl SentPackets {
             delivery: DeliveryRateEstimator::default(),
             acked_buf: Vec::new(),
             lost_buf: Vec::new(),
+            batch: None,
         }
     }
 
@@ -179,6 +195,12 @@ impl SentPackets {
     #[must_use]
     pub fn largest_sent(&self) -> Option<u64> {
         self.largest_sent
+    }
+
+    /// Ack-eliciting packets neither acknowledged nor declared lost.
+    #[must_use]
+    pub fn ack_eliciting_in_flight(&self) -> u64 {
+        self.ack_eliciting_in_flight
     }
 
     /// Consecutive PTO expirations without an ACK.
@@ -273,68 +295,145 @@ impl SentPackets {
             }
             largest = Some(largest.map_or(end, |l| l.max(end)));
         }
-        self.acked_buf.clear();
-        self.lost_buf.clear();
         let Some(largest) = largest else {
+            self.acked_buf.clear();
+            self.lost_buf.clear();
+            self.batch = None;
             return Ok(self.ack_outcome(0, 0, None, false));
         };
+        self.begin_batch();
         if self.largest_acked.is_none_or(|l| largest > l) {
             self.largest_acked = Some(largest);
         }
-
-        let mut acked_bytes = 0u64;
-        let mut newest: Option<SentPacket> = None;
-        let mut any_ack_eliciting = false;
         for r in ranges {
             let (start, end) = (*r.start(), *r.end());
-            let first = self.entries.partition_point(|e| e.packet.pn < start);
-            for entry in self.entries.range_mut(first..) {
-                if entry.packet.pn > end {
+            let mut i = self.entries.partition_point(|e| e.packet.pn < start);
+            while let Some(pn) = self.entries.get(i).map(|e| e.packet.pn) {
+                if pn > end {
                     break;
                 }
-                if entry.status != Status::Outstanding {
-                    continue;
-                }
-                entry.status = Status::Acked;
-                let p = entry.packet;
-                if p.ack_eliciting {
-                    any_ack_eliciting = true;
-                    acked_bytes = acked_bytes.saturating_add(p.bytes);
-                    self.bytes_in_flight = self.bytes_in_flight.saturating_sub(p.bytes);
-                    self.ack_eliciting_in_flight = self.ack_eliciting_in_flight.saturating_sub(1);
-                    self.delivery
-                        .on_packet_acked(now, p.pn, p.time_sent, p.bytes, &p.delivery);
-                }
-                if newest.is_none_or(|n| p.pn > n.pn) {
-                    newest = Some(p);
-                }
-                self.acked_buf.push(p);
+                self.ack_entry(now, i, (pn == largest).then_some(ack_delay));
+                i += 1;
             }
         }
-        let Some(newest) = newest else {
-            // Nothing new: RFC 9002 returns without loss detection.
-            self.compact();
-            return Ok(self.ack_outcome(0, 0, None, false));
-        };
+        Ok(self.finish_ack(now, rtt))
+    }
 
+    /// Marks one packet acknowledged, as part of an ACK the caller assembles packet
+    /// by packet (e.g. from several ACK frames of one datagram, or from ACK frames
+    /// that name packets in the caller's own numbering); [`Self::finish_ack`] then
+    /// takes the RTT sample, detects losses once for the whole ACK and reports.
+    ///
+    /// `frame_largest` is `Some(ack_delay)` when `pn` is the largest packet number
+    /// its ACK frame acknowledges, with the delay that frame reported: the newest
+    /// such packet gives the RTT sample (RFC 9002 §5.1). Returns the packet if it
+    /// was outstanding; `None` if it is unknown, already acknowledged or already
+    /// declared lost (nothing changes then, except that an acknowledgement of a
+    /// sent packet still raises the largest acknowledged number, as in
+    /// [`Self::on_ack_received`]).
+    pub fn on_packet_acked(
+        &mut self,
+        now: Instant,
+        pn: u64,
+        frame_largest: Option<Duration>,
+    ) -> Option<SentPacket> {
+        if self.largest_sent.is_none_or(|l| pn > l) {
+            return None;
+        }
+        if self.batch.is_none() {
+            self.begin_batch();
+        }
+        if self.largest_acked.is_none_or(|l| pn > l) {
+            self.largest_acked = Some(pn);
+        }
+        let i = self.index_of(pn)?;
+        self.ack_entry(now, i, frame_largest)
+    }
+
+    /// Completes an ACK assembled with [`Self::on_packet_acked`] (RFC 9002 §6
+    /// `OnAckReceived` from the RTT sample on): updates `rtt`, detects losses,
+    /// resets the PTO count and takes the delivery-rate sample. With nothing newly
+    /// acknowledged it reports nothing and runs no loss detection, as the RFC says.
+    pub fn finish_ack(&mut self, now: Instant, rtt: &mut RttEstimator) -> AckOutcome<'_> {
+        let Some(batch) = self.batch.take() else {
+            self.acked_buf.clear();
+            self.lost_buf.clear();
+            return self.ack_outcome(0, 0, None, false);
+        };
+        let Some(newest) = batch.newest else {
+            self.compact();
+            return self.ack_outcome(0, 0, None, false);
+        };
         // RFC 9002 §5.1: sample only if the largest acknowledged is newly acked
         // and at least one newly acked packet is ack-eliciting.
         let mut rtt_sample = None;
-        if newest.pn == largest && any_ack_eliciting {
-            let latest = now.saturating_duration_since(newest.time_sent);
+        if let Some((p, ack_delay)) = batch.sample
+            && batch.any_ack_eliciting
+        {
+            let latest = now.saturating_duration_since(p.time_sent);
             rtt.update(now, latest, ack_delay);
             rtt_sample = Some(latest);
         }
-
         let (lost_bytes, persistent) = self.detect_lost(now, rtt);
         self.pto_count = 0;
         self.compact();
-        let min_rtt = rtt.min_rtt();
-        let rate = self.delivery.take_sample(min_rtt);
-        let mut outcome = self.ack_outcome(acked_bytes, lost_bytes, rtt_sample, persistent);
+        let rate = self.delivery.take_sample(rtt.min_rtt());
+        let mut outcome = self.ack_outcome(batch.acked_bytes, lost_bytes, rtt_sample, persistent);
         outcome.largest_acked_sent_at = Some(newest.time_sent);
         outcome.rate = rate;
-        Ok(outcome)
+        outcome
+    }
+
+    fn begin_batch(&mut self) {
+        self.acked_buf.clear();
+        self.lost_buf.clear();
+        self.batch = Some(AckBatch::default());
+    }
+
+    /// The position of packet `pn`: a direct index when the numbers in the ledger
+    /// are dense (the common case: one number per packet sent), else a binary search.
+    fn index_of(&self, pn: u64) -> Option<usize> {
+        let front = self.entries.front()?.packet.pn;
+        let guess = usize::try_from(pn.checked_sub(front)?).ok()?;
+        if self.entries.get(guess).is_some_and(|e| e.packet.pn == pn) {
+            return Some(guess);
+        }
+        let i = self.entries.partition_point(|e| e.packet.pn < pn);
+        (self.entries.get(i)?.packet.pn == pn).then_some(i)
+    }
+
+    /// Acknowledges the entry at `i` if it is outstanding, adding it to the batch.
+    fn ack_entry(
+        &mut self,
+        now: Instant,
+        i: usize,
+        frame_largest: Option<Duration>,
+    ) -> Option<SentPacket> {
+        let entry = self.entries.get_mut(i)?;
+        if entry.status != Status::Outstanding {
+            return None;
+        }
+        entry.status = Status::Acked;
+        let p = entry.packet;
+        let batch = self.batch.get_or_insert_with(AckBatch::default);
+        if p.ack_eliciting {
+            batch.any_ack_eliciting = true;
+            batch.acked_bytes = batch.acked_bytes.saturating_add(p.bytes);
+            self.bytes_in_flight = self.bytes_in_flight.saturating_sub(p.bytes);
+            self.ack_eliciting_in_flight = self.ack_eliciting_in_flight.saturating_sub(1);
+            self.delivery
+                .on_packet_acked(now, p.pn, p.time_sent, p.bytes, &p.delivery);
+        }
+        if batch.newest.is_none_or(|n| p.pn > n.pn) {
+            batch.newest = Some(p);
+        }
+        if let Some(delay) = frame_largest
+            && batch.sample.is_none_or(|(s, _)| p.pn > s.pn)
+        {
+            batch.sample = Some((p, delay));
+        }
+        self.acked_buf.push(p);
+        Some(p)
     }
 
     fn ack_outcome(
@@ -477,11 +576,30 @@ impl SentPackets {
         }
     }
 
+    /// Takes every outstanding packet out of the ledger and returns them, without
+    /// a congestion signal: the path failed over or was abandoned and the caller
+    /// re-sends their content elsewhere. The PTO count is kept (the path is still
+    /// backing off); bytes in flight drop to zero.
+    pub fn drain_outstanding(&mut self) -> &[SentPacket] {
+        self.lost_buf.clear();
+        self.batch = None;
+        for e in self.entries.drain(..) {
+            if e.status == Status::Outstanding {
+                self.lost_buf.push(e.packet);
+            }
+        }
+        self.bytes_in_flight = 0;
+        self.ack_eliciting_in_flight = 0;
+        self.loss_time = None;
+        &self.lost_buf
+    }
+
     /// Forgets every outstanding packet without declaring it lost (the space was
     /// discarded, e.g. the path was abandoned). Returns the in-flight bytes removed.
     pub fn discard_all(&mut self) -> u64 {
         let bytes = self.bytes_in_flight;
         self.entries.clear();
+        self.batch = None;
         self.bytes_in_flight = 0;
         self.ack_eliciting_in_flight = 0;
         self.loss_time = None;

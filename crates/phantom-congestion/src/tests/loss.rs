@@ -241,3 +241,131 @@ fn delivery_rate_sample_measures_steady_sending_rate() {
     sp.on_app_limited();
     assert!(sp.delivery().is_app_limited());
 }
+
+/// A ledger after sending `n` packets (numbers `0, step, 2*step, …`) of mixed sizes
+/// and kinds, one per millisecond.
+fn ledger(t0: Instant, n: u64, step: u64) -> SentPackets {
+    let mut sp = SentPackets::new();
+    for i in 0..n {
+        sp.on_packet_sent(t0 + ms(i), i * step, 900 + (i % 7) * 50, i % 5 != 4)
+            .unwrap();
+    }
+    sp
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+
+    /// The packet-by-packet ACK (several frames' worth of packets, then one
+    /// `finish_ack`) is the same algorithm as `on_ack_received` over the same
+    /// ranges: same acked and lost packets, bytes, RTT sample and ledger state.
+    #[test]
+    fn batched_ack_matches_on_ack_received(
+        n in 1u64..80,
+        step in 1u64..3,
+        raw in proptest::collection::vec((0u64..80, 0u64..6), 1..6),
+        at in 0u64..400,
+    ) {
+        let t0 = epoch();
+        let mut a = ledger(t0, n, step);
+        let mut b = a.clone();
+        let mut rtt_a = RttEstimator::new(INITIAL_RTT, ms(25));
+        let mut rtt_b = rtt_a;
+        let ranges: Vec<_> = raw
+            .iter()
+            .map(|&(s, len)| {
+                let s = s.min(n - 1);
+                (s * step)..=((s + len).min(n - 1) * step)
+            })
+            .collect();
+        let largest = ranges.iter().map(|r| *r.end()).max().unwrap();
+        let now = t0 + ms(at);
+        let delay = ms(3);
+        let whole = a.on_ack_received(now, &ranges, delay, &mut rtt_a).unwrap();
+        let whole = (whole.acked.to_vec(), whole.lost.to_vec(), whole.acked_bytes,
+            whole.lost_bytes, whole.rtt_sample, whole.persistent_congestion,
+            whole.bytes_in_flight);
+        for r in &ranges {
+            for pn in r.clone() {
+                b.on_packet_acked(now, pn, (pn == largest).then_some(delay));
+            }
+        }
+        let batched = b.finish_ack(now, &mut rtt_b);
+        let batched = (batched.acked.to_vec(), batched.lost.to_vec(), batched.acked_bytes,
+            batched.lost_bytes, batched.rtt_sample, batched.persistent_congestion,
+            batched.bytes_in_flight);
+        proptest::prop_assert_eq!(whole, batched);
+        proptest::prop_assert_eq!(rtt_a, rtt_b);
+        proptest::prop_assert_eq!(a.largest_acked(), b.largest_acked());
+        proptest::prop_assert_eq!(a.loss_detection_timer(&rtt_a), b.loss_detection_timer(&rtt_b));
+        proptest::prop_assert_eq!(a.tracked(), b.tracked());
+    }
+}
+
+#[test]
+fn packet_acked_ignores_unknown_repeated_and_unsent_numbers() {
+    let t0 = epoch();
+    let mut sp = ledger(t0, 10, 2);
+    let mut rtt = RttEstimator::new(INITIAL_RTT, ms(25));
+    let now = t0 + ms(30);
+    assert!(
+        sp.on_packet_acked(now, 3, None).is_none(),
+        "never sent (odd)"
+    );
+    assert!(
+        sp.on_packet_acked(now, 40, None).is_none(),
+        "above the largest sent"
+    );
+    assert_eq!(
+        sp.on_packet_acked(now, 4, Some(ms(1))).map(|p| p.pn),
+        Some(4)
+    );
+    assert!(
+        sp.on_packet_acked(now, 4, None).is_none(),
+        "acknowledged twice"
+    );
+    let out = sp.finish_ack(now, &mut rtt);
+    assert_eq!(out.acked.len(), 1);
+    // The packet threshold counts numbers, not positions: 4 >= 0 + 3 condemns
+    // packet 0; packet 2 (4 < 2 + 3) waits for the time threshold.
+    assert_eq!(out.lost.iter().map(|p| p.pn).collect::<Vec<_>>(), vec![0]);
+    assert_eq!(out.rtt_sample, Some(ms(28)));
+    assert_eq!(sp.largest_acked(), Some(4));
+    // A finish with nothing assembled reports nothing and keeps the ledger.
+    let before = sp.tracked();
+    let empty = sp.finish_ack(now, &mut rtt);
+    assert!(empty.acked.is_empty() && empty.lost.is_empty() && empty.ack_event().is_none());
+    assert_eq!(sp.tracked(), before);
+}
+
+#[test]
+fn drain_outstanding_returns_what_is_in_flight_and_keeps_the_pto_count() {
+    let t0 = epoch();
+    let mut sp = ledger(t0, 6, 1);
+    let mut rtt = RttEstimator::new(INITIAL_RTT, ms(25));
+    let now = t0 + ms(20);
+    sp.on_packet_acked(now, 2, Some(Duration::ZERO));
+    sp.finish_ack(now, &mut rtt);
+    let pto_at = sp.loss_detection_timer(&rtt).unwrap();
+    // Let loss timers fire until a PTO is counted.
+    let mut t = pto_at;
+    for _ in 0..4 {
+        let _ = sp.on_loss_detection_timeout(t, &rtt);
+        match sp.loss_detection_timer(&rtt) {
+            Some(next) => t = next,
+            None => break,
+        }
+    }
+    let ptos = sp.pto_count();
+    let left: Vec<u64> = sp.drain_outstanding().iter().map(|p| p.pn).collect();
+    assert!(!left.is_empty());
+    assert!(!left.contains(&2), "acknowledged packets are not re-sent");
+    assert_eq!(sp.bytes_in_flight(), 0);
+    assert_eq!(sp.ack_eliciting_in_flight(), 0);
+    assert_eq!(sp.loss_detection_timer(&rtt), None);
+    assert_eq!(sp.pto_count(), ptos);
+    assert!(sp.drain_outstanding().is_empty());
+    // Numbering continues after a drain.
+    sp.on_packet_sent(now, 6, 1000, true).unwrap();
+    assert_eq!(sp.bytes_in_flight(), 1000);
+}
