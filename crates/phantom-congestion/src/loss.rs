@@ -126,6 +126,7 @@ pub struct SentPackets {
     time_of_last_ack_eliciting: Option<Instant>,
     loss_time: Option<Instant>,
     pto_count: u32,
+    max_pto_backoff: u32,
     delivery: DeliveryRateEstimator,
     acked_buf: Vec<SentPacket>,
     lost_buf: Vec<SentPacket>,
@@ -166,6 +167,7 @@ impl SentPackets {
             time_of_last_ack_eliciting: None,
             loss_time: None,
             pto_count: 0,
+            max_pto_backoff: u32::MAX,
             delivery: DeliveryRateEstimator::default(),
             acked_buf: Vec::new(),
             lost_buf: Vec::new(),
@@ -201,6 +203,14 @@ impl SentPackets {
     #[must_use]
     pub fn ack_eliciting_in_flight(&self) -> u64 {
         self.ack_eliciting_in_flight
+    }
+
+    /// Caps the PTO back-off: the probe timer waits at most
+    /// `pto_base * 2^max_exponent` however many PTOs expired in a row (unbounded
+    /// by default, as RFC 9002). A transport that keeps probing a failed path to
+    /// notice its return sets this so the probes do not thin out forever.
+    pub fn set_max_pto_backoff(&mut self, max_exponent: u32) {
+        self.max_pto_backoff = max_exponent;
     }
 
     /// Consecutive PTO expirations without an ACK.
@@ -541,7 +551,7 @@ impl SentPackets {
             return None;
         }
         let last = self.time_of_last_ack_eliciting?;
-        last.checked_add(rtt.pto(self.pto_count))
+        last.checked_add(rtt.pto(self.pto_count.min(self.max_pto_backoff)))
     }
 
     /// RFC 9002 §6.2 `OnLossDetectionTimeout`: if the time-threshold loss time

@@ -1,16 +1,22 @@
-//! Per-path loss recovery bookkeeping (RFC 9002): what is in flight on a path, which
-//! packets an ACK covers, which are lost by packet or time threshold, and the probe
-//! timeout.
+//! Per-path loss recovery: which frames each packet in flight carried, so that a
+//! lost packet's content is re-sent as fresh data (I3).
+//!
+//! *When* a packet is acknowledged or lost is decided by `phantom-congestion`'s
+//! [`SentPackets`] ledger (RFC 9002 §6 loss detection, §6.2 probe timeout, §7.6
+//! persistent congestion, delivery-rate stamps); this module keeps, beside it and
+//! under the same per-path packet number, *what* each packet carried.
 //!
 //! Packets are identified on the wire by `(stream space, sequence)`; loss detection
 //! runs per path over an internal, per-path send order (`ppn`), so that two paths
-//! with different delays never declare each other's packets lost.
+//! with different delays never declare each other's packets lost. One datagram
+//! acknowledges each stream space in its own ACK frame: the session feeds every
+//! packet those frames acknowledge to [`PathRecovery::on_acked`] and runs loss
+//! detection once, in [`PathRecovery::finish_ack`], after the last frame.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// Packet reordering threshold (RFC 9002 §6.1.1).
-pub(crate) const PACKET_THRESHOLD: u64 = 3;
+use phantom_congestion::{AckEvent, RttEstimator, SentPackets};
 /// Most retransmittable frame records one packet carries.
 pub(crate) const MAX_RECORDS: usize = 6;
 
@@ -41,161 +47,202 @@ pub(crate) enum Record {
     PathChallenge,
 }
 
-/// One sent packet.
-#[derive(Debug, Clone)]
-pub(crate) struct SentPacket {
+/// What one tracked packet carried: its wire identity and the frames to re-send
+/// if it is lost.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SentMeta {
     pub(crate) space: u32,
     pub(crate) seq: u64,
-    pub(crate) time: Instant,
-    pub(crate) size: u64,
-    pub(crate) ack_eliciting: bool,
-    pub(crate) in_flight: bool,
     pub(crate) records: [Record; MAX_RECORDS],
-    /// Delivery-rate state at send time (for the BBR-style estimator).
-    pub(crate) delivery: phantom_congestion::DeliveryState,
 }
 
-/// Loss-recovery state of one path.
+/// What an assembled ACK or a loss timer did to one path, for the controller.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Outcome {
+    /// For [`phantom_congestion::CongestionController::on_ack`], if anything
+    /// ack-eliciting was newly acknowledged.
+    pub(crate) ack: Option<AckEvent>,
+    /// Whether anything at all was newly acknowledged.
+    pub(crate) acked_any: bool,
+    /// Lost in-flight bytes, the newest lost packet's send time, and whether the
+    /// losses establish persistent congestion (for `on_loss`).
+    pub(crate) lost_bytes: u64,
+    pub(crate) largest_lost_sent_at: Option<Instant>,
+    pub(crate) persistent_congestion: bool,
+    /// The probe timer fired: send an ack-eliciting probe on this path.
+    pub(crate) send_probe: bool,
+}
+
+/// Loss-recovery state of one path: `phantom-congestion`'s ledger plus the
+/// retransmission records of the packets it tracks.
 #[derive(Debug)]
 pub(crate) struct PathRecovery {
-    next_ppn: u64,
-    /// Outstanding packets indexed by `ppn - base_ppn`; acknowledged or lost ones
-    /// leave a `None` hole until the front is trimmed (per-path numbers are dense,
-    /// so this is a ring instead of a map: no allocation or rebalancing per packet).
-    sent: VecDeque<Option<SentPacket>>,
-    /// The per-path number of `sent[0]`.
+    ledger: SentPackets,
+    /// Records indexed by `ppn - base_ppn`; acknowledged or lost packets leave a
+    /// `None` hole until the front is trimmed (per-path numbers are dense, so this
+    /// is a ring instead of a map: no allocation or rebalancing per packet).
+    meta: VecDeque<Option<SentMeta>>,
+    /// The per-path number of `meta[0]`.
     base_ppn: u64,
-    largest_acked: Option<u64>,
-    pub(crate) loss_time: Option<Instant>,
-    pub(crate) last_ack_eliciting: Option<Instant>,
-    pub(crate) pto_count: u32,
-    pub(crate) bytes_in_flight: u64,
-    pub(crate) ack_eliciting_in_flight: u64,
+    next_ppn: u64,
 }
 
 impl PathRecovery {
-    pub(crate) fn new() -> Self {
+    /// A path's recovery; its probe timer backs off to at most
+    /// `pto_base * 2^max_pto_backoff`.
+    pub(crate) fn new(max_pto_backoff: u32) -> Self {
+        let mut ledger = SentPackets::new();
+        ledger.set_max_pto_backoff(max_pto_backoff);
         Self {
-            next_ppn: 0,
-            sent: VecDeque::new(),
+            ledger,
+            meta: VecDeque::new(),
             base_ppn: 0,
-            largest_acked: None,
-            loss_time: None,
-            last_ack_eliciting: None,
-            pto_count: 0,
-            bytes_in_flight: 0,
-            ack_eliciting_in_flight: 0,
+            next_ppn: 0,
         }
+    }
+
+    pub(crate) fn bytes_in_flight(&self) -> u64 {
+        self.ledger.bytes_in_flight()
+    }
+
+    pub(crate) fn ack_eliciting_in_flight(&self) -> u64 {
+        self.ledger.ack_eliciting_in_flight()
+    }
+
+    pub(crate) fn pto_count(&self) -> u32 {
+        self.ledger.pto_count()
+    }
+
+    /// When the loss-detection timer (time threshold, else PTO) fires.
+    pub(crate) fn timer(&self, rtt: &RttEstimator) -> Option<Instant> {
+        self.ledger.loss_detection_timer(rtt)
     }
 
     /// Records a sent packet; returns its per-path number.
-    pub(crate) fn on_sent(&mut self, p: SentPacket) -> u64 {
+    pub(crate) fn on_sent(
+        &mut self,
+        now: Instant,
+        size: u64,
+        ack_eliciting: bool,
+        meta: SentMeta,
+    ) -> u64 {
         let ppn = self.next_ppn;
+        if self
+            .ledger
+            .on_packet_sent(now, ppn, size, ack_eliciting)
+            .is_err()
+        {
+            // Unreachable: `next_ppn` only grows. Tracking nothing is the safe outcome.
+            debug_assert!(false, "per-path packet numbers must increase");
+            return ppn;
+        }
         self.next_ppn += 1;
-        if p.in_flight {
-            self.bytes_in_flight += p.size;
-        }
-        if p.ack_eliciting {
-            self.ack_eliciting_in_flight += 1;
-            self.last_ack_eliciting = Some(p.time);
-        }
-        if self.sent.is_empty() {
+        if self.meta.is_empty() {
             self.base_ppn = ppn;
         }
-        self.sent.push_back(Some(p));
+        self.meta.push_back(Some(meta));
         ppn
     }
 
-    /// Takes the packet `ppn` out of the ring (leaving a hole) and trims the front.
-    fn take(&mut self, ppn: u64) -> Option<SentPacket> {
+    /// Takes packet `ppn`'s records out of the ring and trims the front.
+    fn take(&mut self, ppn: u64) -> Option<SentMeta> {
         let i = usize::try_from(ppn.checked_sub(self.base_ppn)?).ok()?;
-        let p = self.sent.get_mut(i)?.take()?;
-        self.trim_front();
-        Some(p)
-    }
-
-    fn trim_front(&mut self) {
-        while let Some(None) = self.sent.front() {
-            self.sent.pop_front();
+        let m = self.meta.get_mut(i)?.take()?;
+        while let Some(None) = self.meta.front() {
+            self.meta.pop_front();
             self.base_ppn += 1;
         }
+        Some(m)
     }
 
-    /// Removes an acknowledged packet. Returns it and whether it is the new largest.
-    pub(crate) fn on_acked(&mut self, ppn: u64) -> Option<(SentPacket, bool)> {
-        let p = self.take(ppn)?;
-        self.forget(&p);
-        let newest = self.largest_acked.is_none_or(|l| ppn > l);
-        if newest {
-            self.largest_acked = Some(ppn);
-        }
-        Some((p, newest))
-    }
-
-    fn forget(&mut self, p: &SentPacket) {
-        if p.in_flight {
-            self.bytes_in_flight = self.bytes_in_flight.saturating_sub(p.size);
-        }
-        if p.ack_eliciting {
-            self.ack_eliciting_in_flight = self.ack_eliciting_in_flight.saturating_sub(1);
-        }
-    }
-
-    /// Declares lost every packet that the packet or time threshold condemns;
-    /// sets `loss_time` for the earliest packet not yet condemned.
-    pub(crate) fn detect_lost(
+    /// One packet of an ACK being assembled was acknowledged; `frame_largest` is
+    /// `Some(ack_delay)` if it was the largest its ACK frame named. Returns its
+    /// records if it was outstanding.
+    pub(crate) fn on_acked(
         &mut self,
         now: Instant,
-        loss_delay: Duration,
-        out: &mut Vec<(u64, SentPacket)>,
-    ) {
-        self.loss_time = None;
-        let Some(largest) = self.largest_acked else {
-            return;
-        };
-        let lost_send_time = now.checked_sub(loss_delay);
-        let below = usize::try_from(largest.saturating_sub(self.base_ppn))
-            .unwrap_or(usize::MAX)
-            .min(self.sent.len());
-        let base = self.base_ppn;
-        let mut in_flight_lost = 0u64;
-        let mut eliciting_lost = 0u64;
-        let mut loss_time = None;
-        for (i, slot) in self.sent.iter_mut().take(below).enumerate() {
-            let ppn = base + i as u64;
-            let Some(p) = slot.as_ref() else { continue };
-            if largest - ppn >= PACKET_THRESHOLD || lost_send_time.is_some_and(|t| p.time <= t) {
-                if let Some(p) = slot.take() {
-                    if p.in_flight {
-                        in_flight_lost += p.size;
-                    }
-                    if p.ack_eliciting {
-                        eliciting_lost += 1;
-                    }
-                    out.push((ppn, p));
-                }
-            } else {
-                let t = p.time + loss_delay;
-                loss_time = Some(loss_time.map_or(t, |l: Instant| l.min(t)));
-            }
-        }
-        self.loss_time = loss_time;
-        self.bytes_in_flight = self.bytes_in_flight.saturating_sub(in_flight_lost);
-        self.ack_eliciting_in_flight = self.ack_eliciting_in_flight.saturating_sub(eliciting_lost);
-        self.trim_front();
+        ppn: u64,
+        frame_largest: Option<Duration>,
+    ) -> Option<SentMeta> {
+        self.ledger.on_packet_acked(now, ppn, frame_largest)?;
+        self.take(ppn)
     }
 
-    /// Declares every outstanding packet lost (the path is abandoned or failed over).
-    pub(crate) fn drain_all(&mut self, out: &mut Vec<(u64, SentPacket)>) {
-        while let Some(slot) = self.sent.pop_front() {
-            let ppn = self.base_ppn;
-            self.base_ppn += 1;
-            if let Some(p) = slot {
-                self.forget(&p);
-                out.push((ppn, p));
+    /// Completes the ACK assembled with [`Self::on_acked`]: RTT sample, loss
+    /// detection (lost packets' records appended to `lost`), delivery-rate sample.
+    pub(crate) fn finish_ack(
+        &mut self,
+        now: Instant,
+        rtt: &mut RttEstimator,
+        lost: &mut Vec<SentMeta>,
+    ) -> Outcome {
+        let o = self.ledger.finish_ack(now, rtt);
+        let out = Outcome {
+            ack: o.ack_event(),
+            acked_any: !o.acked.is_empty(),
+            lost_bytes: o.lost_bytes,
+            largest_lost_sent_at: o.largest_lost_sent_at,
+            persistent_congestion: o.persistent_congestion,
+            send_probe: false,
+        };
+        let lost_pns = o.lost.iter().map(|p| p.pn);
+        Self::collect(&mut self.meta, &mut self.base_ppn, lost_pns, lost);
+        out
+    }
+
+    /// The loss-detection timer fired: time-threshold losses or a probe timeout.
+    pub(crate) fn on_timeout(
+        &mut self,
+        now: Instant,
+        rtt: &RttEstimator,
+        lost: &mut Vec<SentMeta>,
+    ) -> Outcome {
+        let o = self.ledger.on_loss_detection_timeout(now, rtt);
+        let out = Outcome {
+            ack: None,
+            acked_any: false,
+            lost_bytes: o.lost_bytes,
+            largest_lost_sent_at: o.largest_lost_sent_at,
+            persistent_congestion: o.persistent_congestion,
+            send_probe: o.send_probe,
+        };
+        let lost_pns = o.lost.iter().map(|p| p.pn);
+        Self::collect(&mut self.meta, &mut self.base_ppn, lost_pns, lost);
+        out
+    }
+
+    /// Everything outstanding is re-sent elsewhere (the path is abandoned or failed
+    /// over): no congestion signal, the PTO count is kept.
+    pub(crate) fn drain_all(&mut self, lost: &mut Vec<SentMeta>) {
+        let pns = self.ledger.drain_outstanding().iter().map(|p| p.pn);
+        Self::collect(&mut self.meta, &mut self.base_ppn, pns, lost);
+        // Records of packets the ledger no longer tracks cannot be acknowledged any more.
+        self.meta.clear();
+        self.base_ppn = self.next_ppn;
+    }
+
+    /// Moves the records of `pns` (ascending) from the ring to `out`.
+    fn collect(
+        meta: &mut VecDeque<Option<SentMeta>>,
+        base_ppn: &mut u64,
+        pns: impl Iterator<Item = u64>,
+        out: &mut Vec<SentMeta>,
+    ) {
+        for pn in pns {
+            let Some(i) = pn
+                .checked_sub(*base_ppn)
+                .and_then(|d| usize::try_from(d).ok())
+            else {
+                continue;
+            };
+            if let Some(m) = meta.get_mut(i).and_then(Option::take) {
+                out.push(m);
             }
         }
-        self.loss_time = None;
+        while let Some(None) = meta.front() {
+            meta.pop_front();
+            *base_ppn += 1;
+        }
     }
 }
 
@@ -203,67 +250,82 @@ impl PathRecovery {
 mod tests {
     use super::*;
 
-    fn pkt(t: Instant, seq: u64) -> SentPacket {
-        SentPacket {
+    fn meta(seq: u64) -> SentMeta {
+        SentMeta {
             space: 0,
             seq,
-            time: t,
-            size: 1000,
-            ack_eliciting: true,
-            in_flight: true,
             records: [Record::None; MAX_RECORDS],
-            delivery: phantom_congestion::DeliveryRateEstimator::default()
-                .on_packet_sent(t, 0, 1000),
         }
     }
 
+    fn seqs(v: &[SentMeta]) -> Vec<u64> {
+        v.iter().map(|m| m.seq).collect()
+    }
+
     #[test]
-    fn ring_handles_out_of_order_acks_and_drain() {
+    fn records_follow_the_ledger_through_acks_losses_and_drain() {
         let t = crate::test_instant();
-        let mut r = PathRecovery::new();
+        let mut rtt = RttEstimator::new(Duration::from_millis(100), Duration::from_millis(25));
+        let mut r = PathRecovery::new(6);
         for i in 0..8 {
-            assert_eq!(r.on_sent(pkt(t, i)), i);
+            assert_eq!(r.on_sent(t, 1000, true, meta(100 + i)), i);
         }
-        // Acknowledge out of order; holes stay until the front is acknowledged.
-        assert!(r.on_acked(3).unwrap().1);
-        assert!(!r.on_acked(1).unwrap().1);
-        assert!(r.on_acked(3).is_none(), "acknowledged twice");
-        assert!(r.on_acked(0).is_some());
-        assert_eq!(r.base_ppn, 2);
-        assert_eq!(r.bytes_in_flight, 5000);
-        assert!(r.on_acked(99).is_none());
+        // One assembled ACK of 5 and 3 (out of order): 0, 1 and 2 are three or
+        // more behind 5 and are lost by the packet threshold; 4 waits.
+        let later = t + Duration::from_millis(10);
+        assert_eq!(
+            r.on_acked(later, 5, Some(Duration::ZERO)).map(|m| m.seq),
+            Some(105)
+        );
+        assert_eq!(r.on_acked(later, 3, None).map(|m| m.seq), Some(103));
+        assert!(r.on_acked(later, 3, None).is_none(), "acknowledged twice");
         let mut lost = Vec::new();
-        r.drain_all(&mut lost);
-        let ppns: Vec<u64> = lost.iter().map(|(p, _)| *p).collect();
-        assert_eq!(ppns, vec![2, 4, 5, 6, 7]);
-        assert_eq!((r.bytes_in_flight, r.ack_eliciting_in_flight), (0, 0));
+        let o = r.finish_ack(later, &mut rtt, &mut lost);
+        assert_eq!(seqs(&lost), vec![100, 101, 102]);
+        assert!(o.acked_any && o.ack.is_some());
+        assert_eq!(o.lost_bytes, 3000);
+        assert_eq!(r.bytes_in_flight(), 3000);
+        assert_eq!(rtt.latest(), Duration::from_millis(10));
+        // Draining returns the rest, once.
+        let mut rest = Vec::new();
+        r.drain_all(&mut rest);
+        assert_eq!(seqs(&rest), vec![104, 106, 107]);
+        assert_eq!((r.bytes_in_flight(), r.ack_eliciting_in_flight()), (0, 0));
+        assert!(
+            r.on_acked(later, 6, None).is_none(),
+            "drained packets are gone"
+        );
         // Numbering continues after a drain.
-        assert_eq!(r.on_sent(pkt(t, 8)), 8);
-        assert!(r.on_acked(8).is_some());
-        assert!(r.sent.is_empty());
+        assert_eq!(r.on_sent(later, 1000, true, meta(108)), 8);
+        assert_eq!(r.on_acked(later, 8, None).map(|m| m.seq), Some(108));
+        let _ = r.finish_ack(later, &mut rtt, &mut lost);
+        assert!(r.meta.is_empty());
     }
 
     #[test]
-    fn packet_threshold_declares_loss() {
+    fn probe_timeout_and_time_threshold_come_from_the_ledger() {
         let t = crate::test_instant();
-        let mut r = PathRecovery::new();
-        for i in 0..5 {
-            r.on_sent(pkt(t, i));
-        }
-        assert_eq!(r.bytes_in_flight, 5000);
-        r.on_acked(4).unwrap();
+        let mut rtt = RttEstimator::new(Duration::from_millis(100), Duration::from_millis(25));
+        let mut r = PathRecovery::new(6);
+        r.on_sent(t, 1000, true, meta(0));
+        r.on_sent(t, 1000, true, meta(1));
+        let pto = r.timer(&rtt).unwrap();
+        assert!(pto > t);
         let mut lost = Vec::new();
-        r.detect_lost(t, Duration::from_secs(1), &mut lost);
-        let ppns: Vec<u64> = lost.iter().map(|(p, _)| *p).collect();
-        assert_eq!(ppns, vec![0, 1]);
-        assert!(r.loss_time.is_some(), "2 and 3 wait for the time threshold");
-        let mut lost = Vec::new();
-        r.detect_lost(
-            t + Duration::from_secs(1),
-            Duration::from_secs(1),
-            &mut lost,
-        );
-        assert_eq!(lost.len(), 2);
-        assert_eq!(r.bytes_in_flight, 0);
+        let early = r.on_timeout(pto - Duration::from_millis(1), &rtt, &mut lost);
+        assert!(!early.send_probe && lost.is_empty());
+        let fired = r.on_timeout(pto, &rtt, &mut lost);
+        assert!(fired.send_probe && lost.is_empty());
+        assert_eq!(r.pto_count(), 1);
+        // An ACK of 1 alone leaves 0 waiting for 9/8 RTT, then the timer condemns it.
+        let at = t + Duration::from_millis(40);
+        r.on_acked(at, 1, Some(Duration::ZERO));
+        let o = r.finish_ack(at, &mut rtt, &mut lost);
+        assert!(lost.is_empty() && o.acked_any);
+        assert_eq!(r.pto_count(), 0);
+        let deadline = r.timer(&rtt).unwrap();
+        let o = r.on_timeout(deadline, &rtt, &mut lost);
+        assert_eq!(seqs(&lost), vec![0]);
+        assert_eq!(o.lost_bytes, 1000);
     }
 }

@@ -19,15 +19,13 @@ use phantom_wire::{
 use rand::SeedableRng;
 use rand::rngs::ChaCha20Rng;
 
-use phantom_congestion::{
-    AckEvent, CongestionController, DeliveryRateEstimator, RateSample, RttEstimator,
-};
+use phantom_congestion::{CongestionController, RttEstimator};
 
 use crate::cc::{CongestionSnapshot, Pacer};
 use crate::error::Error;
 use crate::fallback::{Carrier, Fallback, FallbackAction};
 use crate::ranges::RangeSet;
-use crate::recovery::{MAX_RECORDS, PathRecovery, Record, SentPacket};
+use crate::recovery::{MAX_RECORDS, Outcome, PathRecovery, Record, SentMeta};
 use crate::scheduler::{PathView, SchedulerMode, pick};
 use crate::stream::{
     ConnFlow, Dir, RecvStream, SendStream, Side, stream_dir, stream_id_for, stream_index,
@@ -205,7 +203,6 @@ struct Path {
     recovery: PathRecovery,
     rtt: RttEstimator,
     cc: Box<dyn CongestionController>,
-    delivery: DeliveryRateEstimator,
     pacer: Pacer,
     responses: VecDeque<[u8; 32]>,
     challenge: Option<[u8; 32]>,
@@ -348,9 +345,10 @@ pub struct Session {
     fallback: Fallback,
 
     scratch: Vec<u8>,
-    lost_buf: Vec<(u64, SentPacket)>,
+    lost_buf: Vec<SentMeta>,
     newly_buf: Vec<(u8, u64, u64)>,
-    touched_buf: Vec<(u8, u64, Option<Instant>, Option<Duration>)>,
+    /// Paths an ACK frame of the packet being processed touched.
+    touched_buf: Vec<u8>,
     ack_ranges: Vec<RangeInclusive<u64>>,
     pick_buf: Vec<PathId>,
     views_buf: Vec<PathView>,
@@ -718,7 +716,7 @@ impl Session {
     pub fn has_unacked_data(&self) -> bool {
         self.paths
             .values()
-            .any(|p| p.recovery.ack_eliciting_in_flight > 0)
+            .any(|p| p.recovery.ack_eliciting_in_flight() > 0)
             || self.streams.values().any(|e| {
                 e.send
                     .as_ref()
@@ -1465,81 +1463,76 @@ impl Session {
             return Ok(());
         }
         let largest_seq = ack.largest();
-        // Per path: bytes newly acknowledged, newest send time, RTT sample. Summed over
-        // every ACK frame of the packet; `on_acks_done` consumes it once all are applied.
+        // Each path's ledger assembles the ACK over every ACK frame of the packet;
+        // `on_acks_done` finishes it once all are applied.
         let mut touched = std::mem::take(&mut self.touched_buf);
         for &(path_id, ppn, seq) in &newly {
             let Some(path) = self.paths.get_mut(&path_id) else {
                 continue;
             };
-            let Some((pkt, _)) = path.recovery.on_acked(ppn) else {
+            let frame_largest = (seq == largest_seq).then_some(ack_delay);
+            let Some(meta) = path.recovery.on_acked(now, ppn, frame_largest) else {
                 continue;
             };
-            let i = match touched.iter().position(|t| t.0 == path_id) {
-                Some(i) => i,
-                None => {
-                    touched.push((path_id, 0, None, None));
-                    touched.len() - 1
-                }
-            };
-            let Some(acc) = touched.get_mut(i) else {
-                continue;
-            };
-            if seq == largest_seq && pkt.ack_eliciting {
-                let sample = now.saturating_duration_since(pkt.time);
-                path.rtt.update(now, sample, ack_delay);
-                acc.3 = Some(sample);
+            if !touched.contains(&path_id) {
+                touched.push(path_id);
             }
-            if pkt.in_flight {
-                acc.1 += pkt.size;
-                acc.2 = Some(acc.2.map_or(pkt.time, |t: Instant| t.max(pkt.time)));
-                path.delivery
-                    .on_packet_acked(now, ppn, pkt.time, pkt.size, &pkt.delivery);
-            }
-            path.pto_count_reset();
-            self.on_records_acked(&pkt);
+            self.on_records_acked(&meta.records);
         }
         self.newly_buf = newly;
         self.touched_buf = touched;
         Ok(())
     }
 
-    /// Runs loss detection and the congestion controllers for the paths the ACK
-    /// frames of one packet touched. Called once per packet, after *all* its frames:
-    /// a packet acknowledges each stream space in its own ACK frame, and detecting
-    /// losses after the first frame would condemn packets of the spaces whose ACK
-    /// frames follow (spurious losses with many busy streams).
+    /// Finishes the ACK on every path the ACK frames of one packet touched: RTT
+    /// sample, loss detection and the congestion controller. Called once per
+    /// packet, after *all* its frames: a packet acknowledges each stream space in
+    /// its own ACK frame, and detecting losses after the first frame would condemn
+    /// packets of the spaces whose ACK frames follow (spurious losses with many
+    /// busy streams).
     fn on_acks_done(&mut self, now: Instant) {
         let mut touched = std::mem::take(&mut self.touched_buf);
-        for &(path_id, acked, newest, sample) in &touched {
-            // Losses first, then the ACK (the controller's call protocol).
-            self.detect_lost_on(now, path_id);
-            let mss = self.cfg.max_datagram_size as u64;
+        let mut lost = std::mem::take(&mut self.lost_buf);
+        for &path_id in &touched {
+            lost.clear();
             let Some(path) = self.paths.get_mut(&path_id) else {
                 continue;
             };
-            if let Some(newest) = newest {
-                let rate = path
-                    .delivery
-                    .take_sample(path.rtt.min_rtt())
-                    .unwrap_or(RateSample::empty());
-                let ev = AckEvent {
-                    acked_bytes: acked,
-                    largest_acked_sent_at: newest,
-                    bytes_in_flight: path.recovery.bytes_in_flight,
-                    rtt_sample: sample,
-                    rate,
-                };
-                path.cc.on_ack(now, &ev, &path.rtt);
+            let outcome = path.recovery.finish_ack(now, &mut path.rtt, &mut lost);
+            if outcome.acked_any {
+                path.degraded = false;
             }
-            path.update_pacer(mss);
+            self.on_recovery_outcome(now, path_id, &outcome, &lost);
         }
         touched.clear();
         self.touched_buf = touched;
+        self.lost_buf = lost;
     }
 
-    fn on_records_acked(&mut self, pkt: &SentPacket) {
-        for r in pkt.records {
+    /// Feeds a path's controller what an ACK or a loss timer found (losses first,
+    /// then the ACK, as RFC 9002 §6), refreshes its pacer, and re-queues the
+    /// content of the lost packets.
+    fn on_recovery_outcome(&mut self, now: Instant, path_id: u8, o: &Outcome, lost: &[SentMeta]) {
+        let mss = self.cfg.max_datagram_size as u64;
+        if let Some(path) = self.paths.get_mut(&path_id) {
+            if let Some(sent_at) = o.largest_lost_sent_at
+                && o.lost_bytes > 0
+            {
+                path.cc
+                    .on_loss(now, sent_at, o.lost_bytes, o.persistent_congestion);
+            }
+            if let Some(ev) = &o.ack {
+                path.cc.on_ack(now, ev, &path.rtt);
+            }
+            if o.ack.is_some() || o.lost_bytes > 0 {
+                path.update_pacer(mss);
+            }
+        }
+        self.handle_lost(path_id, lost);
+    }
+
+    fn on_records_acked(&mut self, records: &[Record; MAX_RECORDS]) {
+        for &r in records {
             match r {
                 Record::Stream {
                     id,
@@ -1572,8 +1565,8 @@ impl Session {
         }
     }
 
-    fn on_records_lost(&mut self, pkt: &SentPacket) {
-        for r in pkt.records {
+    fn on_records_lost(&mut self, records: &[Record; MAX_RECORDS]) {
+        for &r in records {
             match r {
                 Record::Stream {
                     id,
@@ -1615,28 +1608,7 @@ impl Session {
         }
     }
 
-    fn detect_lost_on(&mut self, now: Instant, path_id: u8) {
-        let mut lost = std::mem::take(&mut self.lost_buf);
-        lost.clear();
-        if let Some(path) = self.paths.get_mut(&path_id) {
-            let delay = path.rtt.loss_delay();
-            path.recovery.detect_lost(now, delay, &mut lost);
-            if let Some((_, newest)) = lost.iter().max_by_key(|(_, p)| p.time) {
-                let bytes: u64 = lost
-                    .iter()
-                    .filter(|(_, p)| p.in_flight)
-                    .map(|(_, p)| p.size)
-                    .sum();
-                path.delivery.on_packets_lost(bytes);
-                path.cc.on_loss(now, newest.time, bytes, false);
-                path.update_pacer(self.cfg.max_datagram_size as u64);
-            }
-        }
-        self.handle_lost(path_id, &lost);
-        self.lost_buf = lost;
-    }
-
-    fn handle_lost(&mut self, path_id: u8, lost: &[(u64, SentPacket)]) {
+    fn handle_lost(&mut self, path_id: u8, lost: &[SentMeta]) {
         let _span = (!lost.is_empty()).then(|| {
             tracing::trace_span!("phantom.session.loss", side = ?self.side, path = path_id)
                 .entered()
@@ -1644,7 +1616,7 @@ impl Session {
         if !lost.is_empty() {
             tracing::trace!(target: "phantom::session", path = path_id, count = lost.len(), "packets lost");
         }
-        for (_, pkt) in lost {
+        for pkt in lost {
             self.stats.packets_lost += 1;
             if let Some(index) = self.sent_index.get_mut(&pkt.space) {
                 index.remove(pkt.seq);
@@ -1652,24 +1624,25 @@ impl Session {
                     self.sent_index.remove(&pkt.space);
                 }
             }
-            self.on_records_lost(pkt);
+            self.on_records_lost(&pkt.records);
         }
     }
 
     fn on_loss_timer(&mut self, now: Instant) {
         let ids: Vec<u8> = self.paths.keys().copied().collect();
+        let mut lost = std::mem::take(&mut self.lost_buf);
         for id in ids {
-            let Some(path) = self.paths.get(&id) else {
+            lost.clear();
+            let Some(path) = self.paths.get_mut(&id) else {
                 continue;
             };
-            if path.recovery.loss_time.is_some_and(|t| t <= now) {
-                self.detect_lost_on(now, id);
+            if path.recovery.timer(&path.rtt).is_none_or(|t| t > now) {
                 continue;
             }
-            let Some(deadline) = self.pto_deadline(id) else {
-                continue;
-            };
-            if deadline > now {
+            let outcome = path.recovery.on_timeout(now, &path.rtt, &mut lost);
+            if !outcome.send_probe {
+                // Time-threshold losses.
+                self.on_recovery_outcome(now, id, &outcome, &lost);
                 continue;
             }
             self.stats.ptos += 1;
@@ -1683,33 +1656,27 @@ impl Session {
             let Some(path) = self.paths.get_mut(&id) else {
                 continue;
             };
-            path.recovery.pto_count = path.recovery.pto_count.saturating_add(1);
             path.probes = 1;
-            path.recovery.last_ack_eliciting = Some(now);
-            tracing::debug!(target: "phantom::session", path = id, pto_count = path.recovery.pto_count, "probe timeout");
+            let pto_count = path.recovery.pto_count();
+            tracing::debug!(target: "phantom::session", path = id, pto_count, "probe timeout");
             if path.degraded {
                 // A failed-over path keeps being probed with PINGs only; anything still
                 // in flight on it is moved to the healthy paths.
-                let mut lost = std::mem::take(&mut self.lost_buf);
-                lost.clear();
                 path.recovery.drain_all(&mut lost);
                 self.handle_lost(id, &lost);
-                self.lost_buf = lost;
-            } else if path.recovery.pto_count >= failover_ptos && others_healthy {
+            } else if pto_count >= failover_ptos && others_healthy {
                 // Fail over: move this path's in-flight data to the other paths.
                 path.degraded = true;
                 path.cc.on_loss(now, now, 0, true);
-                let mut lost = std::mem::take(&mut self.lost_buf);
-                lost.clear();
                 path.recovery.drain_all(&mut lost);
                 self.handle_lost(id, &lost);
-                self.lost_buf = lost;
                 tracing::info!(target: "phantom::session", path = id, "path failed over");
                 if self.primary == id {
                     self.choose_new_primary();
                 }
             }
         }
+        self.lost_buf = lost;
     }
 
     fn on_fallback_action(&mut self, action: FallbackAction) {
@@ -1724,23 +1691,10 @@ impl Session {
         self.events.push_back(Event::Fallback(action));
     }
 
-    fn pto_deadline(&self, id: u8) -> Option<Instant> {
-        Self::path_pto_deadline(self.paths.get(&id)?)
-    }
-
-    fn path_pto_deadline(path: &Path) -> Option<Instant> {
-        if path.recovery.ack_eliciting_in_flight == 0 {
-            return None;
-        }
-        let base = path.rtt.pto_base();
-        let backoff = 1u32 << path.recovery.pto_count.min(MAX_PTO_BACKOFF);
-        Some(path.recovery.last_ack_eliciting? + base * backoff)
-    }
-
     fn update_loss_timer(&mut self) {
         let mut earliest: Option<Instant> = None;
         for p in self.paths.values() {
-            let t = p.recovery.loss_time.or_else(|| Self::path_pto_deadline(p));
+            let t = p.recovery.timer(&p.rtt);
             if let Some(t) = t {
                 earliest = Some(earliest.map_or(t, |e| e.min(t)));
             }
@@ -2146,7 +2100,7 @@ impl Session {
                     id: PathId(id),
                     srtt: p.rtt.smoothed(),
                     cwnd: p.cc.window(),
-                    in_flight: p.recovery.bytes_in_flight,
+                    in_flight: p.recovery.bytes_in_flight(),
                     healthy: !p.degraded,
                 }),
         );
@@ -2624,24 +2578,15 @@ impl Session {
             self.last_tx_eliciting = now;
         }
         if track && (built.ack_eliciting || built.nrec > 0) {
-            let in_flight = built.ack_eliciting;
-            let delivery =
-                path.delivery
-                    .on_packet_sent(now, path.recovery.bytes_in_flight, len as u64);
-            let pkt = SentPacket {
+            let meta = SentMeta {
                 space,
                 seq,
-                time: now,
-                size: len as u64,
-                ack_eliciting: built.ack_eliciting,
-                in_flight,
                 records: built.records,
-                delivery,
             };
-            let ppn = path.recovery.on_sent(pkt);
-            if in_flight {
-                path.cc
-                    .on_sent(now, len as u64, path.recovery.bytes_in_flight);
+            let size = len as u64;
+            let ppn = path.recovery.on_sent(now, size, built.ack_eliciting, meta);
+            if built.ack_eliciting {
+                path.cc.on_sent(now, size, path.recovery.bytes_in_flight());
             }
             if let Some(index) = self
                 .sent_index
@@ -2709,10 +2654,9 @@ impl Path {
         Ok(Self {
             local,
             remote,
-            recovery: PathRecovery::new(),
+            recovery: PathRecovery::new(MAX_PTO_BACKOFF),
             rtt: RttEstimator::new(cfg.initial_rtt, cfg.max_ack_delay),
             cc,
-            delivery: DeliveryRateEstimator::default(),
             pacer: Pacer::new(mss),
             responses: VecDeque::new(),
             challenge: None,
@@ -2732,7 +2676,7 @@ impl Path {
         let s = self.cc.snapshot();
         CongestionSnapshot {
             cwnd: s.cwnd,
-            in_flight: self.recovery.bytes_in_flight,
+            in_flight: self.recovery.bytes_in_flight(),
             ssthresh: s.ssthresh.unwrap_or(u64::MAX),
             pacing_rate: self.pacer.rate,
             bandwidth: s.bandwidth.unwrap_or(0),
@@ -2746,11 +2690,6 @@ impl Path {
             Some(rate) => self.pacer.set_rate_bps(rate, cwnd, mss),
             None => self.pacer.set_rate(cwnd, self.rtt.smoothed(), mss),
         }
-    }
-
-    fn pto_count_reset(&mut self) {
-        self.recovery.pto_count = 0;
-        self.degraded = false;
     }
 }
 

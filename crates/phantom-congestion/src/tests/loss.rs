@@ -369,3 +369,22 @@ fn drain_outstanding_returns_what_is_in_flight_and_keeps_the_pto_count() {
     sp.on_packet_sent(now, 6, 1000, true).unwrap();
     assert_eq!(sp.bytes_in_flight(), 1000);
 }
+
+#[test]
+fn pto_backoff_cap_bounds_the_probe_interval() {
+    let t0 = epoch();
+    let rtt = RttEstimator::new(INITIAL_RTT, ms(25));
+    let mut capped = SentPackets::new();
+    capped.set_max_pto_backoff(2);
+    let mut free = SentPackets::new();
+    for sp in [&mut capped, &mut free] {
+        sp.on_packet_sent(t0, 0, 1000, true).unwrap();
+        for _ in 0..5 {
+            let at = sp.loss_detection_timer(&rtt).unwrap();
+            assert!(sp.on_loss_detection_timeout(at, &rtt).send_probe);
+        }
+        assert_eq!(sp.pto_count(), 5);
+    }
+    assert_eq!(capped.loss_detection_timer(&rtt), Some(t0 + rtt.pto(2)));
+    assert_eq!(free.loss_detection_timer(&rtt), Some(t0 + rtt.pto(5)));
+}
