@@ -11,8 +11,10 @@
 //! stream's own space; each space has one strictly increasing 48-bit sequence counter
 //! shared by all paths, so `(epoch, path, stream, sequence)` — the nonce input — is
 //! never repeated. ACK frames acknowledge `(space, sequence)` ranges; loss detection
-//! (RFC 9002 packet and time thresholds, PTO with back-off) runs per path over the
-//! per-path send order; each path owns a `phantom-congestion` controller (BBR by
+//! (RFC 9002 packet and time thresholds, PTO with back-off, persistent congestion) is
+//! `phantom-congestion`'s `SentPackets` ledger, one per path over the per-path send
+//! order, fed every ACK frame of a packet before it runs once; each path owns a
+//! `phantom-congestion` controller (BBR by
 //! default, CUBIC or NewReno selectable), RTT and delivery-rate estimators and a
 //! token-bucket pacer. A lost
 //! packet is never re-sealed: its *frames' content* (stream byte ranges, credits,
