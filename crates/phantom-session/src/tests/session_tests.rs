@@ -109,6 +109,33 @@ fn large_transfer_64mib_sixteen_streams_lossy() {
     run_transfer(&mut pair, 16, 4 << 20, 200_000_000);
 }
 
+/// See [`large_transfer_64mib_one_stream_lossy`]: the same 64 MiB over the same
+/// lossy, duplicating, reordering link with a rekey every 8 packets each way, so
+/// that both directions rotate their keys more than 1,000 times mid-transfer.
+#[test]
+#[ignore = "64 MiB; run in release with --ignored"]
+fn large_transfer_64mib_lossy_with_a_thousand_rekeys_each_way() {
+    let cfg = Config {
+        rekey_threshold: Some(8),
+        ..Config::default()
+    };
+    let mut pair = Pair::new(8, cfg, lossy());
+    run_transfer(&mut pair, 16, 4 << 20, 400_000_000);
+    let (c, s) = (pair.client.stats(), pair.server.stats());
+    eprintln!(
+        "rekeys: client {} / server {}",
+        c.rekeys_local, s.rekeys_local
+    );
+    assert!(
+        c.rekeys_local >= 1000 && s.rekeys_local >= 1000,
+        "{c:?} {s:?}"
+    );
+    assert!(
+        c.rekeys_peer >= 1000 && s.rekeys_peer >= 1000,
+        "{c:?} {s:?}"
+    );
+}
+
 #[test]
 fn small_flow_control_windows_still_deliver_everything() {
     let cfg = Config {
