@@ -25,6 +25,8 @@ use phantom_session::{Config, Dir, RxMeta, Session, SessionKeys, Side};
 use phantom_wire::{Epoch, Flags, HEADER_LEN, Header, PathId, SessionId, StreamId};
 
 const BULK: usize = 4 << 20;
+/// Streams left open beside the bulk one in the `idle` modes.
+const IDLE_STREAMS: usize = 1000;
 const SUITE: Suite = Suite::Aes256Gcm;
 
 fn addr(last: u8) -> SocketAddr {
@@ -47,6 +49,7 @@ fn pair(now: Instant) -> (Session, Session) {
         recv: TrafficSecret::from_bytes(a),
     };
     let cfg = Config {
+        max_concurrent_streams: 4096,
         stream_receive_window: 8 << 20,
         session_receive_window: 16 << 20,
         stream_send_buffer: 8 << 20,
@@ -68,15 +71,47 @@ fn pair(now: Instant) -> (Session, Session) {
 
 /// Moves `BULK` bytes client -> server; returns the packets the client sent.
 fn transfer(data: &[u8]) -> u64 {
+    transfer_beside_idle_streams(data, 0)
+}
+
+/// [`transfer`] with `idle` more streams open on both sides (each carried one byte
+/// and stays open), to show what the bulk stream's packets cost beside them.
+fn transfer_beside_idle_streams(data: &[u8], idle: usize) -> u64 {
     let mut now = Instant::now();
     let (mut c, mut s) = pair(now);
-    let id = c.open_stream(Dir::Uni).unwrap();
-    let mut written = 0;
-    let mut read = 0;
     let mut buf = vec![0u8; 1500];
-    let mut rbuf = vec![0u8; 64 * 1024];
     let to_s = RxMeta::udp(addr(2), addr(1));
     let to_c = RxMeta::udp(addr(1), addr(2));
+    let mut opened = 0;
+    for _ in 0..100_000 {
+        if opened >= idle {
+            break;
+        }
+        while opened < idle {
+            let Ok(id) = c.open_stream(Dir::Uni) else {
+                break;
+            };
+            c.write(id, &[1]).unwrap();
+            opened += 1;
+        }
+        now += Duration::from_millis(1);
+        c.handle_timeout(now);
+        s.handle_timeout(now);
+        while let Some(t) = c.poll_transmit(now, &mut buf) {
+            s.handle_datagram(now, to_s, &mut buf[..t.len]);
+        }
+        while let Some(t) = s.poll_transmit(now, &mut buf) {
+            c.handle_datagram(now, to_c, &mut buf[..t.len]);
+        }
+    }
+    let packets_before = c.stats().packets_sent;
+    let id = c.open_stream(Dir::Uni).unwrap();
+    if data.is_empty() {
+        c.finish(id).unwrap();
+    }
+    let mut written = 0;
+    let mut read = 0;
+    let mut rbuf = vec![0u8; 64 * 1024];
     for _ in 0..10_000_000 {
         if written < data.len() {
             written += c.write(id, &data[written..]).unwrap_or(0);
@@ -97,7 +132,7 @@ fn transfer(data: &[u8]) -> u64 {
             match s.read(id, &mut rbuf) {
                 Ok(Some(0)) | Err(_) => break,
                 Ok(Some(n)) => read += n,
-                Ok(None) => return c.stats().packets_sent,
+                Ok(None) => return c.stats().packets_sent - packets_before,
             }
         }
         if !moved {
@@ -189,11 +224,26 @@ fn ratio(mode: &str) {
     let data: Vec<u8> = (0..BULK).map(|i| (i % 251) as u8).collect();
     let payload = 1200 - HEADER_LEN - TAG_LEN;
     let mut raw = RawSealOpen::new();
-    let packets = transfer(&data);
+    let idle = if mode.starts_with("idle") {
+        IDLE_STREAMS
+    } else {
+        0
+    };
+    let packets = transfer_beside_idle_streams(&data, idle);
     match mode {
         "session" => {
             for _ in 0..REPEATS {
                 black_box(transfer(&data));
+            }
+        }
+        "idle-setup" => {
+            for _ in 0..REPEATS {
+                black_box(transfer_beside_idle_streams(&[], IDLE_STREAMS));
+            }
+        }
+        "idle" => {
+            for _ in 0..REPEATS {
+                black_box(transfer_beside_idle_streams(&data, IDLE_STREAMS));
             }
         }
         "raw" => {

@@ -1,6 +1,6 @@
 //! The sans-IO [`Session`] state machine.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
@@ -325,6 +325,15 @@ pub struct Session {
     remote_max_streams: [u64; 2],
     flow: ConnFlow,
     rr_cursor: u32,
+    /// Streams that may have data to send (unsent, lost, or a FIN): the only ones
+    /// the packet builder looks at, so idle streams cost nothing per packet. A
+    /// stream leaves when it has nothing left or waits for its own credit, and
+    /// comes back on a write, a finish, a loss or a MAX_STREAM_DATA.
+    send_active: BTreeSet<u32>,
+    /// Streams with a RESET_STREAM, STOP_SENDING or MAX_STREAM_DATA to send.
+    ctl_active: BTreeSet<u32>,
+    /// Scratch list of ids leaving `send_active`.
+    stale_buf: Vec<u32>,
 
     dgram_out: VecDeque<Vec<u8>>,
     dgram_in: VecDeque<Vec<u8>>,
@@ -481,6 +490,9 @@ impl Session {
             remote_max_streams: [INITIAL_MAX_STREAMS; 2],
             flow,
             rr_cursor: 0,
+            send_active: BTreeSet::new(),
+            ctl_active: BTreeSet::new(),
+            stale_buf: Vec::new(),
             dgram_out: VecDeque::new(),
             dgram_in: VecDeque::new(),
             paths,
@@ -905,6 +917,9 @@ impl Session {
             *n = index.saturating_add(1);
         }
         let recv = (dir == Dir::Bi).then(|| self.new_recv());
+        if recv.as_ref().is_some_and(|r| r.credit_pending) {
+            self.ctl_active.insert(id);
+        }
         self.streams.insert(
             id,
             Box::new(StreamEntry {
@@ -926,7 +941,11 @@ impl Session {
     /// [`Error::Finished`], [`Error::Stopped`], [`Error::Closed`].
     pub fn write(&mut self, id: StreamId, data: &[u8]) -> Result<usize, Error> {
         self.check_open()?;
-        self.send_half(id)?.write(data)
+        let n = self.send_half(id)?.write(data)?;
+        if n > 0 {
+            self.send_active.insert(id.0);
+        }
+        Ok(n)
     }
 
     /// Marks the end of a stream's data.
@@ -935,7 +954,9 @@ impl Session {
     /// As [`Session::write`].
     pub fn finish(&mut self, id: StreamId) -> Result<(), Error> {
         self.check_open()?;
-        self.send_half(id)?.finish()
+        self.send_half(id)?.finish()?;
+        self.send_active.insert(id.0);
+        Ok(())
     }
 
     /// Abandons sending on a stream with an application code.
@@ -944,7 +965,11 @@ impl Session {
     /// [`Error::UnknownStream`], [`Error::Closed`].
     pub fn reset(&mut self, id: StreamId, code: u64) -> Result<(), Error> {
         self.check_open()?;
-        self.send_half(id)?.reset(code);
+        let s = self.send_half(id)?;
+        s.reset(code);
+        if s.reset_pending {
+            self.ctl_active.insert(id.0);
+        }
         Ok(())
     }
 
@@ -962,6 +987,7 @@ impl Session {
         if r.stop.is_none() && r.reset.is_none() {
             r.stop = Some(code);
             r.stop_pending = true;
+            self.ctl_active.insert(id.0);
         }
         Ok(())
     }
@@ -979,6 +1005,9 @@ impl Session {
         entry.readable_signalled = false;
         let r = entry.recv.as_mut().ok_or(Error::UnknownStream(id.0))?;
         let result = r.read(out);
+        if r.credit_pending {
+            self.ctl_active.insert(id.0);
+        }
         if let Ok(Some(n)) = result {
             self.flow.on_consumed(n as u64);
         }
@@ -1165,6 +1194,13 @@ impl Session {
         t
     }
 
+    /// Streams the packet builder still looks at: `(may have data to send, may
+    /// have a control frame to send)`.
+    #[cfg(test)]
+    pub(crate) fn active_stream_counts(&self) -> (usize, usize) {
+        (self.send_active.len(), self.ctl_active.len())
+    }
+
     /// The earliest deadline at which `handle_timeout` must be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -1289,14 +1325,16 @@ impl Session {
             Frame::MaxStreamData(m) => {
                 // A grant can arrive before the new stream's first data (it is sent in the
                 // same flight): like QUIC, it opens a peer-initiated stream implicitly.
+                let mut writable = false;
                 if let Some(e) = self.peer_stream(m.stream_id.0, true)?
                     && let Some(s) = e.send.as_mut()
                 {
                     s.max_data = s.max_data.max(m.max);
-                    if s.blocked {
-                        s.blocked = false;
-                        self.events.push_back(Event::StreamWritable(m.stream_id));
-                    }
+                    writable = std::mem::take(&mut s.blocked);
+                    self.send_active.insert(m.stream_id.0);
+                }
+                if writable {
+                    self.events.push_back(Event::StreamWritable(m.stream_id));
                 }
             }
             Frame::MaxStreams(m) => {
@@ -1313,6 +1351,9 @@ impl Session {
                     && let Some(send) = e.send.as_mut()
                 {
                     send.reset(s.error_code);
+                    if send.reset_pending {
+                        self.ctl_active.insert(s.stream_id.0);
+                    }
                 }
             }
             Frame::PathChallenge(c) => {
@@ -1414,7 +1455,11 @@ impl Session {
         opened.insert(u64::from(index)..u64::from(index) + 1);
         let send = (dir == Dir::Bi)
             .then(|| SendStream::new(INITIAL_STREAM_CREDIT, self.cfg.stream_send_buffer));
-        let recv = Some(self.new_recv());
+        let recv = self.new_recv();
+        if recv.credit_pending {
+            self.ctl_active.insert(id);
+        }
+        let recv = Some(recv);
         self.streams.insert(
             id,
             Box::new(StreamEntry {
@@ -1588,6 +1633,7 @@ impl Session {
                 } => {
                     if let Some(s) = self.streams.get_mut(&id).and_then(|e| e.send.as_mut()) {
                         s.on_lost(offset, len as usize, fin);
+                        self.send_active.insert(id);
                     }
                 }
                 Record::ResetStream { id } => {
@@ -1595,6 +1641,7 @@ impl Session {
                         && !s.reset_acked
                     {
                         s.reset_pending = true;
+                        self.ctl_active.insert(id);
                     }
                 }
                 Record::StopSending { id } => {
@@ -1602,12 +1649,14 @@ impl Session {
                         && r.stop.is_some()
                     {
                         r.stop_pending = true;
+                        self.ctl_active.insert(id);
                     }
                 }
                 Record::MaxData => self.flow.credit_pending = true,
                 Record::MaxStreamData { id } => {
                     if let Some(r) = self.streams.get_mut(&id).and_then(|e| e.recv.as_mut()) {
                         r.credit_pending = true;
+                        self.ctl_active.insert(id);
                     }
                 }
                 Record::MaxStreams { kind } => {
@@ -2005,6 +2054,8 @@ impl Session {
             return;
         }
         self.streams.remove(&id);
+        self.send_active.remove(&id);
+        self.ctl_active.remove(&id);
         if stream_initiator(id) != self.side {
             let k = kind_index(stream_dir(id));
             if let Some(m) = self.local_max_streams.get_mut(k) {
@@ -2132,14 +2183,41 @@ impl Session {
         );
     }
 
-    fn has_stream_data(&self) -> bool {
+    fn has_stream_data(&mut self) -> bool {
         !self.redundant_queue.is_empty()
             || !self.dgram_out.is_empty()
-            || self.streams.values().any(|e| {
-                e.send
-                    .as_ref()
-                    .is_some_and(|s| s.can_send(self.flow.send_credit()))
-            })
+            || self.next_send_stream().is_some()
+    }
+
+    /// The next stream to send from, round-robin after `rr_cursor` over
+    /// `send_active`. Streams met on the way that have nothing to send, or wait
+    /// for their own credit, leave the set; streams waiting only for session
+    /// credit stay.
+    fn next_send_stream(&mut self) -> Option<u32> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let credit = self.flow.send_credit();
+        let mut stale = std::mem::take(&mut self.stale_buf);
+        stale.clear();
+        let mut found = None;
+        let after = self
+            .send_active
+            .range((Excluded(self.rr_cursor), Unbounded));
+        let wrapped = self.send_active.range(..=self.rr_cursor);
+        for &id in after.chain(wrapped) {
+            match self.streams.get(&id).and_then(|e| e.send.as_ref()) {
+                Some(s) if s.can_send(credit) => {
+                    found = Some(id);
+                    break;
+                }
+                Some(s) if s.can_send(u64::MAX) => {}
+                _ => stale.push(id),
+            }
+        }
+        for id in &stale {
+            self.send_active.remove(id);
+        }
+        self.stale_buf = stale;
+        found
     }
 
     fn control_due(&self, now: Instant) -> bool {
@@ -2159,12 +2237,7 @@ impl Session {
                 >= 2
             || (self.timers.get(Timer::AckDelay).is_none_or(|t| t <= now)
                 && self.acks.values().any(|a| a.pending))
-            || self.streams.values().any(|e| {
-                e.send.as_ref().is_some_and(|s| s.reset_pending)
-                    || e.recv
-                        .as_ref()
-                        .is_some_and(|r| r.credit_pending || r.stop_pending)
-            })
+            || !self.ctl_active.is_empty()
     }
 
     fn send_regular(&mut self, now: Instant, buf: &mut [u8], size: usize) -> Option<Transmit> {
@@ -2336,10 +2409,17 @@ impl Session {
                 }
             }
         }
-        for (&id, e) in self.streams.iter_mut() {
+        let mut ctl = std::mem::take(&mut self.stale_buf);
+        ctl.clear();
+        ctl.extend(self.ctl_active.iter().copied());
+        for &id in &ctl {
             if built.records_full() || w.remaining() < 32 {
                 break;
             }
+            let Some(e) = self.streams.get_mut(&id) else {
+                self.ctl_active.remove(&id);
+                continue;
+            };
             if let Some(s) = e.send.as_mut()
                 && s.reset_pending
                 && let Some(code) = s.reset
@@ -2382,7 +2462,15 @@ impl Session {
                     }
                 }
             }
+            let still = e.send.as_ref().is_some_and(|s| s.reset_pending)
+                || e.recv
+                    .as_ref()
+                    .is_some_and(|r| r.credit_pending || r.stop_pending);
+            if !still {
+                self.ctl_active.remove(&id);
+            }
         }
+        self.stale_buf = ctl;
 
         // 3. Application data, only on a validated path (I7).
         if allow_data && self.registry.is_validated(PathId(path_id)) {
@@ -2460,14 +2548,7 @@ impl Session {
         }
         if space.is_none() {
             // Round-robin over streams with sendable data.
-            let credit = self.flow.send_credit();
-            let sendable = |s: &SendStream| s.can_send(credit);
-            let pick_id = self
-                .streams
-                .iter_after(&self.rr_cursor)
-                .find(|(_, e)| e.send.as_ref().is_some_and(sendable))
-                .map(|(&id, _)| id);
-            if let Some(id) = pick_id {
+            if let Some(id) = self.next_send_stream() {
                 self.rr_cursor = id;
                 space = Some(id);
                 let mut guard = 0;

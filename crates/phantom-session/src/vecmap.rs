@@ -96,19 +96,6 @@ impl<K: Ord + Copy, V> VecMap<K, V> {
         self.entries.iter().map(|(k, v)| (k, v))
     }
 
-    /// `(key, value)` pairs in key order, values mutable.
-    #[inline]
-    pub(crate) fn iter_mut(&mut self) -> impl DoubleEndedIterator<Item = (&K, &mut V)> + '_ {
-        self.entries.iter_mut().map(|(k, v)| (&*k, v))
-    }
-
-    /// Every pair, starting after `k` and wrapping around (round-robin order).
-    pub(crate) fn iter_after(&self, k: &K) -> impl Iterator<Item = (&K, &V)> + '_ {
-        let split = self.entries.partition_point(|(e, _)| e <= k);
-        let (low, high) = self.entries.split_at(split);
-        high.iter().chain(low).map(|(k, v)| (k, v))
-    }
-
     #[inline]
     pub(crate) fn keys(&self) -> impl DoubleEndedIterator<Item = &K> + '_ {
         self.entries.iter().map(|(k, _)| k)
@@ -148,11 +135,6 @@ mod tests {
             let a: Vec<_> = m.iter().map(|(k, v)| (*k, *v)).collect();
             let b: Vec<_> = model.iter().map(|(k, v)| (*k, *v)).collect();
             prop_assert_eq!(a, b);
-            for probe in [0u8, 5, 19, 25] {
-                let rr: Vec<u8> = m.iter_after(&probe).map(|(k, _)| *k).collect();
-                let want: Vec<u8> = model.range(probe.saturating_add(1)..).chain(model.range(..=probe)).map(|(k, _)| *k).collect();
-                prop_assert_eq!(rr, want);
-            }
         }
     }
 }

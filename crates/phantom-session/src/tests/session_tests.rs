@@ -721,6 +721,53 @@ fn i5_forged_epoch_bump_does_not_desync_the_session() {
     assert!(pair.server.epochs().1 > epochs.1);
 }
 
+/// Hundreds of open but idle streams cost the packet builder nothing: once their
+/// data is sent and their credit granted they leave the sets it scans per packet,
+/// and a later write brings a stream back.
+#[test]
+fn idle_streams_leave_the_per_packet_scan_and_come_back_on_write() {
+    let cfg = Config {
+        max_concurrent_streams: 600,
+        stream_receive_window: 1 << 20,
+        ..Config::default()
+    };
+    let mut pair = Pair::new(26, cfg, LinkConfig::default());
+    let mut ids = Vec::new();
+    pair.drive(100_000, |p| {
+        while ids.len() < 500 {
+            let Ok(id) = p.client.open_stream(Dir::Bi) else {
+                break;
+            };
+            p.client.write(id, &[7]).unwrap();
+            ids.push(id);
+        }
+        ids.len() == 500
+    })
+    .unwrap();
+    let mut buf = [0u8; 16];
+    let mut got = BTreeSet::new();
+    pair.drive(100_000, |p| {
+        for &id in &ids {
+            if let Ok(Some(1)) = p.server.read(id, &mut buf) {
+                got.insert(id);
+            }
+        }
+        got.len() == ids.len()
+            && p.client.active_stream_counts() == (0, 0)
+            && p.server.active_stream_counts() == (0, 0)
+    })
+    .unwrap();
+    // Still open on both ends, and a write wakes exactly that stream up.
+    let last = ids[499];
+    pair.client.write(last, b"again").unwrap();
+    assert_eq!(pair.client.active_stream_counts().0, 1);
+    pair.drive(10_000, |p| {
+        matches!(p.server.read(last, &mut buf), Ok(Some(5)))
+    })
+    .unwrap();
+    assert_eq!(&buf[..5], b"again");
+}
+
 #[test]
 fn stream_reset_and_stop_sending_reach_the_peer() {
     let mut pair = Pair::new(25, Config::default(), LinkConfig::default());
