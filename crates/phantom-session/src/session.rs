@@ -332,7 +332,11 @@ pub struct Session {
     send_active: BTreeSet<u32>,
     /// Streams with a RESET_STREAM, STOP_SENDING or MAX_STREAM_DATA to send.
     ctl_active: BTreeSet<u32>,
-    /// Scratch list of ids leaving `send_active`.
+    /// Spaces with an ACK to send, and the ack-eliciting packets they hold
+    /// unacknowledged in total (an ACK is due at two).
+    ack_pending: BTreeSet<u32>,
+    unacked_eliciting_total: u32,
+    /// Scratch list of stream or space ids.
     stale_buf: Vec<u32>,
 
     dgram_out: VecDeque<Vec<u8>>,
@@ -492,6 +496,8 @@ impl Session {
             rr_cursor: 0,
             send_active: BTreeSet::new(),
             ctl_active: BTreeSet::new(),
+            ack_pending: BTreeSet::new(),
+            unacked_eliciting_total: 0,
             stale_buf: Vec::new(),
             dgram_out: VecDeque::new(),
             dgram_in: VecDeque::new(),
@@ -1263,6 +1269,8 @@ impl Session {
         if eliciting {
             ack.pending = true;
             ack.unacked_eliciting += 1;
+            self.ack_pending.insert(space);
+            self.unacked_eliciting_total = self.unacked_eliciting_total.saturating_add(1);
             if self.timers.get(Timer::AckDelay).is_none() {
                 self.timers
                     .set(Timer::AckDelay, Some(now + self.cfg.max_ack_delay));
@@ -2229,14 +2237,9 @@ impl Session {
             // Acknowledge after every second ack-eliciting packet of the *session*, not
             // of one stream space: with many busy streams no single space may reach two,
             // and every ACK would wait for the delay timer (RFC 9000 §13.2.2 counts packets).
-            || self
-                .acks
-                .values()
-                .filter(|a| a.pending)
-                .fold(0u32, |n, a| n.saturating_add(a.unacked_eliciting))
-                >= 2
+            || self.unacked_eliciting_total >= 2
             || (self.timers.get(Timer::AckDelay).is_none_or(|t| t <= now)
-                && self.acks.values().any(|a| a.pending))
+                && !self.ack_pending.is_empty())
             || !self.ctl_active.is_empty()
     }
 
@@ -2331,9 +2334,17 @@ impl Session {
         }
 
         // 1. ACKs for every space with something to acknowledge.
-        let mut acked_spaces: Vec<u32> = Vec::new();
-        for (&space, a) in self.acks.iter() {
+        let mut spaces = std::mem::take(&mut self.stale_buf);
+        spaces.clear();
+        spaces.extend(self.ack_pending.iter().copied());
+        for &space in &spaces {
+            let Some(a) = self.acks.get_mut(&space) else {
+                self.ack_pending.remove(&space);
+                continue;
+            };
             if !a.pending || a.received.is_empty() {
+                a.pending = false;
+                self.ack_pending.remove(&space);
                 continue;
             }
             self.ack_ranges.clear();
@@ -2353,16 +2364,15 @@ impl Session {
                 break;
             }
             if f.encode(&mut w).is_ok() {
-                acked_spaces.push(space);
-            }
-        }
-        for space in acked_spaces {
-            if let Some(a) = self.acks.get_mut(&space) {
                 a.pending = false;
-                a.unacked_eliciting = 0;
+                self.unacked_eliciting_total = self
+                    .unacked_eliciting_total
+                    .saturating_sub(std::mem::take(&mut a.unacked_eliciting));
+                self.ack_pending.remove(&space);
             }
         }
-        if !self.acks.values().any(|a| a.pending) {
+        self.stale_buf = spaces;
+        if self.ack_pending.is_empty() {
             self.timers.set(Timer::AckDelay, None);
         }
 
