@@ -61,7 +61,10 @@ pub enum ReplayError {
 /// payload is delivered twice.
 ///
 /// **I1.** Every input, including `u64::MAX`, yields a typed [`ReplayError`]; nothing
-/// panics and nothing allocates after construction.
+/// panics. The bitmap starts at one 64-bit block and doubles as the highest sequence
+/// grows, up to the ring that covers the whole window (64 blocks, 512 bytes, for the
+/// default width: six allocations at most over the window's life), so short streams
+/// stay cheap; after that nothing allocates.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ReplayWindow {
     /// Ring of bitmap blocks; its length is a power of two.
@@ -103,15 +106,51 @@ impl ReplayWindow {
 
     fn build(width: u64) -> Self {
         debug_assert!(width > 0 && width.is_multiple_of(BLOCK_BITS) && width <= Self::MAX_WIDTH);
-        let len = (width / BLOCK_BITS + 1).next_power_of_two();
-        // width <= 2^16, so len <= 2^11 fits any usize.
-        let blocks = vec![0u64; usize::try_from(len).unwrap_or(1)].into_boxed_slice();
+        // The ring starts at one block and grows with the highest sequence (see
+        // `grow_for`): a stream that carries a few packets costs 8 bytes, not the
+        // full ring.
         Self {
-            mask: (blocks.len() as u64).saturating_sub(1),
-            blocks,
+            mask: 0,
+            blocks: vec![0u64; 1].into_boxed_slice(),
             top: None,
             width,
         }
+    }
+
+    /// The ring length that covers the whole window: a power of two above
+    /// `width / 64` (one spare block, so the block being filled never aliases the
+    /// oldest one still inside the window).
+    fn full_len(&self) -> u64 {
+        (self.width / BLOCK_BITS + 1).next_power_of_two()
+    }
+
+    /// Bytes of bitmap this window holds now (it grows up to the full ring).
+    #[must_use]
+    pub fn bitmap_bytes(&self) -> usize {
+        self.blocks.len() * 8
+    }
+
+    /// Grows the ring, before `top` moves into block `new_block`, so that no block
+    /// still inside the window is overwritten. Until it reaches its full length the
+    /// ring has never wrapped: block `b` sits at slot `b`, so growing only appends
+    /// zeroed blocks.
+    fn grow_for(&mut self, new_block: u64) {
+        let len = self.blocks.len() as u64;
+        let full = self.full_len();
+        if len >= full || new_block < len {
+            return;
+        }
+        let want = new_block
+            .saturating_add(1)
+            .checked_next_power_of_two()
+            .map_or(full, |n| n.min(full));
+        // want <= full <= 2^11, so it fits any usize.
+        let mut grown = vec![0u64; usize::try_from(want).unwrap_or(1)].into_boxed_slice();
+        if let Some(prefix) = grown.get_mut(..self.blocks.len()) {
+            prefix.copy_from_slice(&self.blocks);
+        }
+        self.blocks = grown;
+        self.mask = want.saturating_sub(1);
     }
 
     /// The window width in sequence numbers (a multiple of 64).
@@ -229,6 +268,7 @@ impl ReplayWindow {
     /// Moves `top` up to `new_top`, clearing the blocks the window slides over.
     #[inline]
     fn advance(&mut self, new_top: u64) {
+        self.grow_for(new_top / BLOCK_BITS);
         if let Some(top) = self.top {
             debug_assert!(new_top > top);
             let old_block = top / BLOCK_BITS;

@@ -310,3 +310,28 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn ring_grows_with_the_stream_and_keeps_every_mark() {
+    let mut w = ReplayWindow::new();
+    for seq in (0..40).step_by(2) {
+        assert!(w.accept_authenticated(seq));
+    }
+    assert_eq!(w.bitmap_bytes(), 8, "a short stream keeps one block");
+    // Growing to 2, 4, ... blocks keeps what was seen below.
+    for seq in (40..1500).step_by(2) {
+        assert!(w.accept_authenticated(seq));
+    }
+    assert_eq!(w.bitmap_bytes(), 32 * 8);
+    for seq in (0..1500).step_by(2) {
+        assert_eq!(w.check(seq), Err(ReplayError::Duplicate), "{seq}");
+    }
+    for seq in (1..1500).step_by(2) {
+        assert!(w.accept_authenticated(seq), "{seq} was never seen");
+    }
+    // Past the width the ring is full size and slides as before.
+    assert!(w.accept_authenticated(5000));
+    assert_eq!(w.bitmap_bytes(), 512);
+    assert_eq!(w.check(5000 - 2048), Err(ReplayError::TooOld));
+    assert_eq!(w.check(5000 - 2047), Ok(()));
+}
