@@ -2204,6 +2204,18 @@ impl Session {
     fn next_send_stream(&mut self) -> Option<u32> {
         use std::ops::Bound::{Excluded, Unbounded};
         let credit = self.flow.send_credit();
+        if self.send_active.len() == 1 {
+            // One busy stream (bulk transfer): no range walk.
+            let id = self.send_active.first().copied()?;
+            return match self.streams.get(&id).and_then(|e| e.send.as_ref()) {
+                Some(s) if s.can_send(credit) => Some(id),
+                Some(s) if s.can_send(u64::MAX) => None,
+                _ => {
+                    self.send_active.remove(&id);
+                    None
+                }
+            };
+        }
         let mut stale = std::mem::take(&mut self.stale_buf);
         stale.clear();
         let mut found = None;
