@@ -441,7 +441,7 @@ pub(crate) async fn run(shared: Arc<Shared>, socket: UdpSocket) {
         Ok(io) => io,
         Err(e) => {
             tracing::error!(target: "phantom::runtime", error = %e, "cannot set up the socket");
-            let mut g = shared.inner.lock();
+            let mut g = shared.lock();
             g.closing = true;
             g.close_all(0, b"socket error");
             drop(g);
@@ -459,13 +459,14 @@ pub(crate) async fn run(shared: Arc<Shared>, socket: UdpSocket) {
     let mut shutdown_started = false;
     // Sockets to prune that could not be (datagrams were still queued on them).
     let mut prune_later = false;
+    let mut wakers: Vec<std::task::Waker> = Vec::new();
     loop {
         // 1. Outside the lock: what an earlier loop could not send, then receive.
         let mut blocked = out.send(&ios);
         let recv_exhausted = rx.recv(&ios);
         // 2. Under the lock: the sessions' work.
         let (budget_left, deadline, prune, stop) = {
-            let mut g = shared.inner.lock();
+            let mut g = shared.lock();
             if let Some(s) = g.rebind.take() {
                 match adopt_socket(s) {
                     Ok(new) => {
@@ -581,6 +582,7 @@ pub(crate) async fn run(shared: Arc<Shared>, socket: UdpSocket) {
                     w.wake();
                 }
             }
+            g.take_wakers(&mut wakers);
             // A deadline already past (a timer the session keeps) must not spin.
             let floor = now.instant + std::time::Duration::from_millis(1);
             (
@@ -590,6 +592,11 @@ pub(crate) async fn run(shared: Arc<Shared>, socket: UdpSocket) {
                 stop,
             )
         };
+        // 3. Outside the lock: wake the tasks waiting on sessions (they may take the
+        // lock at once), then send what was built.
+        for w in wakers.drain(..) {
+            w.wake();
+        }
         // 3. Outside the lock: send what was built.
         if blocked.is_none() {
             blocked = out.send(&ios);

@@ -63,7 +63,7 @@ pub use connection::{Connection, RecvStream, SendStream};
 pub use endpoint::{ClientOptions, Endpoint, ServerConfig, default_session_config, resolve};
 pub use error::{ConnectionClosed, Error};
 pub use phantom_handshake::{HybridSigningKey, HybridVerifyingKey, ServerIdentity};
-pub use phantom_session::fallback::FallbackConfig;
+pub use phantom_session::fallback::{Carrier, FallbackConfig};
 pub use phantom_session::{
     CloseReason, Config as SessionConfig, PathSnapshot, SchedulerMode, Stats,
 };
