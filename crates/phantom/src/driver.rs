@@ -3,7 +3,9 @@
 //!
 //! Each loop (bounded by an I/O budget) receives datagrams, runs expired timers,
 //! polls the dirty sessions for datagrams to send, then drains their events and
-//! wakes the tasks waiting on them. It sleeps until the socket is readable, a
+//! wakes the tasks waiting on them. Only the session work holds the endpoint's lock:
+//! the receive system calls come before it, and the wake-ups and send system calls
+//! after it is released. It sleeps until the socket is readable, a
 //! handle notifies it (new data, a close, a connect), or the earliest session
 //! deadline passes; the tokio sleep is re-armed only when that deadline changes.
 //!
