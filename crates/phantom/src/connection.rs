@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use phantom_handshake::{ResumptionHint, ResumptionTicket};
+use phantom_session::fallback::Carrier;
 use phantom_session::{
     CloseReason, Dir, Error as SessionError, PathSnapshot, SchedulerMode, Stats,
 };
@@ -97,7 +98,7 @@ impl Connection {
     /// [`Error::Closed`] once the connection is closed and no datagram is left.
     pub async fn read_datagram(&self) -> Result<Vec<u8>, Error> {
         poll_fn(|cx| {
-            let mut g = self.shared.inner.lock();
+            let mut g = self.shared.lock();
             let Some(c) = g.conns.get_mut(&self.handle) else {
                 return Poll::Ready(Err(Self::closed_err()));
             };
@@ -120,7 +121,6 @@ impl Connection {
     pub fn take_early_stream(&self) -> Option<(SendStream, RecvStream)> {
         let id = self
             .shared
-            .inner
             .lock()
             .conns
             .get_mut(&self.handle)
@@ -154,7 +154,6 @@ impl Connection {
     #[must_use]
     pub fn resumption_ticket(&self) -> Option<ResumptionTicket> {
         self.shared
-            .inner
             .lock()
             .conns
             .get_mut(&self.handle)
@@ -163,7 +162,6 @@ impl Connection {
 
     fn with_session<R>(&self, f: impl FnOnce(&phantom_session::Session) -> R) -> Option<R> {
         self.shared
-            .inner
             .lock()
             .conns
             .get(&self.handle)
@@ -173,7 +171,7 @@ impl Connection {
     /// Opens a stream of our own, waiting while the peer's stream limit is reached.
     async fn open(&self, dir: Dir) -> Result<StreamId, Error> {
         poll_fn(|cx| {
-            let mut g = self.shared.inner.lock();
+            let mut g = self.shared.lock();
             let Some(c) = g.conns.get_mut(&self.handle) else {
                 return Poll::Ready(Err(Self::closed_err()));
             };
@@ -195,7 +193,7 @@ impl Connection {
     /// Waits for the peer to open a stream of `dir`.
     async fn accept(&self, dir: Dir) -> Result<StreamId, Error> {
         poll_fn(|cx| {
-            let mut g = self.shared.inner.lock();
+            let mut g = self.shared.lock();
             let Some(c) = g.conns.get_mut(&self.handle) else {
                 return Poll::Ready(Err(Self::closed_err()));
             };
@@ -234,7 +232,6 @@ impl Connection {
     #[must_use]
     pub fn stats(&self) -> Stats {
         self.shared
-            .inner
             .lock()
             .conns
             .get(&self.handle)
@@ -246,7 +243,6 @@ impl Connection {
     #[must_use]
     pub fn paths(&self) -> Vec<PathSnapshot> {
         self.shared
-            .inner
             .lock()
             .conns
             .get(&self.handle)
@@ -254,22 +250,38 @@ impl Connection {
             .unwrap_or_default()
     }
 
+    /// Snapshots of the session's paths, each with the carrier it travels on: UDP, or
+    /// the TCP fallback connection ([`crate::ClientOptions::tcp_fallback`],
+    /// [`crate::Endpoint::server_with_tcp`]) whose `(local, remote)` addresses are the
+    /// path's.
+    #[must_use]
+    pub fn paths_with_carrier(&self) -> Vec<(PathSnapshot, Carrier)> {
+        let g = self.shared.lock();
+        g.conns
+            .get(&self.handle)
+            .map(|c| {
+                c.session
+                    .paths()
+                    .into_iter()
+                    .map(|p| {
+                        let carrier = g.carrier_of(p.local, p.remote);
+                        (p, carrier)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The peer's address as of the handshake.
     #[must_use]
     pub fn remote_address(&self) -> Option<SocketAddr> {
-        self.shared
-            .inner
-            .lock()
-            .conns
-            .get(&self.handle)
-            .map(|c| c.remote)
+        self.shared.lock().conns.get(&self.handle).map(|c| c.remote)
     }
 
     /// The 256-bit session id.
     #[must_use]
     pub fn session_id(&self) -> Option<[u8; 32]> {
         self.shared
-            .inner
             .lock()
             .conns
             .get(&self.handle)
@@ -279,7 +291,7 @@ impl Connection {
     /// Epochs of our sending direction and of the peer's.
     #[must_use]
     pub fn epochs(&self) -> Option<(u32, u32)> {
-        self.shared.inner.lock().conns.get(&self.handle).map(|c| {
+        self.shared.lock().conns.get(&self.handle).map(|c| {
             let (a, b) = c.session.epochs();
             (a.0, b.0)
         })
@@ -302,7 +314,7 @@ impl Connection {
     /// refuses the path (too many paths), [`Error::Closed`] if it is closed.
     pub fn add_path(&self, local_addr: SocketAddr) -> Result<SocketAddr, Error> {
         let remote = {
-            let g = self.shared.inner.lock();
+            let g = self.shared.lock();
             let c = g.conns.get(&self.handle).ok_or_else(Self::closed_err)?;
             c.udp_remote
         };
@@ -314,7 +326,7 @@ impl Connection {
         let socket = std::net::UdpSocket::bind(local_addr)
             .map_err(|e| crate::endpoint::bind_error(local_addr, e))?;
         let local = socket.local_addr()?;
-        let mut g = self.shared.inner.lock();
+        let mut g = self.shared.lock();
         let now = g.now();
         let Some(c) = g.conns.get_mut(&self.handle) else {
             return Err(Self::closed_err());
@@ -344,7 +356,7 @@ impl Connection {
     /// Closes the connection with an application `code` and `reason`: the peer gets
     /// a CLOSE frame, streams fail with [`Error::Closed`].
     pub fn close(&self, code: u64, reason: &[u8]) {
-        let mut g = self.shared.inner.lock();
+        let mut g = self.shared.lock();
         let now = g.now();
         if let Some(c) = g.conns.get_mut(&self.handle) {
             c.session.close(now.instant, code, reason);
@@ -358,7 +370,7 @@ impl Connection {
     /// and returns why.
     pub async fn closed(&self) -> CloseReason {
         poll_fn(|cx| {
-            let mut g = self.shared.inner.lock();
+            let mut g = self.shared.lock();
             let Some(c) = g.conns.get_mut(&self.handle) else {
                 return Poll::Ready(CloseReason::Error(SessionError::Closed));
             };
@@ -375,7 +387,7 @@ impl Connection {
     /// or the connection is gone.
     #[must_use]
     pub fn next_timeout(&self) -> Option<std::time::Duration> {
-        let mut g = self.shared.inner.lock();
+        let mut g = self.shared.lock();
         let now = g.now().instant;
         g.conns
             .get(&self.handle)
@@ -387,7 +399,6 @@ impl Connection {
     #[must_use]
     pub fn is_closed(&self) -> bool {
         self.shared
-            .inner
             .lock()
             .conns
             .get(&self.handle)
@@ -397,7 +408,7 @@ impl Connection {
 
 impl Clone for Connection {
     fn clone(&self) -> Self {
-        let mut g = self.shared.inner.lock();
+        let mut g = self.shared.lock();
         g.user_handles += 1;
         if let Some(c) = g.conns.get_mut(&self.handle) {
             c.handles += 1;
@@ -412,7 +423,7 @@ impl Clone for Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        let mut g = self.shared.inner.lock();
+        let mut g = self.shared.lock();
         g.user_handles = g.user_handles.saturating_sub(1);
         g.release(self.handle);
         drop(g);
@@ -486,7 +497,7 @@ impl AsyncWrite for SendStream {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        let mut g = this.conn.shared.inner.lock();
+        let mut g = this.conn.shared.lock();
         let Some(c) = g.conns.get_mut(&this.conn.handle) else {
             return Poll::Ready(Err(Connection::closed_err().into_io()));
         };
@@ -555,7 +566,7 @@ impl AsyncRead for RecvStream {
         if this.eof || buf.remaining() == 0 {
             return Poll::Ready(Ok(()));
         }
-        let mut g = this.conn.shared.inner.lock();
+        let mut g = this.conn.shared.lock();
         let Some(c) = g.conns.get_mut(&this.conn.handle) else {
             return Poll::Ready(Err(Connection::closed_err().into_io()));
         };

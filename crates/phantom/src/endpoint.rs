@@ -7,11 +7,9 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use phantom_handshake::{HybridVerifyingKey, ResumptionTicket, Server, ServerIdentity};
 use phantom_session::early::EarlyData;
 use phantom_session::{Config as SessionConfig, Dir};
-use tokio::sync::{Notify, watch};
 
 use crate::connection::Connection;
 use crate::driver;
@@ -72,6 +70,13 @@ pub struct ClientOptions {
     /// handshake that UDP does not answer after two retransmissions continues over
     /// TCP, and an established session moves to TCP when its fallback state machine
     /// finds UDP failing (and back to UDP once a UDP probe succeeds).
+    ///
+    /// That state machine is tuned by `session.fallback` ([`crate::FallbackConfig`]):
+    /// by default a session falls back after 4 probe timeouts or 25 s without an
+    /// authenticated UDP packet, and while on TCP re-probes UDP every
+    /// `probe_interval` (default 30 s; each failed probe, given `probe_timeout` = 3 s,
+    /// doubles it up to `max_probe_interval` = 10 min; success resets it). Set
+    /// `session.fallback.probe_interval` to return to UDP sooner.
     pub tcp_fallback: Option<SocketAddr>,
 }
 
@@ -101,7 +106,7 @@ pub struct Endpoint {
 
 impl Clone for Endpoint {
     fn clone(&self) -> Self {
-        self.shared.inner.lock().user_handles += 1;
+        self.shared.lock().user_handles += 1;
         Self {
             shared: Arc::clone(&self.shared),
         }
@@ -110,7 +115,7 @@ impl Clone for Endpoint {
 
 impl Drop for Endpoint {
     fn drop(&mut self) {
-        let mut g = self.shared.inner.lock();
+        let mut g = self.shared.lock();
         g.user_handles = g.user_handles.saturating_sub(1);
         drop(g);
         self.shared.notify.notify_one();
@@ -180,11 +185,7 @@ impl Endpoint {
         let is_server = server.is_some();
         let mut inner = Inner::new(local, server, cfg, rt.clone());
         inner.tcp_listen = listener.as_ref().and_then(|l| l.local_addr().ok());
-        let shared = Arc::new(Shared {
-            inner: Mutex::new(inner),
-            notify: Notify::new(),
-            shutdown: watch::Sender::new(false),
-        });
+        let shared = Arc::new(Shared::new(inner));
         let span =
             tracing::info_span!(target: "phantom::runtime", "endpoint", %local, server = is_server);
         if let Some(l) = listener {
@@ -236,7 +237,7 @@ impl Endpoint {
     /// The TCP listening address ([`Endpoint::server_with_tcp`]), if any.
     #[must_use]
     pub fn tcp_local_addr(&self) -> Option<SocketAddr> {
-        self.shared.inner.lock().tcp_listen
+        self.shared.lock().tcp_listen
     }
 
     /// A client endpoint bound to `addr` (for example `127.0.0.1:0`).
@@ -250,7 +251,7 @@ impl Endpoint {
     /// The local address the socket is bound to.
     #[must_use]
     pub fn local_addr(&self) -> SocketAddr {
-        self.shared.inner.lock().local
+        self.shared.lock().local
     }
 
     /// Connects to the server at `addr`, which must prove `server_key`.
@@ -297,7 +298,7 @@ impl Endpoint {
         let deadline = tokio::time::Instant::now() + options.connect_timeout;
         let (mut rx, mut want_tcp) = loop {
             let started = {
-                let mut g = self.shared.inner.lock();
+                let mut g = self.shared.lock();
                 if g.local.is_ipv4() != addr.is_ipv4() {
                     return Err(Error::BadAddress(format!(
                         "{addr} is not reachable from a socket bound to {}",
@@ -349,7 +350,7 @@ impl Endpoint {
             Err(_) => {
                 // Our receiver is gone with the timed-out future: forget that handshake
                 // (and only it; a later connect to the same address may be pending).
-                self.shared.inner.lock().forget_abandoned_connects();
+                self.shared.lock().forget_abandoned_connects();
                 Err(Error::Timeout(addr))
             }
         }
@@ -362,11 +363,10 @@ impl Endpoint {
             Ok((local, remote)) => {
                 let moved = self
                     .shared
-                    .inner
                     .lock()
                     .move_handshake_to_tcp(addr, local, remote);
                 if !moved {
-                    self.shared.inner.lock().tcp.remove(&(local, remote));
+                    self.shared.lock().tcp.remove(&(local, remote));
                 }
                 self.shared.notify.notify_one();
             }
@@ -382,7 +382,7 @@ impl Endpoint {
     /// [`Error::NotServer`] on a client endpoint, [`Error::EndpointClosed`] once closed.
     pub async fn accept(&self) -> Result<Connection, Error> {
         let h = poll_fn(|cx| {
-            let mut g = self.shared.inner.lock();
+            let mut g = self.shared.lock();
             if !g.router.is_server() {
                 return Poll::Ready(Err(Error::NotServer));
             }
@@ -402,7 +402,7 @@ impl Endpoint {
 
     /// Closes every connection with `code` and `reason`; no new ones are accepted.
     pub fn close(&self, code: u64, reason: &[u8]) {
-        let mut g = self.shared.inner.lock();
+        let mut g = self.shared.lock();
         g.closing = true;
         g.close_all(code, reason);
         drop(g);
@@ -412,7 +412,7 @@ impl Endpoint {
     /// Waits until no session on this endpoint is live (all drained).
     pub async fn wait_idle(&self) {
         poll_fn(|cx| {
-            let mut g = self.shared.inner.lock();
+            let mut g = self.shared.lock();
             if g.live_sessions() == 0 {
                 return Poll::Ready(());
             }
@@ -425,21 +425,21 @@ impl Endpoint {
     /// Number of sessions not yet drained.
     #[must_use]
     pub fn session_count(&self) -> usize {
-        self.shared.inner.lock().live_sessions()
+        self.shared.lock().live_sessions()
     }
 
     /// Datagrams dropped before reaching a session (unknown session id, refused
     /// handshake datagrams).
     #[must_use]
     pub fn dropped_datagrams(&self) -> u64 {
-        self.shared.inner.lock().dropped
+        self.shared.lock().dropped
     }
 
     /// Datagrams the TCP carrier dropped: its connection's queue was full (the
     /// sessions' loss recovery re-sends them) or the connection was gone.
     #[must_use]
     pub fn tcp_dropped_datagrams(&self) -> u64 {
-        self.shared.inner.lock().tcp_dropped
+        self.shared.lock().tcp_dropped
     }
 
     /// Moves the endpoint to a new socket bound to `addr` (a client address change,
@@ -451,7 +451,7 @@ impl Endpoint {
     pub fn rebind(&self, addr: SocketAddr) -> Result<SocketAddr, Error> {
         let s = std::net::UdpSocket::bind(addr).map_err(|e| bind_error(addr, e))?;
         let local = s.local_addr()?;
-        self.shared.inner.lock().rebind = Some(s);
+        self.shared.lock().rebind = Some(s);
         self.shared.notify.notify_one();
         Ok(local)
     }

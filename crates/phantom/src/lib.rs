@@ -15,8 +15,11 @@
 //! tokio sleep re-armed only when the earliest session deadline changes; each loop is
 //! capped by an I/O budget. Socket I/O goes through `quinn-udp`: GRO batches are
 //! split on receipt and consecutive datagrams to one destination leave in one GSO
-//! send where the kernel supports it. Many sessions share one endpoint. Handshake failures are
-//! mapped to a typed [`Error`] (wrong server key, timeout, bad address).
+//! send where the kernel supports it. The system calls happen outside the endpoint's
+//! lock (the driver receives before taking it and sends after releasing it), and the
+//! tasks a loop wakes are woken once it is released. Many sessions share one
+//! endpoint. Handshake failures are mapped to a typed [`Error`] (wrong server key,
+//! timeout, bad address).
 //!
 //! **Paths and carriers.** [`Connection::add_path`] binds an extra UDP socket on the
 //! endpoint: each socket is a path to the session, validated before it carries data
@@ -29,6 +32,7 @@
 //! and validates it as a path when UDP fails, re-probes UDP periodically, and retires
 //! TCP once a UDP path validates again. Stream data is never lost across a switch:
 //! the session re-sends whatever was in flight on an abandoned path.
+//! [`Connection::paths_with_carrier`] tells which carrier each path uses.
 //!
 //! **Invariants upheld here.** I1: a datagram that fails to route or to
 //! authenticate only bumps a counter (the runtime parses nothing beyond the
@@ -63,7 +67,7 @@ pub use connection::{Connection, RecvStream, SendStream};
 pub use endpoint::{ClientOptions, Endpoint, ServerConfig, default_session_config, resolve};
 pub use error::{ConnectionClosed, Error};
 pub use phantom_handshake::{HybridSigningKey, HybridVerifyingKey, ServerIdentity};
-pub use phantom_session::fallback::FallbackConfig;
+pub use phantom_session::fallback::{Carrier, FallbackConfig};
 pub use phantom_session::{
     CloseReason, Config as SessionConfig, PathSnapshot, SchedulerMode, Stats,
 };

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::task::Waker;
 use std::time::Instant;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use phantom_handshake::{Client, Progress, Server, Time, VerifiedCertificate};
 use phantom_session::early::EarlyData;
 use phantom_session::fallback::Carrier;
@@ -25,7 +25,7 @@ use crate::tcp::CarrierAction;
 /// State shared by the driver task and every handle.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub(crate) inner: Mutex<Inner>,
+    inner: Mutex<Inner>,
     /// Wakes the driver: new application data, a close, a new connect.
     pub(crate) notify: Notify,
     /// Set to `true` when the driver stops: TCP tasks end.
@@ -33,13 +33,26 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    pub(crate) fn new(inner: Inner) -> Self {
+        Self {
+            inner: Mutex::new(inner),
+            notify: Notify::new(),
+            shutdown: watch::Sender::new(false),
+        }
+    }
+
+    /// Takes the endpoint's lock.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock()
+    }
+
     /// Locks, runs `f`, and wakes the driver.
     pub(crate) fn with_dirty<R>(
         &self,
         handle: u64,
         f: impl FnOnce(&mut ConnState) -> R,
     ) -> Option<R> {
-        let mut g = self.inner.lock();
+        let mut g = self.lock();
         let r = g.conns.get_mut(&handle).map(f);
         g.dirty.insert(handle);
         drop(g);
@@ -167,26 +180,16 @@ impl ConnState {
             })
     }
 
-    fn wake_writers(&mut self) {
-        for (_, w) in self.write_wakers.drain() {
-            w.wake();
-        }
-        for w in self.other_wakers.drain(..) {
-            w.wake();
-        }
+    fn wake_writers(&mut self, out: &mut Vec<Waker>) {
+        out.extend(self.write_wakers.drain().map(|(_, w)| w));
+        out.append(&mut self.other_wakers);
     }
 
-    fn wake_all(&mut self) {
-        self.wake_writers();
-        for (_, w) in self.read_wakers.drain() {
-            w.wake();
-        }
-        for w in self.accept_wakers.drain(..) {
-            w.wake();
-        }
-        for w in self.datagram_wakers.drain(..) {
-            w.wake();
-        }
+    fn wake_all(&mut self, out: &mut Vec<Waker>) {
+        self.wake_writers(out);
+        out.extend(self.read_wakers.drain().map(|(_, w)| w));
+        out.append(&mut self.accept_wakers);
+        out.append(&mut self.datagram_wakers);
     }
 }
 
@@ -217,6 +220,10 @@ pub(crate) struct Inner {
     pub(crate) incoming: VecDeque<u64>,
     pub(crate) accept_wakers: Vec<Waker>,
     pub(crate) idle_wakers: Vec<Waker>,
+    /// Tasks to wake once the lock is released (so that they do not wake only to
+    /// wait for it): whoever holds the lock to deliver datagrams, process events
+    /// or reap wakes them after unlocking ([`Inner::take_wakers`]).
+    pub(crate) to_wake: Vec<Waker>,
     /// Sessions to poll for transmits.
     pub(crate) dirty: BTreeSet<u64>,
     pub(crate) rng: StdRng,
@@ -278,6 +285,7 @@ impl Inner {
             incoming: VecDeque::new(),
             accept_wakers: Vec::new(),
             idle_wakers: Vec::new(),
+            to_wake: Vec::new(),
             dirty: BTreeSet::new(),
             rng: rand::make_rng(),
             last_now: None,
@@ -287,6 +295,12 @@ impl Inner {
             dropped: 0,
             certificates: HashMap::new(),
         }
+    }
+
+    /// Moves the wakers collected under the lock into `out` (empty), to be woken
+    /// after unlocking.
+    pub(crate) fn take_wakers(&mut self, out: &mut Vec<Waker>) {
+        std::mem::swap(&mut self.to_wake, out);
     }
 
     /// The current time, never earlier than a time handed out before (sessions
@@ -324,7 +338,7 @@ impl Inner {
                 if let Some(c) = self.conns.get_mut(&h.0) {
                     c.session.handle_datagram(now.instant, rx, dg);
                     // Acks may have freed buffer space or stream credit.
-                    c.wake_writers();
+                    c.wake_writers(&mut self.to_wake);
                     self.dirty.insert(h.0);
                 }
             }
@@ -403,9 +417,7 @@ impl Inner {
                     self.conns.insert(h, ConnState::new(s, from, 1));
                     self.dirty.insert(h);
                     self.incoming.push_back(h);
-                    for w in self.accept_wakers.drain(..) {
-                        w.wake();
-                    }
+                    self.to_wake.append(&mut self.accept_wakers);
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -613,6 +625,16 @@ impl Inner {
         }
     }
 
+    /// The carrier of the path from `local` to `remote`: TCP if a TCP connection has
+    /// exactly those addresses, or `local` is (or was) the local address of one and is
+    /// not the primary UDP socket's; UDP otherwise.
+    pub(crate) fn carrier_of(&self, local: SocketAddr, remote: SocketAddr) -> Carrier {
+        let tcp = self.tcp.contains_key(&(local, remote))
+            || (local != self.local
+                && (self.tcp_listen == Some(local) || self.tcp_locals.contains(&local)));
+        if tcp { Carrier::Tcp } else { Carrier::Udp }
+    }
+
     /// Drops one handle of a connection; the last one closes the session.
     pub(crate) fn release(&mut self, h: u64) {
         if let Some(c) = self.conns.get_mut(&h) {
@@ -718,31 +740,21 @@ impl Inner {
                     Event::StreamOpened { id, dir } => match dir {
                         Dir::Bi => {
                             c.incoming_bi.push_back(id);
-                            for w in c.accept_wakers.drain(..) {
-                                w.wake();
-                            }
+                            self.to_wake.append(&mut c.accept_wakers);
                         }
                         Dir::Uni => {
                             c.incoming_uni.push_back(id);
-                            for w in c.accept_wakers.drain(..) {
-                                w.wake();
-                            }
+                            self.to_wake.append(&mut c.accept_wakers);
                         }
                     },
                     Event::StreamReadable(id) => {
-                        if let Some(w) = c.read_wakers.remove(&id.0) {
-                            w.wake();
-                        }
+                        self.to_wake.extend(c.read_wakers.remove(&id.0));
                     }
                     Event::StreamWritable(id) | Event::StreamFinished(id) => {
-                        if let Some(w) = c.write_wakers.remove(&id.0) {
-                            w.wake();
-                        }
+                        self.to_wake.extend(c.write_wakers.remove(&id.0));
                     }
                     Event::DatagramReceived => {
-                        for w in c.datagram_wakers.drain(..) {
-                            w.wake();
-                        }
+                        self.to_wake.append(&mut c.datagram_wakers);
                     }
                     Event::PathValidated(p) => {
                         tracing::info!(target: "phantom::runtime", path = p.0, "path validated");
@@ -772,7 +784,7 @@ impl Inner {
                     Event::Closed(reason) => {
                         tracing::info!(target: "phantom::runtime", reason = ?reason, "session closed");
                         c.close_reason = Some(reason);
-                        c.wake_all();
+                        c.wake_all(&mut self.to_wake);
                     }
                 }
             }
@@ -799,7 +811,7 @@ impl Inner {
                     if c.close_reason.is_none() {
                         c.close_reason = Some(CloseReason::Error(phantom_session::Error::Closed));
                     }
-                    c.wake_all();
+                    c.wake_all(&mut self.to_wake);
                 }
                 if c.handles == 0 {
                     gone.push(h);
@@ -811,9 +823,7 @@ impl Inner {
             self.dirty.remove(&h);
         }
         if self.live_sessions() == 0 {
-            for w in self.idle_wakers.drain(..) {
-                w.wake();
-            }
+            self.to_wake.append(&mut self.idle_wakers);
         }
     }
 

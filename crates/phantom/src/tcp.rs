@@ -97,7 +97,7 @@ pub(crate) fn adopt(
     let (r, w) = stream.into_split();
     let (tx, rx) = mpsc::channel(QUEUE);
     let rt = {
-        let mut g = shared.inner.lock();
+        let mut g = shared.lock();
         g.add_tcp_link(local, remote, TcpLink { tx });
         g.rt.clone()
     };
@@ -138,7 +138,7 @@ fn deliver(shared: &Shared, meta: RxMeta, buf: &mut [u8]) -> Result<usize, ReadE
         };
         match next_frame(rest) {
             Ok(Some(total)) => {
-                let g = guard.get_or_insert_with(|| shared.inner.lock());
+                let g = guard.get_or_insert_with(|| shared.lock());
                 let now = g.now();
                 if let Some(dg) = buf.get_mut(off + 2..off + total) {
                     g.on_datagram(now, meta, dg);
@@ -149,7 +149,13 @@ fn deliver(shared: &Shared, meta: RxMeta, buf: &mut [u8]) -> Result<usize, ReadE
             Err(e) => break Err(e),
         }
     };
-    if guard.take().is_some() {
+    if let Some(mut g) = guard.take() {
+        let mut wakers = Vec::new();
+        g.take_wakers(&mut wakers);
+        drop(g);
+        for w in wakers {
+            w.wake();
+        }
         shared.notify.notify_one();
     }
     result
@@ -193,7 +199,7 @@ async fn reader(shared: Arc<Shared>, mut r: OwnedReadHalf, local: SocketAddr, re
     } else {
         tracing::debug!(target: "phantom::runtime", %local, %remote, "TCP carrier closed");
     }
-    shared.inner.lock().remove_tcp_link(local, remote);
+    shared.lock().remove_tcp_link(local, remote);
     shared.notify.notify_one();
 }
 
@@ -325,7 +331,7 @@ pub(crate) fn apply(shared: &Arc<Shared>, g: &mut Inner, actions: Vec<(u64, Carr
 /// Opens the TCP carrier of session `h` and starts validating it as a path.
 async fn open_for(shared: Arc<Shared>, h: u64, addr: SocketAddr) {
     let r = connect(&shared, addr).await;
-    let mut g = shared.inner.lock();
+    let mut g = shared.lock();
     let now = g.now();
     let Some(c) = g.conns.get_mut(&h) else {
         return;

@@ -15,8 +15,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::{Shim, echo_one, identity, localhost, pattern, wait_until, within};
-use phantom::FallbackConfig;
+use common::{
+    Shim, echo_one, identity, localhost, pattern, send_and_read_back, wait_until, within,
+};
+use phantom::{Carrier, FallbackConfig};
 use phantom::{ClientOptions, Connection, Endpoint, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -202,5 +204,115 @@ async fn a_session_started_over_tcp_moves_to_udp_once_udp_works() {
         srv.session_count(),
         1,
         "the same session, carried by UDP now"
+    );
+}
+
+/// The carrier each path of `conn` uses, by remote address.
+fn carrier_to(conn: &Connection, remote: SocketAddr) -> Option<Carrier> {
+    conn.paths_with_carrier()
+        .into_iter()
+        .find(|(p, _)| p.remote == remote)
+        .map(|(_, c)| c)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_clients_over_tcp_share_one_server_endpoint_each_byte_exact() {
+    const ENDPOINTS: usize = 3;
+    const PER_ENDPOINT: usize = 2;
+    let (srv, shim, tcp, key, opts) = setup().await;
+    shim.set_drop(true);
+    // The server echoes every stream of every session it accepts.
+    let srv2 = srv.clone();
+    let server = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        for _ in 0..ENDPOINTS * PER_ENDPOINT {
+            let c = within(60, srv2.accept()).await.unwrap();
+            let c2 = c.clone();
+            tokio::spawn(async move { echo_one(&c2, Arc::new(AtomicU64::new(0))).await });
+            conns.push(c);
+        }
+        conns
+    });
+    let mut tasks = Vec::new();
+    for e in 0..ENDPOINTS {
+        let client = Endpoint::client(localhost()).unwrap();
+        for s in 0..PER_ENDPOINT {
+            let (client, key, opts, udp) = (client.clone(), key.clone(), opts.clone(), shim.addr());
+            tasks.push(tokio::spawn(async move {
+                let conn = within(60, client.connect_with(udp, &key, opts))
+                    .await
+                    .unwrap();
+                let seed = u8::try_from(e * PER_ENDPOINT + s).unwrap();
+                // Different sizes so that no two transfers line up.
+                let data = pattern((256 << 10) + usize::from(seed) * 7919, seed);
+                let (send, recv) = within(10, conn.open_bi()).await.unwrap();
+                let got = send_and_read_back(send, recv, data.clone(), 60).await;
+                assert!(
+                    got == data,
+                    "session {seed}: echo differs ({} bytes)",
+                    got.len()
+                );
+                (client, conn)
+            }));
+        }
+    }
+    let mut keep = Vec::new();
+    for t in tasks {
+        keep.push(within(120, t).await.unwrap());
+    }
+    let server_conns = within(10, server).await.unwrap();
+    // Every session is carried by TCP only, each over a TCP connection of its own.
+    let mut locals = std::collections::BTreeSet::new();
+    for (_, conn) in &keep {
+        let paths = conn.paths_with_carrier();
+        let (p, carrier) = paths
+            .iter()
+            .find(|(p, _)| p.primary)
+            .copied()
+            .expect("a primary path");
+        assert_eq!(carrier, Carrier::Tcp, "carried over TCP: {paths:?}");
+        assert_eq!(p.remote, tcp);
+        assert!(locals.insert(p.local), "a TCP connection per session");
+        // (UDP is re-probed every 500 ms here, and never answers.)
+        assert!(
+            udp_bytes(conn, shim.addr()).is_none(),
+            "no validated UDP path: {paths:?}"
+        );
+        if let Some(c) = carrier_to(conn, shim.addr()) {
+            assert_eq!(c, Carrier::Udp, "the UDP probe's carrier: {paths:?}");
+        }
+    }
+    assert_eq!(srv.session_count(), ENDPOINTS * PER_ENDPOINT);
+    for c in &server_conns {
+        let paths = c.paths_with_carrier();
+        assert!(
+            paths.iter().any(|(p, carrier)| *carrier == Carrier::Tcp
+                && p.primary
+                && locals.contains(&p.remote)),
+            "the server sees the client's TCP connection: {paths:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_is_probed_again_only_after_the_configured_interval() {
+    let (srv, shim, tcp, key, mut opts) = setup().await;
+    // An interval far beyond the test: UDP coming back goes unnoticed.
+    opts.session.fallback.probe_interval = Duration::from_secs(120);
+    opts.session.fallback.max_probe_interval = Duration::from_secs(120);
+    shim.set_drop(true);
+    let client = Endpoint::client(localhost()).unwrap();
+    let conn = within(20, client.connect_with(shim.addr(), &key, opts))
+        .await
+        .unwrap();
+    let _server_conn = within(5, srv.accept()).await.unwrap();
+    assert_eq!(carrier_to(&conn, tcp), Some(Carrier::Tcp));
+    shim.set_drop(false);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(carrier_to(&conn, tcp), Some(Carrier::Tcp), "still on TCP");
+    assert!(
+        udp_bytes(&conn, shim.addr()).is_none(),
+        "no UDP probe before the interval: {:?}",
+        conn.paths_with_carrier()
     );
 }
