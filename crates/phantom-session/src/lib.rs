@@ -60,6 +60,8 @@ mod tests;
 pub use cc::CongestionSnapshot;
 pub use endpoint::{Accepted, DatagramEvent, Endpoint, EndpointStats, SessionHandle};
 pub use error::{Error, close_code};
+/// The congestion controller a path runs ([`Config::congestion`]).
+pub use phantom_congestion::Algorithm as CongestionAlgorithm;
 pub use scheduler::SchedulerMode;
 pub use session::{Session, SessionKeys};
 pub use stream::{Dir, Side};

@@ -69,5 +69,5 @@ pub use error::{ConnectionClosed, Error};
 pub use phantom_handshake::{HybridSigningKey, HybridVerifyingKey, ServerIdentity};
 pub use phantom_session::fallback::{Carrier, FallbackConfig};
 pub use phantom_session::{
-    CloseReason, Config as SessionConfig, PathSnapshot, SchedulerMode, Stats,
+    CloseReason, Config as SessionConfig, CongestionAlgorithm, PathSnapshot, SchedulerMode, Stats,
 };
