@@ -26,6 +26,24 @@ fn lossy() -> LinkConfig {
     }
 }
 
+/// Both ends rotated their sending keys at least 1,000 times and followed the peer's
+/// rotations as often.
+fn assert_thousand_rekeys_each_way(pair: &Pair) {
+    let (c, s) = (pair.client.stats(), pair.server.stats());
+    eprintln!(
+        "rekeys: client {} / server {}",
+        c.rekeys_local, s.rekeys_local
+    );
+    assert!(
+        c.rekeys_local >= 1000 && s.rekeys_local >= 1000,
+        "{c:?} {s:?}"
+    );
+    assert!(
+        c.rekeys_peer >= 1000 && s.rekeys_peer >= 1000,
+        "{c:?} {s:?}"
+    );
+}
+
 fn run_transfer(pair: &mut Pair, streams: usize, len: u64, max_steps: u64) -> Transfer {
     let mut t = Transfer::start(pair, streams, len);
     pair.drive(max_steps, |p| t.poll(p)).unwrap();
@@ -121,19 +139,7 @@ fn large_transfer_64mib_lossy_with_a_thousand_rekeys_each_way() {
     };
     let mut pair = Pair::new(8, cfg, lossy());
     run_transfer(&mut pair, 16, 4 << 20, 400_000_000);
-    let (c, s) = (pair.client.stats(), pair.server.stats());
-    eprintln!(
-        "rekeys: client {} / server {}",
-        c.rekeys_local, s.rekeys_local
-    );
-    assert!(
-        c.rekeys_local >= 1000 && s.rekeys_local >= 1000,
-        "{c:?} {s:?}"
-    );
-    assert!(
-        c.rekeys_peer >= 1000 && s.rekeys_peer >= 1000,
-        "{c:?} {s:?}"
-    );
+    assert_thousand_rekeys_each_way(&pair);
 }
 
 #[test]
@@ -170,19 +176,7 @@ fn rekeys_more_than_a_thousand_times_in_both_directions() {
     };
     let mut pair = Pair::new(7, cfg, link);
     run_transfer(&mut pair, 4, 1536 * 1024, 2_000_000);
-    let (c, s) = (pair.client.stats(), pair.server.stats());
-    eprintln!(
-        "rekeys: client {} / server {}",
-        c.rekeys_local, s.rekeys_local
-    );
-    assert!(
-        c.rekeys_local >= 1000 && s.rekeys_local >= 1000,
-        "{c:?} {s:?}"
-    );
-    assert!(
-        c.rekeys_peer >= 1000 && s.rekeys_peer >= 1000,
-        "{c:?} {s:?}"
-    );
+    assert_thousand_rekeys_each_way(&pair);
     let (c_send, c_recv) = pair.client.epochs();
     let (s_send, s_recv) = pair.server.epochs();
     assert!(s_recv <= c_send && c_recv <= s_send);
