@@ -5,14 +5,15 @@
 //! Run: `cargo bench -p phantom-session --bench session -- --warm-up-time 1 --measurement-time 5`
 //!
 //! On a shared, loaded machine criterion's medians drift with the neighbours' load;
-//! `SESSION_RATIO=session|raw|setup` runs a fixed amount of work of one side for a
-//! CPU-time comparison instead (see [`ratio`]).
+//! `SESSION_RATIO=session|raw|setup|idle|idle-setup` runs a fixed amount of work of
+//! one side for a CPU-time comparison instead (see [`ratio`]).
 #![allow(
     missing_docs,
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing,
-    clippy::disallowed_methods
+    clippy::disallowed_methods,
+    clippy::panic
 )]
 
 use std::hint::black_box;
@@ -69,89 +70,124 @@ fn pair(now: Instant) -> (Session, Session) {
     (c, s)
 }
 
-/// Moves `BULK` bytes client -> server; returns the packets the client sent.
+/// Moves `BULK` bytes client -> server over a fresh session pair; returns the
+/// packets the client sent.
 fn transfer(data: &[u8]) -> u64 {
-    transfer_beside_idle_streams(data, 0)
+    Pipe::new().stream(data)
 }
 
 /// [`transfer`] with `idle` more streams open on both sides (each carried one byte
 /// and stays open), to show what the bulk stream's packets cost beside them.
 fn transfer_beside_idle_streams(data: &[u8], idle: usize) -> u64 {
-    let mut now = Instant::now();
-    let (mut c, mut s) = pair(now);
-    let mut buf = vec![0u8; 1500];
-    let to_s = RxMeta::udp(addr(2), addr(1));
-    let to_c = RxMeta::udp(addr(1), addr(2));
-    let mut opened = 0;
-    for _ in 0..100_000 {
-        if opened >= idle {
-            break;
-        }
-        while opened < idle {
-            let Ok(id) = c.open_stream(Dir::Uni) else {
-                break;
-            };
-            c.write(id, &[1]).unwrap();
-            opened += 1;
-        }
-        now += Duration::from_millis(1);
-        c.handle_timeout(now);
-        s.handle_timeout(now);
-        while let Some(t) = c.poll_transmit(now, &mut buf) {
-            s.handle_datagram(now, to_s, &mut buf[..t.len]);
-        }
-        while let Some(t) = s.poll_transmit(now, &mut buf) {
-            c.handle_datagram(now, to_c, &mut buf[..t.len]);
+    let mut pipe = Pipe::new();
+    pipe.open_idle(idle);
+    pipe.stream(data)
+}
+
+/// A connected client/server pair joined by a lossless, zero-delay pipe.
+struct Pipe {
+    c: Session,
+    s: Session,
+    now: Instant,
+    buf: Vec<u8>,
+    rbuf: Vec<u8>,
+}
+
+impl Pipe {
+    fn new() -> Self {
+        let now = Instant::now();
+        let (c, s) = pair(now);
+        Self {
+            c,
+            s,
+            now,
+            buf: vec![0u8; 1500],
+            rbuf: vec![0u8; 64 * 1024],
         }
     }
-    let packets_before = c.stats().packets_sent;
-    let id = c.open_stream(Dir::Uni).unwrap();
-    if data.is_empty() {
-        c.finish(id).unwrap();
-    }
-    let mut written = 0;
-    let mut read = 0;
-    let mut rbuf = vec![0u8; 64 * 1024];
-    for _ in 0..10_000_000 {
-        if written < data.len() {
-            written += c.write(id, &data[written..]).unwrap_or(0);
-            if written == data.len() {
-                c.finish(id).unwrap();
-            }
-        }
+
+    /// Moves every datagram both ways until both ends are quiet; true if any moved.
+    fn exchange(&mut self) -> bool {
+        let to_s = RxMeta::udp(addr(2), addr(1));
+        let to_c = RxMeta::udp(addr(1), addr(2));
         let mut moved = false;
-        while let Some(t) = c.poll_transmit(now, &mut buf) {
-            s.handle_datagram(now, to_s, &mut buf[..t.len]);
+        while let Some(t) = self.c.poll_transmit(self.now, &mut self.buf) {
+            self.s
+                .handle_datagram(self.now, to_s, &mut self.buf[..t.len]);
             moved = true;
         }
-        while let Some(t) = s.poll_transmit(now, &mut buf) {
-            c.handle_datagram(now, to_c, &mut buf[..t.len]);
+        while let Some(t) = self.s.poll_transmit(self.now, &mut self.buf) {
+            self.c
+                .handle_datagram(self.now, to_c, &mut self.buf[..t.len]);
             moved = true;
         }
-        loop {
-            match s.read(id, &mut rbuf) {
-                Ok(Some(0)) | Err(_) => break,
-                Ok(Some(n)) => read += n,
-                Ok(None) => return c.stats().packets_sent - packets_before,
+        moved
+    }
+
+    /// Opens `idle` client streams that carry one byte each and stay open.
+    fn open_idle(&mut self, idle: usize) {
+        let mut opened = 0;
+        for _ in 0..100_000 {
+            if opened >= idle {
+                break;
             }
-        }
-        if !moved {
-            // Let pacing and delayed-ACK timers fire.
-            let next = [c.poll_timeout(), s.poll_timeout()]
-                .into_iter()
-                .flatten()
-                .min();
-            now = next.map_or(now + Duration::from_millis(1), |t| t.max(now));
-            if c.poll_timeout().is_some_and(|t| t <= now) {
-                c.handle_timeout(now);
+            while opened < idle {
+                let Ok(id) = self.c.open_stream(Dir::Uni) else {
+                    break;
+                };
+                self.c.write(id, &[1]).unwrap();
+                opened += 1;
             }
-            if s.poll_timeout().is_some_and(|t| t <= now) {
-                s.handle_timeout(now);
-            }
+            self.now += Duration::from_millis(1);
+            self.c.handle_timeout(self.now);
+            self.s.handle_timeout(self.now);
+            self.exchange();
         }
     }
-    assert_eq!(read, data.len());
-    c.stats().packets_sent
+
+    /// Sends `data` on a new stream and reads it all at the server; returns the
+    /// packets the client sent meanwhile.
+    fn stream(&mut self, data: &[u8]) -> u64 {
+        let packets_before = self.c.stats().packets_sent;
+        let id = self.c.open_stream(Dir::Uni).unwrap();
+        if data.is_empty() {
+            self.c.finish(id).unwrap();
+        }
+        let mut written = 0;
+        let mut read = 0;
+        for _ in 0..10_000_000 {
+            if written < data.len() {
+                written += self.c.write(id, &data[written..]).unwrap_or(0);
+                if written == data.len() {
+                    self.c.finish(id).unwrap();
+                }
+            }
+            let moved = self.exchange();
+            loop {
+                match self.s.read(id, &mut self.rbuf) {
+                    Ok(Some(0)) | Err(_) => break,
+                    Ok(Some(n)) => read += n,
+                    Ok(None) => return self.c.stats().packets_sent - packets_before,
+                }
+            }
+            if !moved {
+                // Let pacing and delayed-ACK timers fire.
+                let next = [self.c.poll_timeout(), self.s.poll_timeout()]
+                    .into_iter()
+                    .flatten()
+                    .min();
+                let now = next.map_or(self.now + Duration::from_millis(1), |t| t.max(self.now));
+                self.now = now;
+                if self.c.poll_timeout().is_some_and(|t| t <= now) {
+                    self.c.handle_timeout(now);
+                }
+                if self.s.poll_timeout().is_some_and(|t| t <= now) {
+                    self.s.handle_timeout(now);
+                }
+            }
+        }
+        unreachable!("transfer did not finish: {read} of {} bytes", data.len());
+    }
 }
 
 fn bench(c: &mut Criterion) {
@@ -213,12 +249,14 @@ impl RawSealOpen {
     }
 }
 
-/// `SESSION_RATIO=session|raw|setup`: a fixed amount of work for an outside CPU-time
-/// measurement (`perf stat -e task-clock`, which does not count time spent waiting
-/// for a core, unlike criterion's wall clock on a loaded machine). Every mode builds
-/// the data and runs one transfer to learn the packet count `n` ("setup"); `session`
-/// then runs `REPEATS` more transfers, `raw` `REPEATS * n` raw seal+opens. Per packet:
-/// `(cpu(mode) - cpu(setup)) / (REPEATS * n)`; the recipe is in docs/PERFORMANCE.md.
+/// `SESSION_RATIO=session|raw|setup|idle|idle-setup`: a fixed amount of work for an
+/// outside CPU-time measurement (`perf stat -e task-clock`, which does not count time
+/// spent waiting for a core, unlike criterion's wall clock on a loaded machine). Every
+/// mode builds the data and runs one transfer to learn the packet count `n` ("setup");
+/// `session` then runs `REPEATS` more transfers, `raw` `REPEATS * n` raw seal+opens.
+/// Per packet: `(cpu(mode) - cpu(setup)) / (REPEATS * n)`. `idle` runs the transfers
+/// beside 1,000 idle streams, against `idle-setup` (the same pairs and idle streams,
+/// no bulk data). The recipe is in docs/PERFORMANCE.md.
 fn ratio(mode: &str) {
     const REPEATS: u64 = 40;
     let data: Vec<u8> = (0..BULK).map(|i| (i % 251) as u8).collect();
