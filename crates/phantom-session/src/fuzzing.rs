@@ -162,6 +162,19 @@ mod tests {
     use rand::rngs::ChaCha8Rng;
     use rand::{RngExt, SeedableRng};
 
+    /// Found by `cargo fuzz run session_recv` (300 s): an authenticated packet from a
+    /// new address moves the path to that unvalidated address, then a close sent the
+    /// CLOSE packet there without checking its anti-amplification budget (I7).
+    #[test]
+    fn i7_close_after_rebinding_stays_within_the_amplification_budget() {
+        session_recv(
+            crate::test_instant(),
+            include_bytes!(
+                "../../../fuzz/corpus/session_recv/seed-close-within-amplification-budget"
+            ),
+        );
+    }
+
     #[test]
     fn i1_fuzz_body_survives_random_programs() {
         let mut rng = ChaCha8Rng::seed_from_u64(5);

@@ -2148,21 +2148,18 @@ impl Session {
     }
 
     fn send_close(&mut self, now: Instant, buf: &mut [u8], size: usize) -> Option<Transmit> {
-        let info = self.close.as_mut()?;
+        let info = self.close.as_ref()?;
         if !info.pending {
             return None;
         }
-        info.pending = false;
-        let (code, application, reason) = (info.code, info.application, info.reason.clone());
-        let id = if self.paths.contains_key(&self.primary) {
-            self.primary
-        } else {
-            *self.paths.keys().next()?
-        };
+        let (code, application) = (info.code, info.application);
         let payload = buf.get_mut(HEADER_LEN..size - TAG_LEN)?;
         let mut w = Writer::new(payload);
         let room = w.remaining().saturating_sub(16);
-        let reason = reason.get(..reason.len().min(room)).unwrap_or_default();
+        let reason = info
+            .reason
+            .get(..info.reason.len().min(room))
+            .unwrap_or_default();
         Frame::Close(Close {
             error_code: code,
             application,
@@ -2172,6 +2169,16 @@ impl Session {
         .ok()?;
         let mut built = Built::new();
         built.len = w.written();
+        // The primary path if its anti-amplification budget allows the packet (I7: it
+        // may have just moved to an address still being validated), else any path
+        // that can take it; with none, the CLOSE waits for budget (or the close timer).
+        let len = (HEADER_LEN + built.len + TAG_LEN) as u64;
+        let id = std::iter::once(self.primary)
+            .chain(self.paths.keys().copied())
+            .find(|&p| self.paths.contains_key(&p) && self.registry.can_send(PathId(p), len))?;
+        if let Some(info) = self.close.as_mut() {
+            info.pending = false;
+        }
         self.finish_packet(now, id, buf, built, false)
     }
 
