@@ -21,7 +21,7 @@ const CARGO_DENY_VERSION: &str = "0.20.0";
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 /// Default seconds each fuzz target runs during `ci`'s smoke step.
-const SMOKE_SECS: u64 = 10;
+const SMOKE_SECS: u64 = 30;
 
 #[derive(Parser)]
 #[command(name = "xtask", about = "Phantom project automation")]
