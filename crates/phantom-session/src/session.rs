@@ -107,7 +107,7 @@ enum Timer {
 const TIMER_COUNT: usize = 9;
 
 /// One enum-indexed table of deadlines; `poll_timeout` returns the earliest.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct Timers([Option<Instant>; TIMER_COUNT]);
 
 impl Timers {
@@ -349,8 +349,6 @@ pub struct Session {
     redundant_queue: VecDeque<(u8, Record)>,
 
     timers: Timers,
-    /// The derived deadlines in `timers` need recomputing ([`Self::refresh_timers`]).
-    timers_stale: bool,
     last_rx: Instant,
     last_tx_eliciting: Instant,
     ping_pending: bool,
@@ -507,7 +505,6 @@ impl Session {
             next_path_id: 1,
             redundant_queue: VecDeque::new(),
             timers: Timers::default(),
-            timers_stale: true,
             last_rx: now,
             last_tx_eliciting: now,
             ping_pending: false,
@@ -858,10 +855,8 @@ impl Session {
         if self.state == State::Closed {
             return;
         }
-        self.refresh_timers();
         if self.timers.expired(Timer::Close, now) {
             self.timers = Timers::default();
-            self.timers_stale = false;
             self.state = State::Closed;
             return;
         }
@@ -871,7 +866,6 @@ impl Session {
         if self.timers.expired(Timer::Idle, now) {
             tracing::info!(target: "phantom::session", "idle timeout");
             self.timers = Timers::default();
-            self.timers_stale = false;
             self.state = State::Closed;
             self.events
                 .push_back(Event::Closed(CloseReason::IdleTimeout));
@@ -1210,11 +1204,6 @@ impl Session {
     /// The earliest deadline at which `handle_timeout` must be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.timers_stale {
-            let mut t = self.timers;
-            self.derived_timers(&mut t);
-            return t.earliest();
-        }
         self.timers.earliest()
     }
 
@@ -1381,7 +1370,6 @@ impl Session {
                 }));
                 self.state = State::Draining;
                 self.timers = Timers::default();
-                self.timers_stale = false;
                 let pto = self.max_pto();
                 self.timers.set(Timer::Close, Some(now + pto * 3));
             }
@@ -1760,23 +1748,7 @@ impl Session {
         self.events.push_back(Event::Fallback(action));
     }
 
-    /// The loss, path-validation, fallback and keep-alive deadlines follow from
-    /// state that changes with every packet; they are recomputed lazily (when the
-    /// runtime asks for the next deadline or a timeout is handled), not per packet.
     fn update_loss_timer(&mut self) {
-        self.timers_stale = true;
-    }
-
-    fn refresh_timers(&mut self) {
-        if self.timers_stale {
-            let mut t = self.timers;
-            self.derived_timers(&mut t);
-            self.timers = t;
-            self.timers_stale = false;
-        }
-    }
-
-    fn derived_timers(&self, timers: &mut Timers) {
         let mut earliest: Option<Instant> = None;
         for p in self.paths.values() {
             let t = p.recovery.timer(&p.rtt);
@@ -1784,13 +1756,16 @@ impl Session {
                 earliest = Some(earliest.map_or(t, |e| e.min(t)));
             }
         }
-        timers.set(Timer::LossDetection, earliest);
-        timers.set(Timer::PathValidation, self.registry.next_timeout());
-        timers.set(Timer::Fallback, Some(self.fallback.next_timeout()));
+        self.timers.set(Timer::LossDetection, earliest);
+        let pv = self.registry.next_timeout();
+        self.timers.set(Timer::PathValidation, pv);
+        self.timers
+            .set(Timer::Fallback, Some(self.fallback.next_timeout()));
         if let Some(ka) = self.cfg.keep_alive
             && matches!(self.state, State::Connected | State::Migrating)
         {
-            timers.set(Timer::KeepAlive, Some(self.last_tx_eliciting + ka));
+            self.timers
+                .set(Timer::KeepAlive, Some(self.last_tx_eliciting + ka));
         }
     }
 
@@ -2026,7 +2001,6 @@ impl Session {
                 if self.paths.is_empty() {
                     self.state = State::Closed;
                     self.timers = Timers::default();
-                    self.timers_stale = false;
                     self.events
                         .push_back(Event::Closed(CloseReason::Error(Error::Path(
                             "all paths failed",
@@ -2758,7 +2732,6 @@ impl Session {
         let pto = self.max_pto();
         self.state = State::Closing;
         self.timers = Timers::default();
-        self.timers_stale = false;
         self.timers.set(Timer::Close, Some(now + pto * 3));
         self.close = Some(CloseInfo {
             code,
