@@ -198,3 +198,80 @@ async fn eight_parallel_streams_are_byte_exact() {
         );
     }
 }
+
+/// Goodput of one bulk session while `idle` other sessions stay open, idle, on the
+/// same server endpoint (whose driver serves them all). The sink only counts bytes,
+/// so the transfer, not a digest, sets the pace.
+async fn bulk_beside_idle_sessions(idle: usize, len: usize) -> f64 {
+    let (srv, key) = server();
+    let addr = srv.local_addr();
+    tokio::spawn(async move {
+        while let Ok(conn) = srv.accept().await {
+            tokio::spawn(async move {
+                while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; 256 * 1024];
+                        let mut len = 0u64;
+                        loop {
+                            let n = recv.read(&mut buf).await.unwrap();
+                            if n == 0 {
+                                break;
+                            }
+                            len += n as u64;
+                        }
+                        send.write_all(&len.to_be_bytes()).await.unwrap();
+                        send.shutdown().await.unwrap();
+                    });
+                }
+            });
+        }
+    });
+    let mut keep = Vec::new();
+    for _ in 0..idle {
+        let client = Endpoint::client(localhost()).unwrap();
+        let conn = within(30, client.connect(addr, &key)).await.unwrap();
+        keep.push((client, conn));
+    }
+    let client = Endpoint::client(localhost()).unwrap();
+    let conn = within(10, client.connect(addr, &key)).await.unwrap();
+    let data = pattern(len, 3);
+    let start = phantom::now();
+    within(120, async {
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        for chunk in data.chunks(256 * 1024) {
+            send.write_all(chunk).await.unwrap();
+        }
+        send.shutdown().await.unwrap();
+        let mut answer = [0u8; 8];
+        recv.read_exact(&mut answer).await.unwrap();
+        assert_eq!(u64::from_be_bytes(answer), len as u64);
+    })
+    .await;
+    let st = conn.stats();
+    eprintln!(
+        "  idle {idle}: client sent {} packets, received {} (acks), lost {}",
+        st.packets_sent, st.packets_received, st.packets_lost
+    );
+    len as f64 / start.elapsed().as_secs_f64() / 1e6
+}
+
+/// Measures (prints) what 1,000 idle sessions on the server cost a bulk transfer.
+/// Run with `cargo test --release -p phantom --test bulk -- --ignored idle_sessions --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement: 2,000 handshakes and 4 x 2 bulk transfers of 128 MiB"]
+async fn bulk_goodput_beside_a_thousand_idle_sessions() {
+    for round in 0..4 {
+        // Alternate which runs first, so warm-up does not favour one.
+        let (alone, crowded) = if round % 2 == 0 {
+            let a = bulk_beside_idle_sessions(0, 128 << 20).await;
+            (a, bulk_beside_idle_sessions(1000, 128 << 20).await)
+        } else {
+            let c = bulk_beside_idle_sessions(1000, 128 << 20).await;
+            (bulk_beside_idle_sessions(0, 128 << 20).await, c)
+        };
+        eprintln!(
+            "round {round}: alone {alone:.0} MB/s, beside 1000 idle sessions {crowded:.0} MB/s ({:.2}x)",
+            crowded / alone
+        );
+    }
+}
