@@ -148,6 +148,13 @@ impl Pipe {
     /// Sends `data` on a new stream and reads it all at the server; returns the
     /// packets the client sent meanwhile.
     fn stream(&mut self, data: &[u8]) -> u64 {
+        self.stream_read_by(data, false)
+    }
+
+    /// [`Pipe::stream`], reading with `read` (a copy into the application's buffer)
+    /// or, with `zero_copy`, with `read_with` (the application looks at the receive
+    /// buffer in place).
+    fn stream_read_by(&mut self, data: &[u8], zero_copy: bool) -> u64 {
         let packets_before = self.c.stats().packets_sent;
         let id = self.c.open_stream(Dir::Uni).unwrap();
         if data.is_empty() {
@@ -164,7 +171,15 @@ impl Pipe {
             }
             let moved = self.exchange();
             loop {
-                match self.s.read(id, &mut self.rbuf) {
+                let r = if zero_copy {
+                    self.s.read_with(id, |c| {
+                        black_box(c);
+                        c.len()
+                    })
+                } else {
+                    self.s.read(id, &mut self.rbuf)
+                };
+                match r {
                     Ok(Some(0)) | Err(_) => break,
                     Ok(Some(n)) => read += n,
                     Ok(None) => return self.c.stats().packets_sent - packets_before,
@@ -249,14 +264,15 @@ impl RawSealOpen {
     }
 }
 
-/// `SESSION_RATIO=session|raw|setup|idle|idle-setup`: a fixed amount of work for an
+/// `SESSION_RATIO=session|session-zero-copy|raw|setup|idle|idle-setup`: a fixed amount of work for an
 /// outside CPU-time measurement (`perf stat -e task-clock`, which does not count time
 /// spent waiting for a core, unlike criterion's wall clock on a loaded machine). Every
 /// mode builds the data and runs one transfer to learn the packet count `n` ("setup");
 /// `session` then runs `REPEATS` more transfers, `raw` `REPEATS * n` raw seal+opens.
 /// Per packet: `(cpu(mode) - cpu(setup)) / (REPEATS * n)`. `idle` runs the transfers
 /// beside 1,000 idle streams, against `idle-setup` (the same pairs and idle streams,
-/// no bulk data). The recipe is in docs/PERFORMANCE.md.
+/// no bulk data). `session-zero-copy` is `session` with the reader using `read_with`
+/// instead of copying out with `read`. The recipe is in docs/PERFORMANCE.md.
 fn ratio(mode: &str) {
     const REPEATS: u64 = 40;
     let data: Vec<u8> = (0..BULK).map(|i| (i % 251) as u8).collect();
@@ -272,6 +288,11 @@ fn ratio(mode: &str) {
         "session" => {
             for _ in 0..REPEATS {
                 black_box(transfer(&data));
+            }
+        }
+        "session-zero-copy" => {
+            for _ in 0..REPEATS {
+                black_box(Pipe::new().stream_read_by(&data, true));
             }
         }
         "idle-setup" => {

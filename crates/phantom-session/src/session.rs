@@ -998,13 +998,36 @@ impl Session {
     /// # Errors
     /// [`Error::Reset`] if the peer reset the stream, [`Error::UnknownStream`].
     pub fn read(&mut self, id: StreamId, out: &mut [u8]) -> Result<Option<usize>, Error> {
+        self.read_via(id, |r| r.read(out))
+    }
+
+    /// Zero-copy read: hands the next contiguous in-order bytes of the stream to `f`
+    /// (as a borrowed slice of the receive buffer), which returns how many it used;
+    /// the rest stays for the next read. Results as [`Session::read`]; `f` is not
+    /// called when nothing is readable.
+    ///
+    /// # Errors
+    /// As [`Session::read`].
+    pub fn read_with(
+        &mut self,
+        id: StreamId,
+        f: impl FnOnce(&[u8]) -> usize,
+    ) -> Result<Option<usize>, Error> {
+        self.read_via(id, |r| r.read_with(f))
+    }
+
+    fn read_via(
+        &mut self,
+        id: StreamId,
+        op: impl FnOnce(&mut RecvStream) -> Result<Option<usize>, Error>,
+    ) -> Result<Option<usize>, Error> {
         let entry = self
             .streams
             .get_mut(&id.0)
             .ok_or(Error::UnknownStream(id.0))?;
         entry.readable_signalled = false;
         let r = entry.recv.as_mut().ok_or(Error::UnknownStream(id.0))?;
-        let result = r.read(out);
+        let result = op(r);
         if r.credit_pending {
             self.ctl_active.insert(id.0);
         }

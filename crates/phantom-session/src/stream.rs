@@ -554,6 +554,31 @@ impl RecvStream {
         if let (Some(dst), Some(src)) = (out.get_mut(from_a..n), b.get(..n - from_a)) {
             dst.copy_from_slice(src);
         }
+        self.consume(n)
+    }
+
+    /// Hands the next contiguous in-order bytes to `f` without copying them out; `f`
+    /// returns how many it took (at most the slice's length). Same results as
+    /// [`Self::read`]; `f` is not called when nothing is buffered.
+    pub(crate) fn read_with(
+        &mut self,
+        f: impl FnOnce(&[u8]) -> usize,
+    ) -> Result<Option<usize>, Error> {
+        if let Some(code) = self.reset {
+            self.finished_read = true;
+            return Err(Error::Reset(code));
+        }
+        let chunk = self.contig.as_slices().0;
+        let n = if chunk.is_empty() {
+            0
+        } else {
+            f(chunk).min(chunk.len())
+        };
+        self.consume(n)
+    }
+
+    /// Removes `n` read bytes from the front and updates the credit to grant.
+    fn consume(&mut self, n: usize) -> Result<Option<usize>, Error> {
         self.contig.drain(..n);
         self.read_offset += n as u64;
         if self.contig.is_empty() && self.contig.capacity() > CONTIG_KEEP {
