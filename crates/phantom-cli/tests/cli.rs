@@ -232,22 +232,32 @@ fn pipe_through_echo_server_returns_stdin() {
     keygen(&d);
     let server = Server::start(&d, &["--echo"]);
     let pubkey = d.join("server.pub");
-    let mut child = Command::new(BIN)
-        .args([
-            "pipe",
+    let input: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+    pipe_echoes(
+        &[
             "--connect",
             &server.addr,
             "--server-pub",
             pubkey.to_str().unwrap(),
-        ])
+        ],
+        &input,
+    );
+    server.stop();
+}
+
+/// Runs `phantom pipe ARGS` with `input` on stdin; it must exit 0 and print `input`
+/// back (the server echoes).
+fn pipe_echoes(args: &[&str], input: &[u8]) {
+    let mut child = Command::new(BIN)
+        .arg("pipe")
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let input: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
     let mut stdin = child.stdin.take().unwrap();
-    let feed = input.clone();
+    let feed = input.to_vec();
     let writer = std::thread::spawn(move || {
         stdin.write_all(&feed).unwrap();
     });
@@ -264,7 +274,6 @@ fn pipe_through_echo_server_returns_stdin() {
         out.stdout.len(),
         input.len()
     );
-    server.stop();
 }
 
 #[test]
@@ -365,39 +374,17 @@ fn pipe_falls_back_to_tcp_when_udp_gets_no_answer() {
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let udp = silent.local_addr().unwrap().to_string();
     let pubkey = d.join("server.pub");
-    let mut child = Command::new(BIN)
-        .args([
-            "pipe",
+    let input: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
+    pipe_echoes(
+        &[
             "--connect",
             &udp,
             "--tcp",
             &tcp,
             "--server-pub",
             pubkey.to_str().unwrap(),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let input: Vec<u8> = (0..300_000u32).map(|i| (i % 241) as u8).collect();
-    let mut stdin = child.stdin.take().unwrap();
-    let feed = input.clone();
-    let writer = std::thread::spawn(move || {
-        stdin.write_all(&feed).unwrap();
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.stdout == input,
-        "echoed {} of {} bytes",
-        out.stdout.len(),
-        input.len()
+        ],
+        &input,
     );
     drop(silent);
     server.stop();
