@@ -50,6 +50,23 @@ async fn setup() -> (
     (srv, shim, tcp, key, opts)
 }
 
+/// Connects a new client endpoint to `srv` through `shim` and accepts the session on
+/// the server: `(client endpoint, client connection, server connection)`.
+async fn connect_through(
+    srv: &Endpoint,
+    shim: &Shim,
+    key: &phantom::HybridVerifyingKey,
+    opts: ClientOptions,
+    secs: u64,
+) -> (Endpoint, Connection, Connection) {
+    let client = Endpoint::client(localhost()).unwrap();
+    let conn = within(secs, client.connect_with(shim.addr(), key, opts))
+        .await
+        .unwrap();
+    let server_conn = within(5, srv.accept()).await.unwrap();
+    (client, conn, server_conn)
+}
+
 fn tcp_bytes(conn: &Connection, tcp: SocketAddr) -> Option<u64> {
     conn.paths()
         .iter()
@@ -112,11 +129,7 @@ async fn echo_with(
 async fn udp_blocked_from_the_start_connects_over_tcp_and_moves_4_mib_exactly() {
     let (srv, shim, tcp, key, opts) = setup().await;
     shim.set_drop(true);
-    let client = Endpoint::client(localhost()).unwrap();
-    let conn = within(20, client.connect_with(shim.addr(), &key, opts))
-        .await
-        .unwrap();
-    let server_conn = within(5, srv.accept()).await.unwrap();
+    let (_client, conn, server_conn) = connect_through(&srv, &shim, &key, opts, 20).await;
     let paths = conn.paths();
     assert!(
         paths
@@ -132,11 +145,7 @@ async fn udp_blocked_from_the_start_connects_over_tcp_and_moves_4_mib_exactly() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transfer_survives_udp_failing_midway_over_tcp_and_returns_to_udp() {
     let (srv, shim, tcp, key, opts) = setup().await;
-    let client = Endpoint::client(localhost()).unwrap();
-    let conn = within(10, client.connect_with(shim.addr(), &key, opts))
-        .await
-        .unwrap();
-    let server_conn = within(5, srv.accept()).await.unwrap();
+    let (_client, conn, server_conn) = connect_through(&srv, &shim, &key, opts, 10).await;
     assert!(tcp_bytes(&conn, tcp).is_none(), "starts on UDP");
     let server_again = server_conn.clone();
     // 1. UDP fails in the middle of a 4 MiB echo: it completes over TCP.
@@ -187,11 +196,7 @@ async fn i1_a_bad_tcp_frame_closes_only_that_connection() {
 async fn a_session_started_over_tcp_moves_to_udp_once_udp_works() {
     let (srv, shim, tcp, key, opts) = setup().await;
     shim.set_drop(true);
-    let client = Endpoint::client(localhost()).unwrap();
-    let conn = within(20, client.connect_with(shim.addr(), &key, opts))
-        .await
-        .unwrap();
-    let server_conn = within(5, srv.accept()).await.unwrap();
+    let (_client, conn, server_conn) = connect_through(&srv, &shim, &key, opts, 20).await;
     assert!(tcp_bytes(&conn, tcp).is_some(), "started over TCP");
     shim.set_drop(false);
     wait_until(20, "the session to move to UDP", || {
@@ -301,11 +306,7 @@ async fn udp_is_probed_again_only_after_the_configured_interval() {
     opts.session.fallback.probe_interval = Duration::from_secs(120);
     opts.session.fallback.max_probe_interval = Duration::from_secs(120);
     shim.set_drop(true);
-    let client = Endpoint::client(localhost()).unwrap();
-    let conn = within(20, client.connect_with(shim.addr(), &key, opts))
-        .await
-        .unwrap();
-    let _server_conn = within(5, srv.accept()).await.unwrap();
+    let (_client, conn, _server_conn) = connect_through(&srv, &shim, &key, opts, 20).await;
     assert_eq!(carrier_to(&conn, tcp), Some(Carrier::Tcp));
     shim.set_drop(false);
     tokio::time::sleep(Duration::from_secs(3)).await;
