@@ -61,6 +61,19 @@ impl Fnv {
 
 /// Sends `data` on a new stream and checks the sink's answer.
 async fn send_and_check(conn: &Connection, data: &[u8]) {
+    let answer = send_and_check_len(conn, data).await;
+    let mut h = Fnv::default();
+    h.update(data);
+    assert_eq!(
+        u64::from_be_bytes(answer[8..].try_into().unwrap()),
+        h.0,
+        "digest mismatch"
+    );
+}
+
+/// Sends `data` on a new stream and checks the length the sink answers; returns the
+/// whole answer (length, digest).
+async fn send_and_check_len(conn: &Connection, data: &[u8]) -> [u8; 16] {
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
     for chunk in data.chunks(256 * 1024) {
         send.write_all(chunk).await.unwrap();
@@ -68,17 +81,11 @@ async fn send_and_check(conn: &Connection, data: &[u8]) {
     send.shutdown().await.unwrap();
     let mut answer = [0u8; 16];
     recv.read_exact(&mut answer).await.unwrap();
-    let mut h = Fnv::default();
-    h.update(data);
     assert_eq!(
         u64::from_be_bytes(answer[..8].try_into().unwrap()),
         data.len() as u64
     );
-    assert_eq!(
-        u64::from_be_bytes(answer[8..].try_into().unwrap()),
-        h.0,
-        "digest mismatch"
-    );
+    answer
 }
 
 async fn bulk(len: usize, secs: u64) {
@@ -217,20 +224,7 @@ async fn bulk_beside_idle_sessions(idle: usize, len: usize) -> f64 {
     let conn = within(10, client.connect(addr, &key)).await.unwrap();
     let data = pattern(len, 3);
     let start = phantom::now();
-    within(120, async {
-        let (mut send, mut recv) = conn.open_bi().await.unwrap();
-        for chunk in data.chunks(256 * 1024) {
-            send.write_all(chunk).await.unwrap();
-        }
-        send.shutdown().await.unwrap();
-        let mut answer = [0u8; 16];
-        recv.read_exact(&mut answer).await.unwrap();
-        assert_eq!(
-            u64::from_be_bytes(answer[..8].try_into().unwrap()),
-            len as u64
-        );
-    })
-    .await;
+    within(120, send_and_check_len(&conn, &data)).await;
     let st = conn.stats();
     eprintln!(
         "  idle {idle}: client sent {} packets, received {} (acks), lost {}",
