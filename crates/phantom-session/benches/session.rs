@@ -148,30 +148,40 @@ impl Pipe {
     /// Sends `data` on a new stream and reads it all at the server; returns the
     /// packets the client sent meanwhile.
     fn stream(&mut self, data: &[u8]) -> u64 {
-        self.stream_read_by(data, false)
+        self.stream_by(data, None)
     }
 
-    /// [`Pipe::stream`], reading with `read` (a copy into the application's buffer)
-    /// or, with `zero_copy`, with `read_with` (the application looks at the receive
-    /// buffer in place).
-    fn stream_read_by(&mut self, data: &[u8], zero_copy: bool) -> u64 {
+    /// [`Pipe::stream`] with the zero-copy calls at both ends: the sender hands
+    /// over `Bytes` with `write_chunk`, the reader looks at the receive buffer in
+    /// place with `read_with`.
+    fn stream_zero_copy(&mut self, data: &bytes::Bytes) -> u64 {
+        self.stream_by(data, Some(data.clone()))
+    }
+
+    /// [`Pipe::stream`]: copying `write` and `read`, or with `zero_copy` the data as
+    /// `Bytes` for `write_chunk` and `read_with` at the reader.
+    fn stream_by(&mut self, data: &[u8], mut zero_copy: Option<bytes::Bytes>) -> u64 {
         let packets_before = self.c.stats().packets_sent;
         let id = self.c.open_stream(Dir::Uni).unwrap();
         if data.is_empty() {
             self.c.finish(id).unwrap();
         }
+        let reader_zero_copy = zero_copy.is_some();
         let mut written = 0;
         let mut read = 0;
         for _ in 0..10_000_000 {
             if written < data.len() {
-                written += self.c.write(id, &data[written..]).unwrap_or(0);
+                written += match zero_copy.as_mut() {
+                    Some(rest) => self.c.write_chunk(id, rest).unwrap_or(0),
+                    None => self.c.write(id, &data[written..]).unwrap_or(0),
+                };
                 if written == data.len() {
                     self.c.finish(id).unwrap();
                 }
             }
             let moved = self.exchange();
             loop {
-                let r = if zero_copy {
+                let r = if reader_zero_copy {
                     self.s.read_with(id, |c| {
                         black_box(c);
                         c.len()
@@ -272,7 +282,8 @@ impl RawSealOpen {
 /// Per packet: `(cpu(mode) - cpu(setup)) / (REPEATS * n)`. `idle` runs the transfers
 /// beside 1,000 idle streams, against `idle-setup` (the same pairs and idle streams,
 /// no bulk data). `session-zero-copy` is `session` with the reader using `read_with`
-/// instead of copying out with `read`. The recipe is in docs/PERFORMANCE.md.
+/// instead of copying out with `read`, and the sender `write_chunk` with `Bytes`
+/// instead of copying in with `write`. The recipe is in docs/PERFORMANCE.md.
 fn ratio(mode: &str) {
     const REPEATS: u64 = 40;
     let data: Vec<u8> = (0..BULK).map(|i| (i % 251) as u8).collect();
@@ -291,8 +302,9 @@ fn ratio(mode: &str) {
             }
         }
         "session-zero-copy" => {
+            let shared = bytes::Bytes::from(data.clone());
             for _ in 0..REPEATS {
-                black_box(Pipe::new().stream_read_by(&data, true));
+                black_box(Pipe::new().stream_zero_copy(&shared));
             }
         }
         "idle-setup" => {

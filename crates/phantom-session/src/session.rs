@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use phantom_crypto::{Opener, Sealer, Suite, TAG_LEN, TrafficSecret};
 use phantom_guard::{PathConfig, PathEvent, PathRegistry, SendBudget, StreamWindows};
 use phantom_handshake::Established;
@@ -942,6 +943,22 @@ impl Session {
     pub fn write(&mut self, id: StreamId, data: &[u8]) -> Result<usize, Error> {
         self.check_open()?;
         let n = self.send_half(id)?.write(data)?;
+        if n > 0 {
+            self.send_active.insert(id.0);
+        }
+        Ok(n)
+    }
+
+    /// Queues data on a stream without copying it: takes the longest prefix of
+    /// `data` the send buffer has room for (sharing its memory) and leaves the rest
+    /// in `data`. Returns how many bytes were taken. The bytes are copied once, into
+    /// the packet that carries them.
+    ///
+    /// # Errors
+    /// As [`Session::write`].
+    pub fn write_chunk(&mut self, id: StreamId, data: &mut Bytes) -> Result<usize, Error> {
+        self.check_open()?;
+        let n = self.send_half(id)?.write_bytes(data)?;
         if n > 0 {
             self.send_active.insert(id.0);
         }

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Range;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 
 use crate::error::Error;
 use crate::ranges::RangeSet;
@@ -91,12 +91,210 @@ pub(crate) struct Chunk {
     pub(crate) new_bytes: u64,
 }
 
+/// Where the bytes of one [`SendBuf`] segment live.
+#[derive(Debug)]
+enum SegData {
+    /// In the copy ring, from ring coordinate `pos` (bytes ever pushed to the ring).
+    Ring { pos: u64 },
+    /// In a chunk the application handed over.
+    Chunk(Bytes),
+}
+
+/// One run of bytes `[start, start + len)` of the stream.
+#[derive(Debug)]
+struct Seg {
+    start: u64,
+    len: usize,
+    data: SegData,
+}
+
+/// The unacknowledged bytes of a send stream. Copied writes go to one ring buffer
+/// whose memory is reused for the stream's life (no allocation per write once it
+/// has grown); chunks handed over with [`SendBuf::push_bytes`] are kept as they
+/// are (no copy). A list of segments says, in offset order, which holds what:
+/// consecutive copied writes share one segment, so a stream written only by
+/// copy has a single segment. Offsets are absolute stream offsets.
+#[derive(Debug, Default)]
+pub(crate) struct SendBuf {
+    ring: VecDeque<u8>,
+    /// Ring coordinate of `ring[0]`.
+    ring_front: u64,
+    segs: VecDeque<Seg>,
+    /// Offset of the first byte held (everything below is acknowledged).
+    base: u64,
+    len: usize,
+}
+
+impl SendBuf {
+    /// Offset of the first byte held.
+    pub(crate) fn base(&self) -> u64 {
+        self.base
+    }
+
+    /// Bytes held.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    fn end(&self) -> u64 {
+        self.base + self.len as u64
+    }
+
+    /// Appends a copy of `data`.
+    pub(crate) fn push_slice(&mut self, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        match self.segs.back_mut() {
+            Some(Seg {
+                len,
+                data: SegData::Ring { .. },
+                ..
+            }) => *len += data.len(),
+            _ => {
+                let seg = Seg {
+                    start: self.end(),
+                    len: data.len(),
+                    data: SegData::Ring {
+                        pos: self.ring_front + self.ring.len() as u64,
+                    },
+                };
+                self.segs.push_back(seg);
+            }
+        }
+        self.ring.extend(data);
+        self.len += data.len();
+    }
+
+    /// Appends `data` without copying it.
+    pub(crate) fn push_bytes(&mut self, data: Bytes) {
+        if data.is_empty() {
+            return;
+        }
+        let seg = Seg {
+            start: self.end(),
+            len: data.len(),
+            data: SegData::Chunk(data),
+        };
+        self.len += seg.len;
+        self.segs.push_back(seg);
+    }
+
+    /// The bytes of `seg` from `from` (relative to its start) on, as at most two
+    /// slices (the ring may wrap).
+    fn seg_slices<'a>(&'a self, seg: &'a Seg, from: usize) -> (&'a [u8], &'a [u8]) {
+        match &seg.data {
+            SegData::Chunk(b) => (b.get(from..).unwrap_or_default(), &[]),
+            SegData::Ring { pos } => {
+                let Some(at) = usize::try_from(pos.saturating_sub(self.ring_front))
+                    .ok()
+                    .and_then(|p| p.checked_add(from))
+                else {
+                    return (&[], &[]);
+                };
+                let Some(end) = at.checked_add(seg.len.saturating_sub(from)) else {
+                    return (&[], &[]);
+                };
+                let (a, b) = self.ring.as_slices();
+                if end <= a.len() {
+                    (a.get(at..end).unwrap_or_default(), &[])
+                } else if at >= a.len() {
+                    (b.get(at - a.len()..end - a.len()).unwrap_or_default(), &[])
+                } else {
+                    (
+                        a.get(at..).unwrap_or_default(),
+                        b.get(..end - a.len()).unwrap_or_default(),
+                    )
+                }
+            }
+        }
+    }
+
+    /// Index of the segment holding `offset` (which must lie in `[base, end)`).
+    fn seg_index(&self, offset: u64) -> usize {
+        self.segs
+            .partition_point(|s| s.start + s.len as u64 <= offset)
+    }
+
+    /// `[offset, offset + len)` if it lies in one piece of memory.
+    pub(crate) fn contiguous(&self, offset: u64, len: usize) -> Option<&[u8]> {
+        let end = offset.checked_add(len as u64)?;
+        if offset < self.base || end > self.end() {
+            return None;
+        }
+        let seg = self.segs.get(self.seg_index(offset))?;
+        let from = usize::try_from(offset - seg.start).ok()?;
+        let (a, _) = self.seg_slices(seg, from);
+        a.get(..len)
+    }
+
+    /// Copies `[offset, offset + out.len())` into `out`; false if not all held.
+    pub(crate) fn copy_out(&self, offset: u64, out: &mut [u8]) -> bool {
+        let end = offset.saturating_add(out.len() as u64);
+        if offset < self.base || end > self.end() {
+            return false;
+        }
+        let mut written = 0usize;
+        for seg in self.segs.range(self.seg_index(offset)..) {
+            if written == out.len() {
+                break;
+            }
+            let at = offset + written as u64;
+            let Ok(from) = usize::try_from(at.saturating_sub(seg.start)) else {
+                return false;
+            };
+            let (a, b) = self.seg_slices(seg, from);
+            for part in [a, b] {
+                let take = part.len().min(out.len() - written);
+                match (part.get(..take), out.get_mut(written..written + take)) {
+                    (Some(src), Some(dst)) => dst.copy_from_slice(src),
+                    _ => return false,
+                }
+                written += take;
+            }
+        }
+        written == out.len()
+    }
+
+    /// Frees everything below `offset`.
+    pub(crate) fn drain_to(&mut self, offset: u64) {
+        let offset = offset.min(self.end());
+        if offset <= self.base {
+            return;
+        }
+        while let Some(seg) = self.segs.front_mut() {
+            if offset <= seg.start {
+                break;
+            }
+            let n = usize::try_from(offset - seg.start)
+                .unwrap_or(usize::MAX)
+                .min(seg.len);
+            if let SegData::Ring { pos } = &mut seg.data {
+                self.ring.drain(..n.min(self.ring.len()));
+                self.ring_front += n as u64;
+                *pos += n as u64;
+            } else if let SegData::Chunk(b) = &mut seg.data {
+                b.advance(n);
+            }
+            seg.start += n as u64;
+            seg.len -= n;
+            if seg.len == 0 {
+                self.segs.pop_front();
+            }
+        }
+        self.len -= usize::try_from(offset - self.base)
+            .unwrap_or(self.len)
+            .min(self.len);
+        self.base = offset;
+    }
+}
+
 /// Sending half of a stream.
 #[derive(Debug)]
 pub(crate) struct SendStream {
-    /// Bytes from offset `base` up to `base + buf.len()`; everything below `base` is acknowledged.
-    buf: VecDeque<u8>,
-    base: u64,
+    /// Bytes from offset `buf.base()` up to `write_end()`; everything below
+    /// `buf.base()` is acknowledged.
+    buf: SendBuf,
     /// Ranges below `sent_max` that must be retransmitted. Never-sent data,
     /// `[sent_max, write_end)`, is pending implicitly (no range bookkeeping per write
     /// or per chunk on the in-order path).
@@ -125,8 +323,7 @@ pub(crate) struct SendStream {
 impl SendStream {
     pub(crate) fn new(max_data: u64, limit: usize) -> Self {
         Self {
-            buf: VecDeque::new(),
-            base: 0,
+            buf: SendBuf::default(),
             pending: RangeSet::new(),
             acked: RangeSet::new(),
             sent_max: 0,
@@ -144,24 +341,38 @@ impl SendStream {
 
     /// Offset one past the last byte written.
     pub(crate) fn write_end(&self) -> u64 {
-        self.base + self.buf.len() as u64
+        self.buf.base() + self.buf.len() as u64
     }
 
-    /// Appends application data; returns how many bytes were accepted.
-    pub(crate) fn write(&mut self, data: &[u8]) -> Result<usize, Error> {
+    /// How many of `len` offered bytes may be buffered now; `Err(Blocked)` (and
+    /// the writable signal armed) if none.
+    fn accept(&mut self, len: usize) -> Result<usize, Error> {
         if let Some(code) = self.reset {
             return Err(Error::Stopped(code));
         }
         if self.fin {
             return Err(Error::Finished);
         }
-        let room = self.limit.saturating_sub(self.buf.len());
-        let n = room.min(data.len());
-        if n == 0 && !data.is_empty() {
+        let n = self.room().min(len);
+        if n == 0 && len > 0 {
             self.blocked = true;
             return Err(Error::Blocked);
         }
-        self.buf.extend(data.get(..n).unwrap_or_default());
+        Ok(n)
+    }
+
+    /// Appends a copy of application data; returns how many bytes were accepted.
+    pub(crate) fn write(&mut self, data: &[u8]) -> Result<usize, Error> {
+        let n = self.accept(data.len())?;
+        self.buf.push_slice(data.get(..n).unwrap_or_default());
+        Ok(n)
+    }
+
+    /// Takes as much of `data` as the buffer has room for, without copying it;
+    /// `data` keeps the rest. Returns how many bytes were taken.
+    pub(crate) fn write_bytes(&mut self, data: &mut Bytes) -> Result<usize, Error> {
+        let n = self.accept(data.len())?;
+        self.buf.push_bytes(data.split_to(n));
         Ok(n)
     }
 
@@ -274,46 +485,12 @@ impl SendStream {
 
     /// Copies `[offset, offset+out.len())` of the buffered data into `out`.
     pub(crate) fn copy_out(&self, offset: u64, out: &mut [u8]) -> bool {
-        let Some(skip) = offset.checked_sub(self.base) else {
-            return false;
-        };
-        let Ok(skip) = usize::try_from(skip) else {
-            return false;
-        };
-        if skip.saturating_add(out.len()) > self.buf.len() {
-            return false;
-        }
-        let (a, b) = self.buf.as_slices();
-        let mut written = 0;
-        for (part, part_start) in [(a, 0usize), (b, a.len())] {
-            let part_end = part_start + part.len();
-            let from = (skip + written).max(part_start);
-            let to = (skip + out.len()).min(part_end);
-            if from < to
-                && let (Some(src), Some(dst)) = (
-                    part.get(from - part_start..to - part_start),
-                    out.get_mut(written..written + (to - from)),
-                )
-            {
-                dst.copy_from_slice(src);
-                written += to - from;
-            }
-        }
-        written == out.len()
+        self.buf.copy_out(offset, out)
     }
 
     /// `[offset, offset+len)` of the buffered data if it is contiguous in memory.
     pub(crate) fn contiguous(&self, offset: u64, len: usize) -> Option<&[u8]> {
-        let skip = usize::try_from(offset.checked_sub(self.base)?).ok()?;
-        let end = skip.checked_add(len)?;
-        let (a, b) = self.buf.as_slices();
-        if end <= a.len() {
-            a.get(skip..end)
-        } else if skip >= a.len() {
-            b.get(skip - a.len()..end - a.len())
-        } else {
-            None
-        }
+        self.buf.contiguous(offset, len)
     }
 
     /// A chunk was acknowledged. Returns true if buffer space was freed.
@@ -325,10 +502,11 @@ impl SendStream {
             return false;
         }
         let end = offset + len as u64;
-        let new_base = if offset <= self.base {
+        let base = self.buf.base();
+        let new_base = if offset <= base {
             // In-order acknowledgement (the common case): no range bookkeeping
             // unless something above was acknowledged out of order.
-            if end <= self.base {
+            if end <= base {
                 return false;
             }
             if self.acked.is_empty() {
@@ -342,9 +520,7 @@ impl SendStream {
             self.acked.insert(offset..end);
             return false;
         };
-        let n = usize::try_from(new_base - self.base).unwrap_or(usize::MAX);
-        self.buf.drain(..n.min(self.buf.len()));
-        self.base = new_base;
+        self.buf.drain_to(new_base);
         true
     }
 
@@ -353,7 +529,7 @@ impl SendStream {
         if self.reset.is_some() {
             return;
         }
-        let r: Range<u64> = offset.max(self.base)..offset + len as u64;
+        let r: Range<u64> = offset.max(self.buf.base())..offset + len as u64;
         if r.start >= r.end {
             return;
         }
@@ -367,7 +543,7 @@ impl SendStream {
 
     /// Everything, fin included, is acknowledged (or the reset is).
     pub(crate) fn is_done(&self) -> bool {
-        (self.fin_acked && self.buf.is_empty()) || self.reset_acked
+        (self.fin_acked && self.buf.len() == 0) || self.reset_acked
     }
 
     /// Free buffer space.
@@ -735,26 +911,49 @@ mod tests {
     }
 
     #[test]
-    fn contiguous_view_matches_copy_out_across_wraparound() {
-        let mut s = SendStream::new(1 << 20, 256);
+    fn contiguous_view_matches_copy_out_across_segments() {
+        let mut s = SendStream::new(1 << 20, 512);
         let data: Vec<u8> = (0..=255u8).collect();
         s.write(&data[..200]).unwrap();
         let c = s.next_chunk(150, u64::MAX).unwrap();
         s.on_ack(c.offset, c.len, false);
+        // A handed-over chunk between two copied tails: [200, 300) shares `data`'s bytes.
+        let mut chunk = Bytes::copy_from_slice(&data[..100]);
+        assert_eq!(s.write_bytes(&mut chunk).unwrap(), 100);
+        assert!(chunk.is_empty());
         s.write(&data[..150]).unwrap();
-        for off in 150..350u64 {
+        let expect = |off: u64| -> u8 {
+            match off {
+                0..200 => data[off as usize],
+                200..300 => data[off as usize - 200],
+                _ => data[off as usize - 300],
+            }
+        };
+        for off in 150..450u64 {
             for len in [1usize, 7, 40, 100] {
                 if off + len as u64 > s.write_end() {
                     continue;
                 }
                 let mut out = vec![0u8; len];
                 assert!(s.copy_out(off, &mut out));
-                if let Some(view) = s.contiguous(off, len) {
-                    assert_eq!(view, &out[..]);
+                let want: Vec<u8> = (off..off + len as u64).map(expect).collect();
+                assert_eq!(out, want, "offset {off} len {len}");
+                match s.contiguous(off, len) {
+                    Some(view) => assert_eq!(view, &out[..]),
+                    // Copied bytes may wrap around the ring; a handed-over chunk never does.
+                    None => assert!(
+                        !(off >= 200 && off + len as u64 <= 300),
+                        "[{off}, +{len}) lies in the handed-over chunk but had no contiguous view"
+                    ),
                 }
             }
         }
         assert!(s.contiguous(10, 5).is_none(), "below the acknowledged base");
+        // A write that does not fit is cut to the room left; the rest stays with the caller.
+        let mut big = Bytes::from(vec![9u8; 400]);
+        assert_eq!(s.write_bytes(&mut big).unwrap(), 512 - 300);
+        assert_eq!(big.len(), 400 - 212);
+        assert!(matches!(s.write_bytes(&mut big), Err(Error::Blocked)));
     }
 
     #[test]
@@ -784,6 +983,57 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(128))]
+        /// The chunked send buffer holds exactly the bytes written and not yet
+        /// drained, whichever mix of copied and handed-over writes built it: every
+        /// range reads back as written (contiguous when inside one segment), and
+        /// reads outside the held range are refused.
+        #[test]
+        fn send_buf_matches_a_flat_model(
+            ops in proptest::collection::vec((0u8..4, 0usize..150_000, 0usize..4000), 1..60),
+        ) {
+            let mut b = SendBuf::default();
+            let mut model: Vec<u8> = Vec::new();
+            let mut base = 0usize;
+            let mut next = 0u8;
+            for (op, size, at) in ops {
+                let size = if op == 0 { size } else { size % 3000 };
+                let data: Vec<u8> = (0..size).map(|_| { next = next.wrapping_add(7); next }).collect();
+                match op {
+                    0 | 1 => b.push_slice(&data),
+                    2 => b.push_bytes(Bytes::from(data.clone())),
+                    _ => {
+                        let held = model.len() - base;
+                        let to = base + if held == 0 { 0 } else { at % (held + 1) };
+                        b.drain_to(to as u64);
+                        base = to;
+                        prop_assert_eq!(b.base(), base as u64);
+                        prop_assert_eq!(b.len(), model.len() - base);
+                        continue;
+                    }
+                }
+                model.extend_from_slice(&data);
+                prop_assert_eq!(b.len(), model.len() - base);
+                let held = model.len() - base;
+                if held == 0 {
+                    continue;
+                }
+                let from = base + at % held;
+                let len = (size % 1500).min(model.len() - from);
+                let mut out = vec![0u8; len];
+                prop_assert!(b.copy_out(from as u64, &mut out));
+                prop_assert_eq!(&out[..], &model[from..from + len]);
+                if let Some(c) = b.contiguous(from as u64, len) {
+                    prop_assert_eq!(c, &model[from..from + len]);
+                }
+                let mut past = vec![0u8; 1];
+                prop_assert!(!b.copy_out(model.len() as u64, &mut past));
+                prop_assert!(b.contiguous(model.len() as u64, 1).is_none());
+                if base > 0 {
+                    prop_assert!(!b.copy_out(base as u64 - 1, &mut past));
+                }
+            }
+        }
+
         /// Whatever the order of acknowledgements and losses, every byte is sent until
         /// acknowledged, retransmissions never consume session credit twice, and the
         /// stream completes with the fin acknowledged.

@@ -7,6 +7,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
+
 use phantom_handshake::{ResumptionHint, ResumptionTicket};
 use phantom_session::fallback::Carrier;
 use phantom_session::{
@@ -485,6 +487,67 @@ impl SendStream {
         });
         self.finished = true;
     }
+
+    /// Sends `data` without copying it into the send buffer (the bytes are copied
+    /// once, into the packets that carry them): waits while the buffer is full, as
+    /// `write_all` does, and returns once all of `data` is queued.
+    ///
+    /// # Errors
+    /// As [`AsyncWrite::poll_write`]: [`Error::Closed`] if the connection closed,
+    /// [`Error::Session`] if the stream was finished, reset or stopped.
+    pub async fn write_chunk(&mut self, mut data: Bytes) -> Result<(), Error> {
+        while !data.is_empty() {
+            std::future::poll_fn(|cx| self.poll_write_chunk(cx, &mut data)).await?;
+        }
+        Ok(())
+    }
+
+    /// Queues as much of `data` as the send buffer has room for, without copying
+    /// it; `data` keeps the rest. `Pending` (woken when acknowledgements free
+    /// space) if there is no room.
+    ///
+    /// # Errors
+    /// As [`SendStream::write_chunk`].
+    pub fn poll_write_chunk(
+        &mut self,
+        cx: &mut Context<'_>,
+        data: &mut Bytes,
+    ) -> Poll<Result<usize, Error>> {
+        if data.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        self.push(cx, |session, id| session.write_chunk(id, data))
+    }
+
+    /// Runs one write-like session call under the endpoint lock: `Pending` with the
+    /// waker registered if the buffer is full, else the bytes taken (the driver is
+    /// told there is data to send).
+    fn push(
+        &mut self,
+        cx: &mut Context<'_>,
+        write: impl FnOnce(&mut phantom_session::Session, StreamId) -> Result<usize, SessionError>,
+    ) -> Poll<Result<usize, Error>> {
+        let mut g = self.conn.shared.lock();
+        let Some(c) = g.conns.get_mut(&self.conn.handle) else {
+            return Poll::Ready(Err(Connection::closed_err()));
+        };
+        match write(&mut c.session, self.id) {
+            Ok(0) | Err(SessionError::Blocked) => {
+                c.write_wakers.insert(self.id.0, cx.waker().clone());
+                Poll::Pending
+            }
+            Ok(n) => {
+                g.dirty.insert(self.conn.handle);
+                drop(g);
+                self.conn.shared.notify.notify_one();
+                Poll::Ready(Ok(n))
+            }
+            Err(SessionError::Closed) => {
+                Poll::Ready(Err(c.closed_error().unwrap_or_else(Connection::closed_err)))
+            }
+            Err(e) => Poll::Ready(Err(Error::Session(e))),
+        }
+    }
 }
 
 impl AsyncWrite for SendStream {
@@ -497,27 +560,8 @@ impl AsyncWrite for SendStream {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        let mut g = this.conn.shared.lock();
-        let Some(c) = g.conns.get_mut(&this.conn.handle) else {
-            return Poll::Ready(Err(Connection::closed_err().into_io()));
-        };
-        match c.session.write(this.id, buf) {
-            Ok(0) | Err(SessionError::Blocked) => {
-                c.write_wakers.insert(this.id.0, cx.waker().clone());
-                Poll::Pending
-            }
-            Ok(n) => {
-                g.dirty.insert(this.conn.handle);
-                drop(g);
-                this.conn.shared.notify.notify_one();
-                Poll::Ready(Ok(n))
-            }
-            Err(SessionError::Closed) => Poll::Ready(Err(c
-                .closed_error()
-                .unwrap_or_else(Connection::closed_err)
-                .into_io())),
-            Err(e) => Poll::Ready(Err(Error::Session(e).into_io())),
-        }
+        this.push(cx, |session, id| session.write(id, buf))
+            .map_err(Error::into_io)
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -114,6 +114,53 @@ async fn bulk_transfer_16_mib_is_byte_exact() {
     bulk(16 << 20, 40).await;
 }
 
+/// `write_chunk` hands `Bytes` over without a copy; mixed with small copied writes
+/// and large ones (copied outside the endpoint lock) the sink sees every byte in
+/// order, and a chunk larger than the send buffer is queued in pieces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_chunk_mixed_with_copied_writes_is_byte_exact() {
+    let (srv, key) = server();
+    let addr = srv.local_addr();
+    spawn_sink(srv, true);
+    let client = Endpoint::client(localhost()).unwrap();
+    let conn = within(10, client.connect(addr, &key)).await.unwrap();
+    let data = bytes::Bytes::from(pattern(6 << 20, 3));
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    within(60, async {
+        // 3 MiB as one chunk (three times the default send buffer), then rounds of
+        // a 300 KiB chunk, a 100-byte copied write and a 40 KiB copied write.
+        let mut at = 3 << 20;
+        send.write_chunk(data.slice(..at)).await.unwrap();
+        while at < data.len() {
+            for (len, chunk) in [(300 << 10, true), (100, false), (40 << 10, false)] {
+                let end = data.len().min(at + len);
+                if chunk {
+                    send.write_chunk(data.slice(at..end)).await.unwrap();
+                } else {
+                    send.write_all(&data[at..end]).await.unwrap();
+                }
+                at = end;
+            }
+        }
+        send.shutdown().await.unwrap();
+    })
+    .await;
+    let mut answer = [0u8; 16];
+    within(30, recv.read_exact(&mut answer)).await.unwrap();
+    assert_eq!(
+        u64::from_be_bytes(answer[..8].try_into().unwrap()),
+        data.len() as u64
+    );
+    let mut h = Fnv::default();
+    h.update(&data);
+    assert_eq!(
+        u64::from_be_bytes(answer[8..].try_into().unwrap()),
+        h.0,
+        "digest mismatch"
+    );
+    conn.close(0, b"");
+}
+
 /// Run with `cargo test -p phantom --test bulk -- --ignored`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "slow: 256 MiB"]
