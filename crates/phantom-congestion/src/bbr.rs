@@ -458,7 +458,7 @@ impl Bbr {
         self.raise_inflight_hi_slope();
     }
 
-    /// BBRv3 `BBRRaiseInflightHiSlope` (draft-ietf-ccwg-bbr §5.3.3.5.3; Linux
+    /// BBRv3 `BBRRaiseInflightHiSlope` (draft-ietf-ccwg-bbr; Linux `tcp_bbr.c`
     /// `bbr_raise_inflight_hi_slope`): this round `inflight_hi` may grow by
     /// `2^probe_up_rounds` packets, i.e. one packet per `cwnd / 2^rounds` bytes
     /// acknowledged, and the next round twice that.
