@@ -94,6 +94,15 @@ pub struct Bbr {
     pending_loss_sent_at: Option<Instant>,
     inflight_hi: u64,
     last_loss_reaction_round: Option<u64>,
+    /// The sender filled the window since the last ACK (Linux `tcp_is_cwnd_limited`).
+    cwnd_limited: bool,
+    /// BBRv3 `bw_probe_up_rounds`: probe rounds since `inflight_hi` was last set;
+    /// `inflight_hi` grows by `2^rounds` packets per round while the bound limits.
+    probe_up_rounds: u32,
+    /// BBRv3 `bw_probe_up_acks`: bytes acknowledged towards the next raise.
+    probe_up_acks: u64,
+    /// BBRv3 `probe_up_cnt`, in bytes: acknowledged bytes per one-packet raise.
+    probe_up_cnt: u64,
     rng: u64,
 }
 
@@ -135,6 +144,10 @@ impl Bbr {
             pending_loss_sent_at: None,
             inflight_hi: u64::MAX,
             last_loss_reaction_round: None,
+            cwnd_limited: false,
+            probe_up_rounds: 0,
+            probe_up_acks: 0,
+            probe_up_cnt: u64::MAX,
             rng: config.seed,
         };
         bbr.init_pacing_rate(NO_RTT_PACING_RTT);
@@ -311,6 +324,7 @@ impl Bbr {
             BbrMode::Startup if rs.lost >= self.mss.saturating_mul(STARTUP_MIN_LOSS_PACKETS) => {
                 self.filled_pipe = true;
                 self.inflight_hi = self.bdp(1.0).max(self.bytes_in_flight).max(self.min_cwnd);
+                self.reset_inflight_hi_slope();
                 self.last_loss_reaction_round = Some(self.round_count);
             }
             // Only packets sent during the probe tell whether the probe was too much.
@@ -325,6 +339,7 @@ impl Bbr {
                         .tx_in_flight
                         .max(self.bdp(PROBE_UP_GAIN))
                         .max(self.min_cwnd);
+                    self.reset_inflight_hi_slope();
                 }
                 self.last_loss_reaction_round = Some(self.round_count);
                 self.advance_cycle(now);
@@ -434,15 +449,52 @@ impl Bbr {
         }
     }
 
-    fn grow_inflight_hi(&mut self, acked: u64) {
-        // BBRv2 probes `inflight_hi` upward while pacing above the estimate and
-        // limited by the bound.
-        if self.mode == BbrMode::ProbeBw
-            && self.pacing_gain > 1.0
-            && self.inflight_hi != u64::MAX
-            && self.bytes_in_flight.saturating_add(self.mss) >= self.inflight_hi
+    /// A lossy probe just set `inflight_hi`: the next probes raise it again
+    /// starting from one packet per round (BBRv3 `bbr_start_bw_probe_refill`
+    /// resets `bw_probe_up_rounds`, then `BBRRaiseInflightHiSlope`).
+    fn reset_inflight_hi_slope(&mut self) {
+        self.probe_up_rounds = 0;
+        self.probe_up_acks = 0;
+        self.raise_inflight_hi_slope();
+    }
+
+    /// BBRv3 `BBRRaiseInflightHiSlope` (draft-ietf-ccwg-bbr; Linux `tcp_bbr.c`
+    /// `bbr_raise_inflight_hi_slope`): this round `inflight_hi` may grow by
+    /// `2^probe_up_rounds` packets, i.e. one packet per `cwnd / 2^rounds` bytes
+    /// acknowledged, and the next round twice that.
+    fn raise_inflight_hi_slope(&mut self) {
+        self.probe_up_cnt = (self.cwnd >> self.probe_up_rounds).max(self.mss).max(1);
+        self.probe_up_rounds = (self.probe_up_rounds + 1).min(30);
+    }
+
+    /// BBRv3 `BBRProbeInflightHiUpward`: while probing up and limited by the
+    /// bound (the sender filled a window of `inflight_hi`), raise `inflight_hi`
+    /// with an exponentially growing slope. Our probe phase lasts about one
+    /// round (one min RTT), not BBRv3's multi-round ProbeBW_UP, so the slope
+    /// carries over from one probe to the next and restarts only when a lossy
+    /// probe sets the bound again. Without this a bound set during a loss
+    /// burst, while the bandwidth estimate was falling, never grows back: the
+    /// window stays at a few packets, the bandwidth filter forgets the link rate
+    /// within ten (short) rounds and the model settles on what that window delivers.
+    fn probe_inflight_hi_upward(&mut self, acked: u64) {
+        if self.mode != BbrMode::ProbeBw
+            || self.pacing_gain <= 1.0
+            || self.inflight_hi == u64::MAX
+            || !self.cwnd_limited
+            || self.cwnd < self.inflight_hi
         {
-            self.inflight_hi = self.inflight_hi.saturating_add(acked / 2);
+            return;
+        }
+        self.probe_up_acks = self.probe_up_acks.saturating_add(acked);
+        if self.probe_up_acks >= self.probe_up_cnt {
+            let delta = self.probe_up_acks / self.probe_up_cnt;
+            self.probe_up_acks -= delta.saturating_mul(self.probe_up_cnt);
+            self.inflight_hi = self
+                .inflight_hi
+                .saturating_add(delta.saturating_mul(self.mss));
+        }
+        if self.round_start {
+            self.raise_inflight_hi_slope();
         }
     }
 
@@ -489,6 +541,10 @@ impl Bbr {
 impl CongestionController for Bbr {
     fn on_sent(&mut self, _now: Instant, _bytes: u64, bytes_in_flight: u64) {
         self.bytes_in_flight = bytes_in_flight;
+        // No room for another full packet: the window, not the sender, limits.
+        if bytes_in_flight.saturating_add(self.mss) > self.cwnd {
+            self.cwnd_limited = true;
+        }
     }
 
     fn on_ack(&mut self, now: Instant, ack: &AckEvent, _rtt: &RttEstimator) {
@@ -508,10 +564,11 @@ impl CongestionController for Bbr {
         self.update_cycle(now);
         let expired = self.update_min_rtt(now, ack.rtt_sample);
         self.check_probe_rtt(now, expired, ack);
-        self.grow_inflight_hi(ack.acked_bytes);
+        self.probe_inflight_hi_upward(ack.acked_bytes);
         self.set_pacing_rate(ack.rtt_sample);
         self.set_cwnd(ack.acked_bytes);
         self.loss_in_ack = false;
+        self.cwnd_limited = false;
     }
 
     fn on_loss(&mut self, now: Instant, sent_at: Instant, bytes: u64, persistent: bool) {

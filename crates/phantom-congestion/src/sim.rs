@@ -46,6 +46,19 @@ impl LinkConfig {
     }
 }
 
+/// A time window of extra loss on the link (a loss burst, or with
+/// `loss_rate` 1.0 an outage), to test how a controller recovers from one.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Impairment {
+    /// Offset from the start of the run at which the window opens.
+    pub start: Duration,
+    /// How long it lasts.
+    pub length: Duration,
+    /// Independent loss probability per packet inside the window (on top of
+    /// [`LinkConfig::loss_rate`]), in `[0, 1]`.
+    pub loss_rate: f64,
+}
+
 /// One simulation run.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SimConfig {
@@ -65,6 +78,11 @@ pub struct SimConfig {
     pub warmup: Duration,
     /// Seed for the link's loss process and the controller.
     pub seed: u64,
+    /// An optional window of extra loss.
+    pub impairment: Option<Impairment>,
+    /// If set, [`SimReport::timeline`] records the bytes delivered in each
+    /// consecutive bin of this length.
+    pub timeline_bin: Option<Duration>,
 }
 
 impl SimConfig {
@@ -94,6 +112,8 @@ impl SimConfig {
             max_ack_delay: Duration::from_millis(25),
             warmup: Duration::from_secs(5),
             seed,
+            impairment: None,
+            timeline_bin: None,
         }
     }
 }
@@ -107,7 +127,7 @@ pub struct SimReport {
     pub utilisation: f64,
     /// Data packets sent.
     pub packets_sent: u64,
-    /// Packets dropped by the random loss process.
+    /// Packets dropped by the random loss process (and the [`Impairment`]).
     pub random_drops: u64,
     /// Packets dropped by the full queue.
     pub queue_drops: u64,
@@ -135,6 +155,8 @@ pub struct SimReport {
     /// Largest bytes released by the pacer in any 1 ms window, minus what its
     /// bucket allows (`burst + rate * 1 ms`); positive means a burst overran.
     pub max_pacer_excess: i64,
+    /// Bytes delivered in each [`SimConfig::timeline_bin`] (empty without one).
+    pub timeline: Vec<u64>,
     /// The controller's final snapshot.
     pub final_snapshot: Snapshot,
     /// Whether the run hit its event bound before the end (must be false).
@@ -270,9 +292,19 @@ pub fn run(config: &SimConfig, epoch: Instant) -> Result<SimReport, Error> {
             "sim: rate, packet_size and ack_every must be positive",
         ));
     }
-    if !(0.0..=1.0).contains(&link.loss_rate) {
+    if !(0.0..=1.0).contains(&link.loss_rate)
+        || config
+            .impairment
+            .is_some_and(|i| !(0.0..=1.0).contains(&i.loss_rate))
+    {
         return Err(Error::InvalidConfig("sim: loss_rate must be in [0, 1]"));
     }
+    if config.timeline_bin.is_some_and(|b| b.is_zero()) {
+        return Err(Error::InvalidConfig("sim: timeline_bin must be positive"));
+    }
+    let impaired = config
+        .impairment
+        .map(|i| (epoch + i.start, epoch + i.start + i.length, i.loss_rate));
     let cc_config = Config {
         max_datagram_size: config.packet_size,
         max_ack_delay: config.max_ack_delay,
@@ -323,6 +355,7 @@ pub fn run(config: &SimConfig, epoch: Instant) -> Result<SimReport, Error> {
         probe_rtt_durations: Vec::new(),
         recovery_growth_violations: 0,
         max_pacer_excess: i64::MIN,
+        timeline: Vec::new(),
         final_snapshot: path.snapshot(),
         truncated: false,
     };
@@ -383,7 +416,9 @@ pub fn run(config: &SimConfig, epoch: Instant) -> Result<SimReport, Error> {
                     queued_bytes = queued_bytes.saturating_sub(b);
                     queue.pop_front();
                 }
-                if rng.chance(link.loss_rate) {
+                let impaired_now =
+                    impaired.is_some_and(|(from, to, p)| now >= from && now < to && rng.chance(p));
+                if rng.chance(link.loss_rate) || impaired_now {
                     report.random_drops += 1;
                 } else if queued_bytes.saturating_add(mss) > link.queue_bytes {
                     report.queue_drops += 1;
@@ -468,6 +503,18 @@ pub fn run(config: &SimConfig, epoch: Instant) -> Result<SimReport, Error> {
                 break;
             };
             report.delivered_bytes += bytes;
+            if let Some(bin) = config.timeline_bin {
+                let i = now.saturating_duration_since(epoch).as_nanos() / bin.as_nanos();
+                let i = usize::try_from(i).unwrap_or(usize::MAX);
+                if i < (1 << 24) {
+                    if report.timeline.len() <= i {
+                        report.timeline.resize(i + 1, 0);
+                    }
+                    if let Some(b) = report.timeline.get_mut(i) {
+                        *b += bytes;
+                    }
+                }
+            }
             receiver.largest_at = Some(now);
             let in_order = receiver.on_packet(pn);
             if !in_order || receiver.pending >= config.ack_every {

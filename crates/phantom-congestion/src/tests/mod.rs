@@ -4,6 +4,7 @@ mod controllers;
 mod loss;
 mod pacer;
 mod rtt;
+mod short_rtt;
 mod simulation;
 
 use std::time::Instant;
