@@ -155,6 +155,12 @@ impl PathRecovery {
         Some(m)
     }
 
+    /// The sender has nothing to send and room in the window: delivery-rate
+    /// samples until the flight now in the air is delivered are application-limited.
+    pub(crate) fn on_app_limited(&mut self) {
+        self.ledger.on_app_limited();
+    }
+
     /// One packet of an ACK being assembled was acknowledged; `frame_largest` is
     /// `Some(ack_delay)` if it was the largest its ACK frame named. Returns its
     /// records if it was outstanding.

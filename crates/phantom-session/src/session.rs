@@ -2288,7 +2288,11 @@ impl Session {
             id
         } else {
             let mut chosen = None;
-            if self.has_stream_data() {
+            let has_data = self.has_stream_data();
+            if !has_data {
+                self.mark_app_limited(size as u64);
+            }
+            if has_data {
                 let mut views = std::mem::take(&mut self.views_buf);
                 self.path_views(&mut views);
                 let mut picks = std::mem::take(&mut self.pick_buf);
@@ -2340,6 +2344,17 @@ impl Session {
             p.pacer.on_sent(t.len as u64);
         }
         Some(t)
+    }
+
+    /// Nothing to send: every path whose window has room for another packet is
+    /// application-limited, so its rate samples of this flight cannot lower the
+    /// bandwidth estimate (they measure the application, not the path).
+    fn mark_app_limited(&mut self, mss: u64) {
+        for p in self.paths.values_mut() {
+            if p.recovery.bytes_in_flight().saturating_add(mss) <= p.cc.window() {
+                p.recovery.on_app_limited();
+            }
+        }
     }
 
     fn build_regular(

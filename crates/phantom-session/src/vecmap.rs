@@ -105,6 +105,11 @@ impl<K: Ord + Copy, V> VecMap<K, V> {
     pub(crate) fn values(&self) -> impl DoubleEndedIterator<Item = &V> + '_ {
         self.entries.iter().map(|(_, v)| v)
     }
+
+    #[inline]
+    pub(crate) fn values_mut(&mut self) -> impl DoubleEndedIterator<Item = &mut V> + '_ {
+        self.entries.iter_mut().map(|(_, v)| v)
+    }
 }
 
 #[cfg(test)]

@@ -229,6 +229,19 @@ impl Pair {
         t
     }
 
+    /// Processes every event up to `t`, then moves the clock to `t` (the
+    /// application acting at a time of its own choosing). At most `max_steps` steps.
+    pub(crate) fn run_until(&mut self, t: Instant, max_steps: u64) {
+        for _ in 0..max_steps {
+            if self.next_event().is_none_or(|e| e > t) {
+                break;
+            }
+            self.step();
+        }
+        self.now = self.now.max(t);
+        self.pump();
+    }
+
     /// Advances to the next event and processes it. Returns false if idle.
     pub(crate) fn step(&mut self) -> bool {
         self.steps += 1;

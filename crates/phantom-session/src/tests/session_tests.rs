@@ -907,6 +907,47 @@ fn write_chunk_interleaved_with_write_is_byte_exact_over_a_lossy_link() {
     );
 }
 
+/// A session that goes quiet after a bulk transfer and then sends a little now and
+/// then is application-limited: its sparse samples must not lower BBR's bandwidth
+/// estimate (they say how much the application sent, not what the path carries),
+/// so a later burst starts at the path's rate instead of re-probing from a
+/// trickle's.
+#[test]
+fn app_limited_trickle_does_not_erase_the_bandwidth_estimate() {
+    let link = LinkConfig {
+        rate_bps: 20_000_000,
+        delay: Duration::from_millis(10),
+        ..LinkConfig::default()
+    };
+    let mut pair = Pair::new(31, Config::default(), link);
+    let mut t = Transfer::start(&mut pair, 1, 2 << 20);
+    pair.drive(2_000_000, |p| t.poll(p)).unwrap();
+    let after_bulk = pair.client.stats().bandwidth;
+    assert!(
+        after_bulk > 1_500_000,
+        "the bulk transfer measured only {after_bulk} B/s of a 2.5 MB/s link"
+    );
+    // Three seconds (~100 round trips, ten times BBR's bandwidth window) of one
+    // 500-byte message every 30 ms, each read by the server.
+    let id = pair.client.open_stream(Dir::Bi).unwrap();
+    let mut buf = [0u8; 1024];
+    for _ in 0..100 {
+        pair.client.write(id, &[7u8; 500]).unwrap();
+        let until = pair.now + Duration::from_millis(30);
+        pair.run_until(until, 100_000);
+        while let Ok(Some(n)) = pair.server.read(id, &mut buf) {
+            if n == 0 {
+                break;
+            }
+        }
+    }
+    let after_trickle = pair.client.stats().bandwidth;
+    assert!(
+        after_trickle * 2 >= after_bulk,
+        "app-limited samples lowered the estimate from {after_bulk} to {after_trickle} B/s"
+    );
+}
+
 #[test]
 fn stream_reset_and_stop_sending_reach_the_peer() {
     let mut pair = Pair::new(25, Config::default(), LinkConfig::default());
