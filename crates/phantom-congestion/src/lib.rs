@@ -283,8 +283,10 @@ pub struct AckEvent {
 }
 
 impl AckEvent {
-    /// An ACK event with no delivery-rate information (what a loss-based
-    /// controller needs); `rate` is empty and marked application-limited.
+    /// An ACK event with no delivery-rate information; `rate` is empty and marked
+    /// application-limited, so no controller grows its window or takes a bandwidth
+    /// sample from it. Set `rate.is_app_limited = false` for an ACK of packets sent
+    /// with the window full.
     #[must_use]
     pub fn new(acked_bytes: u64, largest_acked_sent_at: Instant, bytes_in_flight: u64) -> Self {
         Self {
@@ -414,7 +416,8 @@ impl LossWindow {
     }
 
     /// The shared part of an ACK: RTT telemetry, no growth for packets sent before
-    /// the current recovery began (RFC 9002 §7.3.2), leaving recovery, slow start.
+    /// the current recovery began (RFC 9002 §7.3.2) or while the sender was
+    /// application-limited (§7.8), leaving recovery, slow start.
     /// True when the controller's congestion-avoidance rule decides the growth.
     pub(crate) fn on_ack(&mut self, ack: &AckEvent, rtt: &RttEstimator) -> bool {
         self.bytes_in_flight = ack.bytes_in_flight;
@@ -429,6 +432,11 @@ impl LossWindow {
             return false;
         }
         self.in_recovery = false;
+        // RFC 9002 §7.8: an under-used window (the application or flow control
+        // limited the sender) says nothing about the path; it does not grow.
+        if ack.rate.is_app_limited {
+            return false;
+        }
         if self.cwnd < self.ssthresh {
             self.cwnd = self.cwnd.saturating_add(ack.acked_bytes);
             return false;

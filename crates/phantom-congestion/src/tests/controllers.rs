@@ -29,6 +29,14 @@ struct Trace {
     grew_in_recovery: u32,
 }
 
+/// An ACK of packets sent while the sender was filling its window (not
+/// application-limited), with no delivery-rate sample.
+fn window_ack(acked: u64, sent_at: Instant, in_flight: u64) -> AckEvent {
+    let mut ack = AckEvent::new(acked, sent_at, in_flight);
+    ack.rate.is_app_limited = false;
+    ack
+}
+
 /// Drives a loss-based controller through `rounds`.
 fn drive(cc: &mut dyn CongestionController, t0: Instant, rounds: &[Round]) -> Trace {
     let mut rtt = RttEstimator::new(INITIAL_RTT, Duration::ZERO);
@@ -56,7 +64,7 @@ fn drive(cc: &mut dyn CongestionController, t0: Instant, rounds: &[Round]) -> Tr
         for _ in 0..packets.saturating_sub(round.lose) {
             in_flight -= MSS;
             let before = (cc.phase(), cc.window());
-            cc.on_ack(now, &AckEvent::new(MSS, sent_at, in_flight), &rtt);
+            cc.on_ack(now, &window_ack(MSS, sent_at, in_flight), &rtt);
             if before.0 == Phase::Recovery
                 && cc.phase() == Phase::Recovery
                 && cc.window() > before.1
@@ -158,6 +166,45 @@ fn cubic_reduces_by_0_7_never_grows_in_recovery_and_regrows_toward_w_max() {
     assert_eq!(t.phases[130], Phase::Recovery);
 }
 
+/// RFC 9002 §7.8: while the sender does not fill the window (the application or
+/// flow control limits it), the loss-based windows do not grow — neither in slow
+/// start nor in congestion avoidance — and grow again once ACKs are of packets
+/// sent with the window full.
+#[test]
+fn loss_based_windows_do_not_grow_while_application_limited() {
+    let config = Config::default();
+    let t0 = epoch();
+    let rtt = RttEstimator::new(RTT, Duration::ZERO);
+    for alg in [Algorithm::NewReno, Algorithm::Cubic] {
+        for congestion_avoidance in [false, true] {
+            let mut cc = alg.build(&config).unwrap();
+            if congestion_avoidance {
+                cc.on_loss(t0, t0, MSS, false);
+                cc.on_ack(t0 + RTT, &window_ack(MSS, t0 + RTT, 0), &rtt);
+            }
+            let start = cc.window();
+            let mut now = t0 + RTT * 2;
+            for _ in 0..200 {
+                now += Duration::from_millis(1);
+                cc.on_ack(now, &AckEvent::new(MSS, now, 0), &rtt);
+            }
+            assert_eq!(
+                cc.window(),
+                start,
+                "{alg:?} (congestion avoidance: {congestion_avoidance}) grew while app-limited"
+            );
+            for _ in 0..200 {
+                now += Duration::from_millis(1);
+                cc.on_ack(now, &window_ack(MSS, now, 0), &rtt);
+            }
+            assert!(
+                cc.window() > start,
+                "{alg:?} (congestion avoidance: {congestion_avoidance}) did not grow with a full window"
+            );
+        }
+    }
+}
+
 #[test]
 fn cubic_fast_convergence_lowers_w_max_when_window_shrank() {
     let config = Config::default();
@@ -165,15 +212,11 @@ fn cubic_fast_convergence_lowers_w_max_when_window_shrank() {
     let t0 = epoch();
     let rtt = RttEstimator::new(RTT, Duration::ZERO);
     // Grow to 100 packets in slow start, lose: W_max = 100 MSS.
-    cc.on_ack(
-        t0,
-        &AckEvent::new(90 * config.max_datagram_size, t0, 0),
-        &rtt,
-    );
+    cc.on_ack(t0, &window_ack(90 * config.max_datagram_size, t0, 0), &rtt);
     cc.on_loss(t0 + RTT, t0, 1200, false);
     assert_eq!(cc.w_max(), 100 * 1200);
     // Lose again right after recovery (window 70 < W_max 100): W_max = 70 * 0.85.
-    cc.on_ack(t0 + RTT * 2, &AckEvent::new(1200, t0 + RTT * 2, 0), &rtt);
+    cc.on_ack(t0 + RTT * 2, &window_ack(1200, t0 + RTT * 2, 0), &rtt);
     let w = cc.window();
     cc.on_loss(t0 + RTT * 3, t0 + RTT * 2, 1200, false);
     assert_eq!(cc.w_max(), (w as f64 * 0.85) as u64);
