@@ -1771,6 +1771,20 @@ impl Session {
                 if self.primary == id {
                     self.choose_new_primary();
                 }
+            } else if pto_count >= failover_ptos {
+                // The last healthy path is failing too: try the failed ones again
+                // (one PING each; an acknowledgement puts a path back in service).
+                // Their probes back off with this path's PTO.
+                for (&o, p) in self.paths.iter_mut() {
+                    if o != id
+                        && p.degraded
+                        && p.probes == 0
+                        && p.recovery.ack_eliciting_in_flight() == 0
+                        && self.registry.is_validated(PathId(o))
+                    {
+                        p.probes = 1;
+                    }
+                }
             }
         }
         self.lost_buf = lost;
@@ -1951,13 +1965,16 @@ impl Session {
         });
     }
 
-    /// Where control-only packets (ACKs, credit) go: the validated, healthy path that
-    /// most recently received an authenticated packet, else the primary.
+    /// Where control-only packets (ACKs, credit) go: the validated path that most
+    /// recently received an authenticated packet (failed or not), else the primary.
     fn control_path(&self) -> Option<u8> {
+        // The validated path the peer's latest packet came in on, failed or not: the
+        // peer is using it now, so acknowledgements there are the likeliest to arrive
+        // (a failed path's answering peer is how it is found working again).
         let recent = self
             .paths
             .iter()
-            .filter(|(id, p)| !p.degraded && self.registry.is_validated(PathId(**id)))
+            .filter(|(id, _)| self.registry.is_validated(PathId(**id)))
             .filter_map(|(&id, p)| p.last_rx.map(|t| (t, id)))
             .max()
             .map(|(_, id)| id);

@@ -107,6 +107,11 @@ impl<K: Ord + Copy, V> VecMap<K, V> {
     }
 
     #[inline]
+    pub(crate) fn iter_mut(&mut self) -> impl DoubleEndedIterator<Item = (&K, &mut V)> + '_ {
+        self.entries.iter_mut().map(|(k, v)| (&*k, v))
+    }
+
+    #[inline]
     pub(crate) fn values_mut(&mut self) -> impl DoubleEndedIterator<Item = &mut V> + '_ {
         self.entries.iter_mut().map(|(_, v)| v)
     }

@@ -545,6 +545,59 @@ fn redundant_mode_survives_30_percent_loss_on_one_path() {
     assert!(sent[0] > 10_000 && sent[1] > 1 << 20, "{sent:?}");
 }
 
+/// The server moved its primary path from path 0 to the client's second path
+/// while path 0 was down (so path 0 was marked failed with nothing in flight on
+/// it); then path 0 comes back and path 1 dies. The client's packets now reach the
+/// server on path 0 only: the server must try that path again (probe it, and use
+/// it once the probe is acknowledged) instead of acknowledging into the dead path
+/// 1 until the idle timeout.
+#[test]
+fn a_failed_path_that_carries_packets_again_is_probed_and_used() {
+    let cfg = Config {
+        scheduler: SchedulerMode::Redundant,
+        ..Config::default()
+    };
+    let mut pair = Pair::new(33, cfg, ten_mbit());
+    pair.add_iface(client_addr(2), public_addr(3, 41000), ten_mbit());
+    let set_down = |pair: &mut Pair, addr, down: bool| {
+        let iface = pair.ifaces.get_mut(&addr).unwrap();
+        iface.up.cfg.down = down;
+        iface.down.cfg.down = down;
+    };
+    set_down(&mut pair, client_addr(1), true);
+    let now = pair.now;
+    pair.client.probe_path(now, client_addr(2), SERVER).unwrap();
+    pair.drive(10_000, |p| {
+        p.client.paths().iter().filter(|x| x.validated).count() == 2
+            && p.server.paths().iter().filter(|x| x.validated).count() == 2
+    })
+    .unwrap();
+    let mut t = Transfer::start(&mut pair, 1, 2 << 20);
+    pair.drive(200_000, |p| {
+        t.poll(p);
+        t.received_total() > 128 * 1024
+    })
+    .unwrap();
+    let primary = |s: &crate::Session| s.paths().iter().find(|x| x.primary).map(|x| x.id);
+    assert_eq!(
+        primary(&pair.server),
+        Some(phantom_wire::PathId(1)),
+        "the server did not move to path 1"
+    );
+    // Path 0 is back, path 1 dies: everything must finish on path 0.
+    set_down(&mut pair, client_addr(1), false);
+    set_down(&mut pair, client_addr(2), true);
+    let back_at = pair.now;
+    pair.drive(2_000_000, |p| t.poll(p)).unwrap();
+    assert_eq!(t.corrupt, 0);
+    let took = pair.now - back_at;
+    eprintln!("path 0 back in service: the rest took {took:?}");
+    assert!(
+        took < Duration::from_secs(10),
+        "the rest took {took:?} after path 0 came back"
+    );
+}
+
 #[test]
 fn failover_moves_traffic_within_three_ptos() {
     let mut pair = two_path_pair(18, SchedulerMode::Failover, ten_mbit(), ten_mbit());
