@@ -134,8 +134,11 @@ mod tests {
                     0 => prop_assert_eq!(m.insert(k, v), model.insert(k, v)),
                     1 => prop_assert_eq!(m.remove(&k), model.remove(&k)),
                     _ => {
-                        *m.get_or_insert_with(k, || 7).unwrap() += 1;
-                        *model.entry(k).or_insert(7) += 1;
+                        // Wrapping: the values are arbitrary `u16`s (65535 + 1 must not panic).
+                        let v = m.get_or_insert_with(k, || 7).unwrap();
+                        *v = v.wrapping_add(1);
+                        let w = model.entry(k).or_insert(7);
+                        *w = w.wrapping_add(1);
                     }
                 }
                 prop_assert_eq!(m.get(&k), model.get(&k));
