@@ -316,6 +316,16 @@ pub struct Session {
     next_seq: VecMap<u32, u64>,
     acks: VecMap<u32, AckSpace>,
     sent_index: VecMap<u32, SpaceSent>,
+    /// Closed streams waiting for their sequence spaces to go quiet, with the time
+    /// of the last sign of life; see [`Session::retire_spaces`].
+    retire_queue: VecDeque<(u32, Instant)>,
+    /// Streams whose sequence spaces are retired, as stream indices per kind
+    /// (`id & 3`): compact ranges, since streams close roughly in id order.
+    retired: [RangeSet; 4],
+    /// Packets refused because their space was retired (counted as replays).
+    retired_rejected: u64,
+    /// The latest time the session was told (for stamping closed streams).
+    now_hint: Instant,
 
     /// Boxed so that inserting or removing a stream moves pointers, not entries.
     streams: VecMap<u32, Box<StreamEntry>>,
@@ -485,6 +495,10 @@ impl Session {
             next_seq: VecMap::new(),
             acks: VecMap::new(),
             sent_index: VecMap::new(),
+            retire_queue: VecDeque::new(),
+            retired: Default::default(),
+            retired_rejected: 0,
+            now_hint: now,
             streams: VecMap::new(),
             next_index: [1, 1],
             opened_by_peer: [RangeSet::new(), RangeSet::new()],
@@ -673,7 +687,10 @@ impl Session {
     #[must_use]
     pub fn stats(&self) -> Stats {
         let mut s = self.stats;
-        s.replay_rejected_total = self.replay.rejected_total();
+        s.replay_rejected_total = self
+            .replay
+            .rejected_total()
+            .saturating_add(self.retired_rejected);
         if let Some(p) = self.paths.get(&self.primary) {
             s.rtt = p.rtt.smoothed();
             s.cwnd = p.cc.window();
@@ -799,6 +816,14 @@ impl Session {
         let header = *opened.header();
         let advanced = opened.advanced_epoch();
         let payload = opened.payload();
+        self.now_hint = self.now_hint.max(now);
+        // I4: a retired space has no window any more, and everything in it is old:
+        // refused as a replay (only after the AEAD verified, like the window check).
+        if self.is_retired(header.stream_id.0) {
+            self.retired_rejected = self.retired_rejected.saturating_add(1);
+            self.stats.dropped.replayed += 1;
+            return;
+        }
         // I4: the replay window is consulted only now, after the AEAD verified.
         if self
             .replay
@@ -872,6 +897,8 @@ impl Session {
                 .push_back(Event::Closed(CloseReason::IdleTimeout));
             return;
         }
+        self.now_hint = self.now_hint.max(now);
+        self.retire_spaces(now);
         if self.timers.expired(Timer::RetireKeys, now) {
             self.timers.set(Timer::RetireKeys, None);
             self.opener.retire_previous();
@@ -1523,6 +1550,11 @@ impl Session {
 
     fn on_ack(&mut self, now: Instant, ack: &Ack<'_>) -> Result<(), Error> {
         let space = ack.stream_id.0;
+        if self.is_retired(space) {
+            // A late or repeated acknowledgement of a retired space: all of it was
+            // acknowledged before the space was retired.
+            return Ok(());
+        }
         let next = self.next_seq.get(&space).copied().unwrap_or(0);
         if ack.largest() >= next {
             return Err(Error::PeerViolation("ACK of an unsent packet"));
@@ -2084,6 +2116,71 @@ impl Session {
             .ok_or(Error::UnknownStream(id.0))
     }
 
+    /// Per-space state held: (ACK spaces, our sequence counters, replay windows,
+    /// closed streams waiting to retire).
+    #[cfg(test)]
+    pub(crate) fn space_state(&self) -> (usize, usize, usize, usize) {
+        (
+            self.acks.len(),
+            self.next_seq.len(),
+            self.replay.len(),
+            self.retire_queue.len(),
+        )
+    }
+
+    /// True if stream `id`'s sequence space was retired.
+    fn is_retired(&self, id: u32) -> bool {
+        self.retired
+            .get((id & 3) as usize)
+            .is_some_and(|r| r.contains(u64::from(stream_index(id))))
+    }
+
+    /// Frees the per-space state of closed streams once their spaces are quiet.
+    ///
+    /// A closed stream's space keeps its ACK ranges and replay window (the peer's
+    /// direction) and its sequence counter (ours) until nothing has arrived in it
+    /// for 3 PTOs, no acknowledgement for it is still to be sent and none of our
+    /// packets in it is outstanding; then the state is dropped and the stream index
+    /// joins a compact retired set. A retired space is never sent in again (stream
+    /// ids are never reused, I3); packets in it are refused as replays (I4) and
+    /// acknowledgements of it ignored. Without this, every stream ever opened would
+    /// cost memory (and lookup time) for the session's life — a peer could grow it
+    /// without bound by cycling through short streams.
+    fn retire_spaces(&mut self, now: Instant) {
+        let grace = self.max_pto() * 3;
+        for _ in 0..self.retire_queue.len() {
+            let Some(&(id, since)) = self.retire_queue.front() else {
+                break;
+            };
+            if now < since + grace {
+                // Roughly in time order (re-queued entries are stamped no later than
+                // now): a younger entry in front only delays the ones behind it.
+                break;
+            }
+            self.retire_queue.pop_front();
+            let ack = self.acks.get(&id);
+            let last_rx = ack.and_then(|a| a.largest_at);
+            let busy = ack.is_some_and(|a| a.pending)
+                || self.sent_index.contains_key(&id)
+                || self.streams.contains_key(&id);
+            if busy || last_rx.is_some_and(|t| t > since) {
+                // Still in use: look again a grace period after the latest activity.
+                let again = last_rx.map_or(now, |t| t.max(since)).max(since);
+                self.retire_queue
+                    .push_back((id, if busy { now } else { again }));
+                continue;
+            }
+            self.acks.remove(&id);
+            self.ack_pending.remove(&id);
+            self.next_seq.remove(&id);
+            self.replay.remove(StreamId(id));
+            if let Some(r) = self.retired.get_mut((id & 3) as usize) {
+                let i = u64::from(stream_index(id));
+                r.insert(i..i + 1);
+            }
+        }
+    }
+
     fn maybe_remove_stream(&mut self, id: u32) {
         let done = self.streams.get(&id).is_some_and(|e| {
             e.send.as_ref().is_none_or(SendStream::is_done)
@@ -2095,6 +2192,7 @@ impl Session {
         self.streams.remove(&id);
         self.send_active.remove(&id);
         self.ctl_active.remove(&id);
+        self.retire_queue.push_back((id, self.now_hint));
         if stream_initiator(id) != self.side {
             let k = kind_index(stream_dir(id));
             if let Some(m) = self.local_max_streams.get_mut(k) {

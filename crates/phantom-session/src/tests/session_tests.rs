@@ -281,6 +281,84 @@ fn i4_every_replayed_packet_is_rejected_and_nothing_is_delivered_twice() {
     assert!(s_events.is_empty(), "{s_events:?}");
 }
 
+/// Hundreds of short streams, one after the other, leave no per-stream sequence
+/// space state behind once their spaces are quiet (a peer cycling through streams
+/// cannot grow the session's memory), and a packet of a retired space replayed
+/// later is still refused and counted (I4), with nothing delivered.
+#[test]
+fn i4_retired_stream_spaces_free_their_state_and_still_refuse_replays() {
+    let mut pair = Pair::new(35, Config::default(), LinkConfig::default());
+    pair.capture = Some(Vec::new());
+    for round in 0..300u64 {
+        // Both directions: the server answers on a bidirectional stream.
+        let id = pair.client.open_stream(Dir::Bi).unwrap();
+        pair.client.write(id, &[round as u8; 300]).unwrap();
+        pair.client.finish(id).unwrap();
+        let mut buf = [0u8; 1024];
+        let (mut got, mut answered, mut back) = (0, false, 0);
+        pair.drive(100_000, |p| {
+            loop {
+                match p.server.read(id, &mut buf) {
+                    Ok(Some(0)) | Err(_) => break,
+                    Ok(Some(n)) => got += n,
+                    Ok(None) => {
+                        if !answered {
+                            p.server.write(id, b"ok").unwrap();
+                            p.server.finish(id).unwrap();
+                            answered = true;
+                        }
+                        break;
+                    }
+                }
+            }
+            loop {
+                match p.client.read(id, &mut buf) {
+                    Ok(Some(0)) | Err(_) => break,
+                    Ok(Some(n)) => back += n,
+                    Ok(None) => return true,
+                }
+            }
+            false
+        })
+        .unwrap();
+        assert_eq!((got, back), (300, 2), "round {round}");
+    }
+    // Let every space go quiet for well over 3 PTOs (a keep-alive fires meanwhile).
+    let later = pair.now + Duration::from_secs(12);
+    pair.run_until(later, 100_000);
+    for (side, s) in [("client", &pair.client), ("server", &pair.server)] {
+        let (acks, seqs, windows, queued) = s.space_state();
+        assert!(
+            acks <= 2 && seqs <= 2 && windows <= 2 && queued == 0,
+            "{side} still holds per-space state after 300 closed streams: \
+             {acks} ACK spaces, {seqs} counters, {windows} replay windows, {queued} queued"
+        );
+    }
+    // Replays of the retired spaces' packets: refused, counted, nothing delivered.
+    let _ = pair.events();
+    let before = pair.server.stats();
+    let captured: Vec<_> = pair
+        .capture
+        .take()
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.to_server)
+        .collect();
+    assert!(captured.len() > 300);
+    for c in &captured {
+        pair.inject_to_server(c.rx.remote, &c.data);
+    }
+    let after = pair.server.stats();
+    assert_eq!(
+        after.dropped.replayed - before.dropped.replayed,
+        captured.len() as u64
+    );
+    assert_eq!(after.replay_rejected_total, after.dropped.replayed);
+    assert_eq!(after.packets_received, before.packets_received);
+    let (_, s_events) = pair.events();
+    assert!(s_events.is_empty(), "{s_events:?}");
+}
+
 #[test]
 fn i4_forged_packet_with_high_sequence_does_not_advance_replay_window() {
     let mut pair = Pair::new(12, Config::default(), LinkConfig::default());
