@@ -34,6 +34,8 @@ pub struct Cubic {
     w_max: f64,
     cwnd_prior: f64,
     epoch: Option<Epoch>,
+    /// When the previous ACK arrived (the cubic clock stops while app-limited).
+    last_ack: Option<Instant>,
 }
 
 impl Cubic {
@@ -45,6 +47,7 @@ impl Cubic {
             w_max: 0.0,
             cwnd_prior: 0.0,
             epoch: None,
+            last_ack: None,
         }
     }
 
@@ -80,6 +83,16 @@ impl CongestionController for Cubic {
     }
 
     fn on_ack(&mut self, now: Instant, ack: &AckEvent, rtt: &RttEstimator) {
+        // RFC 9438 §5.8: while the sender does not use its window the cubic curve
+        // does not advance — the epoch start moves forward by the time spent
+        // application-limited, so a sender resuming after a quiet spell does not
+        // jump to where the curve would be had it been sending all along.
+        if ack.rate.is_app_limited
+            && let (Some(e), Some(last)) = (self.epoch.as_mut(), self.last_ack)
+        {
+            e.start += now.saturating_duration_since(last);
+        }
+        self.last_ack = Some(now);
         if !self.w.on_ack(ack, rtt) {
             return;
         }

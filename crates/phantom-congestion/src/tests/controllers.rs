@@ -205,6 +205,41 @@ fn loss_based_windows_do_not_grow_while_application_limited() {
     }
 }
 
+/// RFC 9438 §5.8: a CUBIC sender that spent ten seconds application-limited in
+/// congestion avoidance resumes on the curve where it left it: the same full-window
+/// ACKs afterwards give the same window as for a sender that never paused.
+#[test]
+fn cubic_curve_does_not_advance_while_application_limited() {
+    let config = Config::default();
+    let t0 = epoch();
+    let rtt = RttEstimator::new(RTT, Duration::ZERO);
+    let start = |cc: &mut Cubic| {
+        cc.on_ack(t0, &window_ack(40 * MSS, t0, 0), &rtt);
+        cc.on_loss(t0 + RTT, t0, MSS, false);
+        cc.on_ack(t0 + RTT * 2, &window_ack(MSS, t0 + RTT * 2, 0), &rtt);
+    };
+    let (mut paused, mut steady) = (Cubic::new(&config), Cubic::new(&config));
+    start(&mut paused);
+    start(&mut steady);
+    let pause = Duration::from_secs(10);
+    let mut now = t0 + RTT * 2;
+    for _ in 0..1000 {
+        now += pause / 1000;
+        paused.on_ack(now, &AckEvent::new(MSS, now, 0), &rtt);
+    }
+    assert_eq!(paused.window(), steady.window(), "grew while app-limited");
+    for i in 1..=300u32 {
+        let t = t0 + RTT * 2 + Duration::from_millis(5) * i;
+        steady.on_ack(t, &window_ack(MSS, t, 0), &rtt);
+        paused.on_ack(t + pause, &window_ack(MSS, t + pause, 0), &rtt);
+    }
+    let (p, s) = (paused.window() as f64, steady.window() as f64);
+    assert!(
+        (p - s).abs() <= s * 0.02,
+        "after the pause: {p} bytes, without it: {s} bytes"
+    );
+}
+
 #[test]
 fn cubic_fast_convergence_lowers_w_max_when_window_shrank() {
     let config = Config::default();
