@@ -21,6 +21,11 @@
 //! endpoint. Handshake failures are mapped to a typed [`Error`] (wrong server key,
 //! timeout, bad address).
 //!
+//! **Streams.** [`SendStream`] implements `AsyncWrite` (bytes are copied into the
+//! session's send buffer, whose memory is reused) and also takes `bytes::Bytes`
+//! without a copy ([`SendStream::write_chunk`]); either way `poll_write` returns
+//! `Pending` while the send buffer is full and is woken as acknowledgements free it.
+//!
 //! **Paths and carriers.** [`Connection::add_path`] binds an extra UDP socket on the
 //! endpoint: each socket is a path to the session, validated before it carries data
 //! and scheduled by the session's multipath scheduler ([`Connection::set_scheduler`]).
