@@ -1314,6 +1314,12 @@ impl Session {
             return Err(Error::PeerViolation("empty payload"));
         }
         let space = header.stream_id.0;
+        if space != CONTROL_SPACE {
+            // A packet's space is that of the stream whose data it carries: one of
+            // ours, or one the peer opens (implicitly, like its STREAM frame would; the
+            // stream limit applies). Otherwise the space's state would never be retired.
+            self.check_space(space)?;
+        }
         let Some(ack) = self.acks.get_or_insert_with(space, AckSpace::default) else {
             return Ok(());
         };
@@ -1483,6 +1489,25 @@ impl Session {
             e.readable_signalled = true;
             self.events.push_back(Event::StreamReadable(StreamId(id)));
         }
+    }
+
+    /// Checks that a packet's sequence space `space` (not the control space) belongs
+    /// to a stream that exists or existed — one we opened, or one the peer opened or
+    /// opens now — so that its per-space state is retired once the stream closes.
+    fn check_space(&mut self, space: u32) -> Result<(), Error> {
+        if stream_index(space) == 0 {
+            // Index 0 is no stream of any kind (id 0 is the control space).
+            return Err(Error::PeerViolation("packet in stream index 0"));
+        }
+        if stream_initiator(space) == self.side {
+            let k = kind_index(stream_dir(space));
+            let next = self.next_index.get(k).copied().unwrap_or(0);
+            if stream_index(space) >= next {
+                return Err(Error::PeerViolation("packet in a stream we never opened"));
+            }
+            return Ok(());
+        }
+        self.peer_stream(space, true).map(|_| ())
     }
 
     /// The stream a peer frame refers to, opening a peer-initiated one if `open` and

@@ -13,4 +13,5 @@ mod carrier_tests;
 mod early;
 pub(crate) mod harness;
 pub(crate) mod link;
+mod review_tests;
 mod session_tests;
