@@ -133,6 +133,9 @@ impl Timers {
 struct AckSpace {
     received: RangeSet,
     largest_at: Option<Instant>,
+    /// The peer epoch of the latest packet in this space, if it was the first of
+    /// its epoch here counted in `spaces_this_epoch`.
+    epoch: Option<u32>,
     unacked_eliciting: u32,
     pending: bool,
 }
@@ -316,16 +319,16 @@ pub struct Session {
     next_seq: VecMap<u32, u64>,
     acks: VecMap<u32, AckSpace>,
     sent_index: VecMap<u32, SpaceSent>,
-    /// Closed streams waiting for their sequence spaces to go quiet, with the time
-    /// of the last sign of life; see [`Session::retire_spaces`].
-    retire_queue: VecDeque<(u32, Instant)>,
-    /// Streams whose sequence spaces are retired, as stream indices per kind
-    /// (`id & 3`): compact ranges, since streams close roughly in id order.
+    /// Closed streams whose own sequence counters wait for their last packets to be
+    /// acknowledged or lost; see [`Session::retire_spaces`].
+    retire_queue: VecDeque<u32>,
+    /// Closed streams whose own sequence counters are dropped, as stream indices per
+    /// kind (`id & 3`): compact ranges, since streams close roughly in id order.
     retired: [RangeSet; 4],
-    /// Packets refused because their space was retired (counted as replays).
-    retired_rejected: u64,
-    /// The latest time the session was told (for stamping closed streams).
-    now_hint: Instant,
+    /// Distinct sequence spaces the peer used in its current epoch (I1: bounded).
+    spaces_this_epoch: usize,
+    /// Most distinct spaces a peer may use in one epoch (its sealer rekeys long before).
+    space_limit: usize,
 
     /// Boxed so that inserting or removing a stream moves pointers, not entries.
     streams: VecMap<u32, Box<StreamEntry>>,
@@ -497,8 +500,8 @@ impl Session {
             sent_index: VecMap::new(),
             retire_queue: VecDeque::new(),
             retired: Default::default(),
-            retired_rejected: 0,
-            now_hint: now,
+            spaces_this_epoch: 0,
+            space_limit: phantom_crypto::STREAM_TABLE_HARD_LIMIT,
             streams: VecMap::new(),
             next_index: [1, 1],
             opened_by_peer: [RangeSet::new(), RangeSet::new()],
@@ -687,10 +690,7 @@ impl Session {
     #[must_use]
     pub fn stats(&self) -> Stats {
         let mut s = self.stats;
-        s.replay_rejected_total = self
-            .replay
-            .rejected_total()
-            .saturating_add(self.retired_rejected);
+        s.replay_rejected_total = self.replay.rejected_total();
         if let Some(p) = self.paths.get(&self.primary) {
             s.rtt = p.rtt.smoothed();
             s.cwnd = p.cc.window();
@@ -816,14 +816,6 @@ impl Session {
         let header = *opened.header();
         let advanced = opened.advanced_epoch();
         let payload = opened.payload();
-        self.now_hint = self.now_hint.max(now);
-        // I4: a retired space has no window any more, and everything in it is old:
-        // refused as a replay (only after the AEAD verified, like the window check).
-        if self.is_retired(header.stream_id.0) {
-            self.retired_rejected = self.retired_rejected.saturating_add(1);
-            self.stats.dropped.replayed += 1;
-            return;
-        }
         // I4: the replay window is consulted only now, after the AEAD verified.
         if self
             .replay
@@ -848,6 +840,7 @@ impl Session {
             self.on_fallback_action(action);
         }
         if advanced {
+            self.spaces_this_epoch = 0;
             self.stats.rekeys_peer += 1;
             let pto = self.max_pto();
             self.timers.set(Timer::RetireKeys, Some(now + pto * 3));
@@ -897,11 +890,11 @@ impl Session {
                 .push_back(Event::Closed(CloseReason::IdleTimeout));
             return;
         }
-        self.now_hint = self.now_hint.max(now);
-        self.retire_spaces(now);
+        self.retire_spaces();
         if self.timers.expired(Timer::RetireKeys, now) {
             self.timers.set(Timer::RetireKeys, None);
             self.opener.retire_previous();
+            self.forget_quiet_spaces();
         }
         if self.timers.expired(Timer::AckDelay, now) {
             self.timers.set(Timer::AckDelay, None);
@@ -1320,9 +1313,22 @@ impl Session {
             // stream limit applies). Otherwise the space's state would never be retired.
             self.check_space(space)?;
         }
+        let current = self.opener.epoch().0;
         let Some(ack) = self.acks.get_or_insert_with(space, AckSpace::default) else {
             return Ok(());
         };
+        if header.epoch.0 == current && ack.epoch != Some(current) {
+            // I1: the peer's sealer rekeys before it uses this many (path, stream)
+            // pairs in one epoch, so more spaces than that is a violation — and the
+            // per-space state of one epoch stays bounded.
+            ack.epoch = Some(current);
+            self.spaces_this_epoch += 1;
+            if self.spaces_this_epoch > self.space_limit {
+                return Err(Error::PeerViolation(
+                    "too many sequence spaces in one epoch",
+                ));
+            }
+        }
         ack.received.insert(header.sequence..header.sequence + 1);
         ack.received.truncate_low(MAX_ACK_RANGES_KEPT);
         if ack.received.max_end() == Some(header.sequence + 1) {
@@ -2153,57 +2159,68 @@ impl Session {
         )
     }
 
-    /// True if stream `id`'s sequence space was retired.
+    /// Lowers the most distinct spaces the peer may use in one epoch.
+    #[cfg(test)]
+    pub(crate) fn set_space_limit(&mut self, n: usize) {
+        self.space_limit = n;
+    }
+
+    /// True if our sequence counter of stream `id`'s space was retired.
     fn is_retired(&self, id: u32) -> bool {
         self.retired
             .get((id & 3) as usize)
             .is_some_and(|r| r.contains(u64::from(stream_index(id))))
     }
 
-    /// Frees the per-space state of closed streams once their spaces are quiet.
+    /// Drops our sequence counters of closed streams once none of their packets is
+    /// outstanding, and remembers the stream in a compact retired set.
     ///
-    /// A closed stream's space keeps its ACK ranges and replay window (the peer's
-    /// direction) and its sequence counter (ours) until nothing has arrived in it
-    /// for 3 PTOs, no acknowledgement for it is still to be sent and none of our
-    /// packets in it is outstanding; then the state is dropped and the stream index
-    /// joins a compact retired set. A retired space is never sent in again (stream
-    /// ids are never reused, I3); packets in it are refused as replays (I4) and
-    /// acknowledgements of it ignored. Without this, every stream ever opened would
-    /// cost memory (and lookup time) for the session's life — a peer could grow it
-    /// without bound by cycling through short streams.
-    fn retire_spaces(&mut self, now: Instant) {
-        let grace = self.max_pto() * 3;
+    /// A closed stream is never sent in again (ids are never reused, I3), so its
+    /// counter is not needed; a late acknowledgement of its space is ignored (it
+    /// acknowledges what was acknowledged or declared lost already). The peer's
+    /// direction of a space is forgotten by epoch instead ([`Session::forget_quiet_spaces`]).
+    fn retire_spaces(&mut self) {
         for _ in 0..self.retire_queue.len() {
-            let Some(&(id, since)) = self.retire_queue.front() else {
+            let Some(id) = self.retire_queue.pop_front() else {
                 break;
             };
-            if now < since + grace {
-                // Roughly in time order (re-queued entries are stamped no later than
-                // now): a younger entry in front only delays the ones behind it.
-                break;
-            }
-            self.retire_queue.pop_front();
-            let ack = self.acks.get(&id);
-            let last_rx = ack.and_then(|a| a.largest_at);
-            let busy = ack.is_some_and(|a| a.pending)
-                || self.sent_index.contains_key(&id)
-                || self.streams.contains_key(&id);
-            if busy || last_rx.is_some_and(|t| t > since) {
-                // Still in use: look again a grace period after the latest activity.
-                let again = last_rx.map_or(now, |t| t.max(since)).max(since);
-                self.retire_queue
-                    .push_back((id, if busy { now } else { again }));
+            if self.sent_index.contains_key(&id) || self.streams.contains_key(&id) {
+                self.retire_queue.push_back(id);
                 continue;
             }
-            self.acks.remove(&id);
-            self.ack_pending.remove(&id);
             self.next_seq.remove(&id);
-            self.replay.remove(StreamId(id));
             if let Some(r) = self.retired.get_mut((id & 3) as usize) {
                 let i = u64::from(stream_index(id));
                 r.insert(i..i + 1);
             }
         }
+    }
+
+    /// The peer's previous epoch key was just retired: no packet sealed under it can
+    /// be opened any more, so the ACK ranges and replay window of every space that
+    /// has seen nothing in the current epoch (and owes no acknowledgement) are
+    /// dropped. A later packet in such a space is of the current epoch or newer and
+    /// starts a fresh window that every replay of it will meet (I4). With at most
+    /// `space_limit` spaces per peer epoch, the per-space state of the peer's
+    /// direction stays bounded however many streams the session carries.
+    fn forget_quiet_spaces(&mut self) {
+        let current = self.opener.epoch().0;
+        let mut quiet = std::mem::take(&mut self.stale_buf);
+        quiet.clear();
+        quiet.extend(
+            self.acks
+                .iter()
+                .filter(|(space, a)| {
+                    **space != CONTROL_SPACE && a.epoch != Some(current) && !a.pending
+                })
+                .map(|(space, _)| *space),
+        );
+        for &space in &quiet {
+            self.acks.remove(&space);
+            self.ack_pending.remove(&space);
+            self.replay.remove(StreamId(space));
+        }
+        self.stale_buf = quiet;
     }
 
     fn maybe_remove_stream(&mut self, id: u32) {
@@ -2217,7 +2234,7 @@ impl Session {
         self.streams.remove(&id);
         self.send_active.remove(&id);
         self.ctl_active.remove(&id);
-        self.retire_queue.push_back((id, self.now_hint));
+        self.retire_queue.push_back(id);
         if stream_initiator(id) != self.side {
             let k = kind_index(stream_dir(id));
             if let Some(m) = self.local_max_streams.get_mut(k) {

@@ -46,7 +46,6 @@ fn set_down_link(pair: &mut Pair, down: bool) {
 /// in the stream's space; the receiver must still acknowledge it, or the sender's
 /// stream never completes (and its retransmissions are lost forever).
 #[test]
-#[ignore = "bug: a space retired 3 PTOs after close refuses the sender's late retransmissions, so they are never acknowledged"]
 fn late_retransmission_after_lost_acks_is_acknowledged_after_the_receiver_closed_the_stream() {
     let mut pair = Pair::new(71, Config::default(), LinkConfig::default());
     // Settle the handshake and an RTT estimate.

@@ -281,13 +281,20 @@ fn i4_every_replayed_packet_is_rejected_and_nothing_is_delivered_twice() {
     assert!(s_events.is_empty(), "{s_events:?}");
 }
 
-/// Hundreds of short streams, one after the other, leave no per-stream sequence
-/// space state behind once their spaces are quiet (a peer cycling through streams
-/// cannot grow the session's memory), and a packet of a retired space replayed
-/// later is still refused and counted (I4), with nothing delivered.
+/// Hundreds of short streams, one after the other, with both directions rekeying
+/// every 20 packets: once the peer's previous key is retired, the spaces that saw
+/// nothing in the current epoch are forgotten, and our counters of closed streams
+/// are dropped, so per-space state stays bounded however many streams the session
+/// carries (a peer cycling through streams cannot grow it). Every captured packet
+/// replayed afterwards is still refused (by the window of a live space, or by the
+/// AEAD once its epoch's key is retired) and nothing is delivered (I4).
 #[test]
-fn i4_retired_stream_spaces_free_their_state_and_still_refuse_replays() {
-    let mut pair = Pair::new(35, Config::default(), LinkConfig::default());
+fn i4_per_space_state_stays_bounded_across_many_streams_and_replays_stay_refused() {
+    let cfg = Config {
+        rekey_threshold: Some(20),
+        ..Config::default()
+    };
+    let mut pair = Pair::new(35, cfg, LinkConfig::default());
     pair.capture = Some(Vec::new());
     for round in 0..300u64 {
         // Both directions: the server answers on a bidirectional stream.
@@ -323,18 +330,19 @@ fn i4_retired_stream_spaces_free_their_state_and_still_refuse_replays() {
         .unwrap();
         assert_eq!((got, back), (300, 2), "round {round}");
     }
-    // Let every space go quiet for well over 3 PTOs (a keep-alive fires meanwhile).
+    // Quiet for well over 3 PTOs: the last rekey's previous key is retired.
     let later = pair.now + Duration::from_secs(12);
     pair.run_until(later, 100_000);
+    let st = pair.server.stats();
+    assert!(st.rekeys_peer >= 10, "{st:?}");
     for (side, s) in [("client", &pair.client), ("server", &pair.server)] {
         let (acks, seqs, windows, queued) = s.space_state();
         assert!(
-            acks <= 2 && seqs <= 2 && windows <= 2 && queued == 0,
-            "{side} still holds per-space state after 300 closed streams: \
-             {acks} ACK spaces, {seqs} counters, {windows} replay windows, {queued} queued"
+            acks <= 21 && windows <= 21 && seqs <= 2 && queued == 0,
+            "{side} holds per-space state of 300 closed streams: {acks} ACK spaces, \
+             {seqs} counters, {windows} replay windows, {queued} queued"
         );
     }
-    // Replays of the retired spaces' packets: refused, counted, nothing delivered.
     let _ = pair.events();
     let before = pair.server.stats();
     let captured: Vec<_> = pair
@@ -349,14 +357,35 @@ fn i4_retired_stream_spaces_free_their_state_and_still_refuse_replays() {
         pair.inject_to_server(c.rx.remote, &c.data);
     }
     let after = pair.server.stats();
-    assert_eq!(
-        after.dropped.replayed - before.dropped.replayed,
-        captured.len() as u64
-    );
+    let refused = (after.dropped.replayed - before.dropped.replayed)
+        + (after.dropped.unauthenticated - before.dropped.unauthenticated);
+    assert_eq!(refused, captured.len() as u64);
     assert_eq!(after.replay_rejected_total, after.dropped.replayed);
     assert_eq!(after.packets_received, before.packets_received);
     let (_, s_events) = pair.events();
     assert!(s_events.is_empty(), "{s_events:?}");
+}
+
+/// I1: a peer that uses more sequence spaces in one epoch than any honest sealer
+/// would (it rekeys first) is closed as a protocol violation, so the per-space state
+/// of one epoch is bounded too.
+#[test]
+fn i1_too_many_spaces_in_one_epoch_close_the_session() {
+    let mut pair = Pair::new(36, Config::default(), LinkConfig::default());
+    pair.server.set_space_limit(5);
+    for _ in 0..10 {
+        let id = pair.client.open_stream(Dir::Uni).unwrap();
+        pair.client.write(id, &[1u8; 10]).unwrap();
+    }
+    pair.drive(100_000, |p| p.server.is_closed()).unwrap();
+    let (_, s_events) = pair.events();
+    assert!(
+        s_events.iter().any(|e| matches!(
+            e,
+            Event::Closed(CloseReason::Error(Error::PeerViolation(why))) if why.contains("spaces")
+        )),
+        "{s_events:?}"
+    );
 }
 
 #[test]
