@@ -214,6 +214,10 @@ struct Path {
     degraded: bool,
     created: Instant,
     last_rx: Option<Instant>,
+    /// When an ack-eliciting packet last left on this path.
+    last_tx_eliciting: Option<Instant>,
+    /// The peer probed this (failed) path: the next acknowledgement goes here.
+    answer_probe: bool,
     bytes_sent: u64,
 }
 
@@ -1289,6 +1293,7 @@ impl Session {
         let mut count = 0usize;
         let mut eliciting = false;
         let mut probing_only = true;
+        let mut ping_only = true;
         for f in parse_frames(payload) {
             let f = f.map_err(|_| Error::PeerViolation("malformed frame"))?;
             if let Some(slot) = kept.get_mut(count) {
@@ -1296,6 +1301,7 @@ impl Session {
             }
             count += 1;
             eliciting |= f.is_ack_eliciting();
+            ping_only &= matches!(f, Frame::Ping | Frame::Padding(_));
             if !matches!(
                 f,
                 Frame::Padding(_) | Frame::PathChallenge(_) | Frame::PathResponse(_)
@@ -1305,6 +1311,14 @@ impl Session {
         }
         if payload.is_empty() {
             return Err(Error::PeerViolation("empty payload"));
+        }
+        if ping_only
+            && let Some(p) = path.and_then(|id| self.paths.get_mut(&id))
+            && p.degraded
+        {
+            // The peer probes a path we count as failed: answer on that path, so the
+            // probe's acknowledgement shows it working (and puts it back in service).
+            p.answer_probe = true;
         }
         let space = header.stream_id.0;
         if space != CONTROL_SPACE {
@@ -2028,20 +2042,31 @@ impl Session {
         });
     }
 
-    /// Where control-only packets (ACKs, credit) go: the validated path that most
-    /// recently received an authenticated packet (failed or not), else the primary.
+    /// Where control-only packets (ACKs, credit) go: a failed path the peer just
+    /// probed, else the healthy validated path that most recently received an
+    /// authenticated packet, else such a failed path, else the primary.
     fn control_path(&self) -> Option<u8> {
-        // The validated path the peer's latest packet came in on, failed or not: the
-        // peer is using it now, so acknowledgements there are the likeliest to arrive
-        // (a failed path's answering peer is how it is found working again).
-        let recent = self
+        // The healthy validated path the peer's latest packet came in on; if every
+        // validated path has failed, the failed one it came in on (the peer is using
+        // it, so it may work again: an acknowledgement there puts it back in service).
+        let recent = |healthy_only: bool| {
+            self.paths
+                .iter()
+                .filter(|(id, p)| {
+                    (!healthy_only || !p.degraded) && self.registry.is_validated(PathId(**id))
+                })
+                .filter_map(|(&id, p)| p.last_rx.map(|t| (t, id)))
+                .max()
+                .map(|(_, id)| id)
+        };
+        let probed = self
             .paths
             .iter()
-            .filter(|(id, _)| self.registry.is_validated(PathId(**id)))
-            .filter_map(|(&id, p)| p.last_rx.map(|t| (t, id)))
-            .max()
-            .map(|(_, id)| id);
-        recent
+            .find(|(id, p)| p.answer_probe && self.registry.is_validated(PathId(**id)))
+            .map(|(&id, _)| id);
+        probed
+            .or_else(|| recent(true))
+            .or_else(|| recent(false))
             .or_else(|| {
                 self.registry
                     .is_validated(PathId(self.primary))
@@ -2703,7 +2728,17 @@ impl Session {
             self.write_stream_data(path_id, &mut w, &mut built);
         }
 
-        if (is_probe || self.ping_pending)
+        // RFC 9000 §13.2.4: a path that only carries ACKs is never acknowledged, so
+        // a path dead towards the peer would go unnoticed (its ACKs lost, the peer
+        // retransmitting what was received). An ACK-only packet becomes
+        // ack-eliciting when nothing ack-eliciting left on its path for a smoothed
+        // RTT (at least `max_ack_delay`): the path's PTO then finds a dead path.
+        let stale_path = self.paths.get(&path_id).is_some_and(|p| {
+            let every = p.rtt.smoothed().max(self.cfg.max_ack_delay);
+            p.last_tx_eliciting
+                .is_none_or(|t| now.saturating_duration_since(t) >= every)
+        });
+        if (is_probe || self.ping_pending || (stale_path && w.written() > 0))
             && !built.ack_eliciting
             && Frame::Ping.encode(&mut w).is_ok()
         {
@@ -2894,10 +2929,12 @@ impl Session {
         }
         let path = self.paths.get_mut(&path_id)?;
         path.bytes_sent += len as u64;
+        path.answer_probe = false;
         self.stats.packets_sent += 1;
         self.stats.bytes_sent += len as u64;
         if built.ack_eliciting {
             self.last_tx_eliciting = now;
+            path.last_tx_eliciting = Some(now);
         }
         if track && (built.ack_eliciting || built.nrec > 0) {
             let meta = SentMeta {
@@ -2986,6 +3023,8 @@ impl Path {
             degraded: false,
             created: now,
             last_rx: None,
+            last_tx_eliciting: None,
+            answer_probe: false,
             bytes_sent: 0,
         })
     }

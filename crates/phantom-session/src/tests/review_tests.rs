@@ -170,7 +170,6 @@ fn loss_based_windows_grow_during_a_bulk_transfer() {
 /// acknowledgements and credit must keep reaching the client, so the upload
 /// finishes in about the time one path needs.
 #[test]
-#[ignore = "bug (not from 6bb188a alone: 14.2 s with its control_path filter reverted): control-only packets follow the path of the latest packet received, and a path dead only towards the peer is never detected by ACK-only traffic: 1.8 s -> 15.5 s"]
 fn upload_survives_a_path_that_only_fails_towards_the_client() {
     use super::harness::{SERVER, Transfer, client_addr, public_addr};
     use crate::SchedulerMode;
