@@ -229,6 +229,14 @@ impl Pair {
         t
     }
 
+    /// Takes the client interface `addr` down (both directions) or back up.
+    pub(crate) fn set_iface_down(&mut self, addr: SocketAddr, down: bool) {
+        if let Some(iface) = self.ifaces.get_mut(&addr) {
+            iface.up.cfg.down = down;
+            iface.down.cfg.down = down;
+        }
+    }
+
     /// Processes every event up to `t`, then moves the clock to `t` (the
     /// application acting at a time of its own choosing). At most `max_steps` steps.
     pub(crate) fn run_until(&mut self, t: Instant, max_steps: u64) {
@@ -350,6 +358,16 @@ impl Pair {
 
 /// The byte at `offset` of test stream `s` (position-dependent, so any misplaced,
 /// duplicated or lost byte is detected).
+/// Asserts that `got` is exactly [`pattern`]`(seed, 0..)`.
+pub(crate) fn assert_pattern(got: &[u8], seed: u64) {
+    assert!(
+        got.iter()
+            .enumerate()
+            .all(|(i, &b)| b == pattern(seed, i as u64)),
+        "bytes out of order or corrupted"
+    );
+}
+
 pub(crate) fn pattern(s: u64, offset: u64) -> u8 {
     let x = offset
         .wrapping_mul(0x9e37_79b9_7f4a_7c15)

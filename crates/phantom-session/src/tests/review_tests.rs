@@ -171,7 +171,7 @@ fn loss_based_windows_grow_during_a_bulk_transfer() {
 /// finishes in about the time one path needs.
 #[test]
 fn upload_survives_a_path_that_only_fails_towards_the_client() {
-    use super::harness::{SERVER, Transfer, client_addr, public_addr};
+    use super::harness::{Transfer, client_addr};
     use crate::SchedulerMode;
     let link = LinkConfig {
         rate_bps: 10_000_000,
@@ -182,19 +182,8 @@ fn upload_survives_a_path_that_only_fails_towards_the_client() {
     let len = 4u64 << 20;
     let mut times = Vec::new();
     for cut in [false, true] {
-        let cfg = Config {
-            scheduler: SchedulerMode::Aggregate,
-            ..Config::default()
-        };
-        let mut pair = Pair::new(74, cfg, link);
-        pair.add_iface(client_addr(2), public_addr(3, 41000), link);
-        let now = pair.now;
-        pair.client.probe_path(now, client_addr(2), SERVER).unwrap();
-        pair.drive(10_000, |p| {
-            p.client.paths().iter().filter(|x| x.validated).count() == 2
-                && p.server.paths().iter().filter(|x| x.validated).count() == 2
-        })
-        .unwrap();
+        let mut pair =
+            super::session_tests::two_path_pair(74, SchedulerMode::Aggregate, link, link);
         let start = pair.now;
         let mut t = Transfer::start(&mut pair, 1, len);
         let mut is_cut = false;

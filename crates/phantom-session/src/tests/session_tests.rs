@@ -593,7 +593,7 @@ fn i7_spoofed_source_packet_does_not_move_the_session() {
     assert!(!ev.iter().any(|e| matches!(e, Event::Migrated { .. })));
 }
 
-fn two_path_pair(seed: u64, mode: SchedulerMode, a: LinkConfig, b: LinkConfig) -> Pair {
+pub(super) fn two_path_pair(seed: u64, mode: SchedulerMode, a: LinkConfig, b: LinkConfig) -> Pair {
     let cfg = Config {
         scheduler: mode,
         ..Config::default()
@@ -666,12 +666,7 @@ fn a_failed_path_that_carries_packets_again_is_probed_and_used() {
     };
     let mut pair = Pair::new(33, cfg, ten_mbit());
     pair.add_iface(client_addr(2), public_addr(3, 41000), ten_mbit());
-    let set_down = |pair: &mut Pair, addr, down: bool| {
-        let iface = pair.ifaces.get_mut(&addr).unwrap();
-        iface.up.cfg.down = down;
-        iface.down.cfg.down = down;
-    };
-    set_down(&mut pair, client_addr(1), true);
+    pair.set_iface_down(client_addr(1), true);
     let now = pair.now;
     pair.client.probe_path(now, client_addr(2), SERVER).unwrap();
     pair.drive(10_000, |p| {
@@ -692,8 +687,8 @@ fn a_failed_path_that_carries_packets_again_is_probed_and_used() {
         "the server did not move to path 1"
     );
     // Path 0 is back, path 1 dies: everything must finish on path 0.
-    set_down(&mut pair, client_addr(1), false);
-    set_down(&mut pair, client_addr(2), true);
+    pair.set_iface_down(client_addr(1), false);
+    pair.set_iface_down(client_addr(2), true);
     let back_at = pair.now;
     pair.drive(2_000_000, |p| t.poll(p)).unwrap();
     assert_eq!(t.corrupt, 0);
@@ -722,9 +717,7 @@ fn failover_moves_traffic_within_three_ptos() {
     let rtt = pair.client.stats().rtt;
     let pto = rtt + rtt / 2 * 4 + Duration::from_millis(25);
     let down_at = pair.now;
-    let iface = pair.ifaces.get_mut(&client_addr(1)).unwrap();
-    iface.up.cfg.down = true;
-    iface.down.cfg.down = true;
+    pair.set_iface_down(client_addr(1), true);
     let received_at_down = t.received_total();
     pair.drive(200_000, |p| {
         t.poll(p);
@@ -971,12 +964,7 @@ fn read_with_delivers_every_byte_once_and_frees_credit() {
     })
     .unwrap();
     assert_eq!(got.len() as u64, total);
-    assert!(
-        got.iter()
-            .enumerate()
-            .all(|(i, &b)| b == super::harness::pattern(7, i as u64)),
-        "bytes out of order or corrupted"
-    );
+    super::harness::assert_pattern(&got, 7);
 }
 
 /// Handed-over chunks (`write_chunk`, no copy into the send buffer) mixed with
@@ -1055,12 +1043,7 @@ fn write_chunk_interleaved_with_write_is_byte_exact_over_a_lossy_link() {
     })
     .unwrap();
     assert_eq!(got.len() as u64, total);
-    assert!(
-        got.iter()
-            .enumerate()
-            .all(|(i, &b)| b == super::harness::pattern(9, i as u64)),
-        "bytes out of order or corrupted"
-    );
+    super::harness::assert_pattern(&got, 9);
     assert!(
         partial_takes > 0,
         "no chunk was ever cut by the buffer limit"
@@ -1365,9 +1348,7 @@ fn fallback_to_a_tcp_carrier_and_back_loses_no_stream_data() {
     })
     .unwrap();
     // UDP is blocked: after three probe timeouts the client asks for TCP.
-    let iface = pair.ifaces.get_mut(&client_addr(1)).unwrap();
-    iface.up.cfg.down = true;
-    iface.down.cfg.down = true;
+    pair.set_iface_down(client_addr(1), true);
     let wait_for = |want: FallbackAction| {
         move |p: &mut Pair| {
             let mut seen = false;
@@ -1384,9 +1365,7 @@ fn fallback_to_a_tcp_carrier_and_back_loses_no_stream_data() {
     })
     .unwrap();
     // The runtime now carries the same datagrams over TCP (reliable, in order).
-    let iface = pair.ifaces.get_mut(&client_addr(1)).unwrap();
-    iface.up.cfg.down = false;
-    iface.down.cfg.down = false;
+    pair.set_iface_down(client_addr(1), false);
     pair.carrier = Carrier::Tcp;
     pair.drive(1_000_000, |p| t.poll(p)).unwrap();
     assert_eq!(t.corrupt, 0);
