@@ -136,6 +136,8 @@ struct AckSpace {
     /// The peer epoch of the latest packet in this space, if it was the first of
     /// its epoch here counted in `spaces_this_epoch`.
     epoch: Option<u32>,
+    /// The newest peer epoch of any packet received in this space.
+    newest: u32,
     unacked_eliciting: u32,
     pending: bool,
 }
@@ -370,6 +372,9 @@ pub struct Session {
     last_rx: Instant,
     last_tx_eliciting: Instant,
     ping_pending: bool,
+    /// An ack-eliciting packet carrying more than PING/ACK/PADDING arrived since an
+    /// ACK-only packet last carried a PING for a stale path (see `build_regular`).
+    data_since_stale_ping: bool,
     close: Option<CloseInfo>,
     events: VecDeque<Event>,
     stats: Stats,
@@ -530,6 +535,7 @@ impl Session {
             last_rx: now,
             last_tx_eliciting: now,
             ping_pending: false,
+            data_since_stale_ping: false,
             close: None,
             events: VecDeque::new(),
             stats: Stats::default(),
@@ -867,6 +873,13 @@ impl Session {
         }
         if let Err(e) = self.process_payload(now, path, header, payload) {
             self.fatal(now, e);
+        }
+        if advanced {
+            // The opener dropped the key before its new previous one, if it still
+            // held it (a peer rekeying faster than every 3 PTOs keeps postponing
+            // RetireKeys). Only now: this packet's space holds its epoch, so its
+            // window (which already records it) is kept.
+            self.forget_quiet_spaces();
         }
         if !self.is_closed() {
             self.update_loss_timer();
@@ -1294,6 +1307,7 @@ impl Session {
         let mut eliciting = false;
         let mut probing_only = true;
         let mut ping_only = true;
+        let mut control_only = true;
         for f in parse_frames(payload) {
             let f = f.map_err(|_| Error::PeerViolation("malformed frame"))?;
             if let Some(slot) = kept.get_mut(count) {
@@ -1302,6 +1316,7 @@ impl Session {
             count += 1;
             eliciting |= f.is_ack_eliciting();
             ping_only &= matches!(f, Frame::Ping | Frame::Padding(_));
+            control_only &= matches!(f, Frame::Ping | Frame::Padding(_) | Frame::Ack(_));
             if !matches!(
                 f,
                 Frame::Padding(_) | Frame::PathChallenge(_) | Frame::PathResponse(_)
@@ -1311,6 +1326,9 @@ impl Session {
         }
         if payload.is_empty() {
             return Err(Error::PeerViolation("empty payload"));
+        }
+        if eliciting && !control_only {
+            self.data_since_stale_ping = true;
         }
         if ping_only
             && let Some(p) = path.and_then(|id| self.paths.get_mut(&id))
@@ -1343,6 +1361,7 @@ impl Session {
                 ));
             }
         }
+        ack.newest = ack.newest.max(header.epoch.0);
         ack.received.insert(header.sequence..header.sequence + 1);
         ack.received.truncate_low(MAX_ACK_RANGES_KEPT);
         if ack.received.max_end() == Some(header.sequence + 1) {
@@ -2221,22 +2240,28 @@ impl Session {
         }
     }
 
-    /// The peer's previous epoch key was just retired: no packet sealed under it can
-    /// be opened any more, so the ACK ranges and replay window of every space that
-    /// has seen nothing in the current epoch (and owes no acknowledgement) are
-    /// dropped. A later packet in such a space is of the current epoch or newer and
-    /// starts a fresh window that every replay of it will meet (I4). With at most
-    /// `space_limit` spaces per peer epoch, the per-space state of the peer's
-    /// direction stays bounded however many streams the session carries.
+    /// A peer epoch key was just dropped (the previous one retired, or an older one
+    /// replaced when the opener followed a rekey): the ACK ranges and replay window
+    /// of every space whose packets are all of epochs that can no longer be opened
+    /// (and that owes no acknowledgement) are dropped. A later packet in such a space
+    /// is of an epoch still open or newer and starts a fresh window that every replay
+    /// of it will meet (I4). With at most `space_limit` spaces per peer epoch, the
+    /// per-space state of the peer's direction stays bounded however many streams
+    /// the session carries — also while the peer rekeys faster than every 3 PTOs,
+    /// which keeps postponing the retirement of its previous key.
     fn forget_quiet_spaces(&mut self) {
-        let current = self.opener.epoch().0;
+        let oldest_open = self
+            .opener
+            .previous_epoch()
+            .unwrap_or_else(|| self.opener.epoch())
+            .0;
         let mut quiet = std::mem::take(&mut self.stale_buf);
         quiet.clear();
         quiet.extend(
             self.acks
                 .iter()
                 .filter(|(space, a)| {
-                    **space != CONTROL_SPACE && a.epoch != Some(current) && !a.pending
+                    **space != CONTROL_SPACE && a.newest < oldest_open && !a.pending
                 })
                 .map(|(space, _)| *space),
         );
@@ -2733,16 +2758,24 @@ impl Session {
         // retransmitting what was received). An ACK-only packet becomes
         // ack-eliciting when nothing ack-eliciting left on its path for a smoothed
         // RTT (at least `max_ack_delay`): the path's PTO then finds a dead path.
-        let stale_path = self.paths.get(&path_id).is_some_and(|p| {
-            let every = p.rtt.smoothed().max(self.cfg.max_ack_delay);
-            p.last_tx_eliciting
-                .is_none_or(|t| now.saturating_duration_since(t) >= every)
-        });
-        if (is_probe || self.ping_pending || (stale_path && w.written() > 0))
+        // Only while the acknowledgements owed are for more than PINGs and ACKs:
+        // otherwise the peer's ACK of this PING would carry a PING too, and so on
+        // (an endless ping-pong on an idle session, which would also never time out).
+        let stale_path = self.data_since_stale_ping
+            && self.paths.get(&path_id).is_some_and(|p| {
+                let every = p.rtt.smoothed().max(self.cfg.max_ack_delay);
+                p.last_tx_eliciting
+                    .is_none_or(|t| now.saturating_duration_since(t) >= every)
+            });
+        let stale_ping = stale_path && w.written() > 0 && !built.ack_eliciting;
+        if (is_probe || self.ping_pending || stale_ping)
             && !built.ack_eliciting
             && Frame::Ping.encode(&mut w).is_ok()
         {
             built.ack_eliciting = true;
+            if stale_ping {
+                self.data_since_stale_ping = false;
+            }
         }
         if built.ack_eliciting {
             self.ping_pending = false;

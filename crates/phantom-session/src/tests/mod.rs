@@ -13,5 +13,6 @@ mod carrier_tests;
 mod early;
 pub(crate) mod harness;
 pub(crate) mod link;
+mod review2_tests;
 mod review_tests;
 mod session_tests;

@@ -1,0 +1,146 @@
+//! Regression tests from the second review of per-space state bounded by epoch and
+//! of ACK-only packets carrying a PING.
+
+use std::time::Duration;
+
+use super::harness::Pair;
+use super::link::LinkConfig;
+use crate::{Config, Dir};
+
+/// One request/response round on a fresh bidirectional stream.
+fn round(pair: &mut Pair, tag: u8) {
+    let id = pair.client.open_stream(Dir::Bi).unwrap();
+    pair.client.write(id, &[tag; 300]).unwrap();
+    pair.client.finish(id).unwrap();
+    let mut buf = [0u8; 1024];
+    let (mut got, mut answered, mut back) = (0, false, 0);
+    pair.drive(100_000, |p| {
+        loop {
+            match p.server.read(id, &mut buf) {
+                Ok(Some(0)) | Err(_) => break,
+                Ok(Some(n)) => got += n,
+                Ok(None) => {
+                    if !answered {
+                        p.server.write(id, b"ok").unwrap();
+                        p.server.finish(id).unwrap();
+                        answered = true;
+                    }
+                    break;
+                }
+            }
+        }
+        loop {
+            match p.client.read(id, &mut buf) {
+                Ok(Some(0)) | Err(_) => break,
+                Ok(Some(n)) => back += n,
+                Ok(None) => return true,
+            }
+        }
+        false
+    })
+    .unwrap();
+    assert_eq!((got, back), (300, 2), "round {tag}");
+}
+
+/// A peer that rekeys more often than every 3 PTOs (a small rekey threshold, or a
+/// busy honest peer cycling through many short streams) must not postpone the
+/// retirement of its previous key — and with it the forgetting of quiet spaces —
+/// forever: the receiver's per-space state stays bounded *while* the session is busy.
+#[test]
+fn i1_per_space_state_stays_bounded_while_the_peer_rekeys_faster_than_3_pto() {
+    let cfg = Config {
+        rekey_threshold: Some(6),
+        ..Config::default()
+    };
+    let mut pair = Pair::new(41, cfg, LinkConfig::default());
+    let mut most = 0;
+    for r in 0..300u64 {
+        if r % 50 == 0 {
+            pair.capture = Some(Vec::new());
+        }
+        round(&mut pair, r as u8);
+        let (acks, _, windows, _) = pair.server.space_state();
+        most = most.max(acks.max(windows));
+        // I4: replays of this round's packets (their keys still open) are refused.
+        let sent: Vec<_> = pair.capture.as_ref().unwrap().clone();
+        let before = pair.server.stats();
+        for c in sent.iter().filter(|c| c.to_server) {
+            pair.inject_to_server(c.rx.remote, &c.data);
+        }
+        let after = pair.server.stats();
+        assert_eq!(after.packets_received, before.packets_received, "round {r}");
+    }
+    let st = pair.server.stats();
+    assert!(st.rekeys_peer >= 40, "{st:?}");
+    assert!(
+        most <= 60,
+        "server held per-space state of {most} spaces during a busy session \
+         ({} peer rekeys over {:?})",
+        st.rekeys_peer,
+        pair.elapsed()
+    );
+    // And it settles once quiet.
+    let later = pair.now + Duration::from_secs(12);
+    pair.run_until(later, 100_000);
+    let (acks, _, windows, _) = pair.server.space_state();
+    assert!(acks <= 21 && windows <= 21, "{acks} {windows}");
+    // I4: every captured client packet, replayed now, is refused.
+    let _ = pair.events();
+    let before = pair.server.stats();
+    let captured: Vec<_> = pair
+        .capture
+        .take()
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.to_server)
+        .collect();
+    assert!(captured.len() > 50);
+    for c in &captured {
+        pair.inject_to_server(c.rx.remote, &c.data);
+    }
+    let after = pair.server.stats();
+    let refused = (after.dropped.replayed - before.dropped.replayed)
+        + (after.dropped.unauthenticated - before.dropped.unauthenticated);
+    assert_eq!(refused, captured.len() as u64);
+    assert_eq!(after.packets_received, before.packets_received);
+}
+
+/// Packets each side sends over `secs` of an idle session after one round.
+fn idle_packets(keep_alive: Option<Duration>, secs: u64) -> (u64, u64) {
+    let cfg = Config {
+        keep_alive,
+        idle_timeout: Duration::from_secs(600),
+        ..Config::default()
+    };
+    let mut pair = Pair::new(43, cfg, LinkConfig::default());
+    round(&mut pair, 1);
+    let later = pair.now + Duration::from_secs(1);
+    pair.run_until(later, 100_000);
+    let (c0, s0) = (
+        pair.client.stats().packets_sent,
+        pair.server.stats().packets_sent,
+    );
+    let later = pair.now + Duration::from_secs(secs);
+    pair.run_until(later, 1_000_000);
+    (
+        pair.client.stats().packets_sent - c0,
+        pair.server.stats().packets_sent - s0,
+    )
+}
+
+/// An idle session stays quiet: an ACK-only packet carrying a PING must not be
+/// answered by an ACK that carries a PING again (an endless ping-pong).
+#[test]
+fn idle_session_does_not_ping_pong() {
+    let (c, s) = idle_packets(None, 60);
+    assert!(
+        c + s <= 4,
+        "idle 60 s without keep-alive: client {c}, server {s} packets"
+    );
+    let (c, s) = idle_packets(Some(Duration::from_secs(5)), 60);
+    // Each side: one PING every 5 s and the acknowledgement of the peer's.
+    assert!(
+        c + s <= 4 * 13 + 4,
+        "idle 60 s with 5 s keep-alive: client {c}, server {s}"
+    );
+}
