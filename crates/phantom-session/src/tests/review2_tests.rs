@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::harness::Pair;
 use super::link::LinkConfig;
-use crate::{Config, Dir};
+use crate::{CloseReason, Config, Dir, Event};
 
 /// One request/response round on a fresh bidirectional stream.
 fn round(pair: &mut Pair, tag: u8) {
@@ -143,4 +143,28 @@ fn idle_session_does_not_ping_pong() {
         c + s <= 4 * 13 + 4,
         "idle 60 s with 5 s keep-alive: client {c}, server {s}"
     );
+}
+
+/// Without keep-alive, an idle session whose peer is still there closes after the
+/// idle timeout on both sides (nothing on the wire keeps it alive).
+#[test]
+fn idle_session_without_keep_alive_times_out_on_both_sides() {
+    let cfg = Config {
+        keep_alive: None,
+        idle_timeout: Duration::from_secs(10),
+        ..Config::default()
+    };
+    let mut pair = Pair::new(44, cfg, LinkConfig::default());
+    round(&mut pair, 1);
+    let _ = pair.events();
+    let later = pair.now + Duration::from_secs(15);
+    pair.run_until(later, 1_000_000);
+    let (c, s) = pair.events();
+    for (side, ev) in [("client", &c), ("server", &s)] {
+        assert!(
+            ev.iter()
+                .any(|e| matches!(e, Event::Closed(CloseReason::IdleTimeout))),
+            "{side} did not time out: {ev:?}"
+        );
+    }
 }
