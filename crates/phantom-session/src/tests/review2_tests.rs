@@ -138,6 +138,7 @@ fn idle_session_does_not_ping_pong() {
         "idle 60 s without keep-alive: client {c}, server {s} packets"
     );
     let (c, s) = idle_packets(Some(Duration::from_secs(5)), 60);
+    eprintln!("idle 60 s with 5 s keep-alive: client {c}, server {s} packets");
     // Each side: one PING every 5 s and the acknowledgement of the peer's.
     assert!(
         c + s <= 4 * 13 + 4,
@@ -167,4 +168,27 @@ fn idle_session_without_keep_alive_times_out_on_both_sides() {
             "{side} did not time out: {ev:?}"
         );
     }
+}
+
+/// With keep-alive, an idle session outlives its idle timeout on both sides.
+#[test]
+fn idle_session_with_keep_alive_stays_open() {
+    let cfg = Config {
+        keep_alive: Some(Duration::from_secs(3)),
+        idle_timeout: Duration::from_secs(10),
+        ..Config::default()
+    };
+    let mut pair = Pair::new(45, cfg, LinkConfig::default());
+    round(&mut pair, 1);
+    let _ = pair.events();
+    let later = pair.now + Duration::from_secs(60);
+    pair.run_until(later, 1_000_000);
+    let (c, s) = pair.events();
+    for (side, ev) in [("client", &c), ("server", &s)] {
+        assert!(
+            !ev.iter().any(|e| matches!(e, Event::Closed(_))),
+            "{side} closed: {ev:?}"
+        );
+    }
+    assert!(!pair.client.is_closed() && !pair.server.is_closed());
 }
