@@ -10,7 +10,7 @@ use phantom_wire::{SessionId, StreamId};
 
 use super::link::{Datagram, Link, LinkConfig};
 use crate::fallback::Carrier;
-use crate::{Config, Dir, Event, RxMeta, Session, SessionKeys, Side};
+use crate::{Config, Dir, Event, RxMeta, Session, SessionKeys, Side, Stats};
 
 /// The server's address.
 pub(crate) const SERVER: SocketAddr =
@@ -227,6 +227,59 @@ impl Pair {
             }
         }
         t
+    }
+
+    /// One request/response round on a fresh bidirectional stream: the client sends
+    /// 300 bytes tagged `tag` and a FIN, the server reads them all and answers "ok".
+    pub(crate) fn request_response(&mut self, tag: u8) {
+        let id = self.client.open_stream(Dir::Bi).expect("open");
+        self.client.write(id, &[tag; 300]).expect("write");
+        self.client.finish(id).expect("finish");
+        let mut buf = [0u8; 1024];
+        let (mut got, mut answered, mut back) = (0, false, 0);
+        self.drive(100_000, |p| {
+            loop {
+                match p.server.read(id, &mut buf) {
+                    Ok(Some(0)) | Err(_) => break,
+                    Ok(Some(n)) => got += n,
+                    Ok(None) => {
+                        if !answered {
+                            p.server.write(id, b"ok").expect("answer");
+                            p.server.finish(id).expect("finish answer");
+                            answered = true;
+                        }
+                        break;
+                    }
+                }
+            }
+            loop {
+                match p.client.read(id, &mut buf) {
+                    Ok(Some(0)) | Err(_) => break,
+                    Ok(Some(n)) => back += n,
+                    Ok(None) => return true,
+                }
+            }
+            false
+        })
+        .expect("round finishes");
+        assert_eq!((got, back), (300, 2), "round {tag}");
+    }
+
+    /// Re-injects every captured client -> server datagram (capture must be on) into
+    /// the server; returns its stats before and after, and how many were injected.
+    pub(crate) fn replay_captured_to_server(&mut self) -> (Stats, Stats, usize) {
+        let captured: Vec<_> = self
+            .capture
+            .take()
+            .expect("capture enabled")
+            .into_iter()
+            .filter(|c| c.to_server)
+            .collect();
+        let before = self.server.stats();
+        for c in &captured {
+            self.inject_to_server(c.rx.remote, &c.data);
+        }
+        (before, self.server.stats(), captured.len())
     }
 
     /// Takes the client interface `addr` down (both directions) or back up.

@@ -5,42 +5,7 @@ use std::time::Duration;
 
 use super::harness::Pair;
 use super::link::LinkConfig;
-use crate::{CloseReason, Config, Dir, Event};
-
-/// One request/response round on a fresh bidirectional stream.
-fn round(pair: &mut Pair, tag: u8) {
-    let id = pair.client.open_stream(Dir::Bi).unwrap();
-    pair.client.write(id, &[tag; 300]).unwrap();
-    pair.client.finish(id).unwrap();
-    let mut buf = [0u8; 1024];
-    let (mut got, mut answered, mut back) = (0, false, 0);
-    pair.drive(100_000, |p| {
-        loop {
-            match p.server.read(id, &mut buf) {
-                Ok(Some(0)) | Err(_) => break,
-                Ok(Some(n)) => got += n,
-                Ok(None) => {
-                    if !answered {
-                        p.server.write(id, b"ok").unwrap();
-                        p.server.finish(id).unwrap();
-                        answered = true;
-                    }
-                    break;
-                }
-            }
-        }
-        loop {
-            match p.client.read(id, &mut buf) {
-                Ok(Some(0)) | Err(_) => break,
-                Ok(Some(n)) => back += n,
-                Ok(None) => return true,
-            }
-        }
-        false
-    })
-    .unwrap();
-    assert_eq!((got, back), (300, 2), "round {tag}");
-}
+use crate::{CloseReason, Config, Event};
 
 /// A peer that rekeys more often than every 3 PTOs (a small rekey threshold, or a
 /// busy honest peer cycling through many short streams) must not postpone the
@@ -58,7 +23,7 @@ fn i1_per_space_state_stays_bounded_while_the_peer_rekeys_faster_than_3_pto() {
         if r % 50 == 0 {
             pair.capture = Some(Vec::new());
         }
-        round(&mut pair, r as u8);
+        pair.request_response(r as u8);
         let (acks, _, windows, _) = pair.server.space_state();
         most = most.max(acks.max(windows));
         // I4: replays of this round's packets (their keys still open) are refused.
@@ -86,22 +51,11 @@ fn i1_per_space_state_stays_bounded_while_the_peer_rekeys_faster_than_3_pto() {
     assert!(acks <= 21 && windows <= 21, "{acks} {windows}");
     // I4: every captured client packet, replayed now, is refused.
     let _ = pair.events();
-    let before = pair.server.stats();
-    let captured: Vec<_> = pair
-        .capture
-        .take()
-        .unwrap()
-        .into_iter()
-        .filter(|c| c.to_server)
-        .collect();
-    assert!(captured.len() > 50);
-    for c in &captured {
-        pair.inject_to_server(c.rx.remote, &c.data);
-    }
-    let after = pair.server.stats();
+    let (before, after, injected) = pair.replay_captured_to_server();
+    assert!(injected > 50);
     let refused = (after.dropped.replayed - before.dropped.replayed)
         + (after.dropped.unauthenticated - before.dropped.unauthenticated);
-    assert_eq!(refused, captured.len() as u64);
+    assert_eq!(refused, injected as u64);
     assert_eq!(after.packets_received, before.packets_received);
 }
 
@@ -113,7 +67,7 @@ fn idle_packets(keep_alive: Option<Duration>, secs: u64) -> (u64, u64) {
         ..Config::default()
     };
     let mut pair = Pair::new(43, cfg, LinkConfig::default());
-    round(&mut pair, 1);
+    pair.request_response(1);
     let later = pair.now + Duration::from_secs(1);
     pair.run_until(later, 100_000);
     let (c0, s0) = (
@@ -156,7 +110,7 @@ fn idle_session_without_keep_alive_times_out_on_both_sides() {
         ..Config::default()
     };
     let mut pair = Pair::new(44, cfg, LinkConfig::default());
-    round(&mut pair, 1);
+    pair.request_response(1);
     let _ = pair.events();
     let later = pair.now + Duration::from_secs(15);
     pair.run_until(later, 1_000_000);
@@ -179,7 +133,7 @@ fn idle_session_with_keep_alive_stays_open() {
         ..Config::default()
     };
     let mut pair = Pair::new(45, cfg, LinkConfig::default());
-    round(&mut pair, 1);
+    pair.request_response(1);
     let _ = pair.events();
     let later = pair.now + Duration::from_secs(60);
     pair.run_until(later, 1_000_000);

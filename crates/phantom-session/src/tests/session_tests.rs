@@ -254,22 +254,11 @@ fn i4_every_replayed_packet_is_rejected_and_nothing_is_delivered_twice() {
     }
     assert_eq!(got, 20);
     let _ = pair.events();
-    let before = pair.server.stats();
-    let captured: Vec<_> = pair
-        .capture
-        .take()
-        .unwrap()
-        .into_iter()
-        .filter(|c| c.to_server)
-        .collect();
-    assert!(captured.len() > 100);
-    for c in &captured {
-        pair.inject_to_server(c.rx.remote, &c.data);
-    }
-    let after = pair.server.stats();
+    let (before, after, injected) = pair.replay_captured_to_server();
+    assert!(injected > 100);
     assert_eq!(
         after.dropped.replayed - before.dropped.replayed,
-        captured.len() as u64
+        injected as u64
     );
     assert_eq!(after.replay_rejected_total, after.dropped.replayed);
     assert_eq!(after.packets_received, before.packets_received);
@@ -298,37 +287,7 @@ fn i4_per_space_state_stays_bounded_across_many_streams_and_replays_stay_refused
     pair.capture = Some(Vec::new());
     for round in 0..300u64 {
         // Both directions: the server answers on a bidirectional stream.
-        let id = pair.client.open_stream(Dir::Bi).unwrap();
-        pair.client.write(id, &[round as u8; 300]).unwrap();
-        pair.client.finish(id).unwrap();
-        let mut buf = [0u8; 1024];
-        let (mut got, mut answered, mut back) = (0, false, 0);
-        pair.drive(100_000, |p| {
-            loop {
-                match p.server.read(id, &mut buf) {
-                    Ok(Some(0)) | Err(_) => break,
-                    Ok(Some(n)) => got += n,
-                    Ok(None) => {
-                        if !answered {
-                            p.server.write(id, b"ok").unwrap();
-                            p.server.finish(id).unwrap();
-                            answered = true;
-                        }
-                        break;
-                    }
-                }
-            }
-            loop {
-                match p.client.read(id, &mut buf) {
-                    Ok(Some(0)) | Err(_) => break,
-                    Ok(Some(n)) => back += n,
-                    Ok(None) => return true,
-                }
-            }
-            false
-        })
-        .unwrap();
-        assert_eq!((got, back), (300, 2), "round {round}");
+        pair.request_response(round as u8);
     }
     // Quiet for well over 3 PTOs: the last rekey's previous key is retired.
     let later = pair.now + Duration::from_secs(12);
@@ -344,22 +303,11 @@ fn i4_per_space_state_stays_bounded_across_many_streams_and_replays_stay_refused
         );
     }
     let _ = pair.events();
-    let before = pair.server.stats();
-    let captured: Vec<_> = pair
-        .capture
-        .take()
-        .unwrap()
-        .into_iter()
-        .filter(|c| c.to_server)
-        .collect();
-    assert!(captured.len() > 300);
-    for c in &captured {
-        pair.inject_to_server(c.rx.remote, &c.data);
-    }
-    let after = pair.server.stats();
+    let (before, after, injected) = pair.replay_captured_to_server();
+    assert!(injected > 300);
     let refused = (after.dropped.replayed - before.dropped.replayed)
         + (after.dropped.unauthenticated - before.dropped.unauthenticated);
-    assert_eq!(refused, captured.len() as u64);
+    assert_eq!(refused, injected as u64);
     assert_eq!(after.replay_rejected_total, after.dropped.replayed);
     assert_eq!(after.packets_received, before.packets_received);
     let (_, s_events) = pair.events();
