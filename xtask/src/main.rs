@@ -56,7 +56,8 @@ enum Cmd {
         #[arg(long, short = 'p', conflicts_with = "compare")]
         package: Option<String>,
         /// Phantom beside quinn 0.11 and phantom-protocol 0.4 on loopback, handshakes per
-        /// second and memory per idle session; run with the default and the aws-lc backend.
+        /// second and memory per idle session; run with the default backend (portable, then
+        /// built for this CPU) and with the aws-lc backend.
         #[arg(long)]
         compare: bool,
         /// `--compare`: payload bytes per bulk round.
@@ -355,8 +356,10 @@ fn bench(package: Option<&str>, args: &[String]) -> Result {
 }
 
 /// `bench --compare`: the bench-only crate bench/compare (its own workspace and lockfile,
-/// so `ci` never builds it), once with Phantom's default AEAD backend and once with
-/// `--features aws-lc`; the second run measures the bulk transfer only.
+/// so `ci` never builds it), once with Phantom's default AEAD backend, once more with the
+/// default backend built for this CPU (`-C target-cpu=native`, both Phantom and quinn,
+/// in a target directory of its own), and once with `--features aws-lc`; the last two
+/// runs measure the bulk transfer only.
 fn compare(bytes: Option<u64>, rounds: Option<usize>, quick: bool, extra: &[String]) -> Result {
     let manifest = root().join("bench").join("compare").join("Cargo.toml");
     let mut tail: Vec<String> = Vec::new();
@@ -370,12 +373,31 @@ fn compare(bytes: Option<u64>, rounds: Option<usize>, quick: bool, extra: &[Stri
         tail.push("--quick".into());
     }
     tail.extend(extra.iter().cloned());
-    for (label, features, only) in [
-        ("default backend", None, None),
-        ("aws-lc backend", Some("aws-lc"), Some("bulk")),
+    // The bench crate is a workspace of its own: its target directory is beside it.
+    let native_target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(
+            || root().join("bench").join("compare").join("target"),
+            PathBuf::from,
+        )
+        .join("native-cpu");
+    for (label, features, only, native) in [
+        ("default backend", None, None, false),
+        (
+            "default backend, built for this CPU",
+            None,
+            Some("bulk"),
+            true,
+        ),
+        ("aws-lc backend", Some("aws-lc"), Some("bulk"), false),
     ] {
         step(&format!("compare ({label})"), || {
             let mut c = cargo();
+            if native {
+                let mut flags = std::env::var("RUSTFLAGS").unwrap_or_default();
+                flags.push_str(" -C target-cpu=native");
+                c.env("RUSTFLAGS", flags.trim_start());
+                c.env("CARGO_TARGET_DIR", &native_target);
+            }
             c.arg("bench")
                 .arg("--locked")
                 .arg("--manifest-path")

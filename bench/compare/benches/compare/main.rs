@@ -182,11 +182,29 @@ fn loadavg() -> String {
         .unwrap_or_else(|| "?".into())
 }
 
-fn backend() -> &'static str {
-    if cfg!(feature = "aws-lc") {
+fn backend() -> String {
+    let aead = if cfg!(feature = "aws-lc") {
         "aws-lc-rs (--features aws-lc)"
     } else {
         "RustCrypto aes-gcm (default)"
+    };
+    format!("{aead}, {}", build_cpu())
+}
+
+/// What the binary was compiled to assume of the CPU. RustCrypto's AES-GCM depends on
+/// it: POLYVAL's and AES's run-time feature dispatch keeps their intrinsics out of line
+/// in a portable build; compiled in (`-C target-cpu=native`, what `cargo xtask bench
+/// --compare` also runs) they inline. quinn's ring dispatches its assembly at run time
+/// either way.
+fn build_cpu() -> &'static str {
+    if cfg!(all(
+        target_feature = "aes",
+        target_feature = "pclmulqdq",
+        target_feature = "avx2"
+    )) {
+        "built for this CPU (AES-NI, PCLMULQDQ, AVX2 compiled in)"
+    } else {
+        "portable build (CPU features detected at run time)"
     }
 }
 
