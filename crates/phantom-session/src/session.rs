@@ -1723,6 +1723,8 @@ impl Session {
     fn on_records_acked(&mut self, records: &[Record; MAX_RECORDS]) {
         for &r in records {
             match r {
+                // Records fill a packet's slots from the front: the rest are empty.
+                Record::None => break,
                 Record::Stream {
                     id,
                     offset,
@@ -2500,11 +2502,25 @@ impl Session {
                 self.mark_app_limited(size as u64);
             }
             if has_data {
-                let mut views = std::mem::take(&mut self.views_buf);
-                self.path_views(&mut views);
                 let mut picks = std::mem::take(&mut self.pick_buf);
-                pick(self.cfg.scheduler, &views, size as u64, &mut picks);
-                self.views_buf = views;
+                if let Some((&id, p)) = self.paths.iter().next()
+                    && self.paths.len() == 1
+                {
+                    // One path: every scheduler mode picks it if it is validated
+                    // and its window has room (what `pick` does with one view),
+                    // without building the views.
+                    picks.clear();
+                    if self.registry.is_validated(PathId(id))
+                        && p.recovery.bytes_in_flight().saturating_add(size as u64) <= p.cc.window()
+                    {
+                        picks.push(PathId(id));
+                    }
+                } else {
+                    let mut views = std::mem::take(&mut self.views_buf);
+                    self.path_views(&mut views);
+                    pick(self.cfg.scheduler, &views, size as u64, &mut picks);
+                    self.views_buf = views;
+                }
                 // Redundant mode: the first pick sends, the others get copies queued.
                 let with_dup = picks
                     .iter()
