@@ -25,10 +25,13 @@ pub(crate) const MAX_RECORDS: usize = 6;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Record {
     None,
+    /// `len` fits 16 bits: a datagram is at most 65,527 bytes (`Config`), and the
+    /// narrow field keeps a record at 16 bytes (records are copied per packet sent
+    /// and acknowledged).
     Stream {
         id: u32,
         offset: u64,
-        len: u32,
+        len: u16,
         fin: bool,
     },
     ResetStream {
@@ -46,6 +49,8 @@ pub(crate) enum Record {
     },
     PathChallenge,
 }
+
+const _: () = assert!(std::mem::size_of::<Record>() == 16);
 
 /// What one tracked packet carried: its wire identity and the frames to re-send
 /// if it is lost.

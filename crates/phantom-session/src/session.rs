@@ -2864,6 +2864,11 @@ impl Session {
                     let Some(chunk) = s.next_chunk(max_len, credit) else {
                         break;
                     };
+                    // (Always fits: a datagram is at most 65,527 bytes.)
+                    let Ok(len) = u16::try_from(chunk.len) else {
+                        s.on_lost(chunk.offset, chunk.len, chunk.fin);
+                        break;
+                    };
                     // Encode straight from the send buffer when the range is contiguous
                     // there (almost always); otherwise gather it into the scratch buffer.
                     let data: &[u8] = match s.contiguous(chunk.offset, chunk.len) {
@@ -2891,7 +2896,6 @@ impl Session {
                         break;
                     }
                     self.flow.sent = self.flow.sent.saturating_add(chunk.new_bytes);
-                    let len = u32::try_from(chunk.len).unwrap_or(u32::MAX);
                     let rec = Record::Stream {
                         id,
                         offset: chunk.offset,
