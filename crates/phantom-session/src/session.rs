@@ -383,6 +383,8 @@ pub struct Session {
     scratch: Vec<u8>,
     lost_buf: Vec<SentMeta>,
     newly_buf: Vec<(u8, u64, u64)>,
+    /// Records of the packets one ACK frame newly acknowledged.
+    acked_records: Vec<Record>,
     /// Paths an ACK frame of the packet being processed touched.
     touched_buf: Vec<u8>,
     ack_ranges: Vec<RangeInclusive<u64>>,
@@ -544,6 +546,7 @@ impl Session {
             scratch: Vec::new(),
             lost_buf: Vec::new(),
             newly_buf: Vec::new(),
+            acked_records: Vec::new(),
             touched_buf: Vec::new(),
             ack_ranges: Vec::new(),
             pick_buf: Vec::new(),
@@ -1655,21 +1658,29 @@ impl Session {
         // Each path's ledger assembles the ACK over every ACK frame of the packet;
         // `on_acks_done` finishes it once all are applied.
         let mut touched = std::mem::take(&mut self.touched_buf);
+        let mut records = std::mem::take(&mut self.acked_records);
+        records.clear();
         for &(path_id, ppn, seq) in &newly {
             let Some(path) = self.paths.get_mut(&path_id) else {
                 continue;
             };
             let frame_largest = (seq == largest_seq).then_some(ack_delay);
-            let Some(meta) = path.recovery.on_acked(now, ppn, frame_largest) else {
+            if !path
+                .recovery
+                .on_acked_records(now, ppn, frame_largest, &mut records)
+            {
                 continue;
-            };
+            }
             if !touched.contains(&path_id) {
                 touched.push(path_id);
             }
-            self.on_records_acked(&meta.records);
         }
         self.newly_buf = newly;
         self.touched_buf = touched;
+        // In acknowledgement order, after the ledgers (which the records' stream
+        // bookkeeping does not touch).
+        self.on_records_acked(&records);
+        self.acked_records = records;
         Ok(())
     }
 
@@ -1720,11 +1731,9 @@ impl Session {
         self.handle_lost(path_id, lost);
     }
 
-    fn on_records_acked(&mut self, records: &[Record; MAX_RECORDS]) {
+    fn on_records_acked(&mut self, records: &[Record]) {
         for &r in records {
             match r {
-                // Records fill a packet's slots from the front: the rest are empty.
-                Record::None => break,
                 Record::Stream {
                     id,
                     offset,
@@ -2990,13 +2999,15 @@ impl Session {
             path.last_tx_eliciting = Some(now);
         }
         if track && (built.ack_eliciting || built.nrec > 0) {
-            let meta = SentMeta {
+            let size = len as u64;
+            let ppn = path.recovery.on_sent_records(
+                now,
+                size,
+                built.ack_eliciting,
                 space,
                 seq,
-                records: built.records,
-            };
-            let size = len as u64;
-            let ppn = path.recovery.on_sent(now, size, built.ack_eliciting, meta);
+                &built.records,
+            );
             if built.ack_eliciting {
                 path.cc.on_sent(now, size, path.recovery.bytes_in_flight());
             }
