@@ -390,6 +390,10 @@ pub struct Session {
     ack_ranges: Vec<RangeInclusive<u64>>,
     pick_buf: Vec<PathId>,
     views_buf: Vec<PathView>,
+    /// `next_send_stream()` as `has_stream_data` found it while `send_regular` chose
+    /// a path, for `write_stream_data` of the same packet (nothing in between
+    /// changes what it returns); `None` if it was not asked.
+    send_stream_hint: Option<Option<u32>>,
 
     /// The handshake's last flight, re-sent (raw, it is a handshake datagram) when a
     /// handshake retransmission from the peer shows it was lost, until the peer's first
@@ -551,6 +555,7 @@ impl Session {
             ack_ranges: Vec::new(),
             pick_buf: Vec::new(),
             views_buf: Vec::new(),
+            send_stream_hint: None,
             handshake_flight: Vec::new(),
             flight_resend: VecDeque::new(),
             flight_resends_left: 8,
@@ -2431,9 +2436,12 @@ impl Session {
     }
 
     fn has_stream_data(&mut self) -> bool {
-        !self.redundant_queue.is_empty()
-            || !self.dgram_out.is_empty()
-            || self.next_send_stream().is_some()
+        if !self.redundant_queue.is_empty() || !self.dgram_out.is_empty() {
+            return true;
+        }
+        let next = self.next_send_stream();
+        self.send_stream_hint = Some(next);
+        next.is_some()
     }
 
     /// The next stream to send from, round-robin after `rr_cursor` over
@@ -2495,6 +2503,7 @@ impl Session {
     }
 
     fn send_regular(&mut self, now: Instant, buf: &mut [u8], size: usize) -> Option<Transmit> {
+        self.send_stream_hint = None;
         // A PTO probe takes precedence and ignores the congestion window.
         let probe = self
             .paths
@@ -2786,13 +2795,15 @@ impl Session {
         // Only while the acknowledgements owed are for more than PINGs and ACKs:
         // otherwise the peer's ACK of this PING would carry a PING too, and so on
         // (an endless ping-pong on an idle session, which would also never time out).
-        let stale_path = self.data_since_stale_ping
+        // (The clock comparison last: packets with data skip it.)
+        let stale_ping = !built.ack_eliciting
+            && w.written() > 0
+            && self.data_since_stale_ping
             && self.paths.get(&path_id).is_some_and(|p| {
                 let every = p.rtt.smoothed().max(self.cfg.max_ack_delay);
                 p.last_tx_eliciting
                     .is_none_or(|t| now.saturating_duration_since(t) >= every)
             });
-        let stale_ping = stale_path && w.written() > 0 && !built.ack_eliciting;
         if (is_probe || self.ping_pending || stale_ping)
             && !built.ack_eliciting
             && Frame::Ping.encode(&mut w).is_ok()
@@ -2812,6 +2823,7 @@ impl Session {
     /// Adds STREAM frames of one stream (the packet's sequence space) to the packet.
     fn write_stream_data(&mut self, path_id: u8, w: &mut Writer<'_>, built: &mut Built) {
         const OVERHEAD: usize = 24;
+        let hint = self.send_stream_hint.take();
         let mut scratch = std::mem::take(&mut self.scratch);
         if scratch.len() < self.cfg.max_datagram_size {
             scratch.resize(self.cfg.max_datagram_size, 0);
@@ -2856,7 +2868,11 @@ impl Session {
         }
         if space.is_none() {
             // Round-robin over streams with sendable data.
-            if let Some(id) = self.next_send_stream() {
+            let next = match hint {
+                Some(next) => next,
+                None => self.next_send_stream(),
+            };
+            if let Some(id) = next {
                 self.rr_cursor = id;
                 space = Some(id);
                 let mut guard = 0;
