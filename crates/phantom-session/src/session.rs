@@ -1376,9 +1376,12 @@ impl Session {
             ack.largest_at = Some(now);
         }
         if eliciting {
+            // A pending space is always in `ack_pending` (both change together).
+            if !ack.pending {
+                self.ack_pending.insert(space);
+            }
             ack.pending = true;
             ack.unacked_eliciting += 1;
-            self.ack_pending.insert(space);
             self.unacked_eliciting_total = self.unacked_eliciting_total.saturating_add(1);
             if self.timers.get(Timer::AckDelay).is_none() {
                 self.timers
@@ -2625,7 +2628,9 @@ impl Session {
         // 1. ACKs for every space with something to acknowledge.
         let mut spaces = std::mem::take(&mut self.stale_buf);
         spaces.clear();
-        spaces.extend(self.ack_pending.iter().copied());
+        if !self.ack_pending.is_empty() {
+            spaces.extend(self.ack_pending.iter().copied());
+        }
         for &space in &spaces {
             let Some(a) = self.acks.get_mut(&space) else {
                 self.ack_pending.remove(&space);
@@ -2710,7 +2715,9 @@ impl Session {
         }
         let mut ctl = std::mem::take(&mut self.stale_buf);
         ctl.clear();
-        ctl.extend(self.ctl_active.iter().copied());
+        if !self.ctl_active.is_empty() {
+            ctl.extend(self.ctl_active.iter().copied());
+        }
         for &id in &ctl {
             if built.records_full() || w.remaining() < 32 {
                 break;
