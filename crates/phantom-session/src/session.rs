@@ -369,6 +369,12 @@ pub struct Session {
     redundant_queue: VecDeque<(u8, Record)>,
 
     timers: Timers,
+    /// The loss, path-validation, fallback and keep-alive deadlines in `timers` are
+    /// out of date: packets were sent or received since they were last worked out.
+    /// A burst of packets works them out once, when they are next read
+    /// (`poll_timeout`, `handle_timeout`) or an input of theirs changes outside
+    /// `poll_transmit`/`handle_datagram` (which mark them stale after every change).
+    loss_timers_stale: bool,
     last_rx: Instant,
     last_tx_eliciting: Instant,
     ping_pending: bool,
@@ -538,6 +544,7 @@ impl Session {
             next_path_id: 1,
             redundant_queue: VecDeque::new(),
             timers: Timers::default(),
+            loss_timers_stale: false,
             last_rx: now,
             last_tx_eliciting: now,
             ping_pending: false,
@@ -749,6 +756,8 @@ impl Session {
 
     /// The carrier fallback state machine (the runtime feeds it socket-level facts).
     pub fn fallback_mut(&mut self) -> &mut Fallback {
+        // The caller may change what the fallback deadline is computed from.
+        self.flush_loss_timers();
         &mut self.fallback
     }
 
@@ -890,17 +899,19 @@ impl Session {
             self.forget_quiet_spaces();
         }
         if !self.is_closed() {
-            self.update_loss_timer();
+            self.loss_timers_stale = true;
         }
     }
 
     /// Handles expired timers. Call when `poll_timeout`'s deadline has passed.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.flush_loss_timers();
         if self.state == State::Closed {
             return;
         }
         if self.timers.expired(Timer::Close, now) {
             self.timers = Timers::default();
+            self.loss_timers_stale = false;
             self.state = State::Closed;
             return;
         }
@@ -910,6 +921,7 @@ impl Session {
         if self.timers.expired(Timer::Idle, now) {
             tracing::info!(target: "phantom::session", "idle timeout");
             self.timers = Timers::default();
+            self.loss_timers_stale = false;
             self.state = State::Closed;
             self.events
                 .push_back(Event::Closed(CloseReason::IdleTimeout));
@@ -1172,6 +1184,7 @@ impl Session {
         local: SocketAddr,
         remote: SocketAddr,
     ) -> Result<PathId, Error> {
+        self.flush_loss_timers();
         self.check_open()?;
         if self
             .paths
@@ -1197,6 +1210,7 @@ impl Session {
     /// # Errors
     /// [`Error::Path`] if no such path exists or it is the only one; [`Error::Closed`].
     pub fn abandon_path(&mut self, local: SocketAddr, remote: SocketAddr) -> Result<PathId, Error> {
+        self.flush_loss_timers();
         self.check_open()?;
         let id = self
             .paths
@@ -1274,7 +1288,7 @@ impl Session {
         if t.is_some() {
             // Nothing the loss, path or keep-alive timers depend on changes unless a
             // packet went out.
-            self.update_loss_timer();
+            self.loss_timers_stale = true;
         }
         t
     }
@@ -1289,6 +1303,11 @@ impl Session {
     /// The earliest deadline at which `handle_timeout` must be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.loss_timers_stale {
+            let mut timers = self.timers.clone();
+            self.loss_timers_into(&mut timers);
+            return timers.earliest();
+        }
         self.timers.earliest()
     }
 
@@ -1493,6 +1512,7 @@ impl Session {
                 }));
                 self.state = State::Draining;
                 self.timers = Timers::default();
+                self.loss_timers_stale = false;
                 let pto = self.max_pto();
                 self.timers.set(Timer::Close, Some(now + pto * 3));
             }
@@ -1918,6 +1938,22 @@ impl Session {
     }
 
     fn update_loss_timer(&mut self) {
+        let mut timers = std::mem::take(&mut self.timers);
+        self.loss_timers_into(&mut timers);
+        self.timers = timers;
+        self.loss_timers_stale = false;
+    }
+
+    /// Brings the deadlines marked stale up to date (see `loss_timers_stale`).
+    fn flush_loss_timers(&mut self) {
+        if self.loss_timers_stale {
+            self.update_loss_timer();
+        }
+    }
+
+    /// Works out the loss, path-validation, fallback and keep-alive deadlines into
+    /// `timers`.
+    fn loss_timers_into(&self, timers: &mut Timers) {
         let mut earliest: Option<Instant> = None;
         for p in self.paths.values() {
             let t = p.recovery.timer(&p.rtt);
@@ -1925,16 +1961,14 @@ impl Session {
                 earliest = Some(earliest.map_or(t, |e| e.min(t)));
             }
         }
-        self.timers.set(Timer::LossDetection, earliest);
+        timers.set(Timer::LossDetection, earliest);
         let pv = self.registry.next_timeout();
-        self.timers.set(Timer::PathValidation, pv);
-        self.timers
-            .set(Timer::Fallback, Some(self.fallback.next_timeout()));
+        timers.set(Timer::PathValidation, pv);
+        timers.set(Timer::Fallback, Some(self.fallback.next_timeout()));
         if let Some(ka) = self.cfg.keep_alive
             && matches!(self.state, State::Connected | State::Migrating)
         {
-            self.timers
-                .set(Timer::KeepAlive, Some(self.last_tx_eliciting + ka));
+            timers.set(Timer::KeepAlive, Some(self.last_tx_eliciting + ka));
         }
     }
 
@@ -2184,6 +2218,7 @@ impl Session {
                 if self.paths.is_empty() {
                     self.state = State::Closed;
                     self.timers = Timers::default();
+                    self.loss_timers_stale = false;
                     self.events
                         .push_back(Event::Closed(CloseReason::Error(Error::Path(
                             "all paths failed",
@@ -2384,6 +2419,8 @@ impl Session {
             return None;
         }
         built.ack_eliciting = true;
+        // The keep-alive deadline follows this packet only at the next update.
+        self.flush_loss_timers();
         self.finish_packet(now, id, buf, built, false)
     }
 
@@ -3068,6 +3105,7 @@ impl Session {
         let pto = self.max_pto();
         self.state = State::Closing;
         self.timers = Timers::default();
+        self.loss_timers_stale = false;
         self.timers.set(Timer::Close, Some(now + pto * 3));
         self.close = Some(CloseInfo {
             code,
