@@ -64,12 +64,9 @@ impl RateSample {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Pending {
     pn: u64,
-    prior_delivered: u64,
-    send_elapsed: Duration,
-    ack_elapsed: Duration,
-    is_app_limited: bool,
-    tx_in_flight: u64,
-    lost_at_send: u64,
+    time_sent: Instant,
+    acked_at: Instant,
+    state: DeliveryState,
 }
 
 /// Connection-level delivery-rate state for one path.
@@ -154,14 +151,13 @@ impl DeliveryRateEstimator {
         self.delivered_time = Some(now);
         let newer = self.pending.is_none_or(|p| pn > p.pn);
         if newer {
+            // The elapsed times are worked out in `take_sample`, for the newest
+            // packet of the ACK only.
             self.pending = Some(Pending {
                 pn,
-                prior_delivered: state.delivered,
-                send_elapsed: time_sent.saturating_duration_since(state.first_sent_time),
-                ack_elapsed: now.saturating_duration_since(state.delivered_time),
-                is_app_limited: state.is_app_limited,
-                tx_in_flight: state.tx_in_flight,
-                lost_at_send: state.lost,
+                time_sent,
+                acked_at: now,
+                state: *state,
             });
             self.first_sent_time = Some(time_sent);
         }
@@ -175,12 +171,16 @@ impl DeliveryRateEstimator {
             self.app_limited_until = 0;
         }
         let p = self.pending.take()?;
-        let interval = p.send_elapsed.max(p.ack_elapsed);
-        let delivered = self.delivered.saturating_sub(p.prior_delivered);
+        let send_elapsed = p
+            .time_sent
+            .saturating_duration_since(p.state.first_sent_time);
+        let ack_elapsed = p.acked_at.saturating_duration_since(p.state.delivered_time);
+        let interval = send_elapsed.max(ack_elapsed);
+        let delivered = self.delivered.saturating_sub(p.state.delivered);
         let valid = !interval.is_zero() && min_rtt.is_none_or(|m| interval >= m);
         Some(RateSample {
             delivered_total: self.delivered,
-            prior_delivered: p.prior_delivered,
+            prior_delivered: p.state.delivered,
             delivered,
             interval,
             delivery_rate: if valid {
@@ -188,9 +188,9 @@ impl DeliveryRateEstimator {
             } else {
                 None
             },
-            is_app_limited: p.is_app_limited,
-            tx_in_flight: p.tx_in_flight,
-            lost: self.lost.saturating_sub(p.lost_at_send),
+            is_app_limited: p.state.is_app_limited,
+            tx_in_flight: p.state.tx_in_flight,
+            lost: self.lost.saturating_sub(p.state.lost),
         })
     }
 }

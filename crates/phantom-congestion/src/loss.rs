@@ -139,11 +139,13 @@ pub struct SentPackets {
 #[derive(Debug, Clone, Copy, Default)]
 struct AckBatch {
     acked_bytes: u64,
-    /// The newest newly acknowledged packet.
-    newest: Option<SentPacket>,
+    /// The newest newly acknowledged packet: `(pn, time_sent)` (the whole record
+    /// is not copied per acknowledged packet).
+    newest: Option<(u64, Instant)>,
     /// The newest newly acknowledged packet that was the largest of its ACK frame,
-    /// with that frame's reported delay: the RTT-sample candidate.
-    sample: Option<(SentPacket, Duration)>,
+    /// with that frame's reported delay: the RTT-sample candidate, as
+    /// `(pn, time_sent, ack_delay)`.
+    sample: Option<(u64, Instant, Duration)>,
     any_ack_eliciting: bool,
 }
 
@@ -346,7 +348,7 @@ impl SentPackets {
         now: Instant,
         pn: u64,
         frame_largest: Option<Duration>,
-    ) -> Option<SentPacket> {
+    ) -> Option<&SentPacket> {
         if self.largest_sent.is_none_or(|l| pn > l) {
             return None;
         }
@@ -377,10 +379,10 @@ impl SentPackets {
         // RFC 9002 §5.1: sample only if the largest acknowledged is newly acked
         // and at least one newly acked packet is ack-eliciting.
         let mut rtt_sample = None;
-        if let Some((p, ack_delay)) = batch.sample
+        if let Some((_, time_sent, ack_delay)) = batch.sample
             && batch.any_ack_eliciting
         {
-            let latest = now.saturating_duration_since(p.time_sent);
+            let latest = now.saturating_duration_since(time_sent);
             rtt.update(now, latest, ack_delay);
             rtt_sample = Some(latest);
         }
@@ -389,7 +391,7 @@ impl SentPackets {
         self.compact();
         let rate = self.delivery.take_sample(rtt.min_rtt());
         let mut outcome = self.ack_outcome(batch.acked_bytes, lost_bytes, rtt_sample, persistent);
-        outcome.largest_acked_sent_at = Some(newest.time_sent);
+        outcome.largest_acked_sent_at = Some(newest.1);
         outcome.rate = rate;
         outcome
     }
@@ -412,19 +414,21 @@ impl SentPackets {
         (self.entries.get(i)?.packet.pn == pn).then_some(i)
     }
 
-    /// Acknowledges the entry at `i` if it is outstanding, adding it to the batch.
+    /// Acknowledges the entry at `i` if it is outstanding, adding it to the batch;
+    /// returns its record (the copy in the acknowledged list).
     fn ack_entry(
         &mut self,
         now: Instant,
         i: usize,
         frame_largest: Option<Duration>,
-    ) -> Option<SentPacket> {
+    ) -> Option<&SentPacket> {
         let entry = self.entries.get_mut(i)?;
         if entry.status != Status::Outstanding {
             return None;
         }
         entry.status = Status::Acked;
-        let p = entry.packet;
+        // Read in place: the record is copied once, into `acked_buf`.
+        let p = &entry.packet;
         let batch = self.batch.get_or_insert_with(AckBatch::default);
         if p.ack_eliciting {
             batch.any_ack_eliciting = true;
@@ -434,16 +438,16 @@ impl SentPackets {
             self.delivery
                 .on_packet_acked(now, p.pn, p.time_sent, p.bytes, &p.delivery);
         }
-        if batch.newest.is_none_or(|n| p.pn > n.pn) {
-            batch.newest = Some(p);
+        if batch.newest.is_none_or(|(n, _)| p.pn > n) {
+            batch.newest = Some((p.pn, p.time_sent));
         }
         if let Some(delay) = frame_largest
-            && batch.sample.is_none_or(|(s, _)| p.pn > s.pn)
+            && batch.sample.is_none_or(|(s, _, _)| p.pn > s)
         {
-            batch.sample = Some((p, delay));
+            batch.sample = Some((p.pn, p.time_sent, delay));
         }
-        self.acked_buf.push(p);
-        Some(p)
+        self.acked_buf.push(*p);
+        self.acked_buf.last()
     }
 
     fn ack_outcome(

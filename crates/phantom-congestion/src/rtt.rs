@@ -28,6 +28,9 @@ pub struct RttEstimator {
     var: Duration,
     max_ack_delay: Duration,
     first_sample_at: Option<Instant>,
+    /// [`Self::pto_base`] of the fields above, kept current by every change of
+    /// them (the PTO is read for every packet sent; the estimate changes per ACK).
+    pto_base: Duration,
 }
 
 impl Default for RttEstimator {
@@ -40,14 +43,17 @@ impl RttEstimator {
     /// A fresh estimator: `smoothed_rtt = initial_rtt`, `rttvar = initial_rtt / 2`.
     #[must_use]
     pub fn new(initial_rtt: Duration, max_ack_delay: Duration) -> Self {
-        Self {
+        let mut e = Self {
             latest: initial_rtt,
             min: initial_rtt,
             smoothed: initial_rtt,
             var: initial_rtt / 2,
             max_ack_delay,
             first_sample_at: None,
-        }
+            pto_base: Duration::ZERO,
+        };
+        e.pto_base = e.compute_pto_base();
+        e
     }
 
     /// Feeds one RTT sample taken at `now` (RFC 9002 §5.3). `latest_rtt` is
@@ -61,6 +67,7 @@ impl RttEstimator {
             self.min = latest_rtt;
             self.smoothed = latest_rtt;
             self.var = latest_rtt / 2;
+            self.pto_base = self.compute_pto_base();
             return;
         }
         self.min = self.min.min(latest_rtt);
@@ -73,6 +80,7 @@ impl RttEstimator {
         let deviation = self.smoothed.abs_diff(adjusted);
         self.var = (self.var.saturating_mul(3) / 4).saturating_add(deviation / 4);
         self.smoothed = (self.smoothed.saturating_mul(7) / 8).saturating_add(adjusted / 8);
+        self.pto_base = self.compute_pto_base();
     }
 
     /// The most recent sample (the initial RTT before any).
@@ -116,6 +124,10 @@ impl RttEstimator {
     /// `smoothed_rtt + max(4 * rttvar, kGranularity) + max_ack_delay`.
     #[must_use]
     pub fn pto_base(&self) -> Duration {
+        self.pto_base
+    }
+
+    fn compute_pto_base(&self) -> Duration {
         self.smoothed
             .saturating_add(self.var.saturating_mul(4).max(GRANULARITY))
             .saturating_add(self.max_ack_delay)
@@ -126,8 +138,12 @@ impl RttEstimator {
     /// capped at one hour.
     #[must_use]
     pub fn pto(&self, pto_count: u32) -> Duration {
+        if pto_count == 0 {
+            // `pto_base` is already capped.
+            return self.pto_base;
+        }
         let factor = 1u32.checked_shl(pto_count.min(31)).unwrap_or(u32::MAX);
-        self.pto_base().saturating_mul(factor).min(MAX_PTO)
+        self.pto_base.saturating_mul(factor).min(MAX_PTO)
     }
 
     /// The time threshold for loss (RFC 9002 §6.1.2):

@@ -25,10 +25,13 @@ pub(crate) const MAX_RECORDS: usize = 6;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Record {
     None,
+    /// `len` fits 16 bits: a datagram is at most 65,527 bytes (`Config`), and the
+    /// narrow field keeps a record at 16 bytes (records are copied per packet sent
+    /// and acknowledged).
     Stream {
         id: u32,
         offset: u64,
-        len: u32,
+        len: u16,
         fin: bool,
     },
     ResetStream {
@@ -46,6 +49,8 @@ pub(crate) enum Record {
     },
     PathChallenge,
 }
+
+const _: () = assert!(std::mem::size_of::<Record>() == 16);
 
 /// What one tracked packet carried: its wire identity and the frames to re-send
 /// if it is lost.
@@ -119,12 +124,34 @@ impl PathRecovery {
     }
 
     /// Records a sent packet; returns its per-path number.
+    #[cfg(test)]
     pub(crate) fn on_sent(
         &mut self,
         now: Instant,
         size: u64,
         ack_eliciting: bool,
         meta: SentMeta,
+    ) -> u64 {
+        self.on_sent_records(
+            now,
+            size,
+            ack_eliciting,
+            meta.space,
+            meta.seq,
+            &meta.records,
+        )
+    }
+
+    /// Records a sent packet of stream space `space`, sequence `seq`, carrying
+    /// `records` (copied once, straight into the ring); returns its per-path number.
+    pub(crate) fn on_sent_records(
+        &mut self,
+        now: Instant,
+        size: u64,
+        ack_eliciting: bool,
+        space: u32,
+        seq: u64,
+        records: &[Record; MAX_RECORDS],
     ) -> u64 {
         let ppn = self.next_ppn;
         if self
@@ -140,11 +167,16 @@ impl PathRecovery {
         if self.meta.is_empty() {
             self.base_ppn = ppn;
         }
-        self.meta.push_back(Some(meta));
+        self.meta.push_back(Some(SentMeta {
+            space,
+            seq,
+            records: *records,
+        }));
         ppn
     }
 
     /// Takes packet `ppn`'s records out of the ring and trims the front.
+    #[cfg(test)]
     fn take(&mut self, ppn: u64) -> Option<SentMeta> {
         let i = usize::try_from(ppn.checked_sub(self.base_ppn)?).ok()?;
         let m = self.meta.get_mut(i)?.take()?;
@@ -161,9 +193,49 @@ impl PathRecovery {
         self.ledger.on_app_limited();
     }
 
+    /// Appends packet `ppn`'s records (up to the first empty slot: they fill a
+    /// packet's slots from the front) to `out`, empties its slot in place (no copy
+    /// of the whole entry) and trims the front; false if it is not held.
+    fn take_records(&mut self, ppn: u64, out: &mut Vec<Record>) -> bool {
+        let Some(i) = ppn
+            .checked_sub(self.base_ppn)
+            .and_then(|d| usize::try_from(d).ok())
+        else {
+            return false;
+        };
+        let Some(slot) = self.meta.get_mut(i) else {
+            return false;
+        };
+        let Some(m) = slot.as_ref() else {
+            return false;
+        };
+        out.extend(m.records.iter().copied().take_while(|r| *r != Record::None));
+        *slot = None;
+        while let Some(None) = self.meta.front() {
+            self.meta.pop_front();
+            self.base_ppn += 1;
+        }
+        true
+    }
+
     /// One packet of an ACK being assembled was acknowledged; `frame_largest` is
-    /// `Some(ack_delay)` if it was the largest its ACK frame named. Returns its
-    /// records if it was outstanding.
+    /// `Some(ack_delay)` if it was the largest its ACK frame named. If it was
+    /// outstanding, appends its records to `records` and returns true.
+    pub(crate) fn on_acked_records(
+        &mut self,
+        now: Instant,
+        ppn: u64,
+        frame_largest: Option<Duration>,
+        records: &mut Vec<Record>,
+    ) -> bool {
+        self.ledger
+            .on_packet_acked(now, ppn, frame_largest)
+            .is_some()
+            && self.take_records(ppn, records)
+    }
+
+    /// [`Self::on_acked_records`], returning the whole entry.
+    #[cfg(test)]
     pub(crate) fn on_acked(
         &mut self,
         now: Instant,

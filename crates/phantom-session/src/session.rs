@@ -369,6 +369,12 @@ pub struct Session {
     redundant_queue: VecDeque<(u8, Record)>,
 
     timers: Timers,
+    /// The loss, path-validation, fallback and keep-alive deadlines in `timers` are
+    /// out of date: packets were sent or received since they were last worked out.
+    /// A burst of packets works them out once, when they are next read
+    /// (`poll_timeout`, `handle_timeout`) or an input of theirs changes outside
+    /// `poll_transmit`/`handle_datagram` (which mark them stale after every change).
+    loss_timers_stale: bool,
     last_rx: Instant,
     last_tx_eliciting: Instant,
     ping_pending: bool,
@@ -383,11 +389,17 @@ pub struct Session {
     scratch: Vec<u8>,
     lost_buf: Vec<SentMeta>,
     newly_buf: Vec<(u8, u64, u64)>,
+    /// Records of the packets one ACK frame newly acknowledged.
+    acked_records: Vec<Record>,
     /// Paths an ACK frame of the packet being processed touched.
     touched_buf: Vec<u8>,
     ack_ranges: Vec<RangeInclusive<u64>>,
     pick_buf: Vec<PathId>,
     views_buf: Vec<PathView>,
+    /// `next_send_stream()` as `has_stream_data` found it while `send_regular` chose
+    /// a path, for `write_stream_data` of the same packet (nothing in between
+    /// changes what it returns); `None` if it was not asked.
+    send_stream_hint: Option<Option<u32>>,
 
     /// The handshake's last flight, re-sent (raw, it is a handshake datagram) when a
     /// handshake retransmission from the peer shows it was lost, until the peer's first
@@ -532,6 +544,7 @@ impl Session {
             next_path_id: 1,
             redundant_queue: VecDeque::new(),
             timers: Timers::default(),
+            loss_timers_stale: false,
             last_rx: now,
             last_tx_eliciting: now,
             ping_pending: false,
@@ -544,10 +557,12 @@ impl Session {
             scratch: Vec::new(),
             lost_buf: Vec::new(),
             newly_buf: Vec::new(),
+            acked_records: Vec::new(),
             touched_buf: Vec::new(),
             ack_ranges: Vec::new(),
             pick_buf: Vec::new(),
             views_buf: Vec::new(),
+            send_stream_hint: None,
             handshake_flight: Vec::new(),
             flight_resend: VecDeque::new(),
             flight_resends_left: 8,
@@ -741,6 +756,8 @@ impl Session {
 
     /// The carrier fallback state machine (the runtime feeds it socket-level facts).
     pub fn fallback_mut(&mut self) -> &mut Fallback {
+        // The caller may change what the fallback deadline is computed from.
+        self.flush_loss_timers();
         &mut self.fallback
     }
 
@@ -882,17 +899,19 @@ impl Session {
             self.forget_quiet_spaces();
         }
         if !self.is_closed() {
-            self.update_loss_timer();
+            self.loss_timers_stale = true;
         }
     }
 
     /// Handles expired timers. Call when `poll_timeout`'s deadline has passed.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.flush_loss_timers();
         if self.state == State::Closed {
             return;
         }
         if self.timers.expired(Timer::Close, now) {
             self.timers = Timers::default();
+            self.loss_timers_stale = false;
             self.state = State::Closed;
             return;
         }
@@ -902,6 +921,7 @@ impl Session {
         if self.timers.expired(Timer::Idle, now) {
             tracing::info!(target: "phantom::session", "idle timeout");
             self.timers = Timers::default();
+            self.loss_timers_stale = false;
             self.state = State::Closed;
             self.events
                 .push_back(Event::Closed(CloseReason::IdleTimeout));
@@ -1164,6 +1184,7 @@ impl Session {
         local: SocketAddr,
         remote: SocketAddr,
     ) -> Result<PathId, Error> {
+        self.flush_loss_timers();
         self.check_open()?;
         if self
             .paths
@@ -1189,6 +1210,7 @@ impl Session {
     /// # Errors
     /// [`Error::Path`] if no such path exists or it is the only one; [`Error::Closed`].
     pub fn abandon_path(&mut self, local: SocketAddr, remote: SocketAddr) -> Result<PathId, Error> {
+        self.flush_loss_timers();
         self.check_open()?;
         let id = self
             .paths
@@ -1266,7 +1288,7 @@ impl Session {
         if t.is_some() {
             // Nothing the loss, path or keep-alive timers depend on changes unless a
             // packet went out.
-            self.update_loss_timer();
+            self.loss_timers_stale = true;
         }
         t
     }
@@ -1281,6 +1303,11 @@ impl Session {
     /// The earliest deadline at which `handle_timeout` must be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.loss_timers_stale {
+            let mut timers = self.timers.clone();
+            self.loss_timers_into(&mut timers);
+            return timers.earliest();
+        }
         self.timers.earliest()
     }
 
@@ -1368,9 +1395,12 @@ impl Session {
             ack.largest_at = Some(now);
         }
         if eliciting {
+            // A pending space is always in `ack_pending` (both change together).
+            if !ack.pending {
+                self.ack_pending.insert(space);
+            }
             ack.pending = true;
             ack.unacked_eliciting += 1;
-            self.ack_pending.insert(space);
             self.unacked_eliciting_total = self.unacked_eliciting_total.saturating_add(1);
             if self.timers.get(Timer::AckDelay).is_none() {
                 self.timers
@@ -1482,6 +1512,7 @@ impl Session {
                 }));
                 self.state = State::Draining;
                 self.timers = Timers::default();
+                self.loss_timers_stale = false;
                 let pto = self.max_pto();
                 self.timers.set(Timer::Close, Some(now + pto * 3));
             }
@@ -1655,21 +1686,29 @@ impl Session {
         // Each path's ledger assembles the ACK over every ACK frame of the packet;
         // `on_acks_done` finishes it once all are applied.
         let mut touched = std::mem::take(&mut self.touched_buf);
+        let mut records = std::mem::take(&mut self.acked_records);
+        records.clear();
         for &(path_id, ppn, seq) in &newly {
             let Some(path) = self.paths.get_mut(&path_id) else {
                 continue;
             };
             let frame_largest = (seq == largest_seq).then_some(ack_delay);
-            let Some(meta) = path.recovery.on_acked(now, ppn, frame_largest) else {
+            if !path
+                .recovery
+                .on_acked_records(now, ppn, frame_largest, &mut records)
+            {
                 continue;
-            };
+            }
             if !touched.contains(&path_id) {
                 touched.push(path_id);
             }
-            self.on_records_acked(&meta.records);
         }
         self.newly_buf = newly;
         self.touched_buf = touched;
+        // In acknowledgement order, after the ledgers (which the records' stream
+        // bookkeeping does not touch).
+        self.on_records_acked(&records);
+        self.acked_records = records;
         Ok(())
     }
 
@@ -1720,7 +1759,7 @@ impl Session {
         self.handle_lost(path_id, lost);
     }
 
-    fn on_records_acked(&mut self, records: &[Record; MAX_RECORDS]) {
+    fn on_records_acked(&mut self, records: &[Record]) {
         for &r in records {
             match r {
                 Record::Stream {
@@ -1899,6 +1938,22 @@ impl Session {
     }
 
     fn update_loss_timer(&mut self) {
+        let mut timers = std::mem::take(&mut self.timers);
+        self.loss_timers_into(&mut timers);
+        self.timers = timers;
+        self.loss_timers_stale = false;
+    }
+
+    /// Brings the deadlines marked stale up to date (see `loss_timers_stale`).
+    fn flush_loss_timers(&mut self) {
+        if self.loss_timers_stale {
+            self.update_loss_timer();
+        }
+    }
+
+    /// Works out the loss, path-validation, fallback and keep-alive deadlines into
+    /// `timers`.
+    fn loss_timers_into(&self, timers: &mut Timers) {
         let mut earliest: Option<Instant> = None;
         for p in self.paths.values() {
             let t = p.recovery.timer(&p.rtt);
@@ -1906,16 +1961,14 @@ impl Session {
                 earliest = Some(earliest.map_or(t, |e| e.min(t)));
             }
         }
-        self.timers.set(Timer::LossDetection, earliest);
+        timers.set(Timer::LossDetection, earliest);
         let pv = self.registry.next_timeout();
-        self.timers.set(Timer::PathValidation, pv);
-        self.timers
-            .set(Timer::Fallback, Some(self.fallback.next_timeout()));
+        timers.set(Timer::PathValidation, pv);
+        timers.set(Timer::Fallback, Some(self.fallback.next_timeout()));
         if let Some(ka) = self.cfg.keep_alive
             && matches!(self.state, State::Connected | State::Migrating)
         {
-            self.timers
-                .set(Timer::KeepAlive, Some(self.last_tx_eliciting + ka));
+            timers.set(Timer::KeepAlive, Some(self.last_tx_eliciting + ka));
         }
     }
 
@@ -2165,6 +2218,7 @@ impl Session {
                 if self.paths.is_empty() {
                     self.state = State::Closed;
                     self.timers = Timers::default();
+                    self.loss_timers_stale = false;
                     self.events
                         .push_back(Event::Closed(CloseReason::Error(Error::Path(
                             "all paths failed",
@@ -2365,6 +2419,8 @@ impl Session {
             return None;
         }
         built.ack_eliciting = true;
+        // The keep-alive deadline follows this packet only at the next update.
+        self.flush_loss_timers();
         self.finish_packet(now, id, buf, built, false)
     }
 
@@ -2420,9 +2476,12 @@ impl Session {
     }
 
     fn has_stream_data(&mut self) -> bool {
-        !self.redundant_queue.is_empty()
-            || !self.dgram_out.is_empty()
-            || self.next_send_stream().is_some()
+        if !self.redundant_queue.is_empty() || !self.dgram_out.is_empty() {
+            return true;
+        }
+        let next = self.next_send_stream();
+        self.send_stream_hint = Some(next);
+        next.is_some()
     }
 
     /// The next stream to send from, round-robin after `rr_cursor` over
@@ -2484,6 +2543,7 @@ impl Session {
     }
 
     fn send_regular(&mut self, now: Instant, buf: &mut [u8], size: usize) -> Option<Transmit> {
+        self.send_stream_hint = None;
         // A PTO probe takes precedence and ignores the congestion window.
         let probe = self
             .paths
@@ -2500,11 +2560,25 @@ impl Session {
                 self.mark_app_limited(size as u64);
             }
             if has_data {
-                let mut views = std::mem::take(&mut self.views_buf);
-                self.path_views(&mut views);
                 let mut picks = std::mem::take(&mut self.pick_buf);
-                pick(self.cfg.scheduler, &views, size as u64, &mut picks);
-                self.views_buf = views;
+                if let Some((&id, p)) = self.paths.iter().next()
+                    && self.paths.len() == 1
+                {
+                    // One path: every scheduler mode picks it if it is validated
+                    // and its window has room (what `pick` does with one view),
+                    // without building the views.
+                    picks.clear();
+                    if self.registry.is_validated(PathId(id))
+                        && p.recovery.bytes_in_flight().saturating_add(size as u64) <= p.cc.window()
+                    {
+                        picks.push(PathId(id));
+                    }
+                } else {
+                    let mut views = std::mem::take(&mut self.views_buf);
+                    self.path_views(&mut views);
+                    pick(self.cfg.scheduler, &views, size as u64, &mut picks);
+                    self.views_buf = views;
+                }
                 // Redundant mode: the first pick sends, the others get copies queued.
                 let with_dup = picks
                     .iter()
@@ -2591,7 +2665,9 @@ impl Session {
         // 1. ACKs for every space with something to acknowledge.
         let mut spaces = std::mem::take(&mut self.stale_buf);
         spaces.clear();
-        spaces.extend(self.ack_pending.iter().copied());
+        if !self.ack_pending.is_empty() {
+            spaces.extend(self.ack_pending.iter().copied());
+        }
         for &space in &spaces {
             let Some(a) = self.acks.get_mut(&space) else {
                 self.ack_pending.remove(&space);
@@ -2676,7 +2752,9 @@ impl Session {
         }
         let mut ctl = std::mem::take(&mut self.stale_buf);
         ctl.clear();
-        ctl.extend(self.ctl_active.iter().copied());
+        if !self.ctl_active.is_empty() {
+            ctl.extend(self.ctl_active.iter().copied());
+        }
         for &id in &ctl {
             if built.records_full() || w.remaining() < 32 {
                 break;
@@ -2761,13 +2839,15 @@ impl Session {
         // Only while the acknowledgements owed are for more than PINGs and ACKs:
         // otherwise the peer's ACK of this PING would carry a PING too, and so on
         // (an endless ping-pong on an idle session, which would also never time out).
-        let stale_path = self.data_since_stale_ping
+        // (The clock comparison last: packets with data skip it.)
+        let stale_ping = !built.ack_eliciting
+            && w.written() > 0
+            && self.data_since_stale_ping
             && self.paths.get(&path_id).is_some_and(|p| {
                 let every = p.rtt.smoothed().max(self.cfg.max_ack_delay);
                 p.last_tx_eliciting
                     .is_none_or(|t| now.saturating_duration_since(t) >= every)
             });
-        let stale_ping = stale_path && w.written() > 0 && !built.ack_eliciting;
         if (is_probe || self.ping_pending || stale_ping)
             && !built.ack_eliciting
             && Frame::Ping.encode(&mut w).is_ok()
@@ -2787,6 +2867,7 @@ impl Session {
     /// Adds STREAM frames of one stream (the packet's sequence space) to the packet.
     fn write_stream_data(&mut self, path_id: u8, w: &mut Writer<'_>, built: &mut Built) {
         const OVERHEAD: usize = 24;
+        let hint = self.send_stream_hint.take();
         let mut scratch = std::mem::take(&mut self.scratch);
         if scratch.len() < self.cfg.max_datagram_size {
             scratch.resize(self.cfg.max_datagram_size, 0);
@@ -2831,7 +2912,11 @@ impl Session {
         }
         if space.is_none() {
             // Round-robin over streams with sendable data.
-            if let Some(id) = self.next_send_stream() {
+            let next = match hint {
+                Some(next) => next,
+                None => self.next_send_stream(),
+            };
+            if let Some(id) = next {
                 self.rr_cursor = id;
                 space = Some(id);
                 let mut guard = 0;
@@ -2846,6 +2931,11 @@ impl Session {
                         break;
                     };
                     let Some(chunk) = s.next_chunk(max_len, credit) else {
+                        break;
+                    };
+                    // (Always fits: a datagram is at most 65,527 bytes.)
+                    let Ok(len) = u16::try_from(chunk.len) else {
+                        s.on_lost(chunk.offset, chunk.len, chunk.fin);
                         break;
                     };
                     // Encode straight from the send buffer when the range is contiguous
@@ -2875,7 +2965,6 @@ impl Session {
                         break;
                     }
                     self.flow.sent = self.flow.sent.saturating_add(chunk.new_bytes);
-                    let len = u32::try_from(chunk.len).unwrap_or(u32::MAX);
                     let rec = Record::Stream {
                         id,
                         offset: chunk.offset,
@@ -2970,13 +3059,15 @@ impl Session {
             path.last_tx_eliciting = Some(now);
         }
         if track && (built.ack_eliciting || built.nrec > 0) {
-            let meta = SentMeta {
+            let size = len as u64;
+            let ppn = path.recovery.on_sent_records(
+                now,
+                size,
+                built.ack_eliciting,
                 space,
                 seq,
-                records: built.records,
-            };
-            let size = len as u64;
-            let ppn = path.recovery.on_sent(now, size, built.ack_eliciting, meta);
+                &built.records,
+            );
             if built.ack_eliciting {
                 path.cc.on_sent(now, size, path.recovery.bytes_in_flight());
             }
@@ -3014,6 +3105,7 @@ impl Session {
         let pto = self.max_pto();
         self.state = State::Closing;
         self.timers = Timers::default();
+        self.loss_timers_stale = false;
         self.timers.set(Timer::Close, Some(now + pto * 3));
         self.close = Some(CloseInfo {
             code,
