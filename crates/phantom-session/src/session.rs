@@ -1038,9 +1038,9 @@ impl Session {
             .get_mut(&id.0)
             .and_then(|e| e.recv.as_mut())
             .ok_or(Error::UnknownStream(id.0))?;
-        if r.stop.is_none() && r.reset.is_none() {
-            r.stop = Some(code);
-            r.stop_pending = true;
+        if r.stop(code) {
+            let released = r.take_released();
+            self.flow.on_consumed(released);
             self.ctl_active.insert(id.0);
         }
         Ok(())
@@ -1413,7 +1413,9 @@ impl Session {
                     && let Some(recv) = e.recv.as_mut()
                 {
                     let grew = recv.on_reset(r.error_code, r.final_size)?;
+                    let released = recv.take_released();
                     self.flow.on_received(grew)?;
+                    self.flow.on_consumed(released);
                     self.signal_readable(r.stream_id.0);
                 }
             }
@@ -1509,12 +1511,14 @@ impl Session {
             return Err(Error::PeerViolation("STREAM on a send-only stream"));
         };
         let grew = recv.on_data(s.offset, s.data, s.fin)?;
+        let released = recv.take_released();
         // Signalled on the entry at hand (no second lookup per packet).
         let signal = recv.is_readable() && !entry.readable_signalled;
         if signal {
             entry.readable_signalled = true;
         }
         self.flow.on_received(grew)?;
+        self.flow.on_consumed(released);
         if signal {
             self.events.push_back(Event::StreamReadable(StreamId(id)));
         }
@@ -2201,6 +2205,16 @@ impl Session {
             self.replay.len(),
             self.retire_queue.len(),
         )
+    }
+
+    /// Out-of-order fragments held over all receive streams.
+    #[cfg(test)]
+    pub(crate) fn recv_fragments(&self) -> usize {
+        self.streams
+            .values()
+            .filter_map(|e| e.recv.as_ref())
+            .map(RecvStream::fragments)
+            .sum()
     }
 
     /// Lowers the most distinct spaces the peer may use in one epoch.
