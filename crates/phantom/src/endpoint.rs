@@ -35,6 +35,13 @@ pub struct ServerConfig {
     pub session: SessionConfig,
     /// Demand a stateless retry round trip from every new client (flood resistance).
     pub require_retry: bool,
+    /// Most TCP connections ([`Endpoint::server_with_tcp`]) open at once; further
+    /// ones are closed as soon as they are accepted. Default 1024.
+    pub max_tcp_connections: usize,
+    /// An accepted TCP connection that carries no complete frame for this long is
+    /// closed (silent and slowloris clients hold no connection for good). `None`: the
+    /// session idle timeout (`session.idle_timeout`), at least 1 s.
+    pub tcp_idle_timeout: Option<Duration>,
 }
 
 impl ServerConfig {
@@ -45,6 +52,8 @@ impl ServerConfig {
             identity,
             session: default_session_config(),
             require_retry: false,
+            max_tcp_connections: 1024,
+            tcp_idle_timeout: None,
         }
     }
 }
@@ -160,7 +169,7 @@ impl Endpoint {
         addr: SocketAddr,
         server: Option<Server>,
         cfg: SessionConfig,
-        tcp_addr: Option<SocketAddr>,
+        tcp: Option<(SocketAddr, tcp::AcceptLimits)>,
     ) -> Result<Self, Error> {
         let rt = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         if addr.ip().is_multicast() {
@@ -173,24 +182,24 @@ impl Endpoint {
             tokio::net::UdpSocket::from_std(std_socket)?
         };
         let local = socket.local_addr()?;
-        let listener = match tcp_addr {
-            Some(a) => {
+        let listener = match tcp {
+            Some((a, limits)) => {
                 let l = std::net::TcpListener::bind(a).map_err(|e| bind_error(a, e))?;
                 l.set_nonblocking(true)?;
                 let _g = rt.enter();
-                Some(tokio::net::TcpListener::from_std(l)?)
+                Some((tokio::net::TcpListener::from_std(l)?, limits))
             }
             None => None,
         };
         let is_server = server.is_some();
         let mut inner = Inner::new(local, server, cfg, rt.clone());
-        inner.tcp_listen = listener.as_ref().and_then(|l| l.local_addr().ok());
+        inner.tcp_listen = listener.as_ref().and_then(|(l, _)| l.local_addr().ok());
         let shared = Arc::new(Shared::new(inner));
         let span =
             tracing::info_span!(target: "phantom::runtime", "endpoint", %local, server = is_server);
-        if let Some(l) = listener {
+        if let Some((l, limits)) = listener {
             rt.spawn(tracing::Instrument::instrument(
-                tcp::listen(Arc::clone(&shared), l),
+                tcp::listen(Arc::clone(&shared), l, limits),
                 span.clone(),
             ));
         }
@@ -231,7 +240,19 @@ impl Endpoint {
         hs.require_retry = config.require_retry;
         let mut rng: rand::rngs::StdRng = rand::make_rng();
         let server = Server::new(hs, &mut rng);
-        Self::bind(udp_addr, Some(server), config.session, Some(tcp_addr))
+        let limits = tcp::AcceptLimits {
+            max_connections: config.max_tcp_connections,
+            idle_timeout: config
+                .tcp_idle_timeout
+                .unwrap_or(config.session.idle_timeout)
+                .max(Duration::from_secs(1)),
+        };
+        Self::bind(
+            udp_addr,
+            Some(server),
+            config.session,
+            Some((tcp_addr, limits)),
+        )
     }
 
     /// The TCP listening address ([`Endpoint::server_with_tcp`]), if any.
