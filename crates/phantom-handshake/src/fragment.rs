@@ -326,6 +326,12 @@ impl Reassembler {
         Some(p.buf)
     }
 
+    /// Takes back the last [`Self::pop`] (its message did not verify), so that the
+    /// message can be received again.
+    pub(crate) fn unpop(&mut self) {
+        self.next = self.next.saturating_sub(1);
+    }
+
     /// Bytes currently held.
     pub(crate) fn buffered(&self) -> usize {
         self.buffered
