@@ -1050,6 +1050,50 @@ mod tests {
         assert_eq!(r.read(&mut out).unwrap(), None);
     }
 
+    /// Third review: what a misbehaving peer's STREAM and RESET_STREAM frames get from
+    /// the in-place receive buffer. Retransmissions that overlap held data with other
+    /// bytes never change what was received first (in order or not); holes are never
+    /// readable; offsets beyond the window, the final size or 2^62 are violations
+    /// refused before any allocation.
+    #[test]
+    fn i1_recv_buffer_keeps_first_bytes_and_refuses_impossible_offsets() {
+        let mut r = RecvStream::new(1000);
+        r.on_data(10, b"KLMNO", false).unwrap();
+        r.on_data(20, b"UVW", false).unwrap();
+        // Overlaps both held ranges and the hole between them with other bytes.
+        r.on_data(8, b"xxxxxxxxxxxxxxxxx", false).unwrap();
+        let mut out = [0u8; 64];
+        assert_eq!(
+            r.read(&mut out).unwrap(),
+            Some(0),
+            "a hole at 0..8 is not readable"
+        );
+        r.on_data(0, b"abcdefgh", false).unwrap();
+        let n = r.read(&mut out).unwrap().unwrap();
+        assert_eq!(&out[..n], b"abcdefghxxKLMNOxxxxxUVWxx");
+        // In-order overlap with other bytes: the first bytes stay.
+        r.on_data(30, b"123", false).unwrap();
+        r.on_data(25, b"zzzzzzzzzz", false).unwrap();
+        let n = r.read(&mut out).unwrap().unwrap();
+        assert_eq!(&out[..n], b"zzzzz123zz");
+        // Beyond the window, or near 2^62 / u64::MAX: refused, nothing buffered.
+        assert!(r.on_data(995, b"0123456789", false).is_err());
+        assert!(r.on_data((1 << 62) - 1, b"x", false).is_err());
+        assert!(r.on_data(u64::MAX - 1, b"xyz", false).is_err());
+        assert_eq!(r.buffered(), 0);
+        // A final size, then data beyond it, another final size, or a reset moving it.
+        r.on_data(40, b"end", true).unwrap();
+        assert!(r.on_data(43, b"!", false).is_err());
+        assert!(r.on_data(41, b"nd!", true).is_err());
+        assert!(r.on_reset(1, 44).is_err());
+        assert_eq!(r.on_reset(1, 43).unwrap(), 0);
+        assert!(matches!(r.read(&mut out), Err(Error::Reset(1))));
+        // A reset whose final size is below data already received is refused.
+        let mut r = RecvStream::new(1000);
+        r.on_data(100, b"x", false).unwrap();
+        assert!(r.on_reset(2, 50).is_err());
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(128))]
         /// The chunked send buffer holds exactly the bytes written and not yet
