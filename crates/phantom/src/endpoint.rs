@@ -25,6 +25,11 @@ pub fn default_session_config() -> SessionConfig {
     SessionConfig::default()
 }
 
+/// The close code a server gives a session whose handshake completed while
+/// [`ServerConfig::max_pending_accepts`] sessions were already waiting for
+/// [`Endpoint::accept`] (the server is busy: try again later).
+pub const ACCEPT_BACKLOG_FULL: u64 = 0x5042;
+
 /// What a server endpoint needs: its identity (certificate + static KEM secret) and
 /// the session tuning applied to every accepted session.
 #[derive(Debug, Clone)]
@@ -42,6 +47,10 @@ pub struct ServerConfig {
     /// closed (silent and slowloris clients hold no connection for good). `None`: the
     /// session idle timeout (`session.idle_timeout`), at least 1 s.
     pub tcp_idle_timeout: Option<Duration>,
+    /// Most accepted sessions waiting for [`Endpoint::accept`]; a handshake that
+    /// completes beyond it has its session closed at once with
+    /// [`ACCEPT_BACKLOG_FULL`]. Default 1024.
+    pub max_pending_accepts: usize,
 }
 
 impl ServerConfig {
@@ -54,6 +63,7 @@ impl ServerConfig {
             require_retry: false,
             max_tcp_connections: 1024,
             tcp_idle_timeout: None,
+            max_pending_accepts: 1024,
         }
     }
 }
@@ -221,7 +231,10 @@ impl Endpoint {
         hs.require_retry = config.require_retry;
         let mut rng: rand::rngs::StdRng = rand::make_rng();
         let server = Server::new(hs, &mut rng);
-        Self::bind(addr, Some(server), config.session, None)
+        let backlog = config.max_pending_accepts;
+        let ep = Self::bind(addr, Some(server), config.session, None)?;
+        ep.shared.lock().accept_backlog = backlog;
+        Ok(ep)
     }
 
     /// A server endpoint on UDP `udp_addr` that also accepts TCP connections on
@@ -247,12 +260,15 @@ impl Endpoint {
                 .unwrap_or(config.session.idle_timeout)
                 .max(Duration::from_secs(1)),
         };
-        Self::bind(
+        let backlog = config.max_pending_accepts;
+        let ep = Self::bind(
             udp_addr,
             Some(server),
             config.session,
             Some((tcp_addr, limits)),
-        )
+        )?;
+        ep.shared.lock().accept_backlog = backlog;
+        Ok(ep)
     }
 
     /// The TCP listening address ([`Endpoint::server_with_tcp`]), if any.

@@ -99,3 +99,44 @@ async fn i1_tcp_connections_beyond_the_limit_are_closed_at_once() {
         "a connection within the limit was closed"
     );
 }
+
+/// Peers that complete handshakes faster than the application accepts them (or an
+/// application that stopped accepting): before, every completed session waited in
+/// the accept queue — and stayed in memory, kept alive by its peer — without limit.
+/// Now at most `max_pending_accepts` wait; a session completing beyond that is closed
+/// at once with `ACCEPT_BACKLOG_FULL`, and the waiting ones are still accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn i1_sessions_beyond_the_accept_backlog_are_closed_not_queued() {
+    let (id, key) = identity();
+    let mut cfg = ServerConfig::new(id);
+    cfg.max_pending_accepts = 2;
+    let srv = Endpoint::server(cfg, localhost()).unwrap();
+    let mut conns = Vec::new();
+    for _ in 0..4 {
+        let client = Endpoint::client(localhost()).unwrap();
+        let conn = common::within(10, client.connect(srv.local_addr(), &key))
+            .await
+            .unwrap();
+        conns.push((client, conn));
+    }
+    for (i, (_, conn)) in conns.iter().enumerate().skip(2) {
+        let reason = common::within(10, conn.closed()).await;
+        assert!(
+            matches!(reason, phantom::CloseReason::Peer { code, .. } if code == phantom::ACCEPT_BACKLOG_FULL),
+            "connection {i}: {reason:?}"
+        );
+    }
+    let mut accepted = Vec::new();
+    for _ in 0..2 {
+        let c = common::within(5, srv.accept()).await.unwrap();
+        assert!(!c.is_closed());
+        accepted.push(c);
+    }
+    assert!(!conns[0].1.is_closed() && !conns[1].1.is_closed());
+    // The refused sessions drain and are forgotten.
+    common::wait_until(10, "the refused sessions to drain", || {
+        srv.session_count() == 2
+    })
+    .await;
+    drop(accepted);
+}
