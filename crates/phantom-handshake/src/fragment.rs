@@ -284,6 +284,18 @@ impl Reassembler {
         if f.msg_seq < self.next {
             return Ok(Inserted::Old);
         }
+        if let Some(i) = self
+            .partial
+            .iter()
+            .position(|p| p.seq == f.msg_seq && p.buf.len() != f.total_len)
+        {
+            // Another length for a message not yet complete: nothing of it is
+            // authenticated, so the partial gives way to the newer fragment (else a
+            // spoofed fragment would block the real message for good; a real one
+            // lost this way comes back with the peer's retransmission).
+            let old = self.partial.swap_remove(i);
+            self.buffered -= old.buf.len();
+        }
         let idx = match self.partial.iter().position(|p| p.seq == f.msg_seq) {
             Some(i) => i,
             None => {

@@ -704,17 +704,18 @@ fn oversized_and_inconsistent_fragments_are_refused() {
         Error::LimitExceeded("reassembly memory")
     );
     assert!(r.buffered() <= REASSEMBLY_CAP);
-    // Same sequence, different total length.
+    // Same sequence, different total length: the unauthenticated partial gives way
+    // (third review: a spoofed fragment must not block the real message), within
+    // the cap.
     let f0b = Fragment {
         msg_seq: 0,
         total_len: 8000,
         offset: 0,
         data: &big,
     };
-    assert_eq!(
-        r.insert(&f0b).unwrap_err(),
-        Error::Malformed("inconsistent message length")
-    );
+    assert_eq!(r.insert(&f0b).unwrap(), Inserted::Buffered);
+    assert_eq!(r.buffered(), 8000);
+    assert!(r.pop().is_none());
 }
 
 #[test]
@@ -1796,4 +1797,53 @@ fn i1_a_forged_client_finished_does_not_kill_the_half_open_handshake() {
         }
         assert_eq!(client.into_established().unwrap().session_id, s.session_id);
     }
+}
+
+/// Third review: a spoofer who knows a client's address sends, before the client's
+/// real ClientFinished, a fragment of message 1 claiming another length and never
+/// completing it. Before, the real ClientFinished was then refused for good as an
+/// "inconsistent message length" (and so were all its retransmissions): the client
+/// could not connect until the half-open handshake expired. Now unverified partial
+/// state gives way: the later fragment of another length replaces it.
+#[test]
+fn i1_a_spoofed_partial_fragment_cannot_block_the_real_client_finished() {
+    let mut r = rng(93);
+    let mut server = Server::new(server_config(), &mut r);
+    let mut client = Client::new(client_config(false), &mut r, t(0)).unwrap();
+    let from = addr(6);
+    while let Some(d) = client.poll_transmit() {
+        let _ = server
+            .handle_datagram(t(0), from, &d, &mut r, |_| false)
+            .unwrap();
+    }
+    while let Some(tx) = server.poll_transmit() {
+        let _ = client.handle(t(0), &tx.payload, &mut r).unwrap();
+    }
+    let finished: Vec<Vec<u8>> = std::iter::from_fn(|| client.poll_transmit()).collect();
+    let junk = [0u8; 16];
+    let f = Fragment {
+        msg_seq: 1,
+        total_len: 900,
+        offset: 0,
+        data: &junk,
+    };
+    let mut spoofed = vec![HANDSHAKE_MARKER, 0];
+    f.encode(&mut spoofed);
+    assert!(
+        server
+            .handle_datagram(t(0), from, &spoofed, &mut r, |_| false)
+            .unwrap()
+            .is_none()
+    );
+    let mut est = None;
+    for d in &finished {
+        if let Ok(Some(e)) = server.handle_datagram(t(0), from, d, &mut r, |_| false) {
+            est = Some(e);
+        }
+    }
+    let s = est.expect("the real ClientFinished completes the handshake");
+    while let Some(tx) = server.poll_transmit() {
+        let _ = client.handle(t(0), &tx.payload, &mut r);
+    }
+    assert_eq!(client.into_established().unwrap().session_id, s.session_id);
 }
