@@ -492,7 +492,9 @@ impl Session {
         flow.credit_pending = cfg.session_receive_window > INITIAL_SESSION_CREDIT;
         // As for streams: the implicit initial credit is the least we can enforce.
         flow.recv_max = flow.recv_max.max(INITIAL_SESSION_CREDIT);
-        let max_streams = cfg.max_concurrent_streams;
+        // The peer may open the protocol's initial number of streams before it hears
+        // from us: that is the least we can enforce (as for credit).
+        let max_streams = cfg.max_concurrent_streams.max(INITIAL_MAX_STREAMS);
         let extra_streams = max_streams > INITIAL_MAX_STREAMS;
         let mut s = Self {
             side,
@@ -1042,6 +1044,8 @@ impl Session {
             let released = r.take_released();
             self.flow.on_consumed(released);
             self.ctl_active.insert(id.0);
+            // Its final size may be known already: then nothing more is expected.
+            self.maybe_remove_stream(id.0);
         }
         Ok(())
     }
@@ -1414,9 +1418,15 @@ impl Session {
                 {
                     let grew = recv.on_reset(r.error_code, r.final_size)?;
                     let released = recv.take_released();
+                    let stopped = recv.stop.is_some();
                     self.flow.on_received(grew)?;
                     self.flow.on_consumed(released);
-                    self.signal_readable(r.stream_id.0);
+                    if stopped {
+                        // Nobody reads a stopped stream: it is done now.
+                        self.maybe_remove_stream(r.stream_id.0);
+                    } else {
+                        self.signal_readable(r.stream_id.0);
+                    }
                 }
             }
             Frame::StreamOpen(o) => {
@@ -1519,6 +1529,10 @@ impl Session {
         }
         self.flow.on_received(grew)?;
         self.flow.on_consumed(released);
+        if released > 0 || s.fin {
+            // A stopped stream whose final size just became known is done.
+            self.maybe_remove_stream(id);
+        }
         if signal {
             self.events.push_back(Event::StreamReadable(StreamId(id)));
         }

@@ -843,9 +843,11 @@ impl RecvStream {
         self.ready as u64 + self.received.iter().map(|r| r.end - r.start).sum::<u64>()
     }
 
-    /// All data and the fin have been read (or the reset seen).
+    /// All data and the fin have been read (or the reset seen), or the stream was
+    /// stopped and its final size is known (nothing more to wait for: a stopped
+    /// stream is not read to its end).
     pub(crate) fn is_done(&self) -> bool {
-        self.finished_read
+        self.finished_read || (self.stop.is_some() && self.final_size.is_some())
     }
 
     /// Disjoint out-of-order ranges held.

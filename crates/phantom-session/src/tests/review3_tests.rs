@@ -192,12 +192,16 @@ fn discarded_stream_bytes_return_session_credit() {
         pair.pump();
         let later = pair.now + Duration::from_millis(500);
         pair.run_until(later, 1_000_000);
-        let code = if round % 2 == 0 { 9 } else { 7 };
         let r = pair.server.read(id, &mut buf);
-        assert!(
-            matches!(r, Err(Error::Reset(c)) if c == code),
-            "round {round}: {r:?}"
-        );
+        if round % 2 == 0 {
+            assert!(matches!(r, Err(Error::Reset(9))), "round {round}: {r:?}");
+        } else {
+            // Stopped, then reset by the client in answer: done and forgotten.
+            assert!(
+                matches!(r, Err(Error::UnknownStream(_))),
+                "round {round}: {r:?}"
+            );
+        }
     }
     // A last stream still gets through.
     let id = pair.client.open_stream(Dir::Uni).unwrap();
@@ -232,5 +236,79 @@ fn discarded_stream_bytes_return_session_credit() {
         done && got == payload.len(),
         "the session stalled: {got} of {} bytes of a fresh stream arrived",
         payload.len()
+    );
+}
+
+/// An application that stops streams it does not want (a server refusing uploads:
+/// `stop_sending`, or the runtime dropping a `RecvStream` early) must get their
+/// stream slots back once the peer's final size is known (its FIN or RESET_STREAM) —
+/// whether or not it reads again. Before, a stopped stream whose FIN had arrived was
+/// never finished (nobody reads it to the end), never removed, and its slot never
+/// returned: after a stream limit's worth of refused uploads the peer could open no
+/// stream at all.
+#[test]
+fn stopped_streams_give_their_slots_back_once_the_final_size_is_known() {
+    let mut pair = Pair::new(94, Config::default(), LinkConfig::default());
+    let later = pair.now + Duration::from_millis(200);
+    pair.run_until(later, 10_000);
+    let mut opened = 0;
+    for round in 0..3 {
+        let mut ids = Vec::new();
+        while let Ok(id) = pair.client.open_stream(Dir::Uni) {
+            pair.client.write(id, &[3u8; 100]).unwrap();
+            pair.client.finish(id).unwrap();
+            ids.push(id);
+            if ids.len() == 100 {
+                break;
+            }
+        }
+        assert_eq!(
+            ids.len(),
+            100,
+            "round {round}: the client could open only {} streams after {opened} \
+             stopped ones: their slots were never given back",
+            ids.len()
+        );
+        opened += ids.len();
+        pair.pump();
+        let later = pair.now + Duration::from_millis(500);
+        pair.run_until(later, 1_000_000);
+        // The server refuses every upload without reading it.
+        for &id in &ids {
+            pair.server.stop_sending(id, 5).unwrap();
+        }
+        pair.pump();
+        let later = pair.now + Duration::from_millis(500);
+        pair.run_until(later, 1_000_000);
+        assert!(!pair.server.is_closed() && !pair.client.is_closed());
+    }
+}
+
+/// A receiver configured with fewer concurrent streams than the protocol's initial
+/// limit (`INITIAL_MAX_STREAMS`, which the peer may use before it hears anything)
+/// must not hold the peer to the smaller number: the peer cannot know it. Before, a
+/// server with `max_concurrent_streams: 4` closed the session of an honest client
+/// that opened a fifth stream ("stream limit exceeded").
+#[test]
+fn a_small_configured_stream_limit_does_not_kill_an_honest_peer() {
+    let scfg = Config {
+        max_concurrent_streams: 4,
+        ..Config::default()
+    };
+    let mut pair = Pair::with_configs(95, Config::default(), scfg, LinkConfig::default());
+    let later = pair.now + Duration::from_millis(200);
+    pair.run_until(later, 10_000);
+    for _ in 0..10 {
+        let id = pair.client.open_stream(Dir::Uni).unwrap();
+        pair.client.write(id, b"hello").unwrap();
+        pair.client.finish(id).unwrap();
+    }
+    pair.pump();
+    let later = pair.now + Duration::from_millis(500);
+    pair.run_until(later, 1_000_000);
+    let (_, server_events) = pair.events();
+    assert!(
+        !pair.server.is_closed(),
+        "an honest client was refused: {server_events:?}"
     );
 }
