@@ -665,7 +665,12 @@ impl RecvStream {
             self.ready += new.len();
             return Ok(grew);
         }
-        if self.received.len() >= self.max_ranges && !self.received.touches(start..end) {
+        // A new disjoint range beyond the in-order data (one at its end is absorbed
+        // at once and adds none).
+        if start > cend
+            && self.received.len() >= self.max_ranges
+            && !self.received.touches(start..end)
+        {
             return Err(Error::PeerViolation(
                 "too many out-of-order stream fragments",
             ));
@@ -1090,6 +1095,15 @@ mod tests {
         assert!(r.on_reset(1, 44).is_err());
         assert_eq!(r.on_reset(1, 43).unwrap(), 0);
         assert!(matches!(r.read(&mut out), Err(Error::Reset(1))));
+        // At the range cap, a frame extending the in-order data still fits; a new
+        // disjoint range does not.
+        let mut r = RecvStream::new(1000);
+        for k in 0..MIN_RECV_RANGES as u64 {
+            r.on_data(10 + 2 * k, b"x", false).unwrap();
+        }
+        assert_eq!(r.fragments(), MIN_RECV_RANGES);
+        r.on_data(0, b"abcd", false).unwrap();
+        assert!(r.on_data(900, b"y", false).is_err());
         // A reset whose final size is below data already received is refused.
         let mut r = RecvStream::new(1000);
         r.on_data(100, b"x", false).unwrap();
