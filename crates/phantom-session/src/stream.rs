@@ -563,6 +563,23 @@ const WINDOW_BYTES_PER_RANGE: u64 = 256;
 /// Disjoint out-of-order ranges always allowed, whatever the window.
 const MIN_RECV_RANGES: usize = 256;
 
+/// Copies `src` over `buf[at..at + src.len()]` (nothing if that is out of range).
+fn write_at(buf: &mut VecDeque<u8>, at: usize, src: &[u8]) {
+    if at.saturating_add(src.len()) > buf.len() {
+        return;
+    }
+    let (a, b) = buf.as_mut_slices();
+    let in_a = a.len().saturating_sub(at).min(src.len());
+    if let (Some(dst), Some(part)) = (a.get_mut(at..at + in_a), src.get(..in_a)) {
+        dst.copy_from_slice(part);
+    }
+    let rest = src.get(in_a..).unwrap_or_default();
+    let from = at.saturating_sub(a.len());
+    if let Some(dst) = b.get_mut(from..from + rest.len()) {
+        dst.copy_from_slice(rest);
+    }
+}
+
 /// Receiving half of a stream.
 #[derive(Debug)]
 pub(crate) struct RecvStream {
@@ -688,12 +705,8 @@ impl RecvStream {
             ) else {
                 continue;
             };
-            if let Some(src) = new.get(a..b)
-                && at.saturating_add(src.len()) <= self.buf.len()
-            {
-                for (dst, &byte) in self.buf.range_mut(at..at + src.len()).zip(src) {
-                    *dst = byte;
-                }
+            if let Some(src) = new.get(a..b) {
+                write_at(&mut self.buf, at, src);
             }
         }
         self.received.insert(start..end);
@@ -1055,6 +1068,35 @@ mod tests {
         let mut out = [0u8; 10];
         assert_eq!(r.read(&mut out).unwrap(), Some(3));
         assert_eq!(r.read(&mut out).unwrap(), None);
+    }
+
+    #[test]
+    fn write_at_copies_across_the_ring_wrap() {
+        for shift in 0..16usize {
+            let mut d: VecDeque<u8> = VecDeque::with_capacity(16);
+            d.extend(std::iter::repeat_n(0u8, shift));
+            d.extend(0..16 - shift as u8);
+            d.drain(..shift);
+            d.extend(16 - shift as u8..16);
+            assert_eq!(d.as_slices().1.is_empty(), shift == 0, "the ring wraps");
+            for at in 0..16usize {
+                for len in 0..=16 - at {
+                    let mut x = d.clone();
+                    let src: Vec<u8> = (100..100 + len as u8).collect();
+                    write_at(&mut x, at, &src);
+                    let mut model: Vec<u8> = (0..16u8).collect();
+                    model[at..at + len].copy_from_slice(&src);
+                    assert_eq!(
+                        x.iter().copied().collect::<Vec<_>>(),
+                        model,
+                        "{shift} {at} {len}"
+                    );
+                }
+            }
+            let mut x = d.clone();
+            write_at(&mut x, 10, &[1u8; 7]);
+            assert_eq!(x, d, "out of range: unchanged");
+        }
     }
 
     /// Third review: what a misbehaving peer's STREAM and RESET_STREAM frames get from
