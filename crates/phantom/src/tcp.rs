@@ -127,8 +127,15 @@ pub(crate) fn adopt(
         g.rt.clone()
     };
     tracing::debug!(target: "phantom::runtime", %local, %remote, "TCP carrier connected");
-    rt.spawn(writer(w, rx));
-    rt.spawn(reader(Arc::clone(shared), r, local, remote, accepted));
+    let writer = rt.spawn(writer(w, rx)).abort_handle();
+    rt.spawn(reader(
+        Arc::clone(shared),
+        r,
+        local,
+        remote,
+        accepted,
+        writer,
+    ));
     Ok((local, remote))
 }
 
@@ -192,6 +199,7 @@ async fn reader(
     local: SocketAddr,
     remote: SocketAddr,
     accepted: Option<(Slot, Duration)>,
+    writer: tokio::task::AbortHandle,
 ) {
     let (_slot, idle) = match accepted {
         Some((slot, idle)) => (Some(slot), Some(idle)),
@@ -255,6 +263,9 @@ async fn reader(
         }
     }
     shared.lock().remove_tcp_link(local, remote);
+    // The writer may be blocked for good on a peer that does not read: it goes with
+    // the reader, and the socket is closed (else it outlived the connection's slot).
+    writer.abort();
     shared.notify.notify_one();
 }
 
