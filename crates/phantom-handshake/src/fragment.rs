@@ -284,6 +284,18 @@ impl Reassembler {
         if f.msg_seq < self.next {
             return Ok(Inserted::Old);
         }
+        if let Some(i) = self
+            .partial
+            .iter()
+            .position(|p| p.seq == f.msg_seq && p.buf.len() != f.total_len)
+        {
+            // Another length for a message not yet complete: nothing of it is
+            // authenticated, so the partial gives way to the newer fragment (else a
+            // spoofed fragment would block the real message for good; a real one
+            // lost this way comes back with the peer's retransmission).
+            let old = self.partial.swap_remove(i);
+            self.buffered -= old.buf.len();
+        }
         let idx = match self.partial.iter().position(|p| p.seq == f.msg_seq) {
             Some(i) => i,
             None => {
@@ -324,6 +336,12 @@ impl Reassembler {
         self.buffered -= p.buf.len();
         self.next += 1;
         Some(p.buf)
+    }
+
+    /// Takes back the last [`Self::pop`] (its message did not verify), so that the
+    /// message can be received again.
+    pub(crate) fn unpop(&mut self) {
+        self.next = self.next.saturating_sub(1);
     }
 
     /// Bytes currently held.

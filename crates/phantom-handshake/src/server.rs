@@ -41,8 +41,9 @@ pub struct ServerConfig {
     pub suites: Vec<Suite>,
     /// Always answer a first flight without a valid token with a Retry.
     pub require_retry: bool,
-    /// Cap on concurrent half-open handshakes; beyond it, new peers must present a token
-    /// and are refused once the table is full.
+    /// Cap on concurrent half-open handshakes; beyond it, new peers must present a token,
+    /// and one that does takes the place of the oldest half-open handshake whose address
+    /// is not validated (it is refused only when all of them are).
     pub max_half_open: usize,
     /// A half-open handshake is dropped this long after its first datagram.
     pub handshake_timeout: Duration,
@@ -121,6 +122,12 @@ pub struct ServerStats {
     pub restarted: u64,
     /// Times a queued datagram was held back by the anti-amplification limit.
     pub amplification_blocked: u64,
+    /// Unvalidated half-open handshakes dropped to make room for a client with a
+    /// valid retry token while the table was full.
+    pub half_open_evicted: u64,
+    /// ClientFinished messages that did not verify (forged, e.g. from a spoofed
+    /// address): dropped, the half-open handshake kept.
+    pub finished_refused: u64,
 }
 
 #[cfg_attr(test, derive(Clone))]
@@ -412,6 +419,13 @@ impl Server {
                     break;
                 }
                 Ok(None) => {}
+                Err(e) if matches!(conn.state, ConnState::ExpectClientFinished(_)) => {
+                    // A ClientFinished that did not verify: dropped, the half-open
+                    // handshake kept (it expires with the handshake timeout).
+                    self.stats.finished_refused += 1;
+                    self.conns.insert(addr, conn);
+                    return Err(e);
+                }
                 Err(e) => {
                     self.stats.failed += 1;
                     if matches!(
@@ -492,8 +506,21 @@ impl Server {
             return Ok(None);
         }
         if full {
-            self.stats.half_open_refused += 1;
-            return Err(Error::LimitExceeded("half-open handshakes"));
+            // A client that proved its address takes the place of the oldest
+            // half-open handshake that did not (spoofed hellos, most likely): a
+            // flood from forged addresses cannot lock real clients out (I1).
+            let unproven = self
+                .conns
+                .iter()
+                .filter(|(_, c)| !c.validated)
+                .min_by_key(|(_, c)| c.created)
+                .map(|(a, _)| *a);
+            let Some(victim) = unproven else {
+                self.stats.half_open_refused += 1;
+                return Err(Error::LimitExceeded("half-open handshakes"));
+            };
+            self.drop_conn(&victim);
+            self.stats.half_open_evicted += 1;
         }
         Ok(Some(Box::new(Conn {
             state: ConnState::ExpectClientHello,
@@ -528,8 +555,18 @@ impl Server {
                     .set(pack(&refs, &[]), now.instant, true, &mut conn.queue);
                 Ok(None)
             }
-            ConnState::ExpectClientFinished(s) => {
-                let (est, sf) = self.on_client_finished(conn, *s, msg, now, rng)?;
+            ConnState::ExpectClientFinished(mut s) => {
+                let (est, sf) = match self.on_client_finished(conn, &mut s, msg, now, rng) {
+                    Ok(done) => done,
+                    Err(e) => {
+                        // Not a verified ClientFinished (a spoofer can send one from
+                        // the client's address): the handshake keeps waiting for the
+                        // real one, which may still arrive (I1).
+                        conn.state = ConnState::ExpectClientFinished(s);
+                        conn.reasm.unpop();
+                        return Err(e);
+                    }
+                };
                 // The client proved it received our flight: its address is validated.
                 conn.validated = true;
                 let mut est = Box::new(est);
@@ -833,27 +870,31 @@ impl Server {
     fn on_client_finished<R: Rng + ?Sized>(
         &mut self,
         conn: &Conn,
-        s: ExpectClientFinished,
+        s: &mut ExpectClientFinished,
         msg: &[u8],
         now: Time,
         rng: &mut R,
     ) -> Result<(Established, Option<Vec<u8>>), Error> {
+        // `s` is left as it was unless the ClientFinished verifies: a forged one (from
+        // a spoofed address) changes nothing (I1).
         let (cf, prefix_len) = ClientFinished::decode(msg)?;
-        let mut transcript = s.transcript;
-        let keys = match (s.pdk, &cf.static_ct, s.keys) {
+        let mut transcript = s.transcript.clone();
+        let derived;
+        let keys = match (s.pdk, &cf.static_ct, &s.keys) {
             (true, None, Some(k)) => k,
             (false, Some(ct), None) => {
                 let identity = &self.config.identity;
                 let es_x = identity.kem.x.agree(&s.client_x)?;
                 let es_ml = identity.kem.ml.decapsulate(ct)?;
                 let shares = Shares {
-                    ee_x: s.ee_x,
-                    ee_ml: s.ee_ml,
+                    ee_x: s.ee_x.clone(),
+                    ee_ml: s.ee_ml.clone(),
                     es_x,
                     es_ml,
                 };
                 // The finished keys use TH(CH‖SH): the transcript before ClientFinished.
-                HandshakeKeys::derive(master_secret(&s.es, &shares), &transcript.hash())
+                derived = HandshakeKeys::derive(master_secret(&s.es, &shares), &transcript.hash());
+                &derived
             }
             _ => return Err(Error::UnexpectedMessage("ClientFinished mode")),
         };
@@ -866,7 +907,7 @@ impl Server {
         let sf = if s.pdk {
             None
         } else {
-            let sf = self.server_finished(&keys, &transcript, s.suite, now, rng)?;
+            let sf = self.server_finished(keys, &transcript, s.suite, now, rng)?;
             transcript.add(&sf);
             Some(sf)
         };
@@ -882,7 +923,7 @@ impl Server {
                 resumption_ticket: None,
                 resumed: s.resumed,
                 early_data_accepted: s.early_accepted,
-                early_data: s.early_data,
+                early_data: s.early_data.take(),
                 pending_flight: Vec::new(),
             },
             sf,

@@ -704,17 +704,18 @@ fn oversized_and_inconsistent_fragments_are_refused() {
         Error::LimitExceeded("reassembly memory")
     );
     assert!(r.buffered() <= REASSEMBLY_CAP);
-    // Same sequence, different total length.
+    // Same sequence, different total length: the unauthenticated partial gives way
+    // (third review: a spoofed fragment must not block the real message), within
+    // the cap.
     let f0b = Fragment {
         msg_seq: 0,
         total_len: 8000,
         offset: 0,
         data: &big,
     };
-    assert_eq!(
-        r.insert(&f0b).unwrap_err(),
-        Error::Malformed("inconsistent message length")
-    );
+    assert_eq!(r.insert(&f0b).unwrap(), Inserted::Buffered);
+    assert_eq!(r.buffered(), 8000);
+    assert!(r.pop().is_none());
 }
 
 #[test]
@@ -795,18 +796,22 @@ fn half_open_cap_turns_new_peers_to_retry() {
     for tx in &retries {
         assert!(Datagram::parse(&tx.payload).unwrap().is_retry());
     }
-    // A valid token while the table is full: refused cleanly, no state.
+    // A valid token while the table is full: the client proved its address and
+    // takes the place of the oldest unvalidated handshake (third review: before, it
+    // was refused, so spoofed hellos could lock every client out); the table stays
+    // at its cap.
     let token = server.issue_token(&addr(9), t(0));
     let mut d = vec![HANDSHAKE_MARKER, token.len() as u8];
     d.extend_from_slice(&token);
     d.extend_from_slice(&first_dgs[0][2..]);
-    assert_eq!(
+    assert!(
         server
             .handle_datagram(t(0), addr(9), &d, &mut r, |_| false)
-            .unwrap_err(),
-        Error::LimitExceeded("half-open handshakes")
+            .unwrap()
+            .is_none()
     );
     assert_eq!(server.half_open(), 2);
+    assert_eq!(server.stats().half_open_evicted, 1);
     // Half-open handshakes expire.
     server.handle_timeout(t(11));
     assert_eq!(server.half_open(), 0);
@@ -1680,4 +1685,165 @@ fn a_retransmitted_client_hello_is_not_a_restart() {
         let _ = server.handle_datagram(t(1), addr(6), d, &mut r, |_| false);
     }
     assert_eq!(server.stats().restarted, 0);
+}
+
+/// Third review: an off-path spoofer who fills the half-open table with ClientHellos
+/// from forged addresses (each costs it one datagram; it never sees the answers) must
+/// not lock out a real client for as long as it keeps the flood going. The real
+/// client is sent a Retry, comes back with a token — which a spoofer cannot get —
+/// and takes the place of the oldest unvalidated half-open handshake. Before, a
+/// validated client was refused too (`LimitExceeded`) while the table was full.
+#[test]
+fn i1_spoofed_hellos_filling_the_half_open_table_do_not_lock_out_a_client_with_a_token() {
+    let mut r = rng(90);
+    let mut scfg = server_config();
+    scfg.max_half_open = 2;
+    let mut server = Server::new(scfg, &mut r);
+    for i in 0..2u16 {
+        let mut c = Client::new(client_config(true), &mut r, t(0)).unwrap();
+        let d = c.poll_transmit().unwrap();
+        server
+            .handle_datagram(t(0), addr(100 + i), &d, &mut r, |_| false)
+            .unwrap();
+    }
+    while server.poll_transmit().is_some() {}
+    assert_eq!(server.half_open(), 2);
+    let mut client = Client::new(client_config(true), &mut r, t(1)).unwrap();
+    let (est, _) = drive(&mut client, &mut server, addr(9), t(1), &mut r).unwrap();
+    let s = est.expect("the client with a token completes its handshake");
+    assert_eq!(client.into_established().unwrap().session_id, s.session_id);
+    assert!(server.stats().retries_sent >= 1);
+    assert_eq!(server.stats().half_open_evicted, 1);
+    assert!(server.half_open() <= 2);
+}
+
+/// When every half-open handshake is validated, a newcomer with a token is refused
+/// (nothing unproven to evict): the table never grows past its cap.
+#[test]
+fn i1_a_full_table_of_validated_handshakes_refuses_newcomers() {
+    let mut r = rng(91);
+    let mut scfg = server_config();
+    scfg.max_half_open = 2;
+    scfg.require_retry = true;
+    let mut server = Server::new(scfg, &mut r);
+    for i in 0..3u16 {
+        let mut c = Client::new(client_config(true), &mut r, t(0)).unwrap();
+        let d = c.poll_transmit().unwrap();
+        let token = server.issue_token(&addr(i), t(0));
+        let mut dg = vec![HANDSHAKE_MARKER, token.len() as u8];
+        dg.extend_from_slice(&token);
+        dg.extend_from_slice(&d[2..]);
+        let res = server.handle_datagram(t(0), addr(i), &dg, &mut r, |_| false);
+        if i < 2 {
+            assert!(res.unwrap().is_none());
+        } else {
+            assert_eq!(
+                res.unwrap_err(),
+                Error::LimitExceeded("half-open handshakes")
+            );
+        }
+    }
+    assert_eq!(server.half_open(), 2);
+}
+
+/// Third review (I1: no state change unless authenticated): a spoofer who knows a
+/// client's address sends one datagram carrying a forged ClientFinished while the
+/// client's full-mode handshake waits for its real one. The forgery fails key
+/// confirmation — and before, the server then dropped the whole half-open handshake,
+/// so the real ClientFinished found nothing and the client could never connect. Now
+/// the forgery is dropped and the handshake goes on.
+#[test]
+fn i1_a_forged_client_finished_does_not_kill_the_half_open_handshake() {
+    for pdk in [false, true] {
+        let mut r = rng(92);
+        let mut server = Server::new(server_config(), &mut r);
+        let mut client = Client::new(client_config(pdk), &mut r, t(0)).unwrap();
+        let from = addr(5);
+        while let Some(d) = client.poll_transmit() {
+            assert!(
+                server
+                    .handle_datagram(t(0), from, &d, &mut r, |_| false)
+                    .unwrap()
+                    .is_none()
+            );
+        }
+        while let Some(tx) = server.poll_transmit() {
+            let _ = client.handle(t(0), &tx.payload, &mut r).unwrap();
+        }
+        let finished: Vec<Vec<u8>> = std::iter::from_fn(|| client.poll_transmit()).collect();
+        assert!(!finished.is_empty());
+        // The forgery: the same shape, another MAC (the spoofer cannot compute one).
+        let mut forged = finished.last().unwrap().clone();
+        let n = forged.len();
+        forged[n - 1] ^= 0x55;
+        assert_eq!(
+            server
+                .handle_datagram(t(0), from, &forged, &mut r, |_| false)
+                .unwrap_err(),
+            Error::KeyConfirmation
+        );
+        let mut est = None;
+        for d in &finished {
+            if let Some(e) = server
+                .handle_datagram(t(0), from, d, &mut r, |_| false)
+                .unwrap()
+            {
+                est = Some(e);
+            }
+        }
+        let s = est.expect("the real ClientFinished still completes the handshake");
+        while let Some(tx) = server.poll_transmit() {
+            let _ = client.handle(t(0), &tx.payload, &mut r);
+        }
+        assert_eq!(client.into_established().unwrap().session_id, s.session_id);
+    }
+}
+
+/// Third review: a spoofer who knows a client's address sends, before the client's
+/// real ClientFinished, a fragment of message 1 claiming another length and never
+/// completing it. Before, the real ClientFinished was then refused for good as an
+/// "inconsistent message length" (and so were all its retransmissions): the client
+/// could not connect until the half-open handshake expired. Now unverified partial
+/// state gives way: the later fragment of another length replaces it.
+#[test]
+fn i1_a_spoofed_partial_fragment_cannot_block_the_real_client_finished() {
+    let mut r = rng(93);
+    let mut server = Server::new(server_config(), &mut r);
+    let mut client = Client::new(client_config(false), &mut r, t(0)).unwrap();
+    let from = addr(6);
+    while let Some(d) = client.poll_transmit() {
+        let _ = server
+            .handle_datagram(t(0), from, &d, &mut r, |_| false)
+            .unwrap();
+    }
+    while let Some(tx) = server.poll_transmit() {
+        let _ = client.handle(t(0), &tx.payload, &mut r).unwrap();
+    }
+    let finished: Vec<Vec<u8>> = std::iter::from_fn(|| client.poll_transmit()).collect();
+    let junk = [0u8; 16];
+    let f = Fragment {
+        msg_seq: 1,
+        total_len: 900,
+        offset: 0,
+        data: &junk,
+    };
+    let mut spoofed = vec![HANDSHAKE_MARKER, 0];
+    f.encode(&mut spoofed);
+    assert!(
+        server
+            .handle_datagram(t(0), from, &spoofed, &mut r, |_| false)
+            .unwrap()
+            .is_none()
+    );
+    let mut est = None;
+    for d in &finished {
+        if let Ok(Some(e)) = server.handle_datagram(t(0), from, d, &mut r, |_| false) {
+            est = Some(e);
+        }
+    }
+    let s = est.expect("the real ClientFinished completes the handshake");
+    while let Some(tx) = server.poll_transmit() {
+        let _ = client.handle(t(0), &tx.payload, &mut r);
+    }
+    assert_eq!(client.into_established().unwrap().session_id, s.session_id);
 }

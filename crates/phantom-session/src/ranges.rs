@@ -18,9 +18,22 @@ impl RangeSet {
     }
 
     /// Number of disjoint ranges.
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.map.len()
+    }
+
+    /// True if `r` overlaps or is adjacent to a range of the set (inserting it adds
+    /// no new range).
+    pub(crate) fn touches(&self, r: Range<u64>) -> bool {
+        if self
+            .map
+            .range(..=r.start)
+            .next_back()
+            .is_some_and(|(_, &e)| e >= r.start)
+        {
+            return true;
+        }
+        self.map.range(r.start..=r.end).next().is_some()
     }
 
     pub(crate) fn is_empty(&self) -> bool {

@@ -504,7 +504,9 @@ impl Session {
         flow.credit_pending = cfg.session_receive_window > INITIAL_SESSION_CREDIT;
         // As for streams: the implicit initial credit is the least we can enforce.
         flow.recv_max = flow.recv_max.max(INITIAL_SESSION_CREDIT);
-        let max_streams = cfg.max_concurrent_streams;
+        // The peer may open the protocol's initial number of streams before it hears
+        // from us: that is the least we can enforce (as for credit).
+        let max_streams = cfg.max_concurrent_streams.max(INITIAL_MAX_STREAMS);
         let extra_streams = max_streams > INITIAL_MAX_STREAMS;
         let mut s = Self {
             side,
@@ -1058,10 +1060,12 @@ impl Session {
             .get_mut(&id.0)
             .and_then(|e| e.recv.as_mut())
             .ok_or(Error::UnknownStream(id.0))?;
-        if r.stop.is_none() && r.reset.is_none() {
-            r.stop = Some(code);
-            r.stop_pending = true;
+        if r.stop(code) {
+            let released = r.take_released();
+            self.flow.on_consumed(released);
             self.ctl_active.insert(id.0);
+            // Its final size may be known already: then nothing more is expected.
+            self.maybe_remove_stream(id.0);
         }
         Ok(())
     }
@@ -1443,8 +1447,16 @@ impl Session {
                     && let Some(recv) = e.recv.as_mut()
                 {
                     let grew = recv.on_reset(r.error_code, r.final_size)?;
+                    let released = recv.take_released();
+                    let stopped = recv.stop.is_some();
                     self.flow.on_received(grew)?;
-                    self.signal_readable(r.stream_id.0);
+                    self.flow.on_consumed(released);
+                    if stopped {
+                        // Nobody reads a stopped stream: it is done now.
+                        self.maybe_remove_stream(r.stream_id.0);
+                    } else {
+                        self.signal_readable(r.stream_id.0);
+                    }
                 }
             }
             Frame::StreamOpen(o) => {
@@ -1540,12 +1552,18 @@ impl Session {
             return Err(Error::PeerViolation("STREAM on a send-only stream"));
         };
         let grew = recv.on_data(s.offset, s.data, s.fin)?;
+        let released = recv.take_released();
         // Signalled on the entry at hand (no second lookup per packet).
         let signal = recv.is_readable() && !entry.readable_signalled;
         if signal {
             entry.readable_signalled = true;
         }
         self.flow.on_received(grew)?;
+        self.flow.on_consumed(released);
+        if released > 0 || s.fin {
+            // A stopped stream whose final size just became known is done.
+            self.maybe_remove_stream(id);
+        }
         if signal {
             self.events.push_back(Event::StreamReadable(StreamId(id)));
         }
@@ -2255,6 +2273,16 @@ impl Session {
             self.replay.len(),
             self.retire_queue.len(),
         )
+    }
+
+    /// Out-of-order fragments held over all receive streams.
+    #[cfg(test)]
+    pub(crate) fn recv_fragments(&self) -> usize {
+        self.streams
+            .values()
+            .filter_map(|e| e.recv.as_ref())
+            .map(RecvStream::fragments)
+            .sum()
     }
 
     /// Lowers the most distinct spaces the peer may use in one epoch.

@@ -6,7 +6,7 @@
 //! chunk to put in a STREAM frame, tells it which chunks were acknowledged or lost,
 //! and feeds received STREAM frames to a [`RecvStream`].
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::ops::Range;
 
 use bytes::{Buf, Bytes};
@@ -552,21 +552,46 @@ impl SendStream {
     }
 }
 
-/// Capacity of an emptied in-order receive buffer that is kept for reuse.
+/// Capacity of an emptied receive buffer that is kept for reuse.
 const CONTIG_KEEP: usize = 1 << 20;
+
+/// Out-of-order data may leave at most one disjoint received range per this many
+/// bytes of the receive window (and at least [`MIN_RECV_RANGES`]): a peer whose
+/// frames leave more holes than that is refused, so the range bookkeeping stays a
+/// small fraction of the window it is for (I1).
+const WINDOW_BYTES_PER_RANGE: u64 = 256;
+/// Disjoint out-of-order ranges always allowed, whatever the window.
+const MIN_RECV_RANGES: usize = 256;
+
+/// Copies `src` over `buf[at..at + src.len()]` (nothing if that is out of range).
+fn write_at(buf: &mut VecDeque<u8>, at: usize, src: &[u8]) {
+    if at.saturating_add(src.len()) > buf.len() {
+        return;
+    }
+    let (a, b) = buf.as_mut_slices();
+    let in_a = a.len().saturating_sub(at).min(src.len());
+    if let (Some(dst), Some(part)) = (a.get_mut(at..at + in_a), src.get(..in_a)) {
+        dst.copy_from_slice(part);
+    }
+    let rest = src.get(in_a..).unwrap_or_default();
+    let from = at.saturating_sub(a.len());
+    if let Some(dst) = b.get_mut(from..from + rest.len()) {
+        dst.copy_from_slice(rest);
+    }
+}
 
 /// Receiving half of a stream.
 #[derive(Debug)]
 pub(crate) struct RecvStream {
-    /// In-order data: the bytes `[read_offset, read_offset + contig.len())`, all
-    /// received. In-order frames are appended here directly (one copy, no
-    /// allocation per frame once the ring has grown).
-    contig: VecDeque<u8>,
-    /// Out-of-order data beyond the end of `contig`, non-overlapping, keyed by
-    /// offset; all of it lies in `[read_offset, max_data)`, so memory is bounded by
-    /// the window (I1).
-    chunks: BTreeMap<u64, Bytes>,
-    /// The ranges held in `chunks` (only data beyond the end of `contig`).
+    /// The bytes `[read_offset, read_offset + buf.len())`: the first `ready` are
+    /// received and in order; beyond them, out-of-order data sits at its place, the
+    /// holes between (zero-filled) listed by `received`. Everything lies below
+    /// `max_data`, so the stream's memory is its window and the session's is its
+    /// window (I1): nothing per frame, however small the frames.
+    buf: VecDeque<u8>,
+    /// In-order bytes at the front of `buf`.
+    ready: usize,
+    /// The ranges held beyond the in-order data (only data above its end).
     received: RangeSet,
     read_offset: u64,
     /// Highest offset received (flow-control accounting).
@@ -575,6 +600,8 @@ pub(crate) struct RecvStream {
     /// Limit we advertised.
     pub(crate) max_data: u64,
     window: u64,
+    /// Most disjoint out-of-order ranges held before the peer is refused.
+    max_ranges: usize,
     /// A MAX_STREAM_DATA frame should be sent.
     pub(crate) credit_pending: bool,
     /// The peer reset the stream with this code.
@@ -584,24 +611,30 @@ pub(crate) struct RecvStream {
     pub(crate) stop_pending: bool,
     /// The app has seen the end (fin or reset).
     pub(crate) finished_read: bool,
+    /// Once the data is discarded (reset or stopped), the offset up to which its
+    /// session-level credit was given back.
+    released_to: Option<u64>,
 }
 
 impl RecvStream {
     pub(crate) fn new(window: u64) -> Self {
+        let per_window = usize::try_from(window / WINDOW_BYTES_PER_RANGE).unwrap_or(usize::MAX);
         Self {
-            contig: VecDeque::new(),
-            chunks: BTreeMap::new(),
+            buf: VecDeque::new(),
+            ready: 0,
             received: RangeSet::new(),
             read_offset: 0,
             highest: 0,
             final_size: None,
             max_data: window,
             window,
+            max_ranges: per_window.max(MIN_RECV_RANGES),
             credit_pending: false,
             reset: None,
             stop: None,
             stop_pending: false,
             finished_read: false,
+            released_to: None,
         }
     }
 
@@ -627,7 +660,7 @@ impl RecvStream {
         }
         let grew = end.saturating_sub(self.highest);
         self.highest = self.highest.max(end);
-        if self.reset.is_some() || self.stop.is_some() {
+        if self.released_to.is_some() {
             return Ok(grew);
         }
         let cend = self.contig_end();
@@ -635,51 +668,97 @@ impl RecvStream {
             // Everything in this frame was already received.
             return Ok(grew);
         }
-        if offset <= cend {
-            // In order (possibly overlapping what we hold): append the new tail.
-            let skip = usize::try_from(cend - offset).unwrap_or(usize::MAX);
-            self.contig.extend(data.get(skip..).unwrap_or_default());
-            self.absorb_chunks();
+        let start = offset.max(cend);
+        let (Ok(skip), Ok(from)) = (
+            usize::try_from(start - offset),
+            usize::try_from(start - self.read_offset),
+        ) else {
+            return Err(Error::PeerViolation("stream offset overflow"));
+        };
+        let new = data.get(skip..).unwrap_or_default();
+        if start == cend && self.buf.len() == self.ready {
+            // In order with nothing held beyond (the common case): append.
+            self.buf.extend(new);
+            self.ready += new.len();
             return Ok(grew);
         }
-        for gap in self.received.gaps_in(offset..end) {
-            let (Ok(a), Ok(b)) = (
-                usize::try_from(gap.start - offset),
-                usize::try_from(gap.end - offset),
+        // A new disjoint range beyond the in-order data (one at its end is absorbed
+        // at once and adds none).
+        if start > cend
+            && self.received.len() >= self.max_ranges
+            && !self.received.touches(start..end)
+        {
+            return Err(Error::PeerViolation(
+                "too many out-of-order stream fragments",
+            ));
+        }
+        let upto = from.saturating_add(new.len());
+        if self.buf.len() < upto {
+            self.buf.resize(upto, 0);
+        }
+        // Fill the holes only: bytes already received stay as they first came.
+        for gap in self.received.gaps_in(start..end) {
+            let (Ok(a), Ok(b), Ok(at)) = (
+                usize::try_from(gap.start - start),
+                usize::try_from(gap.end - start),
+                usize::try_from(gap.start - self.read_offset),
             ) else {
                 continue;
             };
-            if let Some(slice) = data.get(a..b) {
-                self.chunks.insert(gap.start, Bytes::copy_from_slice(slice));
+            if let Some(src) = new.get(a..b) {
+                write_at(&mut self.buf, at, src);
             }
         }
-        self.received.insert(offset..end);
+        self.received.insert(start..end);
+        // Whatever is now in order becomes readable.
+        if let Some(r) = self.received.first()
+            && r.start == cend
+        {
+            let n = usize::try_from(r.end - r.start).unwrap_or(usize::MAX);
+            self.ready = self.ready.saturating_add(n).min(self.buf.len());
+            self.received.remove_below(r.end);
+        }
         Ok(grew)
     }
 
     /// One past the last in-order byte received.
     fn contig_end(&self) -> u64 {
-        self.read_offset + self.contig.len() as u64
+        self.read_offset + self.ready as u64
     }
 
-    /// Moves out-of-order chunks that the in-order data now reaches into `contig`.
-    fn absorb_chunks(&mut self) {
-        if self.chunks.is_empty() {
-            return;
+    /// Drops the data for good (reset or stopped): its session-level credit is
+    /// given back from now on ([`Self::take_released`]).
+    fn discard(&mut self) {
+        if self.released_to.is_none() {
+            self.released_to = Some(self.read_offset);
         }
-        while let Some(entry) = self.chunks.first_entry() {
-            let cend = self.read_offset + self.contig.len() as u64;
-            let start = *entry.key();
-            if start > cend {
-                break;
-            }
-            let chunk = entry.remove();
-            let skip = usize::try_from(cend - start).unwrap_or(usize::MAX);
-            if let Some(tail) = chunk.get(skip..) {
-                self.contig.extend(tail);
-            }
+        self.buf = VecDeque::new();
+        self.ready = 0;
+        self.received = RangeSet::new();
+    }
+
+    /// Session-level credit to give back for discarded bytes received since the last
+    /// call (they will never be read): without it every reset or stopped stream keeps
+    /// its bytes charged to the session window for good, and the session stalls.
+    pub(crate) fn take_released(&mut self) -> u64 {
+        let Some(from) = self.released_to else {
+            return 0;
+        };
+        let to = self.highest.max(from);
+        self.released_to = Some(to);
+        to - from
+    }
+
+    /// Asks the peer to stop sending (`code`); received data is discarded. False if
+    /// the stream was already stopped or reset.
+    pub(crate) fn stop(&mut self, code: u64) -> bool {
+        if self.stop.is_some() || self.reset.is_some() {
+            return false;
         }
-        self.received.remove_below(self.contig_end());
+        self.stop = Some(code);
+        self.stop_pending = true;
+        self.discard();
+        true
     }
 
     /// Takes a RESET_STREAM frame. Returns the flow-control growth.
@@ -700,8 +779,7 @@ impl RecvStream {
         self.final_size = Some(final_size);
         if self.reset.is_none() {
             self.reset = Some(code);
-            self.chunks.clear();
-            self.contig = VecDeque::new();
+            self.discard();
         }
         Ok(grew)
     }
@@ -711,7 +789,7 @@ impl RecvStream {
         if self.finished_read {
             return false;
         }
-        self.reset.is_some() || !self.contig.is_empty() || self.final_size == Some(self.read_offset)
+        self.reset.is_some() || self.ready > 0 || self.final_size == Some(self.read_offset)
     }
 
     /// Reads contiguous data. `Ok(None)` = end of stream; `Ok(Some(0))` = nothing yet.
@@ -721,8 +799,8 @@ impl RecvStream {
             self.finished_read = true;
             return Err(Error::Reset(code));
         }
-        let n = self.contig.len().min(out.len());
-        let (a, b) = self.contig.as_slices();
+        let n = self.ready.min(out.len());
+        let (a, b) = self.buf.as_slices();
         let from_a = a.len().min(n);
         if let (Some(dst), Some(src)) = (out.get_mut(..from_a), a.get(..from_a)) {
             dst.copy_from_slice(src);
@@ -744,7 +822,8 @@ impl RecvStream {
             self.finished_read = true;
             return Err(Error::Reset(code));
         }
-        let chunk = self.contig.as_slices().0;
+        let front = self.buf.as_slices().0;
+        let chunk = front.get(..self.ready.min(front.len())).unwrap_or_default();
         let n = if chunk.is_empty() {
             0
         } else {
@@ -755,11 +834,13 @@ impl RecvStream {
 
     /// Removes `n` read bytes from the front and updates the credit to grant.
     fn consume(&mut self, n: usize) -> Result<Option<usize>, Error> {
-        self.contig.drain(..n);
+        let n = n.min(self.ready);
+        self.buf.drain(..n);
+        self.ready -= n;
         self.read_offset += n as u64;
-        if self.contig.is_empty() && self.contig.capacity() > CONTIG_KEEP {
+        if self.buf.is_empty() && self.buf.capacity() > CONTIG_KEEP {
             // Do not keep a large burst's worth of memory around once it is read.
-            self.contig = VecDeque::new();
+            self.buf = VecDeque::new();
         }
         if self.max_data.saturating_sub(self.read_offset) < self.window / 2
             && self.final_size.is_none()
@@ -774,15 +855,23 @@ impl RecvStream {
         Ok(Some(n))
     }
 
-    /// Bytes buffered but not yet read.
+    /// Bytes received but not yet read.
     #[cfg(test)]
     pub(crate) fn buffered(&self) -> u64 {
-        self.contig.len() as u64 + self.chunks.values().map(|c| c.len() as u64).sum::<u64>()
+        self.ready as u64 + self.received.iter().map(|r| r.end - r.start).sum::<u64>()
     }
 
-    /// All data and the fin have been read (or the reset seen).
+    /// All data and the fin have been read (or the reset seen), or the stream was
+    /// stopped and its final size is known (nothing more to wait for: a stopped
+    /// stream is not read to its end).
     pub(crate) fn is_done(&self) -> bool {
-        self.finished_read
+        self.finished_read || (self.stop.is_some() && self.final_size.is_some())
+    }
+
+    /// Disjoint out-of-order ranges held.
+    #[cfg(test)]
+    pub(crate) fn fragments(&self) -> usize {
+        self.received.len()
     }
 }
 
@@ -979,6 +1068,88 @@ mod tests {
         let mut out = [0u8; 10];
         assert_eq!(r.read(&mut out).unwrap(), Some(3));
         assert_eq!(r.read(&mut out).unwrap(), None);
+    }
+
+    #[test]
+    fn write_at_copies_across_the_ring_wrap() {
+        for shift in 0..16usize {
+            let mut d: VecDeque<u8> = VecDeque::with_capacity(16);
+            d.extend(std::iter::repeat_n(0u8, shift));
+            d.extend(0..16 - shift as u8);
+            d.drain(..shift);
+            d.extend(16 - shift as u8..16);
+            assert_eq!(d.as_slices().1.is_empty(), shift == 0, "the ring wraps");
+            for at in 0..16usize {
+                for len in 0..=16 - at {
+                    let mut x = d.clone();
+                    let src: Vec<u8> = (100..100 + len as u8).collect();
+                    write_at(&mut x, at, &src);
+                    let mut model: Vec<u8> = (0..16u8).collect();
+                    model[at..at + len].copy_from_slice(&src);
+                    assert_eq!(
+                        x.iter().copied().collect::<Vec<_>>(),
+                        model,
+                        "{shift} {at} {len}"
+                    );
+                }
+            }
+            let mut x = d.clone();
+            write_at(&mut x, 10, &[1u8; 7]);
+            assert_eq!(x, d, "out of range: unchanged");
+        }
+    }
+
+    /// Third review: what a misbehaving peer's STREAM and RESET_STREAM frames get from
+    /// the in-place receive buffer. Retransmissions that overlap held data with other
+    /// bytes never change what was received first (in order or not); holes are never
+    /// readable; offsets beyond the window, the final size or 2^62 are violations
+    /// refused before any allocation.
+    #[test]
+    fn i1_recv_buffer_keeps_first_bytes_and_refuses_impossible_offsets() {
+        let mut r = RecvStream::new(1000);
+        r.on_data(10, b"KLMNO", false).unwrap();
+        r.on_data(20, b"UVW", false).unwrap();
+        // Overlaps both held ranges and the hole between them with other bytes.
+        r.on_data(8, b"xxxxxxxxxxxxxxxxx", false).unwrap();
+        let mut out = [0u8; 64];
+        assert_eq!(
+            r.read(&mut out).unwrap(),
+            Some(0),
+            "a hole at 0..8 is not readable"
+        );
+        r.on_data(0, b"abcdefgh", false).unwrap();
+        let n = r.read(&mut out).unwrap().unwrap();
+        assert_eq!(&out[..n], b"abcdefghxxKLMNOxxxxxUVWxx");
+        // In-order overlap with other bytes: the first bytes stay.
+        r.on_data(30, b"123", false).unwrap();
+        r.on_data(25, b"zzzzzzzzzz", false).unwrap();
+        let n = r.read(&mut out).unwrap().unwrap();
+        assert_eq!(&out[..n], b"zzzzz123zz");
+        // Beyond the window, or near 2^62 / u64::MAX: refused, nothing buffered.
+        assert!(r.on_data(995, b"0123456789", false).is_err());
+        assert!(r.on_data((1 << 62) - 1, b"x", false).is_err());
+        assert!(r.on_data(u64::MAX - 1, b"xyz", false).is_err());
+        assert_eq!(r.buffered(), 0);
+        // A final size, then data beyond it, another final size, or a reset moving it.
+        r.on_data(40, b"end", true).unwrap();
+        assert!(r.on_data(43, b"!", false).is_err());
+        assert!(r.on_data(41, b"nd!", true).is_err());
+        assert!(r.on_reset(1, 44).is_err());
+        assert_eq!(r.on_reset(1, 43).unwrap(), 0);
+        assert!(matches!(r.read(&mut out), Err(Error::Reset(1))));
+        // At the range cap, a frame extending the in-order data still fits; a new
+        // disjoint range does not.
+        let mut r = RecvStream::new(1000);
+        for k in 0..MIN_RECV_RANGES as u64 {
+            r.on_data(10 + 2 * k, b"x", false).unwrap();
+        }
+        assert_eq!(r.fragments(), MIN_RECV_RANGES);
+        r.on_data(0, b"abcd", false).unwrap();
+        assert!(r.on_data(900, b"y", false).is_err());
+        // A reset whose final size is below data already received is refused.
+        let mut r = RecvStream::new(1000);
+        r.on_data(100, b"x", false).unwrap();
+        assert!(r.on_reset(2, 50).is_err());
     }
 
     proptest! {

@@ -35,7 +35,8 @@ pub struct Config {
     pub session_receive_window: u64,
     /// Unacknowledged bytes buffered per sending stream.
     pub stream_send_buffer: usize,
-    /// Concurrent peer-initiated streams of each kind.
+    /// Concurrent peer-initiated streams of each kind; at least
+    /// [`INITIAL_MAX_STREAMS`] (the limit a peer may use before it hears from us).
     pub max_concurrent_streams: u64,
     /// How long we may delay an ACK.
     pub max_ack_delay: Duration,

@@ -25,6 +25,11 @@ pub fn default_session_config() -> SessionConfig {
     SessionConfig::default()
 }
 
+/// The close code a server gives a session whose handshake completed while
+/// [`ServerConfig::max_pending_accepts`] sessions were already waiting for
+/// [`Endpoint::accept`] (the server is busy: try again later).
+pub const ACCEPT_BACKLOG_FULL: u64 = 0x5042;
+
 /// What a server endpoint needs: its identity (certificate + static KEM secret) and
 /// the session tuning applied to every accepted session.
 #[derive(Debug, Clone)]
@@ -35,6 +40,17 @@ pub struct ServerConfig {
     pub session: SessionConfig,
     /// Demand a stateless retry round trip from every new client (flood resistance).
     pub require_retry: bool,
+    /// Most TCP connections ([`Endpoint::server_with_tcp`]) open at once; further
+    /// ones are closed as soon as they are accepted. Default 1024.
+    pub max_tcp_connections: usize,
+    /// An accepted TCP connection that carries no complete frame for this long is
+    /// closed (silent and slowloris clients hold no connection for good). `None`: the
+    /// session idle timeout (`session.idle_timeout`), at least 1 s.
+    pub tcp_idle_timeout: Option<Duration>,
+    /// Most accepted sessions waiting for [`Endpoint::accept`]; a handshake that
+    /// completes beyond it has its session closed at once with
+    /// [`ACCEPT_BACKLOG_FULL`]. Default 1024.
+    pub max_pending_accepts: usize,
 }
 
 impl ServerConfig {
@@ -45,6 +61,9 @@ impl ServerConfig {
             identity,
             session: default_session_config(),
             require_retry: false,
+            max_tcp_connections: 1024,
+            tcp_idle_timeout: None,
+            max_pending_accepts: 1024,
         }
     }
 }
@@ -160,7 +179,7 @@ impl Endpoint {
         addr: SocketAddr,
         server: Option<Server>,
         cfg: SessionConfig,
-        tcp_addr: Option<SocketAddr>,
+        tcp: Option<(SocketAddr, tcp::AcceptLimits)>,
     ) -> Result<Self, Error> {
         let rt = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         if addr.ip().is_multicast() {
@@ -173,24 +192,24 @@ impl Endpoint {
             tokio::net::UdpSocket::from_std(std_socket)?
         };
         let local = socket.local_addr()?;
-        let listener = match tcp_addr {
-            Some(a) => {
+        let listener = match tcp {
+            Some((a, limits)) => {
                 let l = std::net::TcpListener::bind(a).map_err(|e| bind_error(a, e))?;
                 l.set_nonblocking(true)?;
                 let _g = rt.enter();
-                Some(tokio::net::TcpListener::from_std(l)?)
+                Some((tokio::net::TcpListener::from_std(l)?, limits))
             }
             None => None,
         };
         let is_server = server.is_some();
         let mut inner = Inner::new(local, server, cfg, rt.clone());
-        inner.tcp_listen = listener.as_ref().and_then(|l| l.local_addr().ok());
+        inner.tcp_listen = listener.as_ref().and_then(|(l, _)| l.local_addr().ok());
         let shared = Arc::new(Shared::new(inner));
         let span =
             tracing::info_span!(target: "phantom::runtime", "endpoint", %local, server = is_server);
-        if let Some(l) = listener {
+        if let Some((l, limits)) = listener {
             rt.spawn(tracing::Instrument::instrument(
-                tcp::listen(Arc::clone(&shared), l),
+                tcp::listen(Arc::clone(&shared), l, limits),
                 span.clone(),
             ));
         }
@@ -212,7 +231,10 @@ impl Endpoint {
         hs.require_retry = config.require_retry;
         let mut rng: rand::rngs::StdRng = rand::make_rng();
         let server = Server::new(hs, &mut rng);
-        Self::bind(addr, Some(server), config.session, None)
+        let backlog = config.max_pending_accepts;
+        let ep = Self::bind(addr, Some(server), config.session, None)?;
+        ep.shared.lock().accept_backlog = backlog;
+        Ok(ep)
     }
 
     /// A server endpoint on UDP `udp_addr` that also accepts TCP connections on
@@ -231,7 +253,22 @@ impl Endpoint {
         hs.require_retry = config.require_retry;
         let mut rng: rand::rngs::StdRng = rand::make_rng();
         let server = Server::new(hs, &mut rng);
-        Self::bind(udp_addr, Some(server), config.session, Some(tcp_addr))
+        let limits = tcp::AcceptLimits {
+            max_connections: config.max_tcp_connections,
+            idle_timeout: config
+                .tcp_idle_timeout
+                .unwrap_or(config.session.idle_timeout)
+                .max(Duration::from_secs(1)),
+        };
+        let backlog = config.max_pending_accepts;
+        let ep = Self::bind(
+            udp_addr,
+            Some(server),
+            config.session,
+            Some((tcp_addr, limits)),
+        )?;
+        ep.shared.lock().accept_backlog = backlog;
+        Ok(ep)
     }
 
     /// The TCP listening address ([`Endpoint::server_with_tcp`]), if any.

@@ -69,7 +69,9 @@ mod tcp;
 
 pub use clock::{now, unix_time};
 pub use connection::{Connection, RecvStream, SendStream};
-pub use endpoint::{ClientOptions, Endpoint, ServerConfig, default_session_config, resolve};
+pub use endpoint::{
+    ACCEPT_BACKLOG_FULL, ClientOptions, Endpoint, ServerConfig, default_session_config, resolve,
+};
 pub use error::{ConnectionClosed, Error};
 pub use phantom_handshake::{HybridSigningKey, HybridVerifyingKey, ServerIdentity};
 pub use phantom_session::fallback::{Carrier, FallbackConfig};

@@ -19,6 +19,7 @@ use rand::rngs::StdRng;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::clock;
+use crate::endpoint::ACCEPT_BACKLOG_FULL;
 use crate::error::{ConnectionClosed, Error};
 use crate::tcp::CarrierAction;
 
@@ -218,6 +219,10 @@ pub(crate) struct Inner {
     pub(crate) rt: tokio::runtime::Handle,
     /// Accepted connections not yet taken by `accept` (each holds one handle).
     pub(crate) incoming: VecDeque<u64>,
+    /// Most sessions waiting in `incoming`; a handshake completing beyond it gets
+    /// its session closed at once ("server busy"), so peers that complete handshakes
+    /// faster than the application accepts cannot grow the server's memory for good.
+    pub(crate) accept_backlog: usize,
     pub(crate) accept_wakers: Vec<Waker>,
     pub(crate) idle_wakers: Vec<Waker>,
     /// Tasks to wake once the lock is released (so that they do not wake only to
@@ -283,6 +288,7 @@ impl Inner {
             pending: HashMap::new(),
             hs_out: VecDeque::new(),
             incoming: VecDeque::new(),
+            accept_backlog: usize::MAX,
             accept_wakers: Vec::new(),
             idle_wakers: Vec::new(),
             to_wake: Vec::new(),
@@ -414,6 +420,16 @@ impl Inner {
                         return;
                     }
                     let h = accepted.handle.0;
+                    if self.incoming.len() >= self.accept_backlog {
+                        // Too many sessions wait for `accept`: this one is closed (the
+                        // peer learns why) and forgotten once drained (no handle).
+                        tracing::debug!(target: "phantom::runtime", peer = %from, "accept backlog full: session refused");
+                        let mut s = s;
+                        s.close(now.instant, ACCEPT_BACKLOG_FULL, b"server busy");
+                        self.conns.insert(h, ConnState::new(s, from, 0));
+                        self.dirty.insert(h);
+                        return;
+                    }
                     self.conns.insert(h, ConnState::new(s, from, 1));
                     self.dirty.insert(h);
                     self.incoming.push_back(h);

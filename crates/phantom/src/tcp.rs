@@ -13,6 +13,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use phantom_session::fallback::{Carrier, FallbackAction};
@@ -65,6 +66,8 @@ pub(crate) enum ReadEnd {
     Closed,
     /// A frame with an invalid length: the connection is closed.
     BadLength,
+    /// An accepted connection delivered no complete frame within its idle timeout.
+    Idle,
 }
 
 /// The next complete frame at the start of `buf`: `Some(total frame length)` (the
@@ -86,10 +89,32 @@ pub(crate) fn next_frame(buf: &[u8]) -> Result<Option<usize>, ReadEnd> {
 const READ_BUF: usize = 256 * 1024;
 const _: () = assert!(READ_BUF >= MAX_FRAME + 2);
 
+/// Limits on the TCP connections a server accepts (from untrusted clients).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AcceptLimits {
+    /// Most accepted connections open at once; beyond it new ones are closed at once.
+    pub(crate) max_connections: usize,
+    /// An accepted connection that delivers no complete frame for this long is
+    /// closed (a silent or slowloris client holds nothing for good).
+    pub(crate) idle_timeout: Duration,
+}
+
+/// Counts one open accepted connection; dropping it (the reader ends) frees the slot.
+#[derive(Debug)]
+pub(crate) struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// Registers `stream` as a datagram carrier and spawns its reader and writer tasks.
+/// An accepted connection comes with its `slot` and the idle timeout it gets.
 pub(crate) fn adopt(
     shared: &Arc<Shared>,
     stream: TcpStream,
+    accepted: Option<(Slot, Duration)>,
 ) -> std::io::Result<(SocketAddr, SocketAddr)> {
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr()?;
@@ -102,8 +127,15 @@ pub(crate) fn adopt(
         g.rt.clone()
     };
     tracing::debug!(target: "phantom::runtime", %local, %remote, "TCP carrier connected");
-    rt.spawn(writer(w, rx));
-    rt.spawn(reader(Arc::clone(shared), r, local, remote));
+    let writer = rt.spawn(writer(w, rx)).abort_handle();
+    rt.spawn(reader(
+        Arc::clone(shared),
+        r,
+        local,
+        remote,
+        accepted,
+        writer,
+    ));
     Ok((local, remote))
 }
 
@@ -161,7 +193,19 @@ fn deliver(shared: &Shared, meta: RxMeta, buf: &mut [u8]) -> Result<usize, ReadE
     result
 }
 
-async fn reader(shared: Arc<Shared>, mut r: OwnedReadHalf, local: SocketAddr, remote: SocketAddr) {
+async fn reader(
+    shared: Arc<Shared>,
+    mut r: OwnedReadHalf,
+    local: SocketAddr,
+    remote: SocketAddr,
+    accepted: Option<(Slot, Duration)>,
+    writer: tokio::task::AbortHandle,
+) {
+    let (_slot, idle) = match accepted {
+        Some((slot, idle)) => (Some(slot), Some(idle)),
+        None => (None, None),
+    };
+    let mut idle_timer = idle.map(|d| Box::pin(tokio::time::sleep(d)));
     let mut buf = vec![0u8; READ_BUF];
     let mut filled = 0usize;
     let mut shutdown = shared.shutdown.subscribe();
@@ -177,9 +221,16 @@ async fn reader(shared: Arc<Shared>, mut r: OwnedReadHalf, local: SocketAddr, re
         let Some(space) = buf.get_mut(filled..) else {
             break ReadEnd::BadLength;
         };
+        let idle_expired = async {
+            match idle_timer.as_mut() {
+                Some(t) => t.as_mut().await,
+                None => std::future::pending().await,
+            }
+        };
         let n = tokio::select! {
             r = r.read(space) => r.unwrap_or(0),
             _ = shutdown.changed() => 0,
+            () = idle_expired => break ReadEnd::Idle,
         };
         if n == 0 {
             break ReadEnd::Closed;
@@ -190,21 +241,38 @@ async fn reader(shared: Arc<Shared>, mut r: OwnedReadHalf, local: SocketAddr, re
             Some(Err(e)) => break e,
             None => break ReadEnd::Closed,
         };
+        if used > 0
+            && let (Some(t), Some(d)) = (idle_timer.as_mut(), idle)
+        {
+            // A complete frame: the connection is in use.
+            t.as_mut().reset(tokio::time::Instant::now() + d);
+        }
         // Keep the incomplete tail (less than one frame) at the start.
         buf.copy_within(used..filled, 0);
         filled -= used;
     };
-    if end == ReadEnd::BadLength {
-        tracing::debug!(target: "phantom::runtime", %local, %remote, "bad TCP frame length: connection closed");
-    } else {
-        tracing::debug!(target: "phantom::runtime", %local, %remote, "TCP carrier closed");
+    match end {
+        ReadEnd::BadLength => {
+            tracing::debug!(target: "phantom::runtime", %local, %remote, "bad TCP frame length: connection closed");
+        }
+        ReadEnd::Idle => {
+            tracing::debug!(target: "phantom::runtime", %local, %remote, "no complete TCP frame within the idle timeout: connection closed");
+        }
+        ReadEnd::Closed => {
+            tracing::debug!(target: "phantom::runtime", %local, %remote, "TCP carrier closed");
+        }
     }
     shared.lock().remove_tcp_link(local, remote);
+    // The writer may be blocked for good on a peer that does not read: it goes with
+    // the reader, and the socket is closed (else it outlived the connection's slot).
+    writer.abort();
     shared.notify.notify_one();
 }
 
-/// Accepts TCP connections until the endpoint shuts down.
-pub(crate) async fn listen(shared: Arc<Shared>, listener: TcpListener) {
+/// Accepts TCP connections until the endpoint shuts down, at most
+/// `limits.max_connections` open at once.
+pub(crate) async fn listen(shared: Arc<Shared>, listener: TcpListener, limits: AcceptLimits) {
+    let open = Arc::new(AtomicUsize::new(0));
     let mut shutdown = shared.shutdown.subscribe();
     loop {
         if *shutdown.borrow() {
@@ -213,7 +281,15 @@ pub(crate) async fn listen(shared: Arc<Shared>, listener: TcpListener) {
         tokio::select! {
             r = listener.accept() => match r {
                 Ok((s, peer)) => {
-                    if let Err(e) = adopt(&shared, s) {
+                    if open.fetch_add(1, Ordering::AcqRel) >= limits.max_connections {
+                        open.fetch_sub(1, Ordering::AcqRel);
+                        // Dropping the stream closes it: nothing is held for it.
+                        tracing::debug!(target: "phantom::runtime", %peer, "too many TCP connections: refused");
+                        drop(s);
+                        continue;
+                    }
+                    let slot = Slot(Arc::clone(&open));
+                    if let Err(e) = adopt(&shared, s, Some((slot, limits.idle_timeout))) {
                         tracing::debug!(target: "phantom::runtime", %peer, error = %e, "TCP accept failed");
                     }
                 }
@@ -235,7 +311,7 @@ pub(crate) async fn connect(
     let s = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
         .await
         .map_err(|_| Error::Timeout(addr))??;
-    Ok(adopt(shared, s)?)
+    Ok(adopt(shared, s, None)?)
 }
 
 fn is_path(p: &PathSnapshot, local: SocketAddr, remote: SocketAddr) -> bool {

@@ -14,5 +14,6 @@ mod early;
 pub(crate) mod harness;
 pub(crate) mod link;
 mod review2_tests;
+mod review3_tests;
 mod review_tests;
 mod session_tests;
