@@ -167,7 +167,14 @@ struct Conn {
     /// SHA-256 of the first fragment (offset 0) of this handshake's ClientHello: a
     /// different one from the same address is a new handshake, not a retransmission.
     hello_head: Option<[u8; 32]>,
+    /// ClientFinished messages of this handshake that did not verify.
+    finished_refused: u8,
 }
+
+/// A half-open handshake survives this many ClientFinished messages that do not verify
+/// (a spoofer's, from the client's address); the next one drops it. Each costs the
+/// server a decapsulation, so the work a spoofer can cause per handshake stays bounded.
+pub(crate) const MAX_REFUSED_FINISHED: u8 = 4;
 
 /// SHA-256 of the datagram's ClientHello fragment at offset 0, if it has one.
 fn hello_head(dg: &Datagram<'_>) -> Option<[u8; 32]> {
@@ -419,9 +426,14 @@ impl Server {
                     break;
                 }
                 Ok(None) => {}
-                Err(e) if matches!(conn.state, ConnState::ExpectClientFinished(_)) => {
+                Err(e)
+                    if matches!(conn.state, ConnState::ExpectClientFinished(_))
+                        && conn.finished_refused < MAX_REFUSED_FINISHED =>
+                {
                     // A ClientFinished that did not verify: dropped, the half-open
-                    // handshake kept (it expires with the handshake timeout).
+                    // handshake kept (it expires with the handshake timeout) for up
+                    // to MAX_REFUSED_FINISHED of them.
+                    conn.finished_refused += 1;
                     self.stats.finished_refused += 1;
                     self.conns.insert(addr, conn);
                     return Err(e);
@@ -533,6 +545,7 @@ impl Server {
             created: now.instant,
             session_id: None,
             hello_head: None,
+            finished_refused: 0,
         })))
     }
 

@@ -14,6 +14,7 @@ use rand_core::SeedableRng;
 
 use crate::fragment::{Inserted, Reassembler, pack};
 use crate::schedule::{COMPROMISE, Half};
+use crate::server::MAX_REFUSED_FINISHED;
 use crate::*;
 
 const UNIX0: u64 = 1_750_000_000;
@@ -1797,6 +1798,55 @@ fn i1_a_forged_client_finished_does_not_kill_the_half_open_handshake() {
         }
         assert_eq!(client.into_established().unwrap().session_id, s.session_id);
     }
+}
+
+/// The half-open handshake outlives a few forged ClientFinished messages, not an
+/// unbounded stream of them: each costs the server a decapsulation, so after
+/// `MAX_REFUSED_FINISHED` refusals the next forgery drops the handshake (the client
+/// then starts over, as after a timeout).
+#[test]
+fn i1_forged_client_finished_messages_cost_the_server_a_bounded_number_of_decapsulations() {
+    let mut r = rng(94);
+    let mut server = Server::new(server_config(), &mut r);
+    let mut client = Client::new(client_config(false), &mut r, t(0)).unwrap();
+    let from = addr(7);
+    while let Some(d) = client.poll_transmit() {
+        let _ = server.handle_datagram(t(0), from, &d, &mut r, |_| false);
+    }
+    while let Some(tx) = server.poll_transmit() {
+        let _ = client.handle(t(0), &tx.payload, &mut r).unwrap();
+    }
+    let finished: Vec<Vec<u8>> = std::iter::from_fn(|| client.poll_transmit()).collect();
+    let mut forged = finished.last().unwrap().clone();
+    let n = forged.len();
+    forged[n - 1] ^= 0x55;
+    for i in 0..u64::from(MAX_REFUSED_FINISHED) + 1 {
+        assert_eq!(
+            server
+                .handle_datagram(t(0), from, &forged, &mut r, |_| false)
+                .unwrap_err(),
+            Error::KeyConfirmation
+        );
+        assert_eq!(
+            server.stats().finished_refused,
+            (i + 1).min(u64::from(MAX_REFUSED_FINISHED))
+        );
+    }
+    assert_eq!(
+        server.stats().failed,
+        1,
+        "the last forgery dropped the handshake"
+    );
+    let mut est = None;
+    for d in &finished {
+        if let Ok(Some(e)) = server.handle_datagram(t(0), from, d, &mut r, |_| false) {
+            est = Some(e);
+        }
+    }
+    assert!(
+        est.is_none(),
+        "the handshake is gone: the client must start over"
+    );
 }
 
 /// Third review: a spoofer who knows a client's address sends, before the client's
