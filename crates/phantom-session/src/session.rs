@@ -221,6 +221,13 @@ struct Path {
     /// The peer probed this (failed) path: the next acknowledgement goes here.
     answer_probe: bool,
     bytes_sent: u64,
+    /// How the path came to be: `Some(true)` if it was opened deliberately as an
+    /// additional path (by our own `probe_path`, or by the peer with a probing-only
+    /// first packet), `Some(false)` if the peer's ordinary packets simply started
+    /// arriving from a new address (NAT rebinding, a moved socket), `None` until the
+    /// first authenticated packet on a path the peer opened. Only the latter moves the
+    /// session there while the old primary still works (PROTOCOL §5.4).
+    opened_by_probe: Option<bool>,
 }
 
 /// The closing frame we keep re-sending while closing.
@@ -1198,6 +1205,9 @@ impl Session {
             return Err(Error::Path("path exists"));
         }
         let id = self.new_path(now, local, remote)?;
+        if let Some(p) = self.paths.get_mut(&id) {
+            p.opened_by_probe = Some(true);
+        }
         // Our own probe: budget it as if validated locally for sending challenges,
         // since we chose this address ourselves (not an amplification vector).
         self.registry
@@ -1432,6 +1442,11 @@ impl Session {
             self.on_acks_done(now);
         }
         if let Some(p) = path {
+            if let Some(x) = self.paths.get_mut(&p)
+                && x.opened_by_probe.is_none()
+            {
+                x.opened_by_probe = Some(probing_only);
+            }
             self.maybe_migrate(p, probing_only);
         }
         Ok(())
@@ -2096,18 +2111,27 @@ impl Session {
 
     /// Moves the primary path to `p` if the peer has moved there: `p` is validated,
     /// carried a non-probing packet, and the current primary has received nothing since
-    /// `p` appeared (so a spoofed or probing copy does not move the session, I7).
+    /// `p` appeared (so a spoofed or probing copy does not move the session, I7). A
+    /// path opened deliberately as an additional one (its first packet was a probe, or
+    /// we probed it) is no move: the session goes there only once the primary failed.
     fn maybe_migrate(&mut self, p: u8, probing_only: bool) {
         if p == self.primary || probing_only || !self.registry.is_validated(PathId(p)) {
             return;
         }
-        let Some(created) = self.paths.get(&p).map(|x| x.created) else {
+        let Some((created, additional)) = self
+            .paths
+            .get(&p)
+            .map(|x| (x.created, x.opened_by_probe == Some(true)))
+        else {
             return;
         };
-        let primary_quiet = self
-            .paths
-            .get(&self.primary)
-            .is_none_or(|old| old.last_rx.is_none_or(|t| t < created) || old.degraded);
+        let primary_failed = self.paths.get(&self.primary).is_none_or(|old| old.degraded);
+        let primary_quiet = primary_failed
+            || (!additional
+                && self
+                    .paths
+                    .get(&self.primary)
+                    .is_none_or(|old| old.last_rx.is_none_or(|t| t < created)));
         if !primary_quiet {
             return;
         }
@@ -3006,9 +3030,17 @@ impl Session {
                     self.stats.stream_bytes_retransmitted +=
                         (chunk.len as u64).saturating_sub(chunk.new_bytes);
                     if self.cfg.scheduler == SchedulerMode::Redundant {
-                        for other in self.pick_buf.iter().skip(1) {
-                            if other.0 != path_id && self.redundant_queue.len() < 1024 {
-                                self.redundant_queue.push_back((other.0, rec));
+                        // A copy for every other usable path (the views of this
+                        // packet's scheduling), also those whose window is full right
+                        // now: each sends its copy once it has room, unless the data
+                        // was acknowledged by then (`copy_out` fails).
+                        let any_healthy = self.views_buf.iter().any(|v| v.healthy);
+                        for v in &self.views_buf {
+                            if v.id.0 != path_id
+                                && (v.healthy || !any_healthy)
+                                && self.redundant_queue.len() < 1024
+                            {
+                                self.redundant_queue.push_back((v.id.0, rec));
                             }
                         }
                     }
@@ -3178,6 +3210,7 @@ impl Path {
             last_rx: None,
             last_tx_eliciting: None,
             answer_probe: false,
+            opened_by_probe: None,
             bytes_sent: 0,
         })
     }

@@ -587,17 +587,50 @@ fn multipath_aggregate_is_at_least_1_8x_one_path() {
     assert!(sent.iter().all(|b| *b > len / 3), "{sent:?}");
 }
 
+/// A path the client adds with `probe_path` while the session is idle is an
+/// additional path, not a move: the primary received nothing since the new path
+/// appeared, which the migration rule alone took for a peer that moved (both ends
+/// then marked the old, working path failed, and aggregate mode sent everything on
+/// the new one: `phantom demo`'s second-path step did so in every run).
+#[test]
+fn adding_a_path_to_an_idle_session_is_no_migration_and_both_paths_carry_data() {
+    let mut pair = two_path_pair(18, SchedulerMode::Aggregate, ten_mbit(), ten_mbit());
+    assert_eq!(pair.client.stats().migrations, 0);
+    assert_eq!(pair.server.stats().migrations, 0);
+    let len = 2 << 20;
+    run_transfer(&mut pair, 1, len, 2_000_000);
+    let sent: Vec<u64> = pair.client.paths().iter().map(|p| p.bytes_sent).collect();
+    assert!(sent.iter().all(|b| *b > len / 3), "{sent:?}");
+    assert_eq!(pair.server.stats().migrations, 0);
+}
+
 #[test]
 fn redundant_mode_survives_30_percent_loss_on_one_path() {
     let bad = LinkConfig {
         loss: 0.30,
         ..ten_mbit()
     };
+    let len = 1 << 20;
+    let mut single = Pair::new(17, Config::default(), ten_mbit());
+    run_transfer(&mut single, 1, len, 2_000_000);
+    let clean_alone = single.elapsed();
     let mut pair = two_path_pair(17, SchedulerMode::Redundant, bad, ten_mbit());
-    run_transfer(&mut pair, 1, 1 << 20, 2_000_000);
-    // Both paths carried copies; the clean one alone carried at least the whole stream.
+    let start = pair.elapsed();
+    run_transfer(&mut pair, 1, len, 2_000_000);
+    let redundant = pair.elapsed() - start;
+    // Both paths carried copies all along (the lossy one is not dropped: a copy that
+    // arrives there first gets its data acknowledged, and the other path's copy is
+    // then skipped), and the loss costs the transfer little against the clean path
+    // alone.
     let sent: Vec<u64> = pair.client.paths().iter().map(|p| p.bytes_sent).collect();
-    assert!(sent[0] > 10_000 && sent[1] > 1 << 20, "{sent:?}");
+    eprintln!(
+        "redundant: {sent:?} bytes per path, {redundant:?} against {clean_alone:?} on the clean path alone"
+    );
+    assert!(sent.iter().all(|b| *b > len / 3), "{sent:?}");
+    assert!(
+        redundant.as_secs_f64() <= clean_alone.as_secs_f64() * 1.5,
+        "{redundant:?} against {clean_alone:?}"
+    );
 }
 
 /// The server moved its primary path from path 0 to the client's second path
