@@ -222,10 +222,11 @@ struct Path {
     answer_probe: bool,
     bytes_sent: u64,
     /// How the path came to be: `Some(true)` if it was opened deliberately as an
-    /// additional path (by our own `probe_path`, or by the peer with a probing-only
-    /// first packet), `Some(false)` if the peer's ordinary packets simply started
-    /// arriving from a new address (NAT rebinding, a moved socket), `None` until the
-    /// first authenticated packet on a path the peer opened. Only the latter moves the
+    /// additional path (by our own `probe_path`, or, at a server, by the client with a
+    /// probing-only first packet), `Some(false)` if the peer's ordinary packets simply
+    /// started arriving from a new address (NAT rebinding, a moved socket) or a server
+    /// moved to our new address, `None` until the first authenticated packet on a path
+    /// the peer opened. Only the latter moves the
     /// session there while the old primary still works (PROTOCOL §5.4).
     opened_by_probe: Option<bool>,
 }
@@ -1445,7 +1446,10 @@ impl Session {
             if let Some(x) = self.paths.get_mut(&p)
                 && x.opened_by_probe.is_none()
             {
-                x.opened_by_probe = Some(probing_only);
+                // Only a client opens additional paths; a server's packets on a new
+                // path follow its move to the client's new address (after the
+                // client rebound), which the client then follows.
+                x.opened_by_probe = Some(probing_only && self.side == Side::Server);
             }
             self.maybe_migrate(p, probing_only);
         }
