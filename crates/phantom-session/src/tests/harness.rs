@@ -290,6 +290,14 @@ impl Pair {
         }
     }
 
+    /// Sets the server -> client direction of every client interface down or back up
+    /// (the client then hears nothing; its ACKs of forged packets cannot interfere).
+    pub(crate) fn set_down_link(&mut self, down: bool) {
+        for i in self.ifaces.values_mut() {
+            i.down.cfg.down = down;
+        }
+    }
+
     /// Processes every event up to `t`, then moves the clock to `t` (the
     /// application acting at a time of its own choosing). At most `max_steps` steps.
     pub(crate) fn run_until(&mut self, t: Instant, max_steps: u64) {
@@ -525,4 +533,37 @@ impl Transfer {
     pub(crate) fn received_total(&self) -> u64 {
         self.received.values().sum()
     }
+}
+
+/// A packet from the client in stream `stream`'s space with sequence `seq`, carrying
+/// `frames`, sealed with `sealer` (the client's key of the pair built from `seed`): what
+/// a misbehaving but authenticated peer can send.
+pub(crate) fn forged_client_packet(
+    sealer: &mut phantom_crypto::Sealer,
+    seed: u8,
+    stream: u32,
+    seq: u64,
+    frames: &[phantom_wire::Frame<'_>],
+) -> Vec<u8> {
+    use phantom_wire::{Encode, Epoch, Flags, HEADER_LEN, Header, PathId, Writer};
+    let (ck, _) = keys(seed);
+    let mut buf = vec![0u8; 1400];
+    let n = {
+        let mut w = Writer::new(&mut buf[HEADER_LEN..]);
+        for f in frames {
+            f.encode(&mut w).unwrap();
+        }
+        w.written()
+    };
+    let header = Header {
+        flags: Flags::ACK_ELICITING,
+        path_id: PathId(0),
+        epoch: Epoch(0),
+        session_id: ck.session_id,
+        stream_id: StreamId(stream),
+        sequence: seq,
+    };
+    let len = sealer.seal_packet(&header, &mut buf, n).unwrap();
+    buf.truncate(len);
+    buf
 }

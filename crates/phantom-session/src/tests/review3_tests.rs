@@ -5,53 +5,11 @@
 use std::time::Duration;
 
 use phantom_crypto::Sealer;
-use phantom_wire::{
-    Encode, Epoch, Flags, Frame, HEADER_LEN, Header, PathId, StreamId, Writer, frame::Stream,
-};
+use phantom_wire::{Frame, StreamId, frame::Stream};
 
-use super::harness::{Pair, keys, public_addr};
+use super::harness::{Pair, forged_client_packet, keys, public_addr};
 use super::link::LinkConfig;
 use crate::{CloseReason, Config, Dir, Error, Event};
-
-/// A packet from the client in stream `stream`'s space with sequence `seq`, carrying
-/// `frames`, sealed with the client's key of the pair built from `seed` (a misbehaving
-/// but authenticated peer).
-fn client_packet(
-    sealer: &mut Sealer,
-    seed: u8,
-    stream: u32,
-    seq: u64,
-    frames: &[Frame<'_>],
-) -> Vec<u8> {
-    let (ck, _) = keys(seed);
-    let mut buf = vec![0u8; 1400];
-    let n = {
-        let mut w = Writer::new(&mut buf[HEADER_LEN..]);
-        for f in frames {
-            f.encode(&mut w).unwrap();
-        }
-        w.written()
-    };
-    let header = Header {
-        flags: Flags::ACK_ELICITING,
-        path_id: PathId(0),
-        epoch: Epoch(0),
-        session_id: ck.session_id,
-        stream_id: StreamId(stream),
-        sequence: seq,
-    };
-    let len = sealer.seal_packet(&header, &mut buf, n).unwrap();
-    buf.truncate(len);
-    buf
-}
-
-/// Sets the server -> client direction of every client interface up or down (the
-/// honest client would object to ACKs of packets it never sent).
-fn set_down_link(pair: &mut Pair, down: bool) {
-    for i in pair.ifaces.values_mut() {
-        i.down.cfg.down = down;
-    }
-}
 
 /// A peer that sends a stream's bytes as one-byte STREAM frames with a one-byte gap
 /// between each (offsets 1, 3, 5, ...) stays inside the stream's flow-control window
@@ -68,7 +26,7 @@ fn i1_one_byte_fragments_with_gaps_cannot_make_the_receiver_hold_one_entry_per_b
     pair.run_until(later, 10_000);
     let (ck, _) = keys(seed);
     let mut sealer = Sealer::new(ck.suite, ck.send).unwrap();
-    set_down_link(&mut pair, true);
+    pair.set_down_link(true);
     // A client-initiated unidirectional stream the honest client never opened.
     let stream = (7u32 << 2) | 2;
     let byte = [0xAB_u8];
@@ -86,7 +44,7 @@ fn i1_one_byte_fragments_with_gaps_cannot_make_the_receiver_hold_one_entry_per_b
                 })
             })
             .collect();
-        let pkt = client_packet(&mut sealer, seed, stream, p, &frames);
+        let pkt = forged_client_packet(&mut sealer, seed, stream, p, &frames);
         pair.inject_to_server(public_addr(1, 40000), &pkt);
         most = most.max(pair.server.recv_fragments());
         if pair.server.is_closed() {
@@ -124,7 +82,7 @@ fn i1_fragment_limit_leaves_heavily_reordered_full_size_frames_alone() {
     pair.run_until(later, 10_000);
     let (ck, _) = keys(seed);
     let mut sealer = Sealer::new(ck.suite, ck.send).unwrap();
-    set_down_link(&mut pair, true);
+    pair.set_down_link(true);
     let stream = (7u32 << 2) | 2;
     let chunk = 1000usize;
     let data: Vec<u8> = (0..256 * 1024).map(|i| (i % 251) as u8).collect();
@@ -139,7 +97,7 @@ fn i1_fragment_limit_leaves_heavily_reordered_full_size_frames_alone() {
                 fin: false,
                 data: &data[k * chunk..(k + 1) * chunk],
             });
-            let pkt = client_packet(&mut sealer, seed, stream, seq, &[f]);
+            let pkt = forged_client_packet(&mut sealer, seed, stream, seq, &[f]);
             seq += 1;
             pair.inject_to_server(public_addr(1, 40000), &pkt);
             assert!(!pair.server.is_closed(), "closed at chunk {k} pass {pass}");

@@ -4,40 +4,16 @@
 use std::time::Duration;
 
 use phantom_crypto::Sealer;
-use phantom_wire::{Encode, Epoch, Flags, Frame, HEADER_LEN, Header, PathId, StreamId, Writer};
+use phantom_wire::Frame;
 
-use super::harness::{Pair, keys, public_addr};
+use super::harness::{Pair, forged_client_packet, keys, public_addr};
 use super::link::LinkConfig;
 use crate::{Config, Dir, Event};
 
 /// A PING packet from the client in sequence space `space`, sealed with the
 /// client's key of the pair built from `seed` (a misbehaving but authenticated peer).
 fn client_ping(sealer: &mut Sealer, seed: u8, space: u32) -> Vec<u8> {
-    let (ck, _) = keys(seed);
-    let mut buf = vec![0u8; HEADER_LEN + 64];
-    let n = {
-        let mut w = Writer::new(&mut buf[HEADER_LEN..]);
-        Frame::Ping.encode(&mut w).unwrap();
-        w.written()
-    };
-    let header = Header {
-        flags: Flags::ACK_ELICITING,
-        path_id: PathId(0),
-        epoch: Epoch(0),
-        session_id: ck.session_id,
-        stream_id: StreamId(space),
-        sequence: 0,
-    };
-    let len = sealer.seal_packet(&header, &mut buf, n).unwrap();
-    buf.truncate(len);
-    buf
-}
-
-/// Sets the server -> client direction of every client interface up or down.
-fn set_down_link(pair: &mut Pair, down: bool) {
-    for i in pair.ifaces.values_mut() {
-        i.down.cfg.down = down;
-    }
+    forged_client_packet(sealer, seed, space, 0, &[Frame::Ping])
 }
 
 /// The peer's ACKs of a stream's last packets are lost for a while (a reverse-path
@@ -55,7 +31,7 @@ fn late_retransmission_after_lost_acks_is_acknowledged_after_the_receiver_closed
     pair.client.write(id, &[7u8; 3000]).unwrap();
     pair.client.finish(id).unwrap();
     // The data reaches the server, but none of its ACKs make it back.
-    set_down_link(&mut pair, true);
+    pair.set_down_link(true);
     let mut buf = [0u8; 4096];
     let mut got = 0;
     pair.drive(10_000, |p| {
@@ -73,7 +49,7 @@ fn late_retransmission_after_lost_acks_is_acknowledged_after_the_receiver_closed
     let later = pair.now + Duration::from_secs(3);
     pair.run_until(later, 100_000);
     assert!(pair.client.has_unacked_data());
-    set_down_link(&mut pair, false);
+    pair.set_down_link(false);
     let _ = pair.events();
     let mut finished = false;
     let deadline = pair.now + Duration::from_secs(10);
@@ -110,7 +86,7 @@ fn i1_packets_in_spaces_of_unopened_streams_leave_no_state_behind() {
     let before = pair.server.space_state();
     // The honest client would object to the server's ACKs of packets it never sent:
     // the misbehaving peer is modelled by not letting it see them.
-    set_down_link(&mut pair, true);
+    pair.set_down_link(true);
     for index in 1000..2000u32 {
         // Client-initiated unidirectional stream ids: bit 0 clear, bit 1 set.
         let pkt = client_ping(&mut sealer, seed, (index << 2) | 2);
