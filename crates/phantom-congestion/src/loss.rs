@@ -43,8 +43,10 @@ struct Entry {
 /// so handling an ACK allocates nothing once they have grown.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AckOutcome<'a> {
-    /// Packets newly acknowledged by this ACK, in the order the ranges listed them.
-    pub acked: &'a [SentPacket],
+    /// Numbers of the packets newly acknowledged by this ACK, in the order the
+    /// ranges listed them (the numbers only: the records stay in the ledger, so
+    /// an acknowledgement copies 8 bytes, not the whole [`SentPacket`]).
+    pub acked: &'a [u64],
     /// Packets declared lost while processing this ACK, in packet-number order.
     pub lost: &'a [SentPacket],
     /// Bytes of newly acknowledged in-flight packets.
@@ -128,7 +130,7 @@ pub struct SentPackets {
     pto_count: u32,
     max_pto_backoff: u32,
     delivery: DeliveryRateEstimator,
-    acked_buf: Vec<SentPacket>,
+    acked_buf: Vec<u64>,
     lost_buf: Vec<SentPacket>,
     /// The ACK being assembled packet by packet ([`SentPackets::on_packet_acked`]),
     /// until [`SentPackets::finish_ack`].
@@ -415,7 +417,7 @@ impl SentPackets {
     }
 
     /// Acknowledges the entry at `i` if it is outstanding, adding it to the batch;
-    /// returns its record (the copy in the acknowledged list).
+    /// returns its record (read in place in the ledger).
     fn ack_entry(
         &mut self,
         now: Instant,
@@ -427,7 +429,7 @@ impl SentPackets {
             return None;
         }
         entry.status = Status::Acked;
-        // Read in place: the record is copied once, into `acked_buf`.
+        // Read in place: only the number is copied, into `acked_buf`.
         let p = &entry.packet;
         let batch = self.batch.get_or_insert_with(AckBatch::default);
         if p.ack_eliciting {
@@ -446,8 +448,8 @@ impl SentPackets {
         {
             batch.sample = Some((p.pn, p.time_sent, delay));
         }
-        self.acked_buf.push(*p);
-        self.acked_buf.last()
+        self.acked_buf.push(p.pn);
+        self.entries.get(i).map(|e| &e.packet)
     }
 
     fn ack_outcome(

@@ -27,7 +27,7 @@ fn loss_packet_threshold_is_three() {
     let out = sp
         .on_ack_received(t1, &[1..=2], Duration::ZERO, &mut rtt)
         .unwrap();
-    assert_eq!(out.acked.len(), 2);
+    assert_eq!(out.acked, &[1, 2]);
     assert!(out.lost.is_empty());
     assert_eq!(sp.loss_detection_timer(&rtt), Some(t0 + rtt.loss_delay()));
     // Acking 3 puts 0 three behind the largest acknowledged: lost.
