@@ -1623,8 +1623,8 @@ impl Session {
         if id == 0 {
             return Err(Error::PeerViolation("stream frame on the control stream"));
         }
-        if self.streams.contains_key(&id) {
-            return Ok(self.streams.get_mut(&id).map(|e| &mut **e));
+        if let Some(i) = self.streams.index_of(&id) {
+            return Ok(self.streams.value_at_mut(i).map(|e| &mut **e));
         }
         let dir = stream_dir(id);
         let k = kind_index(dir);
@@ -2052,11 +2052,16 @@ impl Session {
     /// validate) a path for a new address. Only called after the AEAD and replay
     /// checks passed.
     fn resolve_path(&mut self, now: Instant, rx: RxMeta, len: u64) -> Option<u8> {
+        // The path's receive time is set where it is found (one walk, no second
+        // lookup); the guard's registry below keeps its own records.
         let found = self
             .paths
-            .iter()
+            .iter_mut()
             .find(|(_, p)| p.remote == rx.remote && p.local == rx.local)
-            .map(|(&id, _)| id);
+            .map(|(&id, p)| {
+                p.last_rx = Some(now);
+                id
+            });
         let id = match found {
             Some(id) => id,
             None => {
@@ -2067,14 +2072,14 @@ impl Session {
                 if self.state == State::Connected {
                     self.state = State::Migrating;
                 }
+                if let Some(p) = self.paths.get_mut(&id) {
+                    p.last_rx = Some(now);
+                }
                 id
             }
         };
         let _ = self.registry.on_received(PathId(id), len);
         let _ = self.registry.mark_seen(PathId(id), now);
-        if let Some(p) = self.paths.get_mut(&id) {
-            p.last_rx = Some(now);
-        }
         Some(id)
     }
 

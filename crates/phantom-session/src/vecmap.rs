@@ -44,6 +44,19 @@ impl<K: Ord + Copy, V> VecMap<K, V> {
         self.entries.get_mut(i).map(|(_, v)| v)
     }
 
+    /// Where `k` sits, for [`Self::value_at_mut`]: one search where a
+    /// `contains_key` then `get_mut` pair (for the borrow checker) would do two.
+    #[inline]
+    pub(crate) fn index_of(&self, k: &K) -> Option<usize> {
+        self.find(k).ok()
+    }
+
+    /// The value at position `i` (from [`Self::index_of`]).
+    #[inline]
+    pub(crate) fn value_at_mut(&mut self, i: usize) -> Option<&mut V> {
+        self.entries.get_mut(i).map(|(_, v)| v)
+    }
+
     #[inline]
     pub(crate) fn contains_key(&self, k: &K) -> bool {
         self.find(k).is_ok()
