@@ -84,14 +84,38 @@ impl<'a> Reader<'a> {
 
     /// Reads a QUIC-style variable-length integer (RFC 9000 §16).
     pub fn varint(&mut self) -> Result<VarInt, Error> {
-        let first = *self.array::<1>()?;
-        let len = 1usize << (first[0] >> 6);
-        let mut value = u64::from(first[0] & 0x3f);
-        for b in self.bytes(len - 1)? {
-            value = (value << 8) | u64::from(*b);
-        }
+        let Some(&first) = self.buf.first() else {
+            return Err(Error::Truncated { needed: 1 });
+        };
+        // One big-endian load per length (no byte loop); the two length bits are
+        // masked off the top.
+        let (value, len) = match first >> 6 {
+            0 => (u64::from(first), 1),
+            1 => match self.buf.first_chunk::<2>() {
+                Some(b) => (u64::from(u16::from_be_bytes(*b) & 0x3fff), 2),
+                None => return Err(self.truncated_varint(2)),
+            },
+            2 => match self.buf.first_chunk::<4>() {
+                Some(b) => (u64::from(u32::from_be_bytes(*b) & 0x3fff_ffff), 4),
+                None => return Err(self.truncated_varint(4)),
+            },
+            _ => match self.buf.first_chunk::<8>() {
+                Some(b) => (u64::from_be_bytes(*b) & 0x3fff_ffff_ffff_ffff, 8),
+                None => return Err(self.truncated_varint(8)),
+            },
+        };
+        self.buf = self.buf.get(len..).unwrap_or_default();
         // A value inside the varint range by construction (at most 62 bits).
         VarInt::try_from(value).map_err(|_| Error::OutOfRange("varint"))
+    }
+
+    /// The error for a varint of `len` bytes cut short: as a byte-by-byte read, it
+    /// consumes the length byte and reports the bytes missing after it.
+    #[cold]
+    fn truncated_varint(&mut self, len: usize) -> Error {
+        let needed = len - self.buf.len();
+        self.buf = self.buf.get(1..).unwrap_or_default();
+        Error::Truncated { needed }
     }
 
     /// Reads a varint that must use its shortest encoding (every varint inside a

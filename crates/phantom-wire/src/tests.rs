@@ -974,3 +974,47 @@ fn parse_bytes_is_zero_copy_and_matches_parse() {
     assert_eq!(payload.as_ptr(), buf[HEADER_LEN..].as_ptr());
     assert!(Header::parse_bytes(&buf.slice(..HEADER_LEN - 1)).is_err());
 }
+
+/// The byte-by-byte varint reading the reader's one-load-per-length decoder
+/// replaced: value, bytes consumed, and the error (with the bytes it consumes)
+/// on truncated input.
+fn varint_reference(bytes: &[u8]) -> (Result<u64, Error>, usize) {
+    let Some((&first, rest)) = bytes.split_first() else {
+        return (Err(Error::Truncated { needed: 1 }), 0);
+    };
+    let len = 1usize << (first >> 6);
+    if rest.len() < len - 1 {
+        return (
+            Err(Error::Truncated {
+                needed: len - 1 - rest.len(),
+            }),
+            1,
+        );
+    }
+    let mut value = u64::from(first & 0x3f);
+    for b in &rest[..len - 1] {
+        value = (value << 8) | u64::from(*b);
+    }
+    (Ok(value), len)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn varint_decoding_matches_the_byte_by_byte_reading(
+        first in any::<u8>(),
+        rest in proptest::collection::vec(any::<u8>(), 0..10),
+    ) {
+        let mut bytes = vec![first];
+        bytes.extend_from_slice(&rest);
+        for cut in 0..=bytes.len() {
+            let input = &bytes[..cut];
+            let (want, consumed) = varint_reference(input);
+            let mut r = Reader::new(input);
+            let got = r.varint().map(VarInt::into_inner);
+            prop_assert_eq!(got, want);
+            prop_assert_eq!(r.remaining(), cut - consumed);
+        }
+    }
+}
