@@ -212,6 +212,12 @@ impl SendBuf {
 
     /// Index of the segment holding `offset` (which must lie in `[base, end)`).
     fn seg_index(&self, offset: u64) -> usize {
+        // A stream written only by copy has one segment: no search then.
+        if let Some(front) = self.segs.front()
+            && offset < front.start + front.len as u64
+        {
+            return 0;
+        }
         self.segs
             .partition_point(|s| s.start + s.len as u64 <= offset)
     }
