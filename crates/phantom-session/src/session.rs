@@ -1619,6 +1619,10 @@ impl Session {
 
     /// The stream a peer frame refers to, opening a peer-initiated one if `open` and
     /// it is new. `Ok(None)` for a stream that existed and is finished (frames ignored).
+    /// The lookup of an existing stream (twice per data packet: `check_space` and
+    /// `on_stream_frame`) is inlined at the callers (`always`: the plain hint is not
+    /// taken inside the large `on_frame`); the rest is [`Self::peer_stream_absent`].
+    #[inline(always)]
     fn peer_stream(&mut self, id: u32, open: bool) -> Result<Option<&mut StreamEntry>, Error> {
         if id == 0 {
             return Err(Error::PeerViolation("stream frame on the control stream"));
@@ -1626,6 +1630,15 @@ impl Session {
         if let Some(i) = self.streams.index_of(&id) {
             return Ok(self.streams.value_at_mut(i).map(|e| &mut **e));
         }
+        self.peer_stream_absent(id, open)
+    }
+
+    /// [`Self::peer_stream`] for an `id` (not 0) that is not in the stream map.
+    fn peer_stream_absent(
+        &mut self,
+        id: u32,
+        open: bool,
+    ) -> Result<Option<&mut StreamEntry>, Error> {
         let dir = stream_dir(id);
         let k = kind_index(dir);
         let index = stream_index(id);
