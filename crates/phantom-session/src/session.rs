@@ -3028,12 +3028,14 @@ impl Session {
                             data
                         }
                     };
-                    let f = Frame::Stream(StreamFrame {
+                    // Encoded as the STREAM frame itself (the same bytes as through
+                    // `Frame`, without the enum's dispatch).
+                    let f = StreamFrame {
                         stream_id: StreamId(id),
                         offset: chunk.offset,
                         fin: chunk.fin,
                         data,
-                    });
+                    };
                     if f.encode(w).is_err() {
                         s.on_lost(chunk.offset, chunk.len, chunk.fin);
                         break;
