@@ -11,6 +11,18 @@ use super::harness::{Pair, forged_client_packet, keys, public_addr};
 use super::link::LinkConfig;
 use crate::{CloseReason, Config, Dir, Error, Event};
 
+/// A connected pair 200 ms in, the client's sealer for forging its packets, and the
+/// server -> client direction down (the honest client cannot interfere).
+fn forging_pair(seed: u8) -> (Pair, Sealer) {
+    let mut pair = Pair::new(u64::from(seed), Config::default(), LinkConfig::default());
+    let later = pair.now + Duration::from_millis(200);
+    pair.run_until(later, 10_000);
+    let (ck, _) = keys(seed);
+    let sealer = Sealer::new(ck.suite, ck.send).unwrap();
+    pair.set_down_link(true);
+    (pair, sealer)
+}
+
 /// A peer that sends a stream's bytes as one-byte STREAM frames with a one-byte gap
 /// between each (offsets 1, 3, 5, ...) stays inside the stream's flow-control window
 /// but makes the receiver hold one out-of-order fragment — an allocation plus a map
@@ -21,12 +33,7 @@ use crate::{CloseReason, Config, Dir, Error, Event};
 #[test]
 fn i1_one_byte_fragments_with_gaps_cannot_make_the_receiver_hold_one_entry_per_byte() {
     let seed = 91u8;
-    let mut pair = Pair::new(u64::from(seed), Config::default(), LinkConfig::default());
-    let later = pair.now + Duration::from_millis(200);
-    pair.run_until(later, 10_000);
-    let (ck, _) = keys(seed);
-    let mut sealer = Sealer::new(ck.suite, ck.send).unwrap();
-    pair.set_down_link(true);
+    let (mut pair, mut sealer) = forging_pair(seed);
     // A client-initiated unidirectional stream the honest client never opened.
     let stream = (7u32 << 2) | 2;
     let byte = [0xAB_u8];
@@ -77,12 +84,7 @@ fn i1_one_byte_fragments_with_gaps_cannot_make_the_receiver_hold_one_entry_per_b
 #[test]
 fn i1_fragment_limit_leaves_heavily_reordered_full_size_frames_alone() {
     let seed = 92u8;
-    let mut pair = Pair::new(u64::from(seed), Config::default(), LinkConfig::default());
-    let later = pair.now + Duration::from_millis(200);
-    pair.run_until(later, 10_000);
-    let (ck, _) = keys(seed);
-    let mut sealer = Sealer::new(ck.suite, ck.send).unwrap();
-    pair.set_down_link(true);
+    let (mut pair, mut sealer) = forging_pair(seed);
     let stream = (7u32 << 2) | 2;
     let chunk = 1000usize;
     let data: Vec<u8> = (0..256 * 1024).map(|i| (i % 251) as u8).collect();
