@@ -2147,14 +2147,12 @@ impl Session {
         else {
             return;
         };
-        let primary_failed = self.paths.get(&self.primary).is_none_or(|old| old.degraded);
-        let primary_quiet = primary_failed
-            || (!additional
-                && self
-                    .paths
-                    .get(&self.primary)
-                    .is_none_or(|old| old.last_rx.is_none_or(|t| t < created)));
-        if !primary_quiet {
+        // Move if the old primary failed, or (for a path the peer did not open as an
+        // additional one) heard nothing since `p` appeared.
+        let moved = self.paths.get(&self.primary).is_none_or(|old| {
+            old.degraded || (!additional && old.last_rx.is_none_or(|t| t < created))
+        });
+        if !moved {
             return;
         }
         let from = self.primary;
