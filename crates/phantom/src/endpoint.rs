@@ -43,9 +43,13 @@ pub struct ServerConfig {
     /// Most TCP connections ([`Endpoint::server_with_tcp`]) open at once; further
     /// ones are closed as soon as they are accepted. Default 1024.
     pub max_tcp_connections: usize,
-    /// An accepted TCP connection that carries no complete frame for this long is
-    /// closed (silent and slowloris clients hold no connection for good). `None`: the
-    /// session idle timeout (`session.idle_timeout`), at least 1 s.
+    /// Most TCP connections open at once from one IP address (one client cannot take
+    /// every slot of `max_tcp_connections`). Default 16.
+    pub max_tcp_connections_per_ip: usize,
+    /// An accepted TCP connection that carries nothing that authenticates (a session
+    /// packet, or a handshake datagram — at most 16 of those count) for this long is
+    /// closed: silent, slowloris and garbage-sending clients hold no connection for
+    /// good. `None`: the session idle timeout (`session.idle_timeout`), at least 1 s.
     pub tcp_idle_timeout: Option<Duration>,
     /// Most accepted sessions waiting for [`Endpoint::accept`]; a handshake that
     /// completes beyond it has its session closed at once with
@@ -62,6 +66,7 @@ impl ServerConfig {
             session: default_session_config(),
             require_retry: false,
             max_tcp_connections: 1024,
+            max_tcp_connections_per_ip: 16,
             tcp_idle_timeout: None,
             max_pending_accepts: 1024,
         }
@@ -255,6 +260,7 @@ impl Endpoint {
         let server = Server::new(hs, &mut rng);
         let limits = tcp::AcceptLimits {
             max_connections: config.max_tcp_connections,
+            max_per_ip: config.max_tcp_connections_per_ip,
             idle_timeout: config
                 .tcp_idle_timeout
                 .unwrap_or(config.session.idle_timeout)

@@ -100,6 +100,18 @@ pub(crate) struct Outgoing {
     pub(crate) data: Vec<u8>,
 }
 
+/// What became of one received datagram (the TCP carrier's idle timer counts only
+/// datagrams that did something).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// A session authenticated it.
+    Authenticated,
+    /// A handshake took it (parsed and accepted; not authenticated yet).
+    Handshake,
+    /// Dropped: unknown session, failed authentication, replayed, unparsable.
+    Refused,
+}
+
 /// The writing side of one TCP connection carrying datagrams.
 #[derive(Debug)]
 pub(crate) struct TcpLink {
@@ -338,30 +350,46 @@ impl Inner {
     }
 
     /// One received datagram, with where it arrived (socket or TCP connection).
-    pub(crate) fn on_datagram(&mut self, now: Time, rx: RxMeta, dg: &mut [u8]) {
+    pub(crate) fn on_datagram(&mut self, now: Time, rx: RxMeta, dg: &mut [u8]) -> Delivery {
         match self.router.route(dg) {
             DatagramEvent::Session(h) => {
-                if let Some(c) = self.conns.get_mut(&h.0) {
-                    c.session.handle_datagram(now.instant, rx, dg);
-                    // Acks may have freed buffer space or stream credit.
-                    c.wake_writers(&mut self.to_wake);
-                    self.dirty.insert(h.0);
-                }
+                let Some(c) = self.conns.get_mut(&h.0) else {
+                    return Delivery::Refused;
+                };
+                // Over TCP the carrier wants to know whether the datagram authenticated
+                // (its idle timer counts only those); UDP skips the two counter reads.
+                let before =
+                    (rx.carrier == Carrier::Tcp).then(|| c.session.stats().packets_received);
+                c.session.handle_datagram(now.instant, rx, dg);
+                let delivered = match before {
+                    Some(b) if c.session.stats().packets_received == b => Delivery::Refused,
+                    _ => Delivery::Authenticated,
+                };
+                // Acks may have freed buffer space or stream credit.
+                c.wake_writers(&mut self.to_wake);
+                self.dirty.insert(h.0);
+                delivered
             }
-            DatagramEvent::Unknown => self.dropped += 1,
+            DatagramEvent::Unknown => {
+                self.dropped += 1;
+                Delivery::Refused
+            }
             DatagramEvent::Handshake => self.on_handshake_datagram(now, rx, dg),
         }
     }
 
-    fn on_handshake_datagram(&mut self, now: Time, rx: RxMeta, dg: &mut [u8]) {
+    fn on_handshake_datagram(&mut self, now: Time, rx: RxMeta, dg: &mut [u8]) -> Delivery {
         let from = rx.remote;
         let key: PendingKey = match rx.carrier {
             Carrier::Udp => (None, from),
             Carrier::Tcp => (Some(rx.local), from),
         };
         if let Some(mut p) = self.pending.remove(&key) {
-            match p.client.handle(now, dg, &mut self.rng) {
-                Ok(Progress::Complete) => self.complete_client(now, rx, p),
+            return match p.client.handle(now, dg, &mut self.rng) {
+                Ok(Progress::Complete) => {
+                    self.complete_client(now, rx, p);
+                    Delivery::Handshake
+                }
                 Ok(Progress::Pending) => {
                     let mut flight = Vec::new();
                     while let Some(d) = p.client.poll_transmit() {
@@ -376,6 +404,7 @@ impl Inner {
                         p.flight = flight;
                     }
                     self.pending.insert(key, p);
+                    Delivery::Handshake
                 }
                 Err(e) => {
                     // A datagram that does not parse leaves the client untouched.
@@ -394,9 +423,9 @@ impl Inner {
                         self.dropped += 1;
                         self.pending.insert(key, p);
                     }
+                    Delivery::Refused
                 }
-            }
-            return;
+            };
         }
         if self.router.is_server() {
             let result = self
@@ -411,13 +440,13 @@ impl Inner {
                     data: t.payload,
                 });
             }
-            match result {
+            return match result {
                 Ok(Some(accepted)) => {
                     let s = *accepted.session;
                     tracing::info!(target: "phantom::runtime", peer = %from, carrier = ?rx.carrier, session = ?s.session_id(), resumed = s.is_resumed(), early_data_accepted = s.early_data_accepted(), "accepted session");
                     if self.closing {
                         self.router.remove(&s.session_id());
-                        return;
+                        return Delivery::Handshake;
                     }
                     let h = accepted.handle.0;
                     if self.incoming.len() >= self.accept_backlog {
@@ -428,20 +457,21 @@ impl Inner {
                         s.close(now.instant, ACCEPT_BACKLOG_FULL, b"server busy");
                         self.conns.insert(h, ConnState::new(s, from, 0));
                         self.dirty.insert(h);
-                        return;
+                        return Delivery::Handshake;
                     }
                     self.conns.insert(h, ConnState::new(s, from, 1));
                     self.dirty.insert(h);
                     self.incoming.push_back(h);
                     self.to_wake.append(&mut self.accept_wakers);
+                    Delivery::Handshake
                 }
-                Ok(None) => {}
+                Ok(None) => Delivery::Handshake,
                 Err(e) => {
                     self.dropped += 1;
                     tracing::debug!(target: "phantom::runtime", peer = %from, error = %e, "handshake datagram refused");
+                    Delivery::Refused
                 }
-            }
-            return;
+            };
         }
         // Client side, after completion: a retransmitted server flight goes to the
         // session, which re-sends our last flight.
@@ -453,8 +483,10 @@ impl Inner {
         {
             c.session.handle_datagram(now.instant, rx, dg);
             self.dirty.insert(h);
+            Delivery::Handshake
         } else {
             self.dropped += 1;
+            Delivery::Refused
         }
     }
 

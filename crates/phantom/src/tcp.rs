@@ -11,7 +11,8 @@
 //! bounded queue (a full queue drops the datagram: the session's loss recovery
 //! repairs it, as it would for UDP).
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -25,7 +26,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::error::Error;
-use crate::state::{Inner, Shared, TcpCarrier, TcpLink};
+use crate::state::{Delivery, Inner, Shared, TcpCarrier, TcpLink};
 
 /// Largest datagram one frame carries (the 2-byte length's range).
 pub(crate) const MAX_FRAME: usize = 65_535;
@@ -84,28 +85,110 @@ pub(crate) fn next_frame(buf: &[u8]) -> Result<Option<usize>, ReadEnd> {
     Ok((buf.len() >= 2 + len).then_some(2 + len))
 }
 
-/// Receive buffer of a TCP reader: room for at least one whole frame, so the
+/// Largest receive buffer of a TCP reader: room for at least one whole frame, so the
 /// incomplete tail kept after each batch never fills it.
 const READ_BUF: usize = 256 * 1024;
 const _: () = assert!(READ_BUF >= MAX_FRAME + 2);
+/// A TCP reader's first receive buffer; it doubles (up to [`READ_BUF`]) whenever a
+/// read fills it, so an idle or slow connection holds 16 KiB, a busy one 256 KiB.
+const READ_BUF_START: usize = 16 * 1024;
+/// Handshake datagrams (parsed and taken by a handshake, not yet authenticated) that
+/// count as use of an accepted connection: enough for a handshake with retries, too
+/// few for a client to hold a connection with ClientHellos alone.
+const HANDSHAKE_USES: u32 = 16;
+
+/// A TCP reader's buffer: `filled` bytes at the start of `buf`.
+#[derive(Debug)]
+struct FrameBuf {
+    buf: Vec<u8>,
+    filled: usize,
+}
+
+impl FrameBuf {
+    fn new() -> Self {
+        Self {
+            buf: vec![0u8; READ_BUF_START],
+            filled: 0,
+        }
+    }
+
+    /// The free space to read into; grows the buffer first if it is full (a frame
+    /// longer than the buffer, or a peer sending faster than one buffer per read).
+    fn space(&mut self) -> &mut [u8] {
+        if self.filled >= self.buf.len() && self.buf.len() < READ_BUF {
+            let grown = (self.buf.len() * 2).min(READ_BUF);
+            self.buf.resize(grown, 0);
+        }
+        self.buf.get_mut(self.filled..).unwrap_or_default()
+    }
+
+    /// Drops the first `used` bytes (whole frames delivered), keeping the tail.
+    fn consume(&mut self, used: usize) {
+        let used = used.min(self.filled);
+        self.buf.copy_within(used..self.filled, 0);
+        self.filled -= used;
+    }
+}
 
 /// Limits on the TCP connections a server accepts (from untrusted clients).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct AcceptLimits {
     /// Most accepted connections open at once; beyond it new ones are closed at once.
     pub(crate) max_connections: usize,
-    /// An accepted connection that delivers no complete frame for this long is
-    /// closed (a silent or slowloris client holds nothing for good).
+    /// Most accepted connections open at once from one IP address.
+    pub(crate) max_per_ip: usize,
+    /// An accepted connection that delivers nothing that authenticates for this long
+    /// is closed (a silent, slowloris or garbage-sending client holds nothing for good).
     pub(crate) idle_timeout: Duration,
+}
+
+/// The accepted connections open: in all, and per IP address.
+#[derive(Debug, Default)]
+struct Open {
+    total: AtomicUsize,
+    per_ip: parking_lot::Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl Open {
+    /// Takes a slot for a connection from `ip` if both limits allow it.
+    fn take(self: &Arc<Self>, ip: IpAddr, limits: &AcceptLimits) -> Option<Slot> {
+        if self.total.fetch_add(1, Ordering::AcqRel) >= limits.max_connections {
+            self.total.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        let mut per_ip = self.per_ip.lock();
+        let n = per_ip.entry(ip).or_insert(0);
+        if *n >= limits.max_per_ip {
+            drop(per_ip);
+            self.total.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        *n += 1;
+        Some(Slot {
+            open: Arc::clone(self),
+            ip,
+        })
+    }
 }
 
 /// Counts one open accepted connection; dropping it (the reader ends) frees the slot.
 #[derive(Debug)]
-pub(crate) struct Slot(Arc<AtomicUsize>);
+pub(crate) struct Slot {
+    open: Arc<Open>,
+    ip: IpAddr,
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        let mut per_ip = self.open.per_ip.lock();
+        if let Some(n) = per_ip.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+        drop(per_ip);
+        self.open.total.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -159,25 +242,39 @@ async fn writer(mut w: OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>) {
     let _ = w.shutdown().await;
 }
 
+/// What one batch of frames did: bytes consumed, datagrams that authenticated in a
+/// session, datagrams a handshake took.
+#[derive(Debug, Default)]
+struct Batch {
+    used: usize,
+    authenticated: usize,
+    handshake: usize,
+}
+
 /// Hands every complete frame at the start of `buf` to the sessions (one lock for
-/// the whole batch); returns the bytes consumed.
-fn deliver(shared: &Shared, meta: RxMeta, buf: &mut [u8]) -> Result<usize, ReadEnd> {
+/// the whole batch).
+fn deliver(shared: &Shared, meta: RxMeta, buf: &mut [u8]) -> Result<Batch, ReadEnd> {
     let mut off = 0;
+    let mut batch = Batch::default();
     let mut guard = None;
     let result = loop {
         let Some(rest) = buf.get(off..) else {
-            break Ok(off);
+            break Ok(());
         };
         match next_frame(rest) {
             Ok(Some(total)) => {
                 let g = guard.get_or_insert_with(|| shared.lock());
                 let now = g.now();
                 if let Some(dg) = buf.get_mut(off + 2..off + total) {
-                    g.on_datagram(now, meta, dg);
+                    match g.on_datagram(now, meta, dg) {
+                        Delivery::Authenticated => batch.authenticated += 1,
+                        Delivery::Handshake => batch.handshake += 1,
+                        Delivery::Refused => {}
+                    }
                 }
                 off += total;
             }
-            Ok(None) => break Ok(off),
+            Ok(None) => break Ok(()),
             Err(e) => break Err(e),
         }
     };
@@ -190,7 +287,8 @@ fn deliver(shared: &Shared, meta: RxMeta, buf: &mut [u8]) -> Result<usize, ReadE
         }
         shared.notify.notify_one();
     }
-    result
+    batch.used = off;
+    result.map(|()| batch)
 }
 
 async fn reader(
@@ -206,8 +304,8 @@ async fn reader(
         None => (None, None),
     };
     let mut idle_timer = idle.map(|d| Box::pin(tokio::time::sleep(d)));
-    let mut buf = vec![0u8; READ_BUF];
-    let mut filled = 0usize;
+    let mut handshake_uses = HANDSHAKE_USES;
+    let mut buf = FrameBuf::new();
     let mut shutdown = shared.shutdown.subscribe();
     let meta = RxMeta {
         local,
@@ -218,9 +316,11 @@ async fn reader(
         if *shutdown.borrow() {
             break ReadEnd::Closed;
         }
-        let Some(space) = buf.get_mut(filled..) else {
+        let space = buf.space();
+        if space.is_empty() {
+            // Cannot happen (the buffer holds a whole frame): end rather than spin.
             break ReadEnd::BadLength;
-        };
+        }
         let idle_expired = async {
             match idle_timer.as_mut() {
                 Some(t) => t.as_mut().await,
@@ -235,21 +335,26 @@ async fn reader(
         if n == 0 {
             break ReadEnd::Closed;
         }
-        filled += n;
-        let used = match buf.get_mut(..filled).map(|b| deliver(&shared, meta, b)) {
-            Some(Ok(used)) => used,
+        buf.filled += n;
+        let batch = match buf
+            .buf
+            .get_mut(..buf.filled)
+            .map(|b| deliver(&shared, meta, b))
+        {
+            Some(Ok(batch)) => batch,
             Some(Err(e)) => break e,
             None => break ReadEnd::Closed,
         };
-        if used > 0
-            && let (Some(t), Some(d)) = (idle_timer.as_mut(), idle)
-        {
-            // A complete frame: the connection is in use.
+        let handshake = u32::try_from(batch.handshake).unwrap_or(u32::MAX);
+        let in_use = batch.authenticated > 0 || (handshake > 0 && handshake_uses > 0);
+        handshake_uses = handshake_uses.saturating_sub(handshake);
+        if in_use && let (Some(t), Some(d)) = (idle_timer.as_mut(), idle) {
+            // Something authenticated (or a handshake advanced): the connection is in
+            // use. Frames that authenticate nowhere do not count (I1).
             t.as_mut().reset(tokio::time::Instant::now() + d);
         }
         // Keep the incomplete tail (less than one frame) at the start.
-        buf.copy_within(used..filled, 0);
-        filled -= used;
+        buf.consume(batch.used);
     };
     match end {
         ReadEnd::BadLength => {
@@ -272,7 +377,7 @@ async fn reader(
 /// Accepts TCP connections until the endpoint shuts down, at most
 /// `limits.max_connections` open at once.
 pub(crate) async fn listen(shared: Arc<Shared>, listener: TcpListener, limits: AcceptLimits) {
-    let open = Arc::new(AtomicUsize::new(0));
+    let open = Arc::new(Open::default());
     let mut shutdown = shared.shutdown.subscribe();
     loop {
         if *shutdown.borrow() {
@@ -281,14 +386,12 @@ pub(crate) async fn listen(shared: Arc<Shared>, listener: TcpListener, limits: A
         tokio::select! {
             r = listener.accept() => match r {
                 Ok((s, peer)) => {
-                    if open.fetch_add(1, Ordering::AcqRel) >= limits.max_connections {
-                        open.fetch_sub(1, Ordering::AcqRel);
+                    let Some(slot) = open.take(peer.ip(), &limits) else {
                         // Dropping the stream closes it: nothing is held for it.
-                        tracing::debug!(target: "phantom::runtime", %peer, "too many TCP connections: refused");
+                        tracing::debug!(target: "phantom::runtime", %peer, "too many TCP connections (in all or from this address): refused");
                         drop(s);
                         continue;
-                    }
-                    let slot = Slot(Arc::clone(&open));
+                    };
                     if let Err(e) = adopt(&shared, s, Some((slot, limits.idle_timeout))) {
                         tracing::debug!(target: "phantom::runtime", %peer, error = %e, "TCP accept failed");
                     }
@@ -457,5 +560,47 @@ mod tests {
         assert_eq!(next_frame(&[0, 9, 1, 2]), Ok(None));
         assert_eq!(next_frame(&wire[..MAX_FRAME]), Ok(Some(7)));
         assert_eq!(next_frame(&rest[..MAX_FRAME + 1]), Ok(None));
+    }
+
+    /// The reader's buffer starts small (an idle connection holds 16 KiB, not 256),
+    /// grows when a read fills it — so a frame longer than the buffer still completes
+    /// — and never beyond `READ_BUF`; consuming keeps the incomplete tail in order.
+    #[test]
+    fn i1_read_buffer_starts_small_and_grows_to_hold_a_whole_frame() {
+        let mut b = FrameBuf::new();
+        assert_eq!(b.space().len(), READ_BUF_START);
+        // A maximal frame arrives in reads that fill whatever space there is.
+        let mut wire = Vec::new();
+        assert!(encode_frame(&[5u8; MAX_FRAME], &mut wire));
+        assert!(encode_frame(b"tail", &mut wire));
+        let mut sent = 0;
+        let mut frames = Vec::new();
+        for _ in 0..64 {
+            if sent == wire.len() {
+                break;
+            }
+            let space = b.space();
+            let n = space.len().min(wire.len() - sent);
+            space[..n].copy_from_slice(&wire[sent..sent + n]);
+            sent += n;
+            b.filled += n;
+            let mut off = 0;
+            while let Ok(Some(total)) = next_frame(&b.buf[off..b.filled]) {
+                frames.push(b.buf[off + 2..off + total].to_vec());
+                off += total;
+            }
+            b.consume(off);
+            assert!(b.buf.len() <= READ_BUF);
+        }
+        assert_eq!(frames.len(), 2);
+        assert_eq!(frames[0], vec![5u8; MAX_FRAME]);
+        assert_eq!(frames[1], b"tail");
+        assert_eq!(b.filled, 0);
+        assert!(b.buf.len() >= MAX_FRAME + 2 && b.buf.len() <= READ_BUF);
+        // Full at the largest size: no more growth.
+        b.buf.resize(READ_BUF, 0);
+        b.filled = READ_BUF;
+        assert!(b.space().is_empty());
+        assert_eq!(b.buf.len(), READ_BUF);
     }
 }

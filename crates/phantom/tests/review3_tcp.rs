@@ -140,3 +140,86 @@ async fn i1_sessions_beyond_the_accept_backlog_are_closed_not_queued() {
     .await;
     drop(accepted);
 }
+
+/// A client that sends well-formed frames of garbage (random bytes: no session
+/// authenticates them, no handshake parses them): before, every complete frame reset
+/// the idle timer, so one 3-byte frame a second held the connection (its tasks, its
+/// buffer, a slot of `max_tcp_connections`) for good. Now only datagrams that
+/// authenticate in a session, or a few that carry handshake progress, count as use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn i1_tcp_frames_that_authenticate_nowhere_do_not_keep_the_connection_open() {
+    let (id, _key) = identity();
+    let mut cfg = ServerConfig::new(id);
+    cfg.tcp_idle_timeout = Some(Duration::from_secs(1));
+    let srv = Endpoint::server_with_tcp(cfg, localhost(), localhost()).unwrap();
+    let tcp = srv.tcp_local_addr().unwrap();
+    let mut garbage = TcpStream::connect(tcp).await.unwrap();
+    let mut closed = false;
+    // 5 s of a garbage frame every 200 ms; the server must close within ~1 s of idleness.
+    for i in 0u8..25 {
+        let frame = [0, 3, 0x40 ^ i, i, 7];
+        if garbage.write_all(&frame).await.is_err() {
+            closed = true;
+            break;
+        }
+        if closed_within(&mut garbage, 0).await {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        closed,
+        "a TCP connection carrying a garbage frame every 200 ms is still open after 5 s \
+         (idle timeout 1 s)"
+    );
+}
+
+/// One address opening many TCP connections: the server holds at most
+/// `max_tcp_connections_per_ip` from one IP address, so one client cannot take every
+/// slot of `max_tcp_connections` from the others; another address still gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn i1_one_address_cannot_take_every_tcp_slot() {
+    let (id, _key) = identity();
+    let mut cfg = ServerConfig::new(id);
+    cfg.max_tcp_connections = 8;
+    cfg.max_tcp_connections_per_ip = 2;
+    cfg.tcp_idle_timeout = Some(Duration::from_secs(30));
+    let srv = Endpoint::server_with_tcp(cfg, localhost(), localhost()).unwrap();
+    let tcp = srv.tcp_local_addr().unwrap();
+    let from = |ip: [u8; 4]| async move {
+        let s = tokio::net::TcpSocket::new_v4().unwrap();
+        s.bind(std::net::SocketAddr::from((ip, 0))).unwrap();
+        s.connect(tcp).await.unwrap()
+    };
+    let mut held = vec![from([127, 0, 0, 1]).await, from([127, 0, 0, 1]).await];
+    let mut third = from([127, 0, 0, 1]).await;
+    assert!(
+        closed_within(&mut third, 3).await,
+        "a third TCP connection from one address was held beyond its limit of 2"
+    );
+    for s in &mut held {
+        assert!(
+            !closed_within(s, 0).await,
+            "a connection within the per-address limit was closed"
+        );
+    }
+    let mut other = from([127, 0, 0, 2]).await;
+    let mut buf = [0u8; 8];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), other.read(&mut buf))
+            .await
+            .is_err(),
+        "a connection from another address was refused"
+    );
+    // A slot of the first address comes back when one of its connections ends.
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut again = from([127, 0, 0, 1]).await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), again.read(&mut buf))
+            .await
+            .is_err(),
+        "a freed per-address slot was not given back"
+    );
+}
