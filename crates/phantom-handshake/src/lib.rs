@@ -53,7 +53,7 @@ pub use common::{
 };
 pub use error::{CodeList, Error};
 pub use fragment::{
-    DATAGRAM_BUDGET, Datagram, FRAGMENT_TYPE, Fragment, INITIAL_RTO, MAX_FRAGMENT_DATA,
+    DATAGRAM_BUDGET, Datagram, ECHO_LEN, FRAGMENT_TYPE, Fragment, INITIAL_RTO, MAX_FRAGMENT_DATA,
     MAX_FRAGMENTS_PER_DATAGRAM, MAX_MESSAGE_LEN, MAX_RETRANSMITS, MAX_TOKEN_LEN, REASSEMBLY_CAP,
 };
 pub use keys::{
