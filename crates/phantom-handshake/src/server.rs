@@ -268,6 +268,10 @@ struct Linger {
 /// - I1: a datagram from an unknown address creates state only if it carries a
 ///   ClientHello fragment and there is room in the half-open table (or it carries a valid
 ///   token); reassembly is capped per handshake; a malformed datagram changes nothing.
+///   An address holds at most two half-open handshakes (the newest and one it
+///   superseded), both counted in the half-open cap; an unauthenticated ClientHello
+///   never removes the one a client is completing (see [`Server::handle_datagram`]).
+///   Every datagram sent but a Retry carries the echo of the ClientHello it answers.
 /// - I7: before an address is validated (valid retry token, or a verified
 ///   ClientFinished), at most [`AMPLIFICATION_FACTOR`] times the bytes received from it
 ///   are sent; the rest waits in a queue.

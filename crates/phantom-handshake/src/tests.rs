@@ -1654,6 +1654,13 @@ fn write_fuzz_seeds() {
         framed(1, &dgs[dgs.len() - 1..]),
     )
     .unwrap();
+    // Two genuine ClientHellos from one address (the first superseded), then a
+    // ClientFinished and a third ClientHello.
+    std::fs::write(
+        server.join("seed-superseded"),
+        framed(5, &[dgs[dgs.len() - 1], dgs[0]]),
+    )
+    .unwrap();
 }
 
 /// Regression (found by the runtime): a client that starts a new handshake from the
@@ -1999,6 +2006,10 @@ fn i1_spoofed_client_hello_from_a_clients_address_does_not_kill_its_half_open_ha
         assert_eq!(c.session_id, s.session_id);
         assert_eq!(c.c2s.dangerously_expose(), s.c2s.dangerously_expose());
         assert_eq!(server.stats().superseded_completed, 1);
+        // The victim re-sent its ClientHello (with the token of the Retry it got):
+        // a retransmission of the superseded handshake, not a restart.
+        assert_eq!(server.stats().restarted, 1);
+        assert_eq!(server.stats().retries_sent, 1);
         // The spoofer's handshake is left to expire.
         server.handle_timeout(t(11));
         assert_eq!(server.half_open(), 0);
