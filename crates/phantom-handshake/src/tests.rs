@@ -2255,3 +2255,56 @@ fn i1_spoofed_client_hello_after_completion_keeps_the_server_finished_for_the_cl
     }
     assert_eq!(client.into_established().unwrap().session_id, s.session_id);
 }
+
+/// With `require_retry`, a spoofed ClientHello from a client's address gets a Retry
+/// (stateless) and the client's half-open handshake is untouched. Before, the
+/// half-open handshake was abandoned first and the spoofed ClientHello then got the
+/// Retry: the client's handshake was lost either way.
+#[test]
+fn i1_with_require_retry_a_spoofed_client_hello_leaves_the_half_open_handshake_alone() {
+    let mut r = rng(103);
+    let mut scfg = server_config();
+    scfg.require_retry = true;
+    let mut server = Server::new(scfg, &mut r);
+    let from = addr(18);
+    let mut victim = Client::new(client_config(true), &mut r, t(0)).unwrap();
+    for d in drain_client(&mut victim) {
+        let _ = server.handle_datagram(t(0), from, &d, &mut r, |_| false);
+    }
+    for d in drain_server(&mut server) {
+        let _ = victim.handle(t(0), &d, &mut r).unwrap();
+    }
+    for d in drain_client(&mut victim) {
+        server
+            .handle_datagram(t(0), from, &d, &mut r, |_| false)
+            .unwrap();
+    }
+    assert_eq!(server.half_open(), 1);
+    let mut pending = drain_server(&mut server);
+    let retries = server.stats().retries_sent;
+    let mut spoofer = Client::new(client_config(true), &mut r, t(0)).unwrap();
+    for d in drain_client(&mut spoofer) {
+        let _ = server.handle_datagram(t(0), from, &d, &mut r, |_| false);
+    }
+    assert_eq!(server.half_open(), 1);
+    assert_eq!(server.stats().restarted, 0);
+    assert_eq!(server.stats().retries_sent, retries + 1);
+    pending.extend(drain_server(&mut server));
+    let mut est = None;
+    for _ in 0..6 {
+        for d in pending.drain(..) {
+            match victim.handle(t(0), &d, &mut r) {
+                Ok(_) | Err(Error::Malformed(_)) => {}
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        for d in drain_client(&mut victim) {
+            if let Ok(Some(e)) = server.handle_datagram(t(0), from, &d, &mut r, |_| false) {
+                est = Some(e);
+            }
+        }
+        pending = drain_server(&mut server);
+    }
+    let s = est.expect("the victim's handshake completes");
+    assert_eq!(victim.into_established().unwrap().session_id, s.session_id);
+}
