@@ -16,7 +16,7 @@ use crate::common::{
 };
 use crate::error::CodeList;
 use crate::error::{Error, ensure};
-use crate::fragment::{Datagram, Flight, Inserted, Reassembler, pack};
+use crate::fragment::{Datagram, ECHO_LEN, Flight, Inserted, Reassembler, hello_echo, pack};
 use crate::keys::{HybridVerifyingKey, ServerCertificate, VerifiedCertificate};
 use crate::msg::{
     ClientFinished, ClientHello, MISMATCH, MISMATCH_VERSION, Mismatch, PdkOffer, SH_EARLY, SH_PDK,
@@ -138,7 +138,11 @@ struct Effects {
 /// Internally the handshake is a chain of consuming states (`ExpectServerHello` →
 /// `ExpectServerFinished` → `Complete`); a message-level failure moves it to a terminal
 /// `Failed` state and every later call returns the same error. A datagram that does not
-/// parse is dropped with an error and leaves the state untouched.
+/// parse, or that does not carry the echo of *this* client's ClientHello (the answer to
+/// another ClientHello — a spoofer's, sent to our address — or a forgery by an off-path
+/// attacker, who never saw the ClientHello), is dropped with [`Error::Malformed`] and
+/// leaves the state untouched; only a flight bound to our ClientHello can fail the
+/// handshake.
 #[cfg_attr(test, derive(Clone))]
 pub struct Client {
     state: State,
@@ -148,6 +152,8 @@ pub struct Client {
     token: Vec<u8>,
     retried: bool,
     client_hello: Vec<u8>,
+    /// The echo of `client_hello` every server datagram but a Retry must carry.
+    echo: [u8; ECHO_LEN],
     verified: Option<VerifiedCertificate>,
 }
 
@@ -296,6 +302,7 @@ impl Client {
             out: VecDeque::new(),
             token: Vec::new(),
             retried: false,
+            echo: hello_echo(&ch_bytes),
             client_hello: ch_bytes,
             verified: None,
         };
@@ -331,9 +338,13 @@ impl Client {
             }
             return Ok(Progress::Pending);
         }
+        // Bound to our ClientHello, or not for us: dropped before it reaches the
+        // reassembler, so it can neither consume a message number nor plant bytes
+        // ("first copy wins") in our ServerHello. Not secret; compared in constant time
+        // anyway.
         ensure!(
-            dg.token.is_empty(),
-            Error::Malformed("token in server datagram")
+            mac_eq(dg.token, &self.echo),
+            Error::Malformed("datagram for another ClientHello")
         );
         // A Mismatch refusal comes whole in one fragment instead of the ServerHello. It
         // is checked before reassembly, so one that does not verify (forged, garbled,

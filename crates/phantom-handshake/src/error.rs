@@ -7,7 +7,11 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A message, fragment or datagram does not parse, or breaks a structural rule.
+    /// A message, fragment or datagram does not parse, or breaks a structural rule — or,
+    /// on the client, a server datagram is not bound to this handshake (it does not
+    /// carry the echo of our ClientHello: the answer to another ClientHello, or a
+    /// forgery; also a Mismatch that does not verify). The client drops such input and
+    /// its state is unchanged: not a reason to abandon the handshake.
     #[error("malformed handshake input: {0}")]
     Malformed(&'static str),
     /// A well-formed message arrived in a state that does not expect it.

@@ -6,7 +6,9 @@
 //! out like phantom-wire's HANDSHAKE frame: `0x0c ‖ msg_seq (varint) ‖ total_len (varint)
 //! ‖ offset (varint) ‖ len (varint) ‖ data`. Client→server datagrams echo the retry token
 //! (empty before a Retry); a server→client datagram with a token and no fragment is a
-//! Retry; other server datagrams have an empty token.
+//! Retry; every other server datagram carries in the token field the [`ECHO_LEN`]-byte
+//! echo of the ClientHello it answers (the first bytes of its SHA-256), so the client
+//! drops a datagram that answers another ClientHello before reassembly.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -25,6 +27,20 @@ pub const MAX_MESSAGE_LEN: usize = 16 * 1024;
 pub const REASSEMBLY_CAP: usize = 16 * 1024;
 /// Largest retry token accepted in a datagram.
 pub const MAX_TOKEN_LEN: usize = 64;
+/// Length of the ClientHello echo that every server datagram other than a Retry
+/// carries in its token field: the first bytes of SHA-256(ClientHello).
+pub const ECHO_LEN: usize = 16;
+
+/// The echo of a ClientHello message (see [`ECHO_LEN`]).
+pub(crate) fn hello_echo(client_hello: &[u8]) -> [u8; ECHO_LEN] {
+    let h = crate::schedule::sha256(client_hello);
+    let mut e = [0u8; ECHO_LEN];
+    for (d, s) in e.iter_mut().zip(h) {
+        *d = s;
+    }
+    e
+}
+
 /// Most fragments one datagram may carry.
 pub const MAX_FRAGMENTS_PER_DATAGRAM: usize = 16;
 /// Budget for fragments in one datagram built here (excluding the token).

@@ -53,7 +53,7 @@ pub use common::{
 };
 pub use error::{CodeList, Error};
 pub use fragment::{
-    DATAGRAM_BUDGET, Datagram, FRAGMENT_TYPE, Fragment, INITIAL_RTO, MAX_FRAGMENT_DATA,
+    DATAGRAM_BUDGET, Datagram, ECHO_LEN, FRAGMENT_TYPE, Fragment, INITIAL_RTO, MAX_FRAGMENT_DATA,
     MAX_FRAGMENTS_PER_DATAGRAM, MAX_MESSAGE_LEN, MAX_RETRANSMITS, MAX_TOKEN_LEN, REASSEMBLY_CAP,
 };
 pub use keys::{
@@ -168,8 +168,10 @@ pub mod fuzzing {
 
     /// Feeds fuzz input to a server built from a fixed seed. Input: a mode byte, then
     /// datagrams each prefixed by a u16 length. Mode bit 0: first deliver a genuine
-    /// ClientHello (so the input reaches the ClientFinished state); bit 1: require retry.
-    /// Checks that the half-open table and the amplification limit hold.
+    /// ClientHello (so the input reaches the ClientFinished state); bit 1: require retry;
+    /// bit 2: then a second genuine ClientHello from the same address (two half-open
+    /// handshakes there, the first superseded). Checks that the half-open table and the
+    /// amplification limit hold.
     pub fn server_datagrams(data: &[u8], now: Instant) {
         let Some((&mode, mut rest)) = data.split_first() else {
             return;
@@ -183,7 +185,10 @@ pub mod fuzzing {
         let time = Time::new(now, UNIX);
         let from = SocketAddr::from(([10, 0, 0, 1], 4433));
         let mut received = 0usize;
-        if mode & 1 != 0 {
+        for bit in [1u8, 4] {
+            if mode & bit == 0 {
+                continue;
+            }
             let mut ccfg = ClientConfig::new(vk.clone());
             ccfg.certificate = identity.certificate().verify(vk, UNIX).ok();
             if let Ok(mut client) = Client::new(ccfg, &mut rng, time) {

@@ -15,7 +15,9 @@ use crate::backend::{KemPublic, XSecret};
 use crate::common::{Established, HANDSHAKE_VERSION, MAX_EARLY_DATA, Time, default_suites};
 use crate::error::CodeList;
 use crate::error::{Error, ensure};
-use crate::fragment::{Datagram, Flight, Inserted, Reassembler, pack, retry_datagram};
+use crate::fragment::{
+    Datagram, ECHO_LEN, Flight, Inserted, Reassembler, hello_echo, pack, retry_datagram,
+};
 use crate::keys::ServerIdentity;
 use crate::msg::{
     ClientFinished, ClientHello, MISMATCH_SUITE, MISMATCH_VERSION, Mismatch, SH_EARLY, SH_PDK,
@@ -41,9 +43,10 @@ pub struct ServerConfig {
     pub suites: Vec<Suite>,
     /// Always answer a first flight without a valid token with a Retry.
     pub require_retry: bool,
-    /// Cap on concurrent half-open handshakes; beyond it, new peers must present a token,
-    /// and one that does takes the place of the oldest half-open handshake whose address
-    /// is not validated (it is refused only when all of them are).
+    /// Cap on concurrent half-open handshakes (superseded ones included, see
+    /// [`Server::handle_datagram`]); beyond it, new peers must present a token, and one
+    /// that does takes the place of the oldest half-open handshake whose address is not
+    /// validated (it is refused only when all of them are).
     pub max_half_open: usize,
     /// A half-open handshake is dropped this long after its first datagram.
     pub handshake_timeout: Duration,
@@ -118,16 +121,26 @@ pub struct ServerStats {
     pub timed_out: u64,
     /// Handshakes completed.
     pub completed: u64,
-    /// Half-open handshakes abandoned because their client sent a new ClientHello.
+    /// ClientHellos that started a new handshake at an address that had a half-open
+    /// one (a client's new connect from the same socket, or a spoofer's ClientHello
+    /// from that address). The previous handshake is kept beside the new one as
+    /// *superseded* until it completes or expires.
     pub restarted: u64,
+    /// Handshakes completed by a superseded half-open handshake (a ClientHello from its
+    /// address had started another one: a spoofer's, most likely).
+    pub superseded_completed: u64,
     /// Times a queued datagram was held back by the anti-amplification limit.
     pub amplification_blocked: u64,
     /// Unvalidated half-open handshakes dropped to make room for a client with a
     /// valid retry token while the table was full.
     pub half_open_evicted: u64,
     /// ClientFinished messages that did not verify (forged, e.g. from a spoofed
-    /// address): dropped, the half-open handshake kept.
+    /// address): dropped, the half-open handshake kept. Counted per half-open
+    /// handshake that refused it.
     pub finished_refused: u64,
+    /// ML-KEM decapsulations of full-mode ClientFinished ciphertexts: at most one per
+    /// datagram, however many half-open handshakes of its address it is tried against.
+    pub finished_decapsulations: u64,
 }
 
 #[cfg_attr(test, derive(Clone))]
@@ -169,12 +182,62 @@ struct Conn {
     hello_head: Option<[u8; 32]>,
     /// ClientFinished messages of this handshake that did not verify.
     finished_refused: u8,
+    /// The echo of this handshake's ClientHello, carried by every datagram we send
+    /// (zero until the ClientHello is complete; nothing is sent before).
+    echo: [u8; ECHO_LEN],
 }
 
 /// A half-open handshake survives this many ClientFinished messages that do not verify
 /// (a spoofer's, from the client's address); the next one drops it. Each costs the
 /// server a decapsulation, so the work a spoofer can cause per handshake stays bounded.
 pub(crate) const MAX_REFUSED_FINISHED: u8 = 4;
+
+/// The half-open handshakes of one address, taken out of the tables while a datagram
+/// from it is processed.
+struct Here {
+    newer: Option<Box<Conn>>,
+    older: Option<Box<Conn>>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Newer,
+    Older,
+}
+
+impl Here {
+    fn take(&mut self, slot: Slot) -> Option<Box<Conn>> {
+        match slot {
+            Slot::Newer => self.newer.take(),
+            Slot::Older => self.older.take(),
+        }
+    }
+
+    fn put(&mut self, slot: Slot, conn: Option<Box<Conn>>) {
+        match slot {
+            Slot::Newer => self.newer = conn,
+            Slot::Older => self.older = conn,
+        }
+    }
+}
+
+/// What processing one datagram needs throughout.
+struct Cx<'a, R: ?Sized> {
+    now: Time,
+    addr: SocketAddr,
+    rng: &'a mut R,
+    is_live: &'a dyn Fn(&SessionId) -> bool,
+    /// The ClientFinished ciphertext decapsulated for this datagram, and its result.
+    decapsulated: Option<(Vec<u8>, Secret)>,
+}
+
+/// The whole message `seq` if the datagram carries it in one fragment.
+fn whole_message<'a>(dg: &Datagram<'a>, seq: u64) -> Option<&'a [u8]> {
+    dg.fragments
+        .iter()
+        .find(|f| f.msg_seq == seq && f.offset == 0 && f.data.len() == f.total_len)
+        .map(|f| f.data)
+}
 
 /// SHA-256 of the datagram's ClientHello fragment at offset 0, if it has one.
 fn hello_head(dg: &Datagram<'_>) -> Option<[u8; 32]> {
@@ -187,6 +250,8 @@ fn hello_head(dg: &Datagram<'_>) -> Option<[u8; 32]> {
 #[cfg_attr(test, derive(Clone))]
 struct Linger {
     flight: Vec<Vec<u8>>,
+    /// SHA-256 of the ClientFinished that completed the handshake.
+    finished: [u8; 32],
     until: Instant,
     resends: u8,
 }
@@ -203,6 +268,10 @@ struct Linger {
 /// - I1: a datagram from an unknown address creates state only if it carries a
 ///   ClientHello fragment and there is room in the half-open table (or it carries a valid
 ///   token); reassembly is capped per handshake; a malformed datagram changes nothing.
+///   An address holds at most two half-open handshakes (the newest and one it
+///   superseded), both counted in the half-open cap; an unauthenticated ClientHello
+///   never removes the one a client is completing (see [`Server::handle_datagram`]).
+///   Every datagram sent but a Retry carries the echo of the ClientHello it answers.
 /// - I7: before an address is validated (valid retry token, or a verified
 ///   ClientFinished), at most [`AMPLIFICATION_FACTOR`] times the bytes received from it
 ///   are sent; the rest waits in a queue.
@@ -214,7 +283,11 @@ pub struct Server {
     retry: RetryKeys,
     tickets: TicketKeys,
     pub(crate) replay: AntiReplay,
+    /// The newest half-open handshake of each address.
     conns: HashMap<SocketAddr, Box<Conn>>,
+    /// At most one older half-open handshake per address, superseded by the one in
+    /// `conns` (which always exists for its address).
+    superseded: HashMap<SocketAddr, Box<Conn>>,
     pending_ids: HashSet<SessionId>,
     linger: HashMap<SocketAddr, Linger>,
     transmits: VecDeque<Transmit>,
@@ -224,7 +297,7 @@ pub struct Server {
 impl core::fmt::Debug for Server {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Server")
-            .field("half_open", &self.conns.len())
+            .field("half_open", &self.half_open())
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }
@@ -245,6 +318,7 @@ impl Server {
             replay,
             config,
             conns: HashMap::new(),
+            superseded: HashMap::new(),
             pending_ids: HashSet::new(),
             linger: HashMap::new(),
             transmits: VecDeque::new(),
@@ -258,10 +332,10 @@ impl Server {
         self.stats
     }
 
-    /// Concurrent half-open handshakes.
+    /// Concurrent half-open handshakes (superseded ones included).
     #[must_use]
     pub fn half_open(&self) -> usize {
-        self.conns.len()
+        self.conns.len() + self.superseded.len()
     }
 
     /// Rotates the retry-token key (the previous key stays valid for one more rotation).
@@ -295,10 +369,14 @@ impl Server {
     /// Earliest deadline (retransmission or handshake expiry).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let conns = self.conns.values().flat_map(|c| {
-            let expiry = c.created + self.config.handshake_timeout;
-            [Some(expiry), c.flight.deadline()]
-        });
+        let conns = self
+            .conns
+            .values()
+            .chain(self.superseded.values())
+            .flat_map(|c| {
+                let expiry = c.created + self.config.handshake_timeout;
+                [Some(expiry), c.flight.deadline()]
+            });
         let lingers = self.linger.values().map(|l| Some(l.until));
         conns.chain(lingers).flatten().min()
     }
@@ -307,24 +385,44 @@ impl Server {
     pub fn handle_timeout(&mut self, now: Time) {
         let timeout = self.config.handshake_timeout;
         let mut dead = Vec::new();
-        for (addr, c) in &mut self.conns {
-            if now.instant >= c.created + timeout
-                || c.flight.on_timeout(now.instant, &mut c.queue).is_err()
-            {
-                dead.push(*addr);
-            } else {
-                flush(c, *addr, &mut self.transmits, &mut self.stats);
+        for (older, map) in [(false, &mut self.conns), (true, &mut self.superseded)] {
+            for (addr, c) in map.iter_mut() {
+                if now.instant >= c.created + timeout
+                    || c.flight.on_timeout(now.instant, &mut c.queue).is_err()
+                {
+                    dead.push((*addr, older));
+                } else {
+                    flush(c, *addr, &mut self.transmits, &mut self.stats);
+                }
             }
         }
-        for addr in dead {
+        for (addr, older) in dead {
             self.stats.timed_out += 1;
-            self.drop_conn(&addr);
+            self.drop_conn(&addr, older);
         }
         self.linger.retain(|_, l| l.until > now.instant);
     }
 
-    fn drop_conn(&mut self, addr: &SocketAddr) {
-        if let Some(id) = self.conns.remove(addr).and_then(|c| c.session_id) {
+    /// Drops a half-open handshake (its session id is free again); a superseded one
+    /// takes the place of the newest when that one goes.
+    fn drop_conn(&mut self, addr: &SocketAddr, older: bool) {
+        let map = if older {
+            &mut self.superseded
+        } else {
+            &mut self.conns
+        };
+        if let Some(c) = map.remove(addr) {
+            self.release(&c);
+        }
+        if !self.conns.contains_key(addr)
+            && let Some(c) = self.superseded.remove(addr)
+        {
+            self.conns.insert(*addr, c);
+        }
+    }
+
+    fn release(&mut self, c: &Conn) {
+        if let Some(id) = c.session_id {
             self.pending_ids.remove(&id);
         }
     }
@@ -334,6 +432,17 @@ impl Server {
     ///
     /// Returns the established session when this datagram completed a handshake.
     /// Errors say why the datagram or handshake was refused; the server stays usable.
+    ///
+    /// Half-open handshakes are keyed by address. A ClientHello from an address with a
+    /// half-open handshake whose first fragment differs is a new handshake (a client's
+    /// new connect from the same socket — or a spoofer's ClientHello from that address:
+    /// the server cannot tell). It does not abandon the old one: that one is kept
+    /// beside it as *superseded* (at most one per address, counted in the half-open
+    /// limit, expiring with the handshake timeout), a retransmission of its ClientHello
+    /// still reaches it, and a ClientFinished that does not verify against the newest
+    /// handshake is tried against it (one decapsulation serves both). With both slots
+    /// taken, a third ClientHello must carry a valid retry token (it is sent a Retry,
+    /// which an off-path spoofer never sees) and then replaces an unvalidated one.
     pub fn handle_datagram<R: Rng + ?Sized>(
         &mut self,
         now: Time,
@@ -354,52 +463,220 @@ impl Server {
             }
         };
         let len = datagram.len() as u64;
-
-        let retransmitted_finished = dg.fragments.iter().all(|f| f.msg_seq == 1);
-        if let Some(l) = self.linger.get_mut(&addr) {
-            // A ClientFinished again: the client did not get our ServerFinished. Anything
-            // else (a new ClientHello) starts a new handshake.
-            if l.until > now.instant && retransmitted_finished {
-                // The client did not get our last flight: send it again (bounded).
-                if l.resends < MAX_LINGER_RESENDS {
-                    l.resends += 1;
-                    for p in &l.flight {
-                        self.transmits.push_back(Transmit {
-                            dst: addr,
-                            payload: p.clone(),
-                        });
-                    }
-                }
-                return Ok(None);
-            }
-            self.linger.remove(&addr);
+        let finished_only = dg.fragments.iter().all(|f| f.msg_seq == 1);
+        if finished_only && self.resend_lingering(now, addr, &dg) {
+            return Ok(None);
         }
+        let mut here = Here {
+            newer: self.conns.remove(&addr),
+            older: self.superseded.remove(&addr),
+        };
+        let mut cx = Cx {
+            now,
+            addr,
+            rng,
+            is_live: &is_live,
+            decapsulated: None,
+        };
+        let result = if finished_only {
+            self.on_finished_datagram(&mut cx, &dg, len, &mut here)
+        } else {
+            self.on_hello_datagram(&mut cx, &dg, len, &mut here)
+        };
+        let (newer, older) = match (here.newer, here.older) {
+            (None, older) => (older, None),
+            both => both,
+        };
+        if let Some(c) = newer {
+            self.conns.insert(addr, c);
+        }
+        if let Some(c) = older {
+            self.superseded.insert(addr, c);
+        }
+        result
+    }
 
-        let head = hello_head(&dg);
-        let mut existing = self.conns.remove(&addr);
-        if let (Some(c), Some(h)) = (&existing, head)
-            && c.hello_head.is_some_and(|known| known != h)
-        {
-            // The client restarted with a new ClientHello (a new connect from the same
-            // socket): the old half-open handshake is abandoned, not fed this datagram.
-            if let Some(id) = c.session_id {
-                self.pending_ids.remove(&id);
+    /// A ClientFinished again for a handshake completed in full mode: the client did
+    /// not get our ServerFinished, which is sent again (bounded). While the address has
+    /// a half-open handshake (a new connect, or a spoofer's ClientHello) only the
+    /// completing ClientFinished itself counts; anything else goes to the half-open one.
+    fn resend_lingering(&mut self, now: Time, addr: SocketAddr, dg: &Datagram<'_>) -> bool {
+        let Some(l) = self.linger.get_mut(&addr) else {
+            return false;
+        };
+        if l.until <= now.instant {
+            self.linger.remove(&addr);
+            return false;
+        }
+        let same = whole_message(dg, 1).is_some_and(|m| sha256(m) == l.finished);
+        if !same && self.conns.contains_key(&addr) {
+            return false;
+        }
+        if l.resends < MAX_LINGER_RESENDS {
+            l.resends += 1;
+            for p in &l.flight {
+                self.transmits.push_back(Transmit {
+                    dst: addr,
+                    payload: p.clone(),
+                });
             }
-            existing = None;
+        }
+        true
+    }
+
+    /// A datagram with ClientHello fragments: to the handshake whose ClientHello it
+    /// belongs to (by its first fragment), else it starts a new one.
+    fn on_hello_datagram<R: Rng + ?Sized>(
+        &mut self,
+        cx: &mut Cx<'_, R>,
+        dg: &Datagram<'_>,
+        len: u64,
+        here: &mut Here,
+    ) -> Result<Option<Box<Established>>, Error> {
+        let head = hello_head(dg);
+        let is = |c: &Option<Box<Conn>>, f: &dyn Fn(&Conn) -> bool| c.as_deref().is_some_and(f);
+        let slot = match head {
+            Some(h) => {
+                if is(&here.newer, &|c| c.hello_head == Some(h)) {
+                    Some(Slot::Newer)
+                } else if is(&here.older, &|c| c.hello_head == Some(h)) {
+                    // A retransmission of the superseded handshake's ClientHello.
+                    Some(Slot::Older)
+                } else if is(&here.newer, &|c| c.hello_head.is_none()) {
+                    Some(Slot::Newer)
+                } else if is(&here.older, &|c| c.hello_head.is_none()) {
+                    Some(Slot::Older)
+                } else {
+                    None
+                }
+            }
+            // A later fragment of a ClientHello: to the handshake still waiting for one
+            // (else it is a retransmission: the newest re-sends its flight).
+            None => {
+                let waiting = |c: &Conn| matches!(c.state, ConnState::ExpectClientHello);
+                if is(&here.newer, &waiting) {
+                    Some(Slot::Newer)
+                } else if is(&here.older, &waiting) {
+                    Some(Slot::Older)
+                } else if here.newer.is_some() {
+                    Some(Slot::Newer)
+                } else {
+                    None
+                }
+            }
+        };
+        if let Some(slot) = slot
+            && let Some(conn) = here.take(slot)
+        {
+            let (kept, result) = self.feed(cx, conn, dg, len);
+            here.put(slot, kept);
+            return result;
+        }
+        // A new handshake.
+        let at_address = usize::from(here.newer.is_some()) + usize::from(here.older.is_some());
+        let Some((conn, replace)) = self.admit(cx.now, cx.addr, dg, len, at_address)? else {
+            return Ok(None);
+        };
+        if at_address > 0 {
             self.stats.restarted += 1;
         }
-        let mut conn = match existing {
-            Some(c) => c,
-            None => match self.admit(now, addr, &dg, len)? {
-                Some(c) => c,
-                None => return Ok(None),
-            },
+        if replace {
+            // Only a client that proved this address gets here: one of its half-open
+            // handshakes gives way, an unvalidated one if any, else the older.
+            let newer_unproven = is(&here.newer, &|c| !c.validated);
+            let older_proven = is(&here.older, &|c| c.validated);
+            let gone = if (newer_unproven && older_proven) || here.older.is_none() {
+                here.newer.take()
+            } else {
+                here.older.take()
+            };
+            if let Some(c) = gone {
+                self.release(&c);
+            }
+        }
+        if here.older.is_none() {
+            here.older = here.newer.take();
+        }
+        let (kept, result) = self.feed(cx, conn, dg, len);
+        here.newer = kept;
+        result
+    }
+
+    /// A datagram of ClientFinished fragments: to the half-open handshakes waiting for
+    /// one, newest first, until one completes. Its bytes count once (I7).
+    fn on_finished_datagram<R: Rng + ?Sized>(
+        &mut self,
+        cx: &mut Cx<'_, R>,
+        dg: &Datagram<'_>,
+        len: u64,
+        here: &mut Here,
+    ) -> Result<Option<Box<Established>>, Error> {
+        let waiting = |c: &Option<Box<Conn>>| {
+            c.as_deref()
+                .is_some_and(|c| matches!(c.state, ConnState::ExpectClientFinished(_)))
         };
+        let order: &[Slot] = match (waiting(&here.newer), waiting(&here.older)) {
+            (true, true) => &[Slot::Newer, Slot::Older],
+            (false, true) => &[Slot::Older],
+            (true, false) => &[Slot::Newer],
+            (false, false) if here.newer.is_some() => &[Slot::Newer],
+            (false, false) => {
+                return Err(Error::UnexpectedMessage(
+                    "no ClientHello from an unknown address",
+                ));
+            }
+        };
+        let mut rx = len;
+        let mut first_err = None;
+        for &slot in order {
+            let Some(conn) = here.take(slot) else {
+                continue;
+            };
+            let (kept, result) = self.feed(cx, conn, dg, rx);
+            rx = 0;
+            here.put(slot, kept);
+            match result {
+                Ok(Some(est)) => {
+                    if slot == Slot::Older {
+                        self.stats.superseded_completed += 1;
+                    }
+                    return Ok(Some(est));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        first_err.map_or(Ok(None), Err)
+    }
+
+    /// Feeds a datagram to one half-open handshake (`len`: the bytes to count as
+    /// received from its address). Returns the handshake if it goes on, and the result.
+    #[allow(clippy::type_complexity)]
+    fn feed<R: Rng + ?Sized>(
+        &mut self,
+        cx: &mut Cx<'_, R>,
+        mut conn: Box<Conn>,
+        dg: &Datagram<'_>,
+        len: u64,
+    ) -> (Option<Box<Conn>>, Result<Option<Box<Established>>, Error>) {
+        let addr = cx.addr;
         conn.rx = conn.rx.saturating_add(len);
         if conn.hello_head.is_none() {
-            conn.hello_head = head;
+            conn.hello_head = hello_head(dg);
         }
-
+        if !conn.validated
+            && !dg.token.is_empty()
+            && self
+                .retry
+                .validate(dg.token, &addr, cx.now.unix_secs)
+                .is_ok()
+        {
+            // The client came back with a token (after a Retry sent to its address):
+            // it proved the address.
+            conn.validated = true;
+        }
         let mut old = false;
         for f in &dg.fragments {
             match conn.reasm.insert(f) {
@@ -409,8 +686,7 @@ impl Server {
                     // Drop the datagram, keep the handshake (I1: no state change).
                     self.stats.malformed += 1;
                     flush(&mut conn, addr, &mut self.transmits, &mut self.stats);
-                    self.conns.insert(addr, conn);
-                    return Err(e);
+                    return (Some(conn), Err(e));
                 }
             }
         }
@@ -420,9 +696,9 @@ impl Server {
         let mut result = None;
         while let Some(msg) = conn.reasm.pop() {
             conn.flight.acknowledge();
-            match self.step(&mut conn, &msg, now, rng, &is_live) {
+            match self.step(cx, &mut conn, &msg) {
                 Ok(Some(est)) => {
-                    result = Some(est);
+                    result = Some((est, sha256(&msg)));
                     break;
                 }
                 Ok(None) => {}
@@ -435,8 +711,8 @@ impl Server {
                     // to MAX_REFUSED_FINISHED of them.
                     conn.finished_refused += 1;
                     self.stats.finished_refused += 1;
-                    self.conns.insert(addr, conn);
-                    return Err(e);
+                    flush(&mut conn, addr, &mut self.transmits, &mut self.stats);
+                    return (Some(conn), Err(e));
                 }
                 Err(e) => {
                     self.stats.failed += 1;
@@ -448,43 +724,43 @@ impl Server {
                         self.stats.mismatches += 1;
                         flush(&mut conn, addr, &mut self.transmits, &mut self.stats);
                     }
-                    if let Some(id) = conn.session_id {
-                        self.pending_ids.remove(&id);
-                    }
-                    return Err(e);
+                    self.release(&conn);
+                    return (None, Err(e));
                 }
             }
         }
         flush(&mut conn, addr, &mut self.transmits, &mut self.stats);
-        if let Some(est) = result {
+        if let Some((est, finished)) = result {
             self.stats.completed += 1;
-            if let Some(id) = conn.session_id {
-                self.pending_ids.remove(&id);
-            }
+            self.release(&conn);
             if !est.pending_flight.is_empty() {
                 self.linger.insert(
                     addr,
                     Linger {
                         flight: est.pending_flight.clone(),
-                        until: now.instant + LINGER,
+                        finished,
+                        until: cx.now.instant + LINGER,
                         resends: 0,
                     },
                 );
             }
-            return Ok(Some(est));
+            return (None, Ok(Some(est)));
         }
-        self.conns.insert(addr, conn);
-        Ok(None)
+        (Some(conn), Ok(None))
     }
 
-    /// Decides whether a datagram from an unknown address gets state, a Retry, or nothing.
+    /// Decides whether a datagram starting a new handshake gets state, a Retry, or
+    /// nothing. `at_address`: the half-open handshakes its address already has (taken
+    /// out of the tables). Returns the new handshake, and whether one of those must
+    /// give way to it (both slots taken, or a full table with nothing else to evict).
     fn admit(
         &mut self,
         now: Time,
         addr: SocketAddr,
         dg: &Datagram<'_>,
         datagram_len: u64,
-    ) -> Result<Option<Box<Conn>>, Error> {
+        at_address: usize,
+    ) -> Result<Option<(Box<Conn>, bool)>, Error> {
         ensure!(
             dg.fragments.iter().any(|f| f.msg_seq == 0),
             Error::UnexpectedMessage("no ClientHello from an unknown address")
@@ -503,8 +779,9 @@ impl Server {
                 }
             }
         };
-        let full = self.conns.len() >= self.config.max_half_open;
-        if !validated && (self.config.require_retry || full) {
+        let slots_taken = at_address >= 2;
+        let full = self.half_open() + at_address >= self.config.max_half_open;
+        if !validated && (self.config.require_retry || full || slots_taken) {
             // Stateless: the token carries everything (I1).
             let token = self.retry.issue(&addr, now.unix_secs);
             let payload = retry_datagram(&token);
@@ -517,59 +794,69 @@ impl Server {
             self.stats.retries_sent += 1;
             return Ok(None);
         }
-        if full {
+        let mut replace = slots_taken;
+        if full && !replace {
             // A client that proved its address takes the place of the oldest
             // half-open handshake that did not (spoofed hellos, most likely): a
             // flood from forged addresses cannot lock real clients out (I1).
             let unproven = self
                 .conns
                 .iter()
-                .filter(|(_, c)| !c.validated)
-                .min_by_key(|(_, c)| c.created)
-                .map(|(a, _)| *a);
-            let Some(victim) = unproven else {
+                .map(|(a, c)| (a, c, false))
+                .chain(self.superseded.iter().map(|(a, c)| (a, c, true)))
+                .filter(|(_, c, _)| !c.validated)
+                .min_by_key(|(_, c, _)| c.created)
+                .map(|(a, _, older)| (*a, older));
+            if let Some((victim, older)) = unproven {
+                self.drop_conn(&victim, older);
+                self.stats.half_open_evicted += 1;
+            } else if at_address > 0 {
+                // Nothing else to evict: one of its own half-open handshakes gives way.
+                replace = true;
+            } else {
                 self.stats.half_open_refused += 1;
                 return Err(Error::LimitExceeded("half-open handshakes"));
-            };
-            self.drop_conn(&victim);
-            self.stats.half_open_evicted += 1;
+            }
         }
-        Ok(Some(Box::new(Conn {
-            state: ConnState::ExpectClientHello,
-            reasm: Reassembler::new(),
-            flight: Flight::empty(),
-            queue: VecDeque::new(),
-            validated,
-            rx: 0,
-            tx: 0,
-            created: now.instant,
-            session_id: None,
-            hello_head: None,
-            finished_refused: 0,
-        })))
+        Ok(Some((
+            Box::new(Conn {
+                state: ConnState::ExpectClientHello,
+                reasm: Reassembler::new(),
+                flight: Flight::empty(),
+                queue: VecDeque::new(),
+                validated,
+                rx: 0,
+                tx: 0,
+                created: now.instant,
+                session_id: None,
+                hello_head: None,
+                finished_refused: 0,
+                echo: [0; ECHO_LEN],
+            }),
+            replace,
+        )))
     }
 
     fn step<R: Rng + ?Sized>(
         &mut self,
+        cx: &mut Cx<'_, R>,
         conn: &mut Conn,
         msg: &[u8],
-        now: Time,
-        rng: &mut R,
-        is_live: &impl Fn(&SessionId) -> bool,
     ) -> Result<Option<Box<Established>>, Error> {
+        let now = cx.now;
         let state = core::mem::replace(&mut conn.state, ConnState::ExpectClientHello);
         match state {
             ConnState::ExpectClientHello => {
-                let (next, msgs) = self.on_client_hello(conn, msg, now, rng, is_live)?;
+                let (next, msgs) = self.on_client_hello(conn, msg, now, cx.rng, cx.is_live)?;
                 conn.state = ConnState::ExpectClientFinished(next);
                 let refs: Vec<(u64, &[u8])> =
                     msgs.iter().map(|(s, m)| (*s, m.as_slice())).collect();
                 conn.flight
-                    .set(pack(&refs, &[]), now.instant, true, &mut conn.queue);
+                    .set(pack(&refs, &conn.echo), now.instant, true, &mut conn.queue);
                 Ok(None)
             }
             ConnState::ExpectClientFinished(mut s) => {
-                let (est, sf) = match self.on_client_finished(conn, &mut s, msg, now, rng) {
+                let (est, sf) = match self.on_client_finished(cx, conn, &mut s, msg) {
                     Ok(done) => done,
                     Err(e) => {
                         // Not a verified ClientFinished (a spoofer can send one from
@@ -584,7 +871,7 @@ impl Server {
                 conn.validated = true;
                 let mut est = Box::new(est);
                 if let Some(sf) = sf {
-                    let dgs = pack(&[(1, &sf)], &[]);
+                    let dgs = pack(&[(1, &sf)], &conn.echo);
                     conn.flight
                         .set(dgs.clone(), now.instant, false, &mut conn.queue);
                     est.pending_flight = dgs;
@@ -599,7 +886,7 @@ impl Server {
     fn draw_session_id<R: Rng + ?Sized>(
         &self,
         rng: &mut R,
-        is_live: &impl Fn(&SessionId) -> bool,
+        is_live: &dyn Fn(&SessionId) -> bool,
     ) -> Result<SessionId, Error> {
         for _ in 0..MAX_SESSION_ID_DRAWS {
             let mut b = [0u8; 32];
@@ -619,8 +906,10 @@ impl Server {
         msg: &[u8],
         now: Time,
         rng: &mut R,
-        is_live: &impl Fn(&SessionId) -> bool,
+        is_live: &dyn Fn(&SessionId) -> bool,
     ) -> Result<(Box<ExpectClientFinished>, Vec<(u64, Vec<u8>)>), Error> {
+        // Every datagram answering this ClientHello carries its echo.
+        conn.echo = hello_echo(msg);
         let (ch, early_at) = ClientHello::decode(msg)?;
         // Negotiation: the first of the client's offers (its preference order) that we
         // support. Both lists and both choices are in the transcript (no downgrade).
@@ -645,7 +934,7 @@ impl Server {
                     MISMATCH_SUITE
                 };
                 let m = self.mismatch(reason, &ch, msg)?;
-                conn.queue.extend(pack(&[(0, &m)], &[]));
+                conn.queue.extend(pack(&[(0, &m)], &conn.echo));
                 let supported = CodeList::new(&self.supported_suites());
                 return Err(if reason == MISMATCH_VERSION {
                     Error::VersionMismatch {
@@ -882,12 +1171,12 @@ impl Server {
 
     fn on_client_finished<R: Rng + ?Sized>(
         &mut self,
+        cx: &mut Cx<'_, R>,
         conn: &Conn,
         s: &mut ExpectClientFinished,
         msg: &[u8],
-        now: Time,
-        rng: &mut R,
     ) -> Result<(Established, Option<Vec<u8>>), Error> {
+        let now = cx.now;
         // `s` is left as it was unless the ClientFinished verifies: a forged one (from
         // a spoofed address) changes nothing (I1).
         let (cf, prefix_len) = ClientFinished::decode(msg)?;
@@ -898,7 +1187,17 @@ impl Server {
             (false, Some(ct), None) => {
                 let identity = &self.config.identity;
                 let es_x = identity.kem.x.agree(&s.client_x)?;
-                let es_ml = identity.kem.ml.decapsulate(ct)?;
+                // The decapsulation does not depend on the half-open handshake: one per
+                // datagram, even when it is tried against a superseded handshake too.
+                let es_ml = match &cx.decapsulated {
+                    Some((seen, k)) if seen == ct => k.clone(),
+                    _ => {
+                        let k = identity.kem.ml.decapsulate(ct)?;
+                        self.stats.finished_decapsulations += 1;
+                        cx.decapsulated = Some((ct.clone(), k.clone()));
+                        k
+                    }
+                };
                 let shares = Shares {
                     ee_x: s.ee_x.clone(),
                     ee_ml: s.ee_ml.clone(),
@@ -920,7 +1219,7 @@ impl Server {
         let sf = if s.pdk {
             None
         } else {
-            let sf = self.server_finished(keys, &transcript, s.suite, now, rng)?;
+            let sf = self.server_finished(keys, &transcript, s.suite, now, cx.rng)?;
             transcript.add(&sf);
             Some(sf)
         };

@@ -320,7 +320,9 @@ fn tamper_server_hello(seed: u64, f: impl Fn(&mut Vec<u8>)) -> Error {
             .unwrap();
     }
     let mut reasm = Reassembler::new();
+    let mut echo = Vec::new();
     while let Some(tx) = server.poll_transmit() {
+        echo = echo_of(&tx.payload);
         for fr in Datagram::parse(&tx.payload).unwrap().fragments {
             reasm.insert(&fr).unwrap();
         }
@@ -328,7 +330,7 @@ fn tamper_server_hello(seed: u64, f: impl Fn(&mut Vec<u8>)) -> Error {
     let mut sh = reasm.pop().unwrap();
     let sf = reasm.pop().unwrap();
     f(&mut sh);
-    for d in pack(&[(0, &sh), (1, &sf)], &[]) {
+    for d in pack(&[(0, &sh), (1, &sf)], &echo) {
         if let Err(e) = client.handle(t(0), &d, &mut r) {
             return e;
         }
@@ -600,6 +602,13 @@ fn i1_flipped_bytes_of_full_handshake_are_clean_errors() {
 
 // ---------------------------------------------------------------------------------
 // Fragmentation, retransmission, limits.
+
+/// The ClientHello echo a server datagram carries.
+fn echo_of(d: &[u8]) -> Vec<u8> {
+    let e = Datagram::parse(d).unwrap().token.to_vec();
+    assert_eq!(e.len(), ECHO_LEN);
+    e
+}
 
 fn messages_of(d: &[Vec<u8>]) -> Vec<Vec<u8>> {
     let mut r = Reassembler::new();
@@ -1153,7 +1162,7 @@ fn i5_failed_handshake_stays_failed_and_completed_one_ignores_replays() {
     let last = msgs[1].len() - 1;
     msgs[1][last] ^= 1;
     let mut err = None;
-    for d in pack(&[(0, &msgs[0]), (1, &msgs[1])], &[]) {
+    for d in pack(&[(0, &msgs[0]), (1, &msgs[1])], &echo_of(&reply[0])) {
         if let Err(e) = broken.handle(t(0), &d, &mut r) {
             err = Some(e);
         }
@@ -1399,9 +1408,9 @@ fn version_mismatch_is_refused_explicitly() {
     }
 }
 
-/// Re-packs a Mismatch message into a server datagram.
-fn mismatch_datagram(m: &crate::msg::Mismatch) -> Vec<u8> {
-    let mut d = pack(&[(0, &m.encode())], &[]);
+/// Re-packs a Mismatch message into a server datagram (with the echo of `genuine`).
+fn mismatch_datagram(m: &crate::msg::Mismatch, genuine: &[u8]) -> Vec<u8> {
+    let mut d = pack(&[(0, &m.encode())], &echo_of(genuine));
     assert_eq!(d.len(), 1);
     d.remove(0)
 }
@@ -1428,7 +1437,7 @@ fn i1_forged_or_garbled_mismatch_is_ignored_never_fatal_and_never_panics() {
     let mut other = Client::new(cfg, &mut r2, t(0)).unwrap();
     assert_eq!(
         other.handle(t(0), &genuine, &mut r2),
-        Err(Error::Malformed("Mismatch for another ClientHello"))
+        Err(Error::Malformed("datagram for another ClientHello"))
     );
     assert!(pending(&other));
     let mut server = Server::new(server_config(), &mut r2);
@@ -1443,7 +1452,7 @@ fn i1_forged_or_garbled_mismatch_is_ignored_never_fatal_and_never_panics() {
     m.mac = Some(bad);
     let mut c = client.clone();
     assert_eq!(
-        c.handle(t(0), &mismatch_datagram(&m), &mut r),
+        c.handle(t(0), &mismatch_datagram(&m, &genuine), &mut r),
         Err(Error::Malformed("Mismatch MAC does not verify"))
     );
     assert!(pending(&c));
@@ -1452,7 +1461,7 @@ fn i1_forged_or_garbled_mismatch_is_ignored_never_fatal_and_never_panics() {
     m.suites = vec![2];
     let mut c = client.clone();
     assert_eq!(
-        c.handle(t(0), &mismatch_datagram(&m), &mut r),
+        c.handle(t(0), &mismatch_datagram(&m, &genuine), &mut r),
         Err(Error::Malformed("Mismatch contradicts the offer"))
     );
     assert!(pending(&c));
@@ -1462,7 +1471,7 @@ fn i1_forged_or_garbled_mismatch_is_ignored_never_fatal_and_never_panics() {
     m.mac = None;
     let mut c = client.clone();
     assert_eq!(
-        c.handle(t(0), &mismatch_datagram(&m), &mut r),
+        c.handle(t(0), &mismatch_datagram(&m, &genuine), &mut r),
         Err(Error::SuiteMismatch {
             offered: CodeList::new(&[2]),
             supported: CodeList::new(&[1]),
@@ -1643,6 +1652,13 @@ fn write_fuzz_seeds() {
     std::fs::write(
         server.join("seed-after-hello"),
         framed(1, &dgs[dgs.len() - 1..]),
+    )
+    .unwrap();
+    // Two genuine ClientHellos from one address (the first superseded), then a
+    // ClientFinished and a third ClientHello.
+    std::fs::write(
+        server.join("seed-superseded"),
+        framed(5, &[dgs[dgs.len() - 1], dgs[0]]),
     )
     .unwrap();
 }
@@ -1896,4 +1912,399 @@ fn i1_a_spoofed_partial_fragment_cannot_block_the_real_client_finished() {
         let _ = client.handle(t(0), &tx.payload, &mut r);
     }
     assert_eq!(client.into_established().unwrap().session_id, s.session_id);
+}
+
+// ---------------------------------------------------------------------------------
+// Fourth review: an off-path spoofer who can forge a client's source address sends
+// ClientHellos "from" it while the client's handshake is half-open.
+
+fn drain_server(server: &mut Server) -> Vec<Vec<u8>> {
+    std::iter::from_fn(|| server.poll_transmit())
+        .map(|tx| tx.payload)
+        .collect()
+}
+
+fn drain_client(client: &mut Client) -> Vec<Vec<u8>> {
+    std::iter::from_fn(|| client.poll_transmit()).collect()
+}
+
+/// The server keeps the victim's half-open handshake beside the spoofer's (which
+/// superseded it), so the victim's ClientFinished still completes it; a second spoofed
+/// ClientHello does not push it out (both slots are taken: the newcomer gets a Retry,
+/// which the spoofer never sees). The answers to the spoofer's ClientHellos reach the
+/// victim (they go to its address) and are dropped there. Before, the first spoofed
+/// ClientHello abandoned the victim's handshake and the victim could not connect.
+#[test]
+fn i1_spoofed_client_hello_from_a_clients_address_does_not_kill_its_half_open_handshake() {
+    for pdk in [false, true] {
+        let mut r = rng(95);
+        let mut server = Server::new(server_config(), &mut r);
+        let from = addr(11);
+        let mut victim = Client::new(client_config(pdk), &mut r, t(0)).unwrap();
+        let (mut received, mut sent) = (0usize, 0usize);
+        for d in drain_client(&mut victim) {
+            received += d.len();
+            assert!(
+                server
+                    .handle_datagram(t(0), from, &d, &mut r, |_| false)
+                    .unwrap()
+                    .is_none()
+            );
+        }
+        let genuine = drain_server(&mut server);
+        // Two spoofed ClientHellos from the victim's address (whole ones: the worst
+        // case, both answered handshakes then wait for a ClientFinished).
+        let mut spoofed_answers = Vec::new();
+        for seed in [96, 97] {
+            let mut r2 = rng(seed);
+            let mut spoofer = Client::new(client_config(pdk), &mut r2, t(0)).unwrap();
+            for d in drain_client(&mut spoofer) {
+                received += d.len();
+                let _ = server.handle_datagram(t(0), from, &d, &mut r, |_| false);
+            }
+            spoofed_answers.extend(drain_server(&mut server));
+        }
+        assert_eq!(server.stats().restarted, 1);
+        assert_eq!(
+            server.stats().retries_sent,
+            1,
+            "the second one needs a token"
+        );
+        assert_eq!(server.half_open(), 2);
+        for d in genuine.iter().chain(&spoofed_answers) {
+            sent += d.len();
+        }
+        assert!(sent <= 3 * received, "I7: sent {sent} for {received}");
+        // The victim first gets the answers to the spoofer's ClientHellos (and the
+        // Retry), then its own: it completes.
+        let mut pending: Vec<Vec<u8>> = spoofed_answers.into_iter().chain(genuine).collect();
+        let mut est = None;
+        for _ in 0..8 {
+            for d in pending.drain(..) {
+                match victim.handle(t(0), &d, &mut r) {
+                    Ok(_) => {}
+                    Err(Error::Malformed(_)) => {}
+                    Err(e) => panic!("the victim's handshake failed: {e:?}"),
+                }
+            }
+            for d in drain_client(&mut victim) {
+                if let Some(e) = server
+                    .handle_datagram(t(0), from, &d, &mut r, |_| false)
+                    .unwrap_or(None)
+                {
+                    est = Some(e);
+                }
+            }
+            pending = drain_server(&mut server);
+            if pending.is_empty() {
+                break;
+            }
+        }
+        let s = est.expect("the victim's handshake completes on the server");
+        assert!(victim.is_complete(), "pdk={pdk}");
+        let c = victim.into_established().unwrap();
+        assert_eq!(c.session_id, s.session_id);
+        assert_eq!(c.c2s.dangerously_expose(), s.c2s.dangerously_expose());
+        assert_eq!(server.stats().superseded_completed, 1);
+        // The victim re-sent its ClientHello (with the token of the Retry it got):
+        // a retransmission of the superseded handshake, not a restart.
+        assert_eq!(server.stats().restarted, 1);
+        assert_eq!(server.stats().retries_sent, 1);
+        // The spoofer's handshake is left to expire.
+        server.handle_timeout(t(11));
+        assert_eq!(server.half_open(), 0);
+    }
+}
+
+/// Client side: a server flight that answers another ClientHello (the spoofer's, sent
+/// to the victim's address) or is forged is dropped before reassembly with `Malformed`
+/// and changes nothing, even interleaved datagram by datagram with the real flight.
+#[test]
+fn i1_server_flight_for_another_client_hello_is_dropped_and_the_handshake_completes() {
+    for pdk in [false, true] {
+        let mut r = rng(98);
+        let mut server = Server::new(server_config(), &mut r);
+        let mut client = Client::new(client_config(pdk), &mut r, t(0)).unwrap();
+        let mut other = Client::new(client_config(pdk), &mut r, t(0)).unwrap();
+        for d in drain_client(&mut client) {
+            server
+                .handle_datagram(t(0), addr(12), &d, &mut r, |_| false)
+                .unwrap();
+        }
+        let genuine = drain_server(&mut server);
+        for d in drain_client(&mut other) {
+            server
+                .handle_datagram(t(0), addr(13), &d, &mut r, |_| false)
+                .unwrap();
+        }
+        let foreign = drain_server(&mut server);
+        assert_eq!(genuine.len(), foreign.len());
+        // An injected copy of the genuine flight with another echo.
+        let mut forged = genuine[0].clone();
+        let echo_at = 2;
+        assert_eq!(usize::from(forged[1]), ECHO_LEN);
+        forged[echo_at] ^= 0x40;
+        assert_eq!(
+            client.handle(t(0), &forged, &mut r),
+            Err(Error::Malformed("datagram for another ClientHello"))
+        );
+        // Interleaved: each foreign datagram just before the genuine one.
+        for (f, g) in foreign.iter().zip(&genuine) {
+            let timer = client.poll_timeout();
+            assert_eq!(
+                client.handle(t(0), f, &mut r),
+                Err(Error::Malformed("datagram for another ClientHello"))
+            );
+            assert_eq!(client.poll_timeout(), timer, "state unchanged");
+            assert_eq!(client.poll_transmit(), None, "nothing re-sent");
+            let _ = client.handle(t(0), g, &mut r).unwrap();
+        }
+        let mut est = None;
+        for _ in 0..4 {
+            for d in drain_client(&mut client) {
+                if let Some(e) = server
+                    .handle_datagram(t(0), addr(12), &d, &mut r, |_| false)
+                    .unwrap()
+                {
+                    est = Some(e);
+                }
+            }
+            for d in drain_server(&mut server) {
+                let _ = client.handle(t(0), &d, &mut r).unwrap();
+            }
+        }
+        let s = est.expect("server completes");
+        assert_eq!(client.into_established().unwrap().session_id, s.session_id);
+    }
+}
+
+/// A flight that IS bound to our ClientHello but fails still fails fast and typed
+/// (an off-path attacker cannot produce one).
+#[test]
+fn i1_a_bound_flight_with_the_wrong_server_key_still_fails_fast() {
+    let mut r = rng(99);
+    let mut server = Server::new(server_config(), &mut r);
+    let f = fixture();
+    let mut client = Client::new(
+        ClientConfig::new(f.other_signing.verifying_key()),
+        &mut r,
+        t(0),
+    )
+    .unwrap();
+    for d in drain_client(&mut client) {
+        server
+            .handle_datagram(t(0), addr(14), &d, &mut r, |_| false)
+            .unwrap();
+    }
+    let mut err = None;
+    for d in drain_server(&mut server) {
+        if let Err(e) = client.handle(t(0), &d, &mut r) {
+            err = Some(e);
+            break;
+        }
+    }
+    assert!(matches!(err, Some(Error::BadSignature(_))), "{err:?}");
+    assert_eq!(client.poll_timeout(), None, "terminal");
+}
+
+/// A forged ClientFinished is tried against both half-open handshakes of an address,
+/// but decapsulated once; each handshake counts its refusals, so the work stays
+/// bounded: at most `MAX_REFUSED_FINISHED + 1` decapsulations in all.
+#[test]
+fn i1_forged_client_finished_cost_stays_bounded_with_a_superseded_handshake() {
+    let mut r = rng(100);
+    let mut server = Server::new(server_config(), &mut r);
+    let from = addr(15);
+    let mut victim = Client::new(client_config(false), &mut r, t(0)).unwrap();
+    for d in drain_client(&mut victim) {
+        server
+            .handle_datagram(t(0), from, &d, &mut r, |_| false)
+            .unwrap();
+    }
+    for d in drain_server(&mut server) {
+        let _ = victim.handle(t(0), &d, &mut r).unwrap();
+    }
+    let finished = drain_client(&mut victim);
+    let mut spoofer = Client::new(client_config(false), &mut r, t(0)).unwrap();
+    for d in drain_client(&mut spoofer) {
+        server
+            .handle_datagram(t(0), from, &d, &mut r, |_| false)
+            .unwrap();
+    }
+    assert_eq!(server.half_open(), 2);
+    let mut forged = finished.last().unwrap().clone();
+    let n = forged.len();
+    forged[n - 1] ^= 0x55;
+    for i in 1..=u64::from(MAX_REFUSED_FINISHED) + 1 {
+        assert_eq!(
+            server
+                .handle_datagram(t(0), from, &forged, &mut r, |_| false)
+                .unwrap_err(),
+            Error::KeyConfirmation
+        );
+        assert_eq!(server.stats().finished_decapsulations, i, "one per forgery");
+    }
+    assert_eq!(
+        server.half_open(),
+        0,
+        "both handshakes dropped at the bound"
+    );
+    assert_eq!(server.stats().failed, 2);
+    // The genuine ClientFinished, once the bound is spent, finds nothing.
+    for d in &finished {
+        assert!(!matches!(
+            server.handle_datagram(t(0), from, d, &mut r, |_| false),
+            Ok(Some(_))
+        ));
+    }
+    assert_eq!(
+        server.stats().finished_decapsulations,
+        5,
+        "and costs nothing more"
+    );
+}
+
+/// A client that abandons two connects in a row (both still half-open) and connects a
+/// third time from the same socket completes after one Retry: its token proves the
+/// address, so it may replace one of the two.
+#[test]
+fn a_client_that_restarts_twice_completes_after_a_retry() {
+    let mut r = rng(101);
+    let mut server = Server::new(server_config(), &mut r);
+    let from = addr(16);
+    for _ in 0..2 {
+        let mut abandoned = Client::new(client_config(true), &mut r, t(0)).unwrap();
+        for d in drain_client(&mut abandoned) {
+            server
+                .handle_datagram(t(0), from, &d, &mut r, |_| false)
+                .unwrap();
+        }
+        drain_server(&mut server);
+    }
+    assert_eq!(server.half_open(), 2);
+    let mut client = Client::new(client_config(true), &mut r, t(1)).unwrap();
+    let mut est = None;
+    for _ in 0..6 {
+        for d in drain_client(&mut client) {
+            if let Ok(Some(e)) = server.handle_datagram(t(1), from, &d, &mut r, |_| false) {
+                est = Some(e);
+            }
+        }
+        for d in drain_server(&mut server) {
+            // The abandoned handshakes' answers (re-sent when a fragment of ours
+            // reached them) are not for this ClientHello: dropped.
+            match client.handle(t(1), &d, &mut r) {
+                Ok(_) | Err(Error::Malformed("datagram for another ClientHello")) => {}
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+    }
+    let s = est.expect("the third connect completes");
+    assert_eq!(client.into_established().unwrap().session_id, s.session_id);
+    assert_eq!(server.stats().retries_sent, 1);
+    assert!(server.half_open() <= 1);
+}
+
+/// After a full-mode handshake completed, a spoofed ClientHello from the client's
+/// address must not discard the ServerFinished the server keeps for retransmission:
+/// the client's retransmitted ClientFinished (its ServerFinished was lost) still gets
+/// it. Before, any ClientHello from the address removed it.
+#[test]
+fn i1_spoofed_client_hello_after_completion_keeps_the_server_finished_for_the_client() {
+    let mut r = rng(102);
+    let mut server = Server::new(server_config(), &mut r);
+    let from = addr(17);
+    let mut client = Client::new(client_config(false), &mut r, t(0)).unwrap();
+    for d in drain_client(&mut client) {
+        server
+            .handle_datagram(t(0), from, &d, &mut r, |_| false)
+            .unwrap();
+    }
+    for d in drain_server(&mut server) {
+        let _ = client.handle(t(0), &d, &mut r).unwrap();
+    }
+    let finished = drain_client(&mut client);
+    let mut est = None;
+    for d in &finished {
+        est = server
+            .handle_datagram(t(0), from, d, &mut r, |_| false)
+            .unwrap();
+    }
+    let s = est.expect("server completes");
+    drain_server(&mut server); // The ServerFinished is lost.
+    let mut spoofer = Client::new(client_config(false), &mut r, t(0)).unwrap();
+    for d in drain_client(&mut spoofer) {
+        let _ = server.handle_datagram(t(1), from, &d, &mut r, |_| false);
+    }
+    drain_server(&mut server); // The spoofer's answer is dropped by the client anyway.
+    // The client's timer re-sends its ClientFinished.
+    let deadline = client.poll_timeout().unwrap();
+    client
+        .handle_timeout(Time::new(deadline, UNIX0 + 1))
+        .unwrap();
+    for d in drain_client(&mut client) {
+        assert!(
+            server
+                .handle_datagram(t(1), from, &d, &mut r, |_| false)
+                .unwrap()
+                .is_none()
+        );
+    }
+    for d in drain_server(&mut server) {
+        let _ = client.handle(t(1), &d, &mut r);
+    }
+    assert_eq!(client.into_established().unwrap().session_id, s.session_id);
+}
+
+/// With `require_retry`, a spoofed ClientHello from a client's address gets a Retry
+/// (stateless) and the client's half-open handshake is untouched. Before, the
+/// half-open handshake was abandoned first and the spoofed ClientHello then got the
+/// Retry: the client's handshake was lost either way.
+#[test]
+fn i1_with_require_retry_a_spoofed_client_hello_leaves_the_half_open_handshake_alone() {
+    let mut r = rng(103);
+    let mut scfg = server_config();
+    scfg.require_retry = true;
+    let mut server = Server::new(scfg, &mut r);
+    let from = addr(18);
+    let mut victim = Client::new(client_config(true), &mut r, t(0)).unwrap();
+    for d in drain_client(&mut victim) {
+        let _ = server.handle_datagram(t(0), from, &d, &mut r, |_| false);
+    }
+    for d in drain_server(&mut server) {
+        let _ = victim.handle(t(0), &d, &mut r).unwrap();
+    }
+    for d in drain_client(&mut victim) {
+        server
+            .handle_datagram(t(0), from, &d, &mut r, |_| false)
+            .unwrap();
+    }
+    assert_eq!(server.half_open(), 1);
+    let mut pending = drain_server(&mut server);
+    let retries = server.stats().retries_sent;
+    let mut spoofer = Client::new(client_config(true), &mut r, t(0)).unwrap();
+    for d in drain_client(&mut spoofer) {
+        let _ = server.handle_datagram(t(0), from, &d, &mut r, |_| false);
+    }
+    assert_eq!(server.half_open(), 1);
+    assert_eq!(server.stats().restarted, 0);
+    assert_eq!(server.stats().retries_sent, retries + 1);
+    pending.extend(drain_server(&mut server));
+    let mut est = None;
+    for _ in 0..6 {
+        for d in pending.drain(..) {
+            match victim.handle(t(0), &d, &mut r) {
+                Ok(_) | Err(Error::Malformed(_)) => {}
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        for d in drain_client(&mut victim) {
+            if let Ok(Some(e)) = server.handle_datagram(t(0), from, &d, &mut r, |_| false) {
+                est = Some(e);
+            }
+        }
+        pending = drain_server(&mut server);
+    }
+    let s = est.expect("the victim's handshake completes");
+    assert_eq!(victim.into_established().unwrap().session_id, s.session_id);
 }
