@@ -333,6 +333,10 @@ pub struct Session {
     next_seq: VecMap<u32, u64>,
     acks: VecMap<u32, AckSpace>,
     sent_index: VecMap<u32, SpaceSent>,
+    /// The ring of the space whose tracked packets were last all resolved, kept for
+    /// the next space entry (a bulk stream's entry empties after every burst; reusing
+    /// its ring saves growing a new one, and the allocations, per burst).
+    spare_sent: VecDeque<Option<(u8, u64)>>,
     /// Closed streams whose own sequence counters wait for their last packets to be
     /// acknowledged or lost; see [`Session::retire_spaces`].
     retire_queue: VecDeque<u32>,
@@ -529,6 +533,7 @@ impl Session {
             next_seq: VecMap::new(),
             acks: VecMap::new(),
             sent_index: VecMap::new(),
+            spare_sent: VecDeque::new(),
             retire_queue: VecDeque::new(),
             retired: Default::default(),
             spaces_this_epoch: 0,
@@ -1725,7 +1730,7 @@ impl Session {
                 }
             }
             if index.slots.is_empty() && space != CONTROL_SPACE {
-                self.sent_index.remove(&space);
+                self.drop_space_sent(space);
             }
         }
         if newly.is_empty() {
@@ -1890,6 +1895,18 @@ impl Session {
         }
     }
 
+    /// Forgets the (empty) sent-packet index of `space`, keeping its ring's memory
+    /// for the next space entry.
+    fn drop_space_sent(&mut self, space: u32) {
+        if let Some(old) = self.sent_index.remove(&space) {
+            let mut slots = old.slots;
+            slots.clear();
+            if slots.capacity() > self.spare_sent.capacity() {
+                self.spare_sent = slots;
+            }
+        }
+    }
+
     fn handle_lost(&mut self, path_id: u8, lost: &[SentMeta]) {
         let _span = (!lost.is_empty()).then(|| {
             tracing::trace_span!("phantom.session.loss", side = ?self.side, path = path_id)
@@ -1903,7 +1920,7 @@ impl Session {
             if let Some(index) = self.sent_index.get_mut(&pkt.space) {
                 index.remove(pkt.seq);
                 if index.slots.is_empty() && pkt.space != CONTROL_SPACE {
-                    self.sent_index.remove(&pkt.space);
+                    self.drop_space_sent(pkt.space);
                 }
             }
             self.on_records_lost(&pkt.records);
@@ -3153,10 +3170,12 @@ impl Session {
             if built.ack_eliciting {
                 path.cc.on_sent(now, size, path.recovery.bytes_in_flight());
             }
-            if let Some(index) = self
-                .sent_index
-                .get_or_insert_with(space, SpaceSent::default)
-            {
+            let spare = &mut self.spare_sent;
+            if let Some(index) = self.sent_index.get_or_insert_with(space, || SpaceSent {
+                base: 0,
+                slots: std::mem::take(spare),
+                live: 0,
+            }) {
                 index.insert(seq, (path_id, ppn));
             }
         }
