@@ -813,9 +813,12 @@ impl Session {
             return;
         }
         let len = datagram.len() as u64;
-        let header = match Header::parse(datagram) {
-            Ok((h, _, _)) => h,
-            Err(_) => {
+        // The header is parsed once, by the opener, which also refuses another
+        // session's packets and cleartext handshake packets before any key is tried.
+        // I1/I2: nothing below runs unless the AEAD verified the packet.
+        let opened = match self.opener.open_session_packet(&self.session_id, datagram) {
+            Ok(p) => p,
+            Err(phantom_crypto::Error::Wire(_)) => {
                 if !self.peer_confirmed
                     && !self.handshake_flight.is_empty()
                     && phantom_handshake::Datagram::parse(datagram).is_ok()
@@ -832,18 +835,14 @@ impl Session {
                 self.stats.dropped.malformed += 1;
                 return;
             }
-        };
-        if header.session_id != self.session_id {
-            self.stats.dropped.unknown_session += 1;
-            return;
-        }
-        if header.flags.contains(Flags::HANDSHAKE) {
-            self.stats.dropped.unexpected_handshake += 1;
-            return;
-        }
-        // I1/I2: nothing below runs unless the AEAD verified the packet.
-        let opened = match self.opener.open_packet(datagram) {
-            Ok(p) => p,
+            Err(phantom_crypto::Error::UnknownSession) => {
+                self.stats.dropped.unknown_session += 1;
+                return;
+            }
+            Err(phantom_crypto::Error::Unprotected) => {
+                self.stats.dropped.unexpected_handshake += 1;
+                return;
+            }
             Err(phantom_crypto::Error::IntegrityLimitExceeded) => {
                 self.stats.dropped.unauthenticated += 1;
                 // I6: the integrity limit closes the session.
