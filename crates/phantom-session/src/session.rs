@@ -2107,8 +2107,7 @@ impl Session {
                 id
             }
         };
-        let _ = self.registry.on_received(PathId(id), len);
-        let _ = self.registry.mark_seen(PathId(id), now);
+        let _ = self.registry.on_authenticated(PathId(id), len, now);
         Some(id)
     }
 
