@@ -1814,6 +1814,12 @@ impl Session {
     }
 
     fn on_records_acked(&mut self, records: &[Record]) {
+        // A run of STREAM records of one stream, each starting where the previous
+        // ended (a bulk stream's packets, acknowledged in order), is acknowledged as
+        // one range `(id, offset, end, fin)`: the send buffer ends in the same state
+        // and the same events follow as record by record, with one stream lookup and
+        // one buffer advance per run instead of per packet.
+        let mut run: Option<(u32, u64, u64, bool)> = None;
         for &r in records {
             match r {
                 Record::Stream {
@@ -1822,21 +1828,23 @@ impl Session {
                     len,
                     fin,
                 } => {
-                    let Some(e) = self.streams.get_mut(&id) else {
+                    if let Some((rid, _, end, rfin)) = run.as_mut()
+                        && *rid == id
+                        && *end == offset
+                    {
+                        *end = end.saturating_add(u64::from(len));
+                        *rfin |= fin;
                         continue;
-                    };
-                    let Some(s) = e.send.as_mut() else { continue };
-                    let freed = s.on_ack(offset, len as usize, fin);
-                    if freed && s.blocked && s.room() > 0 {
-                        s.blocked = false;
-                        self.events.push_back(Event::StreamWritable(StreamId(id)));
                     }
-                    if s.is_done() {
-                        self.events.push_back(Event::StreamFinished(StreamId(id)));
-                        self.maybe_remove_stream(id);
+                    let next = (id, offset, offset.saturating_add(u64::from(len)), fin);
+                    if let Some(done) = run.replace(next) {
+                        self.on_stream_range_acked(done);
                     }
                 }
                 Record::ResetStream { id } => {
+                    if let Some(done) = run.take() {
+                        self.on_stream_range_acked(done);
+                    }
                     if let Some(s) = self.streams.get_mut(&id).and_then(|e| e.send.as_mut()) {
                         s.reset_acked = true;
                     }
@@ -1844,6 +1852,26 @@ impl Session {
                 }
                 _ => {}
             }
+        }
+        if let Some(done) = run {
+            self.on_stream_range_acked(done);
+        }
+    }
+
+    /// Stream `id`'s data `[offset, end)` (and its FIN if `fin`) was acknowledged.
+    fn on_stream_range_acked(&mut self, (id, offset, end, fin): (u32, u64, u64, bool)) {
+        let Some(s) = self.streams.get_mut(&id).and_then(|e| e.send.as_mut()) else {
+            return;
+        };
+        let len = usize::try_from(end - offset).unwrap_or(usize::MAX);
+        let freed = s.on_ack(offset, len, fin);
+        if freed && s.blocked && s.room() > 0 {
+            s.blocked = false;
+            self.events.push_back(Event::StreamWritable(StreamId(id)));
+        }
+        if s.is_done() {
+            self.events.push_back(Event::StreamFinished(StreamId(id)));
+            self.maybe_remove_stream(id);
         }
     }
 
