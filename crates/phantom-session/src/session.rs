@@ -2536,7 +2536,7 @@ impl Session {
         built.ack_eliciting = true;
         // The keep-alive deadline follows this packet only at the next update.
         self.flush_loss_timers();
-        self.finish_packet(now, id, buf, built, false)
+        self.finish_packet(now, id, buf, &built, false)
     }
 
     fn send_close(&mut self, now: Instant, buf: &mut [u8], size: usize) -> Option<Transmit> {
@@ -2571,7 +2571,7 @@ impl Session {
         if let Some(info) = self.close.as_mut() {
             info.pending = false;
         }
-        self.finish_packet(now, id, buf, built, false)
+        self.finish_packet(now, id, buf, &built, false)
     }
 
     fn path_views(&self, out: &mut Vec<PathView>) {
@@ -2730,12 +2730,15 @@ impl Session {
         if is_probe && self.paths.get(&path_id).is_some_and(|p| p.degraded) {
             allow_data = false;
         }
-        let built = self.build_regular(now, path_id, buf, size, allow_data, is_probe)?;
+        // Built in place and handed on by reference (the record array is not moved).
+        let mut built = Built::new();
+        let payload = buf.get_mut(HEADER_LEN..HEADER_LEN + Self::payload_room(size))?;
+        self.build_regular(now, path_id, payload, allow_data, is_probe, &mut built)?;
         if is_probe && let Some(p) = self.paths.get_mut(&path_id) {
             p.probes = p.probes.saturating_sub(1);
         }
         let has_data = built.has_data;
-        let t = self.finish_packet(now, path_id, buf, built, true)?;
+        let t = self.finish_packet(now, path_id, buf, &built, true)?;
         if has_data && let Some(p) = self.paths.get_mut(&path_id) {
             p.pacer.on_sent(t.len as u64);
         }
@@ -2757,13 +2760,11 @@ impl Session {
         &mut self,
         now: Instant,
         path_id: u8,
-        buf: &mut [u8],
-        size: usize,
+        payload: &mut [u8],
         allow_data: bool,
         is_probe: bool,
-    ) -> Option<Built> {
-        let mut built = Built::new();
-        let payload = buf.get_mut(HEADER_LEN..HEADER_LEN + Self::payload_room(size))?;
+        built: &mut Built,
+    ) -> Option<()> {
         let mut w = Writer::new(payload);
 
         if is_probe && self.paths.get(&path_id).is_some_and(|p| p.degraded) {
@@ -2774,7 +2775,7 @@ impl Session {
             Frame::Ping.encode(&mut w).ok()?;
             built.ack_eliciting = true;
             built.len = w.written();
-            return Some(built);
+            return Some(());
         }
 
         // 1. ACKs for every space with something to acknowledge.
@@ -2943,7 +2944,7 @@ impl Session {
                     built.has_data = true;
                 }
             }
-            self.write_stream_data(path_id, &mut w, &mut built);
+            self.write_stream_data(path_id, &mut w, built);
         }
 
         // RFC 9000 §13.2.4: a path that only carries ACKs is never acknowledged, so
@@ -2976,7 +2977,7 @@ impl Session {
             self.ping_pending = false;
         }
         built.len = w.written();
-        (built.len > 0).then_some(built)
+        (built.len > 0).then_some(())
     }
 
     /// Adds STREAM frames of one stream (the packet's sequence space) to the packet.
@@ -3123,7 +3124,7 @@ impl Session {
         now: Instant,
         path_id: u8,
         buf: &mut [u8],
-        built: Built,
+        built: &Built,
         track: bool,
     ) -> Option<Transmit> {
         let space = built.space;
