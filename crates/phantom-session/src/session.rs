@@ -1428,7 +1428,8 @@ impl Session {
         }
         self.touched_buf.clear();
         if count <= KEPT_FRAMES {
-            for f in kept.iter().take(count).flatten().copied() {
+            // By reference: a frame is not copied again per handler call.
+            for f in kept.iter().take(count).flatten() {
                 self.on_frame(now, path, f)?;
                 if self.is_closed() {
                     return Ok(());
@@ -1437,7 +1438,7 @@ impl Session {
         } else {
             for f in parse_frames(payload) {
                 let Ok(f) = f else { break };
-                self.on_frame(now, path, f)?;
+                self.on_frame(now, path, &f)?;
                 if self.is_closed() {
                     return Ok(());
                 }
@@ -1460,11 +1461,11 @@ impl Session {
         Ok(())
     }
 
-    fn on_frame(&mut self, now: Instant, path: Option<u8>, f: Frame<'_>) -> Result<(), Error> {
+    fn on_frame(&mut self, now: Instant, path: Option<u8>, f: &Frame<'_>) -> Result<(), Error> {
         match f {
             Frame::Padding(_) | Frame::Ping | Frame::Rekey(_) => {}
-            Frame::Ack(ack) => self.on_ack(now, &ack)?,
-            Frame::Stream(s) => self.on_stream_frame(&s)?,
+            Frame::Ack(ack) => self.on_ack(now, ack)?,
+            Frame::Stream(s) => self.on_stream_frame(s)?,
             Frame::ResetStream(r) => {
                 if let Some(e) = self.peer_stream(r.stream_id.0, true)?
                     && let Some(recv) = e.recv.as_mut()
