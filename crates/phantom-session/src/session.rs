@@ -2675,26 +2675,27 @@ impl Session {
             if !has_data {
                 self.mark_app_limited(size as u64);
             }
-            if has_data {
-                let mut picks = std::mem::take(&mut self.pick_buf);
-                if let Some((&id, p)) = self.paths.iter().next()
-                    && self.paths.len() == 1
+            if has_data && self.paths.len() == 1 {
+                // One path: every scheduler mode picks it if it is validated and its
+                // window has room (what `pick` does with one view), then asks its
+                // pacer; no views, picks or second lookup.
+                if let Some((&id, p)) = self.paths.iter_mut().next()
+                    && self.registry.is_validated(PathId(id))
+                    && p.recovery.bytes_in_flight().saturating_add(size as u64) <= p.cc.window()
                 {
-                    // One path: every scheduler mode picks it if it is validated
-                    // and its window has room (what `pick` does with one view),
-                    // without building the views.
-                    picks.clear();
-                    if self.registry.is_validated(PathId(id))
-                        && p.recovery.bytes_in_flight().saturating_add(size as u64) <= p.cc.window()
-                    {
-                        picks.push(PathId(id));
+                    match p.pacer.delay(now, size as u64) {
+                        None => chosen = Some(id),
+                        Some(t) => {
+                            self.timers.set(Timer::Pacing, Some(t));
+                        }
                     }
-                } else {
-                    let mut views = std::mem::take(&mut self.views_buf);
-                    self.path_views(&mut views);
-                    pick(self.cfg.scheduler, &views, size as u64, &mut picks);
-                    self.views_buf = views;
                 }
+            } else if has_data {
+                let mut picks = std::mem::take(&mut self.pick_buf);
+                let mut views = std::mem::take(&mut self.views_buf);
+                self.path_views(&mut views);
+                pick(self.cfg.scheduler, &views, size as u64, &mut picks);
+                self.views_buf = views;
                 // Redundant mode: the first pick sends, the others get copies queued.
                 let with_dup = picks
                     .iter()
@@ -2738,12 +2739,8 @@ impl Session {
         if is_probe && let Some(p) = self.paths.get_mut(&path_id) {
             p.probes = p.probes.saturating_sub(1);
         }
-        let has_data = built.has_data;
-        let t = self.finish_packet(now, path_id, buf, &built, true)?;
-        if has_data && let Some(p) = self.paths.get_mut(&path_id) {
-            p.pacer.on_sent(t.len as u64);
-        }
-        Some(t)
+        // (`finish_packet` takes a data packet's bytes from its path's pacer.)
+        self.finish_packet(now, path_id, buf, &built, true)
     }
 
     /// Nothing to send: every path whose window has room for another packet is
@@ -3177,6 +3174,9 @@ impl Session {
             debug_assert!(false, "amplification budget exceeded after check");
         }
         let path = self.paths.get_mut(&path_id)?;
+        if built.has_data {
+            path.pacer.on_sent(len as u64);
+        }
         path.bytes_sent += len as u64;
         path.answer_probe = false;
         self.stats.packets_sent += 1;
