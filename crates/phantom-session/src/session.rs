@@ -3126,7 +3126,13 @@ impl Session {
         track: bool,
     ) -> Option<Transmit> {
         let space = built.space;
-        let seq = self.next_seq.get(&space).copied().unwrap_or(0);
+        // One search: the counter's position is kept for the increment below (a new
+        // space's counter is inserted only once its first packet is sealed).
+        let at = self.next_seq.index_of(&space);
+        let seq = at
+            .and_then(|i| self.next_seq.value_at(i))
+            .copied()
+            .unwrap_or(0);
         if seq > MAX_SEQUENCE {
             // I3: exhaustion closes, never reuses.
             self.fatal(now, Error::Crypto("sequence space exhausted"));
@@ -3165,7 +3171,12 @@ impl Session {
                 return None;
             }
         };
-        self.next_seq.insert(space, seq + 1);
+        match at.and_then(|i| self.next_seq.value_at_mut(i)) {
+            Some(n) => *n = seq + 1,
+            None => {
+                self.next_seq.insert(space, seq + 1);
+            }
+        }
         if rekey_flag {
             self.rekey_flag_pending = false;
         }

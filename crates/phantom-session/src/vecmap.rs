@@ -53,6 +53,12 @@ impl<K: Ord + Copy, V> VecMap<K, V> {
 
     /// The value at position `i` (from [`Self::index_of`]).
     #[inline]
+    pub(crate) fn value_at(&self, i: usize) -> Option<&V> {
+        self.entries.get(i).map(|(_, v)| v)
+    }
+
+    /// The value at position `i` (from [`Self::index_of`]).
+    #[inline]
     pub(crate) fn value_at_mut(&mut self, i: usize) -> Option<&mut V> {
         self.entries.get_mut(i).map(|(_, v)| v)
     }
