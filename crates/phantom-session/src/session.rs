@@ -159,6 +159,12 @@ impl SpaceSent {
         if self.slots.is_empty() {
             self.base = seq;
         }
+        // The next sequence of the space (the common case): append.
+        if seq.checked_sub(self.base) == Some(self.slots.len() as u64) {
+            self.slots.push_back(Some(v));
+            self.live += 1;
+            return;
+        }
         let Some(i) = seq
             .checked_sub(self.base)
             .and_then(|i| usize::try_from(i).ok())
