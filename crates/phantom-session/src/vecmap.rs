@@ -25,9 +25,11 @@ impl<K: Ord + Copy, V> VecMap<K, V> {
 
     #[inline]
     fn find(&self, k: &K) -> Result<usize, usize> {
-        // Keys mostly arrive in increasing order: check the last one first.
+        // Keys mostly arrive in increasing order, and the busiest key (the one path,
+        // the newest stream or space) is mostly the last: check it first.
         match self.entries.last() {
             Some((last, _)) if *last < *k => Err(self.entries.len()),
+            Some((last, _)) if *last == *k => Ok(self.entries.len() - 1),
             _ => self.entries.binary_search_by(|(e, _)| e.cmp(k)),
         }
     }
