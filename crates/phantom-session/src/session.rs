@@ -1414,9 +1414,12 @@ impl Session {
             }
         }
         ack.newest = ack.newest.max(header.epoch.0);
-        ack.received.insert(header.sequence..header.sequence + 1);
+        // (Dropping the lowest ranges never drops the top one.)
+        let top = ack
+            .received
+            .insert_reaches_top(header.sequence..header.sequence + 1);
         ack.received.truncate_low(MAX_ACK_RANGES_KEPT);
-        if ack.received.max_end() == Some(header.sequence + 1) {
+        if top {
             ack.largest_at = Some(now);
         }
         if eliciting {
