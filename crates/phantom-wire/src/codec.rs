@@ -93,27 +93,36 @@ impl<'a> Reader<'a> {
     /// (what [`Self::varint_canonical`] checks); consumes it.
     #[inline]
     fn varint_raw(&mut self) -> Result<(u64, u64), Error> {
-        let Some(&first) = self.buf.first() else {
+        let Some((&first, after_first)) = self.buf.split_first() else {
             return Err(Error::Truncated { needed: 1 });
         };
         // One big-endian load per length (no byte loop); the two length bits are
-        // masked off the top.
-        let (value, len, min) = match first >> 6 {
-            0 => (u64::from(first), 1, 0),
-            1 => match self.buf.first_chunk::<2>() {
-                Some(b) => (u64::from(u16::from_be_bytes(*b) & 0x3fff), 2, 1 << 6),
+        // masked off the top. Each arm splits off exactly its bytes, so the rest
+        // needs no second bounds check.
+        let (value, rest, min) = match first >> 6 {
+            0 => (u64::from(first), after_first, 0),
+            1 => match self.buf.split_first_chunk::<2>() {
+                Some((b, rest)) => (u64::from(u16::from_be_bytes(*b) & 0x3fff), rest, 1 << 6),
                 None => return Err(self.truncated_varint(2)),
             },
-            2 => match self.buf.first_chunk::<4>() {
-                Some(b) => (u64::from(u32::from_be_bytes(*b) & 0x3fff_ffff), 4, 1 << 14),
+            2 => match self.buf.split_first_chunk::<4>() {
+                Some((b, rest)) => (
+                    u64::from(u32::from_be_bytes(*b) & 0x3fff_ffff),
+                    rest,
+                    1 << 14,
+                ),
                 None => return Err(self.truncated_varint(4)),
             },
-            _ => match self.buf.first_chunk::<8>() {
-                Some(b) => (u64::from_be_bytes(*b) & 0x3fff_ffff_ffff_ffff, 8, 1 << 30),
+            _ => match self.buf.split_first_chunk::<8>() {
+                Some((b, rest)) => (
+                    u64::from_be_bytes(*b) & 0x3fff_ffff_ffff_ffff,
+                    rest,
+                    1 << 30,
+                ),
                 None => return Err(self.truncated_varint(8)),
             },
         };
-        self.buf = self.buf.get(len..).unwrap_or_default();
+        self.buf = rest;
         Ok((value, min))
     }
 
