@@ -187,6 +187,35 @@ impl SpaceSent {
         }
     }
 
+    /// Takes every tracked packet with a sequence in `[lo, hi)` out, appending
+    /// `(path, ppn, seq)` to `out` in sequence order, then trims the front once
+    /// (what `remove` of each sequence in turn does, without a front check per
+    /// packet).
+    fn take_range(&mut self, lo: u64, hi: u64, out: &mut Vec<(u8, u64, u64)>) {
+        let end = self.base + self.slots.len() as u64;
+        let lo = lo.max(self.base);
+        let hi = hi.min(end);
+        if lo >= hi {
+            return;
+        }
+        let (Ok(i0), Ok(i1)) = (
+            usize::try_from(lo - self.base),
+            usize::try_from(hi - self.base),
+        ) else {
+            return;
+        };
+        for (seq, slot) in (lo..).zip(self.slots.range_mut(i0..i1)) {
+            if let Some((path, ppn)) = slot.take() {
+                out.push((path, ppn, seq));
+                self.live = self.live.saturating_sub(1);
+            }
+        }
+        while let Some(None) = self.slots.front() {
+            self.slots.pop_front();
+            self.base += 1;
+        }
+    }
+
     fn remove(&mut self, seq: u64) -> Option<(u8, u64)> {
         let i = usize::try_from(seq.checked_sub(self.base)?).ok()?;
         let v = self.slots.get_mut(i)?.take()?;
@@ -1726,17 +1755,7 @@ impl Session {
                 if index.live == 0 {
                     break;
                 }
-                let end = index.base + index.slots.len() as u64;
-                let lo = (*r.start()).max(index.base);
-                let hi = r.end().saturating_add(1).min(end);
-                for seq in lo..hi {
-                    if let Some((path, ppn)) = index.remove(seq) {
-                        newly.push((path, ppn, seq));
-                        if index.live == 0 {
-                            break;
-                        }
-                    }
-                }
+                index.take_range(*r.start(), r.end().saturating_add(1), &mut newly);
             }
             if index.slots.is_empty() && space != CONTROL_SPACE {
                 self.drop_space_sent(space);
