@@ -3237,12 +3237,20 @@ impl Session {
             if built.ack_eliciting {
                 path.cc.on_sent(now, size, path.recovery.bytes_in_flight());
             }
-            let spare = &mut self.spare_sent;
-            if let Some(index) = self.sent_index.get_or_insert_with(space, || SpaceSent {
-                base: 0,
-                slots: std::mem::take(spare),
-                live: 0,
-            }) {
+            // The space's index is mostly there already (an inlined lookup); a new
+            // one takes over the spare ring.
+            let index = match self.sent_index.index_of(&space) {
+                Some(i) => self.sent_index.value_at_mut(i),
+                None => {
+                    let spare = &mut self.spare_sent;
+                    self.sent_index.get_or_insert_with(space, || SpaceSent {
+                        base: 0,
+                        slots: std::mem::take(spare),
+                        live: 0,
+                    })
+                }
+            };
+            if let Some(index) = index {
                 index.insert(seq, (path_id, ppn));
             }
         }
