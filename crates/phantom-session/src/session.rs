@@ -1427,7 +1427,13 @@ impl Session {
             self.check_space(space)?;
         }
         let current = self.opener.epoch().0;
-        let Some(ack) = self.acks.get_or_insert_with(space, AckSpace::default) else {
+        // (An existing space through the inlined lookup; the generic insert only for
+        // a new one.)
+        let ack = match self.acks.index_of(&space) {
+            Some(i) => self.acks.value_at_mut(i),
+            None => self.acks.get_or_insert_with(space, AckSpace::default),
+        };
+        let Some(ack) = ack else {
             return Ok(());
         };
         if header.epoch.0 == current && ack.epoch != Some(current) {
