@@ -2811,9 +2811,12 @@ impl Session {
         }
 
         // 1. ACKs for every space with something to acknowledge.
-        let mut spaces = std::mem::take(&mut self.stale_buf);
-        spaces.clear();
-        if !self.ack_pending.is_empty() {
+        // (The scratch list is taken only when there is something to list.)
+        let ack_due = !self.ack_pending.is_empty();
+        let mut spaces = Vec::new();
+        if ack_due {
+            spaces = std::mem::take(&mut self.stale_buf);
+            spaces.clear();
             spaces.extend(self.ack_pending.iter().copied());
         }
         for &space in &spaces {
@@ -2850,7 +2853,9 @@ impl Session {
                 self.ack_pending.remove(&space);
             }
         }
-        self.stale_buf = spaces;
+        if ack_due {
+            self.stale_buf = spaces;
+        }
         if self.ack_pending.is_empty() {
             self.timers.set(Timer::AckDelay, None);
         }
@@ -2898,9 +2903,11 @@ impl Session {
                 }
             }
         }
-        let mut ctl = std::mem::take(&mut self.stale_buf);
-        ctl.clear();
-        if !self.ctl_active.is_empty() {
+        let ctl_due = !self.ctl_active.is_empty();
+        let mut ctl = Vec::new();
+        if ctl_due {
+            ctl = std::mem::take(&mut self.stale_buf);
+            ctl.clear();
             ctl.extend(self.ctl_active.iter().copied());
         }
         for &id in &ctl {
@@ -2961,7 +2968,9 @@ impl Session {
                 self.ctl_active.remove(&id);
             }
         }
-        self.stale_buf = ctl;
+        if ctl_due {
+            self.stale_buf = ctl;
+        }
 
         // 3. Application data, only on a validated path (I7).
         if allow_data && self.registry.is_validated(PathId(path_id)) {
