@@ -532,6 +532,12 @@ impl PathRegistry {
             return Err(Error::PathFailed(path));
         }
         p.received = p.received.saturating_add(bytes);
+        if matches!(p.phase, Phase::Validated) && now <= p.last_seen {
+            // Another datagram of a burst already seen at this time: a validated
+            // path has no probe to expire, and its idle deadline (`last_seen` plus a
+            // positive timeout) is still ahead, so nothing changes.
+            return Ok(());
+        }
         p.expire(now, config);
         if matches!(p.phase, Phase::Failed { .. }) {
             return Err(Error::PathFailed(path));

@@ -430,6 +430,23 @@ fn i7_on_authenticated_is_on_received_then_mark_seen() {
         b.on_authenticated(PathId(9), 1, now),
         Err(Error::UnknownPath(PathId(9)))
     );
+    // A validated path, with bursts at one instant (the shortcut), time going
+    // backwards, and silence past the idle timeout.
+    let p2 = PathId(2);
+    for r in [&mut a, &mut b] {
+        r.insert_validated(p2, addr(2), now).unwrap();
+    }
+    let steps = [0u64, 0, 0, 4, 4, 2, 13, 13, 23, 23, 34, 34];
+    for (k, secs) in steps.into_iter().enumerate() {
+        let at = now + Duration::from_secs(secs);
+        let bytes = 100 + k as u64;
+        let two = a.on_received(p2, bytes).and_then(|()| a.mark_seen(p2, at));
+        let one = b.on_authenticated(p2, bytes, at);
+        assert_eq!(one, two, "validated, step {k}");
+        assert_eq!(b.state(p2), a.state(p2), "validated, step {k}");
+        assert_eq!(b.info(p2), a.info(p2), "validated, step {k}");
+    }
+    assert!(matches!(b.state(p2), Some(PathState::Failed(_))));
 }
 
 #[test]
