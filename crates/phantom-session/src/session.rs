@@ -425,6 +425,9 @@ pub struct Session {
     last_rx: Instant,
     last_tx_eliciting: Instant,
     ping_pending: bool,
+    /// Some path may have a PTO probe to send (`Path::probes > 0`): set wherever a
+    /// probe is armed, cleared by `send_regular` once no path has one.
+    probes_maybe: bool,
     /// An ack-eliciting packet carrying more than PING/ACK/PADDING arrived since an
     /// ACK-only packet last carried a PING for a stale path (see `build_regular`).
     data_since_stale_ping: bool,
@@ -598,6 +601,7 @@ impl Session {
             last_rx: now,
             last_tx_eliciting: now,
             ping_pending: false,
+            probes_maybe: false,
             data_since_stale_ping: false,
             close: None,
             events: VecDeque::new(),
@@ -2018,6 +2022,7 @@ impl Session {
                 continue;
             };
             path.probes = 1;
+            self.probes_maybe = true;
             let pto_count = path.recovery.pto_count();
             tracing::debug!(target: "phantom::session", path = id, pto_count, "probe timeout");
             if path.degraded {
@@ -2047,6 +2052,7 @@ impl Session {
                         && self.registry.is_validated(PathId(o))
                     {
                         p.probes = 1;
+                        self.probes_maybe = true;
                     }
                 }
             }
@@ -2695,11 +2701,21 @@ impl Session {
     fn send_regular(&mut self, now: Instant, buf: &mut [u8], size: usize) -> Option<Transmit> {
         self.send_stream_hint = None;
         // A PTO probe takes precedence and ignores the congestion window.
-        let probe = self
-            .paths
-            .iter()
-            .find(|(id, p)| p.probes > 0 && self.registry.is_validated(PathId(**id)))
-            .map(|(&id, _)| id);
+        // (Searched only while some path may hold a probe; the flag clears once no
+        // path does.)
+        let probe = if self.probes_maybe {
+            let found = self
+                .paths
+                .iter()
+                .find(|(id, p)| p.probes > 0 && self.registry.is_validated(PathId(**id)))
+                .map(|(&id, _)| id);
+            if found.is_none() && self.paths.values().all(|p| p.probes == 0) {
+                self.probes_maybe = false;
+            }
+            found
+        } else {
+            None
+        };
         let mut allow_data = true;
         let path_id = if let Some(id) = probe {
             id
