@@ -5,7 +5,7 @@
 /// Variants carry only small numbers and static strings: never key bytes, nonces
 /// or payloads (I8). Peer faults ([`Error::DecryptFailed`], [`Error::EpochTooOld`],
 /// [`Error::EpochTooFarAhead`], [`Error::PacketTooShort`], [`Error::Unprotected`],
-/// [`Error::Wire`] from `Opener::open_packet`) mean "drop and count the datagram";
+/// [`Error::UnknownSession`], [`Error::Wire`] from `Opener::open_packet`) mean "drop and count the datagram";
 /// [`Error::IntegrityLimitExceeded`] and [`Error::EpochSaturated`] mean the session must
 /// close (or re-handshake); the rest are caller faults or rekey requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -44,6 +44,10 @@ pub enum Error {
     /// packet is neither sealed nor opened by traffic keys.
     #[error("handshake-flagged packets are not protected by traffic keys")]
     Unprotected,
+    /// The header names another session (`Opener::open_session_packet`): refused
+    /// before any key is tried.
+    #[error("packet of another session")]
+    UnknownSession,
     /// The datagram is too short to hold the AEAD tag.
     #[error("packet too short to hold an authentication tag")]
     PacketTooShort,

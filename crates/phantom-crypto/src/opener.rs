@@ -1,6 +1,6 @@
 //! The receiving half: opens packets of one direction, follows authenticated rekeys.
 
-use phantom_wire::{Epoch, Flags, HEADER_LEN, Header};
+use phantom_wire::{Epoch, Flags, HEADER_LEN, Header, SessionId};
 use zeroize::ZeroizeOnDrop;
 
 use crate::aead::{PacketKey, TAG_LEN};
@@ -202,6 +202,46 @@ impl Opener {
         if header.flags.contains(Flags::HANDSHAKE) {
             return Err(Error::Unprotected);
         }
+        self.open_parsed(header, datagram)
+    }
+
+    /// [`Opener::open_packet`] for the packets of one session, classifying a datagram
+    /// in the order a receiver drops it: the header must parse ([`Error::Wire`]), name
+    /// `session` ([`Error::UnknownSession`]) and not be a cleartext handshake packet
+    /// ([`Error::Unprotected`]); only then are the integrity limit
+    /// ([`Error::IntegrityLimitExceeded`]) and the AEAD consulted. The header is parsed
+    /// once, for both the checks and the open.
+    ///
+    /// A datagram of another session is refused before any key is tried: it is not
+    /// counted as a failed open (I6), and nothing changes.
+    ///
+    /// # Errors
+    /// As [`Opener::open_packet`], plus [`Error::UnknownSession`].
+    pub fn open_session_packet<'a>(
+        &mut self,
+        session: &SessionId,
+        datagram: &'a mut [u8],
+    ) -> Result<OpenedPacket<'a>, Error> {
+        let (header, _, _) = Header::parse(datagram)?;
+        if header.session_id != *session {
+            return Err(Error::UnknownSession);
+        }
+        if header.flags.contains(Flags::HANDSHAKE) {
+            return Err(Error::Unprotected);
+        }
+        // I6: past the integrity limit nothing more is opened.
+        if self.integrity_exhausted() {
+            return Err(Error::IntegrityLimitExceeded);
+        }
+        self.open_parsed(header, datagram)
+    }
+
+    /// Opens `datagram`, whose header (not a HANDSHAKE one) parsed as `header`.
+    fn open_parsed<'a>(
+        &mut self,
+        header: Header,
+        datagram: &'a mut [u8],
+    ) -> Result<OpenedPacket<'a>, Error> {
         let (image, body) = datagram
             .split_first_chunk_mut::<HEADER_LEN>()
             .ok_or(Error::PacketTooShort)?;

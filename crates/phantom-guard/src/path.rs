@@ -508,6 +508,46 @@ impl PathRegistry {
         Ok(())
     }
 
+    /// [`PathRegistry::on_received`] then [`PathRegistry::mark_seen`] in one step (one
+    /// lookup of the path): adds `bytes` to its amplification budget unless it had
+    /// failed, then applies due expiry and records `now` as last seen unless it has
+    /// failed by then. Call it for every authenticated datagram on `path`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownPath`]; [`Error::PathFailed`] if the path had failed or fails
+    /// now (the bytes are counted in the second case, as the two calls would).
+    pub fn on_authenticated(
+        &mut self,
+        path: PathId,
+        bytes: u64,
+        now: Instant,
+    ) -> Result<(), Error> {
+        let Self { config, paths } = self;
+        let p = paths
+            .iter_mut()
+            .find(|p| p.id == path)
+            .ok_or(Error::UnknownPath(path))?;
+        if matches!(p.phase, Phase::Failed { .. }) {
+            return Err(Error::PathFailed(path));
+        }
+        p.received = p.received.saturating_add(bytes);
+        if matches!(p.phase, Phase::Validated) && now <= p.last_seen {
+            // Another datagram of a burst already seen at this time: a validated
+            // path has no probe to expire, and its idle deadline (`last_seen` plus a
+            // positive timeout) is still ahead, so nothing changes.
+            return Ok(());
+        }
+        p.expire(now, config);
+        if matches!(p.phase, Phase::Failed { .. }) {
+            return Err(Error::PathFailed(path));
+        }
+        if now > p.last_seen {
+            p.last_seen = now;
+        }
+        Ok(())
+    }
+
     /// Adds `bytes` received on `path` to its amplification budget. The session
     /// counts only datagrams it authenticated on this path.
     ///

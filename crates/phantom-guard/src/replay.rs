@@ -268,6 +268,14 @@ impl ReplayWindow {
     /// Moves `top` up to `new_top`, clearing the blocks the window slides over.
     #[inline]
     fn advance(&mut self, new_top: u64) {
+        if let Some(top) = self.top
+            && new_top / BLOCK_BITS == top / BLOCK_BITS
+        {
+            // Still in the top's block (63 of 64 in-order packets): nothing to grow
+            // or clear.
+            self.top = Some(new_top);
+            return;
+        }
         self.grow_for(new_top / BLOCK_BITS);
         if let Some(top) = self.top {
             debug_assert!(new_top > top);

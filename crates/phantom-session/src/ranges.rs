@@ -115,6 +115,32 @@ impl RangeSet {
     }
 
     /// One past the largest value in the set.
+    /// [`Self::insert`], answering whether `r.end` is the set's largest end
+    /// afterwards (`max_end() == Some(r.end)`): in the in-order case without a
+    /// second walk to the last range.
+    pub(crate) fn insert_reaches_top(&mut self, r: Range<u64>) -> bool {
+        if r.start < r.end
+            && let Some(mut last) = self.map.last_entry()
+            && *last.key() <= r.start
+        {
+            let e = *last.get();
+            if e >= r.start {
+                // Extends (or lies inside) the last range.
+                if r.end > e {
+                    *last.get_mut() = r.end;
+                    return true;
+                }
+                return r.end == e;
+            }
+            // A new last range.
+            self.map.insert(r.start, r.end);
+            return true;
+        }
+        let end = r.end;
+        self.insert(r);
+        self.max_end() == Some(end)
+    }
+
     pub(crate) fn max_end(&self) -> Option<u64> {
         self.map.values().next_back().copied()
     }
@@ -229,7 +255,17 @@ mod tests {
                 match o {
                     Op::Insert(a, b) => {
                         let fresh = (a..b).filter(|x| !model.contains(x)).count() as u64;
-                        prop_assert_eq!(s.insert(a..b), fresh);
+                        // Alternately through `insert_reaches_top`, checked against
+                        // `max_end` after a plain insert.
+                        if a % 2 == 0 {
+                            let mut plain = s.clone();
+                            plain.insert(a..b);
+                            let top = s.insert_reaches_top(a..b);
+                            prop_assert_eq!(&s, &plain);
+                            prop_assert_eq!(top, plain.max_end() == Some(b));
+                        } else {
+                            prop_assert_eq!(s.insert(a..b), fresh);
+                        }
                         model.extend(a..b);
                     }
                     Op::Remove(a, b) => {

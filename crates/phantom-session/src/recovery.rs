@@ -194,8 +194,8 @@ impl PathRecovery {
     }
 
     /// Appends packet `ppn`'s records (up to the first empty slot: they fill a
-    /// packet's slots from the front) to `out`, empties its slot in place (no copy
-    /// of the whole entry) and trims the front; false if it is not held.
+    /// packet's slots from the front) to `out` and empties its slot in place (no copy
+    /// of the whole entry); false if it is not held.
     fn take_records(&mut self, ppn: u64, out: &mut Vec<Record>) -> bool {
         let Some(i) = ppn
             .checked_sub(self.base_ppn)
@@ -211,10 +211,8 @@ impl PathRecovery {
         };
         out.extend(m.records.iter().copied().take_while(|r| *r != Record::None));
         *slot = None;
-        while let Some(None) = self.meta.front() {
-            self.meta.pop_front();
-            self.base_ppn += 1;
-        }
+        // The front is trimmed once per ACK, by `finish_ack` (indices stay relative
+        // to `base_ppn` until then).
         true
     }
 
@@ -247,7 +245,8 @@ impl PathRecovery {
     }
 
     /// Completes the ACK assembled with [`Self::on_acked`]: RTT sample, loss
-    /// detection (lost packets' records appended to `lost`), delivery-rate sample.
+    /// detection (lost packets' records appended to `lost`), delivery-rate sample,
+    /// and the record ring's emptied front trimmed once for the whole ACK.
     pub(crate) fn finish_ack(
         &mut self,
         now: Instant,

@@ -159,6 +159,12 @@ impl SpaceSent {
         if self.slots.is_empty() {
             self.base = seq;
         }
+        // The next sequence of the space (the common case): append.
+        if seq.checked_sub(self.base) == Some(self.slots.len() as u64) {
+            self.slots.push_back(Some(v));
+            self.live += 1;
+            return;
+        }
         let Some(i) = seq
             .checked_sub(self.base)
             .and_then(|i| usize::try_from(i).ok())
@@ -178,6 +184,35 @@ impl SpaceSent {
                 self.slots.push_back(Some(v));
                 self.live += 1;
             }
+        }
+    }
+
+    /// Takes every tracked packet with a sequence in `[lo, hi)` out, appending
+    /// `(path, ppn, seq)` to `out` in sequence order, then trims the front once
+    /// (what `remove` of each sequence in turn does, without a front check per
+    /// packet).
+    fn take_range(&mut self, lo: u64, hi: u64, out: &mut Vec<(u8, u64, u64)>) {
+        let end = self.base + self.slots.len() as u64;
+        let lo = lo.max(self.base);
+        let hi = hi.min(end);
+        if lo >= hi {
+            return;
+        }
+        let (Ok(i0), Ok(i1)) = (
+            usize::try_from(lo - self.base),
+            usize::try_from(hi - self.base),
+        ) else {
+            return;
+        };
+        for (seq, slot) in (lo..).zip(self.slots.range_mut(i0..i1)) {
+            if let Some((path, ppn)) = slot.take() {
+                out.push((path, ppn, seq));
+                self.live = self.live.saturating_sub(1);
+            }
+        }
+        while let Some(None) = self.slots.front() {
+            self.slots.pop_front();
+            self.base += 1;
         }
     }
 
@@ -333,6 +368,10 @@ pub struct Session {
     next_seq: VecMap<u32, u64>,
     acks: VecMap<u32, AckSpace>,
     sent_index: VecMap<u32, SpaceSent>,
+    /// The ring of the space whose tracked packets were last all resolved, kept for
+    /// the next space entry (a bulk stream's entry empties after every burst; reusing
+    /// its ring saves growing a new one, and the allocations, per burst).
+    spare_sent: VecDeque<Option<(u8, u64)>>,
     /// Closed streams whose own sequence counters wait for their last packets to be
     /// acknowledged or lost; see [`Session::retire_spaces`].
     retire_queue: VecDeque<u32>,
@@ -386,6 +425,9 @@ pub struct Session {
     last_rx: Instant,
     last_tx_eliciting: Instant,
     ping_pending: bool,
+    /// Some path may have a PTO probe to send (`Path::probes > 0`): set wherever a
+    /// probe is armed, cleared by `send_regular` once no path has one.
+    probes_maybe: bool,
     /// An ack-eliciting packet carrying more than PING/ACK/PADDING arrived since an
     /// ACK-only packet last carried a PING for a stale path (see `build_regular`).
     data_since_stale_ping: bool,
@@ -529,6 +571,7 @@ impl Session {
             next_seq: VecMap::new(),
             acks: VecMap::new(),
             sent_index: VecMap::new(),
+            spare_sent: VecDeque::new(),
             retire_queue: VecDeque::new(),
             retired: Default::default(),
             spaces_this_epoch: 0,
@@ -558,6 +601,7 @@ impl Session {
             last_rx: now,
             last_tx_eliciting: now,
             ping_pending: false,
+            probes_maybe: false,
             data_since_stale_ping: false,
             close: None,
             events: VecDeque::new(),
@@ -808,9 +852,12 @@ impl Session {
             return;
         }
         let len = datagram.len() as u64;
-        let header = match Header::parse(datagram) {
-            Ok((h, _, _)) => h,
-            Err(_) => {
+        // The header is parsed once, by the opener, which also refuses another
+        // session's packets and cleartext handshake packets before any key is tried.
+        // I1/I2: nothing below runs unless the AEAD verified the packet.
+        let opened = match self.opener.open_session_packet(&self.session_id, datagram) {
+            Ok(p) => p,
+            Err(phantom_crypto::Error::Wire(_)) => {
                 if !self.peer_confirmed
                     && !self.handshake_flight.is_empty()
                     && phantom_handshake::Datagram::parse(datagram).is_ok()
@@ -827,18 +874,14 @@ impl Session {
                 self.stats.dropped.malformed += 1;
                 return;
             }
-        };
-        if header.session_id != self.session_id {
-            self.stats.dropped.unknown_session += 1;
-            return;
-        }
-        if header.flags.contains(Flags::HANDSHAKE) {
-            self.stats.dropped.unexpected_handshake += 1;
-            return;
-        }
-        // I1/I2: nothing below runs unless the AEAD verified the packet.
-        let opened = match self.opener.open_packet(datagram) {
-            Ok(p) => p,
+            Err(phantom_crypto::Error::UnknownSession) => {
+                self.stats.dropped.unknown_session += 1;
+                return;
+            }
+            Err(phantom_crypto::Error::Unprotected) => {
+                self.stats.dropped.unexpected_handshake += 1;
+                return;
+            }
             Err(phantom_crypto::Error::IntegrityLimitExceeded) => {
                 self.stats.dropped.unauthenticated += 1;
                 // I6: the integrity limit closes the session.
@@ -1388,7 +1431,13 @@ impl Session {
             self.check_space(space)?;
         }
         let current = self.opener.epoch().0;
-        let Some(ack) = self.acks.get_or_insert_with(space, AckSpace::default) else {
+        // (An existing space through the inlined lookup; the generic insert only for
+        // a new one.)
+        let ack = match self.acks.index_of(&space) {
+            Some(i) => self.acks.value_at_mut(i),
+            None => self.acks.get_or_insert_with(space, AckSpace::default),
+        };
+        let Some(ack) = ack else {
             return Ok(());
         };
         if header.epoch.0 == current && ack.epoch != Some(current) {
@@ -1404,9 +1453,12 @@ impl Session {
             }
         }
         ack.newest = ack.newest.max(header.epoch.0);
-        ack.received.insert(header.sequence..header.sequence + 1);
+        // (Dropping the lowest ranges never drops the top one.)
+        let top = ack
+            .received
+            .insert_reaches_top(header.sequence..header.sequence + 1);
         ack.received.truncate_low(MAX_ACK_RANGES_KEPT);
-        if ack.received.max_end() == Some(header.sequence + 1) {
+        if top {
             ack.largest_at = Some(now);
         }
         if eliciting {
@@ -1424,7 +1476,8 @@ impl Session {
         }
         self.touched_buf.clear();
         if count <= KEPT_FRAMES {
-            for f in kept.iter().take(count).flatten().copied() {
+            // By reference: a frame is not copied again per handler call.
+            for f in kept.iter().take(count).flatten() {
                 self.on_frame(now, path, f)?;
                 if self.is_closed() {
                     return Ok(());
@@ -1433,7 +1486,7 @@ impl Session {
         } else {
             for f in parse_frames(payload) {
                 let Ok(f) = f else { break };
-                self.on_frame(now, path, f)?;
+                self.on_frame(now, path, &f)?;
                 if self.is_closed() {
                     return Ok(());
                 }
@@ -1456,11 +1509,11 @@ impl Session {
         Ok(())
     }
 
-    fn on_frame(&mut self, now: Instant, path: Option<u8>, f: Frame<'_>) -> Result<(), Error> {
+    fn on_frame(&mut self, now: Instant, path: Option<u8>, f: &Frame<'_>) -> Result<(), Error> {
         match f {
             Frame::Padding(_) | Frame::Ping | Frame::Rekey(_) => {}
-            Frame::Ack(ack) => self.on_ack(now, &ack)?,
-            Frame::Stream(s) => self.on_stream_frame(&s)?,
+            Frame::Ack(ack) => self.on_ack(now, ack)?,
+            Frame::Stream(s) => self.on_stream_frame(s)?,
             Frame::ResetStream(r) => {
                 if let Some(e) = self.peer_stream(r.stream_id.0, true)?
                     && let Some(recv) = e.recv.as_mut()
@@ -1712,20 +1765,10 @@ impl Session {
                 if index.live == 0 {
                     break;
                 }
-                let end = index.base + index.slots.len() as u64;
-                let lo = (*r.start()).max(index.base);
-                let hi = r.end().saturating_add(1).min(end);
-                for seq in lo..hi {
-                    if let Some((path, ppn)) = index.remove(seq) {
-                        newly.push((path, ppn, seq));
-                        if index.live == 0 {
-                            break;
-                        }
-                    }
-                }
+                index.take_range(*r.start(), r.end().saturating_add(1), &mut newly);
             }
             if index.slots.is_empty() && space != CONTROL_SPACE {
-                self.sent_index.remove(&space);
+                self.drop_space_sent(space);
             }
         }
         if newly.is_empty() {
@@ -1810,6 +1853,12 @@ impl Session {
     }
 
     fn on_records_acked(&mut self, records: &[Record]) {
+        // A run of STREAM records of one stream, each starting where the previous
+        // ended (a bulk stream's packets, acknowledged in order), is acknowledged as
+        // one range `(id, offset, end, fin)`: the send buffer ends in the same state
+        // and the same events follow as record by record, with one stream lookup and
+        // one buffer advance per run instead of per packet.
+        let mut run: Option<(u32, u64, u64, bool)> = None;
         for &r in records {
             match r {
                 Record::Stream {
@@ -1818,21 +1867,23 @@ impl Session {
                     len,
                     fin,
                 } => {
-                    let Some(e) = self.streams.get_mut(&id) else {
+                    if let Some((rid, _, end, rfin)) = run.as_mut()
+                        && *rid == id
+                        && *end == offset
+                    {
+                        *end = end.saturating_add(u64::from(len));
+                        *rfin |= fin;
                         continue;
-                    };
-                    let Some(s) = e.send.as_mut() else { continue };
-                    let freed = s.on_ack(offset, len as usize, fin);
-                    if freed && s.blocked && s.room() > 0 {
-                        s.blocked = false;
-                        self.events.push_back(Event::StreamWritable(StreamId(id)));
                     }
-                    if s.is_done() {
-                        self.events.push_back(Event::StreamFinished(StreamId(id)));
-                        self.maybe_remove_stream(id);
+                    let next = (id, offset, offset.saturating_add(u64::from(len)), fin);
+                    if let Some(done) = run.replace(next) {
+                        self.on_stream_range_acked(done);
                     }
                 }
                 Record::ResetStream { id } => {
+                    if let Some(done) = run.take() {
+                        self.on_stream_range_acked(done);
+                    }
                     if let Some(s) = self.streams.get_mut(&id).and_then(|e| e.send.as_mut()) {
                         s.reset_acked = true;
                     }
@@ -1840,6 +1891,26 @@ impl Session {
                 }
                 _ => {}
             }
+        }
+        if let Some(done) = run {
+            self.on_stream_range_acked(done);
+        }
+    }
+
+    /// Stream `id`'s data `[offset, end)` (and its FIN if `fin`) was acknowledged.
+    fn on_stream_range_acked(&mut self, (id, offset, end, fin): (u32, u64, u64, bool)) {
+        let Some(s) = self.streams.get_mut(&id).and_then(|e| e.send.as_mut()) else {
+            return;
+        };
+        let len = usize::try_from(end - offset).unwrap_or(usize::MAX);
+        let freed = s.on_ack(offset, len, fin);
+        if freed && s.blocked && s.room() > 0 {
+            s.blocked = false;
+            self.events.push_back(Event::StreamWritable(StreamId(id)));
+        }
+        if s.is_done() {
+            self.events.push_back(Event::StreamFinished(StreamId(id)));
+            self.maybe_remove_stream(id);
         }
     }
 
@@ -1890,6 +1961,18 @@ impl Session {
         }
     }
 
+    /// Forgets the (empty) sent-packet index of `space`, keeping its ring's memory
+    /// for the next space entry.
+    fn drop_space_sent(&mut self, space: u32) {
+        if let Some(old) = self.sent_index.remove(&space) {
+            let mut slots = old.slots;
+            slots.clear();
+            if slots.capacity() > self.spare_sent.capacity() {
+                self.spare_sent = slots;
+            }
+        }
+    }
+
     fn handle_lost(&mut self, path_id: u8, lost: &[SentMeta]) {
         let _span = (!lost.is_empty()).then(|| {
             tracing::trace_span!("phantom.session.loss", side = ?self.side, path = path_id)
@@ -1903,7 +1986,7 @@ impl Session {
             if let Some(index) = self.sent_index.get_mut(&pkt.space) {
                 index.remove(pkt.seq);
                 if index.slots.is_empty() && pkt.space != CONTROL_SPACE {
-                    self.sent_index.remove(&pkt.space);
+                    self.drop_space_sent(pkt.space);
                 }
             }
             self.on_records_lost(&pkt.records);
@@ -1939,6 +2022,7 @@ impl Session {
                 continue;
             };
             path.probes = 1;
+            self.probes_maybe = true;
             let pto_count = path.recovery.pto_count();
             tracing::debug!(target: "phantom::session", path = id, pto_count, "probe timeout");
             if path.degraded {
@@ -1968,6 +2052,7 @@ impl Session {
                         && self.registry.is_validated(PathId(o))
                     {
                         p.probes = 1;
+                        self.probes_maybe = true;
                     }
                 }
             }
@@ -2091,8 +2176,7 @@ impl Session {
                 id
             }
         };
-        let _ = self.registry.on_received(PathId(id), len);
-        let _ = self.registry.mark_seen(PathId(id), now);
+        let _ = self.registry.on_authenticated(PathId(id), len, now);
         Some(id)
     }
 
@@ -2493,7 +2577,7 @@ impl Session {
         built.ack_eliciting = true;
         // The keep-alive deadline follows this packet only at the next update.
         self.flush_loss_timers();
-        self.finish_packet(now, id, buf, built, false)
+        self.finish_packet(now, id, buf, &built, false)
     }
 
     fn send_close(&mut self, now: Instant, buf: &mut [u8], size: usize) -> Option<Transmit> {
@@ -2528,7 +2612,7 @@ impl Session {
         if let Some(info) = self.close.as_mut() {
             info.pending = false;
         }
-        self.finish_packet(now, id, buf, built, false)
+        self.finish_packet(now, id, buf, &built, false)
     }
 
     fn path_views(&self, out: &mut Vec<PathView>) {
@@ -2617,11 +2701,21 @@ impl Session {
     fn send_regular(&mut self, now: Instant, buf: &mut [u8], size: usize) -> Option<Transmit> {
         self.send_stream_hint = None;
         // A PTO probe takes precedence and ignores the congestion window.
-        let probe = self
-            .paths
-            .iter()
-            .find(|(id, p)| p.probes > 0 && self.registry.is_validated(PathId(**id)))
-            .map(|(&id, _)| id);
+        // (Searched only while some path may hold a probe; the flag clears once no
+        // path does.)
+        let probe = if self.probes_maybe {
+            let found = self
+                .paths
+                .iter()
+                .find(|(id, p)| p.probes > 0 && self.registry.is_validated(PathId(**id)))
+                .map(|(&id, _)| id);
+            if found.is_none() && self.paths.values().all(|p| p.probes == 0) {
+                self.probes_maybe = false;
+            }
+            found
+        } else {
+            None
+        };
         let mut allow_data = true;
         let path_id = if let Some(id) = probe {
             id
@@ -2631,26 +2725,27 @@ impl Session {
             if !has_data {
                 self.mark_app_limited(size as u64);
             }
-            if has_data {
-                let mut picks = std::mem::take(&mut self.pick_buf);
-                if let Some((&id, p)) = self.paths.iter().next()
-                    && self.paths.len() == 1
+            if has_data && self.paths.len() == 1 {
+                // One path: every scheduler mode picks it if it is validated and its
+                // window has room (what `pick` does with one view), then asks its
+                // pacer; no views, picks or second lookup.
+                if let Some((&id, p)) = self.paths.iter_mut().next()
+                    && self.registry.is_validated(PathId(id))
+                    && p.recovery.bytes_in_flight().saturating_add(size as u64) <= p.cc.window()
                 {
-                    // One path: every scheduler mode picks it if it is validated
-                    // and its window has room (what `pick` does with one view),
-                    // without building the views.
-                    picks.clear();
-                    if self.registry.is_validated(PathId(id))
-                        && p.recovery.bytes_in_flight().saturating_add(size as u64) <= p.cc.window()
-                    {
-                        picks.push(PathId(id));
+                    match p.pacer.delay(now, size as u64) {
+                        None => chosen = Some(id),
+                        Some(t) => {
+                            self.timers.set(Timer::Pacing, Some(t));
+                        }
                     }
-                } else {
-                    let mut views = std::mem::take(&mut self.views_buf);
-                    self.path_views(&mut views);
-                    pick(self.cfg.scheduler, &views, size as u64, &mut picks);
-                    self.views_buf = views;
                 }
+            } else if has_data {
+                let mut picks = std::mem::take(&mut self.pick_buf);
+                let mut views = std::mem::take(&mut self.views_buf);
+                self.path_views(&mut views);
+                pick(self.cfg.scheduler, &views, size as u64, &mut picks);
+                self.views_buf = views;
                 // Redundant mode: the first pick sends, the others get copies queued.
                 let with_dup = picks
                     .iter()
@@ -2687,16 +2782,15 @@ impl Session {
         if is_probe && self.paths.get(&path_id).is_some_and(|p| p.degraded) {
             allow_data = false;
         }
-        let built = self.build_regular(now, path_id, buf, size, allow_data, is_probe)?;
+        // Built in place and handed on by reference (the record array is not moved).
+        let mut built = Built::new();
+        let payload = buf.get_mut(HEADER_LEN..HEADER_LEN + Self::payload_room(size))?;
+        self.build_regular(now, path_id, payload, allow_data, is_probe, &mut built)?;
         if is_probe && let Some(p) = self.paths.get_mut(&path_id) {
             p.probes = p.probes.saturating_sub(1);
         }
-        let has_data = built.has_data;
-        let t = self.finish_packet(now, path_id, buf, built, true)?;
-        if has_data && let Some(p) = self.paths.get_mut(&path_id) {
-            p.pacer.on_sent(t.len as u64);
-        }
-        Some(t)
+        // (`finish_packet` takes a data packet's bytes from its path's pacer.)
+        self.finish_packet(now, path_id, buf, &built, true)
     }
 
     /// Nothing to send: every path whose window has room for another packet is
@@ -2714,13 +2808,11 @@ impl Session {
         &mut self,
         now: Instant,
         path_id: u8,
-        buf: &mut [u8],
-        size: usize,
+        payload: &mut [u8],
         allow_data: bool,
         is_probe: bool,
-    ) -> Option<Built> {
-        let mut built = Built::new();
-        let payload = buf.get_mut(HEADER_LEN..HEADER_LEN + Self::payload_room(size))?;
+        built: &mut Built,
+    ) -> Option<()> {
         let mut w = Writer::new(payload);
 
         if is_probe && self.paths.get(&path_id).is_some_and(|p| p.degraded) {
@@ -2731,13 +2823,16 @@ impl Session {
             Frame::Ping.encode(&mut w).ok()?;
             built.ack_eliciting = true;
             built.len = w.written();
-            return Some(built);
+            return Some(());
         }
 
         // 1. ACKs for every space with something to acknowledge.
-        let mut spaces = std::mem::take(&mut self.stale_buf);
-        spaces.clear();
-        if !self.ack_pending.is_empty() {
+        // (The scratch list is taken only when there is something to list.)
+        let ack_due = !self.ack_pending.is_empty();
+        let mut spaces = Vec::new();
+        if ack_due {
+            spaces = std::mem::take(&mut self.stale_buf);
+            spaces.clear();
             spaces.extend(self.ack_pending.iter().copied());
         }
         for &space in &spaces {
@@ -2774,7 +2869,9 @@ impl Session {
                 self.ack_pending.remove(&space);
             }
         }
-        self.stale_buf = spaces;
+        if ack_due {
+            self.stale_buf = spaces;
+        }
         if self.ack_pending.is_empty() {
             self.timers.set(Timer::AckDelay, None);
         }
@@ -2822,9 +2919,11 @@ impl Session {
                 }
             }
         }
-        let mut ctl = std::mem::take(&mut self.stale_buf);
-        ctl.clear();
-        if !self.ctl_active.is_empty() {
+        let ctl_due = !self.ctl_active.is_empty();
+        let mut ctl = Vec::new();
+        if ctl_due {
+            ctl = std::mem::take(&mut self.stale_buf);
+            ctl.clear();
             ctl.extend(self.ctl_active.iter().copied());
         }
         for &id in &ctl {
@@ -2885,7 +2984,9 @@ impl Session {
                 self.ctl_active.remove(&id);
             }
         }
-        self.stale_buf = ctl;
+        if ctl_due {
+            self.stale_buf = ctl;
+        }
 
         // 3. Application data, only on a validated path (I7).
         if allow_data && self.registry.is_validated(PathId(path_id)) {
@@ -2900,7 +3001,7 @@ impl Session {
                     built.has_data = true;
                 }
             }
-            self.write_stream_data(path_id, &mut w, &mut built);
+            self.write_stream_data(path_id, &mut w, built);
         }
 
         // RFC 9000 §13.2.4: a path that only carries ACKs is never acknowledged, so
@@ -2933,7 +3034,7 @@ impl Session {
             self.ping_pending = false;
         }
         built.len = w.written();
-        (built.len > 0).then_some(built)
+        (built.len > 0).then_some(())
     }
 
     /// Adds STREAM frames of one stream (the packet's sequence space) to the packet.
@@ -3080,11 +3181,17 @@ impl Session {
         now: Instant,
         path_id: u8,
         buf: &mut [u8],
-        built: Built,
+        built: &Built,
         track: bool,
     ) -> Option<Transmit> {
         let space = built.space;
-        let seq = self.next_seq.get(&space).copied().unwrap_or(0);
+        // One search: the counter's position is kept for the increment below (a new
+        // space's counter is inserted only once its first packet is sealed).
+        let at = self.next_seq.index_of(&space);
+        let seq = at
+            .and_then(|i| self.next_seq.value_at(i))
+            .copied()
+            .unwrap_or(0);
         if seq > MAX_SEQUENCE {
             // I3: exhaustion closes, never reuses.
             self.fatal(now, Error::Crypto("sequence space exhausted"));
@@ -3123,7 +3230,12 @@ impl Session {
                 return None;
             }
         };
-        self.next_seq.insert(space, seq + 1);
+        match at.and_then(|i| self.next_seq.value_at_mut(i)) {
+            Some(n) => *n = seq + 1,
+            None => {
+                self.next_seq.insert(space, seq + 1);
+            }
+        }
         if rekey_flag {
             self.rekey_flag_pending = false;
         }
@@ -3132,6 +3244,9 @@ impl Session {
             debug_assert!(false, "amplification budget exceeded after check");
         }
         let path = self.paths.get_mut(&path_id)?;
+        if built.has_data {
+            path.pacer.on_sent(len as u64);
+        }
         path.bytes_sent += len as u64;
         path.answer_probe = false;
         self.stats.packets_sent += 1;
@@ -3153,10 +3268,20 @@ impl Session {
             if built.ack_eliciting {
                 path.cc.on_sent(now, size, path.recovery.bytes_in_flight());
             }
-            if let Some(index) = self
-                .sent_index
-                .get_or_insert_with(space, SpaceSent::default)
-            {
+            // The space's index is mostly there already (an inlined lookup); a new
+            // one takes over the spare ring.
+            let index = match self.sent_index.index_of(&space) {
+                Some(i) => self.sent_index.value_at_mut(i),
+                None => {
+                    let spare = &mut self.spare_sent;
+                    self.sent_index.get_or_insert_with(space, || SpaceSent {
+                        base: 0,
+                        slots: std::mem::take(spare),
+                        live: 0,
+                    })
+                }
+            };
+            if let Some(index) = index {
                 index.insert(seq, (path_id, ppn));
             }
         }

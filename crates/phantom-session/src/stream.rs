@@ -230,8 +230,27 @@ impl SendBuf {
         }
         let seg = self.segs.get(self.seg_index(offset))?;
         let from = usize::try_from(offset - seg.start).ok()?;
-        let (a, _) = self.seg_slices(seg, from);
-        a.get(..len)
+        if len > seg.len.saturating_sub(from) {
+            // The range runs past its segment.
+            return None;
+        }
+        match &seg.data {
+            SegData::Chunk(b) => b.get(from..from.checked_add(len)?),
+            SegData::Ring { pos } => {
+                // Only the slice the range starts in is looked at (no second slice
+                // worked out, as `seg_slices` does for `copy_out`).
+                let at = usize::try_from(pos.saturating_sub(self.ring_front))
+                    .ok()?
+                    .checked_add(from)?;
+                let end = at.checked_add(len)?;
+                let (a, b) = self.ring.as_slices();
+                if end <= a.len() {
+                    a.get(at..end)
+                } else {
+                    b.get(at.checked_sub(a.len())?..end - a.len())
+                }
+            }
+        }
     }
 
     /// Copies `[offset, offset + out.len())` into `out`; false if not all held.

@@ -25,9 +25,11 @@ impl<K: Ord + Copy, V> VecMap<K, V> {
 
     #[inline]
     fn find(&self, k: &K) -> Result<usize, usize> {
-        // Keys mostly arrive in increasing order: check the last one first.
+        // Keys mostly arrive in increasing order, and the busiest key (the one path,
+        // the newest stream or space) is mostly the last: check it first.
         match self.entries.last() {
             Some((last, _)) if *last < *k => Err(self.entries.len()),
+            Some((last, _)) if *last == *k => Ok(self.entries.len() - 1),
             _ => self.entries.binary_search_by(|(e, _)| e.cmp(k)),
         }
     }
@@ -49,6 +51,12 @@ impl<K: Ord + Copy, V> VecMap<K, V> {
     #[inline]
     pub(crate) fn index_of(&self, k: &K) -> Option<usize> {
         self.find(k).ok()
+    }
+
+    /// The value at position `i` (from [`Self::index_of`]).
+    #[inline]
+    pub(crate) fn value_at(&self, i: usize) -> Option<&V> {
+        self.entries.get(i).map(|(_, v)| v)
     }
 
     /// The value at position `i` (from [`Self::index_of`]).

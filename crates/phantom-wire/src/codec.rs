@@ -84,29 +84,46 @@ impl<'a> Reader<'a> {
 
     /// Reads a QUIC-style variable-length integer (RFC 9000 §16).
     pub fn varint(&mut self) -> Result<VarInt, Error> {
-        let Some(&first) = self.buf.first() else {
+        let (value, _) = self.varint_raw()?;
+        // A value inside the varint range by construction (at most 62 bits).
+        VarInt::try_from(value).map_err(|_| Error::OutOfRange("varint"))
+    }
+
+    /// A varint's value and the smallest value its length may encode canonically
+    /// (what [`Self::varint_canonical`] checks); consumes it.
+    #[inline]
+    fn varint_raw(&mut self) -> Result<(u64, u64), Error> {
+        let Some((&first, after_first)) = self.buf.split_first() else {
             return Err(Error::Truncated { needed: 1 });
         };
         // One big-endian load per length (no byte loop); the two length bits are
-        // masked off the top.
-        let (value, len) = match first >> 6 {
-            0 => (u64::from(first), 1),
-            1 => match self.buf.first_chunk::<2>() {
-                Some(b) => (u64::from(u16::from_be_bytes(*b) & 0x3fff), 2),
+        // masked off the top. Each arm splits off exactly its bytes, so the rest
+        // needs no second bounds check.
+        let (value, rest, min) = match first >> 6 {
+            0 => (u64::from(first), after_first, 0),
+            1 => match self.buf.split_first_chunk::<2>() {
+                Some((b, rest)) => (u64::from(u16::from_be_bytes(*b) & 0x3fff), rest, 1 << 6),
                 None => return Err(self.truncated_varint(2)),
             },
-            2 => match self.buf.first_chunk::<4>() {
-                Some(b) => (u64::from(u32::from_be_bytes(*b) & 0x3fff_ffff), 4),
+            2 => match self.buf.split_first_chunk::<4>() {
+                Some((b, rest)) => (
+                    u64::from(u32::from_be_bytes(*b) & 0x3fff_ffff),
+                    rest,
+                    1 << 14,
+                ),
                 None => return Err(self.truncated_varint(4)),
             },
-            _ => match self.buf.first_chunk::<8>() {
-                Some(b) => (u64::from_be_bytes(*b) & 0x3fff_ffff_ffff_ffff, 8),
+            _ => match self.buf.split_first_chunk::<8>() {
+                Some((b, rest)) => (
+                    u64::from_be_bytes(*b) & 0x3fff_ffff_ffff_ffff,
+                    rest,
+                    1 << 30,
+                ),
                 None => return Err(self.truncated_varint(8)),
             },
         };
-        self.buf = self.buf.get(len..).unwrap_or_default();
-        // A value inside the varint range by construction (at most 62 bits).
-        VarInt::try_from(value).map_err(|_| Error::OutOfRange("varint"))
+        self.buf = rest;
+        Ok((value, min))
     }
 
     /// The error for a varint of `len` bytes cut short: as a byte-by-byte read, it
@@ -125,12 +142,11 @@ impl<'a> Reader<'a> {
     /// [`Error::Truncated`] if the input ends inside the varint, [`Error::Malformed`]
     /// if a shorter encoding of the same value exists.
     pub fn varint_canonical(&mut self) -> Result<VarInt, Error> {
-        let before = self.buf.len();
-        let v = self.varint()?;
-        ensure!(
-            before - self.buf.len() == v.encoded_len(),
-            Error::Malformed("non-minimal varint")
-        );
+        let (value, min) = self.varint_raw()?;
+        let v = VarInt::try_from(value).map_err(|_| Error::OutOfRange("varint"))?;
+        // Shortest encoding: a value a shorter length could hold is refused (the
+        // same test as comparing the length read with `v.encoded_len()`).
+        ensure!(value >= min, Error::Malformed("non-minimal varint"));
         Ok(v)
     }
 

@@ -435,6 +435,24 @@ proptest! {
     }
 
     #[test]
+    fn varint_canonical_is_varint_plus_the_shortest_length_test(data in proptest::collection::vec(any::<u8>(), 0..10)) {
+        // The model: a plain varint read, then the length read compared with the
+        // value's shortest encoding; same result, error and bytes consumed.
+        let mut model = Reader::new(&data);
+        let before = model.remaining();
+        let expected = model.varint().and_then(|v| {
+            if before - model.remaining() == v.encoded_len() {
+                Ok(v)
+            } else {
+                Err(Error::Malformed("non-minimal varint"))
+            }
+        });
+        let mut r = Reader::new(&data);
+        prop_assert_eq!(r.varint_canonical(), expected);
+        prop_assert_eq!(r.remaining(), model.remaining());
+    }
+
+    #[test]
     fn header_truncation_and_bad_bytes_are_errors(h in arb_header(), cut in 0usize..HEADER_LEN) {
         let image = h.to_bytes().unwrap();
         prop_assert_eq!(

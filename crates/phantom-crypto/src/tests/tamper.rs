@@ -121,3 +121,47 @@ fn i2_larger_buffer_leaves_trailing_bytes_alone() {
     let opened = opener.open_packet(&mut buf[..n]).unwrap();
     assert_eq!(opened.payload(), b"data");
 }
+
+#[test]
+fn i6_open_session_packet_refuses_another_session_before_any_key_and_counts_nothing() {
+    for suite in Suite::ALL {
+        let (mut sealer, mut opener) = pair(suite);
+        let ours = phantom_wire::SessionId([0x11; 32]);
+        let other = phantom_wire::SessionId([0x22; 32]);
+        let genuine = seal(&mut sealer, &header(0, 4, 1), b"session");
+        // Another session's id: refused as such, the opener counts no failure and
+        // the bytes stay as they were.
+        let mut p = genuine.clone();
+        assert_eq!(
+            opener.open_session_packet(&other, &mut p).unwrap_err(),
+            Error::UnknownSession
+        );
+        assert_eq!(p, genuine);
+        assert_eq!(opener.failed_opens(), 0);
+        // A malformed header and a cleartext handshake packet keep their errors.
+        let mut short = genuine[..HEADER_LEN - 1].to_vec();
+        assert!(matches!(
+            opener.open_session_packet(&ours, &mut short).unwrap_err(),
+            Error::Wire(_)
+        ));
+        let mut hs = genuine.clone();
+        hs[1] |= phantom_wire::Flags::HANDSHAKE.bits();
+        assert_eq!(
+            opener.open_session_packet(&ours, &mut hs).unwrap_err(),
+            Error::Unprotected
+        );
+        // A forged tag is counted as a failed open, as with `open_packet`.
+        let mut forged = genuine.clone();
+        *forged.last_mut().unwrap() ^= 1;
+        assert_eq!(
+            opener.open_session_packet(&ours, &mut forged).unwrap_err(),
+            Error::DecryptFailed
+        );
+        assert_eq!(opener.failed_opens(), 1);
+        // The genuine packet opens with the same header and payload as `open_packet`.
+        let mut p = genuine.clone();
+        let opened = opener.open_session_packet(&ours, &mut p).unwrap();
+        assert_eq!(*opened.header(), header(0, 4, 1));
+        assert_eq!(opened.payload(), b"session");
+    }
+}

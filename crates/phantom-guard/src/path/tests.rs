@@ -406,6 +406,50 @@ fn mark_seen_on_time_keeps_a_path_alive_and_late_does_not_revive() {
 }
 
 #[test]
+fn i7_on_authenticated_is_on_received_then_mark_seen() {
+    // The same script through the two calls and through the combined one: every
+    // result, budget, state and last-seen time agrees, across idle expiry (bytes of
+    // the packet that finds the path expired still count) and a failed path.
+    let now = t0();
+    let (mut a, mut b) = (registry(), registry());
+    for r in [&mut a, &mut b] {
+        r.insert(P1, addr(1), now).unwrap();
+    }
+    let steps = [(0u64, 100u64), (9, 50), (5, 10), (18, 7), (19, 3), (40, 1)];
+    for (secs, bytes) in steps {
+        let at = now + Duration::from_secs(secs);
+        let two = a.on_received(P1, bytes).and_then(|()| a.mark_seen(P1, at));
+        let one = b.on_authenticated(P1, bytes, at);
+        assert_eq!(one, two, "at {secs} s");
+        assert_eq!(b.send_budget(P1), a.send_budget(P1), "at {secs} s");
+        assert_eq!(b.state(P1), a.state(P1), "at {secs} s");
+        assert_eq!(b.info(P1), a.info(P1), "at {secs} s");
+    }
+    assert!(matches!(b.state(P1), Some(PathState::Failed(_))));
+    assert_eq!(
+        b.on_authenticated(PathId(9), 1, now),
+        Err(Error::UnknownPath(PathId(9)))
+    );
+    // A validated path, with bursts at one instant (the shortcut), time going
+    // backwards, and silence past the idle timeout.
+    let p2 = PathId(2);
+    for r in [&mut a, &mut b] {
+        r.insert_validated(p2, addr(2), now).unwrap();
+    }
+    let steps = [0u64, 0, 0, 4, 4, 2, 13, 13, 23, 23, 34, 34];
+    for (k, secs) in steps.into_iter().enumerate() {
+        let at = now + Duration::from_secs(secs);
+        let bytes = 100 + k as u64;
+        let two = a.on_received(p2, bytes).and_then(|()| a.mark_seen(p2, at));
+        let one = b.on_authenticated(p2, bytes, at);
+        assert_eq!(one, two, "validated, step {k}");
+        assert_eq!(b.state(p2), a.state(p2), "validated, step {k}");
+        assert_eq!(b.info(p2), a.info(p2), "validated, step {k}");
+    }
+    assert!(matches!(b.state(p2), Some(PathState::Failed(_))));
+}
+
+#[test]
 fn registry_is_bounded_and_evicts_failed_paths() {
     let now = t0();
     let mut reg = PathRegistry::new(PathConfig {
