@@ -2453,6 +2453,11 @@ fn i1_retry_for_another_client_hello_is_dropped() {
         assert_eq!(client.handle(t(0), &own[0], &mut r), Ok(Progress::Pending));
         let again = drain_client(&mut client);
         assert_eq!(again.len(), hello.len(), "the ClientHello again");
+        assert_eq!(
+            head_echo_of(&again[0]),
+            head_echo_of(&hello[0]),
+            "the same first fragment: the token is outside the fragment budget"
+        );
         for d in &again {
             assert_eq!(Datagram::parse(d).unwrap().token, &token[..]);
             assert!(
