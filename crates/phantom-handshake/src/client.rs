@@ -142,7 +142,8 @@ struct Effects {
 /// another ClientHello — a spoofer's, sent to our address — or a forgery by an off-path
 /// attacker, who never saw the ClientHello), is dropped with [`Error::Malformed`] and
 /// leaves the state untouched; only a flight bound to our ClientHello can fail the
-/// handshake.
+/// handshake. Likewise a Retry must carry the echo of our ClientHello's first fragment,
+/// and at most one Retry is followed.
 #[cfg_attr(test, derive(Clone))]
 pub struct Client {
     state: State,
@@ -154,6 +155,8 @@ pub struct Client {
     client_hello: Vec<u8>,
     /// The echo of `client_hello` every server datagram but a Retry must carry.
     echo: [u8; ECHO_LEN],
+    /// The echo of the first fragment of `client_hello` a Retry must carry.
+    retry_echo: [u8; ECHO_LEN],
     verified: Option<VerifiedCertificate>,
 }
 
@@ -303,10 +306,17 @@ impl Client {
             token: Vec::new(),
             retried: false,
             echo: hello_echo(&ch_bytes),
+            retry_echo: [0; ECHO_LEN],
             client_hello: ch_bytes,
             verified: None,
         };
         let dgs = pack(&[(0, &client.client_hello)], &client.token);
+        // The first fragment as sent (a restart re-packs it unchanged: the token is
+        // not part of the fragment budget).
+        client.retry_echo = dgs
+            .iter()
+            .find_map(|d| Datagram::parse(d).ok()?.hello_head().map(hello_echo))
+            .ok_or(Error::Misuse("ClientHello without a first fragment"))?;
         client.flight.set(dgs, now.instant, true, &mut client.out);
         Ok(client)
     }
@@ -326,13 +336,25 @@ impl Client {
         }
         let dg = Datagram::parse(datagram)?;
         if dg.is_retry() {
-            // At most one Retry, and only before the server has answered.
+            // Bound to our ClientHello by the echo of its first fragment, or not for us
+            // (a forgery, or the answer to another ClientHello): dropped, so a forged
+            // token can never make us restart into a handshake the server refuses.
+            let (echo, token) = dg
+                .retry_parts()
+                .ok_or(Error::Malformed("Retry without a token"))?;
+            ensure!(
+                mac_eq(echo, &self.retry_echo),
+                Error::Malformed("Retry for another ClientHello")
+            );
+            // At most one Retry, and only before the server has answered. A restart
+            // keeps the ClientHello, so a later Retry (a duplicate, or the answer to a
+            // retransmission of our first flight) is bound too, and ignored.
             if matches!(self.state, State::ExpectServerHello(_))
                 && !self.retried
                 && self.reasm.buffered() == 0
             {
                 self.retried = true;
-                self.token = dg.token.to_vec();
+                self.token = token.to_vec();
                 let dgs = pack(&[(0, &self.client_hello)], &self.token);
                 self.flight.set(dgs, now.instant, true, &mut self.out);
             }

@@ -10,7 +10,8 @@ pub enum Error {
     /// A message, fragment or datagram does not parse, or breaks a structural rule — or,
     /// on the client, a server datagram is not bound to this handshake (it does not
     /// carry the echo of our ClientHello: the answer to another ClientHello, or a
-    /// forgery; also a Mismatch that does not verify). The client drops such input and
+    /// forgery; also a Retry not bound to our ClientHello's first fragment, and a
+    /// Mismatch that does not verify). The client drops such input and
     /// its state is unchanged: not a reason to abandon the handshake.
     #[error("malformed handshake input: {0}")]
     Malformed(&'static str),

@@ -5,10 +5,13 @@
 //! first byte. A fragment is laid
 //! out like phantom-wire's HANDSHAKE frame: `0x0c ‖ msg_seq (varint) ‖ total_len (varint)
 //! ‖ offset (varint) ‖ len (varint) ‖ data`. Client→server datagrams echo the retry token
-//! (empty before a Retry); a server→client datagram with a token and no fragment is a
-//! Retry; every other server datagram carries in the token field the [`ECHO_LEN`]-byte
-//! echo of the ClientHello it answers (the first bytes of its SHA-256), so the client
-//! drops a datagram that answers another ClientHello before reassembly.
+//! (empty before a Retry); a server→client datagram with a token field and no fragment is
+//! a Retry, whose token field is `head echo (ECHO_LEN) ‖ token`: the head echo is the
+//! echo of the ClientHello's first fragment (offset 0, which the server has when it
+//! answers the first datagram, before the rest of the ClientHello). Every other server
+//! datagram carries in the token field the [`ECHO_LEN`]-byte echo of the ClientHello it
+//! answers (the first bytes of its SHA-256). The client drops a Retry or a datagram that
+//! answers another ClientHello (or is forged) before it changes anything.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -31,7 +34,8 @@ pub const MAX_TOKEN_LEN: usize = 64;
 /// carries in its token field: the first bytes of SHA-256(ClientHello).
 pub const ECHO_LEN: usize = 16;
 
-/// The echo of a ClientHello message (see [`ECHO_LEN`]).
+/// The echo of a ClientHello message (see [`ECHO_LEN`]); applied to the ClientHello's
+/// first fragment, the head echo a Retry carries.
 pub(crate) fn hello_echo(client_hello: &[u8]) -> [u8; ECHO_LEN] {
     let h = crate::schedule::sha256(client_hello);
     let mut e = [0u8; ECHO_LEN];
@@ -162,18 +166,40 @@ impl<'a> Datagram<'a> {
         Ok(Self { token, fragments })
     }
 
-    /// True if this is a Retry (a token and no fragment).
+    /// True if this is a Retry (a token field and no fragment).
     #[must_use]
     pub fn is_retry(&self) -> bool {
         self.fragments.is_empty() && !self.token.is_empty()
     }
+
+    /// A Retry's two parts: the head echo (the echo of the first fragment of the
+    /// ClientHello it answers, [`ECHO_LEN`] bytes) and the retry token after it. `None`
+    /// if this is not a Retry or its token field holds no token after the echo.
+    #[must_use]
+    pub fn retry_parts(&self) -> Option<(&'a [u8], &'a [u8])> {
+        if !self.is_retry() || self.token.len() <= ECHO_LEN {
+            return None;
+        }
+        Some(self.token.split_at(ECHO_LEN))
+    }
+
+    /// The data of the datagram's ClientHello fragment at offset 0, if it has one.
+    #[must_use]
+    pub fn hello_head(&self) -> Option<&'a [u8]> {
+        self.fragments
+            .iter()
+            .find(|f| f.msg_seq == 0 && f.offset == 0)
+            .map(|f| f.data)
+    }
 }
 
-/// Builds a Retry datagram.
-pub(crate) fn retry_datagram(token: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(2 + token.len());
+/// Builds a Retry datagram: `head_echo ‖ token` in the token field.
+pub(crate) fn retry_datagram(head_echo: &[u8; ECHO_LEN], token: &[u8]) -> Vec<u8> {
+    let field = ECHO_LEN + token.len();
+    let mut v = Vec::with_capacity(2 + field);
     v.push(phantom_wire::HANDSHAKE_MARKER);
-    put_varint(&mut v, token.len());
+    put_varint(&mut v, field);
+    v.extend_from_slice(head_echo);
     v.extend_from_slice(token);
     v
 }

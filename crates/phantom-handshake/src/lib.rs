@@ -136,6 +136,11 @@ pub mod fuzzing {
         let _ = crate::HybridVerifyingKey::from_bytes(data);
         let _ = crate::ResumptionTicket::from_bytes(data);
         if let Ok(dg) = crate::Datagram::parse(data) {
+            if let Some((echo, token)) = dg.retry_parts() {
+                assert_eq!(echo.len(), crate::ECHO_LEN, "head echo");
+                assert!(!token.is_empty(), "retry token");
+            }
+            let _ = dg.hello_head();
             let mut r = Reassembler::new();
             for f in &dg.fragments {
                 if r.insert(f).is_err() {

@@ -96,6 +96,10 @@ pub struct ServerStats {
     pub malformed: u64,
     /// Retry datagrams sent.
     pub retries_sent: u64,
+    /// ClientHello datagrams that would have been sent a Retry but do not carry the
+    /// ClientHello's first fragment, which a Retry is bound to: not answered (the
+    /// datagram with that fragment, sent in the same flight, gets the Retry).
+    pub retries_withheld: u64,
     /// Tokens refused as forged, foreign or for another address.
     pub tokens_invalid: u64,
     /// Tokens refused as expired.
@@ -241,10 +245,7 @@ fn whole_message<'a>(dg: &Datagram<'a>, seq: u64) -> Option<&'a [u8]> {
 
 /// SHA-256 of the datagram's ClientHello fragment at offset 0, if it has one.
 fn hello_head(dg: &Datagram<'_>) -> Option<[u8; 32]> {
-    dg.fragments
-        .iter()
-        .find(|f| f.msg_seq == 0 && f.offset == 0)
-        .map(|f| crate::schedule::sha256(f.data))
+    dg.hello_head().map(crate::schedule::sha256)
 }
 
 #[cfg_attr(test, derive(Clone))]
@@ -271,7 +272,9 @@ struct Linger {
 ///   An address holds at most two half-open handshakes (the newest and one it
 ///   superseded), both counted in the half-open cap; an unauthenticated ClientHello
 ///   never removes the one a client is completing (see [`Server::handle_datagram`]).
-///   Every datagram sent but a Retry carries the echo of the ClientHello it answers.
+///   Every datagram sent but a Retry carries the echo of the ClientHello it answers; a
+///   Retry carries the echo of the ClientHello's first fragment (and answers only a
+///   datagram that has it).
 /// - I7: before an address is validated (valid retry token, or a verified
 ///   ClientFinished), at most [`AMPLIFICATION_FACTOR`] times the bytes received from it
 ///   are sent; the rest waits in a queue.
@@ -782,9 +785,17 @@ impl Server {
         let slots_taken = at_address >= 2;
         let full = self.half_open() + at_address >= self.config.max_half_open;
         if !validated && (self.config.require_retry || full || slots_taken) {
+            // The Retry is bound to the ClientHello by the echo of its first fragment
+            // (all the server may have of it yet), so that the client can tell ours
+            // from a forged one. A datagram without that fragment gets none: the one
+            // with it (sent in the same flight) gets the Retry.
+            let Some(head) = dg.hello_head() else {
+                self.stats.retries_withheld += 1;
+                return Ok(None);
+            };
             // Stateless: the token carries everything (I1).
             let token = self.retry.issue(&addr, now.unix_secs);
-            let payload = retry_datagram(&token);
+            let payload = retry_datagram(&hello_echo(head), &token);
             // I7: a Retry never exceeds 3x the datagram that prompted it.
             ensure!(
                 payload.len() as u64 <= AMPLIFICATION_FACTOR.saturating_mul(datagram_len),

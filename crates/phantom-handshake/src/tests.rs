@@ -1637,6 +1637,13 @@ fn write_fuzz_seeds() {
         None,
     );
     std::fs::write(parse.join("seed-mismatch"), &answer[0]).unwrap();
+    // A Retry (head echo ‖ token in the token field).
+    let (mut rs, mut rr) = retry_server(102);
+    rs.handle_datagram(t(0), addr(1), dgs[0], &mut rr, |_| false)
+        .unwrap();
+    let retry = rs.poll_transmit().unwrap().payload;
+    assert!(Datagram::parse(&retry).unwrap().retry_parts().is_some());
+    std::fs::write(parse.join("seed-retry"), retry).unwrap();
     let server = root.join("handshake_server");
     std::fs::create_dir_all(&server).unwrap();
     let framed = |mode: u8, ds: &[&Vec<u8>]| {
@@ -1976,7 +1983,8 @@ fn i1_spoofed_client_hello_from_a_clients_address_does_not_kill_its_half_open_ha
         }
         assert!(sent <= 3 * received, "I7: sent {sent} for {received}");
         // The victim first gets the answers to the spoofer's ClientHellos (and the
-        // Retry), then its own: it completes.
+        // Retry, bound to the spoofer's ClientHello: dropped too), then its own: it
+        // completes.
         let mut pending: Vec<Vec<u8>> = spoofed_answers.into_iter().chain(genuine).collect();
         let mut est = None;
         for _ in 0..8 {
@@ -2006,8 +2014,9 @@ fn i1_spoofed_client_hello_from_a_clients_address_does_not_kill_its_half_open_ha
         assert_eq!(c.session_id, s.session_id);
         assert_eq!(c.c2s.dangerously_expose(), s.c2s.dangerously_expose());
         assert_eq!(server.stats().superseded_completed, 1);
-        // The victim re-sent its ClientHello (with the token of the Retry it got):
-        // a retransmission of the superseded handshake, not a restart.
+        // The victim did not follow the spoofer's Retry (before the Retry was bound
+        // to a ClientHello it did, and re-sent its ClientHello with that token): no
+        // restart either way.
         assert_eq!(server.stats().restarted, 1);
         assert_eq!(server.stats().retries_sent, 1);
         // The spoofer's handshake is left to expire.
@@ -2307,4 +2316,283 @@ fn i1_with_require_retry_a_spoofed_client_hello_leaves_the_half_open_handshake_a
     }
     let s = est.expect("the victim's handshake completes");
     assert_eq!(victim.into_established().unwrap().session_id, s.session_id);
+}
+
+// ---------------------------------------------------------------------------------
+// Retry bound to the ClientHello.
+
+/// A server datagram with `field` in its token field and no fragment (a Retry).
+fn retry_with(field: &[u8]) -> Vec<u8> {
+    let mut v = vec![HANDSHAKE_MARKER, field.len() as u8];
+    v.extend_from_slice(field);
+    v
+}
+
+/// The token a Retry hands out (its token field after the ClientHello-head echo).
+fn token_of_retry(d: &[u8]) -> Vec<u8> {
+    let dg = Datagram::parse(d).unwrap();
+    assert!(dg.is_retry());
+    assert_eq!(dg.token.len(), ECHO_LEN + TOKEN_LEN);
+    dg.token[ECHO_LEN..].to_vec()
+}
+
+/// The echo a Retry for datagram `d` must carry: SHA-256 of its ClientHello fragment at
+/// offset 0, first `ECHO_LEN` bytes (None if `d` has no such fragment).
+fn head_echo_of(d: &[u8]) -> Option<Vec<u8>> {
+    let dg = Datagram::parse(d).unwrap();
+    let f = dg
+        .fragments
+        .iter()
+        .find(|f| f.msg_seq == 0 && f.offset == 0)?;
+    Some(crate::schedule::sha256(f.data)[..ECHO_LEN].to_vec())
+}
+
+/// An off-path attacker who can spoof the server's address races forged Retries to the
+/// client (a made-up token; a guessed echo; even a token valid for the client's
+/// address, which it cannot get, without the echo): the client drops each with
+/// `Malformed`, changes nothing, and completes with the real server — after the real
+/// Retry if the server asks for one. Before, the first forged Retry made the client
+/// restart with the attacker's token, which the server refuses (`TokenInvalid`): the
+/// handshake hung until it timed out.
+#[test]
+fn i1_forged_retry_is_dropped_and_the_handshake_completes() {
+    for require_retry in [false, true] {
+        for pdk in [false, true] {
+            let mut r = rng(110);
+            let mut scfg = server_config();
+            scfg.require_retry = require_retry;
+            let mut server = Server::new(scfg, &mut r);
+            let from = addr(20);
+            let mut client = Client::new(client_config(pdk), &mut r, t(0)).unwrap();
+            for d in drain_client(&mut client) {
+                assert!(
+                    server
+                        .handle_datagram(t(0), from, &d, &mut r, |_| false)
+                        .unwrap()
+                        .is_none()
+                );
+            }
+            let made_up = [0x5a_u8; TOKEN_LEN];
+            let mut guessed = vec![0xa5_u8; ECHO_LEN];
+            guessed.extend_from_slice(&made_up);
+            let valid = server.issue_token(&from, t(0));
+            let mut valid_guessed = vec![0x11_u8; ECHO_LEN];
+            valid_guessed.extend_from_slice(&valid);
+            let timer = client.poll_timeout();
+            for field in [&made_up[..], &guessed, &valid, &valid_guessed] {
+                assert_eq!(
+                    client.handle(t(0), &retry_with(field), &mut r),
+                    Err(Error::Malformed("Retry for another ClientHello")),
+                    "require_retry={require_retry} pdk={pdk}"
+                );
+                assert_eq!(client.poll_transmit(), None, "no restart");
+                assert_eq!(client.poll_timeout(), timer, "state unchanged");
+            }
+            // A token field no longer than the echo holds no token.
+            for field in [&[7u8][..], &[7u8; ECHO_LEN]] {
+                assert!(matches!(
+                    client.handle(t(0), &retry_with(field), &mut r),
+                    Err(Error::Malformed(_))
+                ));
+                assert_eq!(client.poll_transmit(), None);
+            }
+            let (est, _) = drive(&mut client, &mut server, from, t(0), &mut r).unwrap();
+            let s = est.expect("the server completes");
+            assert_eq!(client.into_established().unwrap().session_id, s.session_id);
+            let stats = server.stats();
+            assert_eq!(stats.tokens_invalid, 0, "no forged token came back");
+            assert_eq!(stats.retries_sent, u64::from(require_retry));
+        }
+    }
+}
+
+/// A genuine Retry — a valid token for the client's address — prompted by another
+/// ClientHello (a spoofer's "from" the client's address, or the client's own earlier
+/// connect from the same socket) is not bound to this ClientHello: dropped with
+/// `Malformed`, the state unchanged; the client's own Retry then works as before.
+#[test]
+fn i1_retry_for_another_client_hello_is_dropped() {
+    for pdk in [false, true] {
+        let mut r = rng(111);
+        let mut scfg = server_config();
+        scfg.require_retry = true;
+        let mut server = Server::new(scfg, &mut r);
+        let from = addr(21);
+        let mut client = Client::new(client_config(pdk), &mut r, t(0)).unwrap();
+        let mut other = Client::new(client_config(pdk), &mut r, t(0)).unwrap();
+        for d in drain_client(&mut other) {
+            assert!(
+                server
+                    .handle_datagram(t(0), from, &d, &mut r, |_| false)
+                    .unwrap()
+                    .is_none()
+            );
+        }
+        let foreign = drain_server(&mut server);
+        assert_eq!(foreign.len(), 1, "one Retry per ClientHello flight");
+        let timer = client.poll_timeout();
+        let hello = drain_client(&mut client);
+        assert_eq!(
+            client.handle(t(0), &foreign[0], &mut r),
+            Err(Error::Malformed("Retry for another ClientHello"))
+        );
+        assert_eq!(client.poll_transmit(), None, "no restart");
+        assert_eq!(client.poll_timeout(), timer, "state unchanged");
+        // The client's own ClientHello gets its own Retry, which it follows.
+        for d in &hello {
+            assert!(
+                server
+                    .handle_datagram(t(0), from, d, &mut r, |_| false)
+                    .unwrap()
+                    .is_none()
+            );
+        }
+        let own = drain_server(&mut server);
+        assert_eq!(own.len(), 1);
+        let token = token_of_retry(&own[0]);
+        assert_eq!(client.handle(t(0), &own[0], &mut r), Ok(Progress::Pending));
+        let again = drain_client(&mut client);
+        assert_eq!(again.len(), hello.len(), "the ClientHello again");
+        assert_eq!(
+            head_echo_of(&again[0]),
+            head_echo_of(&hello[0]),
+            "the same first fragment: the token is outside the fragment budget"
+        );
+        for d in &again {
+            assert_eq!(Datagram::parse(d).unwrap().token, &token[..]);
+            assert!(
+                server
+                    .handle_datagram(t(0), from, d, &mut r, |_| false)
+                    .unwrap()
+                    .is_none()
+            );
+        }
+        let (est, _) = drive(&mut client, &mut server, from, t(0), &mut r).unwrap();
+        let s = est.expect("the server completes");
+        assert_eq!(client.into_established().unwrap().session_id, s.session_id);
+        assert_eq!(server.stats().retries_sent, 2);
+        assert_eq!(server.stats().tokens_invalid, 0);
+    }
+}
+
+/// Once the client restarted with a token, no later Retry restarts it again: a
+/// duplicate of the one it followed and a second genuine one (the server answered a
+/// retransmission of the first ClientHello datagram with a fresh token) are bound to
+/// the ClientHello — it does not change on a restart — and ignored (`Pending`, nothing
+/// sent, the token kept); a forged one is dropped with `Malformed`. The handshake
+/// completes with the first token.
+#[test]
+fn i1_a_second_retry_does_not_restart_the_client_again() {
+    let mut r = rng(112);
+    let mut scfg = server_config();
+    scfg.require_retry = true;
+    let mut server = Server::new(scfg, &mut r);
+    let from = addr(22);
+    let mut client = Client::new(client_config(false), &mut r, t(0)).unwrap();
+    let hello = drain_client(&mut client);
+    for d in &hello {
+        let _ = server.handle_datagram(t(0), from, d, &mut r, |_| false);
+    }
+    let first = drain_server(&mut server);
+    assert_eq!(first.len(), 1);
+    let token = token_of_retry(&first[0]);
+    assert_eq!(
+        client.handle(t(0), &first[0], &mut r),
+        Ok(Progress::Pending)
+    );
+    let tokened = drain_client(&mut client);
+    let timer = client.poll_timeout();
+    // The first ClientHello datagram again, a second later: a fresh token.
+    let _ = server.handle_datagram(t(1), from, &hello[0], &mut r, |_| false);
+    let second = drain_server(&mut server);
+    assert_eq!(second.len(), 1);
+    assert_ne!(token_of_retry(&second[0]), token);
+    for d in [&first[0], &second[0]] {
+        assert_eq!(client.handle(t(1), d, &mut r), Ok(Progress::Pending));
+        assert_eq!(client.poll_transmit(), None, "no second restart");
+        assert_eq!(client.poll_timeout(), timer);
+    }
+    let mut forged = second[0].clone();
+    forged[2] ^= 1;
+    assert_eq!(
+        client.handle(t(1), &forged, &mut r),
+        Err(Error::Malformed("Retry for another ClientHello"))
+    );
+    assert_eq!(client.poll_transmit(), None);
+    for d in &tokened {
+        assert_eq!(Datagram::parse(d).unwrap().token, &token[..]);
+        let _ = server.handle_datagram(t(1), from, d, &mut r, |_| false);
+    }
+    let (est, _) = drive(&mut client, &mut server, from, t(1), &mut r).unwrap();
+    let s = est.expect("the server completes");
+    assert_eq!(client.into_established().unwrap().session_id, s.session_id);
+    assert_eq!(server.stats().tokens_invalid, 0);
+}
+
+/// I7 with the echo: a Retry (echo ‖ token, 59 bytes) answers only a datagram that
+/// carries the ClientHello's first fragment (the echo is computed from it) and never
+/// exceeds 3x that datagram. Checked for every ClientHello datagram the client sends,
+/// padded and unpadded, PDK and full; the other datagrams of the flight get no Retry,
+/// and a crafted first fragment too small to answer gets none either.
+#[test]
+fn i7_a_retry_never_exceeds_three_times_the_datagram_that_prompted_it() {
+    for no_padding in [false, true] {
+        for pdk in [false, true] {
+            let mut r = rng(113);
+            crate::client::NO_PADDING.with(|c| c.set(no_padding));
+            let client = Client::new(client_config(pdk), &mut r, t(0));
+            crate::client::NO_PADDING.with(|c| c.set(false));
+            let mut client = client.unwrap();
+            let hello = drain_client(&mut client);
+            assert!(hello.len() >= 2, "the hybrid ClientHello spans datagrams");
+            for (i, d) in hello.iter().enumerate() {
+                let (mut server, mut r) = retry_server(114);
+                assert!(
+                    server
+                        .handle_datagram(t(0), addr(23), d, &mut r, |_| false)
+                        .unwrap()
+                        .is_none()
+                );
+                let sent = drain_server(&mut server);
+                match head_echo_of(d) {
+                    Some(echo) => {
+                        assert_eq!(i, 0, "the first datagram carries the head");
+                        assert_eq!(sent.len(), 1);
+                        let retry = &sent[0];
+                        assert_eq!(retry.len(), 2 + ECHO_LEN + TOKEN_LEN);
+                        assert_eq!(&retry[2..2 + ECHO_LEN], &echo[..]);
+                        assert!(
+                            retry.len() <= 3 * d.len(),
+                            "{} for {}",
+                            retry.len(),
+                            d.len()
+                        );
+                    }
+                    None => {
+                        assert!(sent.is_empty(), "no Retry without the head");
+                        assert_eq!(server.stats().retries_sent, 0);
+                        assert_eq!(server.stats().retries_withheld, 1);
+                    }
+                }
+            }
+        }
+    }
+    // A first fragment of a few bytes: too small to answer (3x 16 < 59).
+    let frag = crate::fragment::Fragment {
+        msg_seq: 0,
+        total_len: 2400,
+        offset: 0,
+        data: &[1u8; 8],
+    };
+    let mut tiny = vec![HANDSHAKE_MARKER, 0];
+    frag.encode(&mut tiny);
+    assert!(3 * tiny.len() < 2 + ECHO_LEN + TOKEN_LEN);
+    let (mut server, mut r) = retry_server(115);
+    assert_eq!(
+        server
+            .handle_datagram(t(0), addr(24), &tiny, &mut r, |_| false)
+            .unwrap_err(),
+        Error::LimitExceeded("datagram too small to answer")
+    );
+    assert!(drain_server(&mut server).is_empty());
 }
