@@ -1962,15 +1962,27 @@ impl Session {
     }
 
     /// Forgets the (empty) sent-packet index of `space`, keeping its ring's memory
-    /// for the next space entry.
+    /// for the next space entry while a stream has data queued (a bulk stream's entry
+    /// empties after every burst); a session with nothing left to send keeps no spare
+    /// (idle sessions hold no memory for a burst that may never come).
     fn drop_space_sent(&mut self, space: u32) {
         if let Some(old) = self.sent_index.remove(&space) {
+            if self.send_active.is_empty() {
+                self.spare_sent = VecDeque::new();
+                return;
+            }
             let mut slots = old.slots;
             slots.clear();
             if slots.capacity() > self.spare_sent.capacity() {
                 self.spare_sent = slots;
             }
         }
+    }
+
+    /// Capacity of the spare sent-packet ring (tests of idle memory).
+    #[cfg(test)]
+    pub(crate) fn spare_sent_capacity(&self) -> usize {
+        self.spare_sent.capacity()
     }
 
     fn handle_lost(&mut self, path_id: u8, lost: &[SentMeta]) {
