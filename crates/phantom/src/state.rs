@@ -54,7 +54,7 @@ impl Shared {
         f: impl FnOnce(&mut ConnState) -> R,
     ) -> Option<R> {
         let mut g = self.lock();
-        let r = g.conns.get_mut(&handle).map(f);
+        let r = g.conns.get_mut(&handle).map(|c| f(c));
         g.dirty.insert(handle);
         drop(g);
         self.notify.notify_one();
@@ -210,7 +210,10 @@ impl ConnState {
 pub(crate) struct Inner {
     pub(crate) local: SocketAddr,
     pub(crate) router: phantom_session::Endpoint,
-    pub(crate) conns: HashMap<u64, ConnState>,
+    /// The sessions by handle. Boxed: a `ConnState` is ~3 KiB, and a table of inline
+    /// entries keeps up to twice the sessions' size in empty buckets (hashbrown's load
+    /// factor) — ~3 KiB per idle session at 1,000 sessions, measured with massif.
+    pub(crate) conns: HashMap<u64, Box<ConnState>>,
     pub(crate) pending: HashMap<PendingKey, PendingConnect>,
     /// Handshake datagrams to send.
     pub(crate) hs_out: VecDeque<Outgoing>,
@@ -344,7 +347,7 @@ impl Inner {
     fn install(&mut self, session: Session, remote: SocketAddr, handles: usize) -> u64 {
         let h = self.router.insert(session.session_id()).0;
         self.conns
-            .insert(h, ConnState::new(session, remote, handles));
+            .insert(h, Box::new(ConnState::new(session, remote, handles)));
         self.dirty.insert(h);
         h
     }
@@ -455,11 +458,11 @@ impl Inner {
                         tracing::debug!(target: "phantom::runtime", peer = %from, "accept backlog full: session refused");
                         let mut s = s;
                         s.close(now.instant, ACCEPT_BACKLOG_FULL, b"server busy");
-                        self.conns.insert(h, ConnState::new(s, from, 0));
+                        self.conns.insert(h, Box::new(ConnState::new(s, from, 0)));
                         self.dirty.insert(h);
                         return Delivery::Handshake;
                     }
-                    self.conns.insert(h, ConnState::new(s, from, 1));
+                    self.conns.insert(h, Box::new(ConnState::new(s, from, 1)));
                     self.dirty.insert(h);
                     self.incoming.push_back(h);
                     self.to_wake.append(&mut self.accept_wakers);
