@@ -267,6 +267,20 @@ impl PathRecovery {
         out
     }
 
+    /// Frees the record ring's memory if it holds nothing (a session with nothing
+    /// left to send: an idle session keeps no ring grown by its last burst).
+    pub(crate) fn release_if_empty(&mut self) {
+        if self.meta.is_empty() && self.meta.capacity() > 0 {
+            self.meta = VecDeque::new();
+        }
+    }
+
+    /// Capacity of the record ring (tests of idle memory).
+    #[cfg(test)]
+    pub(crate) fn ring_capacity(&self) -> usize {
+        self.meta.capacity()
+    }
+
     /// The loss-detection timer fired: time-threshold losses or a probe timeout.
     pub(crate) fn on_timeout(
         &mut self,

@@ -1814,12 +1814,17 @@ impl Session {
     fn on_acks_done(&mut self, now: Instant) {
         let mut touched = std::mem::take(&mut self.touched_buf);
         let mut lost = std::mem::take(&mut self.lost_buf);
+        // Nothing queued to send: rings emptied by this ACK give their memory back.
+        let idle = self.send_active.is_empty();
         for &path_id in &touched {
             lost.clear();
             let Some(path) = self.paths.get_mut(&path_id) else {
                 continue;
             };
             let outcome = path.recovery.finish_ack(now, &mut path.rtt, &mut lost);
+            if idle {
+                path.recovery.release_if_empty();
+            }
             if outcome.acked_any {
                 path.degraded = false;
             }
@@ -1983,6 +1988,15 @@ impl Session {
     #[cfg(test)]
     pub(crate) fn spare_sent_capacity(&self) -> usize {
         self.spare_sent.capacity()
+    }
+
+    /// Capacity of every path's recovery record ring (tests of idle memory).
+    #[cfg(test)]
+    pub(crate) fn recovery_ring_capacity(&self) -> usize {
+        self.paths
+            .values()
+            .map(|p| p.recovery.ring_capacity())
+            .sum()
     }
 
     fn handle_lost(&mut self, path_id: u8, lost: &[SentMeta]) {
