@@ -33,11 +33,9 @@ async fn closed_within(s: &mut TcpStream, secs: u64) -> bool {
 /// (by default the session idle timeout) is closed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn i1_tcp_connections_completing_no_frame_are_closed_after_the_idle_timeout() {
-    let (id, _key) = identity();
-    let mut cfg = ServerConfig::new(id);
-    cfg.session.idle_timeout = Duration::from_secs(2);
-    let srv = Endpoint::server_with_tcp(cfg, localhost(), localhost()).unwrap();
-    let tcp = srv.tcp_local_addr().unwrap();
+    let (_srv, tcp, _key) = common::tcp_server(|cfg| {
+        cfg.session.idle_timeout = Duration::from_secs(2);
+    });
     let mut slow = TcpStream::connect(tcp).await.unwrap();
     let mut silent = TcpStream::connect(tcp).await.unwrap();
     slow.write_all(&[0, 100, 1]).await.unwrap();
@@ -66,12 +64,10 @@ async fn i1_tcp_connections_completing_no_frame_are_closed_after_the_idle_timeou
 /// end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn i1_tcp_connections_beyond_the_limit_are_closed_at_once() {
-    let (id, _key) = identity();
-    let mut cfg = ServerConfig::new(id);
-    cfg.max_tcp_connections = 4;
-    cfg.tcp_idle_timeout = Some(Duration::from_secs(30));
-    let srv = Endpoint::server_with_tcp(cfg, localhost(), localhost()).unwrap();
-    let tcp = srv.tcp_local_addr().unwrap();
+    let (_srv, tcp, _key) = common::tcp_server(|cfg| {
+        cfg.max_tcp_connections = 4;
+        cfg.tcp_idle_timeout = Some(Duration::from_secs(30));
+    });
     let mut held = Vec::new();
     for _ in 0..4 {
         held.push(TcpStream::connect(tcp).await.unwrap());
@@ -148,11 +144,9 @@ async fn i1_sessions_beyond_the_accept_backlog_are_closed_not_queued() {
 /// authenticate in a session, or a few that carry handshake progress, count as use.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn i1_tcp_frames_that_authenticate_nowhere_do_not_keep_the_connection_open() {
-    let (id, _key) = identity();
-    let mut cfg = ServerConfig::new(id);
-    cfg.tcp_idle_timeout = Some(Duration::from_secs(1));
-    let srv = Endpoint::server_with_tcp(cfg, localhost(), localhost()).unwrap();
-    let tcp = srv.tcp_local_addr().unwrap();
+    let (_srv, tcp, _key) = common::tcp_server(|cfg| {
+        cfg.tcp_idle_timeout = Some(Duration::from_secs(1));
+    });
     let mut garbage = TcpStream::connect(tcp).await.unwrap();
     let mut closed = false;
     // 5 s of a garbage frame every 200 ms; the server must close within ~1 s of idleness.
@@ -180,13 +174,11 @@ async fn i1_tcp_frames_that_authenticate_nowhere_do_not_keep_the_connection_open
 /// slot of `max_tcp_connections` from the others; another address still gets in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn i1_one_address_cannot_take_every_tcp_slot() {
-    let (id, _key) = identity();
-    let mut cfg = ServerConfig::new(id);
-    cfg.max_tcp_connections = 8;
-    cfg.max_tcp_connections_per_ip = 2;
-    cfg.tcp_idle_timeout = Some(Duration::from_secs(30));
-    let srv = Endpoint::server_with_tcp(cfg, localhost(), localhost()).unwrap();
-    let tcp = srv.tcp_local_addr().unwrap();
+    let (_srv, tcp, _key) = common::tcp_server(|cfg| {
+        cfg.max_tcp_connections = 8;
+        cfg.max_tcp_connections_per_ip = 2;
+        cfg.tcp_idle_timeout = Some(Duration::from_secs(30));
+    });
     let from = |ip: [u8; 4]| async move {
         let s = tokio::net::TcpSocket::new_v4().unwrap();
         s.bind(std::net::SocketAddr::from((ip, 0))).unwrap();

@@ -13,8 +13,6 @@ mod common;
 
 use std::time::Duration;
 
-use common::{identity, localhost};
-use phantom::{Endpoint, ServerConfig};
 use phantom_handshake::ClientConfig;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpSocket;
@@ -38,11 +36,9 @@ fn sockets() -> usize {
 /// the reader's end stops the writer, and the socket is closed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn i1_a_tcp_client_that_never_reads_does_not_pin_the_servers_socket() {
-    let (id, key) = identity();
-    let mut cfg = ServerConfig::new(id);
-    cfg.tcp_idle_timeout = Some(Duration::from_secs(1));
-    let srv = Endpoint::server_with_tcp(cfg, localhost(), localhost()).unwrap();
-    let tcp = srv.tcp_local_addr().unwrap();
+    let (srv, tcp, key) = common::tcp_server(|cfg| {
+        cfg.tcp_idle_timeout = Some(Duration::from_secs(1));
+    });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let baseline = sockets();
     let sock = TcpSocket::new_v4().unwrap();

@@ -31,6 +31,19 @@ pub fn localhost() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
 
+/// A server endpoint on loopback UDP and TCP, its config tuned by `tune`: the endpoint,
+/// its TCP listening address and the key clients must pin.
+pub fn tcp_server(
+    tune: impl FnOnce(&mut ServerConfig),
+) -> (Endpoint, SocketAddr, HybridVerifyingKey) {
+    let (id, vk) = identity();
+    let mut cfg = ServerConfig::new(id);
+    tune(&mut cfg);
+    let srv = Endpoint::server_with_tcp(cfg, localhost(), localhost()).unwrap();
+    let tcp = srv.tcp_local_addr().unwrap();
+    (srv, tcp, vk)
+}
+
 /// A server endpoint on loopback and the key clients must pin.
 pub fn server() -> (Endpoint, HybridVerifyingKey) {
     let (id, vk) = identity();
