@@ -1014,6 +1014,30 @@ mod tests {
         assert_eq!((r.offset, r.len, r.new_bytes), (0, 700, 0));
     }
 
+    /// A fin declared lost and then acknowledged after all completes the stream: it
+    /// goes out once more (the loss queued it), and a reset afterwards does nothing.
+    #[test]
+    fn fin_acknowledged_after_its_loss_completes_the_stream() {
+        let mut s = SendStream::new(1 << 20, 1 << 20);
+        s.write(&[1u8; 10]).unwrap();
+        s.finish().unwrap();
+        let c = s.next_chunk(100, u64::MAX).unwrap();
+        assert_eq!((c.offset, c.len, c.fin), (0, 10, true));
+        s.on_lost(c.offset, c.len, c.fin);
+        assert!(!s.is_done());
+        s.on_ack(c.offset, c.len, c.fin);
+        assert!(s.is_done());
+        let resent: Vec<Chunk> = std::iter::from_fn(|| s.next_chunk(100, u64::MAX))
+            .take(10)
+            .collect();
+        assert_eq!(resent.iter().filter(|c| c.fin).count(), 1);
+        assert_eq!(resent.iter().map(|c| c.new_bytes).sum::<u64>(), 0);
+        assert!(s.is_done());
+        s.reset(7);
+        assert_eq!((s.reset, s.reset_pending), (None, false));
+        assert!(matches!(s.finish(), Err(Error::Finished)));
+    }
+
     #[test]
     fn send_buffer_is_bounded() {
         let mut s = SendStream::new(1 << 20, 100);
