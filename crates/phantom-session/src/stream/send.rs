@@ -20,6 +20,62 @@ pub(crate) struct Chunk {
     pub(crate) new_bytes: u64,
 }
 
+/// Where a send stream's fin stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fin {
+    /// The application has not finished the stream.
+    Open,
+    /// Finished; the fin waits to be sent (first time or again after a loss).
+    Queued,
+    /// Sent and neither acknowledged nor declared lost since (or no longer
+    /// queued because the stream was reset).
+    Sent,
+    /// Acknowledged.
+    Acked,
+    /// Acknowledged after a loss had queued it again: it is sent once more.
+    AckedQueued,
+}
+
+impl Fin {
+    /// The fin waits to be sent.
+    fn is_queued(self) -> bool {
+        matches!(self, Fin::Queued | Fin::AckedQueued)
+    }
+
+    /// The peer acknowledged the fin.
+    fn is_acked(self) -> bool {
+        matches!(self, Fin::Acked | Fin::AckedQueued)
+    }
+
+    /// The fin went out in a chunk, or the stream was reset: it waits no more.
+    fn unqueued(self) -> Fin {
+        match self {
+            Fin::Queued => Fin::Sent,
+            Fin::AckedQueued => Fin::Acked,
+            other => other,
+        }
+    }
+
+    /// A chunk carrying the fin was acknowledged.
+    fn on_ack(self) -> Fin {
+        match self {
+            Fin::Queued => Fin::AckedQueued,
+            Fin::Sent => Fin::Acked,
+            // No fin was sent from `Open`; `Acked*` stay as they are.
+            other => other,
+        }
+    }
+
+    /// A chunk carrying the fin was declared lost.
+    fn on_lost(self) -> Fin {
+        match self {
+            Fin::Sent => Fin::Queued,
+            // No fin was sent from `Open`; an acknowledged fin is not resent.
+            other => other,
+        }
+    }
+}
+
 /// Sending half of a stream.
 #[derive(Debug)]
 pub(crate) struct SendStream {
@@ -36,10 +92,8 @@ pub(crate) struct SendStream {
     sent_max: u64,
     /// Peer's MAX_STREAM_DATA.
     pub(crate) max_data: u64,
-    /// The app called finish.
-    fin: bool,
-    fin_pending: bool,
-    fin_acked: bool,
+    /// Whether the app called finish, and where the fin stands since.
+    fin: Fin,
     /// Reset by us (code), or stopped by the peer.
     pub(crate) reset: Option<u64>,
     /// A RESET_STREAM frame must be (re)sent.
@@ -59,9 +113,7 @@ impl SendStream {
             acked: RangeSet::new(),
             sent_max: 0,
             max_data,
-            fin: false,
-            fin_pending: false,
-            fin_acked: false,
+            fin: Fin::Open,
             reset: None,
             reset_pending: false,
             reset_acked: false,
@@ -81,7 +133,7 @@ impl SendStream {
         if let Some(code) = self.reset {
             return Err(Error::Stopped(code));
         }
-        if self.fin {
+        if self.fin != Fin::Open {
             return Err(Error::Finished);
         }
         let n = self.room().min(len);
@@ -111,23 +163,22 @@ impl SendStream {
         if let Some(code) = self.reset {
             return Err(Error::Stopped(code));
         }
-        if self.fin {
+        if self.fin != Fin::Open {
             return Err(Error::Finished);
         }
-        self.fin = true;
-        self.fin_pending = true;
+        self.fin = Fin::Queued;
         Ok(())
     }
 
     /// Abandons the stream with `code`; the session sends RESET_STREAM.
     pub(crate) fn reset(&mut self, code: u64) {
-        if self.reset.is_some() || self.fin_acked {
+        if self.reset.is_some() || self.fin.is_acked() {
             return;
         }
         self.reset = Some(code);
         self.reset_pending = true;
         self.pending = RangeSet::new();
-        self.fin_pending = false;
+        self.fin = self.fin.unqueued();
     }
 
     /// Final size for a RESET_STREAM frame: the highest offset sent.
@@ -142,7 +193,7 @@ impl SendStream {
         }
         match self.next_pending() {
             Some(r) => r.start < self.sent_max || (r.start < self.max_data && conn_credit > 0),
-            None => self.fin_pending,
+            None => self.fin.is_queued(),
         }
     }
 
@@ -189,9 +240,9 @@ impl SendStream {
             }
             let new_bytes = end.saturating_sub(self.sent_max.max(r.start));
             self.sent_max = self.sent_max.max(end);
-            let fin = self.fin_pending && end == self.write_end();
+            let fin = self.fin.is_queued() && end == self.write_end();
             if fin {
-                self.fin_pending = false;
+                self.fin = self.fin.unqueued();
             }
             return Some(Chunk {
                 offset: r.start,
@@ -200,8 +251,8 @@ impl SendStream {
                 new_bytes,
             });
         }
-        if self.fin_pending {
-            self.fin_pending = false;
+        if self.fin.is_queued() {
+            self.fin = self.fin.unqueued();
             let end = self.write_end();
             self.sent_max = self.sent_max.max(end);
             return Some(Chunk {
@@ -227,7 +278,7 @@ impl SendStream {
     /// A chunk was acknowledged. Returns true if buffer space was freed.
     pub(crate) fn on_ack(&mut self, offset: u64, len: usize, fin: bool) -> bool {
         if fin {
-            self.fin_acked = true;
+            self.fin = self.fin.on_ack();
         }
         if len == 0 {
             return false;
@@ -267,14 +318,14 @@ impl SendStream {
         for gap in self.acked.gaps_in(r) {
             self.pending.insert(gap);
         }
-        if fin && !self.fin_acked {
-            self.fin_pending = true;
+        if fin {
+            self.fin = self.fin.on_lost();
         }
     }
 
     /// Everything, fin included, is acknowledged (or the reset is).
     pub(crate) fn is_done(&self) -> bool {
-        (self.fin_acked && self.buf.len() == 0) || self.reset_acked
+        (self.fin.is_acked() && self.buf.len() == 0) || self.reset_acked
     }
 
     /// Free buffer space.
