@@ -12,9 +12,9 @@ pub(crate) struct ConnFlow {
     /// Our advertised MAX_DATA.
     pub(crate) recv_max: u64,
     /// Sum of highest offsets received.
-    pub(crate) received: u64,
+    received: u64,
     /// Bytes the application consumed.
-    pub(crate) consumed: u64,
+    consumed: u64,
     window: u64,
     pub(crate) credit_pending: bool,
 }

@@ -5,9 +5,16 @@
 //! Neither side knows about packets: the session asks a [`SendStream`] for the next
 //! chunk to put in a STREAM frame, tells it which chunks were acknowledged or lost,
 //! and feeds received STREAM frames to a [`RecvStream`].
+//!
+//! - [`ids`]: the stream-id layout (initiator, direction, index) over
+//!   [`phantom_wire::StreamId`], and the [`Side`] and [`Dir`] it encodes (I3);
+//! - `send_buf`: the unacknowledged bytes of a send stream;
+//! - `send`: the sending half, [`SendStream`];
+//! - `recv`: the receiving half, [`RecvStream`], whose memory is its window (I1);
+//! - `flow`: session-level flow control, [`ConnFlow`].
 
 mod flow;
-mod ids;
+pub(crate) mod ids;
 mod recv;
 mod send;
 mod send_buf;

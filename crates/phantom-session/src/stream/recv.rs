@@ -49,7 +49,7 @@ pub(crate) struct RecvStream {
     received: RangeSet,
     read_offset: u64,
     /// Highest offset received (flow-control accounting).
-    pub(crate) highest: u64,
+    highest: u64,
     final_size: Option<u64>,
     /// Limit we advertised.
     pub(crate) max_data: u64,
@@ -59,12 +59,12 @@ pub(crate) struct RecvStream {
     /// A MAX_STREAM_DATA frame should be sent.
     pub(crate) credit_pending: bool,
     /// The peer reset the stream with this code.
-    pub(crate) reset: Option<u64>,
+    reset: Option<u64>,
     /// We asked the peer to stop (code), STOP_SENDING pending.
     pub(crate) stop: Option<u64>,
     pub(crate) stop_pending: bool,
     /// The app has seen the end (fin or reset).
-    pub(crate) finished_read: bool,
+    finished_read: bool,
     /// Once the data is discarded (reset or stopped), the offset up to which its
     /// session-level credit was given back.
     released_to: Option<u64>,
