@@ -1,4 +1,4 @@
-//! A TCP client that makes the server answer but never reads (third review). One test
+//! A TCP client that makes the server answer but never reads. One test
 //! per binary: it counts the process's open sockets (Linux: `/proc/self/fd`).
 #![cfg(target_os = "linux")]
 #![allow(
