@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
+mod tidy;
+
 /// Pinned tool versions installed on a fresh machine.
 const CARGO_DENY_VERSION: &str = "0.20.0";
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
@@ -239,7 +241,7 @@ fn ci(no_fuzz: bool) -> Result {
         }
     })?;
     step("test (full-size, release)", || {
-        // The issue-sized runs that are too slow for the dev profile: 64 MiB over a
+        // The full-size runs that are too slow for the dev profile: 64 MiB over a
         // lossy simulated link (1 and 16 streams), 256 MiB over loopback sockets and
         // 1,000 concurrent sessions on one endpoint.
         let mut c = cargo();
@@ -416,97 +418,7 @@ fn compare(bytes: Option<u64>, rounds: Option<usize>, quick: bool, extra: &[Stri
     Ok(())
 }
 
-/// Hygiene: crate docs present, no tokio or clock reads below the runtime,
-/// no `todo!`/`unimplemented!`, and every invariant in SECURITY.md has a test.
+/// Hygiene checks (see the `tidy` module).
 fn tidy() -> Result {
-    let root = root();
-    let mut problems = Vec::new();
-    let crates_dir = root.join("crates");
-    let entries = std::fs::read_dir(&crates_dir).map_err(|e| format!("crates/: {e}"))?;
-    let mut all_test_names = String::new();
-    for entry in entries.filter_map(|e| e.ok()) {
-        let dir = entry.path();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let lib = dir.join("src").join("lib.rs");
-        let main = dir.join("src").join("main.rs");
-        let top = if lib.exists() { lib } else { main };
-        match std::fs::read_to_string(&top) {
-            Ok(s) if s.trim_start().starts_with("//!") => {}
-            _ => problems.push(format!("{name}: no `//!` crate doc in {}", top.display())),
-        }
-        let below_runtime = !matches!(name.as_str(), "phantom" | "phantom-cli" | "phantom-ffi");
-        if below_runtime {
-            let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap_or_default();
-            let deps = manifest.split("[dev-dependencies]").next().unwrap_or("");
-            if deps.lines().any(|l| l.trim_start().starts_with("tokio")) {
-                problems.push(format!("{name}: depends on tokio below the runtime"));
-            }
-        }
-        for file in rust_files(&dir) {
-            let text = std::fs::read_to_string(&file).unwrap_or_default();
-            // Tests, benches and examples may read the clock and use todo-free helpers;
-            // the rules below apply to library code.
-            let in_tests = file.components().any(|c| {
-                let c = c.as_os_str();
-                c == "tests" || c == "benches" || c == "examples"
-            }) || file.file_name().is_some_and(|f| f == "tests.rs");
-            for (i, line) in text.lines().enumerate() {
-                let code = line.split("//").next().unwrap_or("");
-                if !in_tests && (code.contains("todo!(") || code.contains("unimplemented!(")) {
-                    problems.push(format!(
-                        "{}:{}: todo!/unimplemented!",
-                        file.display(),
-                        i + 1
-                    ));
-                }
-                if below_runtime
-                    && !in_tests
-                    && (code.contains("Instant::now(") || code.contains("SystemTime::now("))
-                {
-                    problems.push(format!("{}:{}: reads the clock", file.display(), i + 1));
-                }
-            }
-            all_test_names.push_str(&text);
-        }
-    }
-    // Every invariant named in SECURITY.md must have at least one test named after it.
-    let security = std::fs::read_to_string(root.join("docs").join("SECURITY.md"))
-        .map_err(|e| format!("docs/SECURITY.md: {e}"))?;
-    for n in 1..=10 {
-        let tag = format!("I{n}");
-        if security.contains(&format!("**{tag}**"))
-            && !all_test_names.contains(&format!("fn i{n}_"))
-        {
-            problems.push(format!("SECURITY.md: {tag} has no test named `i{n}_*`"));
-        }
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        for p in &problems {
-            eprintln!("tidy: {p}");
-        }
-        Err(format!("{} tidy problem(s)", problems.len()))
-    }
-}
-
-fn rust_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.filter_map(|e| e.ok()) {
-            let p = e.path();
-            if p.is_dir() {
-                if p.file_name().is_some_and(|n| n != "target") {
-                    stack.push(p);
-                }
-            } else if p.extension().is_some_and(|x| x == "rs") {
-                out.push(p);
-            }
-        }
-    }
-    out
+    tidy::run(&root())
 }

@@ -5,7 +5,7 @@
     clippy::panic,
     clippy::indexing_slicing,
     clippy::disallowed_methods,
-    reason = "test helpers: failing loudly is the point, and child processes need a wall-clock deadline"
+    reason = "tests: failing loudly is the point, and child processes need a wall-clock deadline"
 )]
 
 use std::io::{BufRead, BufReader, Write};

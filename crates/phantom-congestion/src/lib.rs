@@ -366,7 +366,7 @@ pub trait CongestionController: fmt::Debug + Send {
     fn clone_box(&self) -> Box<dyn CongestionController>;
 }
 
-/// The name the issue tracker used for [`CongestionController`].
+/// A shorter name for [`CongestionController`].
 pub use CongestionController as Controller;
 
 /// `bytes * 1e9 / nanos`, saturating: a rate in bytes/s from bytes over a duration.

@@ -1,4 +1,4 @@
-//! Fixed-key helpers for the `crypto_open` fuzz target and tests. The keys are public
+//! Fixed-key fixtures for the `crypto_open` fuzz target and tests. The keys are public
 //! constants: never use these outside fuzzing and tests.
 
 use phantom_wire::{Epoch, Flags, HEADER_LEN, Header, PathId, SessionId, StreamId};

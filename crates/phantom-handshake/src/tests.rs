@@ -715,8 +715,7 @@ fn oversized_and_inconsistent_fragments_are_refused() {
     );
     assert!(r.buffered() <= REASSEMBLY_CAP);
     // Same sequence, different total length: the unauthenticated partial gives way
-    // (third review: a spoofed fragment must not block the real message), within
-    // the cap.
+    // (a spoofed fragment must not block the real message), within the cap.
     let f0b = Fragment {
         msg_seq: 0,
         total_len: 8000,
@@ -807,9 +806,8 @@ fn half_open_cap_turns_new_peers_to_retry() {
         assert!(Datagram::parse(&tx.payload).unwrap().is_retry());
     }
     // A valid token while the table is full: the client proved its address and
-    // takes the place of the oldest unvalidated handshake (third review: before, it
-    // was refused, so spoofed hellos could lock every client out); the table stays
-    // at its cap.
+    // takes the place of the oldest unvalidated handshake (refusing it would let
+    // spoofed hellos lock every client out); the table stays at its cap.
     let token = server.issue_token(&addr(9), t(0));
     let mut d = vec![HANDSHAKE_MARKER, token.len() as u8];
     d.extend_from_slice(&token);
@@ -1711,12 +1709,12 @@ fn a_retransmitted_client_hello_is_not_a_restart() {
     assert_eq!(server.stats().restarted, 0);
 }
 
-/// Third review: an off-path spoofer who fills the half-open table with ClientHellos
-/// from forged addresses (each costs it one datagram; it never sees the answers) must
-/// not lock out a real client for as long as it keeps the flood going. The real
-/// client is sent a Retry, comes back with a token — which a spoofer cannot get —
-/// and takes the place of the oldest unvalidated half-open handshake. Before, a
-/// validated client was refused too (`LimitExceeded`) while the table was full.
+/// An off-path spoofer who fills the half-open table with ClientHellos from forged
+/// addresses (each costs it one datagram; it never sees the answers) must not lock
+/// out a real client for as long as it keeps the flood going. The real client is
+/// sent a Retry, comes back with a token — which a spoofer cannot get — and takes
+/// the place of the oldest unvalidated half-open handshake rather than being refused
+/// (`LimitExceeded`) while the table is full.
 #[test]
 fn i1_spoofed_hellos_filling_the_half_open_table_do_not_lock_out_a_client_with_a_token() {
     let mut r = rng(90);
@@ -1770,12 +1768,11 @@ fn i1_a_full_table_of_validated_handshakes_refuses_newcomers() {
     assert_eq!(server.half_open(), 2);
 }
 
-/// Third review (I1: no state change unless authenticated): a spoofer who knows a
-/// client's address sends one datagram carrying a forged ClientFinished while the
-/// client's full-mode handshake waits for its real one. The forgery fails key
-/// confirmation — and before, the server then dropped the whole half-open handshake,
-/// so the real ClientFinished found nothing and the client could never connect. Now
-/// the forgery is dropped and the handshake goes on.
+/// I1 (no state change unless authenticated): a spoofer who knows a client's
+/// address sends one datagram carrying a forged ClientFinished while the client's
+/// full-mode handshake waits for its real one. The forgery fails key confirmation
+/// and is dropped; the half-open handshake goes on, so the real ClientFinished still
+/// finds it and the client connects.
 #[test]
 fn i1_a_forged_client_finished_does_not_kill_the_half_open_handshake() {
     for pdk in [false, true] {
@@ -1872,12 +1869,11 @@ fn i1_forged_client_finished_messages_cost_the_server_a_bounded_number_of_decaps
     );
 }
 
-/// Third review: a spoofer who knows a client's address sends, before the client's
-/// real ClientFinished, a fragment of message 1 claiming another length and never
-/// completing it. Before, the real ClientFinished was then refused for good as an
-/// "inconsistent message length" (and so were all its retransmissions): the client
-/// could not connect until the half-open handshake expired. Now unverified partial
-/// state gives way: the later fragment of another length replaces it.
+/// A spoofer who knows a client's address sends, before the client's real
+/// ClientFinished, a fragment of message 1 claiming another length and never
+/// completing it. Unverified partial state gives way: the later fragment of another
+/// length replaces it, so the real ClientFinished (and its retransmissions) is not
+/// refused as an "inconsistent message length" until the half-open handshake expires.
 #[test]
 fn i1_a_spoofed_partial_fragment_cannot_block_the_real_client_finished() {
     let mut r = rng(93);
@@ -1922,8 +1918,8 @@ fn i1_a_spoofed_partial_fragment_cannot_block_the_real_client_finished() {
 }
 
 // ---------------------------------------------------------------------------------
-// Fourth review: an off-path spoofer who can forge a client's source address sends
-// ClientHellos "from" it while the client's handshake is half-open.
+// An off-path spoofer who can forge a client's source address sends ClientHellos
+// "from" it while the client's handshake is half-open.
 
 fn drain_server(server: &mut Server) -> Vec<Vec<u8>> {
     std::iter::from_fn(|| server.poll_transmit())

@@ -14,7 +14,7 @@ use crate::{
     PathId, Reader, SessionId, StreamId, VERSION, VarInt, Writer, parse_frames,
 };
 
-// --- helpers -------------------------------------------------------------------
+// --- test fixtures -------------------------------------------------------------
 
 fn encode_to_vec<E: Encode>(x: &E) -> Vec<u8> {
     let mut buf = vec![0u8; x.encoded_len()];

@@ -53,7 +53,7 @@ const POOL: usize = 8;
 /// loops: every 128 datagrams sent or 256 received, well within the 1 MiB stream
 /// buffers the application tasks fill and drain meanwhile. Each yield costs an
 /// I/O-driver poll (`epoll_wait`, ~5% of a bulk sender's CPU when yielding every
-/// loop); see the lock round in docs/PERFORMANCE.md for the measurements.
+/// loop); docs/PERFORMANCE.md, runtime design choices, has the measurements.
 const YIELD_EVERY: u32 = 4;
 
 /// The socket with its `quinn-udp` state.

@@ -12,8 +12,9 @@ pub(crate) fn test_instant() -> std::time::Instant {
 mod carrier_tests;
 mod early;
 pub(crate) mod harness;
+mod idle_tests;
 pub(crate) mod link;
-mod review2_tests;
-mod review3_tests;
-mod review_tests;
+mod sequence_space_tests;
 mod session_tests;
+mod stream_limits_tests;
+mod transfer_tests;

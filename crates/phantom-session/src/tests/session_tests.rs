@@ -110,7 +110,7 @@ fn delivers_sixteen_streams_exactly_with_loss_duplication_and_reordering() {
     run_transfer(&mut pair, 16, 256 * 1024, 2_000_000);
 }
 
-/// The issue's full-size variants. Run with
+/// Full-size variants (too slow for the dev profile). Run with
 /// `cargo test -p phantom-session --release -- --ignored large_transfer`.
 #[test]
 #[ignore = "64 MiB; run in release with --ignored"]
@@ -1605,12 +1605,12 @@ fn echo_larger_than_initial_stream_credit_flows_both_ways() {
     assert!(got == msg, "echo differs");
 }
 
-/// Memory of idle sessions (issue 6 measures RSS per idle session; goal ≤ 16 KiB): the
-/// sent-packet ring a session keeps spare for its next burst, and the recovery rings
-/// its bursts grew, must not stay with a session that has nothing left to send. Once a
-/// transfer is done and acknowledged, neither end holds either (a stop-12 speed-up
-/// kept a spare ring for good; the recovery ring was ~0.4 KiB per idle session at
-/// 1,000 sessions in a heap profile).
+/// Memory of idle sessions (docs/PERFORMANCE.md measures RSS per idle session; goal
+/// ≤ 16 KiB): the sent-packet ring a session keeps spare for its next burst, and the
+/// recovery rings its bursts grew, must not stay with a session that has nothing left
+/// to send. Once a transfer is done and acknowledged, neither end holds either (the
+/// recovery ring alone is ~0.4 KiB per idle session at 1,000 sessions in a heap
+/// profile).
 #[test]
 fn an_idle_session_keeps_no_spare_sent_packet_ring() {
     let mut pair = Pair::new(61, Config::default(), LinkConfig::default());

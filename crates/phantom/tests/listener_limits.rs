@@ -1,11 +1,13 @@
-//! Hostile TCP clients of the fallback carrier (third review): connections that never
-//! complete a frame, and more connections than the server is willing to hold.
+//! Server resource limits against hostile clients: TCP connections of the fallback
+//! carrier that never complete a frame or authenticate nothing, more TCP connections
+//! than the server holds (in all and from one address), and more completed sessions
+//! than the accept backlog.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
     clippy::indexing_slicing,
-    reason = "integration test helpers fail loudly"
+    reason = "integration tests fail loudly"
 )]
 
 mod common;

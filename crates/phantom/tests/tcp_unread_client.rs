@@ -1,4 +1,4 @@
-//! A TCP client that makes the server answer but never reads (third review). One test
+//! A TCP client that makes the server answer but never reads. One test
 //! per binary: it counts the process's open sockets (Linux: `/proc/self/fd`).
 #![cfg(target_os = "linux")]
 #![allow(
@@ -6,7 +6,7 @@
     clippy::expect_used,
     clippy::panic,
     clippy::indexing_slicing,
-    reason = "integration test helpers fail loudly"
+    reason = "integration tests fail loudly"
 )]
 
 mod common;

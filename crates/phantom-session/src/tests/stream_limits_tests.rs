@@ -1,6 +1,6 @@
-//! Regression tests from the third (adversarial) review: receive-side stream state a
-//! misbehaving but authenticated peer can grow, and session-level flow control on
-//! streams whose data is discarded (reset by the peer, stopped by us).
+//! Receive-side stream state a misbehaving but authenticated peer can grow, session-level
+//! flow control on streams whose data is discarded (reset by the peer, stopped by us),
+//! and stream limits.
 
 use std::time::Duration;
 

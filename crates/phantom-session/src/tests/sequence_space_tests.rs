@@ -1,5 +1,6 @@
-//! Regression tests from the review of the chunked send buffer, application-limited
-//! marking, failed-path probing and sequence-space retirement.
+//! Per-space state (ACK state, replay windows) and its retirement: late retransmissions
+//! into a closed stream's space, spaces of streams never opened, and a peer that rekeys
+//! faster than the previous key retires.
 
 use std::time::Duration;
 
@@ -103,85 +104,54 @@ fn i1_packets_in_spaces_of_unopened_streams_leave_no_state_behind() {
     );
 }
 
-/// A bulk sender that keeps its send buffer full is never application-limited: with
-/// NewReno and CUBIC the window grows well past the initial one on a clean link
-/// (the session's application-limited marking must not fire between the
-/// application's writes while the window is in use).
+/// A peer that rekeys more often than every 3 PTOs (a small rekey threshold, or a
+/// busy honest peer cycling through many short streams) must not postpone the
+/// retirement of its previous key — and with it the forgetting of quiet spaces —
+/// forever: the receiver's per-space state stays bounded *while* the session is busy.
 #[test]
-fn loss_based_windows_grow_during_a_bulk_transfer() {
-    use super::harness::Transfer;
-    for alg in [
-        phantom_congestion::Algorithm::NewReno,
-        phantom_congestion::Algorithm::Cubic,
-    ] {
-        let cfg = Config {
-            congestion: alg,
-            ..Config::default()
-        };
-        let link = LinkConfig {
-            rate_bps: 50_000_000,
-            delay: Duration::from_millis(20),
-            queue_bytes: 1 << 20,
-            ..LinkConfig::default()
-        };
-        let mut pair = Pair::new(73, cfg, link);
-        let initial = pair.client.paths()[0].congestion.cwnd;
-        let mut t = Transfer::start(&mut pair, 1, 4 << 20);
-        let mut max_cwnd = 0;
-        pair.drive(400_000, |p| {
-            max_cwnd = max_cwnd.max(p.client.paths()[0].congestion.cwnd);
-            t.poll(p)
-        })
-        .unwrap();
-        assert!(
-            max_cwnd >= 8 * initial,
-            "{alg}: window peaked at {max_cwnd} bytes (initial {initial})"
-        );
-    }
-}
-
-/// A two-path upload whose second path loses its server -> client direction midway
-/// (the client's packets still arrive on it, and the client, whose packets there are
-/// acknowledged through the other path, may keep using it): the server's
-/// acknowledgements and credit must keep reaching the client, so the upload
-/// finishes in about the time one path needs.
-#[test]
-fn upload_survives_a_path_that_only_fails_towards_the_client() {
-    use super::harness::{Transfer, client_addr};
-    use crate::SchedulerMode;
-    let link = LinkConfig {
-        rate_bps: 10_000_000,
-        delay: Duration::from_millis(10),
-        queue_bytes: 128 * 1024,
-        ..LinkConfig::default()
+fn i1_per_space_state_stays_bounded_while_the_peer_rekeys_faster_than_3_pto() {
+    let cfg = Config {
+        rekey_threshold: Some(6),
+        ..Config::default()
     };
-    let len = 4u64 << 20;
-    let mut times = Vec::new();
-    for cut in [false, true] {
-        let mut pair =
-            super::session_tests::two_path_pair(74, SchedulerMode::Aggregate, link, link);
-        let start = pair.now;
-        let mut t = Transfer::start(&mut pair, 1, len);
-        let mut is_cut = false;
-        pair.drive(2_000_000, |p| {
-            if cut && !is_cut && t.received_total() > len / 8 {
-                p.ifaces.get_mut(&client_addr(2)).unwrap().down.cfg.down = true;
-                is_cut = true;
-            }
-            t.poll(p)
-        })
-        .unwrap();
-        assert_eq!(t.received_total(), len);
-        times.push(pair.now - start);
+    let mut pair = Pair::new(41, cfg, LinkConfig::default());
+    let mut most = 0;
+    for r in 0..300u64 {
+        if r % 50 == 0 {
+            pair.capture = Some(Vec::new());
+        }
+        pair.request_response(r as u8);
+        let (acks, _, windows, _) = pair.server.space_state();
+        most = most.max(acks.max(windows));
+        // I4: replays of this round's packets (their keys still open) are refused.
+        let sent: Vec<_> = pair.capture.as_ref().unwrap().clone();
+        let before = pair.server.stats();
+        for c in sent.iter().filter(|c| c.to_server) {
+            pair.inject_to_server(c.rx.remote, &c.data);
+        }
+        let after = pair.server.stats();
+        assert_eq!(after.packets_received, before.packets_received, "round {r}");
     }
-    eprintln!(
-        "upload: two paths {:?}, one path cut towards the client {:?}",
-        times[0], times[1]
-    );
+    let st = pair.server.stats();
+    assert!(st.rekeys_peer >= 40, "{st:?}");
     assert!(
-        times[1] <= times[0] * 3,
-        "two paths {:?}, one cut towards the client {:?}",
-        times[0],
-        times[1]
+        most <= 60,
+        "server held per-space state of {most} spaces during a busy session \
+         ({} peer rekeys over {:?})",
+        st.rekeys_peer,
+        pair.elapsed()
     );
+    // And it settles once quiet.
+    let later = pair.now + Duration::from_secs(12);
+    pair.run_until(later, 100_000);
+    let (acks, _, windows, _) = pair.server.space_state();
+    assert!(acks <= 21 && windows <= 21, "{acks} {windows}");
+    // I4: every captured client packet, replayed now, is refused.
+    let _ = pair.events();
+    let (before, after, injected) = pair.replay_captured_to_server();
+    assert!(injected > 50);
+    let refused = (after.dropped.replayed - before.dropped.replayed)
+        + (after.dropped.unauthenticated - before.dropped.unauthenticated);
+    assert_eq!(refused, injected as u64);
+    assert_eq!(after.packets_received, before.packets_received);
 }
