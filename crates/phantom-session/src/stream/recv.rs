@@ -388,7 +388,7 @@ mod tests {
         }
     }
 
-    /// Third review: what a misbehaving peer's STREAM and RESET_STREAM frames get from
+    /// What a misbehaving peer's STREAM and RESET_STREAM frames get from
     /// the in-place receive buffer. Retransmissions that overlap held data with other
     /// bytes never change what was received first (in order or not); holes are never
     /// readable; offsets beyond the window, the final size or 2^62 are violations
