@@ -8,6 +8,8 @@
 //!
 //! [`CloseReason`]: crate::CloseReason
 
+use crate::types::TransportCode;
+
 /// Everything that can go wrong in the session layer.
 ///
 /// Variants carry only small numbers and static strings, never key material or payloads (I8).
@@ -68,29 +70,15 @@ pub enum Error {
     Encode(#[from] phantom_wire::Error),
 }
 
-/// Close codes carried in CLOSE frames for transport-level closes.
-pub mod close_code {
-    /// Graceful, no error.
-    pub const NO_ERROR: u64 = 0;
-    /// The peer violated the protocol.
-    pub const PROTOCOL_VIOLATION: u64 = 1;
-    /// Flow control was exceeded.
-    pub const FLOW_CONTROL: u64 = 2;
-    /// AEAD integrity limit or key exhaustion.
-    pub const CRYPTO_LIMIT: u64 = 3;
-    /// Internal error.
-    pub const INTERNAL: u64 = 4;
-}
-
 impl Error {
     /// The transport close code a fatal error maps to (the single mapping point).
     #[must_use]
-    pub fn close_code(&self) -> u64 {
+    pub fn close_code(&self) -> TransportCode {
         match self {
-            Error::PeerViolation(m) if m.contains("flow control") => close_code::FLOW_CONTROL,
-            Error::PeerViolation(_) => close_code::PROTOCOL_VIOLATION,
-            Error::Crypto(_) => close_code::CRYPTO_LIMIT,
-            _ => close_code::INTERNAL,
+            Error::PeerViolation(m) if m.contains("flow control") => TransportCode::FLOW_CONTROL,
+            Error::PeerViolation(_) => TransportCode::PROTOCOL_VIOLATION,
+            Error::Crypto(_) => TransportCode::CRYPTO_LIMIT,
+            _ => TransportCode::INTERNAL,
         }
     }
 }

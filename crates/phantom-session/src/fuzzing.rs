@@ -141,7 +141,7 @@ pub fn session_recv(start: Instant, data: &[u8]) {
                     3 => {
                         let _ = session.probe_path(now, addr(1, 443), addr(4, u16::from(sel)));
                     }
-                    _ => session.close(now, u64::from(sel), b"fuzz"),
+                    _ => session.close(now, crate::AppCode(u64::from(sel)), b"fuzz"),
                 }
             }
             _ => {}

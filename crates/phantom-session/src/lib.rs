@@ -59,7 +59,7 @@ mod tests;
 
 pub use cc::CongestionSnapshot;
 pub use endpoint::{Accepted, DatagramEvent, Endpoint, EndpointStats, SessionHandle};
-pub use error::{Error, close_code};
+pub use error::Error;
 /// The congestion controller a path runs ([`Config::congestion`]).
 pub use phantom_congestion::Algorithm as CongestionAlgorithm;
 pub use scheduler::SchedulerMode;

@@ -10,7 +10,7 @@ use phantom_wire::{Encode, Frame, HEADER_LEN, Writer};
 use super::timers::Timer;
 use super::{Built, Session};
 use crate::error::Error;
-use crate::types::{CloseReason, Event, State, Transmit};
+use crate::types::{AppCode, CloseCode, CloseReason, Event, State, Transmit};
 
 /// Most CLOSE retransmissions while closing.
 const MAX_CLOSE_RESENDS: u32 = 8;
@@ -18,8 +18,7 @@ const MAX_CLOSE_RESENDS: u32 = 8;
 /// The closing frame we keep re-sending while closing.
 #[derive(Debug, Clone)]
 pub(super) struct CloseInfo {
-    code: u64,
-    application: bool,
+    code: CloseCode,
     reason: Vec<u8>,
     resends_left: u32,
     pending: bool,
@@ -38,7 +37,7 @@ impl CloseInfo {
 
 impl Session {
     /// See [`Session::close`].
-    pub(super) fn close_locally(&mut self, now: Instant, code: u64, reason: &[u8]) {
+    pub(super) fn close_locally(&mut self, now: Instant, code: AppCode, reason: &[u8]) {
         if self.is_closed() {
             return;
         }
@@ -50,7 +49,7 @@ impl Session {
             code,
             reason: reason.clone(),
         }));
-        self.start_closing(now, code, true, reason);
+        self.start_closing(now, CloseCode::Application(code), reason);
     }
 
     /// Closes the session on a fatal error (a peer violation, a crypto limit).
@@ -61,12 +60,13 @@ impl Session {
         tracing::warn!(target: "phantom::session", error = %e, "closing on fatal error");
         self.events.push_back(Event::Closed(CloseReason::Error(e)));
         let reason = e.to_string().into_bytes();
-        self.start_closing(now, e.close_code(), false, reason);
+        self.start_closing(now, CloseCode::Transport(e.close_code()), reason);
     }
 
-    fn start_closing(&mut self, now: Instant, code: u64, application: bool, reason: Vec<u8>) {
+    fn start_closing(&mut self, now: Instant, code: CloseCode, reason: Vec<u8>) {
+        let (wire_code, application) = code.to_wire();
         let _span =
-            tracing::info_span!("phantom.session.close", side = ?self.side, code, application)
+            tracing::info_span!("phantom.session.close", side = ?self.side, code = wire_code, application)
                 .entered();
         let pto = self.max_pto();
         self.state = State::Closing;
@@ -74,7 +74,6 @@ impl Session {
         self.timers.set(Timer::Close, Some(now + pto * 3));
         self.close = Some(CloseInfo {
             code,
-            application,
             reason,
             resends_left: MAX_CLOSE_RESENDS,
             pending: true,
@@ -92,7 +91,7 @@ impl Session {
         if !info.pending {
             return None;
         }
-        let (code, application) = (info.code, info.application);
+        let (code, application) = info.code.to_wire();
         let payload = buf.get_mut(HEADER_LEN..size - TAG_LEN)?;
         let mut w = Writer::new(payload);
         let room = w.remaining().saturating_sub(16);

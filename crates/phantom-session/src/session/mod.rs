@@ -48,7 +48,7 @@ use crate::recovery::{MAX_RECORDS, Record};
 use crate::scheduler::SchedulerMode;
 use crate::stream::{Dir, RecvStream, Side, stream_initiator};
 use crate::types::{
-    Config, Event, MIN_DATAGRAM_SIZE, PathSnapshot, RxMeta, State, Stats, Transmit,
+    AppCode, Config, Event, MIN_DATAGRAM_SIZE, PathSnapshot, RxMeta, State, Stats, Transmit,
 };
 
 use self::ack::AckScratch;
@@ -604,7 +604,7 @@ impl Session {
 
     /// Closes the session gracefully: the peer gets CLOSE with `code` and `reason`
     /// (truncated to 1024 bytes), and the session drains for three PTOs.
-    pub fn close(&mut self, now: Instant, code: u64, reason: &[u8]) {
+    pub fn close(&mut self, now: Instant, code: AppCode, reason: &[u8]) {
         self.close_locally(now, code, reason);
     }
 

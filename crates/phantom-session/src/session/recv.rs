@@ -11,7 +11,7 @@ use super::{CONTROL_SPACE, Session};
 use crate::error::Error;
 use crate::fallback::Carrier;
 use crate::stream::Side;
-use crate::types::{CloseReason, Event, RxMeta, State};
+use crate::types::{CloseCode, CloseReason, Event, RxMeta, State};
 
 /// Most PATH_RESPONSEs queued per path.
 const MAX_QUEUED_RESPONSES: usize = 4;
@@ -311,8 +311,7 @@ impl Session {
             Frame::Close(c) => {
                 tracing::info!(target: "phantom::session", code = c.error_code, "peer closed");
                 self.events.push_back(Event::Closed(CloseReason::Peer {
-                    code: c.error_code,
-                    application: c.application,
+                    code: CloseCode::from_wire(c.error_code, c.application),
                     reason: c.reason.to_vec(),
                 }));
                 self.state = State::Draining;
