@@ -73,10 +73,7 @@ impl Session {
                 continue;
             };
             let frame_largest = (seq == largest_seq).then_some(ack_delay);
-            if !path
-                .recovery
-                .on_acked_records(now, ppn, frame_largest, &mut records)
-            {
+            if !path.on_acked_records(now, ppn, frame_largest, &mut records) {
                 continue;
             }
             if !touched.contains(&path_id) {
@@ -108,13 +105,7 @@ impl Session {
             let Some(path) = self.paths.get_mut(path_id) else {
                 continue;
             };
-            let outcome = path.recovery.finish_ack(now, &mut path.rtt, &mut lost);
-            if idle {
-                path.recovery.release_if_empty();
-            }
-            if outcome.acked_any {
-                path.degraded = false;
-            }
+            let outcome = path.finish_ack(now, &mut lost, idle);
             self.on_recovery_outcome(now, path_id, &outcome, &lost);
         }
         touched.clear();
@@ -134,18 +125,7 @@ impl Session {
     ) {
         let mss = self.cfg.max_datagram_size as u64;
         if let Some(path) = self.paths.get_mut(path_id) {
-            if let Some(sent_at) = o.largest_lost_sent_at
-                && o.lost_bytes > 0
-            {
-                path.cc
-                    .on_loss(now, sent_at, o.lost_bytes, o.persistent_congestion);
-            }
-            if let Some(ev) = &o.ack {
-                path.cc.on_ack(now, ev, &path.rtt);
-            }
-            if o.ack.is_some() || o.lost_bytes > 0 {
-                path.update_pacer(mss);
-            }
+            path.apply_outcome(now, o, mss);
         }
         self.handle_lost(path_id, lost);
     }
@@ -176,10 +156,10 @@ impl Session {
             let Some(path) = self.paths.get_mut(id) else {
                 continue;
             };
-            if path.recovery.timer(&path.rtt).is_none_or(|t| t > now) {
+            if path.loss_timer().is_none_or(|t| t > now) {
                 continue;
             }
-            let outcome = path.recovery.on_timeout(now, &path.rtt, &mut lost);
+            let outcome = path.on_loss_timeout(now, &mut lost);
             if !outcome.send_probe {
                 // Time-threshold losses.
                 self.on_recovery_outcome(now, id, &outcome, &lost);
@@ -201,20 +181,17 @@ impl Session {
         let Some(path) = self.paths.get_mut(id) else {
             return;
         };
-        path.probes = 1;
+        let pto_count = path.arm_probe();
         self.send.arm_probes();
-        let pto_count = path.recovery.pto_count();
         tracing::debug!(target: "phantom::session", path = id.0, pto_count, "probe timeout");
-        if path.degraded {
+        if path.is_degraded() {
             // A failed-over path keeps being probed with PINGs only; anything still
             // in flight on it is moved to the healthy paths.
-            path.recovery.drain_all(lost);
+            path.drain_all(lost);
             self.handle_lost(id, lost);
         } else if pto_count >= failover_ptos && others_healthy {
             // Fail over: move this path's in-flight data to the other paths.
-            path.degraded = true;
-            path.cc.on_loss(now, now, 0, true);
-            path.recovery.drain_all(lost);
+            path.fail_over(now, lost);
             self.handle_lost(id, lost);
             tracing::info!(target: "phantom::session", path = id.0, "path failed over");
             if self.paths.primary() == id {

@@ -473,9 +473,7 @@ impl Session {
     /// unacknowledged data.
     #[must_use]
     pub fn has_unacked_data(&self) -> bool {
-        self.paths
-            .values()
-            .any(|p| p.recovery.ack_eliciting_in_flight() > 0)
+        self.paths.values().any(|p| p.ack_eliciting_in_flight() > 0)
             || self.streams.has_unacked_data()
     }
 
@@ -646,7 +644,7 @@ impl Session {
         }
         let id = self.new_path(now, local, remote)?;
         if let Some(p) = self.paths.get_mut(id) {
-            p.origin = PathOrigin::Additional;
+            p.set_origin(PathOrigin::Additional);
         }
         // Our own probe: budget it as if validated locally for sending challenges,
         // since we chose this address ourselves (not an amplification vector).

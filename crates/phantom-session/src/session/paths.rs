@@ -4,21 +4,24 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use phantom_congestion::{CongestionController, RttEstimator};
 use phantom_guard::{PathConfig, PathEvent, PathRegistry, PathState};
-use phantom_wire::PathId;
+use phantom_wire::frame::{PathChallenge, PathResponse};
+use phantom_wire::{Encode, Frame, PathId, Writer};
 use rand::rngs::ChaCha20Rng;
 
-use super::Session;
+use super::{Built, Session};
 use crate::cc::{CongestionSnapshot, Pacer};
 use crate::error::Error;
-use crate::recovery::PathRecovery;
+use crate::recovery::{Outcome, PathRecovery, Record, SentMeta};
 use crate::scheduler::PathView;
 use crate::types::{CloseReason, Config, Event, PathSnapshot, State, Stats};
 use crate::vecmap::VecMap;
 
+/// Most PATH_RESPONSEs queued per path.
+const MAX_QUEUED_RESPONSES: usize = 4;
 /// Upper bound of the PTO back-off exponent.
 const MAX_PTO_BACKOFF: u32 = 6;
 
@@ -39,28 +42,28 @@ pub(super) enum PathOrigin {
 /// One network path as seen from this end.
 #[derive(Debug)]
 pub(super) struct Path {
-    pub(super) local: SocketAddr,
-    pub(super) remote: SocketAddr,
-    pub(super) recovery: PathRecovery,
-    pub(super) rtt: RttEstimator,
-    pub(super) cc: Box<dyn CongestionController>,
-    pub(super) pacer: Pacer,
+    local: SocketAddr,
+    remote: SocketAddr,
+    recovery: PathRecovery,
+    rtt: RttEstimator,
+    cc: Box<dyn CongestionController>,
+    pacer: Pacer,
     /// PATH_RESPONSE tokens owed on this path.
-    pub(super) responses: VecDeque<[u8; 32]>,
+    responses: VecDeque<[u8; 32]>,
     /// A PATH_CHALLENGE token to send on this path.
-    pub(super) challenge: Option<[u8; 32]>,
+    challenge: Option<[u8; 32]>,
     /// PTO probes to send.
-    pub(super) probes: u8,
+    probes: u8,
     /// Failed over: only probed until an acknowledgement puts it back in service.
-    pub(super) degraded: bool,
-    pub(super) created: Instant,
-    pub(super) last_rx: Option<Instant>,
+    degraded: bool,
+    created: Instant,
+    last_rx: Option<Instant>,
     /// When an ack-eliciting packet last left on this path.
-    pub(super) last_tx_eliciting: Option<Instant>,
+    last_tx_eliciting: Option<Instant>,
     /// The peer probed this (failed) path: the next acknowledgement goes here.
-    pub(super) answer_probe: bool,
-    pub(super) bytes_sent: u64,
-    pub(super) origin: PathOrigin,
+    answer_probe: bool,
+    bytes_sent: u64,
+    origin: PathOrigin,
 }
 
 impl Path {
@@ -114,6 +117,226 @@ impl Path {
             pacing_rate: self.pacer.rate,
             bandwidth: s.bandwidth.unwrap_or(0),
         }
+    }
+
+    /// Its local and remote addresses.
+    pub(super) fn addresses(&self) -> (SocketAddr, SocketAddr) {
+        (self.local, self.remote)
+    }
+
+    /// How the path came to be.
+    pub(super) fn origin(&self) -> PathOrigin {
+        self.origin
+    }
+
+    pub(super) fn set_origin(&mut self, origin: PathOrigin) {
+        self.origin = origin;
+    }
+
+    /// An authenticated packet arrived on it.
+    pub(super) fn on_received(&mut self, now: Instant) {
+        self.last_rx = Some(now);
+    }
+
+    /// The peer sent only PINGs here: if the path counts as failed, the next
+    /// acknowledgement goes here (to show it working again).
+    pub(super) fn on_peer_ping(&mut self) {
+        if self.degraded {
+            self.answer_probe = true;
+        }
+    }
+
+    /// Queues a PATH_RESPONSE (bounded).
+    pub(super) fn queue_response(&mut self, token: [u8; 32]) {
+        if self.responses.len() < MAX_QUEUED_RESPONSES {
+            self.responses.push_back(token);
+        }
+    }
+
+    /// Writes the owed PATH_RESPONSEs, then the PATH_CHALLENGE.
+    pub(super) fn write_validation(&mut self, w: &mut Writer<'_>, built: &mut Built) {
+        while let Some(token) = self.responses.front().copied() {
+            let f = Frame::PathResponse(PathResponse { token });
+            if f.encoded_len() > w.remaining() || f.encode(w).is_err() {
+                break;
+            }
+            self.responses.pop_front();
+        }
+        if let Some(token) = self.challenge {
+            let f = Frame::PathChallenge(PathChallenge { token });
+            if f.encoded_len() <= w.remaining() && f.encode(w).is_ok() {
+                self.challenge = None;
+                built.record(Record::PathChallenge);
+            }
+        }
+    }
+
+    /// Failed over: only probed until an acknowledgement puts it back in service.
+    pub(super) fn is_degraded(&self) -> bool {
+        self.degraded
+    }
+
+    /// Ack-eliciting packets in flight.
+    pub(super) fn ack_eliciting_in_flight(&self) -> u64 {
+        self.recovery.ack_eliciting_in_flight()
+    }
+
+    /// True if another packet of `size` bytes fits its congestion window.
+    pub(super) fn has_room(&self, size: u64) -> bool {
+        self.recovery.bytes_in_flight().saturating_add(size) <= self.cc.window()
+    }
+
+    /// When the pacer lets a packet of `size` bytes go, if not now.
+    pub(super) fn pacing_delay(&mut self, now: Instant, size: u64) -> Option<Instant> {
+        self.pacer.delay(now, size)
+    }
+
+    /// Nothing to send: with room for another packet the path is application-limited.
+    pub(super) fn mark_app_limited(&mut self, mss: u64) {
+        if self.has_room(mss) {
+            self.recovery.on_app_limited();
+        }
+    }
+
+    /// True if it has a PTO probe to send.
+    pub(super) fn has_probe(&self) -> bool {
+        self.probes > 0
+    }
+
+    /// A PTO probe was sent.
+    pub(super) fn probe_sent(&mut self) {
+        self.probes = self.probes.saturating_sub(1);
+    }
+
+    /// True if nothing ack-eliciting left on it for a smoothed RTT (at least
+    /// `min_every`).
+    pub(super) fn eliciting_stale(&self, now: Instant, min_every: Duration) -> bool {
+        let every = self.rtt.smoothed().max(min_every);
+        self.last_tx_eliciting
+            .is_none_or(|t| now.saturating_duration_since(t) >= every)
+    }
+
+    /// Its loss-detection deadline.
+    pub(super) fn loss_timer(&self) -> Option<Instant> {
+        self.recovery.timer(&self.rtt)
+    }
+
+    /// Its PTO base.
+    pub(super) fn pto_base(&self) -> Duration {
+        self.rtt.pto_base()
+    }
+
+    /// Everything in flight, declared lost, into `lost`.
+    pub(super) fn drain_all(&mut self, lost: &mut Vec<SentMeta>) {
+        self.recovery.drain_all(lost);
+    }
+
+    /// Ledger part of an ACK frame: see `PathRecovery::on_acked_records`.
+    pub(super) fn on_acked_records(
+        &mut self,
+        now: Instant,
+        ppn: u64,
+        frame_largest: Option<Duration>,
+        records: &mut Vec<Record>,
+    ) -> bool {
+        self.recovery
+            .on_acked_records(now, ppn, frame_largest, records)
+    }
+
+    /// Finishes the ACK of one packet: RTT sample and loss detection; an
+    /// acknowledgement puts a failed path back in service. `release`: an emptied
+    /// record ring gives its memory back.
+    pub(super) fn finish_ack(
+        &mut self,
+        now: Instant,
+        lost: &mut Vec<SentMeta>,
+        release: bool,
+    ) -> Outcome {
+        let outcome = self.recovery.finish_ack(now, &mut self.rtt, lost);
+        if release {
+            self.recovery.release_if_empty();
+        }
+        if outcome.acked_any {
+            self.degraded = false;
+        }
+        outcome
+    }
+
+    /// The loss timer fired: time-threshold losses or a probe.
+    pub(super) fn on_loss_timeout(&mut self, now: Instant, lost: &mut Vec<SentMeta>) -> Outcome {
+        self.recovery.on_timeout(now, &self.rtt, lost)
+    }
+
+    /// Feeds the controller what an ACK or a loss timer found (losses first, then
+    /// the ACK, as RFC 9002 §6), and refreshes the pacer.
+    pub(super) fn apply_outcome(&mut self, now: Instant, o: &Outcome, mss: u64) {
+        if let Some(sent_at) = o.largest_lost_sent_at
+            && o.lost_bytes > 0
+        {
+            self.cc
+                .on_loss(now, sent_at, o.lost_bytes, o.persistent_congestion);
+        }
+        if let Some(ev) = &o.ack {
+            self.cc.on_ack(now, ev, &self.rtt);
+        }
+        if o.ack.is_some() || o.lost_bytes > 0 {
+            self.update_pacer(mss);
+        }
+    }
+
+    /// Arms a PTO probe; returns the PTO count.
+    pub(super) fn arm_probe(&mut self) -> u32 {
+        self.probes = 1;
+        self.recovery.pto_count()
+    }
+
+    /// Fails the path over: a congestion event, and everything in flight lost.
+    pub(super) fn fail_over(&mut self, now: Instant, lost: &mut Vec<SentMeta>) {
+        self.degraded = true;
+        self.cc.on_loss(now, now, 0, true);
+        self.recovery.drain_all(lost);
+    }
+
+    /// Everything in flight is presumed lost (the session moved away from it).
+    pub(super) fn abandon_flight(&mut self, lost: &mut Vec<SentMeta>) {
+        self.recovery.drain_all(lost);
+        self.degraded = true;
+    }
+
+    /// A sealed packet of `len` bytes left on this path: pacer, counters, and for a
+    /// `track`ed packet the recovery ledger and the controller. Returns the path
+    /// packet number of a tracked packet.
+    pub(super) fn on_packet_sent(
+        &mut self,
+        now: Instant,
+        built: &Built,
+        seq: u64,
+        len: u64,
+        track: bool,
+    ) -> Option<u64> {
+        if built.has_data {
+            self.pacer.on_sent(len);
+        }
+        self.bytes_sent += len;
+        self.answer_probe = false;
+        if built.ack_eliciting {
+            self.last_tx_eliciting = Some(now);
+        }
+        if !(track && (built.ack_eliciting || built.nrec > 0)) {
+            return None;
+        }
+        let ppn = self.recovery.on_sent_records(
+            now,
+            len,
+            built.ack_eliciting,
+            built.space,
+            seq,
+            &built.records,
+        );
+        if built.ack_eliciting {
+            self.cc.on_sent(now, len, self.recovery.bytes_in_flight());
+        }
+        Some(ppn)
     }
 
     /// Pacing follows the controller's rate (BBR), or 1.25 cwnd/srtt if it has none.
@@ -462,7 +685,7 @@ impl Session {
     pub(super) fn drop_path(&mut self, id: PathId) {
         let mut lost = self.ack.take_lost();
         if let Some(mut p) = self.paths.remove(id) {
-            p.recovery.drain_all(&mut lost);
+            p.drain_all(&mut lost);
         }
         self.handle_lost(id, &lost);
         self.ack.put_lost(lost);
@@ -534,8 +757,7 @@ impl Session {
         // Whatever is in flight on the old path is presumed lost: re-send it on the new one.
         let mut lost = self.ack.take_lost();
         if let Some(old) = self.paths.get_mut(from) {
-            old.recovery.drain_all(&mut lost);
-            old.degraded = true;
+            old.abandon_flight(&mut lost);
         }
         self.handle_lost(from, &lost);
         self.ack.put_lost(lost);

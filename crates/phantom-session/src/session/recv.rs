@@ -13,9 +13,6 @@ use crate::fallback::Carrier;
 use crate::stream::Side;
 use crate::types::{CloseCode, CloseReason, Event, RxMeta, State};
 
-/// Most PATH_RESPONSEs queued per path.
-const MAX_QUEUED_RESPONSES: usize = 4;
-
 /// Frames of a typical packet kept from the validation pass (parsed once).
 const KEPT_FRAMES: usize = 8;
 
@@ -177,9 +174,9 @@ impl Session {
         let found = self
             .paths
             .iter_mut()
-            .find(|(_, p)| p.remote == rx.remote && p.local == rx.local)
+            .find(|(_, p)| p.addresses() == (rx.local, rx.remote))
             .map(|(id, p)| {
-                p.last_rx = Some(now);
+                p.on_received(now);
                 id
             });
         let id = match found {
@@ -193,7 +190,7 @@ impl Session {
                     self.state = State::Migrating;
                 }
                 if let Some(p) = self.paths.get_mut(id) {
-                    p.last_rx = Some(now);
+                    p.on_received(now);
                 }
                 id
             }
@@ -217,11 +214,10 @@ impl Session {
         }
         if scan.ping_only
             && let Some(p) = path.and_then(|id| self.paths.get_mut(id))
-            && p.degraded
         {
             // The peer probes a path we count as failed: answer on that path, so the
             // probe's acknowledgement shows it working (and puts it back in service).
-            p.answer_probe = true;
+            p.on_peer_ping();
         }
         let space = header.stream_id.0;
         if space != CONTROL_SPACE {
@@ -266,16 +262,16 @@ impl Session {
         }
         if let Some(p) = path {
             if let Some(x) = self.paths.get_mut(p)
-                && x.origin == PathOrigin::Unknown
+                && x.origin() == PathOrigin::Unknown
             {
                 // Only a client opens additional paths; a server's packets on a new
                 // path follow its move to the client's new address (after the
                 // client rebound), which the client then follows.
-                x.origin = if scan.probing_only && self.side == Side::Server {
+                x.set_origin(if scan.probing_only && self.side == Side::Server {
                     PathOrigin::Additional
                 } else {
                     PathOrigin::Moved
-                };
+                });
             }
             self.maybe_migrate(p, scan.probing_only);
         }
@@ -301,10 +297,8 @@ impl Session {
                     .on_stop_sending(s.stream_id, s.error_code, events)?;
             }
             Frame::PathChallenge(c) => {
-                if let Some(p) = path.and_then(|p| self.paths.get_mut(p))
-                    && p.responses.len() < MAX_QUEUED_RESPONSES
-                {
-                    p.responses.push_back(c.token);
+                if let Some(p) = path.and_then(|p| self.paths.get_mut(p)) {
+                    p.queue_response(c.token);
                 }
             }
             Frame::PathResponse(r) => self.on_path_response(now, path, &r.token),

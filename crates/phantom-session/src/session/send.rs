@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use phantom_crypto::TAG_LEN;
 use phantom_guard::SendBudget;
-use phantom_wire::frame::{Datagram, PathChallenge, PathResponse, Rekey, Stream as StreamFrame};
+use phantom_wire::frame::{Datagram, Rekey, Stream as StreamFrame};
 use phantom_wire::{
     Encode, Flags, Frame, HEADER_LEN, Header, MAX_SEQUENCE, PathId, StreamId, Writer,
 };
@@ -93,10 +93,11 @@ impl Session {
             && let Some(p) = self.paths.get(self.paths.primary())
         {
             dst.copy_from_slice(&d);
+            let (src, dst) = p.addresses();
             return Some(Transmit {
                 path: self.paths.primary(),
-                src: p.local,
-                dst: p.remote,
+                src,
+                dst,
                 len: d.len(),
             });
         }
@@ -156,20 +157,7 @@ impl Session {
         let mut built = Built::new();
         let payload = buf.get_mut(HEADER_LEN..size - TAG_LEN)?;
         let mut w = Writer::new(payload);
-        while let Some(token) = path.responses.front().copied() {
-            let f = Frame::PathResponse(PathResponse { token });
-            if f.encoded_len() > w.remaining() || f.encode(&mut w).is_err() {
-                break;
-            }
-            path.responses.pop_front();
-        }
-        if let Some(token) = path.challenge {
-            let f = Frame::PathChallenge(PathChallenge { token });
-            if f.encoded_len() <= w.remaining() && f.encode(&mut w).is_ok() {
-                path.challenge = None;
-                built.record(Record::PathChallenge);
-            }
-        }
+        path.write_validation(&mut w, &mut built);
         built.len = w.written();
         if built.len == 0 {
             return None;
@@ -212,7 +200,7 @@ impl Session {
             return None;
         }
         let found = self.paths.probe_due();
-        if found.is_none() && self.paths.values().all(|p| p.probes == 0) {
+        if found.is_none() && self.paths.values().all(|p| !p.has_probe()) {
             self.send.probes_maybe = false;
         }
         found
@@ -227,9 +215,9 @@ impl Session {
             // window has room (what `pick` does with one view), then asks its
             // pacer; no views, picks or second lookup.
             if let Some((id, p)) = self.paths.first_if_validated()
-                && p.recovery.bytes_in_flight().saturating_add(size as u64) <= p.cc.window()
+                && p.has_room(size as u64)
             {
-                match p.pacer.delay(now, size as u64) {
+                match p.pacing_delay(now, size as u64) {
                     None => chosen = Some(id),
                     Some(t) => {
                         self.timers.set(Timer::Pacing, Some(t));
@@ -253,7 +241,7 @@ impl Session {
             let wait = self
                 .paths
                 .get_mut(pid)
-                .and_then(|p| p.pacer.delay(now, size as u64));
+                .and_then(|p| p.pacing_delay(now, size as u64));
             match wait {
                 None => chosen = Some(pid),
                 Some(t) => {
@@ -294,7 +282,7 @@ impl Session {
             }
         };
         let is_probe = probe == Some(path_id);
-        if is_probe && self.paths.get(path_id).is_some_and(|p| p.degraded) {
+        if is_probe && self.paths.get(path_id).is_some_and(|p| p.is_degraded()) {
             allow_data = false;
         }
         // Built in place and handed on by reference (the record array is not moved).
@@ -302,7 +290,7 @@ impl Session {
         let payload = buf.get_mut(HEADER_LEN..HEADER_LEN + Self::payload_room(size))?;
         self.build_regular(now, path_id, payload, allow_data, is_probe, &mut built)?;
         if is_probe && let Some(p) = self.paths.get_mut(path_id) {
-            p.probes = p.probes.saturating_sub(1);
+            p.probe_sent();
         }
         // (`finish_packet` takes a data packet's bytes from its path's pacer.)
         self.finish_packet(now, path_id, buf, &built, true)
@@ -313,9 +301,7 @@ impl Session {
     /// bandwidth estimate (they measure the application, not the path).
     fn mark_app_limited(&mut self, mss: u64) {
         for p in self.paths.values_mut() {
-            if p.recovery.bytes_in_flight().saturating_add(mss) <= p.cc.window() {
-                p.recovery.on_app_limited();
-            }
+            p.mark_app_limited(mss);
         }
     }
 
@@ -331,7 +317,7 @@ impl Session {
         built: &mut Built,
     ) -> Option<()> {
         let mut w = Writer::new(payload);
-        if is_probe && self.paths.get(path_id).is_some_and(|p| p.degraded) {
+        if is_probe && self.paths.get(path_id).is_some_and(|p| p.is_degraded()) {
             // A probe of a failed-over path is a bare PING: ACKs and control frames
             // (credit, resets) put there would be lost with it, and a retransmitted
             // control frame would follow the next probe onto the dead path again and
@@ -408,11 +394,10 @@ impl Session {
         let stale_ping = !built.ack_eliciting
             && w.written() > 0
             && self.send.data_since_stale_ping
-            && self.paths.get(path_id).is_some_and(|p| {
-                let every = p.rtt.smoothed().max(self.cfg.max_ack_delay);
-                p.last_tx_eliciting
-                    .is_none_or(|t| now.saturating_duration_since(t) >= every)
-            });
+            && self
+                .paths
+                .get(path_id)
+                .is_some_and(|p| p.eliciting_stale(now, self.cfg.max_ack_delay));
         if (is_probe || self.send.ping_pending || stale_ping)
             && !built.ack_eliciting
             && Frame::Ping.encode(w).is_ok()
@@ -602,36 +587,20 @@ impl Session {
         track: bool,
     ) -> Option<Transmit> {
         let path = self.paths.get_mut(path_id)?;
-        if built.has_data {
-            path.pacer.on_sent(len as u64);
-        }
-        path.bytes_sent += len as u64;
-        path.answer_probe = false;
+        let ppn = path.on_packet_sent(now, built, seq, len as u64, track);
+        let (src, dst) = path.addresses();
         self.stats.packets_sent += 1;
         self.stats.bytes_sent += len as u64;
         if built.ack_eliciting {
             self.timers.on_eliciting_sent(now);
-            path.last_tx_eliciting = Some(now);
         }
-        if track && (built.ack_eliciting || built.nrec > 0) {
-            let size = len as u64;
-            let ppn = path.recovery.on_sent_records(
-                now,
-                size,
-                built.ack_eliciting,
-                built.space,
-                seq,
-                &built.records,
-            );
-            if built.ack_eliciting {
-                path.cc.on_sent(now, size, path.recovery.bytes_in_flight());
-            }
+        if let Some(ppn) = ppn {
             self.spaces.track_sent(built.space, seq, path_id, ppn);
         }
         Some(Transmit {
             path: path_id,
-            src: path.local,
-            dst: path.remote,
+            src,
+            dst,
             len,
         })
     }

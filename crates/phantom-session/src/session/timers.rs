@@ -187,7 +187,7 @@ impl Session {
     fn loss_timers_into(&self, table: &mut TimerTable) {
         let mut earliest: Option<Instant> = None;
         for p in self.paths.values() {
-            let t = p.recovery.timer(&p.rtt);
+            let t = p.loss_timer();
             if let Some(t) = t {
                 earliest = Some(earliest.map_or(t, |e| e.min(t)));
             }
@@ -207,7 +207,7 @@ impl Session {
     pub(super) fn max_pto(&self) -> Duration {
         self.paths
             .values()
-            .map(|p| p.rtt.pto_base())
+            .map(super::paths::Path::pto_base)
             .max()
             .unwrap_or(Duration::from_millis(300))
     }
