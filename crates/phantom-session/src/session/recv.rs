@@ -16,9 +16,12 @@ use crate::types::{CloseCode, CloseReason, Event, RxMeta, State};
 /// Frames of a typical packet kept from the validation pass (parsed once).
 const KEPT_FRAMES: usize = 8;
 
+/// The frames of a typical packet, kept from the validation pass (parsed once).
+type Kept<'a> = [Option<Frame<'a>>; KEPT_FRAMES];
+
 /// What the validation pass over a payload found.
-struct Scan<'a> {
-    kept: [Option<Frame<'a>>; KEPT_FRAMES],
+#[derive(Debug, Clone, Copy)]
+struct Scan {
     count: usize,
     eliciting: bool,
     probing_only: bool,
@@ -26,11 +29,11 @@ struct Scan<'a> {
     control_only: bool,
 }
 
-/// Validates the whole payload, so that a malformed frame changes nothing.
+/// Validates the whole payload, so that a malformed frame changes nothing; keeps
+/// its first frames in `kept` (filled in place: the array is not moved).
 #[inline(always)]
-fn scan(payload: &[u8]) -> Result<Scan<'_>, Error> {
+fn scan<'a>(payload: &'a [u8], kept: &mut Kept<'a>) -> Result<Scan, Error> {
     let mut s = Scan {
-        kept: [None; KEPT_FRAMES],
         count: 0,
         eliciting: false,
         probing_only: true,
@@ -39,7 +42,7 @@ fn scan(payload: &[u8]) -> Result<Scan<'_>, Error> {
     };
     for f in parse_frames(payload) {
         let f = f.map_err(|_| Error::PeerViolation("malformed frame"))?;
-        if let Some(slot) = s.kept.get_mut(s.count) {
+        if let Some(slot) = kept.get_mut(s.count) {
             *slot = Some(f);
         }
         s.count += 1;
@@ -208,7 +211,8 @@ impl Session {
     ) -> Result<(), Error> {
         // The frames of a typical packet are kept from the validation pass, so they
         // are parsed once; a packet with more frames than that is parsed again below.
-        let scan = scan(payload)?;
+        let mut kept: Kept<'_> = [None; KEPT_FRAMES];
+        let scan = scan(payload, &mut kept)?;
         if scan.eliciting && !scan.control_only {
             self.send.note_data_received();
         }
@@ -242,7 +246,7 @@ impl Session {
         self.ack.begin_packet();
         if scan.count <= KEPT_FRAMES {
             // By reference: a frame is not copied again per handler call.
-            for f in scan.kept.iter().take(scan.count).flatten() {
+            for f in kept.iter().take(scan.count).flatten() {
                 self.on_frame(now, path, f)?;
                 if self.is_closed() {
                     return Ok(());

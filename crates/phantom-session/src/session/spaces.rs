@@ -187,6 +187,7 @@ impl Spaces {
 
     /// Records an authenticated packet `seq` of `space`, sealed in `epoch` while the
     /// peer's current epoch is `current`.
+    #[inline]
     pub(super) fn on_received(
         &mut self,
         now: Instant,
