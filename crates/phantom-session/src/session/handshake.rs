@@ -5,10 +5,10 @@ use std::collections::VecDeque;
 
 /// Resumption facts from the handshake.
 #[derive(Default)]
-pub(super) struct Resumption {
-    pub(super) ticket: Option<phantom_handshake::ResumptionTicket>,
-    pub(super) resumed: bool,
-    pub(super) early_accepted: bool,
+struct Resumption {
+    ticket: Option<phantom_handshake::ResumptionTicket>,
+    resumed: bool,
+    early_accepted: bool,
 }
 
 /// The handshake's last flight, re-sent (raw, it is a handshake datagram) when a
@@ -20,7 +20,7 @@ pub(super) struct HandshakeTail {
     resends_left: u32,
     peer_confirmed: bool,
     /// What the handshake said about resumption (client: the new ticket).
-    pub(super) resumption: Resumption,
+    resumption: Resumption,
 }
 
 impl HandshakeTail {
@@ -32,6 +32,43 @@ impl HandshakeTail {
             peer_confirmed: false,
             resumption: Resumption::default(),
         }
+    }
+
+    /// Keeps what the handshake said about resumption.
+    pub(super) fn set_resumption(
+        &mut self,
+        ticket: Option<phantom_handshake::ResumptionTicket>,
+        resumed: bool,
+        early_accepted: bool,
+    ) {
+        self.resumption = Resumption {
+            ticket,
+            resumed,
+            early_accepted,
+        };
+    }
+
+    /// Takes the resumption ticket the server issued.
+    pub(super) fn take_ticket(&mut self) -> Option<phantom_handshake::ResumptionTicket> {
+        self.resumption.ticket.take()
+    }
+
+    /// What the ticket offers, while it has not been taken.
+    pub(super) fn ticket_hint(&self) -> Option<phantom_handshake::ResumptionHint> {
+        self.resumption
+            .ticket
+            .as_ref()
+            .map(phantom_handshake::ResumptionTicket::hint)
+    }
+
+    /// True if the session resumed an earlier one.
+    pub(super) fn resumed(&self) -> bool {
+        self.resumption.resumed
+    }
+
+    /// True if the server accepted the client's early data.
+    pub(super) fn early_accepted(&self) -> bool {
+        self.resumption.early_accepted
     }
 
     /// Keeps the handshake's last flight.

@@ -54,7 +54,7 @@ use crate::types::{
 use self::ack::AckScratch;
 use self::close::CloseInfo;
 use self::datagrams::Datagrams;
-use self::handshake::{HandshakeTail, Resumption};
+use self::handshake::HandshakeTail;
 use self::keys::Keys;
 use self::paths::{PathOrigin, Paths};
 use self::send::SendState;
@@ -305,11 +305,11 @@ impl Session {
         let mut s = Self::from_secrets(side, cfg, keys, now, local, remote, rng_seed)?;
         s.handshake
             .set_flight(std::mem::take(&mut est.pending_flight));
-        s.handshake.resumption = Resumption {
-            ticket: est.resumption_ticket.take(),
-            resumed: est.resumed,
-            early_accepted: est.early_data_accepted,
-        };
+        s.handshake.set_resumption(
+            est.resumption_ticket.take(),
+            est.resumed,
+            est.early_data_accepted,
+        );
         if side == Side::Server
             && let Some(early) = est.early_data.take()
         {
@@ -377,30 +377,26 @@ impl Session {
     /// Client: takes the resumption ticket the server issued in this handshake (for a
     /// later `ClientConfig::ticket`). `None` once taken, or if none was issued.
     pub fn take_resumption_ticket(&mut self) -> Option<phantom_handshake::ResumptionTicket> {
-        self.handshake.resumption.ticket.take()
+        self.handshake.take_ticket()
     }
 
     /// What the ticket of this session offers (expiry, early-data allowance), while it
     /// has not been taken.
     #[must_use]
     pub fn resumption_hint(&self) -> Option<phantom_handshake::ResumptionHint> {
-        self.handshake
-            .resumption
-            .ticket
-            .as_ref()
-            .map(phantom_handshake::ResumptionTicket::hint)
+        self.handshake.ticket_hint()
     }
 
     /// True if this session resumed an earlier one (a ticket's secret was mixed in).
     #[must_use]
     pub fn is_resumed(&self) -> bool {
-        self.handshake.resumption.resumed
+        self.handshake.resumed()
     }
 
     /// True if the server accepted the client's early data (both sides know).
     #[must_use]
     pub fn early_data_accepted(&self) -> bool {
-        self.handshake.resumption.early_accepted
+        self.handshake.early_accepted()
     }
 
     // ───────────────────────── A. getters ─────────────────────────
