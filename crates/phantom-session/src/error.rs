@@ -57,7 +57,7 @@ pub enum Error {
     Path(&'static str),
     /// The peer broke a protocol rule (closes the session).
     #[error("peer protocol violation: {0}")]
-    PeerViolation(&'static str),
+    PeerViolation(PeerViolation),
     /// Packet protection failed in a way that ends the session (key exhaustion,
     /// epoch saturation, integrity limit).
     #[error("crypto: {0}")]
@@ -70,13 +70,94 @@ pub enum Error {
     Encode(#[from] phantom_wire::Error),
 }
 
+/// A protocol rule an authenticated peer broke; each closes the session with the
+/// transport code of [`From<PeerViolation> for TransportCode`](TransportCode) (the
+/// one mapping).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PeerViolation {
+    /// A frame of an authenticated payload does not parse.
+    #[error("malformed frame")]
+    MalformedFrame,
+    /// An authenticated packet carries no frame.
+    #[error("empty payload")]
+    EmptyPayload,
+    /// More sequence spaces in one epoch than the peer's sealer allows (I1).
+    #[error("too many sequence spaces in one epoch")]
+    TooManySpaces,
+    /// An ACK of a sequence we never sent.
+    #[error("ACK of an unsent packet")]
+    AckOfUnsentPacket,
+    /// STREAM data on a stream the peer cannot send on.
+    #[error("STREAM on a send-only stream")]
+    StreamOnSendOnlyStream,
+    /// STREAM_OPEN of a stream the peer cannot open, or of the wrong kind.
+    #[error("bad STREAM_OPEN")]
+    BadStreamOpen,
+    /// A packet in the space of stream index 0 (no stream).
+    #[error("packet in stream index 0")]
+    PacketInStreamIndexZero,
+    /// A packet in the space of one of our streams we never opened.
+    #[error("packet in a stream we never opened")]
+    PacketInUnopenedStream,
+    /// A stream frame on stream 0 (the control stream).
+    #[error("stream frame on the control stream")]
+    StreamFrameOnControlStream,
+    /// A frame for one of our streams we never opened.
+    #[error("frame for a stream we never opened")]
+    FrameForUnopenedStream,
+    /// A stream id of no known kind.
+    #[error("stream kind")]
+    StreamKind,
+    /// A stream above the limit we granted.
+    #[error("stream limit exceeded")]
+    StreamLimitExceeded,
+    /// Stream data beyond the largest stream offset.
+    #[error("stream offset overflow")]
+    StreamOffsetOverflow,
+    /// Stream data beyond the stream's credit.
+    #[error("stream flow control exceeded")]
+    StreamFlowControl,
+    /// A stream's final size changed.
+    #[error("final size changed")]
+    FinalSizeChanged,
+    /// A final size below data already received.
+    #[error("final size below received data")]
+    FinalSizeBelowReceived,
+    /// More out-of-order fragments than a receive stream buffers.
+    #[error("too many out-of-order stream fragments")]
+    TooManyFragments,
+    /// RESET_STREAM with a final size below data already received.
+    #[error("reset final size below received data")]
+    ResetFinalSizeBelowReceived,
+    /// Stream data beyond the session's credit.
+    #[error("session flow control exceeded")]
+    SessionFlowControl,
+}
+
+impl From<PeerViolation> for TransportCode {
+    fn from(v: PeerViolation) -> Self {
+        match v {
+            PeerViolation::StreamFlowControl | PeerViolation::SessionFlowControl => {
+                TransportCode::FLOW_CONTROL
+            }
+            _ => TransportCode::PROTOCOL_VIOLATION,
+        }
+    }
+}
+
+impl From<PeerViolation> for Error {
+    fn from(v: PeerViolation) -> Self {
+        Error::PeerViolation(v)
+    }
+}
+
 impl Error {
     /// The transport close code a fatal error maps to (the single mapping point).
     #[must_use]
     pub fn close_code(&self) -> TransportCode {
         match self {
-            Error::PeerViolation(m) if m.contains("flow control") => TransportCode::FLOW_CONTROL,
-            Error::PeerViolation(_) => TransportCode::PROTOCOL_VIOLATION,
+            Error::PeerViolation(v) => (*v).into(),
             Error::Crypto(_) => TransportCode::CRYPTO_LIMIT,
             _ => TransportCode::INTERNAL,
         }

@@ -61,7 +61,7 @@ mod tests;
 
 pub use cc::CongestionSnapshot;
 pub use endpoint::{Accepted, DatagramEvent, Endpoint, EndpointStats, SessionHandle};
-pub use error::Error;
+pub use error::{Error, PeerViolation};
 /// The congestion controller a path runs ([`Config::congestion`]).
 pub use phantom_congestion::Algorithm as CongestionAlgorithm;
 pub use scheduler::SchedulerMode;

@@ -8,7 +8,7 @@ use phantom_wire::{Frame, Header, PathId, parse_frames};
 use super::paths::PathOrigin;
 use super::timers::Timer;
 use super::{CONTROL_SPACE, Session};
-use crate::error::Error;
+use crate::error::{Error, PeerViolation};
 use crate::fallback::Carrier;
 use crate::stream::Side;
 use crate::types::{CloseCode, CloseReason, Event, RxMeta, State};
@@ -41,7 +41,7 @@ fn scan<'a>(payload: &'a [u8], kept: &mut Kept<'a>) -> Result<Scan, Error> {
         control_only: true,
     };
     for f in parse_frames(payload) {
-        let f = f.map_err(|_| Error::PeerViolation("malformed frame"))?;
+        let f = f.map_err(|_| Error::PeerViolation(PeerViolation::MalformedFrame))?;
         if let Some(slot) = kept.get_mut(s.count) {
             *slot = Some(f);
         }
@@ -57,7 +57,7 @@ fn scan<'a>(payload: &'a [u8], kept: &mut Kept<'a>) -> Result<Scan, Error> {
         }
     }
     if payload.is_empty() {
-        return Err(Error::PeerViolation("empty payload"));
+        return Err(Error::PeerViolation(PeerViolation::EmptyPayload));
     }
     Ok(s)
 }

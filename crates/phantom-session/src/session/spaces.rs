@@ -11,7 +11,7 @@ use phantom_wire::frame::Ack;
 use phantom_wire::{Encode, Frame, PathId, StreamId, Writer};
 
 use super::CONTROL_SPACE;
-use crate::error::Error;
+use crate::error::{Error, PeerViolation};
 use crate::ranges::RangeSet;
 use crate::stream::stream_index;
 use crate::vecmap::VecMap;
@@ -213,9 +213,7 @@ impl Spaces {
             ack.epoch = Some(current);
             self.spaces_this_epoch += 1;
             if self.spaces_this_epoch > self.space_limit {
-                return Err(Error::PeerViolation(
-                    "too many sequence spaces in one epoch",
-                ));
+                return Err(Error::PeerViolation(PeerViolation::TooManySpaces));
             }
         }
         ack.newest = ack.newest.max(epoch);
@@ -379,7 +377,7 @@ impl Spaces {
         }
         let next = self.next_seq.get(&space).copied().unwrap_or(0);
         if largest >= next {
-            return Err(Error::PeerViolation("ACK of an unsent packet"));
+            return Err(Error::PeerViolation(PeerViolation::AckOfUnsentPacket));
         }
         Ok(true)
     }

@@ -10,7 +10,7 @@ use phantom_wire::frame::{
 use phantom_wire::{Encode, Frame, StreamId, Writer};
 
 use super::Built;
-use crate::error::Error;
+use crate::error::{Error, PeerViolation};
 use crate::ranges::RangeSet;
 use crate::recovery::{MAX_RECORDS, Record};
 use crate::stream::{
@@ -257,7 +257,7 @@ impl Streams {
             return Ok(());
         };
         let Some(recv) = entry.recv.as_mut() else {
-            return Err(Error::PeerViolation("STREAM on a send-only stream"));
+            return Err(Error::PeerViolation(PeerViolation::StreamOnSendOnlyStream));
         };
         let grew = recv.on_data(s.offset, s.data, s.fin)?;
         let released = recv.take_released();
@@ -318,7 +318,7 @@ impl Streams {
             StreamKind::Uni => Dir::Uni,
         };
         if stream_initiator(id.0) == self.side || stream_dir(id.0) != dir {
-            return Err(Error::PeerViolation("bad STREAM_OPEN"));
+            return Err(Error::PeerViolation(PeerViolation::BadStreamOpen));
         }
         let _ = self.peer_stream(id.0, true, events)?;
         Ok(())
@@ -391,13 +391,13 @@ impl Streams {
     ) -> Result<(), Error> {
         if stream_index(space) == 0 {
             // Index 0 is no stream of any kind (id 0 is the control space).
-            return Err(Error::PeerViolation("packet in stream index 0"));
+            return Err(Error::PeerViolation(PeerViolation::PacketInStreamIndexZero));
         }
         if stream_initiator(space) == self.side {
             let k = kind_index(stream_dir(space));
             let next = self.next_index.get(k).copied().unwrap_or(0);
             if stream_index(space) >= next {
-                return Err(Error::PeerViolation("packet in a stream we never opened"));
+                return Err(Error::PeerViolation(PeerViolation::PacketInUnopenedStream));
             }
             return Ok(());
         }
@@ -417,7 +417,9 @@ impl Streams {
         events: &mut VecDeque<Event>,
     ) -> Result<Option<&mut StreamEntry>, Error> {
         if id == 0 {
-            return Err(Error::PeerViolation("stream frame on the control stream"));
+            return Err(Error::PeerViolation(
+                PeerViolation::StreamFrameOnControlStream,
+            ));
         }
         if let Some(i) = self.table.index_of(&id) {
             return Ok(self.table.value_at_mut(i).map(|e| &mut **e));
@@ -439,19 +441,19 @@ impl Streams {
             // One of ours: either finished (ignore) or never opened (violation).
             let next = self.next_index.get(k).copied().unwrap_or(0);
             if index >= next {
-                return Err(Error::PeerViolation("frame for a stream we never opened"));
+                return Err(Error::PeerViolation(PeerViolation::FrameForUnopenedStream));
             }
             return Ok(None);
         }
         let opened = self
             .opened_by_peer
             .get_mut(k)
-            .ok_or(Error::PeerViolation("stream kind"))?;
+            .ok_or(Error::PeerViolation(PeerViolation::StreamKind))?;
         if opened.contains(u64::from(index)) || !open {
             return Ok(None);
         }
         if u64::from(index) > self.local_max_streams.get(k).copied().unwrap_or(0) {
-            return Err(Error::PeerViolation("stream limit exceeded"));
+            return Err(Error::PeerViolation(PeerViolation::StreamLimitExceeded));
         }
         opened.insert(u64::from(index)..u64::from(index) + 1);
         let send =
