@@ -12,7 +12,7 @@ use bytes::Bytes;
 use phantom_handshake::{ResumptionHint, ResumptionTicket};
 use phantom_session::fallback::Carrier;
 use phantom_session::{
-    CloseReason, Dir, Error as SessionError, PathSnapshot, SchedulerMode, Stats,
+    AppCode, CloseReason, Dir, Error as SessionError, PathSnapshot, SchedulerMode, Stats,
 };
 use phantom_wire::StreamId;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -361,7 +361,7 @@ impl Connection {
         let mut g = self.shared.lock();
         let now = g.now();
         if let Some(c) = g.conns.get_mut(&self.handle) {
-            c.session.close(now.instant, code, reason);
+            c.session.close(now.instant, AppCode(code), reason);
         }
         g.dirty.insert(self.handle);
         drop(g);

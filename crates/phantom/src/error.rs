@@ -17,18 +17,9 @@ impl fmt::Display for ConnectionClosed {
                 "closed locally (code {code}: {})",
                 String::from_utf8_lossy(reason)
             ),
-            CloseReason::Peer {
-                code,
-                application,
-                reason,
-            } => write!(
+            CloseReason::Peer { code, reason } => write!(
                 f,
-                "closed by peer ({} code {code}: {})",
-                if *application {
-                    "application"
-                } else {
-                    "transport"
-                },
+                "closed by peer ({code}: {})",
                 String::from_utf8_lossy(reason)
             ),
             CloseReason::IdleTimeout => f.write_str("idle timeout: the peer went silent"),

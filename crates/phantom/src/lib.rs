@@ -76,5 +76,6 @@ pub use error::{ConnectionClosed, Error};
 pub use phantom_handshake::{HybridSigningKey, HybridVerifyingKey, ServerIdentity};
 pub use phantom_session::fallback::{Carrier, FallbackConfig};
 pub use phantom_session::{
-    CloseReason, Config as SessionConfig, CongestionAlgorithm, PathSnapshot, SchedulerMode, Stats,
+    AppCode, CloseCode, CloseReason, Config as SessionConfig, CongestionAlgorithm, PathSnapshot,
+    SchedulerMode, Stats, TransportCode,
 };

@@ -12,7 +12,7 @@ use phantom_handshake::{Client, Progress, Server, Time, VerifiedCertificate};
 use phantom_session::early::EarlyData;
 use phantom_session::fallback::Carrier;
 use phantom_session::{
-    CloseReason, Config as SessionConfig, DatagramEvent, Dir, Event, RxMeta, Session, Side,
+    AppCode, CloseReason, Config as SessionConfig, DatagramEvent, Dir, Event, RxMeta, Session, Side,
 };
 use rand::Rng as _;
 use rand::rngs::StdRng;
@@ -457,7 +457,7 @@ impl Inner {
                         // peer learns why) and forgotten once drained (no handle).
                         tracing::debug!(target: "phantom::runtime", peer = %from, "accept backlog full: session refused");
                         let mut s = s;
-                        s.close(now.instant, ACCEPT_BACKLOG_FULL, b"server busy");
+                        s.close(now.instant, AppCode(ACCEPT_BACKLOG_FULL), b"server busy");
                         self.conns.insert(h, Box::new(ConnState::new(s, from, 0)));
                         self.dirty.insert(h);
                         return Delivery::Handshake;
@@ -692,7 +692,7 @@ impl Inner {
             c.handles = c.handles.saturating_sub(1);
             if c.handles == 0 && !c.session.is_closed() {
                 let now = self.last_now.unwrap_or_else(|| clock::read().0);
-                c.session.close(now, 0, b"connection dropped");
+                c.session.close(now, AppCode(0), b"connection dropped");
                 self.dirty.insert(h);
             }
         }
@@ -897,7 +897,7 @@ impl Inner {
         let now = self.now();
         for (&h, c) in &mut self.conns {
             if !c.session.is_closed() {
-                c.session.close(now.instant, code, reason);
+                c.session.close(now.instant, AppCode(code), reason);
                 self.dirty.insert(h);
             }
         }

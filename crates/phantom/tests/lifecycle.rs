@@ -13,7 +13,7 @@ mod common;
 use std::time::Duration;
 
 use common::{localhost, pattern, send_and_read_back, server, within};
-use phantom::{ClientOptions, CloseReason, Endpoint, Error};
+use phantom::{AppCode, ClientOptions, CloseCode, CloseReason, Endpoint, Error};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,8 +68,7 @@ async fn close_reason_reaches_the_peer_and_fails_its_streams() {
     assert_eq!(
         reason,
         CloseReason::Peer {
-            code: 7,
-            application: true,
+            code: CloseCode::Application(AppCode(7)),
             reason: b"maintenance".to_vec()
         }
     );
@@ -127,7 +126,13 @@ async fn dropping_the_last_handle_closes_the_session_at_the_peer() {
     drop((send, recv));
     let reason = within(5, server_conn.closed()).await;
     assert!(
-        matches!(reason, CloseReason::Peer { code: 0, .. }),
+        matches!(
+            reason,
+            CloseReason::Peer {
+                code: CloseCode::Application(AppCode(0)),
+                ..
+            }
+        ),
         "{reason:?}"
     );
     drop(client);
