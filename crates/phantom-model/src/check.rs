@@ -11,13 +11,15 @@ use stateright::{Checker, HasDiscoveries, Model};
 pub struct Outcome {
     /// The model's name, as printed.
     pub model: String,
-    /// The depth bound the run was given (every path up to this many actions).
+    /// The depth bound in actions: every state reachable in this many actions or fewer
+    /// was checked.
     pub depth: usize,
     /// States generated (with repeats).
     pub states: usize,
     /// Distinct states explored.
     pub unique_states: usize,
-    /// The deepest path reached.
+    /// The deepest state generated (stateright's count: the initial state is 1, and the
+    /// frontier one beyond the bound is generated but not checked).
     pub max_depth: usize,
     /// Every property with a discovery (a counterexample for `always`/`eventually`, an
     /// example for `sometimes`), with the path that shows it.
@@ -35,18 +37,20 @@ impl Outcome {
     #[must_use]
     pub fn line(&self) -> String {
         format!(
-            "[model] {}: depth {} (reached {}), {} states explored ({} generated), discoveries: {:?}",
+            "[model] {}: depth {} actions, {} states explored ({} generated, max depth {}), discoveries: {:?}",
             self.model,
             self.depth,
-            self.max_depth,
             self.unique_states,
             self.states,
+            self.max_depth,
             self.discoveries.keys().collect::<Vec<_>>()
         )
     }
 }
 
-/// Checks `model` breadth-first up to `depth` actions on every path. With `stop_at`,
+/// Checks `model` breadth-first: every state reachable in at most `depth` actions is
+/// checked against every property (stateright counts the initial state as depth 1 and
+/// checks only states below its target depth, hence the `+ 2`). With `stop_at`,
 /// the run ends as soon as any of the named properties has a discovery (used by the
 /// mutation tests, which only need the counterexample). Prints [`Outcome::line`].
 pub fn run<M>(name: &str, model: M, depth: usize, stop_at: &[&'static str]) -> Outcome
@@ -57,7 +61,7 @@ where
 {
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let names: Vec<&'static str> = model.properties().iter().map(|p| p.name).collect();
-    let mut builder = model.checker().threads(threads).target_max_depth(depth);
+    let mut builder = model.checker().threads(threads).target_max_depth(depth + 2);
     if !stop_at.is_empty() {
         builder = builder.finish_when(HasDiscoveries::AnyOf(
             stop_at.iter().copied().collect::<BTreeSet<_>>(),

@@ -10,8 +10,8 @@ use phantom_model::{Outcome, run};
 
 /// Depth of the window configuration: 17 rekeys, two sends, a delivery and a few
 /// attacker and timer steps.
-const WINDOW_DEPTH: usize = 22;
-const SATURATION_DEPTH: usize = 12;
+const WINDOW_DEPTH: usize = 20;
+const SATURATION_DEPTH: usize = 10;
 
 fn window() -> &'static Outcome {
     static O: OnceLock<Outcome> = OnceLock::new();
