@@ -5,11 +5,12 @@
 //! **What it owns.** One model per state machine, each driving the implementation's own
 //! sans-IO types wherever they can be driven, with an attacker that controls the
 //! network: [`epoch`] runs the real `phantom_crypto::{Sealer, Opener}`; [`handshake`] runs
-//! the real `phantom_handshake::{Client, Server}`. Nothing depends
+//! the real `phantom_handshake::{Client, Server}`; [`path`] runs the real
+//! `phantom_guard::PathRegistry` under the session's path rules. Nothing depends
 //! on this crate; it is not part of the runtime.
 //!
 //! **Invariants checked.** I5 ([`epoch`]); I10, I12 and server authentication,
-//! agreement and downgrade resistance ([`handshake`]). Each property has a mutation switch
+//! agreement and downgrade resistance ([`handshake`]); I7 ([`path`]). Each property has a mutation switch
 //! (a fault planted in the model's wrapper around the real types) and a test showing the
 //! checker finds the counterexample, so no property holds vacuously.
 //!
@@ -25,5 +26,6 @@
 pub mod check;
 pub mod epoch;
 pub mod handshake;
+pub mod path;
 
 pub use check::{Outcome, run};
