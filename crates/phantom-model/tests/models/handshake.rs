@@ -1,13 +1,14 @@
 //! I1, I10, I12 and server authentication: the real handshake under a network attacker.
 
 use std::sync::OnceLock;
-use std::time::Instant;
 
 use phantom_model::handshake::{
     AGREEMENT, BOTH_COMPLETE, COMPLETES, EARLY_DATA_DELIVERED, EARLY_DATA_ONCE, HandshakeModel,
     HandshakeMutation, NO_DOWNGRADE, PINNED_SERVER_ONLY, REFUSED_BY_MISMATCH,
 };
 use phantom_model::{Outcome, run};
+
+use super::base;
 
 /// Attacker steps in the safety configurations.
 const ATTACKER_STEPS: u8 = 2;
@@ -17,15 +18,6 @@ const DEPTH: usize = 3 + ATTACKER_STEPS as usize;
 /// Liveness: flights the network may lose.
 const DROPS: u8 = 2;
 const LOSSY_DEPTH: usize = 24;
-
-#[expect(
-    clippy::disallowed_methods,
-    reason = "tests pick the model clock's origin"
-)]
-fn base() -> Instant {
-    static B: OnceLock<Instant> = OnceLock::new();
-    *B.get_or_init(Instant::now)
-}
 
 fn attacked() -> &'static Outcome {
     static O: OnceLock<Outcome> = OnceLock::new();
@@ -64,6 +56,10 @@ fn lossy() -> &'static Outcome {
 }
 
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "exhaustive; run in release by `cargo xtask ci`"
+)]
 fn handshake_client_completes_only_with_the_pinned_server() {
     for o in [attacked(), early()] {
         assert!(o.discovery(BOTH_COMPLETE).is_some(), "{}", o.line());
@@ -72,6 +68,10 @@ fn handshake_client_completes_only_with_the_pinned_server() {
 }
 
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "exhaustive; run in release by `cargo xtask ci`"
+)]
 fn handshake_both_ends_agree_on_suite_version_and_session_id() {
     for o in [attacked(), early()] {
         assert_eq!(o.discovery(AGREEMENT), None);
@@ -79,6 +79,10 @@ fn handshake_both_ends_agree_on_suite_version_and_session_id() {
 }
 
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "exhaustive; run in release by `cargo xtask ci`"
+)]
 fn handshake_retry_or_mismatch_never_downgrades() {
     let o = attacked();
     assert!(
@@ -89,6 +93,10 @@ fn handshake_retry_or_mismatch_never_downgrades() {
 }
 
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "exhaustive; run in release by `cargo xtask ci`"
+)]
 fn i10_early_data_is_delivered_at_most_once_per_ticket() {
     let o = early();
     assert!(o.discovery(EARLY_DATA_DELIVERED).is_some());
@@ -96,6 +104,10 @@ fn i10_early_data_is_delivered_at_most_once_per_ticket() {
 }
 
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "exhaustive; run in release by `cargo xtask ci`"
+)]
 fn i12_handshake_completes_over_a_lossy_network() {
     let o = lossy();
     assert!(o.discovery(BOTH_COMPLETE).is_some());
@@ -117,6 +129,10 @@ fn mutated(
 }
 
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "exhaustive; run in release by `cargo xtask ci`"
+)]
 fn handshake_mutation_client_accepts_unpinned_key_is_caught() {
     let o = mutated(
         HandshakeModel::attacked(ATTACKER_STEPS, base()),
@@ -128,6 +144,10 @@ fn handshake_mutation_client_accepts_unpinned_key_is_caught() {
 }
 
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "exhaustive; run in release by `cargo xtask ci`"
+)]
 fn handshake_mutation_fallback_after_mismatch_is_caught() {
     let o = mutated(
         HandshakeModel::attacked(ATTACKER_STEPS, base()),
@@ -139,6 +159,10 @@ fn handshake_mutation_fallback_after_mismatch_is_caught() {
 }
 
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "exhaustive; run in release by `cargo xtask ci`"
+)]
 fn handshake_mutation_client_assumes_its_preferred_suite_is_caught() {
     let o = mutated(
         HandshakeModel::attacked(0, base()),
@@ -150,6 +174,10 @@ fn handshake_mutation_client_assumes_its_preferred_suite_is_caught() {
 }
 
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "exhaustive; run in release by `cargo xtask ci`"
+)]
 fn i10_mutation_restart_forgets_anti_replay_is_caught() {
     let o = mutated(
         HandshakeModel::early(ATTACKER_STEPS, base()),
@@ -161,6 +189,10 @@ fn i10_mutation_restart_forgets_anti_replay_is_caught() {
 }
 
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "exhaustive; run in release by `cargo xtask ci`"
+)]
 fn i12_mutation_no_retransmission_is_caught() {
     let o = mutated(
         HandshakeModel::lossy(1, base()),

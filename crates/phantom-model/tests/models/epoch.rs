@@ -38,6 +38,10 @@ fn saturation() -> &'static Outcome {
 }
 
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "exhaustive; run in release by `cargo xtask ci`"
+)]
 fn i5_epoch_advances_only_on_authenticated_packets() {
     for o in [window(), saturation()] {
         assert!(o.unique_states > 1_000, "{}", o.line());
@@ -46,6 +50,10 @@ fn i5_epoch_advances_only_on_authenticated_packets() {
 }
 
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "exhaustive; run in release by `cargo xtask ci`"
+)]
 fn i5_retired_epoch_is_never_accepted() {
     for o in [window(), saturation()] {
         assert_eq!(o.discovery(NO_RETIRED_EPOCH), None);
@@ -53,6 +61,10 @@ fn i5_retired_epoch_is_never_accepted() {
 }
 
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "exhaustive; run in release by `cargo xtask ci`"
+)]
 fn i5_receiver_catches_up_within_16_epochs_and_not_beyond() {
     let o = window();
     assert_eq!(o.discovery(CATCH_UP), None);
@@ -62,6 +74,10 @@ fn i5_receiver_catches_up_within_16_epochs_and_not_beyond() {
 }
 
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "exhaustive; run in release by `cargo xtask ci`"
+)]
 fn i5_no_epoch_wraps_at_saturation() {
     let o = saturation();
     assert!(o.discovery(SATURATED).is_some(), "saturation is reached");
@@ -84,6 +100,10 @@ fn mutated(
 }
 
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "exhaustive; run in release by `cargo xtask ci`"
+)]
 fn i5_mutation_unauthenticated_bump_is_caught() {
     let o = mutated(
         RatchetModel::window(),
@@ -95,6 +115,10 @@ fn i5_mutation_unauthenticated_bump_is_caught() {
 }
 
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "exhaustive; run in release by `cargo xtask ci`"
+)]
 fn i5_mutation_grace_key_never_retired_is_caught() {
     let o = mutated(
         RatchetModel::window(),
@@ -106,6 +130,10 @@ fn i5_mutation_grace_key_never_retired_is_caught() {
 }
 
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "exhaustive; run in release by `cargo xtask ci`"
+)]
 fn i5_mutation_narrow_catch_up_window_is_caught() {
     let o = mutated(
         RatchetModel::window(),
@@ -117,6 +145,10 @@ fn i5_mutation_narrow_catch_up_window_is_caught() {
 }
 
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "exhaustive; run in release by `cargo xtask ci`"
+)]
 fn i5_mutation_wrapping_rekey_is_caught() {
     let o = mutated(
         RatchetModel::saturation(),

@@ -1,7 +1,6 @@
 //! I7: path validation and anti-amplification over the real `PathRegistry`.
 
 use std::sync::OnceLock;
-use std::time::Instant;
 
 use phantom_model::path::{
     AMPLIFICATION, DATA_ONLY_VALIDATED, MIGRATED, NO_SPOOFED_MIGRATION, PathModel, PathMutation,
@@ -9,18 +8,11 @@ use phantom_model::path::{
 };
 use phantom_model::{Outcome, run};
 
+use super::base;
+
 /// Depth in actions: a migration with validation and data (migrate, send, deliver,
 /// challenge, deliver the response, send data) plus a second path and the attacker.
 const DEPTH: usize = 10;
-
-#[expect(
-    clippy::disallowed_methods,
-    reason = "tests pick the model clock's origin"
-)]
-fn base() -> Instant {
-    static B: OnceLock<Instant> = OnceLock::new();
-    *B.get_or_init(Instant::now)
-}
 
 fn checked() -> &'static Outcome {
     static O: OnceLock<Outcome> = OnceLock::new();
@@ -28,6 +20,10 @@ fn checked() -> &'static Outcome {
 }
 
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "exhaustive; run in release by `cargo xtask ci`"
+)]
 fn i7_application_data_only_on_validated_paths() {
     let o = checked();
     assert!(o.discovery(MIGRATED).is_some(), "{}", o.line());
@@ -36,6 +32,10 @@ fn i7_application_data_only_on_validated_paths() {
 }
 
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "exhaustive; run in release by `cargo xtask ci`"
+)]
 fn i7_unvalidated_address_gets_at_most_3x() {
     let o = checked();
     assert!(o.discovery(VICTIM_CHALLENGED).is_some());
@@ -43,6 +43,10 @@ fn i7_unvalidated_address_gets_at_most_3x() {
 }
 
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "exhaustive; run in release by `cargo xtask ci`"
+)]
 fn i7_spoofed_migration_never_moves_traffic_to_the_victim() {
     assert_eq!(checked().discovery(NO_SPOOFED_MIGRATION), None);
 }
@@ -57,18 +61,30 @@ fn mutated(m: PathMutation, property: &'static str) -> Outcome {
 }
 
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "exhaustive; run in release by `cargo xtask ci`"
+)]
 fn i7_mutation_skip_path_validation_is_caught() {
     let o = mutated(PathMutation::SkipValidation, DATA_ONLY_VALIDATED);
     assert!(o.discovery(DATA_ONLY_VALIDATED).is_some());
 }
 
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "exhaustive; run in release by `cargo xtask ci`"
+)]
 fn i7_mutation_ignore_amplification_budget_is_caught() {
     let o = mutated(PathMutation::IgnoreAmplification, AMPLIFICATION);
     assert!(o.discovery(AMPLIFICATION).is_some());
 }
 
 #[test]
+#[cfg_attr(
+    debug_assertions,
+    ignore = "exhaustive; run in release by `cargo xtask ci`"
+)]
 fn i7_mutation_migrate_before_validation_is_caught() {
     let o = mutated(PathMutation::MigrateBeforeValidation, NO_SPOOFED_MIGRATION);
     assert!(o.discovery(NO_SPOOFED_MIGRATION).is_some());
