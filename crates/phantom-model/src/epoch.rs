@@ -229,7 +229,7 @@ const START_SECRET: [u8; 32] = [0x5a; 32];
 const SESSION: SessionId = SessionId([0x11; 32]);
 
 /// The chain secret `steps` rekeys after the start.
-fn chain_secret(steps: u32) -> Result<TrafficSecret, phantom_crypto::Error> {
+fn chain_secret(steps: u32) -> Result<TrafficSecret, crate::Error> {
     let mut s = TrafficSecret::from_bytes(START_SECRET);
     for _ in 0..steps {
         s = s.next_epoch()?;
@@ -257,7 +257,7 @@ struct SenderBox {
 }
 
 impl RatchetModel {
-    fn sender(&self, log: &[SenderOp]) -> Result<(SenderBox, Vec<Sent>), phantom_crypto::Error> {
+    fn sender(&self, log: &[SenderOp]) -> Result<(SenderBox, Vec<Sent>), crate::Error> {
         let mut s = SenderBox {
             sealer: Sealer::at_epoch(self.suite, chain_secret(0)?, Epoch(self.start))?,
             steps: 0,
@@ -274,7 +274,7 @@ impl RatchetModel {
         Ok((s, net))
     }
 
-    fn rekey(&self, s: &mut SenderBox) -> Result<(), phantom_crypto::Error> {
+    fn rekey(&self, s: &mut SenderBox) -> Result<(), crate::Error> {
         match s.sealer.rekey() {
             Ok(_) => s.steps += 1,
             Err(phantom_crypto::Error::EpochSaturated) => {
@@ -285,12 +285,12 @@ impl RatchetModel {
                     s.sealer = Sealer::at_epoch(self.suite, chain_secret(s.steps)?, next)?;
                 }
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
         Ok(())
     }
 
-    fn seal(&self, s: &mut SenderBox) -> Result<Sent, phantom_crypto::Error> {
+    fn seal(&self, s: &mut SenderBox) -> Result<Sent, crate::Error> {
         let epoch = s.sealer.epoch().0;
         let seq = s.sent;
         let payload = b"ratchet";
@@ -311,7 +311,7 @@ impl RatchetModel {
     }
 
     /// Rebuilds the receiver from its log; returns it with the result of the last op.
-    fn receiver(&self, log: &[ReceiverOp]) -> Result<(Opener, bool), phantom_crypto::Error> {
+    fn receiver(&self, log: &[ReceiverOp]) -> Result<(Opener, bool), crate::Error> {
         let mut opener = Opener::at_epoch(self.suite, chain_secret(0)?, Epoch(self.start))?;
         let mut accepted = false;
         for op in log {
@@ -330,7 +330,7 @@ impl RatchetModel {
         Ok((opener, accepted))
     }
 
-    fn open(&self, opener: &mut Opener, bytes: &[u8]) -> Result<bool, phantom_crypto::Error> {
+    fn open(&self, opener: &mut Opener, bytes: &[u8]) -> Result<bool, crate::Error> {
         let mut buf = bytes.to_vec();
         let (h, _, _) = Header::parse(&buf)?;
         let current = opener.epoch().0;
@@ -350,7 +350,7 @@ impl RatchetModel {
         Ok(opener.open_packet(&mut buf).is_ok())
     }
 
-    fn forge(epoch: u32, n: u8) -> Result<Vec<u8>, phantom_crypto::Error> {
+    fn forge(epoch: u32, n: u8) -> Result<Vec<u8>, crate::Error> {
         let mut buf = vec![0u8; HEADER_LEN + 8 + TAG_LEN];
         let image = header(epoch, 1_000 + u64::from(n)).to_bytes()?;
         if let Some(h) = buf.get_mut(..HEADER_LEN) {
@@ -363,7 +363,7 @@ impl RatchetModel {
         &self,
         last: &RatchetState,
         action: RatchetAction,
-    ) -> Result<Option<RatchetState>, phantom_crypto::Error> {
+    ) -> Result<Option<RatchetState>, crate::Error> {
         let mut next = last.clone();
         next.last = None;
         match action {

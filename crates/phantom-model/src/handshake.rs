@@ -286,7 +286,7 @@ fn fixture(base: Instant) -> &'static Fixture {
     })
 }
 
-fn build_fixture(base: Instant) -> Result<Fixture, HsError> {
+fn build_fixture(base: Instant) -> Result<Fixture, crate::Error> {
     let mut rng = ChaCha20Rng::seed_from_u64(1);
     let sk = HybridSigningKey::generate(&mut rng);
     let server_vk = sk.verifying_key();
@@ -398,7 +398,7 @@ impl HandshakeModel {
     }
 
     /// Replays the client over `log`; `out` is what its last input made it send.
-    fn run_client(&self, pool: &[Flight], log: &[Input]) -> Result<Run, HsError> {
+    fn run_client(&self, pool: &[Flight], log: &[Input]) -> Result<Run, crate::Error> {
         let mut rng = ChaCha20Rng::seed_from_u64(7);
         let mut now_ms = 0u64;
         let mut suites = OFFER.to_vec();
@@ -505,7 +505,12 @@ impl HandshakeModel {
     }
 
     /// Replays a server (`S`, `M` or `R`) over `log`.
-    fn run_server(&self, party: Party, pool: &[Flight], log: &[Input]) -> Result<Run, HsError> {
+    fn run_server(
+        &self,
+        party: Party,
+        pool: &[Flight],
+        log: &[Input],
+    ) -> Result<Run, crate::Error> {
         let f = fixture(self.base);
         let config = || match party {
             Party::Mitm => ServerConfig::new(f.mitm_id.clone()),
@@ -601,7 +606,7 @@ impl HandshakeModel {
         }
     }
 
-    fn step(&self, last: &HsState, action: HsAction) -> Result<Option<HsState>, HsError> {
+    fn step(&self, last: &HsState, action: HsAction) -> Result<Option<HsState>, crate::Error> {
         let mut s = last.clone();
         let (party, input) = match action {
             HsAction::Deliver(n, to) => {

@@ -273,11 +273,9 @@ impl PathModel {
         PathConfig::default()
     }
 
-    fn replay(&self, sent: &[ClientDatagram], log: &[ServerInput]) -> Option<Server> {
-        let mut registry = PathRegistry::new(Self::config()).ok()?;
-        registry
-            .insert_validated(Addr::A.path(), Addr::A.socket(), self.base)
-            .ok()?;
+    fn replay(&self, sent: &[ClientDatagram], log: &[ServerInput]) -> Result<Server, crate::Error> {
+        let mut registry = PathRegistry::new(Self::config())?;
+        registry.insert_validated(Addr::A.path(), Addr::A.socket(), self.base)?;
         let mut s = Server {
             registry,
             rng: ChaCha20Rng::seed_from_u64(3),
@@ -295,8 +293,9 @@ impl PathModel {
         for input in log {
             match input {
                 ServerInput::Datagram(n, from) => {
-                    let d = sent.get(*n)?;
-                    self.receive(&mut s, d, *from);
+                    if let Some(d) = sent.get(*n) {
+                        self.receive(&mut s, d, *from);
+                    }
                 }
                 ServerInput::AppSend => {
                     let to = s.active;
@@ -326,7 +325,7 @@ impl PathModel {
                 }
             }
         }
-        Some(s)
+        Ok(s)
     }
 
     fn receive(&self, s: &mut Server, d: &ClientDatagram, from: Addr) {
@@ -395,14 +394,14 @@ impl PathModel {
 
     fn refresh(&self, s: &mut PathState) {
         match self.replay(&s.sent, &s.log) {
-            Some(server) => {
+            Ok(server) => {
                 s.out = server.out;
                 s.active = server.active;
                 s.data_to_unproved = server.data_to_unproved;
                 s.bytes = server.bytes;
                 s.proved = server.proved;
             }
-            None => s.data_to_unproved = true,
+            Err(_) => s.data_to_unproved = true,
         }
     }
 }
