@@ -23,6 +23,11 @@
 //! flight to `C`). In the liveness configuration there is no attacker; the network may
 //! drop a bounded number of flights and duplicate one, and a party's retransmission timer
 //! fires only when no flight is in transit (fairness: the timeout exceeds the round trip).
+//! The liveness property is stateright's `eventually`, checked on every path to a
+//! terminal state; the space is finite (drops, duplicates and retransmissions are
+//! bounded) and explored whole. stateright can miss an `eventually` counterexample where
+//! two paths join in one state with different histories; completion here is monotone
+//! (a completed side stays completed) and part of the state, so joined paths agree.
 //!
 //! **State.** `Client` and `Server` are not `Clone` and their state is not observable in
 //! full (reassembly buffers, half-open tables), so a state is the pool of flights plus,
@@ -902,6 +907,15 @@ impl Model for HandshakeModel {
             Property::sometimes(REFUSED_BY_MISMATCH, |_, s: &HsState| {
                 s.client_failed == Some(true)
             }),
+            Property::sometimes(RETRY_FOLLOWED, |_, s: &HsState| {
+                s.pool.iter().any(|f| {
+                    f.origin == Party::Client
+                        && f.dgs
+                            .first()
+                            .and_then(|d| Datagram::parse(d).ok())
+                            .is_some_and(|d| !d.token.is_empty())
+                })
+            }),
         ];
         if self.lossy_mode() {
             v.push(Property::eventually(COMPLETES, |_, s: &HsState| {
@@ -928,5 +942,7 @@ pub const COMPLETES: &str = "handshake completes";
 pub const BOTH_COMPLETE: &str = "both ends complete";
 /// `sometimes`: the server delivers early data.
 pub const EARLY_DATA_DELIVERED: &str = "early data delivered";
+/// `sometimes`: the client followed a (forged) Retry: it sent a ClientHello with a token.
+pub const RETRY_FOLLOWED: &str = "client followed a Retry";
 /// `sometimes`: a Mismatch ends the client's handshake.
 pub const REFUSED_BY_MISMATCH: &str = "client refused by a Mismatch";

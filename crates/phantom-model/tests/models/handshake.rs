@@ -4,7 +4,7 @@ use std::sync::OnceLock;
 
 use phantom_model::handshake::{
     AGREEMENT, BOTH_COMPLETE, COMPLETES, EARLY_DATA_DELIVERED, EARLY_DATA_ONCE, HandshakeModel,
-    HandshakeMutation, NO_DOWNGRADE, PINNED_SERVER_ONLY, REFUSED_BY_MISMATCH,
+    HandshakeMutation, NO_DOWNGRADE, PINNED_SERVER_ONLY, REFUSED_BY_MISMATCH, RETRY_FOLLOWED,
 };
 use phantom_model::{Outcome, run};
 
@@ -88,6 +88,10 @@ fn handshake_retry_or_mismatch_never_downgrades() {
     assert!(
         o.discovery(REFUSED_BY_MISMATCH).is_some(),
         "a forged Mismatch is explored"
+    );
+    assert!(
+        o.discovery(RETRY_FOLLOWED).is_some(),
+        "a forged Retry is explored"
     );
     assert_eq!(o.discovery(NO_DOWNGRADE), None);
 }
