@@ -2,9 +2,10 @@
 //! `phantom_handshake::{Client, Server}` exchange flights over a network the attacker
 //! owns.
 //!
-//! **Parties.** The client `C` pins the server `S`'s long-term key and holds its
-//! verified certificate (KEMTLS-PDK, one round trip), offering AES-256-GCM then
-//! ChaCha20-Poly1305. `S` is a real [`Server`] with both suites. The attacker runs two
+//! **Parties.** The client `C` pins the server `S`'s long-term key and either holds its
+//! verified certificate (KEMTLS-PDK, one round trip) or not (full mode: `S` sends its
+//! certificate, `C` verifies it against the pinned key, two round trips), offering
+//! AES-256-GCM then ChaCha20-Poly1305. `S` is a real [`Server`] with both suites. The attacker runs two
 //! real servers of its own, with its own long-term key: `M`, a full server (what an
 //! impersonator answers) and `Q`, a server that demands a Retry (a Retry bound to the
 //! ClientHello it saw, with a token `S` never issued); and a forger `F` that answers a
@@ -94,6 +95,10 @@ pub struct HandshakeModel {
     /// The client resumes with a ticket from an earlier session with `S` and sends early
     /// data.
     pub early_data: bool,
+    /// The client holds the server's verified certificate (KEMTLS-PDK, one round trip);
+    /// without it the server sends its certificate, the client verifies it against the
+    /// pinned key, and the handshake takes two round trips.
+    pub pdk: bool,
     /// The planted fault.
     pub mutation: HandshakeMutation,
     /// The instant the model's clock starts at (the crate reads no clock itself).
@@ -111,6 +116,7 @@ impl HandshakeModel {
             drops: 0,
             duplicates: 0,
             early_data: false,
+            pdk: true,
             mutation: HandshakeMutation::None,
         }
     }
@@ -124,6 +130,16 @@ impl HandshakeModel {
         }
     }
 
+    /// Full mode (no cached certificate: two round trips, the client verifies the
+    /// certificate against the pinned key) with `steps` attacker steps.
+    #[must_use]
+    pub fn full(steps: u8, base: Instant) -> Self {
+        Self {
+            pdk: false,
+            ..Self::attacked(steps, base)
+        }
+    }
+
     /// Liveness configuration: no attacker, `drops` lost flights and one duplicate.
     #[must_use]
     pub fn lossy(drops: u8, base: Instant) -> Self {
@@ -133,6 +149,7 @@ impl HandshakeModel {
             drops,
             duplicates: 1,
             early_data: false,
+            pdk: true,
             mutation: HandshakeMutation::None,
         }
     }
@@ -393,7 +410,7 @@ impl HandshakeModel {
             (f.server_vk.clone(), f.server_cert.clone())
         };
         let mut cfg = ClientConfig::new(vk);
-        cfg.certificate = Some(cert);
+        cfg.certificate = self.pdk.then_some(cert);
         cfg.suites = suites;
         if self.early_data {
             cfg.ticket = f.ticket.clone();
@@ -868,8 +885,9 @@ impl Model for HandshakeModel {
                     .is_none_or(|(_, by)| *by == Party::Server)
             }),
             Property::always(AGREEMENT, |_, s: &HsState| {
+                // Checked in every state, so as soon as both ends have completed.
                 s.server_done.iter().all(|a| {
-                    s.client_done.as_ref().is_some_and(|(c, _)| {
+                    s.client_done.as_ref().is_none_or(|(c, _)| {
                         c.version == a.version
                             && c.suite == a.suite
                             && c.session_id == a.session_id
@@ -928,8 +946,8 @@ impl Model for HandshakeModel {
 
 /// `always`: the client completes only on a flight of the server holding the pinned key.
 pub const PINNED_SERVER_ONLY: &str = "client completes only with the pinned server";
-/// `always`: every completion at the server has the client's version, suite, session id
-/// and keys (and the client has completed).
+/// `always`: once both ends have completed, every completion at the server has the
+/// client's version, suite, session id and keys.
 pub const AGREEMENT: &str = "both ends agree on version, suite, session id and keys";
 /// `always`: a completed client has the version it offered and its most preferred suite
 /// the server supports; a Retry or Mismatch never lowers it.

@@ -43,6 +43,22 @@ fn early() -> &'static Outcome {
     })
 }
 
+/// Full mode: four honest deliveries (ClientHello, ServerHello, ClientFinished,
+/// ServerFinished) plus the attacker's steps.
+const FULL_DEPTH: usize = 4 + ATTACKER_STEPS as usize;
+
+fn full() -> &'static Outcome {
+    static O: OnceLock<Outcome> = OnceLock::new();
+    O.get_or_init(|| {
+        run(
+            "handshake (full mode, attacker)",
+            HandshakeModel::full(ATTACKER_STEPS, base()),
+            FULL_DEPTH,
+            &[],
+        )
+    })
+}
+
 fn lossy() -> &'static Outcome {
     static O: OnceLock<Outcome> = OnceLock::new();
     O.get_or_init(|| {
@@ -61,7 +77,7 @@ fn lossy() -> &'static Outcome {
     ignore = "exhaustive; run in release by `cargo xtask ci`"
 )]
 fn handshake_client_completes_only_with_the_pinned_server() {
-    for o in [attacked(), early()] {
+    for o in [attacked(), early(), full()] {
         assert!(o.discovery(BOTH_COMPLETE).is_some(), "{}", o.line());
         assert_eq!(o.discovery(PINNED_SERVER_ONLY), None);
     }
@@ -73,7 +89,7 @@ fn handshake_client_completes_only_with_the_pinned_server() {
     ignore = "exhaustive; run in release by `cargo xtask ci`"
 )]
 fn handshake_both_ends_agree_on_suite_version_and_session_id() {
-    for o in [attacked(), early()] {
+    for o in [attacked(), early(), full()] {
         assert_eq!(o.discovery(AGREEMENT), None);
     }
 }
