@@ -505,16 +505,11 @@ impl HandshakeModel {
                     }
                 }
                 Input::Timeout => {
-                    if let Some(c) = client.as_mut() {
-                        if let Some(t) = c.poll_timeout() {
-                            now_ms = now_ms.max(millis_since(self.base, t));
-                        }
-                        let failed = c.handle_timeout(self.time(now_ms)).is_err();
-                        sent.extend(drain(c));
-                        if failed {
-                            run.client_failed = Some(false);
-                            client = None;
-                        }
+                    if let Some(c) = client.as_mut()
+                        && self.client_timeout(c, &mut now_ms, &mut sent)
+                    {
+                        run.client_failed = Some(false);
+                        client = None;
                     }
                 }
                 Input::Restart => {}
@@ -526,7 +521,20 @@ impl HandshakeModel {
         Ok(run)
     }
 
-    /// Replays a server (`S`, `M` or `R`) over `log`.
+    /// Fires the client's retransmission timer at its deadline; true if the handshake
+    /// timed out.
+    fn client_timeout(&self, c: &mut Client, now_ms: &mut u64, sent: &mut Vec<Vec<u8>>) -> bool {
+        if let Some(t) = c.poll_timeout() {
+            *now_ms = (*now_ms).max(millis_since(self.base, t));
+        }
+        let failed = c.handle_timeout(self.time(*now_ms)).is_err();
+        while let Some(d) = c.poll_transmit() {
+            sent.push(d);
+        }
+        failed
+    }
+
+    /// Replays a server (`S`, `M` or `Q`) over `log`.
     fn run_server(
         &self,
         party: Party,
