@@ -258,6 +258,24 @@ fn ci(no_fuzz: bool) -> Result {
         ]);
         run(c)
     })?;
+    step("model", || {
+        // Exhaustive stateright runs of the handshake, epoch-ratchet and path models to
+        // their stated depths, over the real sans-IO types (release: the handshake model
+        // replays ML-KEM and X25519); each prints its states explored.
+        let mut c = cargo();
+        c.args([
+            "test",
+            "--release",
+            "--locked",
+            "-p",
+            "phantom-model",
+            "--",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ]);
+        run(c)
+    })?;
     step("doc", || {
         let mut c = cargo();
         c.args(["doc", "--workspace", "--no-deps", "--locked"]);
