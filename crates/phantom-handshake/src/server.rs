@@ -94,6 +94,9 @@ pub struct Transmit {
 pub struct ServerStats {
     /// Datagrams that did not parse.
     pub malformed: u64,
+    /// Datagrams whose integrity tag did not match (damaged on the way): dropped
+    /// before parsing, not counted in `malformed`.
+    pub damaged: u64,
     /// Retry datagrams sent.
     pub retries_sent: u64,
     /// ClientHello datagrams that would have been sent a Retry but do not carry the
@@ -459,6 +462,10 @@ impl Server {
             Ok(_) => {
                 self.stats.malformed += 1;
                 return Err(Error::UnexpectedMessage("retry from a client"));
+            }
+            Err(Error::Damaged) => {
+                self.stats.damaged += 1;
+                return Err(Error::Damaged);
             }
             Err(e) => {
                 self.stats.malformed += 1;

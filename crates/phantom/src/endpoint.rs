@@ -300,8 +300,10 @@ impl Endpoint {
     /// Connects to the server at `addr`, which must prove `server_key`.
     ///
     /// # Errors
-    /// [`Error::WrongServerKey`] if the server proves another key, [`Error::Timeout`]
-    /// if it does not answer, [`Error::BadAddress`] for an unusable address.
+    /// [`Error::WrongServerKey`] if the server's certificate does not verify under
+    /// `server_key`, [`Error::Timeout`] if it does not answer,
+    /// [`Error::UnusableAnswers`] if every answer was dropped (damaged or not for this
+    /// handshake), [`Error::BadAddress`] for an unusable address.
     pub async fn connect(
         &self,
         addr: SocketAddr,
@@ -392,9 +394,18 @@ impl Endpoint {
             Ok(Err(_)) => Err(Error::EndpointClosed),
             Err(_) => {
                 // Our receiver is gone with the timed-out future: forget that handshake
-                // (and only it; a later connect to the same address may be pending).
-                self.shared.lock().forget_abandoned_connects();
-                Err(Error::Timeout(addr))
+                // (and only it; a later connect to the same address may be pending),
+                // saying whether the server was silent or its answers all unusable.
+                let mut g = self.shared.lock();
+                let unusable = g.unusable_answers(addr);
+                g.forget_abandoned_connects();
+                Err(match unusable {
+                    Some(dropped) => Error::UnusableAnswers {
+                        peer: addr,
+                        dropped,
+                    },
+                    None => Error::Timeout(addr),
+                })
             }
         }
     }

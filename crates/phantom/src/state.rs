@@ -410,11 +410,13 @@ impl Inner {
                     Delivery::Handshake
                 }
                 Err(e) => {
-                    // A datagram that does not parse leaves the client untouched.
+                    // A datagram that does not parse (or is damaged) leaves the client
+                    // untouched.
                     let fatal = !matches!(
                         e,
                         phantom_handshake::Error::Malformed(_)
                             | phantom_handshake::Error::LimitExceeded(_)
+                            | phantom_handshake::Error::Damaged
                     ) || (p.client.poll_timeout().is_none() && !p.client.is_complete());
                     if fatal {
                         tracing::debug!(target: "phantom::runtime", peer = %from, error = %e, "handshake failed");
@@ -757,6 +759,16 @@ impl Inner {
             }
         }
         self.forget_abandoned_connects();
+    }
+
+    /// How many datagrams the abandoned (connect future gone) handshake with `peer`
+    /// dropped, if it took none: its connect timed out on unusable answers, not silence.
+    pub(crate) fn unusable_answers(&self, peer: SocketAddr) -> Option<u32> {
+        self.pending
+            .values()
+            .find(|p| p.udp_remote == peer && p.reply.is_closed())
+            .filter(|p| p.client.datagrams_used() == 0 && p.client.datagrams_dropped() > 0)
+            .map(|p| p.client.datagrams_dropped())
     }
 
     /// Drops handshakes whose connect future is gone, with the TCP connection each
