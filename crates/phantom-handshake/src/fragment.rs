@@ -338,6 +338,24 @@ impl Partial {
     fn complete(&self) -> bool {
         self.have == self.buf.len()
     }
+
+    /// True if `data` (at `offset`) disagrees with a byte already held.
+    fn conflicts(&self, offset: usize, data: &[u8]) -> bool {
+        data.iter().enumerate().any(|(i, b)| {
+            let pos = offset.saturating_add(i);
+            let held = self
+                .bitmap
+                .get(pos / 64)
+                .is_some_and(|w| w & (1u64 << (pos % 64)) != 0);
+            held && self.buf.get(pos).is_some_and(|x| x != b)
+        })
+    }
+
+    /// Forgets every byte held.
+    fn reset(&mut self) {
+        self.bitmap.fill(0);
+        self.have = 0;
+    }
 }
 
 /// What inserting a fragment did.
@@ -368,14 +386,21 @@ impl Reassembler {
     }
 
     /// Inserts a fragment. Never allocates more than the cap.
+    ///
+    /// Nothing buffered is authenticated, so a spoofed fragment must never make the
+    /// real message wrong: a fragment that holds the whole message replaces whatever
+    /// is buffered for it; one whose bytes disagree with bytes already held resets the
+    /// partial message to itself (the peer's retransmission brings the rest again); one
+    /// claiming another total length replaces the partial message too.
     pub(crate) fn insert(&mut self, f: &Fragment<'_>) -> Result<Inserted, Error> {
         if f.msg_seq < self.next {
             return Ok(Inserted::Old);
         }
+        let whole = f.offset == 0 && f.data.len() == f.total_len;
         if let Some(i) = self
             .partial
             .iter()
-            .position(|p| p.seq == f.msg_seq && p.buf.len() != f.total_len)
+            .position(|p| p.seq == f.msg_seq && (p.buf.len() != f.total_len || whole))
         {
             // Another length for a message not yet complete: nothing of it is
             // authenticated, so the partial gives way to the newer fragment (else a
@@ -410,6 +435,9 @@ impl Reassembler {
             p.buf.len() == f.total_len,
             Error::Malformed("inconsistent message length")
         );
+        if p.conflicts(f.offset, f.data) {
+            p.reset();
+        }
         p.insert(f.offset, f.data);
         Ok(Inserted::Buffered)
     }

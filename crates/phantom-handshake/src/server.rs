@@ -103,6 +103,11 @@ pub struct ServerStats {
     /// ClientHello's first fragment, which a Retry is bound to: not answered (the
     /// datagram with that fragment, sent in the same flight, gets the Retry).
     pub retries_withheld: u64,
+    /// ClientHello datagrams that would have started a handshake but do not carry the
+    /// ClientHello's first fragment (a spoofed fragment, or a later datagram that
+    /// overtook the first): no state is created (the client's retransmission brings
+    /// the first fragment again).
+    pub hello_without_head: u64,
     /// Tokens refused as forged, foreign or for another address.
     pub tokens_invalid: u64,
     /// Tokens refused as expired.
@@ -705,7 +710,8 @@ impl Server {
         }
         let mut result = None;
         while let Some(msg) = conn.reasm.pop() {
-            conn.flight.acknowledge();
+            // The flight's timer stops only once the message verified (a spoofed
+            // fragment merged into it must not pass for the client's answer).
             match self.step(cx, &mut conn, &msg) {
                 Ok(Some(est)) => {
                     result = Some((est, sha256(&msg)));
@@ -810,6 +816,13 @@ impl Server {
             );
             self.transmits.push_back(Transmit { dst: addr, payload });
             self.stats.retries_sent += 1;
+            return Ok(None);
+        }
+        // No state without the ClientHello's first fragment: a spoofed fragment, or
+        // the later datagram of a ClientHello that overtook the first (the client's
+        // retransmission brings both again).
+        if dg.hello_head().is_none() {
+            self.stats.hello_without_head += 1;
             return Ok(None);
         }
         let mut replace = slots_taken;

@@ -2854,3 +2854,145 @@ fn i12_a_damaged_client_hello_is_dropped_and_its_retransmission_completes() {
     let (est, _) = drive(&mut client, &mut server, addr(14), later, &mut r).unwrap();
     assert!(est.is_some() && client.is_complete());
 }
+
+// ---------------------------------------------------------------------------------
+// I1/I12: spoofed fragments with the real message lengths.
+
+/// A one-fragment datagram (tagged: the tag is public) carrying `data` at `offset` of
+/// message `seq` claimed `total_len` long: what an off-path spoofer sends.
+fn spoofed_fragment(seq: u64, total_len: usize, offset: usize, data: &[u8]) -> Vec<u8> {
+    let f = Fragment {
+        msg_seq: seq,
+        total_len,
+        offset,
+        data,
+    };
+    let mut d = vec![HANDSHAKE_MARKER, 0];
+    f.encode(&mut d);
+    sealed(d)
+}
+
+/// A spoofer who knows the client's address sends, between the server's receipt of
+/// the ClientHello and of the ClientFinished, a one-byte fragment of message 1 with the
+/// ClientFinished's real length (34 bytes in PDK mode, 1,122 in full mode). Before, the
+/// real ClientFinished was merged with it (first copy wins), failed its MAC, and the
+/// server's flight timer was stopped as if the client had answered: the PDK handshake
+/// died. Now the whole-message fragment replaces the buffered bytes, and the handshake
+/// completes at once.
+#[test]
+fn i1_a_spoofed_fragment_with_the_real_client_finished_length_does_not_corrupt_it() {
+    for pdk in [true, false] {
+        let mut r = rng(1300);
+        let mut server = Server::new(server_config(), &mut r);
+        let mut client = Client::new(client_config(pdk), &mut r, t(0)).unwrap();
+        let from = addr(30);
+        for d in drain_client(&mut client) {
+            server
+                .handle_datagram(t(0), from, &d, &mut r, |_| false)
+                .unwrap();
+        }
+        for d in drain_server(&mut server) {
+            let _ = client.handle(t(0), &d, &mut r).unwrap();
+        }
+        let finished = drain_client(&mut client);
+        assert_eq!(finished.len(), 1);
+        let cf = Datagram::parse(&finished[0]).unwrap().fragments[0];
+        assert_eq!((cf.msg_seq, cf.offset), (1, 0));
+        assert_eq!(cf.total_len, if pdk { 34 } else { 1122 });
+        assert_eq!(cf.data.len(), cf.total_len);
+        let junk = [cf.data[0] ^ 0xff];
+        let spoofed = spoofed_fragment(1, cf.total_len, 0, &junk);
+        assert!(
+            server
+                .handle_datagram(t(0), from, &spoofed, &mut r, |_| false)
+                .unwrap()
+                .is_none()
+        );
+        let est = server
+            .handle_datagram(t(0), from, &finished[0], &mut r, |_| false)
+            .unwrap();
+        let s = est.expect("the real ClientFinished completes the handshake");
+        assert_eq!(server.stats().finished_refused, 0);
+        for d in drain_server(&mut server) {
+            let _ = client.handle(t(0), &d, &mut r);
+        }
+        assert_eq!(client.into_established().unwrap().session_id, s.session_id);
+    }
+}
+
+/// The spoofed byte is a fragment of message 0 with the ClientHello's padded length
+/// (2,400), sent after the first ClientHello datagram and before the second: it lands
+/// inside the ClientHello. Before, the server answered a ClientHello the client never
+/// sent, whose echo the client does not recognise. Now the disagreeing overlap resets
+/// the partial message, and the client's retransmission completes the handshake; no
+/// ClientHello other than the client's is ever answered.
+#[test]
+fn i1_a_spoofed_fragment_inside_the_client_hello_is_never_answered_as_part_of_it() {
+    let mut r = rng(1301);
+    let mut server = Server::new(server_config(), &mut r);
+    let mut client = Client::new(client_config(true), &mut r, t(0)).unwrap();
+    let from = addr(31);
+    let hello = drain_client(&mut client);
+    assert_eq!(hello.len(), 2);
+    let second = Datagram::parse(&hello[1]).unwrap().fragments[0];
+    assert_eq!(second.total_len, MIN_CLIENT_HELLO_LEN);
+    server
+        .handle_datagram(t(0), from, &hello[0], &mut r, |_| false)
+        .unwrap();
+    let at = second.offset + 5;
+    let junk = [second.data[5] ^ 0x01];
+    let spoofed = spoofed_fragment(0, second.total_len, at, &junk);
+    let _ = server.handle_datagram(t(0), from, &spoofed, &mut r, |_| false);
+    let _ = server.handle_datagram(t(0), from, &hello[1], &mut r, |_| false);
+    // Whatever the server answers must answer our ClientHello.
+    let mut now = t(0);
+    let mut server_est = None;
+    for _ in 0..8 {
+        for d in drain_server(&mut server) {
+            assert_ne!(
+                client.handle(now, &d, &mut r),
+                Err(Error::Malformed("datagram for another ClientHello")),
+                "the server answered a ClientHello the client never sent"
+            );
+        }
+        if client.is_complete() {
+            break;
+        }
+        now = Time::new(client.poll_timeout().unwrap(), UNIX0);
+        client.handle_timeout(now).unwrap();
+        for d in drain_client(&mut client) {
+            if let Ok(Some(e)) = server.handle_datagram(now, from, &d, &mut r, |_| false) {
+                server_est = Some(e);
+            }
+        }
+    }
+    assert!(client.is_complete());
+    for d in drain_client(&mut client) {
+        if let Ok(Some(e)) = server.handle_datagram(now, from, &d, &mut r, |_| false) {
+            server_est = Some(e);
+        }
+    }
+    assert!(server_est.is_some());
+}
+
+/// A datagram without the ClientHello's first fragment (offset 0) creates no handshake
+/// state at an unknown address: not a spoofer's fragment, not a ClientHello's second
+/// datagram arriving first (the client's retransmission brings both).
+#[test]
+fn i1_no_handshake_state_without_the_client_hellos_first_fragment() {
+    let mut r = rng(1302);
+    let mut server = Server::new(server_config(), &mut r);
+    let spoofed = spoofed_fragment(0, MIN_CLIENT_HELLO_LEN, 1500, &[7]);
+    let _ = server.handle_datagram(t(0), addr(32), &spoofed, &mut r, |_| false);
+    assert_eq!(server.half_open(), 0);
+    let mut client = Client::new(client_config(true), &mut r, t(0)).unwrap();
+    let hello = drain_client(&mut client);
+    let _ = server.handle_datagram(t(0), addr(33), &hello[1], &mut r, |_| false);
+    assert_eq!(server.half_open(), 0);
+    assert_eq!(server.stats().hello_without_head, 2);
+    assert!(drain_server(&mut server).is_empty());
+    server
+        .handle_datagram(t(0), addr(33), &hello[0], &mut r, |_| false)
+        .unwrap();
+    assert_eq!(server.half_open(), 1);
+}
