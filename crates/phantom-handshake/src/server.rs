@@ -153,6 +153,9 @@ pub struct ServerStats {
     /// ML-KEM decapsulations of full-mode ClientFinished ciphertexts: at most one per
     /// datagram, however many half-open handshakes of its address it is tried against.
     pub finished_decapsulations: u64,
+    /// X25519 agreements and ML-KEM decapsulations done to MAC a Mismatch refusal of a
+    /// PDK ClientHello (one of each per refusal).
+    pub mismatch_decapsulations: u64,
 }
 
 #[cfg_attr(test, derive(Clone))]
@@ -301,6 +304,10 @@ pub struct Server {
     superseded: HashMap<SocketAddr, Box<Conn>>,
     pending_ids: HashSet<SessionId>,
     linger: HashMap<SocketAddr, Linger>,
+    /// When each recent MACed Mismatch refusal to an unvalidated address was sent (it
+    /// cost an agreement and a decapsulation): each counts toward the half-open load
+    /// until the handshake timeout.
+    refusals: VecDeque<Instant>,
     transmits: VecDeque<Transmit>,
     stats: ServerStats,
 }
@@ -332,6 +339,7 @@ impl Server {
             superseded: HashMap::new(),
             pending_ids: HashSet::new(),
             linger: HashMap::new(),
+            refusals: VecDeque::new(),
             transmits: VecDeque::new(),
             stats: ServerStats::default(),
         }
@@ -796,7 +804,15 @@ impl Server {
             }
         };
         let slots_taken = at_address >= 2;
-        let full = self.half_open() + at_address >= self.config.max_half_open;
+        let timeout = self.config.handshake_timeout;
+        while self
+            .refusals
+            .front()
+            .is_some_and(|t| *t + timeout <= now.instant)
+        {
+            self.refusals.pop_front();
+        }
+        let full = self.half_open() + self.refusals.len() + at_address >= self.config.max_half_open;
         if !validated && (self.config.require_retry || full || slots_taken) {
             // The Retry is bound to the ClientHello by the echo of its first fragment
             // (all the server may have of it yet), so that the client can tell ours
@@ -826,7 +842,10 @@ impl Server {
             return Ok(None);
         }
         let mut replace = slots_taken;
-        if full && !replace {
+        if full && !replace && self.refusals.pop_front().is_some() {
+            // A client that proved its address takes the place of a recent refusal
+            // (it only counted as load).
+        } else if full && !replace {
             // A client that proved its address takes the place of the oldest
             // half-open handshake that did not (spoofed hellos, most likely): a
             // flood from forged addresses cannot lock real clients out (I1).
@@ -964,7 +983,7 @@ impl Server {
                 } else {
                     MISMATCH_SUITE
                 };
-                let m = self.mismatch(reason, &ch, msg)?;
+                let m = self.mismatch(reason, &ch, msg, conn.validated, now)?;
                 conn.queue.extend(pack(&[(0, &m)], &conn.echo));
                 let supported = CodeList::new(&self.supported_suites());
                 return Err(if reason == MISMATCH_VERSION {
@@ -1136,7 +1155,14 @@ impl Server {
     /// speaks, bound to the ClientHello by its hash, and MACed under the ephemeral-static
     /// shares if the client encapsulated to our current certificate (so a PDK client
     /// knows the refusal comes from the pinned server).
-    fn mismatch(&self, reason: u8, ch: &ClientHello, ch_bytes: &[u8]) -> Result<Vec<u8>, Error> {
+    fn mismatch(
+        &mut self,
+        reason: u8,
+        ch: &ClientHello,
+        ch_bytes: &[u8],
+        validated: bool,
+        now: Time,
+    ) -> Result<Vec<u8>, Error> {
         let ch_hash = sha256(ch_bytes);
         let suites = self.supported_suites();
         ensure!(!suites.is_empty(), Error::Misuse("no suites configured"));
@@ -1153,6 +1179,11 @@ impl Server {
         {
             let es_x = identity.kem.x.agree(&ch.x25519)?;
             let es_ml = identity.kem.ml.decapsulate(&p.ct)?;
+            self.stats.mismatch_decapsulations += 1;
+            if !validated {
+                // As costly as a handshake: counts as one until the handshake timeout.
+                self.refusals.push_back(now.instant);
+            }
             let key = mismatch_key(&es_x, &es_ml, &ch_hash);
             // The prefix ends with the auth flag, which must say "MACed".
             m.mac = Some([0u8; 32]);

@@ -2996,3 +2996,69 @@ fn i1_no_handshake_state_without_the_client_hellos_first_fragment() {
         .unwrap();
     assert_eq!(server.half_open(), 1);
 }
+
+// ---------------------------------------------------------------------------------
+// I1/I7: a refusal costs as much as a handshake and counts as one.
+
+/// PDK ClientHellos without a common suite from 20 addresses: each MACed refusal costs
+/// the server an X25519 agreement and an ML-KEM decapsulation, so each counts toward
+/// the half-open load until the handshake timeout; once the load reaches the cap, new
+/// unvalidated addresses get a Retry (no expensive work). A client that comes back
+/// with the token still gets its authenticated refusal, and after the timeout the load
+/// is gone. Before, a refusal kept no entry: the table never filled, Retry never
+/// engaged, and every forged ClientHello cost a decapsulation.
+#[test]
+fn i1_pdk_refusals_count_toward_the_load_that_turns_on_retry() {
+    let mut r = rng(1400);
+    let mut scfg = server_config();
+    scfg.suites = vec![Suite::Aes256Gcm];
+    scfg.max_half_open = 4;
+    let mut server = Server::new(scfg, &mut r);
+    let refused_client = |r: &mut ChaCha20Rng| {
+        let mut cfg = client_config(true);
+        cfg.suites = vec![Suite::ChaCha20Poly1305];
+        Client::new(cfg, r, t(0)).unwrap()
+    };
+    let mut last = None;
+    for i in 0..20u16 {
+        let mut c = refused_client(&mut r);
+        for d in drain_client(&mut c) {
+            let _ = server.handle_datagram(t(0), addr(100 + i), &d, &mut r, |_| false);
+        }
+        last = Some((c, drain_server(&mut server)));
+    }
+    let st = server.stats();
+    assert_eq!(st.mismatch_decapsulations, 4);
+    assert_eq!(st.mismatches, 4);
+    assert_eq!(st.retries_sent, 16);
+    assert_eq!(server.half_open(), 0);
+    // The last client follows its Retry: its address is proven, it gets the MACed
+    // refusal.
+    let (mut c, answer) = last.unwrap();
+    assert_eq!(answer.len(), 1);
+    assert_eq!(c.handle(t(0), &answer[0], &mut r), Ok(Progress::Pending));
+    for d in drain_client(&mut c) {
+        let _ = server.handle_datagram(t(0), addr(119), &d, &mut r, |_| false);
+    }
+    let refusal = drain_server(&mut server);
+    assert_eq!(refusal.len(), 1);
+    assert!(matches!(
+        c.handle(t(0), &refusal[0], &mut r),
+        Err(Error::SuiteMismatch {
+            authenticated: true,
+            ..
+        })
+    ));
+    assert_eq!(server.stats().mismatch_decapsulations, 5);
+    // After the handshake timeout the refusals no longer count.
+    let mut c = refused_client(&mut r);
+    for d in drain_client(&mut c) {
+        let _ = server.handle_datagram(t(11), addr(200), &d, &mut r, |_| false);
+    }
+    assert_eq!(server.stats().mismatch_decapsulations, 6);
+    assert_eq!(
+        server.stats().retries_sent,
+        16,
+        "no Retry once the load is gone"
+    );
+}
