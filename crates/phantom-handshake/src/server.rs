@@ -58,11 +58,17 @@ pub struct ServerConfig {
     pub anti_replay_window: u64,
     /// Capacity of the anti-replay store; when full, 0-RTT is refused.
     pub anti_replay_capacity: usize,
+    /// The ticket and retry keys rotate this often ([`Server::rotate_keys_if_due`]);
+    /// the previous key of each stays valid for one more period, so a ticket is
+    /// accepted for between one and two periods after it was issued (and never beyond
+    /// its lifetime). Zero: never rotate.
+    pub key_rotation: Duration,
 }
 
 impl ServerConfig {
     /// Defaults: all suites, retry only under load, 1024 half-open, 10 s timeout, one-day
-    /// tickets, 4 KiB 0-RTT within a 10-minute window, 65536 anti-replay entries.
+    /// tickets, 4 KiB 0-RTT within a 10-minute window, 65536 anti-replay entries, keys
+    /// rotated every half ticket lifetime (12 h).
     #[must_use]
     pub fn new(identity: ServerIdentity) -> Self {
         Self {
@@ -75,6 +81,7 @@ impl ServerConfig {
             max_early_data: MAX_EARLY_DATA as u32,
             anti_replay_window: 600,
             anti_replay_capacity: 65_536,
+            key_rotation: Duration::from_secs(86_400 / 2),
         }
     }
 }
@@ -308,6 +315,9 @@ pub struct Server {
     /// cost an agreement and a decapsulation): each counts toward the half-open load
     /// until the handshake timeout.
     refusals: VecDeque<Instant>,
+    /// When the ticket and retry keys rotate next (`None` until the first
+    /// [`Server::rotate_keys_if_due`]).
+    next_key_rotation: Option<Instant>,
     transmits: VecDeque<Transmit>,
     stats: ServerStats,
 }
@@ -340,6 +350,7 @@ impl Server {
             pending_ids: HashSet::new(),
             linger: HashMap::new(),
             refusals: VecDeque::new(),
+            next_key_rotation: None,
             transmits: VecDeque::new(),
             stats: ServerStats::default(),
         }
@@ -368,6 +379,37 @@ impl Server {
         self.tickets.rotate(rng);
     }
 
+    /// Rotates the ticket and retry keys if [`ServerConfig::key_rotation`] has passed
+    /// since the last rotation (the first call starts the schedule). Returns whether it
+    /// rotated. Call it from the timer handling, at the latest at
+    /// [`Server::poll_key_rotation`].
+    pub fn rotate_keys_if_due<R: Rng + ?Sized>(&mut self, now: Time, rng: &mut R) -> bool {
+        let period = self.config.key_rotation;
+        if period.is_zero() {
+            return false;
+        }
+        match self.next_key_rotation {
+            None => {
+                self.next_key_rotation = Some(now.instant + period);
+                false
+            }
+            Some(due) if due <= now.instant => {
+                self.tickets.rotate(rng);
+                self.retry.rotate(rng);
+                self.next_key_rotation = Some(now.instant + period);
+                true
+            }
+            Some(_) => false,
+        }
+    }
+
+    /// When [`Server::rotate_keys_if_due`] rotates next (`None` before its first call,
+    /// or when rotation is off).
+    #[must_use]
+    pub fn poll_key_rotation(&self) -> Option<Instant> {
+        self.next_key_rotation
+    }
+
     /// Installs a new identity (static KEM key rotation). Clients holding the old
     /// certificate fall back to a full handshake and learn the new one.
     pub fn set_identity(&mut self, identity: ServerIdentity) {
@@ -385,7 +427,9 @@ impl Server {
         self.transmits.pop_front()
     }
 
-    /// Earliest deadline (retransmission or handshake expiry).
+    /// Earliest deadline (retransmission, handshake expiry, or key rotation once
+    /// [`Server::rotate_keys_if_due`] was called: a caller that calls it once calls it
+    /// whenever this deadline passes).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let conns = self
@@ -397,7 +441,11 @@ impl Server {
                 [Some(expiry), c.flight.deadline()]
             });
         let lingers = self.linger.values().map(|l| Some(l.until));
-        conns.chain(lingers).flatten().min()
+        conns
+            .chain(lingers)
+            .chain([self.next_key_rotation])
+            .flatten()
+            .min()
     }
 
     /// Retransmits flights whose timer expired and drops expired handshakes.

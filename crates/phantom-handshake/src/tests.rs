@@ -3062,3 +3062,47 @@ fn i1_pdk_refusals_count_toward_the_load_that_turns_on_retry() {
         "no Retry once the load is gone"
     );
 }
+
+// ---------------------------------------------------------------------------------
+// Key rotation.
+
+/// Ticket and retry keys rotate every `key_rotation` (here 100 s), keeping the previous
+/// key for acceptance: a ticket issued at 0 s still resumes after one rotation (150 s),
+/// not after two (250 s), although its lifetime (a day) has not run out.
+#[test]
+fn a_ticket_outlives_one_key_rotation_but_not_two() {
+    let mut r = rng(1500);
+    let mut scfg = server_config();
+    scfg.key_rotation = Duration::from_secs(100);
+    let mut server = Server::new(scfg, &mut r);
+    // The first call starts the schedule.
+    assert!(!server.rotate_keys_if_due(t(0), &mut r));
+    let ticket = first_ticket(&mut server, &mut r);
+    let token = server.issue_token(&addr(50), t(0));
+    assert!(!server.rotate_keys_if_due(t(99), &mut r));
+    assert_eq!(server.poll_key_rotation(), Some(t(100).instant));
+    let resumes = |server: &mut Server, r: &mut ChaCha20Rng, now: Time, from: u16| {
+        let mut cfg = client_config(true);
+        cfg.ticket = Some(ticket.clone());
+        let mut client = Client::new(cfg, r, now).unwrap();
+        let (est, _) = drive(&mut client, server, addr(from), now, r).unwrap();
+        est.unwrap().resumed
+    };
+    assert!(server.rotate_keys_if_due(t(150), &mut r));
+    assert!(!server.rotate_keys_if_due(t(160), &mut r));
+    assert!(resumes(&mut server, &mut r, t(150), 51));
+    assert_eq!(server.stats().tickets_invalid, 0);
+    assert!(server.rotate_keys_if_due(t(250), &mut r));
+    assert!(!resumes(&mut server, &mut r, t(250), 52));
+    assert_eq!(server.stats().tickets_invalid, 1);
+    // The retry key rotates with it: a token of the key before last is refused
+    // (validated at 5 s of age, against the current clock of the token).
+    let d = tokened_hello(&token, 1501);
+    let late = Time::new(t(250).instant, UNIX0 + 5);
+    assert_eq!(
+        server
+            .handle_datagram(late, addr(50), &d, &mut r, |_| false)
+            .unwrap_err(),
+        Error::TokenInvalid
+    );
+}

@@ -55,6 +55,11 @@ pub struct ServerConfig {
     /// completes beyond it has its session closed at once with
     /// [`ACCEPT_BACKLOG_FULL`]. Default 1024.
     pub max_pending_accepts: usize,
+    /// The resumption-ticket and retry-token keys rotate this often; the previous key
+    /// of each stays valid for one more period, so a ticket resumes for between one
+    /// and two periods (never beyond its one-day lifetime). Default 12 h (half the
+    /// ticket lifetime); zero: never.
+    pub key_rotation: Duration,
 }
 
 impl ServerConfig {
@@ -69,6 +74,7 @@ impl ServerConfig {
             max_tcp_connections_per_ip: 16,
             tcp_idle_timeout: None,
             max_pending_accepts: 1024,
+            key_rotation: Duration::from_secs(12 * 3600),
         }
     }
 }
@@ -234,6 +240,7 @@ impl Endpoint {
     pub fn server(config: ServerConfig, addr: SocketAddr) -> Result<Self, Error> {
         let mut hs = phantom_handshake::ServerConfig::new(config.identity);
         hs.require_retry = config.require_retry;
+        hs.key_rotation = config.key_rotation;
         let mut rng: rand::rngs::StdRng = rand::make_rng();
         let server = Server::new(hs, &mut rng);
         let backlog = config.max_pending_accepts;
@@ -256,6 +263,7 @@ impl Endpoint {
     ) -> Result<Self, Error> {
         let mut hs = phantom_handshake::ServerConfig::new(config.identity);
         hs.require_retry = config.require_retry;
+        hs.key_rotation = config.key_rotation;
         let mut rng: rand::rngs::StdRng = rand::make_rng();
         let server = Server::new(hs, &mut rng);
         let limits = tcp::AcceptLimits {

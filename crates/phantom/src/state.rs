@@ -702,6 +702,7 @@ impl Inner {
 
     /// Runs every expired timer.
     pub(crate) fn on_timeouts(&mut self, now: Time) {
+        self.rotate_handshake_keys(now);
         for (&h, c) in &mut self.conns {
             if c.deadline.is_some_and(|d| d <= now.instant) {
                 c.session.handle_timeout(now.instant);
@@ -759,6 +760,17 @@ impl Inner {
             }
         }
         self.forget_abandoned_connects();
+    }
+
+    /// Server side: rotates the ticket and retry keys when
+    /// [`crate::ServerConfig::key_rotation`] has passed (the first call starts the
+    /// schedule; the handshake server's timeout includes the next rotation).
+    pub(crate) fn rotate_handshake_keys(&mut self, now: Time) {
+        if let Some(server) = self.router.server_mut()
+            && server.rotate_keys_if_due(now, &mut self.rng)
+        {
+            tracing::debug!(target: "phantom::runtime", "ticket and retry keys rotated");
+        }
     }
 
     /// How many datagrams the abandoned (connect future gone) handshake with `peer`
