@@ -92,8 +92,11 @@ pub struct ClientOptions {
     pub resumption: Option<ResumptionTicket>,
     /// Opening bytes of the connection's first bidirectional stream, which the
     /// application thereby marks replay-safe: with a `resumption` ticket they are sent
-    /// as 0-RTT data (the server may read them before the handshake's last flight), and
-    /// always again under 1-RTT keys, so nothing is lost if the server refuses them.
+    /// as 0-RTT data inside the ClientHello, and always again under 1-RTT keys, so
+    /// nothing is lost if the server refuses them. The server hands them to its
+    /// application only when the handshake completes (its ClientFinished verified), the
+    /// moment the 1-RTT copy would arrive too: today 0-RTT saves no round trip (see
+    /// PROTOCOL.md §5.9).
     /// Take the stream with [`Connection::take_early_stream`]. At most about 4 KiB.
     pub early_data: Option<Vec<u8>>,
     /// The server's TCP address ([`Endpoint::server_with_tcp`]). When set, a
