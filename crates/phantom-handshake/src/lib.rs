@@ -63,7 +63,7 @@ pub use keys::{
     ML_KEM_768_PUBLIC_LEN, ServerCertificate, ServerIdentity, StaticKemKeyPair, StaticKemPublic,
     VerifiedCertificate,
 };
-pub use server::{AMPLIFICATION_FACTOR, Server, ServerConfig, ServerStats, Transmit};
+pub use server::{AMPLIFICATION_FACTOR, EarlyRelease, Server, ServerConfig, ServerStats, Transmit};
 pub use token::{TOKEN_LEN, TOKEN_LIFETIME_SECS};
 
 /// Entry points for the fuzz targets (`fuzz/fuzz_targets/handshake_*.rs`). Not a

@@ -63,6 +63,15 @@ pub struct ServerConfig {
     /// accepted for between one and two periods after it was issued (and never beyond
     /// its lifetime). Zero: never rotate.
     pub key_rotation: Duration,
+    /// Release accepted early data when the ClientHello is accepted
+    /// ([`Server::poll_early_data`]) instead of in the [`Established`] of the completed
+    /// handshake, so that the application can act on it a round trip sooner. Such data
+    /// has passed its AEAD, the ticket-age window and the anti-replay store (I10), but
+    /// the handshake may still fail, and servers that do not share the store may each
+    /// release it once (as TLS 1.3 0-RTT): only replay-safe requests belong in it.
+    /// At most `max_half_open` releases wait to be polled; beyond that, early data goes
+    /// into the `Established` as without this setting. Default false.
+    pub release_early_data_on_hello: bool,
 }
 
 impl ServerConfig {
@@ -82,6 +91,7 @@ impl ServerConfig {
             anti_replay_window: 600,
             anti_replay_capacity: 65_536,
             key_rotation: Duration::from_secs(86_400 / 2),
+            release_early_data_on_hello: false,
         }
     }
 }
@@ -94,6 +104,30 @@ pub struct Transmit {
     pub dst: SocketAddr,
     /// The handshake datagram.
     pub payload: Vec<u8>,
+}
+
+/// Early data released when its ClientHello was accepted
+/// ([`ServerConfig::release_early_data_on_hello`]).
+#[must_use]
+#[cfg_attr(test, derive(Clone))]
+pub struct EarlyRelease {
+    /// The client's address.
+    pub from: SocketAddr,
+    /// The session id of the handshake it belongs to (its [`Established`] carries it if
+    /// the handshake completes).
+    pub session_id: SessionId,
+    /// The early-data plaintext.
+    pub data: Zeroizing<Vec<u8>>,
+}
+
+impl core::fmt::Debug for EarlyRelease {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("EarlyRelease")
+            .field("from", &self.from)
+            .field("session_id", &self.session_id)
+            .field("len", &self.data.len())
+            .finish()
+    }
 }
 
 /// Counters of what the server dropped, refused or completed.
@@ -318,6 +352,8 @@ pub struct Server {
     /// When the ticket and retry keys rotate next (`None` until the first
     /// [`Server::rotate_keys_if_due`]).
     next_key_rotation: Option<Instant>,
+    /// Early data released at ClientHello acceptance, waiting to be polled.
+    early_released: VecDeque<EarlyRelease>,
     transmits: VecDeque<Transmit>,
     stats: ServerStats,
 }
@@ -351,6 +387,7 @@ impl Server {
             linger: HashMap::new(),
             refusals: VecDeque::new(),
             next_key_rotation: None,
+            early_released: VecDeque::new(),
             transmits: VecDeque::new(),
             stats: ServerStats::default(),
         }
@@ -420,6 +457,12 @@ impl Server {
     #[must_use]
     pub fn issue_token(&self, addr: &SocketAddr, now: Time) -> Vec<u8> {
         self.retry.issue(addr, now.unix_secs)
+    }
+
+    /// Next early data released at ClientHello acceptance (only with
+    /// [`ServerConfig::release_early_data_on_hello`]).
+    pub fn poll_early_data(&mut self) -> Option<EarlyRelease> {
+        self.early_released.pop_front()
     }
 
     /// Next datagram to send.
@@ -945,7 +988,8 @@ impl Server {
         let state = core::mem::replace(&mut conn.state, ConnState::ExpectClientHello);
         match state {
             ConnState::ExpectClientHello => {
-                let (next, msgs) = self.on_client_hello(conn, msg, now, cx.rng, cx.is_live)?;
+                let (next, msgs) =
+                    self.on_client_hello(conn, cx.addr, msg, now, cx.rng, cx.is_live)?;
                 conn.state = ConnState::ExpectClientFinished(next);
                 let refs: Vec<(u64, &[u8])> =
                     msgs.iter().map(|(s, m)| (*s, m.as_slice())).collect();
@@ -1001,6 +1045,7 @@ impl Server {
     fn on_client_hello<R: Rng + ?Sized>(
         &mut self,
         conn: &mut Conn,
+        from: SocketAddr,
         msg: &[u8],
         now: Time,
         rng: &mut R,
@@ -1116,6 +1161,17 @@ impl Server {
         }
 
         let session_id = self.draw_session_id(rng, is_live)?;
+        let early_accepted = early_data.is_some();
+        if self.config.release_early_data_on_hello
+            && self.early_released.len() < self.config.max_half_open
+            && let Some(data) = early_data.take()
+        {
+            self.early_released.push_back(EarlyRelease {
+                from,
+                session_id,
+                data,
+            });
+        }
         let mut random = [0u8; 32];
         rng.fill_bytes(&mut random);
         let pdk = pdk_shares.is_some();
@@ -1126,7 +1182,7 @@ impl Server {
         if ticket.is_some() {
             flags |= SH_PSK;
         }
-        if early_data.is_some() {
+        if early_accepted {
             flags |= SH_EARLY;
         }
         let sh = ServerHello {
@@ -1182,7 +1238,7 @@ impl Server {
                 transcript,
                 suite,
                 resumed: ticket.is_some(),
-                early_accepted: early_data.is_some(),
+                early_accepted,
                 early_data,
             }),
             out,

@@ -3106,3 +3106,59 @@ fn a_ticket_outlives_one_key_rotation_but_not_two() {
         Error::TokenInvalid
     );
 }
+
+/// With `release_early_data_on_hello`, accepted early data is handed over when the
+/// ClientHello is accepted, before the server's first flight is even read by the client
+/// (a request can be answered a round trip sooner), once: the same ClientHello replayed
+/// from another address releases nothing (I10). The completed handshake still says
+/// early data was accepted, and does not carry it a second time.
+#[test]
+fn i10_early_data_released_at_client_hello_acceptance_at_most_once() {
+    let mut r = rng(1600);
+    let mut scfg = server_config();
+    scfg.release_early_data_on_hello = true;
+    let mut server = Server::new(scfg, &mut r);
+    let ticket = first_ticket(&mut server, &mut r);
+    assert!(server.poll_early_data().is_none(), "no early data yet");
+    let mut cfg = client_config(true);
+    cfg.ticket = Some(ticket);
+    cfg.early_data = b"GET /now".to_vec();
+    let mut client = Client::new(cfg, &mut r, t(5)).unwrap();
+    let hello = drain_client(&mut client);
+    for d in &hello {
+        server
+            .handle_datagram(t(5), addr(60), d, &mut r, |_| false)
+            .unwrap();
+    }
+    let released = server
+        .poll_early_data()
+        .expect("released on the ClientHello");
+    assert_eq!(released.data.as_slice(), b"GET /now");
+    assert_eq!(released.from, addr(60));
+    assert!(server.poll_early_data().is_none());
+    // A replay of the ClientHello from elsewhere: refused by the anti-replay store.
+    for d in &hello {
+        let _ = server.handle_datagram(t(5), addr(61), d, &mut r, |_| false);
+    }
+    assert!(server.poll_early_data().is_none());
+    assert_eq!(server.stats().early_replayed, 1);
+    assert_eq!(server.stats().early_accepted, 1);
+    let mut est = None;
+    while let Some(tx) = server.poll_transmit() {
+        if tx.dst == addr(60) {
+            let _ = client.handle(t(5), &tx.payload, &mut r);
+        }
+    }
+    for d in drain_client(&mut client) {
+        if let Some(e) = server
+            .handle_datagram(t(5), addr(60), &d, &mut r, |_| false)
+            .unwrap()
+        {
+            est = Some(e);
+        }
+    }
+    let s = est.unwrap();
+    assert_eq!(s.session_id, released.session_id);
+    assert!(s.early_data_accepted && s.early_data.is_none());
+    assert!(client.into_established().unwrap().early_data_accepted);
+}
