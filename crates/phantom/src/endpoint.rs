@@ -55,6 +55,11 @@ pub struct ServerConfig {
     /// completes beyond it has its session closed at once with
     /// [`ACCEPT_BACKLOG_FULL`]. Default 1024.
     pub max_pending_accepts: usize,
+    /// The resumption-ticket and retry-token keys rotate this often; the previous key
+    /// of each stays valid for one more period, so a ticket resumes for between one
+    /// and two periods (never beyond its one-day lifetime). Default 12 h (half the
+    /// ticket lifetime); zero: never.
+    pub key_rotation: Duration,
 }
 
 impl ServerConfig {
@@ -69,6 +74,7 @@ impl ServerConfig {
             max_tcp_connections_per_ip: 16,
             tcp_idle_timeout: None,
             max_pending_accepts: 1024,
+            key_rotation: Duration::from_secs(12 * 3600),
         }
     }
 }
@@ -86,8 +92,11 @@ pub struct ClientOptions {
     pub resumption: Option<ResumptionTicket>,
     /// Opening bytes of the connection's first bidirectional stream, which the
     /// application thereby marks replay-safe: with a `resumption` ticket they are sent
-    /// as 0-RTT data (the server may read them before the handshake's last flight), and
-    /// always again under 1-RTT keys, so nothing is lost if the server refuses them.
+    /// as 0-RTT data inside the ClientHello, and always again under 1-RTT keys, so
+    /// nothing is lost if the server refuses them. The server hands them to its
+    /// application only when the handshake completes (its ClientFinished verified), the
+    /// moment the 1-RTT copy would arrive too: today 0-RTT saves no round trip (see
+    /// PROTOCOL.md §5.9).
     /// Take the stream with [`Connection::take_early_stream`]. At most about 4 KiB.
     pub early_data: Option<Vec<u8>>,
     /// The server's TCP address ([`Endpoint::server_with_tcp`]). When set, a
@@ -234,6 +243,7 @@ impl Endpoint {
     pub fn server(config: ServerConfig, addr: SocketAddr) -> Result<Self, Error> {
         let mut hs = phantom_handshake::ServerConfig::new(config.identity);
         hs.require_retry = config.require_retry;
+        hs.key_rotation = config.key_rotation;
         let mut rng: rand::rngs::StdRng = rand::make_rng();
         let server = Server::new(hs, &mut rng);
         let backlog = config.max_pending_accepts;
@@ -256,6 +266,7 @@ impl Endpoint {
     ) -> Result<Self, Error> {
         let mut hs = phantom_handshake::ServerConfig::new(config.identity);
         hs.require_retry = config.require_retry;
+        hs.key_rotation = config.key_rotation;
         let mut rng: rand::rngs::StdRng = rand::make_rng();
         let server = Server::new(hs, &mut rng);
         let limits = tcp::AcceptLimits {
@@ -300,8 +311,10 @@ impl Endpoint {
     /// Connects to the server at `addr`, which must prove `server_key`.
     ///
     /// # Errors
-    /// [`Error::WrongServerKey`] if the server proves another key, [`Error::Timeout`]
-    /// if it does not answer, [`Error::BadAddress`] for an unusable address.
+    /// [`Error::WrongServerKey`] if the server's certificate does not verify under
+    /// `server_key`, [`Error::Timeout`] if it does not answer,
+    /// [`Error::UnusableAnswers`] if every answer was dropped (damaged or not for this
+    /// handshake), [`Error::BadAddress`] for an unusable address.
     pub async fn connect(
         &self,
         addr: SocketAddr,
@@ -392,9 +405,18 @@ impl Endpoint {
             Ok(Err(_)) => Err(Error::EndpointClosed),
             Err(_) => {
                 // Our receiver is gone with the timed-out future: forget that handshake
-                // (and only it; a later connect to the same address may be pending).
-                self.shared.lock().forget_abandoned_connects();
-                Err(Error::Timeout(addr))
+                // (and only it; a later connect to the same address may be pending),
+                // saying whether the server was silent or its answers all unusable.
+                let mut g = self.shared.lock();
+                let unusable = g.unusable_answers(addr);
+                g.forget_abandoned_connects();
+                Err(match unusable {
+                    Some(dropped) => Error::UnusableAnswers {
+                        peer: addr,
+                        dropped,
+                    },
+                    None => Error::Timeout(addr),
+                })
             }
         }
     }

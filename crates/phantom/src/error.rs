@@ -43,13 +43,26 @@ pub enum Error {
     /// A socket operation failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
-    /// The server proved a key other than the pinned one (its certificate does not
-    /// verify under the key the client was given).
-    #[error("the server's key does not match the pinned server key")]
+    /// The server's certificate does not verify under the pinned key: the server holds
+    /// another key, or someone on the path altered the certificate (accidental damage
+    /// cannot cause it: a damaged handshake datagram fails its integrity tag and is
+    /// dropped).
+    #[error("the server's certificate does not verify under the pinned server key")]
     WrongServerKey,
     /// The peer did not answer in time (silent, unreachable, or nothing listening).
     #[error("timed out: no answer from {0}")]
     Timeout(SocketAddr),
+    /// The handshake ran out of time although the peer's datagrams arrived: every one
+    /// was dropped (damaged on the way, malformed, or not for this handshake).
+    #[error(
+        "timed out: {dropped} datagrams came from {peer}, none usable (damaged or not for this handshake)"
+    )]
+    UnusableAnswers {
+        /// The server address.
+        peer: SocketAddr,
+        /// Its handshake datagrams that were dropped.
+        dropped: u32,
+    },
     /// The handshake failed for another reason.
     #[error("handshake failed: {0}")]
     Handshake(phantom_handshake::Error),
@@ -81,6 +94,7 @@ impl Error {
         match e {
             H::WrongServerKey | H::BadSignature(_) => Error::WrongServerKey,
             H::Timeout => Error::Timeout(peer),
+            H::UnusableAnswers { dropped } => Error::UnusableAnswers { peer, dropped },
             other => Error::Handshake(other),
         }
     }

@@ -410,11 +410,13 @@ impl Inner {
                     Delivery::Handshake
                 }
                 Err(e) => {
-                    // A datagram that does not parse leaves the client untouched.
+                    // A datagram that does not parse (or is damaged) leaves the client
+                    // untouched.
                     let fatal = !matches!(
                         e,
                         phantom_handshake::Error::Malformed(_)
                             | phantom_handshake::Error::LimitExceeded(_)
+                            | phantom_handshake::Error::Damaged
                     ) || (p.client.poll_timeout().is_none() && !p.client.is_complete());
                     if fatal {
                         tracing::debug!(target: "phantom::runtime", peer = %from, error = %e, "handshake failed");
@@ -700,6 +702,7 @@ impl Inner {
 
     /// Runs every expired timer.
     pub(crate) fn on_timeouts(&mut self, now: Time) {
+        self.rotate_handshake_keys(now);
         for (&h, c) in &mut self.conns {
             if c.deadline.is_some_and(|d| d <= now.instant) {
                 c.session.handle_timeout(now.instant);
@@ -757,6 +760,27 @@ impl Inner {
             }
         }
         self.forget_abandoned_connects();
+    }
+
+    /// Server side: rotates the ticket and retry keys when
+    /// [`crate::ServerConfig::key_rotation`] has passed (the first call starts the
+    /// schedule; the handshake server's timeout includes the next rotation).
+    pub(crate) fn rotate_handshake_keys(&mut self, now: Time) {
+        if let Some(server) = self.router.server_mut()
+            && server.rotate_keys_if_due(now, &mut self.rng)
+        {
+            tracing::debug!(target: "phantom::runtime", "ticket and retry keys rotated");
+        }
+    }
+
+    /// How many datagrams the abandoned (connect future gone) handshake with `peer`
+    /// dropped, if it took none: its connect timed out on unusable answers, not silence.
+    pub(crate) fn unusable_answers(&self, peer: SocketAddr) -> Option<u32> {
+        self.pending
+            .values()
+            .find(|p| p.udp_remote == peer && p.reply.is_closed())
+            .filter(|p| p.client.datagrams_used() == 0 && p.client.datagrams_dropped() > 0)
+            .map(|p| p.client.datagrams_dropped())
     }
 
     /// Drops handshakes whose connect future is gone, with the TCP connection each
