@@ -1,5 +1,6 @@
 //! Project automation for Phantom: `cargo xtask ci`, `cargo xtask fuzz`,
-//! `cargo xtask bench [--compare]`, `cargo xtask tidy`, `cargo xtask header`.
+//! `cargo xtask bench [--compare]`, `cargo xtask tidy`, `cargo xtask header`,
+//! `cargo xtask ffi`, `cargo xtask examples`.
 //!
 //! `ci` is the one test command (README.md, `.ci/run`). It prints one line per step
 //! with pass/fail and the time it took, installs the cargo tools it lacks
@@ -79,6 +80,10 @@ enum Cmd {
     Tidy,
     /// Regenerate the C header crates/phantom-ffi/include/phantom.h with cbindgen.
     Header,
+    /// ci's `ffi` step alone: header current, C echo program compiled and run.
+    Ffi,
+    /// ci's `examples` step alone: the runtime's examples run against each other.
+    Examples,
     /// Congestion-control simulation table (controller x loss rate), release build.
     Sim {
         /// Simulated seconds per run.
@@ -110,6 +115,8 @@ fn main() -> ExitCode {
         Cmd::Bench { package, args, .. } => bench(package.as_deref(), &args),
         Cmd::Tidy => tidy(),
         Cmd::Header => write_header(),
+        Cmd::Ffi => ffi(),
+        Cmd::Examples => examples(),
         Cmd::Sim { secs, seed } => {
             let mut c = cargo();
             c.args([
