@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use phantom_handshake::{HybridVerifyingKey, ResumptionTicket, Server, ServerIdentity};
+use phantom_handshake::{
+    HybridVerifyingKey, ResumptionTicket, Server, ServerIdentity, VerifiedCertificate,
+};
 use phantom_session::early::EarlyData;
 use phantom_session::{Config as SessionConfig, Dir};
 
@@ -111,6 +113,11 @@ pub struct ClientOptions {
     /// doubles it up to `max_probe_interval` = 10 min; success resets it). Set
     /// `session.fallback.probe_interval` to return to UDP sooner.
     pub tcp_fallback: Option<SocketAddr>,
+    /// The server's certificate, verified against the pinned key (for example from
+    /// a file shipped with the key: [`crate::ServerCertificate::verify`]). With it the first
+    /// handshake with that server is already a one-round-trip PDK handshake; without
+    /// it the endpoint uses the certificate an earlier handshake verified, if any.
+    pub certificate: Option<VerifiedCertificate>,
 }
 
 impl Default for ClientOptions {
@@ -121,6 +128,7 @@ impl Default for ClientOptions {
             resumption: None,
             early_data: None,
             tcp_fallback: None,
+            certificate: None,
         }
     }
 }
@@ -365,6 +373,7 @@ impl Endpoint {
                 let mut cfg = phantom_handshake::ClientConfig::new(server_key.clone());
                 cfg.ticket.clone_from(&options.resumption);
                 cfg.early_data.clone_from(&early_blob);
+                cfg.certificate.clone_from(&options.certificate);
                 g.start_connect(
                     now,
                     addr,

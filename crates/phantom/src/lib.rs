@@ -73,7 +73,10 @@ pub use endpoint::{
     ACCEPT_BACKLOG_FULL, ClientOptions, Endpoint, ServerConfig, default_session_config, resolve,
 };
 pub use error::{ConnectionClosed, Error};
-pub use phantom_handshake::{HybridSigningKey, HybridVerifyingKey, ServerIdentity};
+pub use phantom_handshake::{
+    HybridSigningKey, HybridVerifyingKey, ResumptionHint, ResumptionTicket, ServerCertificate,
+    ServerIdentity, VerifiedCertificate,
+};
 pub use phantom_session::fallback::{Carrier, FallbackConfig};
 pub use phantom_session::{
     AppCode, CloseCode, CloseReason, Config as SessionConfig, CongestionAlgorithm, PathSnapshot,
