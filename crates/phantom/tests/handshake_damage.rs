@@ -7,7 +7,7 @@
     clippy::expect_used,
     clippy::panic,
     clippy::indexing_slicing,
-    reason = "integration test helpers fail loudly"
+    reason = "integration tests fail loudly"
 )]
 
 mod common;
