@@ -400,10 +400,11 @@ pub fn run(config: &SimConfig, epoch: Instant) -> Result<SimReport, Error> {
                 }
                 let allowance = path.pacer().rate().map_or(u64::MAX, |r| {
                     path.pacer()
-                        .burst()
+                        .capacity()
                         .saturating_add(bytes_in(r, Duration::from_millis(1)))
                 });
                 path.on_packet_sent(now, next_pn, mss, true)?;
+                path.on_paced(mss);
                 if !probe {
                     burst_meter.on_sent(now, mss, allowance);
                 }

@@ -20,13 +20,11 @@ use phantom_wire::{
 use rand::SeedableRng;
 use rand::rngs::ChaCha20Rng;
 
-use phantom_congestion::{CongestionController, RttEstimator};
-
-use crate::cc::{CongestionSnapshot, Pacer};
+use crate::cc::CongestionSnapshot;
 use crate::error::Error;
 use crate::fallback::{Carrier, Fallback, FallbackAction};
 use crate::ranges::RangeSet;
-use crate::recovery::{MAX_RECORDS, Outcome, PathRecovery, Record, SentMeta};
+use crate::recovery::{MAX_RECORDS, PathRecovery, Record, SentMeta};
 use crate::scheduler::{PathView, SchedulerMode, pick};
 use crate::stream::{
     ConnFlow, Dir, RecvStream, SendStream, Side, stream_dir, stream_id_for, stream_index,
@@ -241,10 +239,8 @@ struct StreamEntry {
 struct Path {
     local: SocketAddr,
     remote: SocketAddr,
+    /// RTT, ledger, controller and pacer, with the records of packets in flight.
     recovery: PathRecovery,
-    rtt: RttEstimator,
-    cc: Box<dyn CongestionController>,
-    pacer: Pacer,
     responses: VecDeque<[u8; 32]>,
     challenge: Option<[u8; 32]>,
     probes: u8,
@@ -771,8 +767,8 @@ impl Session {
         let mut s = self.stats;
         s.replay_rejected_total = self.replay.rejected_total();
         if let Some(p) = self.paths.get(&self.primary) {
-            s.rtt = p.rtt.smoothed();
-            s.cwnd = p.cc.window();
+            s.rtt = p.recovery.rtt().smoothed();
+            s.cwnd = p.recovery.window();
             s.bandwidth = p.bandwidth();
         }
         s
@@ -789,7 +785,7 @@ impl Session {
                 remote: p.remote,
                 validated: self.registry.is_validated(PathId(id)),
                 primary: id == self.primary,
-                rtt: p.rtt.smoothed(),
+                rtt: p.recovery.rtt().smoothed(),
                 congestion: p.snapshot(),
                 bytes_sent: p.bytes_sent,
             })
@@ -1821,40 +1817,20 @@ impl Session {
             let Some(path) = self.paths.get_mut(&path_id) else {
                 continue;
             };
-            let outcome = path.recovery.finish_ack(now, &mut path.rtt, &mut lost);
+            let outcome = path.recovery.finish_ack(now, &mut lost);
             if idle {
                 path.recovery.release_if_empty();
             }
             if outcome.acked_any {
                 path.degraded = false;
             }
-            self.on_recovery_outcome(now, path_id, &outcome, &lost);
+            // The path's recovery fed its controller and pacer; the lost content
+            // goes back to the senders' queues.
+            self.handle_lost(path_id, &lost);
         }
         touched.clear();
         self.touched_buf = touched;
         self.lost_buf = lost;
-    }
-
-    /// Feeds a path's controller what an ACK or a loss timer found (losses first,
-    /// then the ACK, as RFC 9002 §6), refreshes its pacer, and re-queues the
-    /// content of the lost packets.
-    fn on_recovery_outcome(&mut self, now: Instant, path_id: u8, o: &Outcome, lost: &[SentMeta]) {
-        let mss = self.cfg.max_datagram_size as u64;
-        if let Some(path) = self.paths.get_mut(&path_id) {
-            if let Some(sent_at) = o.largest_lost_sent_at
-                && o.lost_bytes > 0
-            {
-                path.cc
-                    .on_loss(now, sent_at, o.lost_bytes, o.persistent_congestion);
-            }
-            if let Some(ev) = &o.ack {
-                path.cc.on_ack(now, ev, &path.rtt);
-            }
-            if o.ack.is_some() || o.lost_bytes > 0 {
-                path.update_pacer(mss);
-            }
-        }
-        self.handle_lost(path_id, lost);
     }
 
     fn on_records_acked(&mut self, records: &[Record]) {
@@ -2027,13 +2003,13 @@ impl Session {
             let Some(path) = self.paths.get_mut(&id) else {
                 continue;
             };
-            if path.recovery.timer(&path.rtt).is_none_or(|t| t > now) {
+            if path.recovery.timer().is_none_or(|t| t > now) {
                 continue;
             }
-            let outcome = path.recovery.on_timeout(now, &path.rtt, &mut lost);
+            let outcome = path.recovery.on_timeout(now, &mut lost);
             if !outcome.send_probe {
                 // Time-threshold losses.
-                self.on_recovery_outcome(now, id, &outcome, &lost);
+                self.handle_lost(id, &lost);
                 continue;
             }
             self.stats.ptos += 1;
@@ -2059,7 +2035,7 @@ impl Session {
             } else if pto_count >= failover_ptos && others_healthy {
                 // Fail over: move this path's in-flight data to the other paths.
                 path.degraded = true;
-                path.cc.on_loss(now, now, 0, true);
+                path.recovery.on_failed_over(now);
                 path.recovery.drain_all(&mut lost);
                 self.handle_lost(id, &lost);
                 tracing::info!(target: "phantom::session", path = id, "path failed over");
@@ -2117,7 +2093,7 @@ impl Session {
     fn loss_timers_into(&self, timers: &mut Timers) {
         let mut earliest: Option<Instant> = None;
         for p in self.paths.values() {
-            let t = p.recovery.timer(&p.rtt);
+            let t = p.recovery.timer();
             if let Some(t) = t {
                 earliest = Some(earliest.map_or(t, |e| e.min(t)));
             }
@@ -2136,7 +2112,7 @@ impl Session {
     fn max_pto(&self) -> Duration {
         self.paths
             .values()
-            .map(|p| p.rtt.pto_base())
+            .map(|p| p.recovery.rtt().pto_base())
             .max()
             .unwrap_or(Duration::from_millis(300))
     }
@@ -2329,7 +2305,7 @@ impl Session {
             .paths
             .iter()
             .filter(|(id, p)| !p.degraded && self.registry.is_validated(PathId(**id)))
-            .min_by_key(|(_, p)| p.rtt.smoothed())
+            .min_by_key(|(_, p)| p.recovery.rtt().smoothed())
             .map(|(&id, _)| id);
         if let Some(id) = best
             && id != self.primary
@@ -2649,8 +2625,8 @@ impl Session {
                 .filter(|(id, _)| self.registry.is_validated(PathId(**id)))
                 .map(|(&id, p)| PathView {
                     id: PathId(id),
-                    srtt: p.rtt.smoothed(),
-                    cwnd: p.cc.window(),
+                    srtt: p.recovery.rtt().smoothed(),
+                    cwnd: p.recovery.window(),
                     in_flight: p.recovery.bytes_in_flight(),
                     healthy: !p.degraded,
                 }),
@@ -2757,9 +2733,9 @@ impl Session {
                 // pacer; no views, picks or second lookup.
                 if let Some((&id, p)) = self.paths.iter_mut().next()
                     && self.registry.is_validated(PathId(id))
-                    && p.recovery.bytes_in_flight().saturating_add(size as u64) <= p.cc.window()
+                    && p.recovery.has_room(size as u64)
                 {
-                    match p.pacer.delay(now, size as u64) {
+                    match p.recovery.pace(now, size as u64) {
                         None => chosen = Some(id),
                         Some(t) => {
                             self.timers.set(Timer::Pacing, Some(t));
@@ -2783,7 +2759,7 @@ impl Session {
                     let wait = self
                         .paths
                         .get_mut(&pid)
-                        .and_then(|p| p.pacer.delay(now, size as u64));
+                        .and_then(|p| p.recovery.pace(now, size as u64));
                     match wait {
                         None => chosen = Some(pid),
                         Some(t) => {
@@ -2824,7 +2800,7 @@ impl Session {
     /// bandwidth estimate (they measure the application, not the path).
     fn mark_app_limited(&mut self, mss: u64) {
         for p in self.paths.values_mut() {
-            if p.recovery.bytes_in_flight().saturating_add(mss) <= p.cc.window() {
+            if p.recovery.has_room(mss) {
                 p.recovery.on_app_limited();
             }
         }
@@ -3043,7 +3019,7 @@ impl Session {
             && w.written() > 0
             && self.data_since_stale_ping
             && self.paths.get(&path_id).is_some_and(|p| {
-                let every = p.rtt.smoothed().max(self.cfg.max_ack_delay);
+                let every = p.recovery.rtt().smoothed().max(self.cfg.max_ack_delay);
                 p.last_tx_eliciting
                     .is_none_or(|t| now.saturating_duration_since(t) >= every)
             });
@@ -3271,7 +3247,7 @@ impl Session {
         }
         let path = self.paths.get_mut(&path_id)?;
         if built.has_data {
-            path.pacer.on_sent(len as u64);
+            path.recovery.on_paced(len as u64);
         }
         path.bytes_sent += len as u64;
         path.answer_probe = false;
@@ -3291,9 +3267,6 @@ impl Session {
                 seq,
                 &built.records,
             );
-            if built.ack_eliciting {
-                path.cc.on_sent(now, size, path.recovery.bytes_in_flight());
-            }
             // The space's index is mostly there already (an inlined lookup); a new
             // one takes over the spare ring.
             let index = match self.sent_index.index_of(&space) {
@@ -3371,10 +3344,7 @@ impl Path {
         Ok(Self {
             local,
             remote,
-            recovery: PathRecovery::new(MAX_PTO_BACKOFF),
-            rtt: RttEstimator::new(cfg.initial_rtt, cfg.max_ack_delay),
-            cc,
-            pacer: Pacer::new(mss),
+            recovery: PathRecovery::new(cc, &cc_cfg, MAX_PTO_BACKOFF),
             responses: VecDeque::new(),
             challenge: None,
             probes: 0,
@@ -3389,26 +3359,17 @@ impl Path {
     }
 
     fn bandwidth(&self) -> u64 {
-        self.cc.snapshot().bandwidth.unwrap_or(0)
+        self.recovery.controller().snapshot().bandwidth.unwrap_or(0)
     }
 
     fn snapshot(&self) -> CongestionSnapshot {
-        let s = self.cc.snapshot();
+        let s = self.recovery.controller().snapshot();
         CongestionSnapshot {
             cwnd: s.cwnd,
             in_flight: self.recovery.bytes_in_flight(),
             ssthresh: s.ssthresh.unwrap_or(u64::MAX),
-            pacing_rate: self.pacer.rate,
+            pacing_rate: self.recovery.pacing_rate(),
             bandwidth: s.bandwidth.unwrap_or(0),
-        }
-    }
-
-    /// Pacing follows the controller's rate (BBR), or 1.25 cwnd/srtt if it has none.
-    fn update_pacer(&mut self, mss: u64) {
-        let cwnd = self.cc.window();
-        match self.cc.pacing_rate() {
-            Some(rate) => self.pacer.set_rate_bps(rate, cwnd, mss),
-            None => self.pacer.set_rate(cwnd, self.rtt.smoothed(), mss),
         }
     }
 }
