@@ -443,7 +443,7 @@ impl Client {
     }
 
     /// Retransmits the last flight if its timer expired; `Err(Timeout)` after
-    /// [`crate::MAX_RETRANSMITS`] unanswered retransmissions.
+    /// [`crate::MAX_FLIGHT_RETRANSMITS`] unanswered retransmissions.
     pub fn handle_timeout(&mut self, now: Time) -> Result<(), Error> {
         match &self.state {
             State::Failed(e) => Err(*e),
