@@ -10,8 +10,11 @@
 //! [`CongestionController`] trait with its three implementations ([`Bbr`],
 //! [`Cubic`], [`NewReno`], chosen with [`Algorithm::build`]), the [`Pacer`], the
 //! telemetry [`Snapshot`], and [`PathRecovery`], which bundles one of each for a
-//! single path. With the `sim` feature it also exposes the `sim` module, a deterministic
-//! discrete-event bottleneck-link model used by the tests and the `sim` example.
+//! single path: the session runs one per path, and the simulator drives the same
+//! type, so the simulation tests measure the pacer and recovery the transport
+//! ships. With the `sim` feature it also exposes the `sim` module, a
+//! deterministic discrete-event bottleneck-link model used by the tests and the
+//! `sim` example.
 //! It reads no clock (every `Instant` is handed in), does no I/O and spawns nothing.
 //!
 //! **Invariants upheld.** I9: every type here is a pure function of the calls it
@@ -45,6 +48,7 @@
 //!     let mut pn = 0;
 //!     while let SendPermit::Now = path.poll_send(t0, 1200) {
 //!         path.on_packet_sent(t0, pn, 1200, true)?;
+//!         path.on_paced(1200);
 //!         pn += 1;
 //!     }
 //!     let t1 = t0 + Duration::from_millis(40);
@@ -94,7 +98,7 @@ pub use rtt::{GRANULARITY, INITIAL_RTT, RttEstimator};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A [`Config`] or [`Pacer`] parameter is out of range.
+    /// A [`Config`] parameter (or a simulator parameter) is out of range.
     #[error("invalid congestion configuration: {0}")]
     InvalidConfig(&'static str),
     /// [`SentPackets::on_packet_sent`] was given a packet number that does not

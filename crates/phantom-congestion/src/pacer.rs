@@ -1,153 +1,164 @@
-//! Token-bucket pacer.
+//! Token-bucket pacer: spreads a window's worth of packets over an RTT, releasing
+//! them in batches that fit a runtime's millisecond timers.
 
 use std::time::{Duration, Instant};
 
-use crate::Error;
-use crate::rtt::MAX_PTO;
+/// Time whose worth of tokens the bucket may hold beyond a quarter window: a
+/// runtime's timers fire at millisecond granularity, so a bucket smaller than the
+/// bytes due in a couple of milliseconds would lose rate to timer rounding.
+const BURST_INTERVAL_US: u128 = 2_000;
+/// Time whose worth of tokens the pacer waits for once its bucket ran dry, so that
+/// one wake-up of the runtime sends a batch (one GSO send) instead of a packet.
+const REFILL_QUANTUM_US: u128 = 1_000;
+/// Largest bucket, in packets (a GSO send carries up to 64 segments).
+const MAX_BURST_PACKETS: u64 = 64;
 
-/// Nano-bytes per byte: tokens are kept in units of 1e-9 byte so that
-/// `rate (bytes/s) * elapsed (ns)` adds exactly.
-const NANO: u128 = 1_000_000_000;
-
-/// A token bucket: `rate` bytes per second refill a bucket of `burst` bytes;
-/// a packet may leave when the bucket holds its size.
+/// Token-bucket pacer: spreads a window's worth of packets over an RTT.
 ///
-/// Unlimited by default. A packet larger than the bucket may leave when the
-/// bucket is full (otherwise it could never leave); it empties the bucket.
+/// It starts unpaced (rate zero) with ten packets of tokens; the owner sets a rate
+/// with [`Pacer::set_rate_bps`] or [`Pacer::set_rate`] once the controller has one.
+/// The bucket holds a quarter window (2 to 16 packets) or the bytes due in 2 ms,
+/// whichever is larger (at most 64 packets). Once it runs dry, the pacer waits
+/// until it has refilled by 1 ms worth of tokens (at least the packet, at most the
+/// bucket) before releasing anything: the average rate is still the controller's,
+/// but packets leave in batches that fit the runtime's timer granularity instead
+/// of one per wake-up.
 ///
 /// # Invariants
-/// The bucket never holds more than `burst` bytes, so over any interval `d`
-/// the bytes released are at most `burst + rate * d` (plus one oversize packet
-/// if the caller sends packets larger than `burst`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Refills never take the bucket above its capacity, so over any interval `d`
+/// the bytes released are at most the largest capacity in force plus `rate * d`.
+/// The bucket holds at least two packets of the `mss` it was sized with.
+#[derive(Debug, Clone)]
 pub struct Pacer {
-    rate: Option<u64>,
-    burst: u64,
-    tokens: u128,
+    tokens: u64,
+    capacity: u64,
     last: Option<Instant>,
-}
-
-impl Default for Pacer {
-    fn default() -> Self {
-        Self::unlimited()
-    }
+    /// Bytes per second; zero while unpaced.
+    rate: u64,
+    /// While the bucket refills after running dry: the tokens to wait for.
+    refill_to: Option<u64>,
 }
 
 impl Pacer {
-    /// A pacer that never delays anything.
+    /// An unpaced pacer holding ten packets of `mss` bytes.
     #[must_use]
-    pub const fn unlimited() -> Self {
+    pub fn new(mss: u64) -> Self {
         Self {
-            rate: None,
-            burst: u64::MAX,
-            tokens: 0,
+            tokens: 10 * mss,
+            capacity: 10 * mss,
             last: None,
+            rate: 0,
+            refill_to: None,
         }
     }
 
-    /// A pacer at `rate` bytes/s with a bucket of `burst` bytes, starting full.
-    ///
-    /// # Errors
-    /// [`Error::InvalidConfig`] if `rate` or `burst` is zero.
-    pub fn new(rate: u64, burst: u64) -> Result<Self, Error> {
-        if rate == 0 {
-            return Err(Error::InvalidConfig("pacing rate must be positive"));
-        }
-        if burst == 0 {
-            return Err(Error::InvalidConfig("pacing burst must be positive"));
-        }
-        Ok(Self {
-            rate: Some(rate),
-            burst,
-            tokens: u128::from(burst) * NANO,
-            last: None,
-        })
-    }
-
-    /// The rate in bytes/s (`None`: unlimited).
+    /// The rate in bytes per second, `None` while unpaced.
+    #[inline]
     #[must_use]
     pub fn rate(&self) -> Option<u64> {
-        self.rate
+        (self.rate != 0).then_some(self.rate)
     }
 
     /// The bucket size in bytes.
+    #[inline]
     #[must_use]
-    pub fn burst(&self) -> u64 {
-        self.burst
+    pub fn capacity(&self) -> u64 {
+        self.capacity
     }
 
-    /// Tokens (whole bytes) in the bucket at `now`; never more than `burst`.
+    /// Tokens (bytes) in the bucket as of the last refill.
+    #[inline]
     #[must_use]
-    pub fn available(&self, now: Instant) -> u64 {
-        if self.rate.is_none() {
-            return u64::MAX;
-        }
-        u64::try_from(self.tokens_at(now) / NANO).unwrap_or(u64::MAX)
-    }
-
-    fn tokens_at(&self, now: Instant) -> u128 {
-        let cap = u128::from(self.burst) * NANO;
-        let Some(rate) = self.rate else { return cap };
-        let elapsed = self
-            .last
-            .map_or(0, |l| now.saturating_duration_since(l).as_nanos());
+    pub fn tokens(&self) -> u64 {
         self.tokens
-            .saturating_add(u128::from(rate).saturating_mul(elapsed))
-            .min(cap)
     }
 
-    fn refill(&mut self, now: Instant) {
-        self.tokens = self.tokens_at(now);
-        self.last = Some(self.last.map_or(now, |l| l.max(now)));
+    /// Bytes sent at `rate` in `micros` microseconds.
+    #[inline]
+    fn bytes_in(rate: u64, micros: u128) -> u64 {
+        (u128::from(rate) * micros / 1_000_000).min(u128::from(u64::MAX)) as u64
     }
 
-    /// Changes the rate (`None`: unlimited) and the bucket size; the tokens
-    /// accrued so far at the old rate are kept, up to the new bucket size.
-    /// A zero `burst` is treated as one byte.
-    pub fn set_rate(&mut self, now: Instant, rate: Option<u64>, burst: u64) {
-        let burst = burst.max(1);
-        let rate = rate.filter(|r| *r > 0);
-        if self.rate.is_none() {
-            // Leaving "unlimited": start with a full bucket.
-            self.tokens = u128::from(burst) * NANO;
-            self.last = Some(now);
-        } else {
-            self.refill(now);
-        }
+    #[inline]
+    fn set_capacity(&mut self, cwnd: u64, mss: u64) {
+        let window_share = (cwnd / 4).clamp(2 * mss, 16 * mss);
+        let timer_share =
+            Self::bytes_in(self.rate, BURST_INTERVAL_US).min(MAX_BURST_PACKETS.saturating_mul(mss));
+        self.capacity = window_share.max(timer_share);
+    }
+
+    /// Sets an explicit rate (bytes/s); the bucket is sized from it and the window.
+    #[inline]
+    pub fn set_rate_bps(&mut self, rate: u64, cwnd: u64, mss: u64) {
         self.rate = rate;
-        self.burst = burst;
-        self.tokens = self.tokens.min(u128::from(burst) * NANO);
+        self.set_capacity(cwnd, mss);
     }
 
-    /// May `bytes` be sent at `now`? `Ok(())` if so, else `Err(when)`: the
-    /// earliest instant at which they may.
-    ///
-    /// # Errors
-    /// The instant to wait for (this is not a failure).
-    pub fn poll(&self, now: Instant, bytes: u64) -> Result<(), Instant> {
-        let Some(rate) = self.rate else { return Ok(()) };
-        let need = u128::from(bytes.min(self.burst)) * NANO;
-        let have = self.tokens_at(now);
-        if have >= need {
-            return Ok(());
-        }
-        let wait_ns = (need - have).div_ceil(u128::from(rate));
-        let wait = Duration::from_nanos(u64::try_from(wait_ns).unwrap_or(u64::MAX)).min(MAX_PTO);
-        Err(now.checked_add(wait).unwrap_or(now))
+    /// Sets the rate from the window and RTT (1.25 x cwnd / srtt, RFC 9002 §7.7);
+    /// the bucket is sized from it and the window.
+    #[inline]
+    pub fn set_rate(&mut self, cwnd: u64, srtt: Duration, mss: u64) {
+        let micros = srtt.as_micros().max(1);
+        self.rate =
+            (u128::from(cwnd) * 5 / 4 * 1_000_000 / micros).min(u128::from(u64::MAX)) as u64;
+        self.set_capacity(cwnd, mss);
     }
 
-    /// `None` if `bytes` may be sent at `now`, else the instant they may.
-    #[must_use]
-    pub fn delay_until(&self, now: Instant, bytes: u64) -> Option<Instant> {
-        self.poll(now, bytes).err()
-    }
-
-    /// `bytes` were sent at `now`: take them from the bucket (down to empty).
-    pub fn on_sent(&mut self, now: Instant, bytes: u64) {
-        if self.rate.is_none() {
+    #[inline]
+    fn refill(&mut self, now: Instant) {
+        // A burst of packets is built at one `now`: nothing to add, skip the arithmetic.
+        if self.last == Some(now) {
             return;
         }
+        if let Some(last) = self.last {
+            let dt = now.saturating_duration_since(last).as_micros();
+            let add = match u64::try_from(dt)
+                .ok()
+                .and_then(|d| d.checked_mul(self.rate))
+            {
+                Some(x) => x / 1_000_000,
+                None => (u128::from(self.rate) * dt / 1_000_000).min(u128::from(u64::MAX)) as u64,
+            };
+            self.tokens = self.tokens.saturating_add(add).min(self.capacity);
+        }
+        self.last = Some(now);
+    }
+
+    /// `None` if `bytes` may go now, else the instant at which they may.
+    #[inline]
+    pub fn delay(&mut self, now: Instant, bytes: u64) -> Option<Instant> {
+        if self.rate == 0 {
+            return None;
+        }
         self.refill(now);
-        self.tokens = self.tokens.saturating_sub(u128::from(bytes) * NANO);
+        let need = match self.refill_to {
+            // Refilling after running dry: wait for the whole quantum (the bucket may
+            // have shrunk meanwhile, so never more than it holds).
+            Some(q) => q.min(self.capacity).max(bytes),
+            None => bytes,
+        };
+        if self.tokens >= need {
+            self.refill_to = None;
+            return None;
+        }
+        let need = match self.refill_to {
+            Some(_) => need,
+            None => {
+                let q = Self::bytes_in(self.rate, REFILL_QUANTUM_US)
+                    .min(self.capacity)
+                    .max(bytes);
+                self.refill_to = Some(q);
+                q
+            }
+        };
+        let missing = need.saturating_sub(self.tokens);
+        let micros = (u128::from(missing) * 1_000_000).div_ceil(u128::from(self.rate));
+        Some(now + Duration::from_micros(micros.min(1_000_000) as u64))
+    }
+
+    /// `bytes` were sent: take them from the bucket (down to empty).
+    #[inline]
+    pub fn on_sent(&mut self, bytes: u64) {
+        self.tokens = self.tokens.saturating_sub(bytes);
     }
 }

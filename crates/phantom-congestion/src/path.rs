@@ -5,14 +5,8 @@ use std::time::{Duration, Instant};
 
 use crate::{
     AckOutcome, Algorithm, Config, CongestionController, Error, Pacer, RttEstimator, SentPacket,
-    SentPackets, Snapshot, TimeoutOutcome, bytes_in,
+    SentPackets, Snapshot, TimeoutOutcome,
 };
-
-/// How much of a second of pacing rate the bucket holds: 1 ms, as Linux's
-/// pacing granularity, between 2 and 16 datagrams.
-const BURST_INTERVAL: Duration = Duration::from_millis(1);
-const MIN_BURST_PACKETS: u64 = 2;
-const MAX_BURST_PACKETS: u64 = 16;
 
 /// Whether a datagram may be sent now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,15 +20,29 @@ pub enum SendPermit {
     Blocked,
 }
 
-/// Everything one path needs for congestion control, owned by the session:
-/// an [`RttEstimator`], a [`SentPackets`] ledger, a boxed
-/// [`CongestionController`] and a [`Pacer`].
+/// Everything one path needs for congestion control, owned by its user (the
+/// session, one per path; the simulator): an [`RttEstimator`], a [`SentPackets`]
+/// ledger, a boxed [`CongestionController`] and a [`Pacer`].
+///
+/// # Call protocol
+///
+/// Before sending, check the window ([`Self::has_room`]) and the pacer
+/// ([`Self::pace`]), or both at once with [`Self::poll_send`]. Record every
+/// tracked packet with [`Self::on_packet_sent`] (the controller sees the
+/// ack-eliciting ones) and charge the pacer with [`Self::on_paced`] for the
+/// packets it paces. An ACK is either applied packet by packet
+/// ([`Self::on_packet_acked`], then [`Self::finish_ack`] once for all the ACK
+/// frames of one datagram) or as ranges ([`Self::on_ack_received`]). Arm the
+/// loss/PTO timer at [`Self::timer`] and call [`Self::on_timeout`] when it fires.
 ///
 /// # Invariants
-/// The pacer's rate is refreshed from the controller inside the same `&mut self`
-/// call that fed the controller an ACK or a loss, so it can never carry a rate
-/// from another update (the reference design's double-lock defect) and no lock
-/// is needed: the session owns this value outright (I9).
+/// After every ACK or loss the controller is fed the losses first, then the ACK
+/// (RFC 9002 §6), and the pacer is re-rated from the controller in the same
+/// `&mut self` call, so it can never carry a rate from another update (the
+/// reference design's double-lock defect) and no lock is needed: the owner holds
+/// this value outright (I9). The pacer follows the controller's pacing rate, or
+/// 1.25 x cwnd / smoothed RTT if it has none; it is unpaced until the first ACK
+/// or loss.
 #[derive(Debug)]
 pub struct PathRecovery {
     mss: u64,
@@ -51,7 +59,7 @@ impl Clone for PathRecovery {
             rtt: self.rtt,
             sent: self.sent.clone(),
             controller: self.controller.clone_box(),
-            pacer: self.pacer,
+            pacer: self.pacer.clone(),
         }
     }
 }
@@ -73,57 +81,104 @@ impl PathRecovery {
             mss: config.max_datagram_size,
             rtt: RttEstimator::new(config.initial_rtt, config.max_ack_delay),
             sent: SentPackets::new(),
-            pacer: initial_pacer(controller.as_ref(), config.max_datagram_size),
+            pacer: Pacer::new(config.max_datagram_size),
             controller,
         }
     }
 
+    /// Caps the probe timer's backoff at `pto_base * 2^max_exponent`
+    /// ([`SentPackets::set_max_pto_backoff`]).
+    pub fn set_max_pto_backoff(&mut self, max_exponent: u32) {
+        self.sent.set_max_pto_backoff(max_exponent);
+    }
+
     /// The RTT estimator.
+    #[inline]
     #[must_use]
     pub fn rtt(&self) -> &RttEstimator {
         &self.rtt
     }
 
     /// The sent-packet ledger.
+    #[inline]
     #[must_use]
     pub fn sent(&self) -> &SentPackets {
         &self.sent
     }
 
     /// The controller.
+    #[inline]
     #[must_use]
     pub fn controller(&self) -> &dyn CongestionController {
         self.controller.as_ref()
     }
 
     /// The pacer.
+    #[inline]
     #[must_use]
     pub fn pacer(&self) -> &Pacer {
         &self.pacer
     }
 
     /// Bytes in flight.
+    #[inline]
     #[must_use]
     pub fn bytes_in_flight(&self) -> u64 {
         self.sent.bytes_in_flight()
     }
 
+    /// Ack-eliciting packets in flight.
+    #[inline]
+    #[must_use]
+    pub fn ack_eliciting_in_flight(&self) -> u64 {
+        self.sent.ack_eliciting_in_flight()
+    }
+
+    /// Consecutive probe timeouts without an ACK.
+    #[inline]
+    #[must_use]
+    pub fn pto_count(&self) -> u32 {
+        self.sent.pto_count()
+    }
+
+    /// The controller's congestion window in bytes.
+    #[inline]
+    #[must_use]
+    pub fn window(&self) -> u64 {
+        self.controller.window()
+    }
+
+    /// Whether the congestion window has room for `bytes` more.
+    #[inline]
+    #[must_use]
+    pub fn has_room(&self, bytes: u64) -> bool {
+        self.sent.bytes_in_flight().saturating_add(bytes) <= self.controller.window()
+    }
+
+    /// The pacer's verdict for `bytes` at `now`: `None` to send now, else when.
+    #[inline]
+    pub fn pace(&mut self, now: Instant, bytes: u64) -> Option<Instant> {
+        self.pacer.delay(now, bytes)
+    }
+
     /// Whether `bytes` may be sent at `now` (congestion window, then pacer).
-    pub fn poll_send(&self, now: Instant, bytes: u64) -> SendPermit {
-        if self.sent.bytes_in_flight().saturating_add(bytes) > self.controller.window() {
+    pub fn poll_send(&mut self, now: Instant, bytes: u64) -> SendPermit {
+        if !self.has_room(bytes) {
             return SendPermit::Blocked;
         }
-        match self.pacer.poll(now, bytes) {
-            Ok(()) => SendPermit::Now,
-            Err(at) => SendPermit::At(at),
+        match self.pacer.delay(now, bytes) {
+            None => SendPermit::Now,
+            Some(at) => SendPermit::At(at),
         }
     }
 
-    /// Records a sent packet. Probes sent after a PTO may exceed the window;
-    /// every packet is charged to the pacer.
+    /// Records a sent packet in the ledger; an ack-eliciting one is also handed
+    /// to the controller. Probes sent after a PTO may exceed the window. The pacer
+    /// is charged separately ([`Self::on_paced`]).
     ///
     /// # Errors
     /// [`Error::PacketNumberNotIncreasing`] (a caller bug; nothing changes).
+    #[inline]
     pub fn on_packet_sent(
         &mut self,
         now: Instant,
@@ -136,19 +191,53 @@ impl PathRecovery {
             self.controller
                 .on_sent(now, bytes, self.sent.bytes_in_flight());
         }
-        self.pacer.on_sent(now, bytes);
         Ok(packet)
+    }
+
+    /// A paced packet of `bytes` left: take them from the pacer's bucket.
+    #[inline]
+    pub fn on_paced(&mut self, bytes: u64) {
+        self.pacer.on_sent(bytes);
     }
 
     /// The sender had no data to fill the window (delivery-rate samples taken
     /// until the current flight is delivered are marked application-limited).
+    #[inline]
     pub fn on_app_limited(&mut self) {
         self.sent.on_app_limited();
     }
 
-    /// Processes an ACK frame: updates RTT, detects losses, feeds the
-    /// controller (losses first, then the ACK, as RFC 9002 §6) and refreshes the
-    /// pacer from it.
+    /// One packet of an ACK being assembled was acknowledged; `frame_largest` is
+    /// `Some(ack_delay)` if it was the largest its ACK frame named. True if it was
+    /// outstanding. [`Self::finish_ack`] completes the ACK.
+    #[inline]
+    pub fn on_packet_acked(
+        &mut self,
+        now: Instant,
+        pn: u64,
+        frame_largest: Option<Duration>,
+    ) -> bool {
+        self.sent.on_packet_acked(now, pn, frame_largest).is_some()
+    }
+
+    /// Completes the ACK assembled with [`Self::on_packet_acked`]: RTT sample,
+    /// loss detection, delivery-rate sample, then the controller (losses first,
+    /// then the ACK) and the pacer.
+    pub fn finish_ack(&mut self, now: Instant) -> AckOutcome<'_> {
+        let outcome = self.sent.finish_ack(now, &mut self.rtt);
+        feed(
+            &mut self.pacer,
+            self.controller.as_mut(),
+            &self.rtt,
+            self.mss,
+            now,
+            &outcome,
+        );
+        outcome
+    }
+
+    /// Processes an ACK frame's ranges in one call: [`Self::on_packet_acked`] for
+    /// every packet they name, then [`Self::finish_ack`].
     ///
     /// # Errors
     /// The peer faults of [`SentPackets::on_ack_received`]; nothing changes then.
@@ -161,44 +250,61 @@ impl PathRecovery {
         let outcome = self
             .sent
             .on_ack_received(now, ranges, ack_delay, &mut self.rtt)?;
-        if outcome.lost_bytes > 0
-            && let Some(sent_at) = outcome.largest_lost_sent_at
-        {
-            self.controller.on_loss(
-                now,
-                sent_at,
-                outcome.lost_bytes,
-                outcome.persistent_congestion,
-            );
-        }
-        if let Some(event) = outcome.ack_event() {
-            self.controller.on_ack(now, &event, &self.rtt);
-        }
-        refresh_pacer(&mut self.pacer, self.controller.as_ref(), self.mss, now);
+        feed(
+            &mut self.pacer,
+            self.controller.as_mut(),
+            &self.rtt,
+            self.mss,
+            now,
+            &outcome,
+        );
         Ok(outcome)
     }
 
     /// When the loss-detection / PTO timer should fire, if at all.
+    #[inline]
     #[must_use]
     pub fn timer(&self) -> Option<Instant> {
         self.sent.loss_detection_timer(&self.rtt)
     }
 
-    /// The loss-detection timer fired (calling early is harmless).
+    /// The loss-detection timer fired (calling early is harmless): time-threshold
+    /// losses go to the controller and re-rate the pacer; a probe timeout only
+    /// asks for probes.
     pub fn on_timeout(&mut self, now: Instant) -> TimeoutOutcome<'_> {
         let outcome = self.sent.on_loss_detection_timeout(now, &self.rtt);
-        if outcome.lost_bytes > 0
-            && let Some(sent_at) = outcome.largest_lost_sent_at
-        {
-            self.controller.on_loss(
-                now,
-                sent_at,
-                outcome.lost_bytes,
-                outcome.persistent_congestion,
+        if outcome.lost_bytes > 0 {
+            if let Some(sent_at) = outcome.largest_lost_sent_at {
+                self.controller.on_loss(
+                    now,
+                    sent_at,
+                    outcome.lost_bytes,
+                    outcome.persistent_congestion,
+                );
+            }
+            refresh_pacer(
+                &mut self.pacer,
+                self.controller.as_ref(),
+                &self.rtt,
+                self.mss,
             );
-            refresh_pacer(&mut self.pacer, self.controller.as_ref(), self.mss, now);
         }
         outcome
+    }
+
+    /// The path failed over to others: the controller takes it as persistent
+    /// congestion (window to the minimum); the pacer keeps its rate until the
+    /// next ACK or loss.
+    #[inline]
+    pub fn on_failed_over(&mut self, now: Instant) {
+        self.controller.on_loss(now, now, 0, true);
+    }
+
+    /// Takes every outstanding packet out of the ledger and returns them, without
+    /// a congestion signal ([`SentPackets::drain_outstanding`]).
+    #[inline]
+    pub fn drain_outstanding(&mut self) -> &[SentPacket] {
+        self.sent.drain_outstanding()
     }
 
     /// The path is abandoned or its packet-number space discarded: forget
@@ -220,23 +326,47 @@ impl PathRecovery {
     }
 }
 
-/// Pacer burst for a rate: 1 ms worth, between 2 and 16 datagrams.
-fn burst_for(rate: u64, mss: u64) -> u64 {
-    bytes_in(rate, BURST_INTERVAL).clamp(
-        MIN_BURST_PACKETS.saturating_mul(mss),
-        MAX_BURST_PACKETS.saturating_mul(mss),
-    )
+/// What an ACK taught the path, for the controller and the pacer: losses first,
+/// then the ACK; the pacer is re-rated if either happened.
+#[inline]
+fn feed(
+    pacer: &mut Pacer,
+    controller: &mut dyn CongestionController,
+    rtt: &RttEstimator,
+    mss: u64,
+    now: Instant,
+    outcome: &AckOutcome<'_>,
+) {
+    if let Some(sent_at) = outcome.largest_lost_sent_at
+        && outcome.lost_bytes > 0
+    {
+        controller.on_loss(
+            now,
+            sent_at,
+            outcome.lost_bytes,
+            outcome.persistent_congestion,
+        );
+    }
+    let ack = outcome.ack_event();
+    if let Some(event) = &ack {
+        controller.on_ack(now, event, rtt);
+    }
+    if ack.is_some() || outcome.lost_bytes > 0 {
+        refresh_pacer(pacer, controller, rtt, mss);
+    }
 }
 
-fn initial_pacer(controller: &dyn CongestionController, mss: u64) -> Pacer {
-    controller
-        .pacing_rate()
-        .and_then(|r| Pacer::new(r, burst_for(r, mss)).ok())
-        .unwrap_or_default()
-}
-
-fn refresh_pacer(pacer: &mut Pacer, controller: &dyn CongestionController, mss: u64, now: Instant) {
-    let rate = controller.pacing_rate();
-    let burst = rate.map_or(u64::MAX, |r| burst_for(r, mss));
-    pacer.set_rate(now, rate, burst);
+/// Pacing follows the controller's rate, or 1.25 cwnd / srtt if it has none.
+#[inline]
+fn refresh_pacer(
+    pacer: &mut Pacer,
+    controller: &dyn CongestionController,
+    rtt: &RttEstimator,
+    mss: u64,
+) {
+    let cwnd = controller.window();
+    match controller.pacing_rate() {
+        Some(rate) => pacer.set_rate_bps(rate, cwnd, mss),
+        None => pacer.set_rate(cwnd, rtt.smoothed(), mss),
+    }
 }

@@ -279,13 +279,8 @@ fn min_time(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     }
 }
 
-/// Runs one simulation from `epoch` (any `Instant`; results depend only on the
-/// configuration).
-///
-/// # Errors
-/// [`Error::InvalidConfig`] for a zero rate, packet size or `ack_every`, or a
-/// loss rate outside `[0, 1]`; any error from the path (none is expected).
-pub fn run(config: &SimConfig, epoch: Instant) -> Result<SimReport, Error> {
+/// Checks the configuration [`run`] is given.
+fn validate(config: &SimConfig) -> Result<(), Error> {
     let link = config.link;
     if link.rate == 0 || config.packet_size == 0 || config.ack_every == 0 {
         return Err(Error::InvalidConfig(
@@ -302,256 +297,389 @@ pub fn run(config: &SimConfig, epoch: Instant) -> Result<SimReport, Error> {
     if config.timeline_bin.is_some_and(|b| b.is_zero()) {
         return Err(Error::InvalidConfig("sim: timeline_bin must be positive"));
     }
-    let impaired = config
-        .impairment
-        .map(|i| (epoch + i.start, epoch + i.start + i.length, i.loss_rate));
-    let cc_config = Config {
-        max_datagram_size: config.packet_size,
-        max_ack_delay: config.max_ack_delay,
-        seed: config.seed,
-        ..Config::default()
-    };
-    let mut path = PathRecovery::new(config.algorithm, &cc_config)?;
-    let mss = config.packet_size;
-    let tx_time = Duration::from_nanos(
-        u64::try_from(u128::from(mss) * 1_000_000_000 / u128::from(link.rate)).unwrap_or(u64::MAX),
-    );
-    let end = epoch + config.duration;
-    let warmup_end = epoch + config.warmup;
-    let mut rng = Rng(config.seed ^ 0x005E_ED0F_11AC);
+    Ok(())
+}
 
-    // Link state.
-    let mut link_free_at = epoch;
-    let mut queue: VecDeque<(Instant, u64)> = VecDeque::new();
-    let mut queued_bytes = 0u64;
-    let mut to_receiver: VecDeque<(Instant, u64, u64)> = VecDeque::new();
-    let mut to_sender: VecDeque<(Instant, SimAck)> = VecDeque::new();
-    let mut receiver = Receiver {
-        ranges: VecDeque::new(),
-        pending: 0,
-        largest_at: None,
-        ack_timer: None,
-    };
+/// The bottleneck (drop-tail queue and loss process) and the packets and
+/// ACKs propagating in each direction.
+#[derive(Debug)]
+struct Link {
+    config: LinkConfig,
+    /// Serialisation time of one packet.
+    tx_time: Duration,
+    rng: Rng,
+    /// The impairment window as instants, with its loss rate.
+    impaired: Option<(Instant, Instant, f64)>,
+    /// When the bottleneck finishes the last queued packet.
+    free_at: Instant,
+    /// Departure time and size of every queued packet.
+    queue: VecDeque<(Instant, u64)>,
+    queued_bytes: u64,
+    /// Arrival time, packet number and size of packets in flight to the receiver.
+    to_receiver: VecDeque<(Instant, u64, u64)>,
+    /// ACKs in flight to the sender, with their arrival time.
+    to_sender: VecDeque<(Instant, SimAck)>,
+}
 
-    // Sender state.
-    let mut next_pn = 0u64;
-    let mut sender_wake: Option<Instant> = Some(epoch);
-    let mut probes_due = 0u32;
+/// One run's state: the sender's path, the link, the receiver and what has
+/// been measured so far.
+#[derive(Debug)]
+struct Sim<'a> {
+    config: &'a SimConfig,
+    epoch: Instant,
+    warmup_end: Instant,
+    now: Instant,
+    path: PathRecovery,
+    link: Link,
+    receiver: Receiver,
+    next_pn: u64,
+    /// When the sender next wants to send (`None`: on the next ACK or timer).
+    sender_wake: Option<Instant>,
+    /// PTO probes still to send.
+    probes_due: u32,
+    burst_meter: BurstMeter,
+    report: SimReport,
+    queue_delay_sum: Duration,
+    queue_delay_count: u32,
+    /// When the current ProbeRTT episode began.
+    probe_rtt_since: Option<Instant>,
+}
 
-    let mut report = SimReport {
-        delivered_bytes: 0,
-        utilisation: 0.0,
-        packets_sent: 0,
-        random_drops: 0,
-        queue_drops: 0,
-        declared_lost: 0,
-        probes_sent: 0,
-        mean_queue_delay: Duration::ZERO,
-        max_queue_delay: Duration::ZERO,
-        max_queue_delay_overall: Duration::ZERO,
-        max_queue_bytes: 0,
-        bdp_bytes: link.bdp(),
-        probe_rtt_starts: Vec::new(),
-        probe_rtt_durations: Vec::new(),
-        recovery_growth_violations: 0,
-        max_pacer_excess: i64::MIN,
-        timeline: Vec::new(),
-        final_snapshot: path.snapshot(),
-        truncated: false,
-    };
-    let mut queue_delay_sum = Duration::ZERO;
-    let mut queue_delay_count = 0u32;
-    let mut probe_rtt_since: Option<Instant> = None;
-    let mut burst_meter = BurstMeter::default();
+impl<'a> Sim<'a> {
+    fn new(config: &'a SimConfig, epoch: Instant) -> Result<Self, Error> {
+        let link = config.link;
+        let impaired = config
+            .impairment
+            .map(|i| (epoch + i.start, epoch + i.start + i.length, i.loss_rate));
+        let cc_config = Config {
+            max_datagram_size: config.packet_size,
+            max_ack_delay: config.max_ack_delay,
+            seed: config.seed,
+            ..Config::default()
+        };
+        let path = PathRecovery::new(config.algorithm, &cc_config)?;
+        let tx_time = Duration::from_nanos(
+            u64::try_from(u128::from(config.packet_size) * 1_000_000_000 / u128::from(link.rate))
+                .unwrap_or(u64::MAX),
+        );
+        let report = SimReport {
+            delivered_bytes: 0,
+            utilisation: 0.0,
+            packets_sent: 0,
+            random_drops: 0,
+            queue_drops: 0,
+            declared_lost: 0,
+            probes_sent: 0,
+            mean_queue_delay: Duration::ZERO,
+            max_queue_delay: Duration::ZERO,
+            max_queue_delay_overall: Duration::ZERO,
+            max_queue_bytes: 0,
+            bdp_bytes: link.bdp(),
+            probe_rtt_starts: Vec::new(),
+            probe_rtt_durations: Vec::new(),
+            recovery_growth_violations: 0,
+            max_pacer_excess: i64::MIN,
+            timeline: Vec::new(),
+            final_snapshot: path.snapshot(),
+            truncated: false,
+        };
+        Ok(Self {
+            config,
+            epoch,
+            warmup_end: epoch + config.warmup,
+            now: epoch,
+            path,
+            link: Link {
+                config: link,
+                tx_time,
+                rng: Rng(config.seed ^ 0x005E_ED0F_11AC),
+                impaired,
+                free_at: epoch,
+                queue: VecDeque::new(),
+                queued_bytes: 0,
+                to_receiver: VecDeque::new(),
+                to_sender: VecDeque::new(),
+            },
+            receiver: Receiver {
+                ranges: VecDeque::new(),
+                pending: 0,
+                largest_at: None,
+                ack_timer: None,
+            },
+            next_pn: 0,
+            sender_wake: Some(epoch),
+            probes_due: 0,
+            burst_meter: BurstMeter::default(),
+            report,
+            queue_delay_sum: Duration::ZERO,
+            queue_delay_count: 0,
+            probe_rtt_since: None,
+        })
+    }
 
-    // Every packet causes a bounded number of events; bound the loop by that.
-    let packets_bound = bytes_in(link.rate, config.duration) / mss + 10_000;
-    let max_steps = packets_bound.saturating_mul(8);
-    let mut now = epoch;
-    let mut steps = 0u64;
-    loop {
-        steps += 1;
-        if steps > max_steps {
-            report.truncated = true;
-            break;
-        }
-        // 1. The sender sends what its window, pacer and probes allow.
-        if sender_wake.is_some_and(|t| t <= now) || probes_due > 0 {
-            sender_wake = None;
-            let mut sent_now = 0;
-            loop {
-                let probe = probes_due > 0;
-                let permit = if probe {
-                    SendPermit::Now
-                } else {
-                    path.poll_send(now, mss)
-                };
-                match permit {
-                    SendPermit::Now => {}
-                    SendPermit::At(t) => {
-                        sender_wake = Some(t);
-                        break;
-                    }
-                    SendPermit::Blocked => break,
-                }
-                if probe {
-                    probes_due -= 1;
-                    report.probes_sent += 1;
-                }
-                let allowance = path.pacer().rate().map_or(u64::MAX, |r| {
-                    path.pacer()
-                        .burst()
-                        .saturating_add(bytes_in(r, Duration::from_millis(1)))
-                });
-                path.on_packet_sent(now, next_pn, mss, true)?;
-                if !probe {
-                    burst_meter.on_sent(now, mss, allowance);
-                }
-                report.packets_sent += 1;
-                // Into the bottleneck.
-                while let Some(&(t, b)) = queue.front() {
-                    if t > now {
-                        break;
-                    }
-                    queued_bytes = queued_bytes.saturating_sub(b);
-                    queue.pop_front();
-                }
-                let impaired_now =
-                    impaired.is_some_and(|(from, to, p)| now >= from && now < to && rng.chance(p));
-                if rng.chance(link.loss_rate) || impaired_now {
-                    report.random_drops += 1;
-                } else if queued_bytes.saturating_add(mss) > link.queue_bytes {
-                    report.queue_drops += 1;
-                } else {
-                    let start = link_free_at.max(now);
-                    let depart = start + tx_time;
-                    link_free_at = depart;
-                    queue.push_back((depart, mss));
-                    queued_bytes += mss;
-                    let wait = start.saturating_duration_since(now);
-                    report.max_queue_delay_overall = report.max_queue_delay_overall.max(wait);
-                    if now >= warmup_end {
-                        report.max_queue_delay = report.max_queue_delay.max(wait);
-                        report.max_queue_bytes = report.max_queue_bytes.max(queued_bytes);
-                        queue_delay_sum += wait;
-                        queue_delay_count = queue_delay_count.saturating_add(1);
-                    }
-                    to_receiver.push_back((depart + link.one_way_delay, next_pn, mss));
-                }
-                next_pn += 1;
-                sent_now += 1;
-                if sent_now >= 10_000 {
-                    sender_wake = Some(now);
+    /// The sender sends what its window, pacer and probes allow.
+    fn send(&mut self) -> Result<(), Error> {
+        let now = self.now;
+        let mss = self.config.packet_size;
+        self.sender_wake = None;
+        let mut sent_now = 0;
+        loop {
+            let probe = self.probes_due > 0;
+            let permit = if probe {
+                SendPermit::Now
+            } else {
+                self.path.poll_send(now, mss)
+            };
+            match permit {
+                SendPermit::Now => {}
+                SendPermit::At(t) => {
+                    self.sender_wake = Some(t);
                     break;
                 }
+                SendPermit::Blocked => break,
+            }
+            if probe {
+                self.probes_due -= 1;
+                self.report.probes_sent += 1;
+            }
+            let allowance = self.path.pacer().rate().map_or(u64::MAX, |r| {
+                self.path
+                    .pacer()
+                    .capacity()
+                    .saturating_add(bytes_in(r, Duration::from_millis(1)))
+            });
+            self.path.on_packet_sent(now, self.next_pn, mss, true)?;
+            self.path.on_paced(mss);
+            if !probe {
+                self.burst_meter.on_sent(now, mss, allowance);
+            }
+            self.report.packets_sent += 1;
+            self.enter_bottleneck();
+            self.next_pn += 1;
+            sent_now += 1;
+            if sent_now >= 10_000 {
+                self.sender_wake = Some(now);
+                break;
             }
         }
+        Ok(())
+    }
 
-        // 2. Next event.
-        let mut next = to_receiver.front().map(|e| e.0);
-        next = min_time(next, to_sender.front().map(|e| e.0));
-        next = min_time(next, receiver.ack_timer);
-        next = min_time(next, sender_wake);
-        next = min_time(next, path.timer());
-        let Some(next) = next else { break };
-        if next > end {
-            break;
+    /// Packet `next_pn` enters the link: randomly lost, dropped by the full
+    /// queue, or queued behind the packets ahead of it.
+    fn enter_bottleneck(&mut self) {
+        let now = self.now;
+        let mss = self.config.packet_size;
+        let link = &mut self.link;
+        while let Some(&(t, b)) = link.queue.front() {
+            if t > now {
+                break;
+            }
+            link.queued_bytes = link.queued_bytes.saturating_sub(b);
+            link.queue.pop_front();
         }
-        now = next.max(now);
+        let rng = &mut link.rng;
+        let impaired_now = link
+            .impaired
+            .is_some_and(|(from, to, p)| now >= from && now < to && rng.chance(p));
+        if link.rng.chance(link.config.loss_rate) || impaired_now {
+            self.report.random_drops += 1;
+        } else if link.queued_bytes.saturating_add(mss) > link.config.queue_bytes {
+            self.report.queue_drops += 1;
+        } else {
+            let start = link.free_at.max(now);
+            let depart = start + link.tx_time;
+            link.free_at = depart;
+            link.queue.push_back((depart, mss));
+            link.queued_bytes += mss;
+            let wait = start.saturating_duration_since(now);
+            let report = &mut self.report;
+            report.max_queue_delay_overall = report.max_queue_delay_overall.max(wait);
+            if now >= self.warmup_end {
+                report.max_queue_delay = report.max_queue_delay.max(wait);
+                report.max_queue_bytes = report.max_queue_bytes.max(link.queued_bytes);
+                self.queue_delay_sum += wait;
+                self.queue_delay_count = self.queue_delay_count.saturating_add(1);
+            }
+            link.to_receiver
+                .push_back((depart + link.config.one_way_delay, self.next_pn, mss));
+        }
+    }
 
-        // 3. ACKs reaching the sender.
-        while to_sender.front().is_some_and(|e| e.0 <= now) {
-            let Some((_, ack)) = to_sender.pop_front() else {
+    /// The time of the next event, if any.
+    fn next_event(&self) -> Option<Instant> {
+        let mut next = self.link.to_receiver.front().map(|e| e.0);
+        next = min_time(next, self.link.to_sender.front().map(|e| e.0));
+        next = min_time(next, self.receiver.ack_timer);
+        next = min_time(next, self.sender_wake);
+        min_time(next, self.path.timer())
+    }
+
+    /// ACKs reaching the sender.
+    fn deliver_acks(&mut self) -> Result<(), Error> {
+        let now = self.now;
+        while self.link.to_sender.front().is_some_and(|e| e.0 <= now) {
+            let Some((_, ack)) = self.link.to_sender.pop_front() else {
                 break;
             };
             let mut ranges: [RangeInclusive<u64>; ACK_RANGES] = [0..=0, 0..=0, 0..=0, 0..=0];
             for (slot, r) in ranges.iter_mut().zip(ack.ranges.iter().take(ack.len)) {
                 *slot = r.0..=r.1;
             }
-            let before = path.controller().snapshot();
-            let outcome =
-                path.on_ack_received(now, ranges.get(..ack.len).unwrap_or(&[]), ack.ack_delay)?;
-            report.declared_lost += outcome.lost.len() as u64;
-            let after = path.controller().snapshot();
-            if before.phase == Phase::Recovery
-                && after.phase == Phase::Recovery
-                && after.cwnd > before.cwnd
-            {
-                report.recovery_growth_violations += 1;
-            }
-            let was_probe_rtt = before.phase == Phase::Bbr(BbrMode::ProbeRtt);
-            let is_probe_rtt = after.phase == Phase::Bbr(BbrMode::ProbeRtt);
-            if is_probe_rtt && !was_probe_rtt {
-                report
-                    .probe_rtt_starts
-                    .push(now.saturating_duration_since(epoch));
-                probe_rtt_since = Some(now);
-            } else if was_probe_rtt
-                && !is_probe_rtt
-                && let Some(since) = probe_rtt_since.take()
-            {
-                report
-                    .probe_rtt_durations
-                    .push(now.saturating_duration_since(since));
-            }
-            sender_wake = Some(now);
+            let before = self.path.controller().snapshot();
+            let outcome = self.path.on_ack_received(
+                now,
+                ranges.get(..ack.len).unwrap_or(&[]),
+                ack.ack_delay,
+            )?;
+            self.report.declared_lost += outcome.lost.len() as u64;
+            let after = self.path.controller().snapshot();
+            self.track_phases(&before, &after);
+            self.sender_wake = Some(now);
         }
+        Ok(())
+    }
 
-        // 4. Packets reaching the receiver.
-        while to_receiver.front().is_some_and(|e| e.0 <= now) {
-            let Some((_, pn, bytes)) = to_receiver.pop_front() else {
+    /// Counts window growth inside recovery and records ProbeRTT episodes.
+    fn track_phases(&mut self, before: &Snapshot, after: &Snapshot) {
+        let now = self.now;
+        if before.phase == Phase::Recovery
+            && after.phase == Phase::Recovery
+            && after.cwnd > before.cwnd
+        {
+            self.report.recovery_growth_violations += 1;
+        }
+        let was_probe_rtt = before.phase == Phase::Bbr(BbrMode::ProbeRtt);
+        let is_probe_rtt = after.phase == Phase::Bbr(BbrMode::ProbeRtt);
+        if is_probe_rtt && !was_probe_rtt {
+            self.report
+                .probe_rtt_starts
+                .push(now.saturating_duration_since(self.epoch));
+            self.probe_rtt_since = Some(now);
+        } else if was_probe_rtt
+            && !is_probe_rtt
+            && let Some(since) = self.probe_rtt_since.take()
+        {
+            self.report
+                .probe_rtt_durations
+                .push(now.saturating_duration_since(since));
+        }
+    }
+
+    /// Packets reaching the receiver, which acknowledges at once or arms its
+    /// delayed-ACK timer.
+    fn deliver_packets(&mut self) {
+        let now = self.now;
+        while self.link.to_receiver.front().is_some_and(|e| e.0 <= now) {
+            let Some((_, pn, bytes)) = self.link.to_receiver.pop_front() else {
                 break;
             };
-            report.delivered_bytes += bytes;
-            if let Some(bin) = config.timeline_bin {
-                let i = now.saturating_duration_since(epoch).as_nanos() / bin.as_nanos();
-                let i = usize::try_from(i).unwrap_or(usize::MAX);
-                if i < (1 << 24) {
-                    if report.timeline.len() <= i {
-                        report.timeline.resize(i + 1, 0);
-                    }
-                    if let Some(b) = report.timeline.get_mut(i) {
-                        *b += bytes;
-                    }
-                }
-            }
-            receiver.largest_at = Some(now);
-            let in_order = receiver.on_packet(pn);
-            if !in_order || receiver.pending >= config.ack_every {
-                let ack = receiver.build_ack(now);
-                to_sender.push_back((now + link.one_way_delay, ack));
-            } else if receiver.ack_timer.is_none() {
-                receiver.ack_timer = Some(now + config.max_ack_delay);
+            self.report.delivered_bytes += bytes;
+            self.record_timeline(bytes);
+            self.receiver.largest_at = Some(now);
+            let in_order = self.receiver.on_packet(pn);
+            if !in_order || self.receiver.pending >= self.config.ack_every {
+                let ack = self.receiver.build_ack(now);
+                self.link
+                    .to_sender
+                    .push_back((now + self.link.config.one_way_delay, ack));
+            } else if self.receiver.ack_timer.is_none() {
+                self.receiver.ack_timer = Some(now + self.config.max_ack_delay);
             }
         }
+    }
 
-        // 5. Receiver's delayed-ACK timer.
-        if receiver.ack_timer.is_some_and(|t| t <= now) {
-            let ack = receiver.build_ack(now);
-            to_sender.push_back((now + link.one_way_delay, ack));
+    /// Adds `bytes` delivered now to the timeline bin they fall in.
+    fn record_timeline(&mut self, bytes: u64) {
+        let Some(bin) = self.config.timeline_bin else {
+            return;
+        };
+        let i = self.now.saturating_duration_since(self.epoch).as_nanos() / bin.as_nanos();
+        let i = usize::try_from(i).unwrap_or(usize::MAX);
+        if i < (1 << 24) {
+            if self.report.timeline.len() <= i {
+                self.report.timeline.resize(i + 1, 0);
+            }
+            if let Some(b) = self.report.timeline.get_mut(i) {
+                *b += bytes;
+            }
         }
+    }
 
-        // 6. Sender's loss-detection timer.
-        if path.timer().is_some_and(|t| t <= now) {
-            let outcome = path.on_timeout(now);
-            report.declared_lost += outcome.lost.len() as u64;
+    /// The receiver's delayed-ACK timer.
+    fn on_ack_timer(&mut self) {
+        let now = self.now;
+        if self.receiver.ack_timer.is_some_and(|t| t <= now) {
+            let ack = self.receiver.build_ack(now);
+            self.link
+                .to_sender
+                .push_back((now + self.link.config.one_way_delay, ack));
+        }
+    }
+
+    /// The sender's loss-detection timer.
+    fn on_loss_timer(&mut self) {
+        let now = self.now;
+        if self.path.timer().is_some_and(|t| t <= now) {
+            let outcome = self.path.on_timeout(now);
+            self.report.declared_lost += outcome.lost.len() as u64;
             if outcome.send_probe {
-                probes_due = 2;
+                self.probes_due = 2;
             }
-            sender_wake = Some(now);
+            self.sender_wake = Some(now);
         }
     }
 
-    if queue_delay_count > 0 {
-        report.mean_queue_delay = queue_delay_sum / queue_delay_count;
+    /// The report, with the means and the final snapshot filled in.
+    fn finish(self) -> SimReport {
+        let mut report = self.report;
+        if self.queue_delay_count > 0 {
+            report.mean_queue_delay = self.queue_delay_sum / self.queue_delay_count;
+        }
+        let capacity = bytes_in(self.link.config.rate, self.config.duration).max(1);
+        #[allow(clippy::cast_precision_loss)]
+        {
+            report.utilisation = report.delivered_bytes as f64 / capacity as f64;
+        }
+        report.final_snapshot = self.path.snapshot();
+        report
     }
-    let capacity = bytes_in(link.rate, config.duration).max(1);
-    #[allow(clippy::cast_precision_loss)]
-    {
-        report.utilisation = report.delivered_bytes as f64 / capacity as f64;
+}
+
+/// Runs one simulation from `epoch` (any `Instant`; results depend only on the
+/// configuration).
+///
+/// # Errors
+/// [`Error::InvalidConfig`] for a zero rate, packet size or `ack_every`, or a
+/// loss rate outside `[0, 1]`; any error from the path (none is expected).
+pub fn run(config: &SimConfig, epoch: Instant) -> Result<SimReport, Error> {
+    validate(config)?;
+    let mut sim = Sim::new(config, epoch)?;
+    let end = epoch + config.duration;
+    // Every packet causes a bounded number of events; bound the loop by that.
+    let packets_bound = bytes_in(config.link.rate, config.duration) / config.packet_size + 10_000;
+    let max_steps = packets_bound.saturating_mul(8);
+    let mut steps = 0u64;
+    loop {
+        steps += 1;
+        if steps > max_steps {
+            sim.report.truncated = true;
+            break;
+        }
+        if sim.sender_wake.is_some_and(|t| t <= sim.now) || sim.probes_due > 0 {
+            sim.send()?;
+        }
+        let Some(next) = sim.next_event() else { break };
+        if next > end {
+            break;
+        }
+        sim.now = next.max(sim.now);
+        sim.deliver_acks()?;
+        sim.deliver_packets();
+        sim.on_ack_timer();
+        sim.on_loss_timer();
     }
-    report.final_snapshot = path.snapshot();
-    Ok(report)
+    Ok(sim.finish())
 }
 
 /// Formats a duration as milliseconds with one decimal.

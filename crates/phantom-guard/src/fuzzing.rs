@@ -166,223 +166,303 @@ pub struct Coverage {
     pub amplification_refused: u32,
 }
 
+fn count(c: &mut u32) {
+    *c = c.saturating_add(1);
+}
+
 /// Runs one fuzz input. `base` is the time origin (the fuzz target reads the clock
 /// once; this crate never does).
 ///
 /// # Panics
 ///
 /// When a checked property fails — that is a bug found.
-#[expect(
-    clippy::too_many_lines,
-    reason = "one flat interpreter loop reads best"
-)]
-#[expect(clippy::panic, reason = "fuzz driver: a failed property must abort")]
 pub fn guard_ops(base: Instant, data: &[u8]) -> Coverage {
-    let mut input = Input { data };
-    let mut cov = Coverage::default();
-    let count = |c: &mut u32| *c = c.saturating_add(1);
-
-    let width_req = (u64::from(input.u8()) + 1) * 16;
-    let Ok(mut window) = ReplayWindow::with_width(width_req) else {
-        panic!("width {width_req} is in range");
-    };
-    let mut model = ReplayModel::new(window.width());
-
-    let config = PathConfig {
-        max_paths: usize::from(input.u8() % 8) + 1,
-        challenge_timeout: Duration::from_millis(u64::from(input.u8()) + 1),
-        max_retransmits: u32::from(input.u8() % 5),
-        idle_timeout: Duration::from_millis(u64::from(input.u16()) + 1),
-    };
-    let Ok(mut reg) = PathRegistry::new(config) else {
-        panic!("config {config:?} is valid");
-    };
-    let mut rng = FuzzRng::new(input.u64());
-    let mut now = base;
-    let mut tracked: BTreeMap<u8, Tracked> = BTreeMap::new();
-
+    let mut driver = Driver::new(base, Input { data });
     // Bounded by the input length: every step consumes at least one byte.
-    while !input.is_empty() {
-        let op = input.u8();
-        let id = input.u8() % 10;
+    while !driver.input.is_empty() {
+        driver.step();
+    }
+    driver.cov
+}
+
+/// The state under test, the reference model, and what the driver tracks.
+struct Driver<'a> {
+    input: Input<'a>,
+    cov: Coverage,
+    window: ReplayWindow,
+    model: ReplayModel,
+    config: PathConfig,
+    reg: PathRegistry,
+    rng: FuzzRng,
+    now: Instant,
+    tracked: BTreeMap<u8, Tracked>,
+}
+
+impl<'a> Driver<'a> {
+    /// Decodes the header: window width, path configuration, challenge seed.
+    #[expect(clippy::panic, reason = "fuzz driver: a failed property must abort")]
+    fn new(base: Instant, mut input: Input<'a>) -> Self {
+        let width_req = (u64::from(input.u8()) + 1) * 16;
+        let Ok(window) = ReplayWindow::with_width(width_req) else {
+            panic!("width {width_req} is in range");
+        };
+        let model = ReplayModel::new(window.width());
+        let config = PathConfig {
+            max_paths: usize::from(input.u8() % 8) + 1,
+            challenge_timeout: Duration::from_millis(u64::from(input.u8()) + 1),
+            max_retransmits: u32::from(input.u8() % 5),
+            idle_timeout: Duration::from_millis(u64::from(input.u16()) + 1),
+        };
+        let Ok(reg) = PathRegistry::new(config) else {
+            panic!("config {config:?} is valid");
+        };
+        let rng = FuzzRng::new(input.u64());
+        Self {
+            input,
+            cov: Coverage::default(),
+            window,
+            model,
+            config,
+            reg,
+            rng,
+            now: base,
+            tracked: BTreeMap::new(),
+        }
+    }
+
+    /// Decodes and runs one operation, then checks the properties that hold
+    /// after every step.
+    fn step(&mut self) {
+        let op = self.input.u8();
+        let id = self.input.u8() % 10;
         let path = PathId(id);
         let mut validated_by = None;
         match op % 12 {
-            0 => {
-                let seq = decode_seq(&mut input, model.highest(), window.width());
-                let got = window.commit(seq);
-                assert_eq!(got, model.commit(seq), "commit({seq})");
-                count(if got.is_ok() {
-                    &mut cov.replay_accepted
-                } else {
-                    &mut cov.replay_rejected
-                });
-            }
-            1 => {
-                let seq = decode_seq(&mut input, model.highest(), window.width());
-                let before = window.highest();
-                assert_eq!(window.check(seq), model.check(seq), "check({seq})");
-                assert_eq!(window.highest(), before);
-                let ok = window.accept_authenticated(seq);
-                assert_eq!(ok, model.commit(seq).is_ok(), "accept({seq})");
-                count(if ok {
-                    &mut cov.replay_accepted
-                } else {
-                    &mut cov.replay_rejected
-                });
-            }
-            2 => {
-                let remote = SocketAddr::from((Ipv4Addr::LOCALHOST, input.u16()));
-                let validated = input.u8() & 1 == 1;
-                let len_before = reg.len();
-                let result = if validated {
-                    reg.insert_validated(path, remote, now)
-                } else {
-                    reg.insert(path, remote, now)
-                };
-                match result {
-                    Ok(()) => {
-                        if reg.len() == len_before {
-                            count(&mut cov.evictions);
-                        }
-                        let state = if validated {
-                            PathState::Validated
-                        } else {
-                            PathState::Unvalidated
-                        };
-                        tracked.insert(
-                            id,
-                            Tracked {
-                                challenge: None,
-                                ever_validated: validated,
-                                state,
-                            },
-                        );
-                    }
-                    Err(Error::PathExists(p)) => assert!(tracked.contains_key(&p.0)),
-                    Err(Error::TooManyPaths { max }) => {
-                        count(&mut cov.full_refused);
-                        assert_eq!(reg.len(), max);
-                        assert!(
-                            reg.iter().all(|p| !matches!(p.state, PathState::Failed(_))),
-                            "a failed path should have been evicted"
-                        );
-                    }
-                    Err(e) => panic!("insert: unexpected {e}"),
-                }
-            }
-            3 => {
-                if let Ok(c) = reg.issue_challenge(path, now, &mut rng)
-                    && let Some(t) = tracked.get_mut(&id)
-                {
-                    t.challenge = Some(*c.as_bytes());
-                }
-            }
-            4 => {
-                let response = tracked
-                    .get(&id)
-                    .and_then(|t| t.challenge)
-                    .unwrap_or([0u8; CHALLENGE_LEN]);
-                match reg.verify_response(path, now, &response) {
-                    Ok(()) => {
-                        validated_by = Some(id);
-                        count(&mut cov.validated);
-                    }
-                    Err(Error::PathFailed(_)) => count(&mut cov.late_refused),
-                    Err(_) => {}
-                }
-            }
-            5 => {
-                // A wrong response (one bit off the outstanding challenge) changes nothing.
-                let pos = usize::from(input.u8()) % CHALLENGE_LEN;
-                let mask = input.u8() | 1;
-                let mut response = tracked
-                    .get(&id)
-                    .and_then(|t| t.challenge)
-                    .unwrap_or([0x5a; CHALLENGE_LEN]);
-                if let Some(b) = response.get_mut(pos) {
-                    *b ^= mask;
-                }
-                // Apply due expiry first, so the only possible change would be the
-                // response's.
-                let mut guard = 0usize;
-                while reg.sweep(now).is_some() {
-                    guard += 1;
-                    assert!(guard <= 256, "sweep does not terminate");
-                }
-                let before = reg.info(path);
-                let result = reg.verify_response(path, now, &response);
-                assert!(result.is_err(), "wrong response accepted");
-                if result == Err(Error::WrongResponse) {
-                    count(&mut cov.wrong_refused);
-                }
-                assert_eq!(reg.info(path), before, "wrong response changed state");
-            }
+            0 => self.commit(),
+            1 => self.check_then_accept(),
+            2 => self.insert(id),
+            3 => self.issue_challenge(id),
+            4 => validated_by = self.right_response(id),
+            5 => self.wrong_response(id),
             6 => {
-                let _ = reg.mark_seen(path, now);
+                let _ = self.reg.mark_seen(path, self.now);
             }
-            7 => {
-                let delta = Duration::from_millis(u64::from(input.u16()));
-                now = now.checked_add(delta).unwrap_or(now);
-            }
-            8 => {
-                let bound = 2 * reg.len() + 1;
-                let mut n = 0usize;
-                while let Some(ev) = reg.poll_retransmit(now) {
-                    n += 1;
-                    assert!(n <= bound, "poll_retransmit does not terminate");
-                    match ev {
-                        PathEvent::Retransmit { path, challenge } => {
-                            count(&mut cov.retransmits);
-                            let t = tracked.get(&path.0);
-                            assert_eq!(t.and_then(|t| t.challenge), Some(*challenge.as_bytes()));
-                        }
-                        PathEvent::Failed { reason, .. } => {
-                            assert_eq!(reason, FailReason::RetriesExhausted);
-                            count(&mut cov.retries_exhausted);
-                        }
-                    }
-                }
-                let mut m = 0usize;
-                while let Some(ev) = reg.sweep(now) {
-                    if let PathEvent::Failed {
-                        reason: FailReason::IdleTimeout,
-                        ..
-                    } = ev
-                    {
-                        count(&mut cov.idle_failures);
-                    }
-                    m += 1;
-                    assert!(m <= bound, "sweep does not terminate");
-                }
-                assert!(
-                    reg.next_timeout().is_none_or(|t| t > now),
-                    "a timeout is still due after polling"
-                );
-            }
+            7 => self.advance_clock(),
+            8 => self.poll_timers(),
             9 => {
-                let _ = reg.on_received(path, u64::from(input.u16()));
+                let _ = self.reg.on_received(path, u64::from(self.input.u16()));
             }
-            10 => {
-                let bytes = u64::from(input.u16());
-                let can = reg.can_send(path, bytes);
-                let result = reg.on_sent(path, bytes);
-                assert_eq!(can, result.is_ok(), "can_send disagrees with on_sent");
-                if matches!(result, Err(Error::AmplificationLimit { .. })) {
-                    count(&mut cov.amplification_refused);
-                }
-            }
+            10 => self.send(path),
             _ => {
-                let removed = reg.remove(path);
-                assert_eq!(removed, tracked.remove(&id).is_some());
+                let removed = self.reg.remove(path);
+                assert_eq!(removed, self.tracked.remove(&id).is_some());
             }
         }
+        self.check_properties(validated_by);
+    }
 
-        // Properties that hold after every step.
-        assert!(reg.len() <= config.max_paths);
-        assert_eq!(window.highest(), model.highest());
+    fn count_replay(&mut self, accepted: bool) {
+        count(if accepted {
+            &mut self.cov.replay_accepted
+        } else {
+            &mut self.cov.replay_rejected
+        });
+    }
+
+    /// `commit` agrees with the reference model.
+    fn commit(&mut self) {
+        let seq = decode_seq(&mut self.input, self.model.highest(), self.window.width());
+        let got = self.window.commit(seq);
+        assert_eq!(got, self.model.commit(seq), "commit({seq})");
+        self.count_replay(got.is_ok());
+    }
+
+    /// `check` agrees with the model and changes nothing; the authenticated
+    /// accept that follows agrees with the model's commit.
+    fn check_then_accept(&mut self) {
+        let seq = decode_seq(&mut self.input, self.model.highest(), self.window.width());
+        let before = self.window.highest();
+        assert_eq!(
+            self.window.check(seq),
+            self.model.check(seq),
+            "check({seq})"
+        );
+        assert_eq!(self.window.highest(), before);
+        let ok = self.window.accept_authenticated(seq);
+        assert_eq!(ok, self.model.commit(seq).is_ok(), "accept({seq})");
+        self.count_replay(ok);
+    }
+
+    /// Inserts a path (validated or not); a full registry refuses only when no
+    /// failed path could be evicted.
+    #[expect(clippy::panic, reason = "fuzz driver: a failed property must abort")]
+    fn insert(&mut self, id: u8) {
+        let path = PathId(id);
+        let remote = SocketAddr::from((Ipv4Addr::LOCALHOST, self.input.u16()));
+        let validated = self.input.u8() & 1 == 1;
+        let len_before = self.reg.len();
+        let result = if validated {
+            self.reg.insert_validated(path, remote, self.now)
+        } else {
+            self.reg.insert(path, remote, self.now)
+        };
+        match result {
+            Ok(()) => {
+                if self.reg.len() == len_before {
+                    count(&mut self.cov.evictions);
+                }
+                let state = if validated {
+                    PathState::Validated
+                } else {
+                    PathState::Unvalidated
+                };
+                self.tracked.insert(
+                    id,
+                    Tracked {
+                        challenge: None,
+                        ever_validated: validated,
+                        state,
+                    },
+                );
+            }
+            Err(Error::PathExists(p)) => assert!(self.tracked.contains_key(&p.0)),
+            Err(Error::TooManyPaths { max }) => {
+                count(&mut self.cov.full_refused);
+                assert_eq!(self.reg.len(), max);
+                assert!(
+                    self.reg
+                        .iter()
+                        .all(|p| !matches!(p.state, PathState::Failed(_))),
+                    "a failed path should have been evicted"
+                );
+            }
+            Err(e) => panic!("insert: unexpected {e}"),
+        }
+    }
+
+    /// Issues a challenge and remembers its bytes.
+    fn issue_challenge(&mut self, id: u8) {
+        if let Ok(c) = self
+            .reg
+            .issue_challenge(PathId(id), self.now, &mut self.rng)
+            && let Some(t) = self.tracked.get_mut(&id)
+        {
+            t.challenge = Some(*c.as_bytes());
+        }
+    }
+
+    /// Answers with the outstanding challenge (zeros if none); returns the path
+    /// it validated.
+    fn right_response(&mut self, id: u8) -> Option<u8> {
+        let response = self
+            .tracked
+            .get(&id)
+            .and_then(|t| t.challenge)
+            .unwrap_or([0u8; CHALLENGE_LEN]);
+        match self.reg.verify_response(PathId(id), self.now, &response) {
+            Ok(()) => {
+                count(&mut self.cov.validated);
+                return Some(id);
+            }
+            Err(Error::PathFailed(_)) => count(&mut self.cov.late_refused),
+            Err(_) => {}
+        }
+        None
+    }
+
+    /// A wrong response (one bit off the outstanding challenge) changes nothing.
+    fn wrong_response(&mut self, id: u8) {
+        let path = PathId(id);
+        let pos = usize::from(self.input.u8()) % CHALLENGE_LEN;
+        let mask = self.input.u8() | 1;
+        let mut response = self
+            .tracked
+            .get(&id)
+            .and_then(|t| t.challenge)
+            .unwrap_or([0x5a; CHALLENGE_LEN]);
+        if let Some(b) = response.get_mut(pos) {
+            *b ^= mask;
+        }
+        // Apply due expiry first, so the only possible change would be the
+        // response's.
+        let mut guard = 0usize;
+        while self.reg.sweep(self.now).is_some() {
+            guard += 1;
+            assert!(guard <= 256, "sweep does not terminate");
+        }
+        let before = self.reg.info(path);
+        let result = self.reg.verify_response(path, self.now, &response);
+        assert!(result.is_err(), "wrong response accepted");
+        if result == Err(Error::WrongResponse) {
+            count(&mut self.cov.wrong_refused);
+        }
+        assert_eq!(self.reg.info(path), before, "wrong response changed state");
+    }
+
+    fn advance_clock(&mut self) {
+        let delta = Duration::from_millis(u64::from(self.input.u16()));
+        self.now = self.now.checked_add(delta).unwrap_or(self.now);
+    }
+
+    /// Drains retransmits and expiries; both terminate and leave nothing due.
+    fn poll_timers(&mut self) {
+        let now = self.now;
+        let bound = 2 * self.reg.len() + 1;
+        let mut n = 0usize;
+        while let Some(ev) = self.reg.poll_retransmit(now) {
+            n += 1;
+            assert!(n <= bound, "poll_retransmit does not terminate");
+            match ev {
+                PathEvent::Retransmit { path, challenge } => {
+                    count(&mut self.cov.retransmits);
+                    let t = self.tracked.get(&path.0);
+                    assert_eq!(t.and_then(|t| t.challenge), Some(*challenge.as_bytes()));
+                }
+                PathEvent::Failed { reason, .. } => {
+                    assert_eq!(reason, FailReason::RetriesExhausted);
+                    count(&mut self.cov.retries_exhausted);
+                }
+            }
+        }
+        let mut m = 0usize;
+        while let Some(ev) = self.reg.sweep(now) {
+            if let PathEvent::Failed {
+                reason: FailReason::IdleTimeout,
+                ..
+            } = ev
+            {
+                count(&mut self.cov.idle_failures);
+            }
+            m += 1;
+            assert!(m <= bound, "sweep does not terminate");
+        }
+        assert!(
+            self.reg.next_timeout().is_none_or(|t| t > now),
+            "a timeout is still due after polling"
+        );
+    }
+
+    /// `can_send` agrees with `on_sent`.
+    fn send(&mut self, path: PathId) {
+        let bytes = u64::from(self.input.u16());
+        let can = self.reg.can_send(path, bytes);
+        let result = self.reg.on_sent(path, bytes);
+        assert_eq!(can, result.is_ok(), "can_send disagrees with on_sent");
+        if matches!(result, Err(Error::AmplificationLimit { .. })) {
+            count(&mut self.cov.amplification_refused);
+        }
+    }
+
+    /// Properties that hold after every step: the registry's bound, the
+    /// window against the model, legal transitions, validation only by a right
+    /// response, and the amplification bound (I7).
+    #[expect(clippy::panic, reason = "fuzz driver: a failed property must abort")]
+    fn check_properties(&mut self, validated_by: Option<u8>) {
+        assert!(self.reg.len() <= self.config.max_paths);
+        assert_eq!(self.window.highest(), self.model.highest());
         // Paths evicted to make room must have failed.
-        tracked.retain(|&id, t| {
+        let reg = &self.reg;
+        self.tracked.retain(|&id, t| {
             let present = reg.state(PathId(id)).is_some();
             assert!(
                 present || matches!(t.state, PathState::Failed(_)),
@@ -390,8 +470,8 @@ pub fn guard_ops(base: Instant, data: &[u8]) -> Coverage {
             );
             present
         });
-        for info in reg.iter() {
-            let Some(t) = tracked.get_mut(&info.id.0) else {
+        for info in self.reg.iter() {
+            let Some(t) = self.tracked.get_mut(&info.id.0) else {
                 panic!("untracked path {:?}", info.id);
             };
             assert!(
@@ -414,7 +494,6 @@ pub fn guard_ops(base: Instant, data: &[u8]) -> Coverage {
             }
         }
     }
-    cov
 }
 
 #[cfg(test)]

@@ -41,7 +41,7 @@ pub mod fuzzing;
 
 pub use error::Error;
 pub use path::{
-    AMPLIFICATION_FACTOR, CHALLENGE_LEN, Challenge, FailReason, MAX_RETRANSMITS, PathConfig,
-    PathEvent, PathInfo, PathRegistry, PathState, SendBudget,
+    AMPLIFICATION_FACTOR, CHALLENGE_LEN, Challenge, FailReason, MAX_CHALLENGE_RETRANSMITS,
+    PathConfig, PathEvent, PathInfo, PathRegistry, PathState, SendBudget,
 };
 pub use replay::{ReplayError, ReplayWindow, StreamWindows};

@@ -14,11 +14,14 @@ use crate::Error;
 /// Length of a path challenge and of its response, in bytes.
 pub const CHALLENGE_LEN: usize = 32;
 
-/// An unvalidated path may be sent at most this many times the bytes received on it (I7).
-pub const AMPLIFICATION_FACTOR: u64 = 3;
+/// An unvalidated path may be sent at most this many times the bytes received on it
+/// (I7). Defined once, in `phantom-wire`, for the path registry and the handshake alike.
+pub use phantom_wire::AMPLIFICATION_FACTOR;
 
-/// The largest number of retransmissions [`PathConfig::max_retransmits`] may ask for.
-pub const MAX_RETRANSMITS: u32 = 16;
+/// The largest number of path-challenge retransmissions
+/// [`PathConfig::max_retransmits`] may ask for (an upper bound on a setting, not
+/// the handshake's fixed flight retransmission count).
+pub const MAX_CHALLENGE_RETRANSMITS: u32 = 16;
 
 /// 32 unpredictable bytes sent on a path; the peer proves it receives on that path
 /// by echoing them.
@@ -79,7 +82,7 @@ pub struct PathConfig {
     /// 500 ms). Each retransmission doubles the wait.
     pub challenge_timeout: Duration,
     /// How many times a challenge is retransmitted before the path fails
-    /// (0..=[`MAX_RETRANSMITS`]; default 3, i.e. four sends over 7.5 s by default).
+    /// (0..=[`MAX_CHALLENGE_RETRANSMITS`]; default 3, i.e. four sends over 7.5 s by default).
     pub max_retransmits: u32,
     /// A path from which nothing was seen for this long fails (default 30 s).
     pub idle_timeout: Duration,
@@ -109,9 +112,9 @@ impl PathConfig {
         if self.challenge_timeout.is_zero() {
             return Err(Error::InvalidConfig("challenge_timeout must be positive"));
         }
-        if self.max_retransmits > MAX_RETRANSMITS {
+        if self.max_retransmits > MAX_CHALLENGE_RETRANSMITS {
             return Err(Error::InvalidConfig(
-                "max_retransmits above MAX_RETRANSMITS",
+                "max_retransmits above MAX_CHALLENGE_RETRANSMITS",
             ));
         }
         if self.idle_timeout.is_zero() {
@@ -122,9 +125,10 @@ impl PathConfig {
 
     /// Wait after the `n`-th send (0 = the first) before retransmitting or failing.
     fn backoff(&self, n: u32) -> Duration {
-        // n <= MAX_RETRANSMITS, so the shift is small; saturate rather than overflow.
+        // n <= MAX_CHALLENGE_RETRANSMITS, so the shift is small; saturate rather than
+        // overflow.
         self.challenge_timeout
-            .saturating_mul(1u32 << n.min(MAX_RETRANSMITS))
+            .saturating_mul(1u32 << n.min(MAX_CHALLENGE_RETRANSMITS))
     }
 }
 

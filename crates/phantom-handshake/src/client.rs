@@ -486,7 +486,7 @@ impl Client {
     }
 
     /// Retransmits the last flight if its timer expired; after
-    /// [`crate::MAX_RETRANSMITS`] unanswered retransmissions, `Err(Timeout)`, or
+    /// [`crate::MAX_FLIGHT_RETRANSMITS`] unanswered retransmissions, `Err(Timeout)`, or
     /// `Err(UnusableAnswers)` if the server's datagrams did arrive but every one was
     /// dropped (damaged, or not for this ClientHello).
     pub fn handle_timeout(&mut self, now: Time) -> Result<(), Error> {

@@ -468,8 +468,10 @@ impl Reassembler {
 
 /// Initial retransmission timeout.
 pub const INITIAL_RTO: Duration = Duration::from_millis(250);
-/// Retransmissions of one flight before giving up.
-pub const MAX_RETRANSMITS: u32 = 6;
+/// Retransmissions of one handshake flight before the handshake gives up with
+/// `Error::Timeout` (a fixed count; not the path registry's bound on its
+/// configurable challenge retransmissions).
+pub const MAX_FLIGHT_RETRANSMITS: u32 = 6;
 
 /// The last flight a side sent, kept for retransmission with exponential backoff.
 #[cfg_attr(test, derive(Clone))]
@@ -527,7 +529,7 @@ impl Flight {
     ) -> Result<(), Error> {
         match self.deadline {
             Some(d) if d <= now => {
-                ensure!(self.retransmits < MAX_RETRANSMITS, Error::Timeout);
+                ensure!(self.retransmits < MAX_FLIGHT_RETRANSMITS, Error::Timeout);
                 self.retransmits += 1;
                 self.rto = self.rto.saturating_mul(2);
                 self.deadline = Some(now + self.rto);

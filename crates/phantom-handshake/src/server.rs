@@ -31,8 +31,9 @@ use crate::ticket::{AntiReplay, TicketKeys};
 use crate::token::RetryKeys;
 
 /// The anti-amplification factor: before an address is validated the server sends at
-/// most this many times the bytes it received from it (I7).
-pub const AMPLIFICATION_FACTOR: u64 = 3;
+/// most this many times the bytes it received from it (I7). Defined once, in
+/// `phantom-wire`, for the handshake and the path registry alike.
+pub use phantom_wire::AMPLIFICATION_FACTOR;
 
 /// Server settings.
 #[derive(Clone, Debug)]

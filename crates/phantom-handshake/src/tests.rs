@@ -807,10 +807,10 @@ fn client_times_out_after_retransmission_budget() {
             Ok(()) => n += 1,
             Err(e) => break e,
         }
-        assert!(n <= MAX_RETRANSMITS);
+        assert!(n <= MAX_FLIGHT_RETRANSMITS);
     };
     assert_eq!(err, Error::Timeout);
-    assert_eq!(n, MAX_RETRANSMITS);
+    assert_eq!(n, MAX_FLIGHT_RETRANSMITS);
     assert_eq!(
         client.handle(t(0), &[0], &mut r).unwrap_err(),
         Error::Timeout

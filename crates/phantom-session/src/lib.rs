@@ -14,9 +14,9 @@
 //! (RFC 9002 packet and time thresholds, PTO with back-off, persistent congestion) is
 //! `phantom-congestion`'s `SentPackets` ledger, one per path over the per-path send
 //! order, fed every ACK frame of a packet before it runs once; each path owns a
-//! `phantom-congestion` controller (BBR by
-//! default, CUBIC or NewReno selectable), RTT and delivery-rate estimators and a
-//! token-bucket pacer. A lost
+//! `phantom-congestion` `PathRecovery` (that ledger, a controller: BBR by default,
+//! CUBIC or NewReno selectable; RTT and delivery-rate estimators and a token-bucket
+//! pacer), the same code the congestion simulator drives. A lost
 //! packet is never re-sealed: its *frames' content* (stream byte ranges, credits,
 //! resets) goes back to the senders' queues and is re-sent in new packets under
 //! fresh sequence numbers. The sans-IO call protocol is documented on [`Session`],

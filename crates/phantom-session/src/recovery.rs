@@ -1,10 +1,13 @@
 //! Per-path loss recovery: which frames each packet in flight carried, so that a
 //! lost packet's content is re-sent as fresh data (I3).
 //!
-//! *When* a packet is acknowledged or lost is decided by `phantom-congestion`'s
-//! [`SentPackets`] ledger (RFC 9002 §6 loss detection, §6.2 probe timeout, §7.6
-//! persistent congestion, delivery-rate stamps); this module keeps, beside it and
-//! under the same per-path packet number, *what* each packet carried.
+//! *When* a packet is acknowledged or lost, and what that does to the window and
+//! the pacing rate, is decided by `phantom-congestion`'s
+//! [`phantom_congestion::PathRecovery`] (RTT estimator, sent-packet ledger with
+//! RFC 9002 §6 loss detection, §6.2 probe timeout and §7.6 persistent congestion,
+//! the controller and the pacer: the same code the congestion simulator drives);
+//! this module keeps, beside it and under the same per-path packet number, *what*
+//! each packet carried.
 //!
 //! Packets are identified on the wire by `(stream space, sequence)`; loss detection
 //! runs per path over an internal, per-path send order (`ppn`), so that two paths
@@ -16,7 +19,9 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use phantom_congestion::{AckEvent, RttEstimator, SentPackets};
+#[cfg(test)]
+use phantom_congestion::AckEvent;
+use phantom_congestion::{Config, CongestionController, RttEstimator};
 /// Most retransmittable frame records one packet carries.
 pub(crate) const MAX_RECORDS: usize = 6;
 
@@ -61,28 +66,30 @@ pub(crate) struct SentMeta {
     pub(crate) records: [Record; MAX_RECORDS],
 }
 
-/// What an assembled ACK or a loss timer did to one path, for the controller.
+/// What an assembled ACK or a loss timer did to one path (the controller and the
+/// pacer have already been fed).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Outcome {
-    /// For [`phantom_congestion::CongestionController::on_ack`], if anything
-    /// ack-eliciting was newly acknowledged.
+    /// The controller's ACK event, if anything ack-eliciting was newly acknowledged.
+    #[cfg(test)]
     pub(crate) ack: Option<AckEvent>,
     /// Whether anything at all was newly acknowledged.
     pub(crate) acked_any: bool,
-    /// Lost in-flight bytes, the newest lost packet's send time, and whether the
-    /// losses establish persistent congestion (for `on_loss`).
+    /// Lost in-flight bytes.
+    #[cfg(test)]
     pub(crate) lost_bytes: u64,
-    pub(crate) largest_lost_sent_at: Option<Instant>,
-    pub(crate) persistent_congestion: bool,
     /// The probe timer fired: send an ack-eliciting probe on this path.
     pub(crate) send_probe: bool,
 }
 
-/// Loss-recovery state of one path: `phantom-congestion`'s ledger plus the
-/// retransmission records of the packets it tracks.
+/// Loss-recovery state of one path: `phantom-congestion`'s [`PathRecovery`]
+/// (RTT, ledger, controller, pacer) plus the retransmission records of the
+/// packets its ledger tracks.
+///
+/// [`PathRecovery`]: phantom_congestion::PathRecovery
 #[derive(Debug)]
 pub(crate) struct PathRecovery {
-    ledger: SentPackets,
+    cc: phantom_congestion::PathRecovery,
     /// Records indexed by `ppn - base_ppn`; acknowledged or lost packets leave a
     /// `None` hole until the front is trimmed (per-path numbers are dense, so this
     /// is a ring instead of a map: no allocation or rebalancing per packet).
@@ -93,34 +100,90 @@ pub(crate) struct PathRecovery {
 }
 
 impl PathRecovery {
-    /// A path's recovery; its probe timer backs off to at most
-    /// `pto_base * 2^max_pto_backoff`.
-    pub(crate) fn new(max_pto_backoff: u32) -> Self {
-        let mut ledger = SentPackets::new();
-        ledger.set_max_pto_backoff(max_pto_backoff);
+    /// A path's recovery around `controller`; its probe timer backs off to at
+    /// most `pto_base * 2^max_pto_backoff`.
+    pub(crate) fn new(
+        controller: Box<dyn CongestionController>,
+        config: &Config,
+        max_pto_backoff: u32,
+    ) -> Self {
+        let mut cc = phantom_congestion::PathRecovery::with_controller(controller, config);
+        cc.set_max_pto_backoff(max_pto_backoff);
         Self {
-            ledger,
+            cc,
             meta: VecDeque::new(),
             base_ppn: 0,
             next_ppn: 0,
         }
     }
 
+    #[inline]
     pub(crate) fn bytes_in_flight(&self) -> u64 {
-        self.ledger.bytes_in_flight()
+        self.cc.bytes_in_flight()
     }
 
+    #[inline]
     pub(crate) fn ack_eliciting_in_flight(&self) -> u64 {
-        self.ledger.ack_eliciting_in_flight()
+        self.cc.ack_eliciting_in_flight()
     }
 
+    #[inline]
     pub(crate) fn pto_count(&self) -> u32 {
-        self.ledger.pto_count()
+        self.cc.pto_count()
+    }
+
+    /// The path's RTT estimator.
+    #[inline]
+    pub(crate) fn rtt(&self) -> &RttEstimator {
+        self.cc.rtt()
+    }
+
+    /// The path's congestion controller.
+    #[inline]
+    pub(crate) fn controller(&self) -> &dyn CongestionController {
+        self.cc.controller()
+    }
+
+    /// The congestion window in bytes.
+    #[inline]
+    pub(crate) fn window(&self) -> u64 {
+        self.cc.window()
+    }
+
+    /// Whether the congestion window has room for `bytes` more.
+    #[inline]
+    pub(crate) fn has_room(&self, bytes: u64) -> bool {
+        self.cc.has_room(bytes)
+    }
+
+    /// The pacer's verdict for `bytes` at `now`: `None` to send now, else when.
+    #[inline]
+    pub(crate) fn pace(&mut self, now: Instant, bytes: u64) -> Option<Instant> {
+        self.cc.pace(now, bytes)
+    }
+
+    /// A paced packet of `bytes` left.
+    #[inline]
+    pub(crate) fn on_paced(&mut self, bytes: u64) {
+        self.cc.on_paced(bytes);
+    }
+
+    /// The pacing rate in bytes/s, 0 while unpaced.
+    #[inline]
+    pub(crate) fn pacing_rate(&self) -> u64 {
+        self.cc.pacer().rate().unwrap_or(0)
+    }
+
+    /// The path failed over: the controller takes it as persistent congestion.
+    #[inline]
+    pub(crate) fn on_failed_over(&mut self, now: Instant) {
+        self.cc.on_failed_over(now);
     }
 
     /// When the loss-detection timer (time threshold, else PTO) fires.
-    pub(crate) fn timer(&self, rtt: &RttEstimator) -> Option<Instant> {
-        self.ledger.loss_detection_timer(rtt)
+    #[inline]
+    pub(crate) fn timer(&self) -> Option<Instant> {
+        self.cc.timer()
     }
 
     /// Records a sent packet; returns its per-path number.
@@ -155,7 +218,7 @@ impl PathRecovery {
     ) -> u64 {
         let ppn = self.next_ppn;
         if self
-            .ledger
+            .cc
             .on_packet_sent(now, ppn, size, ack_eliciting)
             .is_err()
         {
@@ -190,7 +253,7 @@ impl PathRecovery {
     /// The sender has nothing to send and room in the window: delivery-rate
     /// samples until the flight now in the air is delivered are application-limited.
     pub(crate) fn on_app_limited(&mut self) {
-        self.ledger.on_app_limited();
+        self.cc.on_app_limited();
     }
 
     /// Appends packet `ppn`'s records (up to the first empty slot: they fill a
@@ -226,10 +289,7 @@ impl PathRecovery {
         frame_largest: Option<Duration>,
         records: &mut Vec<Record>,
     ) -> bool {
-        self.ledger
-            .on_packet_acked(now, ppn, frame_largest)
-            .is_some()
-            && self.take_records(ppn, records)
+        self.cc.on_packet_acked(now, ppn, frame_largest) && self.take_records(ppn, records)
     }
 
     /// [`Self::on_acked_records`], returning the whole entry.
@@ -240,26 +300,24 @@ impl PathRecovery {
         ppn: u64,
         frame_largest: Option<Duration>,
     ) -> Option<SentMeta> {
-        self.ledger.on_packet_acked(now, ppn, frame_largest)?;
+        if !self.cc.on_packet_acked(now, ppn, frame_largest) {
+            return None;
+        }
         self.take(ppn)
     }
 
     /// Completes the ACK assembled with [`Self::on_acked`]: RTT sample, loss
     /// detection (lost packets' records appended to `lost`), delivery-rate sample,
-    /// and the record ring's emptied front trimmed once for the whole ACK.
-    pub(crate) fn finish_ack(
-        &mut self,
-        now: Instant,
-        rtt: &mut RttEstimator,
-        lost: &mut Vec<SentMeta>,
-    ) -> Outcome {
-        let o = self.ledger.finish_ack(now, rtt);
+    /// the controller and the pacer fed, and the record ring's emptied front
+    /// trimmed once for the whole ACK.
+    pub(crate) fn finish_ack(&mut self, now: Instant, lost: &mut Vec<SentMeta>) -> Outcome {
+        let o = self.cc.finish_ack(now);
         let out = Outcome {
+            #[cfg(test)]
             ack: o.ack_event(),
             acked_any: !o.acked.is_empty(),
+            #[cfg(test)]
             lost_bytes: o.lost_bytes,
-            largest_lost_sent_at: o.largest_lost_sent_at,
-            persistent_congestion: o.persistent_congestion,
             send_probe: false,
         };
         let lost_pns = o.lost.iter().map(|p| p.pn);
@@ -281,20 +339,16 @@ impl PathRecovery {
         self.meta.capacity()
     }
 
-    /// The loss-detection timer fired: time-threshold losses or a probe timeout.
-    pub(crate) fn on_timeout(
-        &mut self,
-        now: Instant,
-        rtt: &RttEstimator,
-        lost: &mut Vec<SentMeta>,
-    ) -> Outcome {
-        let o = self.ledger.on_loss_detection_timeout(now, rtt);
+    /// The loss-detection timer fired: time-threshold losses (fed to the
+    /// controller and the pacer) or a probe timeout.
+    pub(crate) fn on_timeout(&mut self, now: Instant, lost: &mut Vec<SentMeta>) -> Outcome {
+        let o = self.cc.on_timeout(now);
         let out = Outcome {
+            #[cfg(test)]
             ack: None,
             acked_any: false,
+            #[cfg(test)]
             lost_bytes: o.lost_bytes,
-            largest_lost_sent_at: o.largest_lost_sent_at,
-            persistent_congestion: o.persistent_congestion,
             send_probe: o.send_probe,
         };
         let lost_pns = o.lost.iter().map(|p| p.pn);
@@ -305,7 +359,7 @@ impl PathRecovery {
     /// Everything outstanding is re-sent elsewhere (the path is abandoned or failed
     /// over): no congestion signal, the PTO count is kept.
     pub(crate) fn drain_all(&mut self, lost: &mut Vec<SentMeta>) {
-        let pns = self.ledger.drain_outstanding().iter().map(|p| p.pn);
+        let pns = self.cc.drain_outstanding().iter().map(|p| p.pn);
         Self::collect(&mut self.meta, &mut self.base_ppn, pns, lost);
         // Records of packets the ledger no longer tracks cannot be acknowledged any more.
         self.meta.clear();
@@ -349,6 +403,19 @@ mod tests {
         }
     }
 
+    /// A path with a 100 ms initial RTT and a 25 ms peer ACK delay.
+    fn recovery() -> PathRecovery {
+        let config = Config {
+            initial_rtt: Duration::from_millis(100),
+            max_ack_delay: Duration::from_millis(25),
+            ..Config::default()
+        };
+        let cc = phantom_congestion::Algorithm::NewReno
+            .build(&config)
+            .unwrap();
+        PathRecovery::new(cc, &config, 6)
+    }
+
     fn seqs(v: &[SentMeta]) -> Vec<u64> {
         v.iter().map(|m| m.seq).collect()
     }
@@ -356,8 +423,7 @@ mod tests {
     #[test]
     fn records_follow_the_ledger_through_acks_losses_and_drain() {
         let t = crate::test_instant();
-        let mut rtt = RttEstimator::new(Duration::from_millis(100), Duration::from_millis(25));
-        let mut r = PathRecovery::new(6);
+        let mut r = recovery();
         for i in 0..8 {
             assert_eq!(r.on_sent(t, 1000, true, meta(100 + i)), i);
         }
@@ -371,12 +437,12 @@ mod tests {
         assert_eq!(r.on_acked(later, 3, None).map(|m| m.seq), Some(103));
         assert!(r.on_acked(later, 3, None).is_none(), "acknowledged twice");
         let mut lost = Vec::new();
-        let o = r.finish_ack(later, &mut rtt, &mut lost);
+        let o = r.finish_ack(later, &mut lost);
         assert_eq!(seqs(&lost), vec![100, 101, 102]);
         assert!(o.acked_any && o.ack.is_some());
         assert_eq!(o.lost_bytes, 3000);
         assert_eq!(r.bytes_in_flight(), 3000);
-        assert_eq!(rtt.latest(), Duration::from_millis(10));
+        assert_eq!(r.rtt().latest(), Duration::from_millis(10));
         // Draining returns the rest, once.
         let mut rest = Vec::new();
         r.drain_all(&mut rest);
@@ -389,33 +455,32 @@ mod tests {
         // Numbering continues after a drain.
         assert_eq!(r.on_sent(later, 1000, true, meta(108)), 8);
         assert_eq!(r.on_acked(later, 8, None).map(|m| m.seq), Some(108));
-        let _ = r.finish_ack(later, &mut rtt, &mut lost);
+        let _ = r.finish_ack(later, &mut lost);
         assert!(r.meta.is_empty());
     }
 
     #[test]
     fn probe_timeout_and_time_threshold_come_from_the_ledger() {
         let t = crate::test_instant();
-        let mut rtt = RttEstimator::new(Duration::from_millis(100), Duration::from_millis(25));
-        let mut r = PathRecovery::new(6);
+        let mut r = recovery();
         r.on_sent(t, 1000, true, meta(0));
         r.on_sent(t, 1000, true, meta(1));
-        let pto = r.timer(&rtt).unwrap();
+        let pto = r.timer().unwrap();
         assert!(pto > t);
         let mut lost = Vec::new();
-        let early = r.on_timeout(pto - Duration::from_millis(1), &rtt, &mut lost);
+        let early = r.on_timeout(pto - Duration::from_millis(1), &mut lost);
         assert!(!early.send_probe && lost.is_empty());
-        let fired = r.on_timeout(pto, &rtt, &mut lost);
+        let fired = r.on_timeout(pto, &mut lost);
         assert!(fired.send_probe && lost.is_empty());
         assert_eq!(r.pto_count(), 1);
         // An ACK of 1 alone leaves 0 waiting for 9/8 RTT, then the timer condemns it.
         let at = t + Duration::from_millis(40);
         r.on_acked(at, 1, Some(Duration::ZERO));
-        let o = r.finish_ack(at, &mut rtt, &mut lost);
+        let o = r.finish_ack(at, &mut lost);
         assert!(lost.is_empty() && o.acked_any);
         assert_eq!(r.pto_count(), 0);
-        let deadline = r.timer(&rtt).unwrap();
-        let o = r.on_timeout(deadline, &rtt, &mut lost);
+        let deadline = r.timer().unwrap();
+        let o = r.on_timeout(deadline, &mut lost);
         assert_eq!(seqs(&lost), vec![0]);
         assert_eq!(o.lost_bytes, 1000);
     }

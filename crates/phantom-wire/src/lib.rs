@@ -67,3 +67,9 @@ pub use header::{
     VERSION,
 };
 pub use varint::{VarInt, VarIntBoundsExceeded};
+
+/// The anti-amplification factor (I7): before an address is validated, an endpoint
+/// sends to it at most this many times the bytes it received from it. The handshake
+/// server applies it to a client address, the path registry to a new path; both
+/// take it from here.
+pub const AMPLIFICATION_FACTOR: u64 = 3;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::epoch;
-use crate::{Error, Pacer};
+use crate::Pacer;
 
 /// splitmix64 for randomized schedules.
 fn next(state: &mut u64) -> u64 {
@@ -15,83 +15,155 @@ fn next(state: &mut u64) -> u64 {
 }
 
 #[test]
-fn pacer_unlimited_by_default() {
+fn pacer_unlimited_until_given_a_rate() {
     let t = epoch();
-    let mut p = Pacer::default();
+    let mut p = Pacer::new(1200);
     assert_eq!(p.rate(), None);
     for _ in 0..1000 {
-        assert_eq!(p.poll(t, 65_000), Ok(()));
-        p.on_sent(t, 65_000);
+        assert_eq!(p.delay(t, 65_000), None);
+        p.on_sent(65_000);
     }
 }
 
 #[test]
-fn pacer_rejects_zero_rate_or_burst() {
-    assert!(matches!(Pacer::new(0, 10), Err(Error::InvalidConfig(_))));
-    assert!(matches!(Pacer::new(10, 0), Err(Error::InvalidConfig(_))));
-}
-
-#[test]
-fn pacer_says_exactly_when_the_next_packet_may_go() {
-    let t = epoch();
-    // 1 MB/s, bucket 3000 bytes: three 1000-byte packets at once, then one per ms.
-    let mut p = Pacer::new(1_000_000, 3000).unwrap();
-    for _ in 0..3 {
-        assert_eq!(p.poll(t, 1000), Ok(()));
-        p.on_sent(t, 1000);
+fn pacer_spreads_bursts() {
+    let t0 = epoch();
+    let mut p = Pacer::new(1000);
+    p.set_rate(100_000, Duration::from_millis(100), 1000);
+    // rate = 1.25 MB/s; capacity = 16 packets (cwnd/4 = 25_000 clamped to 16_000).
+    let mut sent = 0;
+    while p.delay(t0, 1000).is_none() {
+        p.on_sent(1000);
+        sent += 1;
+        assert!(sent < 100);
     }
-    let when = p.poll(t, 1000).unwrap_err();
-    assert_eq!(when, t + Duration::from_millis(1));
-    assert_eq!(p.delay_until(t, 1000), Some(when));
-    assert_eq!(p.poll(when - Duration::from_nanos(1), 1000).ok(), None);
-    assert_eq!(p.poll(when, 1000), Ok(()));
-    // Idle for a long time: the bucket holds at most `burst`.
-    let later = t + Duration::from_secs(10);
-    assert_eq!(p.available(later), 3000);
-    // Rate change keeps accrued tokens up to the new, smaller bucket.
-    p.set_rate(later, Some(2_000_000), 1500);
-    assert_eq!(p.available(later), 1500);
-    // A packet bigger than the bucket may go when it is full, and empties it.
-    assert_eq!(p.poll(later, 9000), Ok(()));
-    p.on_sent(later, 9000);
-    assert_eq!(p.available(later), 0);
-    // Back to unlimited.
-    p.set_rate(later, None, 1);
-    assert_eq!(p.poll(later, 1_000_000), Ok(()));
+    let next = p.delay(t0, 1000).unwrap();
+    assert!(next > t0 && next <= t0 + Duration::from_millis(1));
 }
 
 #[test]
-fn pacer_never_releases_more_than_burst_plus_rate_times_interval() {
+fn pacer_refills_rate_times_elapsed_and_nothing_at_the_same_instant() {
+    let t0 = epoch();
+    let mut p = Pacer::new(1000);
+    p.set_rate_bps(1_000_000, 1_000_000, 1000); // 1 MB/s, capacity 16_000
+    assert_eq!(p.delay(t0, 1000), None);
+    p.on_sent(10_000);
+    assert_eq!(p.tokens(), 0);
+    assert!(p.delay(t0, 1000).is_some(), "no refill at the same instant");
+    // 3 ms at 1 MB/s = 3000 bytes.
+    assert_eq!(p.delay(t0 + Duration::from_millis(3), 3000), None);
+    assert_eq!(p.tokens(), 3000);
+    // A huge rate takes the u128 path and saturates at the capacity, which at
+    // such a rate is the 64-packet ceiling.
+    p.set_rate_bps(u64::MAX / 2, 1_000_000, 1000);
+    assert_eq!(p.delay(t0 + Duration::from_secs(10), 1000), None);
+    assert_eq!(p.tokens(), 64_000);
+}
+
+#[test]
+fn pacer_bucket_holds_two_milliseconds_of_a_fast_rate_within_bounds() {
+    let mut p = Pacer::new(1000);
+    // 10 MB/s: 2 ms = 20_000 bytes, more than a quarter of a 40_000-byte window.
+    p.set_rate_bps(10_000_000, 40_000, 1000);
+    assert_eq!(p.capacity(), 20_000);
+    // 1 MB/s: 2 ms = 2_000 bytes; the quarter window (10_000) wins.
+    p.set_rate_bps(1_000_000, 40_000, 1000);
+    assert_eq!(p.capacity(), 10_000);
+    // 1 GB/s: 2 ms = 2 MB, capped at 64 packets.
+    p.set_rate_bps(1_000_000_000, 40_000, 1000);
+    assert_eq!(p.capacity(), 64_000);
+}
+
+#[test]
+fn pacer_waits_for_a_millisecond_of_tokens_once_dry_and_keeps_the_average_rate() {
+    let t0 = epoch();
+    let mut p = Pacer::new(1000);
+    // 20 MB/s: capacity 40 packets (2 ms), refill quantum 20 packets (1 ms).
+    p.set_rate_bps(20_000_000, 1_000_000, 1000);
+    assert_eq!(p.capacity(), 40_000);
+    // Drain the initial bucket.
+    let mut t = t0;
+    while p.delay(t, 1000).is_none() {
+        p.on_sent(1000);
+    }
+    // Dry: the wait is for 20_000 tokens (1 ms), not for one packet's 50 us.
+    let wake = p.delay(t, 1000).unwrap();
+    assert_eq!(wake, t + Duration::from_millis(1));
+    // An earlier wake-up (an ACK arriving) with one packet's worth of tokens
+    // still waits for the quantum: no packet trickles out alone.
+    t += Duration::from_micros(100);
+    assert_eq!(p.delay(t, 1000), Some(t0 + Duration::from_millis(1)));
+    // At the deadline the quantum goes out as one batch, then the pacer waits again.
+    let mut batch = 0;
+    while p.delay(wake, 1000).is_none() {
+        p.on_sent(1000);
+        batch += 1;
+    }
+    assert_eq!(batch, 20);
+    // Over a long run the average rate is the configured one: the 100 ms from
+    // `wake` at 20 MB/s release 2 MB (plus at most one bucket).
+    let mut now = wake;
+    let end = wake + Duration::from_millis(100);
+    let mut bytes = batch * 1000;
+    for _ in 0..100_000 {
+        if now >= end {
+            break;
+        }
+        match p.delay(now, 1000) {
+            None => {
+                p.on_sent(1000);
+                bytes += 1000;
+            }
+            Some(at) => now = at.min(end),
+        }
+    }
+    assert!(
+        (1_990_000..=2_000_000 + 40_000).contains(&bytes),
+        "{bytes} bytes in 100 ms"
+    );
+}
+
+#[test]
+fn pacer_never_releases_more_than_bucket_plus_rate_times_interval() {
     let t0 = epoch();
     let mut seed = 7u64;
+    let mss = 1200;
     for _case in 0..16 {
         let rate = 10_000 + next(&mut seed) % 2_000_000;
-        let burst = 1200 + next(&mut seed) % 30_000;
-        let mut p = Pacer::new(rate, burst).unwrap();
+        let cwnd = 2 * mss + next(&mut seed) % 120_000;
+        let mut p = Pacer::new(mss);
+        p.set_rate_bps(rate, cwnd, mss);
+        let bucket = p.capacity();
         let mut now = t0;
         let mut log: Vec<(std::time::Instant, u64)> = Vec::new();
+        // Start from a bucket refilled at this rate (the initial ten packets are
+        // the unpaced start's).
+        assert_eq!(p.delay(now, 1), None);
+        now += Duration::from_secs(10);
+        assert_eq!(p.delay(now, 1), None);
+        assert!(p.tokens() <= bucket);
         for _ in 0..200 {
             now += Duration::from_nanos(next(&mut seed) % 2_000_000);
             let size = 100 + next(&mut seed) % 1100;
             // Greedy sender: sends whenever the pacer allows.
-            while p.poll(now, size).is_ok() {
-                p.on_sent(now, size);
+            while p.delay(now, size).is_none() {
+                p.on_sent(size);
                 log.push((now, size));
-                assert!(p.available(now) <= burst);
+                assert!(p.tokens() <= bucket);
             }
-            assert!(p.available(now) <= burst);
+            assert!(p.tokens() <= bucket);
         }
-        // Every window [t_i, t_j]: released <= burst + rate * (t_j - t_i) (+1 byte rounding).
+        // Every window [t_i, t_j]: released <= bucket + rate * (t_j - t_i) (+1 byte rounding).
         for i in 0..log.len() {
             let mut sum = 0u64;
             for j in i..log.len() {
                 sum += log[j].1;
                 let span = log[j].0 - log[i].0;
                 let allowed =
-                    burst + (u128::from(rate) * span.as_nanos() / 1_000_000_000) as u64 + 1;
+                    bucket + (u128::from(rate) * span.as_nanos() / 1_000_000_000) as u64 + 1;
                 assert!(
                     sum <= allowed,
-                    "rate {rate} burst {burst}: {sum} > {allowed} over {span:?}"
+                    "rate {rate} bucket {bucket}: {sum} > {allowed} over {span:?}"
                 );
             }
         }

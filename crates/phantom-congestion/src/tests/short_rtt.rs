@@ -73,18 +73,21 @@ fn assert_regained(r: &SimReport, resume: usize, what: &str) {
 }
 
 #[test]
-fn bbr_short_rtt_regains_80_percent_within_5_ms_after_a_5_percent_loss_burst() {
+fn bbr_short_rtt_regains_80_percent_within_5_ms_after_a_20_percent_loss_burst() {
+    // 20%: with the batching pacer a 5% burst may fall between bandwidth probes
+    // and never make one lossy (seed 1 does), which would leave the loss bound
+    // below untested.
     let burst = Impairment {
         start: Duration::from_millis(20),
         length: Duration::from_millis(2),
-        loss_rate: 0.05,
+        loss_rate: 0.2,
     };
     let r = run(&loopback_like(Duration::from_millis(40), Some(burst)));
     assert!(r.random_drops > 20, "{} drops", r.random_drops);
     // The burst made a probe lossy: the loss bound exists and must not hold
     // the window below the pipe.
     assert!(r.final_snapshot.inflight_hi.is_some());
-    assert_regained(&r, 22, "5% loss burst");
+    assert_regained(&r, 22, "20% loss burst");
 }
 
 #[test]

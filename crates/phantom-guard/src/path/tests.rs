@@ -79,7 +79,7 @@ fn config_out_of_range_is_refused() {
             ..config()
         },
         PathConfig {
-            max_retransmits: super::MAX_RETRANSMITS + 1,
+            max_retransmits: super::MAX_CHALLENGE_RETRANSMITS + 1,
             ..config()
         },
         PathConfig {

@@ -9,7 +9,7 @@ use phantom_wire::frame::Ack;
 
 use super::Session;
 use crate::error::Error;
-use crate::recovery::{Outcome, Record, SentMeta};
+use crate::recovery::{Record, SentMeta};
 
 /// Buffers reused by every ACK and loss.
 #[derive(Debug, Default)]
@@ -105,29 +105,14 @@ impl Session {
             let Some(path) = self.paths.get_mut(path_id) else {
                 continue;
             };
-            let outcome = path.finish_ack(now, &mut lost, idle);
-            self.on_recovery_outcome(now, path_id, &outcome, &lost);
+            // The path's recovery fed its controller and pacer; the lost content
+            // goes back to the senders' queues.
+            path.finish_ack(now, &mut lost, idle);
+            self.handle_lost(path_id, &lost);
         }
         touched.clear();
         self.ack.touched = touched;
         self.ack.lost = lost;
-    }
-
-    /// Feeds a path's controller what an ACK or a loss timer found (losses first,
-    /// then the ACK, as RFC 9002 §6), refreshes its pacer, and re-queues the
-    /// content of the lost packets.
-    fn on_recovery_outcome(
-        &mut self,
-        now: Instant,
-        path_id: PathId,
-        o: &Outcome,
-        lost: &[SentMeta],
-    ) {
-        let mss = self.cfg.max_datagram_size as u64;
-        if let Some(path) = self.paths.get_mut(path_id) {
-            path.apply_outcome(now, o, mss);
-        }
-        self.handle_lost(path_id, lost);
     }
 
     /// Lost packets of `path_id`: counted, dropped from the sent index, and their
@@ -162,7 +147,7 @@ impl Session {
             let outcome = path.on_loss_timeout(now, &mut lost);
             if !outcome.send_probe {
                 // Time-threshold losses.
-                self.on_recovery_outcome(now, id, &outcome, &lost);
+                self.handle_lost(id, &lost);
                 continue;
             }
             self.on_probe_timeout(now, id, &mut lost);

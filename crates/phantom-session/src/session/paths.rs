@@ -6,14 +6,13 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use phantom_congestion::{CongestionController, RttEstimator};
 use phantom_guard::{PathConfig, PathEvent, PathRegistry, PathState};
 use phantom_wire::frame::{PathChallenge, PathResponse};
 use phantom_wire::{Encode, Frame, PathId, Writer};
 use rand::rngs::ChaCha20Rng;
 
 use super::{Built, Session};
-use crate::cc::{CongestionSnapshot, Pacer};
+use crate::cc::CongestionSnapshot;
 use crate::error::Error;
 use crate::recovery::{Outcome, PathRecovery, Record, SentMeta};
 use crate::scheduler::PathView;
@@ -44,10 +43,8 @@ pub(super) enum PathOrigin {
 pub(super) struct Path {
     local: SocketAddr,
     remote: SocketAddr,
+    /// RTT, ledger, controller and pacer, with the records of packets in flight.
     recovery: PathRecovery,
-    rtt: RttEstimator,
-    cc: Box<dyn CongestionController>,
-    pacer: Pacer,
     /// PATH_RESPONSE tokens owed on this path.
     responses: VecDeque<[u8; 32]>,
     /// A PATH_CHALLENGE token to send on this path.
@@ -87,10 +84,7 @@ impl Path {
         Ok(Self {
             local,
             remote,
-            recovery: PathRecovery::new(MAX_PTO_BACKOFF),
-            rtt: RttEstimator::new(cfg.initial_rtt, cfg.max_ack_delay),
-            cc,
-            pacer: Pacer::new(mss),
+            recovery: PathRecovery::new(cc, &cc_cfg, MAX_PTO_BACKOFF),
             responses: VecDeque::new(),
             challenge: None,
             probes: 0,
@@ -105,16 +99,16 @@ impl Path {
     }
 
     fn bandwidth(&self) -> u64 {
-        self.cc.snapshot().bandwidth.unwrap_or(0)
+        self.recovery.controller().snapshot().bandwidth.unwrap_or(0)
     }
 
     fn snapshot(&self) -> CongestionSnapshot {
-        let s = self.cc.snapshot();
+        let s = self.recovery.controller().snapshot();
         CongestionSnapshot {
             cwnd: s.cwnd,
             in_flight: self.recovery.bytes_in_flight(),
             ssthresh: s.ssthresh.unwrap_or(u64::MAX),
-            pacing_rate: self.pacer.rate,
+            pacing_rate: self.recovery.pacing_rate(),
             bandwidth: s.bandwidth.unwrap_or(0),
         }
     }
@@ -183,12 +177,12 @@ impl Path {
 
     /// True if another packet of `size` bytes fits its congestion window.
     pub(super) fn has_room(&self, size: u64) -> bool {
-        self.recovery.bytes_in_flight().saturating_add(size) <= self.cc.window()
+        self.recovery.has_room(size)
     }
 
     /// When the pacer lets a packet of `size` bytes go, if not now.
     pub(super) fn pacing_delay(&mut self, now: Instant, size: u64) -> Option<Instant> {
-        self.pacer.delay(now, size)
+        self.recovery.pace(now, size)
     }
 
     /// Nothing to send: with room for another packet the path is application-limited.
@@ -211,19 +205,19 @@ impl Path {
     /// True if nothing ack-eliciting left on it for a smoothed RTT (at least
     /// `min_every`).
     pub(super) fn eliciting_stale(&self, now: Instant, min_every: Duration) -> bool {
-        let every = self.rtt.smoothed().max(min_every);
+        let every = self.recovery.rtt().smoothed().max(min_every);
         self.last_tx_eliciting
             .is_none_or(|t| now.saturating_duration_since(t) >= every)
     }
 
     /// Its loss-detection deadline.
     pub(super) fn loss_timer(&self) -> Option<Instant> {
-        self.recovery.timer(&self.rtt)
+        self.recovery.timer()
     }
 
     /// Its PTO base.
     pub(super) fn pto_base(&self) -> Duration {
-        self.rtt.pto_base()
+        self.recovery.rtt().pto_base()
     }
 
     /// Everything in flight, declared lost, into `lost`.
@@ -252,7 +246,7 @@ impl Path {
         lost: &mut Vec<SentMeta>,
         release: bool,
     ) -> Outcome {
-        let outcome = self.recovery.finish_ack(now, &mut self.rtt, lost);
+        let outcome = self.recovery.finish_ack(now, lost);
         if release {
             self.recovery.release_if_empty();
         }
@@ -264,24 +258,7 @@ impl Path {
 
     /// The loss timer fired: time-threshold losses or a probe.
     pub(super) fn on_loss_timeout(&mut self, now: Instant, lost: &mut Vec<SentMeta>) -> Outcome {
-        self.recovery.on_timeout(now, &self.rtt, lost)
-    }
-
-    /// Feeds the controller what an ACK or a loss timer found (losses first, then
-    /// the ACK, as RFC 9002 §6), and refreshes the pacer.
-    pub(super) fn apply_outcome(&mut self, now: Instant, o: &Outcome, mss: u64) {
-        if let Some(sent_at) = o.largest_lost_sent_at
-            && o.lost_bytes > 0
-        {
-            self.cc
-                .on_loss(now, sent_at, o.lost_bytes, o.persistent_congestion);
-        }
-        if let Some(ev) = &o.ack {
-            self.cc.on_ack(now, ev, &self.rtt);
-        }
-        if o.ack.is_some() || o.lost_bytes > 0 {
-            self.update_pacer(mss);
-        }
+        self.recovery.on_timeout(now, lost)
     }
 
     /// Arms a PTO probe; returns the PTO count.
@@ -293,7 +270,7 @@ impl Path {
     /// Fails the path over: a congestion event, and everything in flight lost.
     pub(super) fn fail_over(&mut self, now: Instant, lost: &mut Vec<SentMeta>) {
         self.degraded = true;
-        self.cc.on_loss(now, now, 0, true);
+        self.recovery.on_failed_over(now);
         self.recovery.drain_all(lost);
     }
 
@@ -315,7 +292,7 @@ impl Path {
         track: bool,
     ) -> Option<u64> {
         if built.has_data {
-            self.pacer.on_sent(len);
+            self.recovery.on_paced(len);
         }
         self.bytes_sent += len;
         self.answer_probe = false;
@@ -333,19 +310,7 @@ impl Path {
             seq,
             &built.records,
         );
-        if built.ack_eliciting {
-            self.cc.on_sent(now, len, self.recovery.bytes_in_flight());
-        }
         Some(ppn)
-    }
-
-    /// Pacing follows the controller's rate (BBR), or 1.25 cwnd/srtt if it has none.
-    pub(super) fn update_pacer(&mut self, mss: u64) {
-        let cwnd = self.cc.window();
-        match self.cc.pacing_rate() {
-            Some(rate) => self.pacer.set_rate_bps(rate, cwnd, mss),
-            None => self.pacer.set_rate(cwnd, self.rtt.smoothed(), mss),
-        }
     }
 }
 
@@ -519,7 +484,7 @@ impl Paths {
                 remote: p.remote,
                 validated: self.registry.is_validated(id),
                 primary: id == self.primary,
-                rtt: p.rtt.smoothed(),
+                rtt: p.recovery.rtt().smoothed(),
                 congestion: p.snapshot(),
                 bytes_sent: p.bytes_sent,
             })
@@ -529,8 +494,8 @@ impl Paths {
     /// The primary path's RTT, window and bandwidth into `s`.
     pub(super) fn primary_stats(&self, s: &mut Stats) {
         if let Some(p) = self.map.get(&self.primary) {
-            s.rtt = p.rtt.smoothed();
-            s.cwnd = p.cc.window();
+            s.rtt = p.recovery.rtt().smoothed();
+            s.cwnd = p.recovery.window();
             s.bandwidth = p.bandwidth();
         }
     }
@@ -543,8 +508,8 @@ impl Paths {
                 .filter(|(id, _)| self.registry.is_validated(*id))
                 .map(|(id, p)| PathView {
                     id,
-                    srtt: p.rtt.smoothed(),
-                    cwnd: p.cc.window(),
+                    srtt: p.recovery.rtt().smoothed(),
+                    cwnd: p.recovery.window(),
                     in_flight: p.recovery.bytes_in_flight(),
                     healthy: !p.degraded,
                 }),
@@ -585,7 +550,7 @@ impl Paths {
         let best = self
             .iter()
             .filter(|(id, p)| !p.degraded && self.registry.is_validated(*id))
-            .min_by_key(|(_, p)| p.rtt.smoothed())
+            .min_by_key(|(_, p)| p.recovery.rtt().smoothed())
             .map(|(id, _)| id);
         if let Some(id) = best
             && id != self.primary
