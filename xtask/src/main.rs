@@ -1,5 +1,6 @@
 //! Project automation for Phantom: `cargo xtask ci`, `cargo xtask fuzz`,
-//! `cargo xtask bench [--compare]`, `cargo xtask tidy`.
+//! `cargo xtask bench [--compare]`, `cargo xtask tidy`, `cargo xtask netlab` (namespaces,
+//! real kernel links; see the `netlab` module).
 //!
 //! `ci` is the one test command (README.md, `.ci/run`). It prints one line per step
 //! with pass/fail and the time it took, installs the cargo tools it lacks
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
+mod netlab;
 mod tidy;
 
 /// Pinned tool versions installed on a fresh machine.
@@ -77,6 +79,23 @@ enum Cmd {
     },
     /// Repository hygiene checks.
     Tidy,
+    /// Phantom over real kernel links: network namespaces, veth pairs, tbf rate
+    /// limits, nftables loss, a delay relay (needs root; see xtask/src/netlab.rs).
+    Netlab {
+        /// Small transfers with short time limits (the `ci` step).
+        #[arg(long)]
+        short: bool,
+    },
+    /// The lab's UDP delay relay (run by `netlab` inside its router namespace).
+    #[command(hide = true)]
+    NetlabRelay {
+        /// `LISTEN=TARGET` socket address pairs.
+        #[arg(long)]
+        map: Vec<String>,
+        /// One-way delay in each direction.
+        #[arg(long)]
+        delay_ms: u64,
+    },
     /// Congestion-control simulation table (controller x loss rate), release build.
     Sim {
         /// Simulated seconds per run.
@@ -107,6 +126,12 @@ fn main() -> ExitCode {
         } => compare(bytes, rounds, quick, &args),
         Cmd::Bench { package, args, .. } => bench(package.as_deref(), &args),
         Cmd::Tidy => tidy(),
+        Cmd::Netlab { short } => netlab::run(if short {
+            netlab::Sizes::SHORT
+        } else {
+            netlab::Sizes::FULL
+        }),
+        Cmd::NetlabRelay { map, delay_ms } => netlab::relay(&map, Duration::from_millis(delay_ms)),
         Cmd::Sim { secs, seed } => {
             let mut c = cargo();
             c.args([
@@ -263,6 +288,14 @@ fn ci(no_fuzz: bool) -> Result {
         c.args(["doc", "--workspace", "--no-deps", "--locked"]);
         c.env("RUSTDOCFLAGS", "-D warnings");
         run(c)
+    })?;
+    step("netlab", || match netlab::unavailable() {
+        // Lab setup problems are no verdict on Phantom: skip with the reason.
+        Some(why) => {
+            println!("[ci] netlab skipped: {why}");
+            Ok(())
+        }
+        None => netlab::run(netlab::Sizes::SHORT),
     })?;
     step("deny", || {
         ensure_tool("deny", "cargo-deny", CARGO_DENY_VERSION)?;
