@@ -85,6 +85,9 @@ enum Cmd {
         /// Small transfers with short time limits (the `ci` step).
         #[arg(long)]
         short: bool,
+        /// Also run the one-path bulk scenarios with quinn 0.11 (builds bench/compare).
+        #[arg(long)]
+        quinn: bool,
     },
     /// The lab's UDP delay relay (run by `netlab` inside its router namespace).
     #[command(hide = true)]
@@ -126,11 +129,14 @@ fn main() -> ExitCode {
         } => compare(bytes, rounds, quick, &args),
         Cmd::Bench { package, args, .. } => bench(package.as_deref(), &args),
         Cmd::Tidy => tidy(),
-        Cmd::Netlab { short } => netlab::run(if short {
-            netlab::Sizes::SHORT
-        } else {
-            netlab::Sizes::FULL
-        }),
+        Cmd::Netlab { short, quinn } => netlab::run(
+            if short {
+                netlab::Sizes::SHORT
+            } else {
+                netlab::Sizes::FULL
+            },
+            quinn,
+        ),
         Cmd::NetlabRelay { map, delay_ms } => netlab::relay(&map, Duration::from_millis(delay_ms)),
         Cmd::Sim { secs, seed } => {
             let mut c = cargo();
@@ -295,7 +301,7 @@ fn ci(no_fuzz: bool) -> Result {
             println!("[ci] netlab skipped: {why}");
             Ok(())
         }
-        None => netlab::run(netlab::Sizes::SHORT),
+        None => netlab::run(netlab::Sizes::SHORT, false),
     })?;
     step("deny", || {
         ensure_tool("deny", "cargo-deny", CARGO_DENY_VERSION)?;

@@ -22,6 +22,8 @@
 //! `phantom serve --echo --tcp` on 4434. Scenario 1 runs `phantom send`; the others
 //! run the `netlab_client` example of phantom-cli (extra paths, schedulers, events
 //! mid-transfer) against the echo server, comparing every byte that comes back.
+//! With `--quinn`, scenario 1 also runs quinn 0.11 (bench/compare's `netlab_quinn`
+//! example, built in that separate workspace) over the same links.
 //!
 //! Everything is torn down when the lab is dropped; a watchdog shell deletes the
 //! namespaces if xtask dies (Ctrl-C), and stale `phlab-*` namespaces of dead
@@ -204,9 +206,11 @@ pub(crate) fn unavailable() -> Option<String> {
 struct Bins {
     phantom: PathBuf,
     client: PathBuf,
+    /// bench/compare's `netlab_quinn`, with `--quinn`.
+    quinn: Option<PathBuf>,
 }
 
-fn build() -> Result<Bins> {
+fn build(quinn: bool) -> Result<Bins> {
     println!("[netlab] building phantom and the netlab_client example (release)");
     let mut c = cargo();
     c.args([
@@ -224,9 +228,27 @@ fn build() -> Result<Bins> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map_or_else(|| root().join("target"), PathBuf::from)
         .join("release");
+    let quinn = if quinn {
+        println!("[netlab] building bench/compare's netlab_quinn example (release)");
+        let compare = root().join("bench").join("compare");
+        let mut c = cargo();
+        c.arg("build")
+            .arg("--release")
+            .arg("--locked")
+            .arg("--manifest-path")
+            .arg(compare.join("Cargo.toml"))
+            .args(["--example", "netlab_quinn"]);
+        crate::run(c)?;
+        let dir = std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| compare.join("target"), PathBuf::from);
+        Some(dir.join("release").join("examples").join("netlab_quinn"))
+    } else {
+        None
+    };
     Ok(Bins {
         phantom: target.join("phantom"),
         client: target.join("examples").join("netlab_client"),
+        quinn,
     })
 }
 
@@ -369,6 +391,8 @@ impl Lab {
                 &format!("{RELAY}:4433={SERVER}:4433"),
                 "--map",
                 &format!("{RELAY}:4434={SERVER}:4434"),
+                "--map",
+                &format!("{RELAY}:4435={SERVER}:4435"),
             ],
         )?;
         wait_line(relay, "relaying", Duration::from_secs(5))?;
@@ -568,6 +592,54 @@ fn bulk(run: usize, loss: u32, bins: &Bins, dir: &Path, sizes: Sizes) -> Result<
     })
 }
 
+/// Scenario 1 for quinn 0.11 (bench/compare's `netlab_quinn`): one stream over link 1.
+fn bulk_quinn(
+    run: usize,
+    loss: u32,
+    quinn: &Path,
+    bins: &Bins,
+    dir: &Path,
+    sizes: Sizes,
+) -> Result<Row> {
+    let links = [Link { loss_pct: loss }, Link { loss_pct: 0 }];
+    let mut lab = Lab::up(run, links, bins, dir)?;
+    let cert = dir.join(format!("quinn-{run}.der"));
+    let cert_s = cert.to_string_lossy().into_owned();
+    let srv = lab.spawn(
+        &lab.ns("s"),
+        &quinn.to_string_lossy(),
+        &[
+            "server",
+            "--listen",
+            &format!("{SERVER}:4435"),
+            "--cert-out",
+            &cert_s,
+        ],
+    )?;
+    wait_line(srv, "listening on", Duration::from_secs(5))?;
+    let args: Vec<String> = vec![
+        "client".into(),
+        "--connect".into(),
+        format!("{RELAY}:4435"),
+        "--cert".into(),
+        cert_s,
+        "--bytes".into(),
+        sizes.bytes.to_string(),
+    ];
+    let out = lab.client(quinn, &args, Duration::from_secs(sizes.timeout))?;
+    let secs: f64 = field(&out, "secs")
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("no result line in: {out}"))?;
+    Ok(Row {
+        name: format!("1 bulk, 1 path, {loss}% loss (quinn)"),
+        mbit: sizes.bytes as f64 * 8.0 / secs.max(1e-9) / 1e6,
+        link_mbit: RATE_MBIT as f64,
+        gap: "-".into(),
+        exact: field(&out, "exact") == Some("yes"),
+        note: "quinn 0.11, bench/compare".into(),
+    })
+}
+
 /// A scenario run by `netlab_client` against the echo server.
 struct Echo<'a> {
     name: &'a str,
@@ -660,12 +732,13 @@ fn block(lab_rule: &str) -> String {
 }
 
 /// Runs every scenario; fails on a byte mismatch or a transfer that never completes.
-pub(crate) fn run(sizes: Sizes) -> Result {
+/// With `quinn`, scenario 1 also runs quinn 0.11 (bench/compare) over the same links.
+pub(crate) fn run(sizes: Sizes, quinn: bool) -> Result {
     clean_stale();
     if let Some(why) = unavailable() {
         return Err(format!("the network lab cannot run here: {why}"));
     }
-    let bins = build()?;
+    let bins = build(quinn)?;
     let dir = std::env::temp_dir().join(format!("phlab-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let _watchdog = watchdog();
@@ -708,6 +781,13 @@ pub(crate) fn run(sizes: Sizes) -> Result {
                 bulk(n, loss, &bins, &dir, sizes),
                 &format!("1 bulk, {loss}% loss"),
             );
+            if let Some(q) = &bins.quinn {
+                n += 1;
+                record(
+                    bulk_quinn(n, loss, q, &bins, &dir, sizes),
+                    &format!("1 bulk, {loss}% loss (quinn)"),
+                );
+            }
         }
         let specs = echo_specs();
         for spec in &specs {
@@ -948,5 +1028,60 @@ fn relay_one(sock: UdpSocket, target: SocketAddr, delay: Duration) {
         {
             break;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_forwards_both_ways_in_order_with_one_flow_per_client() {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        server
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let target = server.local_addr().unwrap();
+        let listen = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let relay_addr = listen.local_addr().unwrap();
+        std::thread::spawn(move || relay_one(listen, target, Duration::from_millis(2)));
+        let mut clients = Vec::new();
+        for _ in 0..2 {
+            let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            clients.push(c);
+        }
+        let mut sources = Vec::new();
+        for (i, c) in clients.iter().enumerate() {
+            for k in 0u8..50 {
+                c.send_to(&[i as u8, k], relay_addr).unwrap();
+            }
+            let mut buf = [0u8; 16];
+            for k in 0u8..50 {
+                let (n, from) = server.recv_from(&mut buf).unwrap();
+                assert_eq!(&buf[..n], &[i as u8, k]);
+                sources.push(from);
+                server.send_to(&[k, i as u8], from).unwrap();
+            }
+            for k in 0u8..50 {
+                let (n, from) = c.recv_from(&mut buf).unwrap();
+                assert_eq!(from, relay_addr);
+                assert_eq!(&buf[..n], &[k, i as u8]);
+            }
+        }
+        sources.sort();
+        sources.dedup();
+        assert_eq!(sources.len(), 2, "one upstream socket per client address");
+    }
+
+    #[test]
+    fn result_fields_are_read_from_the_last_result_line() {
+        let out = "path 0 ...\nnetlab-result bytes=7 secs=1.5 exact=no\n\
+                   netlab-result bytes=42 secs=0.250 exact=yes gaps_ms=12,3 seen=tcp,udp\n";
+        assert_eq!(field(out, "bytes"), Some("42"));
+        assert_eq!(field(out, "exact"), Some("yes"));
+        assert_eq!(field(out, "gaps_ms"), Some("12,3"));
+        assert_eq!(field(out, "rtt_ms"), None);
+        assert_eq!(field("no result", "bytes"), None);
     }
 }
