@@ -1,6 +1,7 @@
 //! Project automation for Phantom: `cargo xtask ci`, `cargo xtask fuzz`,
 //! `cargo xtask bench [--compare]`, `cargo xtask tidy`, `cargo xtask header`,
-//! `cargo xtask ffi`, `cargo xtask examples`.
+//! `cargo xtask ffi`, `cargo xtask examples`, `cargo xtask netlab` (namespaces, real
+//! kernel links; see the `netlab` module).
 //!
 //! `ci` is the one test command (README.md, `.ci/run`). It prints one line per step
 //! with pass/fail and the time it took, installs the cargo tools it lacks
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
+mod netlab;
 mod tidy;
 
 /// Pinned tool versions installed on a fresh machine.
@@ -84,6 +86,26 @@ enum Cmd {
     Ffi,
     /// ci's `examples` step alone: the runtime's examples run against each other.
     Examples,
+    /// Phantom over real kernel links: network namespaces, veth pairs, tbf rate
+    /// limits, nftables loss, a delay relay (needs root; see xtask/src/netlab.rs).
+    Netlab {
+        /// Small transfers with short time limits (the `ci` step).
+        #[arg(long)]
+        short: bool,
+        /// Also run the one-path bulk scenarios with quinn 0.11 (builds bench/compare).
+        #[arg(long)]
+        quinn: bool,
+    },
+    /// The lab's UDP delay relay (run by `netlab` inside its router namespace).
+    #[command(hide = true)]
+    NetlabRelay {
+        /// `LISTEN=TARGET` socket address pairs.
+        #[arg(long)]
+        map: Vec<String>,
+        /// One-way delay in each direction.
+        #[arg(long)]
+        delay_ms: u64,
+    },
     /// Congestion-control simulation table (controller x loss rate), release build.
     Sim {
         /// Simulated seconds per run.
@@ -117,6 +139,15 @@ fn main() -> ExitCode {
         Cmd::Header => write_header(),
         Cmd::Ffi => ffi(),
         Cmd::Examples => examples(),
+        Cmd::Netlab { short, quinn } => netlab::run(
+            if short {
+                netlab::Sizes::SHORT
+            } else {
+                netlab::Sizes::FULL
+            },
+            quinn,
+        ),
+        Cmd::NetlabRelay { map, delay_ms } => netlab::relay(&map, Duration::from_millis(delay_ms)),
         Cmd::Sim { secs, seed } => {
             let mut c = cargo();
             c.args([
@@ -293,6 +324,14 @@ fn ci(no_fuzz: bool) -> Result {
         c.args(["doc", "--workspace", "--no-deps", "--locked"]);
         c.env("RUSTDOCFLAGS", "-D warnings");
         run(c)
+    })?;
+    step("netlab", || match netlab::unavailable() {
+        // Lab setup problems are no verdict on Phantom: skip with the reason.
+        Some(why) => {
+            println!("[ci] netlab skipped: {why}");
+            Ok(())
+        }
+        None => netlab::run(netlab::Sizes::SHORT, false),
     })?;
     step("deny", || {
         ensure_tool("deny", "cargo-deny", CARGO_DENY_VERSION)?;
