@@ -74,7 +74,10 @@ impl ServerConfig {
 }
 
 /// Per-connection client options.
-#[derive(Debug, Clone)]
+///
+/// Debug prints the early data's length, never its bytes (I8: it is application
+/// plaintext, possibly a credential).
+#[derive(Clone)]
 pub struct ClientOptions {
     /// Tuning of the session (idle timeout, scheduler, rekey threshold, ...).
     pub session: SessionConfig,
@@ -102,6 +105,25 @@ pub struct ClientOptions {
     /// doubles it up to `max_probe_interval` = 10 min; success resets it). Set
     /// `session.fallback.probe_interval` to return to UDP sooner.
     pub tcp_fallback: Option<SocketAddr>,
+}
+
+impl std::fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            session,
+            connect_timeout,
+            resumption,
+            early_data,
+            tcp_fallback,
+        } = self;
+        f.debug_struct("ClientOptions")
+            .field("session", session)
+            .field("connect_timeout", connect_timeout)
+            .field("resumption", resumption)
+            .field("early_data_len", &early_data.as_ref().map(Vec::len))
+            .field("tcp_fallback", tcp_fallback)
+            .finish()
+    }
 }
 
 impl Default for ClientOptions {
