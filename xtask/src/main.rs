@@ -379,12 +379,14 @@ fn fuzz(target: Option<&str>, secs: u64, smoke: bool) -> Result {
         (None, false) => return Err("name a fuzz target, or pass --smoke".into()),
     };
     let fuzz_dir = root().join("fuzz");
-    // Build every target first so a compile error is reported as such.
+    // Build every target first so a compile error is reported as such. Debug
+    // assertions (and overflow checks) stay on: several fuzz bodies check their
+    // invariants with `debug_assert!`, which a plain release build would compile out.
     let mut build = cargo();
     build
         .current_dir(&fuzz_dir)
         .env("RUSTC_BOOTSTRAP", "1")
-        .args(["fuzz", "build", "--release"]);
+        .args(["fuzz", "build", "--release", "--debug-assertions"]);
     run(build)?;
     for t in &targets {
         let corpus = fuzz_dir.join("corpus").join(t);
@@ -393,7 +395,7 @@ fn fuzz(target: Option<&str>, secs: u64, smoke: bool) -> Result {
         let mut c = cargo();
         c.current_dir(&fuzz_dir)
             .env("RUSTC_BOOTSTRAP", "1")
-            .args(["fuzz", "run", "--release", t])
+            .args(["fuzz", "run", "--release", "--debug-assertions", t])
             .arg(&corpus)
             .args([
                 "--",

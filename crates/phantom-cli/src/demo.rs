@@ -74,22 +74,24 @@ pub(crate) async fn demo() -> Result<(), CliError> {
 
     step(
         4,
-        "Forcing rekeys: the client now rekeys its sending direction every 200 packets.",
+        "Forcing rekeys: the client now rekeys its sending direction every 200 packets, the server its own (acknowledgements) every 100.",
     );
-    let before = conn.stats().rekeys_local;
+    let (c0, s0) = (conn.stats(), server_conn.stats());
     conn.set_rekey_threshold(200);
+    server_conn.set_rekey_threshold(100);
     let got = push(&conn, 4 << 20).await?;
-    let s = conn.stats();
-    let ss = server_conn.stats();
-    let (send_epoch, _) = conn.epochs().unwrap_or_default();
+    let (c1, s1) = (conn.stats(), server_conn.stats());
+    let (send_epoch, recv_epoch) = conn.epochs().unwrap_or_default();
+    let client_rekeys = c1.rekeys_local.saturating_sub(c0.rekeys_local);
+    let server_followed = s1.rekeys_peer.saturating_sub(s0.rekeys_peer);
+    let server_rekeys = s1.rekeys_local.saturating_sub(s0.rekeys_local);
+    let client_followed = c1.rekeys_peer.saturating_sub(c0.rekeys_peer);
     println!(
-        "    {got} more bytes confirmed; client rekeyed {} time(s) (now at epoch {send_epoch}), the server followed {} rekey(s) by authenticated trial decryption",
-        s.rekeys_local.saturating_sub(before),
-        ss.rekeys_peer
+        "    {got} more bytes confirmed; client rekeyed {client_rekeys} time(s) (now at epoch {send_epoch}), the server followed {server_followed} by authenticated trial decryption; the server rekeyed {server_rekeys} time(s) (client receives at epoch {recv_epoch}), the client followed {client_followed}"
     );
-    if s.rekeys_local == before {
-        println!("    (no rekey happened: the transfer used fewer packets than the threshold)");
-    }
+    println!(
+        "    figures: bytes={got} client_rekeys={client_rekeys} server_followed={server_followed} server_rekeys={server_rekeys} client_followed={client_followed}"
+    );
 
     step(
         5,
@@ -98,15 +100,27 @@ pub(crate) async fn demo() -> Result<(), CliError> {
     let old = client.local_addr();
     let new = client.rebind(([127, 0, 0, 1], 0).into())?;
     println!("    client socket {old} -> {new}");
+    let migrations_before = server_conn.stats().migrations;
     let migrated = tokio::time::timeout(Duration::from_secs(10), push(&conn, 1 << 20)).await;
     let ss = server_conn.stats();
     let paths = server_conn.paths();
+    let validated_new = paths
+        .iter()
+        .any(|p| p.remote.port() == new.port() && p.validated);
+    let confirmed = match &migrated {
+        Ok(Ok(n)) => *n,
+        _ => 0,
+    };
+    println!(
+        "    figures: old_port={} new_port={} bytes_after={confirmed} server_validated_new={} migrations={}",
+        old.port(),
+        new.port(),
+        u8::from(validated_new),
+        ss.migrations.saturating_sub(migrations_before)
+    );
     match migrated {
         Ok(Ok(n)) if n == 1 << 20 => {
-            let on_new = paths
-                .iter()
-                .any(|p| p.remote.port() == new.port() && p.validated);
-            if on_new {
+            if validated_new {
                 println!(
                     "    the session survived: the server validated the new address (path challenge) and moved to it ({} migration(s)); 1 MiB confirmed over it",
                     ss.migrations
@@ -148,6 +162,7 @@ pub(crate) async fn demo() -> Result<(), CliError> {
     let got = push(&conn, 8 << 20).await?;
     println!("    {got} bytes confirmed over both paths; bytes sent per path during this step:");
     let mut used = 0;
+    let (mut on_moved, mut on_second) = (0, 0);
     for p in conn.paths().iter().filter(|p| p.validated) {
         let earlier = before
             .iter()
@@ -155,11 +170,20 @@ pub(crate) async fn demo() -> Result<(), CliError> {
             .map_or(0, |(_, b)| *b);
         let delta = p.bytes_sent.saturating_sub(earlier);
         used += usize::from(delta > 0);
+        if p.local == new {
+            on_moved = delta;
+        }
+        if Some(p.local) == second {
+            on_second = delta;
+        }
         println!("      {} -> {}: {delta} bytes", p.local, p.remote);
     }
     if used < 2 {
         println!("    (the scheduler kept to one path this time)");
     }
+    println!(
+        "    figures: bytes={got} paths_used={used} moved_path_bytes={on_moved} second_path_bytes={on_second}"
+    );
     conn.set_scheduler(phantom::SchedulerMode::LowLatency);
     for line in path_lines(&conn) {
         println!("    {line}");
@@ -171,10 +195,14 @@ pub(crate) async fn demo() -> Result<(), CliError> {
         .await
         .map_err(|_| CliError::Transfer("the server did not see the close".into()))?;
     match &reason {
-        CloseReason::Peer { code, reason, .. } => println!(
-            "    the server saw the client close: {code}, reason {:?}",
-            String::from_utf8_lossy(reason)
-        ),
+        CloseReason::Peer { code, reason, .. } => {
+            println!(
+                "    the server saw the client close: {code}, reason {:?}",
+                String::from_utf8_lossy(reason)
+            );
+            let (wire, _) = code.to_wire();
+            println!("    figures: peer_close_code={wire}");
+        }
         other => println!("    the server's session ended: {other:?}"),
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), client.wait_idle()).await;

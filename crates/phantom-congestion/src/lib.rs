@@ -67,6 +67,10 @@ mod bbr;
 mod cubic;
 mod delivery;
 mod filter;
+/// The `congestion_ops` fuzz target's body (fuzzing and tests only).
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod loss;
 mod new_reno;
 mod pacer;

@@ -1,6 +1,10 @@
 //! Per-packet protection cost: Phantom's `Sealer`/`Opener` (header encode + seal,
 //! parse + open) beside the raw RustCrypto AEAD on the same sizes, in the same run.
 //!
+//! Also the cost of a forged packet (one that fails the AEAD) naming the receiver's
+//! current epoch against one naming an epoch `MAX_REKEY_CATCHUP` ahead: the trial keys
+//! of epochs ahead are cached, so the two should cost about the same.
+//!
 //! Run: `cargo bench -p phantom-crypto --bench protect -- --warm-up-time 1 --measurement-time 3`
 #![allow(
     missing_docs,
@@ -13,7 +17,7 @@ use std::hint::black_box;
 
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
-use phantom_crypto::{Opener, Sealer, Suite, TAG_LEN, TrafficSecret};
+use phantom_crypto::{MAX_REKEY_CATCHUP, Opener, Sealer, Suite, TAG_LEN, TrafficSecret};
 use phantom_wire::{Epoch, Flags, HEADER_LEN, Header, PathId, SessionId, StreamId};
 
 const SIZES: [usize; 2] = [1200, 16 * 1024];
@@ -166,6 +170,40 @@ fn unprotect(c: &mut Criterion) {
     }
 }
 
+/// Offset of the epoch's low byte in the header image.
+const EPOCH_LOW_BYTE: usize = 7;
+
+/// A 1200-byte packet sealed at epoch 0 whose tag is broken, naming `epoch_ahead`
+/// epochs past the receiver's (the AEAD fails either way).
+fn forged(suite: Suite, epoch_ahead: u8) -> Vec<u8> {
+    let size = 1200;
+    let mut sealer = Sealer::new(suite, TrafficSecret::from_bytes(SECRET)).unwrap();
+    let mut p = vec![0x5au8; HEADER_LEN + size + TAG_LEN];
+    sealer.seal_packet(&header(1), &mut p, size).unwrap();
+    *p.last_mut().unwrap() ^= 1;
+    p[EPOCH_LOW_BYTE] = epoch_ahead;
+    p
+}
+
+fn forged_open(c: &mut Criterion) {
+    let ahead = u8::try_from(MAX_REKEY_CATCHUP).unwrap();
+    for suite in Suite::ALL {
+        let mut group = c.benchmark_group(format!("forged/{}", suite_name(suite)));
+        for (name, epoch) in [("current_epoch", 0u8), ("epoch_plus_16", ahead)] {
+            let template = forged(suite, epoch);
+            let mut opener = Opener::new(suite, TrafficSecret::from_bytes(SECRET)).unwrap();
+            let mut work = vec![0u8; template.len()];
+            group.bench_function(BenchmarkId::new(name, 1200), |b| {
+                b.iter(|| {
+                    work.copy_from_slice(black_box(&template));
+                    black_box(opener.open_packet(black_box(&mut work)).is_err());
+                });
+            });
+        }
+        group.finish();
+    }
+}
+
 /// Interleaved A/B measurement, robust on a shared, loaded machine: alternate blocks of
 /// `BLOCK` Phantom operations and `BLOCK` raw operations, and report the median of the
 /// per-pair time ratios (a preempted block skews one pair, not the median).
@@ -267,7 +305,57 @@ fn paired_ratios() {
     }
 }
 
-criterion_group!(benches, protect, unprotect);
+/// Interleaved forged-packet cost: blocks of forged current-epoch packets alternate with
+/// blocks of forged packets `MAX_REKEY_CATCHUP` epochs ahead, each on its own opener;
+/// the median of the per-pair ratios (future / current) is reported.
+fn paired_forged() {
+    const BLOCK: u32 = 500;
+    const PAIRS: usize = 201;
+    #[expect(clippy::disallowed_methods, reason = "a benchmark measures wall time")]
+    fn now() -> std::time::Instant {
+        std::time::Instant::now()
+    }
+    fn median(mut v: Vec<f64>) -> f64 {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    }
+    let ahead = u8::try_from(MAX_REKEY_CATCHUP).unwrap();
+    println!("forged packets (median of {PAIRS} interleaved blocks of {BLOCK}, 1200 bytes):");
+    for suite in Suite::ALL {
+        let current = forged(suite, 0);
+        let future = forged(suite, ahead);
+        let mut cur_opener = Opener::new(suite, TrafficSecret::from_bytes(SECRET)).unwrap();
+        let mut fut_opener = Opener::new(suite, TrafficSecret::from_bytes(SECRET)).unwrap();
+        let mut work = vec![0u8; current.len()];
+        let (mut ratios, mut cur_ns, mut fut_ns) = (vec![], vec![], vec![]);
+        for _ in 0..PAIRS {
+            let t = now();
+            for _ in 0..BLOCK {
+                work.copy_from_slice(black_box(&current));
+                black_box(cur_opener.open_packet(black_box(&mut work)).is_err());
+            }
+            let a = t.elapsed().as_secs_f64();
+            let t = now();
+            for _ in 0..BLOCK {
+                work.copy_from_slice(black_box(&future));
+                black_box(fut_opener.open_packet(black_box(&mut work)).is_err());
+            }
+            let b = t.elapsed().as_secs_f64();
+            ratios.push(b / a);
+            cur_ns.push(a * 1e9 / f64::from(BLOCK));
+            fut_ns.push(b * 1e9 / f64::from(BLOCK));
+        }
+        println!(
+            "  {}: current epoch {:.0} ns, epoch +{ahead} {:.0} ns, ratio {:.3}",
+            suite_name(suite),
+            median(cur_ns),
+            median(fut_ns),
+            median(ratios),
+        );
+    }
+}
+
+criterion_group!(benches, protect, unprotect, forged_open);
 
 fn main() {
     benches();
@@ -275,5 +363,6 @@ fn main() {
     // Only under `cargo bench` (criterion's test mode runs each bench once instead).
     if std::env::args().any(|a| a == "--bench") {
         paired_ratios();
+        paired_forged();
     }
 }

@@ -26,24 +26,26 @@ pub const TAG_LEN: usize = 16;
 
 /// One AEAD cipher object, keyed. Each backend zeroizes its key schedule on drop
 /// (RustCrypto's `zeroize` feature).
+///
+/// Both ciphers are boxed, so the enum is one pointer whichever the suite. Inline, the
+/// ChaCha20 variant would leave the rest of the (AES-sized) enum as a tail that moves
+/// copy from wherever the value was built, stack bytes that can hold a secret, and that
+/// no drop wipes; `tests/zeroize_observed.rs` found exactly that. The box costs one
+/// pointer load per packet.
 #[cfg(not(feature = "aws-lc"))]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "one per epoch, never moved on the per-packet path; boxing would add an indirection per packet"
-)]
 pub(crate) enum AeadKey {
-    Aes256Gcm(aes_gcm::Aes256Gcm),
-    ChaCha20Poly1305(chacha20poly1305::ChaCha20Poly1305),
+    Aes256Gcm(Box<aes_gcm::Aes256Gcm>),
+    ChaCha20Poly1305(Box<chacha20poly1305::ChaCha20Poly1305>),
 }
 
 #[cfg(not(feature = "aws-lc"))]
 impl AeadKey {
     pub(crate) fn new(suite: Suite, key: &[u8; KEY_LEN]) -> Self {
         match suite {
-            Suite::Aes256Gcm => AeadKey::Aes256Gcm(aes_gcm::Aes256Gcm::new(key.into())),
-            Suite::ChaCha20Poly1305 => {
-                AeadKey::ChaCha20Poly1305(chacha20poly1305::ChaCha20Poly1305::new(key.into()))
-            }
+            Suite::Aes256Gcm => AeadKey::Aes256Gcm(Box::new(aes_gcm::Aes256Gcm::new(key.into()))),
+            Suite::ChaCha20Poly1305 => AeadKey::ChaCha20Poly1305(Box::new(
+                chacha20poly1305::ChaCha20Poly1305::new(key.into()),
+            )),
         }
     }
 

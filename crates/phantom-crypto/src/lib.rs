@@ -30,14 +30,19 @@
 //! only forward — the sealer by [`Sealer::rekey`], the opener only after a packet of the
 //! newer epoch (at most [`MAX_REKEY_CATCHUP`] ahead) authenticated under a trial key —
 //! saturate at `Epoch::MAX` with [`Error::EpochSaturated`] instead of wrapping, and every
-//! replaced secret and key is zeroized. I6: RFC 9001 §6.6 limits per suite ([`Limits`])
-//! are enforced inside the key objects: past three quarters of the confidentiality limit
-//! the sealer asks for a rekey, at the limit it refuses; failed opens are counted by the
-//! opener and at the integrity limit every open fails with
+//! replaced secret and key is zeroized where it lies (`tests/zeroize_observed.rs` looks
+//! at the freed and replaced bytes); the opener derives each epoch ahead at most once
+//! while it stays in an epoch, so a forged future-epoch packet costs one trial open.
+//! I6: RFC 9001 §6.6 limits per suite ([`Limits`]) are enforced inside the key objects
+//! (`set_limits` can lower them, never raise them): past three quarters of the
+//! confidentiality limit the sealer asks for a rekey, at the limit it refuses; failed
+//! opens are counted by the opener and at the integrity limit every open fails with
 //! [`Error::IntegrityLimitExceeded`] (the session must close). I8: every secret-holding
 //! type zeroizes on drop and prints `<redacted>`; no error variant carries key bytes.
 //! I1 for this layer: opening never panics on arbitrary bytes and a failed open leaves
 //! the datagram unchanged.
+
+#![forbid(unsafe_code)]
 
 mod aead;
 mod error;

@@ -48,6 +48,23 @@ impl Limits {
         }
     }
 
+    /// Each limit no higher than `ceiling`'s (the smaller of the two, per field).
+    #[must_use]
+    pub const fn clamped_to(self, ceiling: Limits) -> Limits {
+        Limits {
+            confidentiality: if self.confidentiality < ceiling.confidentiality {
+                self.confidentiality
+            } else {
+                ceiling.confidentiality
+            },
+            integrity: if self.integrity < ceiling.integrity {
+                self.integrity
+            } else {
+                ceiling.integrity
+            },
+        }
+    }
+
     /// Seals after which a rekey is requested: three quarters of the confidentiality
     /// limit (rounded up, at least 1 when the limit is at least 1).
     #[must_use]

@@ -8,7 +8,8 @@ use crate::limits::Limits;
 use crate::{Error, Suite, TrafficSecret};
 
 /// How many epochs ahead of the current one a packet may be and still be followed.
-/// A forged epoch costs the receiver at most this many HKDF steps and one trial open.
+/// The trial keys of those epochs are derived at most once per epoch the receiver is
+/// in, so after the first, a forged future-epoch packet costs one trial open.
 pub const MAX_REKEY_CATCHUP: u32 = 16;
 
 /// A packet whose AEAD verified: its header and its plaintext, decrypted in place.
@@ -70,38 +71,57 @@ impl core::fmt::Debug for OpenedPacket<'_> {
 /// *trial* key derived without being installed; only if the AEAD verifies does the
 /// opener move to that epoch.
 ///
+/// Trial keys are cached: the secrets of the epochs ahead (and the keys of those a
+/// packet named) are derived at most once while the opener stays in its epoch, so a
+/// stream of forged future-epoch packets costs one AEAD trial each, like a forged
+/// current-epoch packet, after the first ([`Opener::hkdf_expansions`] counts the
+/// work). The cache holds at most [`MAX_REKEY_CATCHUP`] entries, in a buffer reserved
+/// once at that size (never regrown, so never copied), and is dropped in place
+/// (zeroized) whenever the epoch moves.
+///
 /// # Invariants
 /// * I5: the epoch moves only forward and only after a packet of the new epoch
-///   authenticated; a forged epoch changes nothing. Replaced secrets and keys zeroize.
+///   authenticated; a forged epoch changes nothing but the trial-key cache. Replaced
+///   secrets and keys are dropped where they lie, so they zeroize in place.
 /// * I6: every failed open is counted here, across all keys; once the suite's
 ///   integrity limit is reached every open returns [`Error::IntegrityLimitExceeded`].
 /// * I2: the 52-byte header image as received is the associated data.
-/// * I1: nothing panics on input; a failed open leaves the datagram unchanged.
+/// * I1: nothing panics on input; a failed open leaves the datagram unchanged; the
+///   work per packet is bounded (at most one chain walk per epoch ahead).
 /// * I8: secrets zeroized on drop, Debug redacted.
 pub struct Opener {
     suite: Suite,
     epoch: Epoch,
     secret: TrafficSecret,
     key: PacketKey,
-    previous: Option<(Epoch, PacketKey)>,
+    previous_epoch: Option<Epoch>,
+    /// The previous epoch's key; `Some` exactly when `previous_epoch` is.
+    previous_key: Option<PacketKey>,
+    /// `ahead[i]` holds epoch `epoch + 1 + i`.
+    ahead: Vec<Ahead>,
+    hkdf_expansions: u64,
     failed_opens: u64,
     limits: Limits,
 }
 
-/// Which key opened a packet.
+/// Which key opens a packet.
+#[derive(Clone, Copy)]
 enum Slot {
     Current,
     Previous,
-    Forward(Box<Candidate>),
+    /// `ahead[index]`, the epoch `index + 1` steps ahead.
+    Ahead(usize),
 }
 
-/// A newer epoch's keys, derived for a trial open and installed only if it verifies.
-struct Candidate {
-    epoch: Epoch,
+/// A newer epoch's secret, and its key once a packet named that epoch. Installed only
+/// if a packet under it verifies.
+struct Ahead {
     secret: TrafficSecret,
-    key: PacketKey,
-    prior_key: Option<PacketKey>,
+    key: Option<PacketKey>,
 }
+
+/// HKDF expansions per [`PacketKey::derive`] (key and IV).
+const EXPANSIONS_PER_KEY: u64 = 2;
 
 impl Opener {
     /// An opener at epoch 0 under the handshake's `secret` for the peer's direction.
@@ -123,7 +143,10 @@ impl Opener {
             epoch,
             secret,
             key,
-            previous: None,
+            previous_epoch: None,
+            previous_key: None,
+            ahead: Vec::new(),
+            hkdf_expansions: EXPANSIONS_PER_KEY,
             failed_opens: 0,
             limits: Limits::for_suite(suite),
         })
@@ -144,7 +167,16 @@ impl Opener {
     /// The epoch of the retained previous key, if any.
     #[must_use]
     pub fn previous_epoch(&self) -> Option<Epoch> {
-        self.previous.as_ref().map(|(e, _)| *e)
+        self.previous_epoch
+    }
+
+    /// HKDF-Expand calls this opener has made: two per packet key (key and IV), one
+    /// per step of the rekey chain, counting the first key. Whatever arrives, it grows
+    /// by at most `3 * MAX_REKEY_CATCHUP` while the opener stays in one epoch: each
+    /// epoch ahead has its secret and key derived at most once until the opener moves.
+    #[must_use]
+    pub fn hkdf_expansions(&self) -> u64 {
+        self.hkdf_expansions
     }
 
     /// Packets that failed authentication over this opener's lifetime.
@@ -159,9 +191,11 @@ impl Opener {
         self.limits
     }
 
-    /// Replaces the limits (tests lower them; production keeps [`Limits::for_suite`]).
+    /// Lowers the limits (tests do; production keeps [`Limits::for_suite`]). Each
+    /// limit is clamped to the suite's: a value above the RFC 9001 figure is ignored,
+    /// so I6 cannot be switched off.
     pub fn set_limits(&mut self, limits: Limits) {
-        self.limits = limits;
+        self.limits = limits.clamped_to(Limits::for_suite(self.suite));
     }
 
     /// True once the integrity limit is reached: the session must close.
@@ -173,7 +207,12 @@ impl Opener {
     /// Drops (and zeroizes) the previous epoch's key; its packets are refused from now
     /// on. Returns true if a key was retired.
     pub fn retire_previous(&mut self) -> bool {
-        self.previous.take().is_some()
+        let had = self.previous_epoch.is_some();
+        // Assignment drops the key where it lies, so it zeroizes in place (a `take`
+        // would move it out and leave its bytes behind in `self`).
+        self.previous_key = None;
+        self.previous_epoch = None;
+        had
     }
 
     /// Opens one datagram in place.
@@ -256,13 +295,13 @@ impl Opener {
         let image: &[u8; HEADER_LEN] = image;
 
         let slot = self.select(header.epoch)?;
-        let key = match &slot {
-            Slot::Current => &self.key,
-            Slot::Previous => match &self.previous {
-                Some((_, key)) => key,
-                None => return Err(Error::EpochTooOld),
-            },
-            Slot::Forward(candidate) => &candidate.key,
+        let key = match slot {
+            Slot::Current => Some(&self.key),
+            Slot::Previous => self.previous_key.as_ref(),
+            Slot::Ahead(i) => self.ahead.get(i).and_then(|a| a.key.as_ref()),
+        };
+        let Some(key) = key else {
+            return Err(Error::KeyDerivation);
         };
         let nonce = key.nonce(
             header.epoch,
@@ -277,13 +316,13 @@ impl Opener {
             .open_in_place(&nonce, image, ciphertext, tag)
             .is_err()
         {
-            // I6: count in the key object; the trial key (if any) drops and zeroizes,
-            // the live epoch is untouched (I5).
+            // I6: count in the key object; the trial key stays cached, the live epoch
+            // is untouched (I5).
             return Err(self.count_failure());
         }
-        let advanced = matches!(slot, Slot::Forward(_));
-        if let Slot::Forward(candidate) = slot {
-            self.commit(*candidate);
+        let advanced = matches!(slot, Slot::Ahead(_));
+        if let Slot::Ahead(index) = slot {
+            self.commit(index, header.epoch);
         }
         Ok(OpenedPacket {
             header,
@@ -292,13 +331,14 @@ impl Opener {
         })
     }
 
-    /// Chooses the key slot for a packet of `epoch`, deriving (not installing) a trial
-    /// key for a newer epoch.
-    fn select(&self, epoch: Epoch) -> Result<Slot, Error> {
+    /// Chooses the key slot for a packet of `epoch`. For a newer epoch, derives (not
+    /// installs) what the cache lacks: the chain up to `epoch`, its key and the key of
+    /// the epoch before it (the previous key should it commit).
+    fn select(&mut self, epoch: Epoch) -> Result<Slot, Error> {
         if epoch == self.epoch {
             return Ok(Slot::Current);
         }
-        if self.previous_epoch() == Some(epoch) {
+        if self.previous_epoch == Some(epoch) && self.previous_key.is_some() {
             return Ok(Slot::Previous);
         }
         let Some(steps) = epoch.0.checked_sub(self.epoch.0).filter(|s| *s > 0) else {
@@ -307,44 +347,80 @@ impl Opener {
         if steps > MAX_REKEY_CATCHUP {
             return Err(Error::EpochTooFarAhead);
         }
-        // Walk the chain `steps` times; keep the secret one epoch behind the target so
-        // that, on commit, the new previous key is the epoch just before the new one.
-        let mut prior: Option<TrafficSecret> = None;
-        let mut secret = self.secret.next_epoch()?;
-        for _ in 1..steps {
-            let next = secret.next_epoch()?;
-            // The replaced intermediate secret drops (zeroized) when `prior` is overwritten.
-            prior = Some(core::mem::replace(&mut secret, next));
+        // `steps` is in 1..=16.
+        let index = steps as usize - 1;
+        self.extend_ahead(index + 1)?;
+        self.ahead_key(index)?;
+        if let Some(prior) = index.checked_sub(1) {
+            self.ahead_key(prior)?;
         }
-        let key = PacketKey::derive(self.suite, &secret)?;
-        let prior_key = match prior {
-            Some(prior) => Some(PacketKey::derive(self.suite, &prior)?),
-            None => None,
-        };
-        Ok(Slot::Forward(Box::new(Candidate {
-            epoch,
-            secret,
-            key,
-            prior_key,
-        })))
+        Ok(Slot::Ahead(index))
     }
 
-    /// Installs an authenticated newer epoch. The old current key becomes the previous
-    /// one if the jump was one epoch; otherwise the key of the epoch just before the new
-    /// one is. Replaced secrets and keys zeroize on drop (I5). Infallible, so an opened
-    /// packet always commits.
-    fn commit(&mut self, candidate: Candidate) {
-        let Candidate {
-            epoch,
-            secret,
-            key,
-            prior_key,
-        } = candidate;
-        let old_key = core::mem::replace(&mut self.key, key);
-        let previous_key = prior_key.unwrap_or(old_key);
-        self.previous = Some((Epoch(epoch.0.saturating_sub(1)), previous_key));
-        self.secret = secret;
+    /// Walks the rekey chain until `ahead` holds `len` epochs.
+    fn extend_ahead(&mut self, len: usize) -> Result<(), Error> {
+        if self.ahead.capacity() == 0 {
+            // Reserved once at its bound: pushing never reallocates, so no secret is
+            // ever left behind in a freed old buffer.
+            self.ahead.reserve_exact(MAX_REKEY_CATCHUP as usize);
+        }
+        while self.ahead.len() < len {
+            let next = match self.ahead.last() {
+                Some(last) => last.secret.next_epoch()?,
+                None => self.secret.next_epoch()?,
+            };
+            self.hkdf_expansions = self.hkdf_expansions.saturating_add(1);
+            self.ahead.push(Ahead {
+                secret: next,
+                key: None,
+            });
+        }
+        Ok(())
+    }
+
+    /// Derives the key of `ahead[index]` unless it is cached.
+    fn ahead_key(&mut self, index: usize) -> Result<(), Error> {
+        let suite = self.suite;
+        let Some(entry) = self.ahead.get_mut(index) else {
+            return Err(Error::KeyDerivation);
+        };
+        if entry.key.is_none() {
+            entry.key = Some(PacketKey::derive(suite, &entry.secret)?);
+            self.hkdf_expansions = self.hkdf_expansions.saturating_add(EXPANSIONS_PER_KEY);
+        }
+        Ok(())
+    }
+
+    /// Installs `ahead[index]`, the authenticated epoch `epoch`. The old current key
+    /// becomes the previous one if the jump was one epoch; otherwise the key of the
+    /// epoch just before the new one is. Values change places by swapping, and the
+    /// cache is then dropped in place, so every replaced secret and key zeroizes where
+    /// it lay (I5). Infallible, so an opened packet always commits.
+    fn commit(&mut self, index: usize, epoch: Epoch) {
+        let Some(target) = self.ahead.get_mut(index) else {
+            return;
+        };
+        let Some(target_key) = target.key.as_mut() else {
+            return;
+        };
+        // The new epoch becomes current; the old current lands in `ahead[index]`.
+        core::mem::swap(&mut self.key, target_key);
+        core::mem::swap(&mut self.secret, &mut target.secret);
+        // The previous key: the old current one (now in `ahead[index]`) after a one-step
+        // jump, else the key of the epoch before the new one (derived by `select`).
+        let prior = index.checked_sub(1).unwrap_or(index);
+        self.previous_key = None;
+        self.previous_epoch = None;
+        if let Some(entry) = self.ahead.get_mut(prior)
+            && entry.key.is_some()
+        {
+            core::mem::swap(&mut self.previous_key, &mut entry.key);
+            self.previous_epoch = Some(Epoch(epoch.0.saturating_sub(1)));
+        }
         self.epoch = epoch;
+        // Entries at or below the new epoch are spent, those above it are now indexed
+        // wrongly: drop all of them in place.
+        self.ahead.clear();
     }
 
     fn count_failure(&mut self) -> Error {

@@ -148,9 +148,11 @@ impl Sealer {
         self.limits
     }
 
-    /// Replaces the limits (tests lower them; production keeps [`Limits::for_suite`]).
+    /// Lowers the limits (tests do; production keeps [`Limits::for_suite`]). Each
+    /// limit is clamped to the suite's: a value above the RFC 9001 figure is ignored,
+    /// so I6 cannot be switched off.
     pub fn set_limits(&mut self, limits: Limits) {
-        self.limits = limits;
+        self.limits = limits.clamped_to(Limits::for_suite(self.suite));
     }
 
     /// Caps the soft threshold: `needs_rekey` becomes true after `n` seals (or at three

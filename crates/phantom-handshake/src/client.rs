@@ -40,7 +40,10 @@ thread_local! {
 }
 
 /// What a client needs to connect.
-#[derive(Clone, Debug)]
+///
+/// Debug prints the early data's length, never its bytes (I8: it is application
+/// plaintext, possibly a credential).
+#[derive(Clone)]
 pub struct ClientConfig {
     /// The server's pinned long-term key.
     pub server_key: HybridVerifyingKey,
@@ -56,6 +59,25 @@ pub struct ClientConfig {
     /// only put data here that is safe to replay at the application level if the server
     /// loses its anti-replay state.
     pub early_data: Vec<u8>,
+}
+
+impl core::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let Self {
+            server_key,
+            certificate,
+            suites,
+            ticket,
+            early_data,
+        } = self;
+        f.debug_struct("ClientConfig")
+            .field("server_key", server_key)
+            .field("certificate", certificate)
+            .field("suites", suites)
+            .field("ticket", ticket)
+            .field("early_data_len", &early_data.len())
+            .finish()
+    }
 }
 
 impl ClientConfig {

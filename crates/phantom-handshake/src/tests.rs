@@ -1264,6 +1264,24 @@ fn i8_secrets_absent_from_debug() {
     );
 }
 
+#[test]
+fn i8_client_config_debug_shows_early_data_length_not_bytes() {
+    let early = b"GET /account?token=s3cr3t-early-bytes";
+    let mut cfg = client_config(true);
+    cfg.early_data = early.to_vec();
+    for shown in [format!("{cfg:?}"), format!("{cfg:#?}")] {
+        assert!(
+            shown.contains(&format!("early_data_len: {}", early.len())),
+            "{shown}"
+        );
+        assert!(!shown.contains("s3cr3t"), "plaintext in {shown}");
+        assert_no_secret(&shown, early);
+        // The decimal list a derived Debug would print, from the first byte on.
+        let list = format!("{:?}", &early[..6]);
+        assert!(!shown.contains(list.trim_end_matches(']')), "{shown}");
+    }
+}
+
 // ---------------------------------------------------------------------------------
 // Parsers: total and round-tripping.
 

@@ -82,7 +82,10 @@ impl ServerConfig {
 }
 
 /// Per-connection client options.
-#[derive(Debug, Clone)]
+///
+/// Debug prints the early data's length, never its bytes (I8: it is application
+/// plaintext, possibly a credential).
+#[derive(Clone)]
 pub struct ClientOptions {
     /// Tuning of the session (idle timeout, scheduler, rekey threshold, ...).
     pub session: SessionConfig,
@@ -118,6 +121,27 @@ pub struct ClientOptions {
     /// handshake with that server is already a one-round-trip PDK handshake; without
     /// it the endpoint uses the certificate an earlier handshake verified, if any.
     pub certificate: Option<VerifiedCertificate>,
+}
+
+impl std::fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let Self {
+            session,
+            connect_timeout,
+            resumption,
+            early_data,
+            tcp_fallback,
+            certificate,
+        } = self;
+        f.debug_struct("ClientOptions")
+            .field("session", session)
+            .field("connect_timeout", connect_timeout)
+            .field("resumption", resumption)
+            .field("early_data_len", &early_data.as_ref().map(Vec::len))
+            .field("tcp_fallback", tcp_fallback)
+            .field("certificate", certificate)
+            .finish()
+    }
 }
 
 impl Default for ClientOptions {

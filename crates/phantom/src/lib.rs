@@ -67,6 +67,11 @@ mod error;
 mod state;
 mod tcp;
 
+/// Drivers for the cargo-fuzz targets (compiled only for fuzzing and tests).
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use clock::{now, unix_time};
 pub use connection::{Connection, RecvStream, SendStream};
 pub use endpoint::{

@@ -537,6 +537,104 @@ async fn open_for(shared: Arc<Shared>, h: u64, addr: SocketAddr) {
     shared.notify.notify_one();
 }
 
+/// The `tcp_framing` fuzz target's body (see [`crate::fuzzing::tcp_framing`]).
+#[cfg(any(test, fuzzing))]
+pub(crate) fn fuzz_framing(data: &[u8]) -> usize {
+    /// Stop building a round-trip stream past this many bytes.
+    const MAX_STREAM: usize = 1 << 20;
+    let Some((&mode, rest)) = data.split_first() else {
+        return 0;
+    };
+    // Mode bit 0: raw bytes (any stream a peer could send), or datagrams described
+    // by (length, fill byte) triples, encoded with `encode_frame`.
+    let mut expected = None;
+    let stream = if mode & 1 == 0 {
+        rest.to_vec()
+    } else {
+        let mut wire = Vec::new();
+        let mut datagrams = Vec::new();
+        for t in rest.chunks_exact(3) {
+            let [hi, lo, fill] = *t else {
+                continue;
+            };
+            let d = vec![fill; usize::from(u16::from_be_bytes([hi, lo]))];
+            let before = wire.len();
+            let framed = encode_frame(&d, &mut wire);
+            assert_eq!(framed, !d.is_empty(), "encode_frame refused a valid length");
+            assert_eq!(wire.len() - before, if framed { d.len() + 2 } else { 0 });
+            if framed {
+                datagrams.push(d);
+            }
+            if wire.len() > MAX_STREAM {
+                break;
+            }
+        }
+        expected = Some(datagrams);
+        wire
+    };
+    // The model: frames parsed one after another from the whole stream.
+    let mut model = Vec::new();
+    let mut model_end = Ok(());
+    let mut off = 0;
+    while let Some(rest) = stream.get(off..) {
+        let [hi, lo, ..] = *rest else { break };
+        let len = usize::from(u16::from_be_bytes([hi, lo]));
+        if len == 0 {
+            model_end = Err(ReadEnd::BadLength);
+            break;
+        }
+        let Some(d) = rest.get(2..2 + len) else { break };
+        model.push(d.to_vec());
+        off += 2 + len;
+    }
+    if let Some(expected) = &expected {
+        assert_eq!(&model, expected, "round trip");
+    }
+    // The reader: reads of input-chosen sizes into a `FrameBuf`, frames taken as
+    // `deliver` takes them, the tail kept with `consume`.
+    let mut buf = FrameBuf::new();
+    let mut frames = Vec::new();
+    let mut end = Ok(());
+    let mut sent = 0;
+    let mut step = u32::from(mode) | 1;
+    while sent < stream.len() {
+        let space = buf.space();
+        assert!(!space.is_empty(), "reader buffer full");
+        step = step.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        let want = 1 + (step >> 8) as usize % 70_000;
+        let n = want.min(space.len()).min(stream.len() - sent);
+        let (Some(dst), Some(src)) = (space.get_mut(..n), stream.get(sent..sent + n)) else {
+            break;
+        };
+        dst.copy_from_slice(src);
+        sent += n;
+        buf.filled += n;
+        let mut used = 0;
+        loop {
+            match buf.buf.get(used..buf.filled).map(next_frame) {
+                Some(Ok(Some(total))) => {
+                    frames.extend(buf.buf.get(used + 2..used + total).map(<[u8]>::to_vec));
+                    used += total;
+                }
+                Some(Err(e)) => {
+                    end = Err(e);
+                    break;
+                }
+                Some(Ok(None)) | None => break,
+            }
+        }
+        if end.is_err() {
+            break;
+        }
+        buf.consume(used);
+        assert!(buf.buf.len() <= READ_BUF, "reader buffer beyond its bound");
+        assert!(buf.filled < 2 + MAX_FRAME, "a whole frame left unread");
+    }
+    assert_eq!(frames, model, "chunked reads framed differently");
+    assert_eq!(end, model_end, "chunked reads ended differently");
+    frames.len()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -560,6 +658,22 @@ mod tests {
         assert_eq!(next_frame(&[0, 9, 1, 2]), Ok(None));
         assert_eq!(next_frame(&wire[..MAX_FRAME]), Ok(Some(7)));
         assert_eq!(next_frame(&rest[..MAX_FRAME + 1]), Ok(None));
+    }
+
+    #[test]
+    fn i1_framing_fuzz_body_matches_a_whole_stream_parse() {
+        // Round trip: a maximal frame, an empty datagram (not framed), three bytes.
+        let mut input = vec![1u8, 0xff, 0xff, 0xab, 0, 0, 1, 0, 3, 9];
+        assert_eq!(fuzz_framing(&input), 2);
+        for mode in [3u8, 5, 255] {
+            input[0] = mode;
+            assert_eq!(fuzz_framing(&input), 2, "mode {mode}");
+        }
+        // Raw: two frames, then a zero length that ends the connection.
+        assert_eq!(fuzz_framing(&[0, 0, 1, 7, 0, 2, 8, 9, 0, 0, 5]), 2);
+        // Raw, truncated: nothing complete.
+        assert_eq!(fuzz_framing(&[2, 0, 9, 1, 2]), 0);
+        assert_eq!(fuzz_framing(&[]), 0);
     }
 
     /// The reader's buffer starts small (an idle connection holds 16 KiB, not 256),

@@ -1,6 +1,7 @@
 //! Unit, scenario and simulation tests.
 
 mod controllers;
+mod fuzz_body;
 mod loss;
 mod pacer;
 mod rtt;

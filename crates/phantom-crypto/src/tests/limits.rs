@@ -134,3 +134,54 @@ fn i6_failed_opens_count_across_epochs_and_trial_keys() {
 }
 
 const HEADER_LEN_PLUS_ONE: usize = phantom_wire::HEADER_LEN + 1;
+
+#[test]
+fn i6_set_limits_lowers_but_never_raises_the_suite_limits() {
+    for suite in Suite::ALL {
+        let rfc = Limits::for_suite(suite);
+        let (mut sealer, mut opener) = pair(suite);
+        let huge = Limits {
+            confidentiality: u64::MAX,
+            integrity: u64::MAX,
+        };
+        sealer.set_limits(huge);
+        opener.set_limits(huge);
+        assert_eq!(
+            sealer.limits(),
+            rfc,
+            "{suite:?}: sealer raised above RFC 9001"
+        );
+        assert_eq!(
+            opener.limits(),
+            rfc,
+            "{suite:?}: opener raised above RFC 9001"
+        );
+        // One field above, one below: each clamped on its own.
+        let mixed = Limits {
+            confidentiality: rfc.confidentiality + 1,
+            integrity: 5,
+        };
+        sealer.set_limits(mixed);
+        opener.set_limits(mixed);
+        for limits in [sealer.limits(), opener.limits()] {
+            assert_eq!(limits.confidentiality, rfc.confidentiality);
+            assert_eq!(limits.integrity, 5);
+        }
+        // Lowering stays allowed and takes effect.
+        let low = Limits {
+            confidentiality: 4,
+            integrity: 2,
+        };
+        sealer.set_limits(low);
+        opener.set_limits(low);
+        assert_eq!(sealer.limits(), low);
+        assert_eq!(opener.limits(), low);
+        for seq in 0..4 {
+            seal(&mut sealer, &header(0, 1, seq), b"x");
+        }
+        assert_eq!(
+            try_seal(&mut sealer, &header(0, 1, 4), b"x"),
+            Err(Error::LimitReached)
+        );
+    }
+}

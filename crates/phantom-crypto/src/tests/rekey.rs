@@ -220,3 +220,90 @@ fn i5_sealer_rekey_resets_counters() {
     sealer.rekey().unwrap();
     assert_eq!(sealer.invocations(), 0);
 }
+
+#[test]
+fn i5_forged_future_epochs_derive_each_epoch_at_most_once() {
+    const EPOCH_LOW_BYTE: usize = 7;
+    let catchup = u64::from(MAX_REKEY_CATCHUP);
+    for suite in Suite::ALL {
+        let (mut sealer, mut opener) = pair(suite);
+        let mut p = seal(&mut sealer, &header(0, 1, 0), b"genuine");
+        opener.open_packet(&mut p).unwrap();
+        let start = opener.hkdf_expansions();
+        assert_eq!(start, 2, "the first key: key and IV");
+        let template = seal(&mut sealer, &header(0, 1, 1), b"forged");
+        let forge = |epoch: u8| {
+            let mut f = template.clone();
+            f[EPOCH_LOW_BYTE] = epoch;
+            f
+        };
+        // The farthest epoch: the chain walked once, its key and the one before it.
+        let mut f = forge(16);
+        assert_eq!(
+            opener.open_packet(&mut f).unwrap_err(),
+            Error::DecryptFailed
+        );
+        assert_eq!(opener.hkdf_expansions(), start + catchup + 2 * 2);
+        // The same packet again, a thousand times: no further derivation.
+        for _ in 0..1000 {
+            let mut f = forge(16);
+            assert_eq!(
+                opener.open_packet(&mut f).unwrap_err(),
+                Error::DecryptFailed
+            );
+        }
+        assert_eq!(opener.hkdf_expansions(), start + catchup + 2 * 2);
+        // Every epoch ahead, many times over: each key derived once, 3 per epoch in all.
+        for round in 0..50u8 {
+            for epoch in 1..=16u8 {
+                let mut f = forge(epoch.wrapping_add(round) % 16 + 1);
+                assert_eq!(
+                    opener.open_packet(&mut f).unwrap_err(),
+                    Error::DecryptFailed
+                );
+            }
+        }
+        assert_eq!(opener.hkdf_expansions(), start + 3 * catchup);
+        assert_eq!(opener.epoch(), Epoch(0), "forged epochs moved nothing");
+        assert_eq!(opener.failed_opens(), 1 + 1000 + 50 * 16);
+        // A genuine packet three epochs ahead opens from the cache (no derivation) ...
+        for _ in 0..3 {
+            sealer.rekey().unwrap();
+        }
+        let mut p = seal(&mut sealer, &header(0, 1, 2), b"rekeyed");
+        assert_eq!(opener.open_packet(&mut p).unwrap().payload(), b"rekeyed");
+        assert_eq!(opener.epoch(), Epoch(3));
+        assert_eq!(opener.previous_epoch(), Some(Epoch(2)));
+        assert_eq!(opener.hkdf_expansions(), start + 3 * catchup);
+        // ... and the cache starts over from the new epoch, once again once per epoch.
+        let template = seal(&mut sealer, &header(0, 1, 3), b"forged");
+        for _ in 0..100 {
+            let mut f = template.clone();
+            f[EPOCH_LOW_BYTE] = 3 + 16;
+            assert_eq!(
+                opener.open_packet(&mut f).unwrap_err(),
+                Error::DecryptFailed
+            );
+        }
+        assert_eq!(
+            opener.hkdf_expansions(),
+            start + 3 * catchup + catchup + 2 * 2
+        );
+        // The previous epoch's packets still open after all this.
+        let mut old = seal(
+            &mut Sealer::at_epoch(suite, chain(2), Epoch(2)).unwrap(),
+            &header(0, 9, 0),
+            b"late",
+        );
+        assert_eq!(opener.open_packet(&mut old).unwrap().payload(), b"late");
+    }
+}
+
+/// The secret of `epoch` on the test chain.
+fn chain(epoch: u32) -> TrafficSecret {
+    let mut s = TrafficSecret::from_bytes(SECRET);
+    for _ in 0..epoch {
+        s = s.next_epoch().unwrap();
+    }
+    s
+}

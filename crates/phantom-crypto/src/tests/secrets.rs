@@ -98,7 +98,8 @@ fn i5_rekey_replaces_secret_and_key() {
     assert_ne!(sealer.packet_key().iv(), &iv_before);
 }
 
-// Compile-time check: every secret-holding type promises to zeroize on drop.
+// Compile-time check: every secret-holding type promises to zeroize on drop. The promise
+// is checked on the bytes themselves in tests/zeroize_observed.rs.
 #[test]
 fn i8_secret_types_are_zeroize_on_drop() {
     fn zod<T: zeroize::ZeroizeOnDrop>() {}
