@@ -65,7 +65,7 @@ pub use keys::{
     VerifiedCertificate,
 };
 pub use server::{AMPLIFICATION_FACTOR, EarlyRelease, Server, ServerConfig, Transmit};
-pub use stats::{CredentialStats, EarlyDataStats, ServerStats};
+pub use stats::{CredentialStats, EarlyDataStats, HalfOpenStats, ServerStats};
 pub use token::{TOKEN_LEN, TOKEN_LIFETIME_SECS};
 
 /// Entry points for the fuzz targets (`fuzz/fuzz_targets/handshake_*.rs`). Not a

@@ -460,7 +460,7 @@ impl Server {
             }
         }
         for (addr, older) in dead {
-            self.stats.timed_out += 1;
+            self.stats.half_open.timed_out += 1;
             self.drop_conn(&addr, older);
         }
         self.linger.retain(|_, l| l.until > now.instant);
@@ -931,13 +931,13 @@ impl Server {
             .map(|(a, _, older)| (*a, older));
         if let Some((victim, older)) = unproven {
             self.drop_conn(&victim, older);
-            self.stats.half_open_evicted += 1;
+            self.stats.half_open.evicted += 1;
             Ok(false)
         } else if at_address > 0 {
             // Nothing else to evict: one of its own half-open handshakes gives way.
             Ok(true)
         } else {
-            self.stats.half_open_refused += 1;
+            self.stats.half_open.refused += 1;
             Err(Error::LimitExceeded("half-open handshakes"))
         }
     }

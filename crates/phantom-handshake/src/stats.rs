@@ -19,21 +19,20 @@ pub struct ServerStats {
     /// overtook the first): no state is created (the client's retransmission brings
     /// the first fragment again).
     pub hello_without_head: u64,
-    /// Retry tokens refused (invalid: forged, foreign or for another address).
+    /// Retry tokens refused, by reason (invalid: forged, foreign or for another
+    /// address).
     pub tokens: CredentialStats,
     /// Resumption tickets refused (a refused ticket means a full handshake).
     pub tickets: CredentialStats,
     /// Early data (0-RTT) accepted and refused.
     pub early: EarlyDataStats,
-    /// New peers refused because the half-open table was full.
-    pub half_open_refused: u64,
+    /// Half-open handshakes refused, evicted or timed out.
+    pub half_open: HalfOpenStats,
     /// Handshakes that failed at the message level.
     pub failed: u64,
     /// ClientHellos refused with a Mismatch (no common version or suite); also counted
     /// in `failed`.
     pub mismatches: u64,
-    /// Half-open handshakes dropped on timeout.
-    pub timed_out: u64,
     /// Handshakes completed.
     pub completed: u64,
     /// ClientHellos that started a new handshake at an address that had a half-open
@@ -46,9 +45,6 @@ pub struct ServerStats {
     pub superseded_completed: u64,
     /// Times a queued datagram was held back by the anti-amplification limit.
     pub amplification_blocked: u64,
-    /// Unvalidated half-open handshakes dropped to make room for a client with a
-    /// valid retry token while the table was full.
-    pub half_open_evicted: u64,
     /// ClientFinished messages that did not verify (forged, e.g. from a spoofed
     /// address): dropped, the half-open handshake kept. Counted per half-open
     /// handshake that refused it.
@@ -79,4 +75,16 @@ pub struct EarlyDataStats {
     pub replayed: u64,
     /// Early data refused for another reason (too old, store full, disabled).
     pub refused: u64,
+}
+
+/// Half-open handshakes that were not admitted or did not last.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HalfOpenStats {
+    /// New peers refused because the half-open table was full.
+    pub refused: u64,
+    /// Unvalidated half-open handshakes dropped to make room for a client with a
+    /// valid retry token while the table was full.
+    pub evicted: u64,
+    /// Half-open handshakes dropped on timeout.
+    pub timed_out: u64,
 }

@@ -854,11 +854,11 @@ fn half_open_cap_turns_new_peers_to_retry() {
             .is_none()
     );
     assert_eq!(server.half_open(), 2);
-    assert_eq!(server.stats().half_open_evicted, 1);
+    assert_eq!(server.stats().half_open.evicted, 1);
     // Half-open handshakes expire.
     server.handle_timeout(t(11));
     assert_eq!(server.half_open(), 0);
-    assert_eq!(server.stats().timed_out, 2);
+    assert_eq!(server.stats().half_open.timed_out, 2);
 }
 
 #[test]
@@ -1771,7 +1771,7 @@ fn i1_spoofed_hellos_filling_the_half_open_table_do_not_lock_out_a_client_with_a
     let s = est.expect("the client with a token completes its handshake");
     assert_eq!(client.into_established().unwrap().session_id, s.session_id);
     assert!(server.stats().retries_sent >= 1);
-    assert_eq!(server.stats().half_open_evicted, 1);
+    assert_eq!(server.stats().half_open.evicted, 1);
     assert!(server.half_open() <= 2);
 }
 
