@@ -195,6 +195,54 @@ impl core::fmt::Debug for Client {
     }
 }
 
+/// The suite codes to offer, in order, without duplicates (at least one).
+fn suite_codes(suites: &[Suite]) -> Result<Vec<u8>, Error> {
+    let mut codes: Vec<u8> = Vec::new();
+    for s in suites {
+        if !codes.contains(&s.code()) {
+            codes.push(s.code());
+        }
+    }
+    ensure!(!codes.is_empty(), Error::Misuse("no suites offered"));
+    Ok(codes)
+}
+
+/// The cached certificate if it is for `server_key` (else `Misuse`) and still valid:
+/// an expired one is simply not used (the server sends its new one).
+fn usable_certificate(
+    certificate: Option<VerifiedCertificate>,
+    server_key: &HybridVerifyingKey,
+    now: Time,
+) -> Result<Option<VerifiedCertificate>, Error> {
+    let Some(c) = certificate else {
+        return Ok(None);
+    };
+    ensure!(
+        c.server_key_id == server_key.key_id(),
+        Error::Misuse("certificate for another server key")
+    );
+    Ok((now.unix_secs <= c.cert.not_after()).then_some(c))
+}
+
+/// Seals `early_data` under ticket `t` into `ch` (within the ticket's allowance),
+/// authenticated with the ClientHello encoded before it.
+fn add_early_data(
+    ch: &mut ClientHello,
+    t: &ResumptionTicket,
+    early_data: &[u8],
+) -> Result<(), Error> {
+    ensure!(
+        early_data.len() <= t.hint().max_early_data && early_data.len() <= MAX_EARLY_DATA,
+        Error::LimitExceeded("early data above the ticket's allowance")
+    );
+    let (prefix, early_at) = ch.encode();
+    let aad = prefix.get(..early_at).unwrap_or_default();
+    let es = early_secret(Some(&t.secret));
+    let key = crate::schedule::expand(&es, LABEL_EARLY, &sha256(aad));
+    ch.early = seal_early(&key, aad, early_data)?;
+    Ok(())
+}
+
 fn seal_early(key: &[u8; 32], aad: &[u8], data: &[u8]) -> Result<Vec<u8>, Error> {
     let aead = ChaCha20Poly1305::new(&(*key).into());
     let mut buf = data.to_vec();
@@ -223,24 +271,8 @@ impl Client {
             ticket,
             early_data,
         } = config;
-        let mut codes: Vec<u8> = Vec::new();
-        for s in &suites {
-            if !codes.contains(&s.code()) {
-                codes.push(s.code());
-            }
-        }
-        ensure!(!codes.is_empty(), Error::Misuse("no suites offered"));
-        let cached_cert = match certificate {
-            Some(c) => {
-                ensure!(
-                    c.server_key_id == server_key.key_id(),
-                    Error::Misuse("certificate for another server key")
-                );
-                // An expired cached certificate is simply not used: the server sends its new one.
-                (now.unix_secs <= c.cert.not_after()).then_some(c)
-            }
-            None => None,
-        };
+        let codes = suite_codes(&suites)?;
+        let cached_cert = usable_certificate(certificate, &server_key, now)?;
         if let Some(t) = &ticket {
             ensure!(t.server_key_id == server_key.key_id(), Error::TicketInvalid);
             ensure!(now.unix_secs <= t.hint().expires_at, Error::TicketExpired);
@@ -281,28 +313,13 @@ impl Client {
             early: Vec::new(),
             padding: 0,
         };
-        let mut early_sent = false;
-        if let Some(t) = &ticket
-            && !early_data.is_empty()
-        {
-            ensure!(
-                early_data.len() <= t.hint().max_early_data && early_data.len() <= MAX_EARLY_DATA,
-                Error::LimitExceeded("early data above the ticket's allowance")
-            );
-            let (prefix, early_at) = ch.encode();
-            let es = early_secret(Some(&t.secret));
-            let key = crate::schedule::expand(
-                &es,
-                LABEL_EARLY,
-                &sha256(prefix.get(..early_at).unwrap_or_default()),
-            );
-            ch.early = seal_early(
-                &key,
-                prefix.get(..early_at).unwrap_or_default(),
-                &early_data,
-            )?;
-            early_sent = true;
-        }
+        let early_sent = match &ticket {
+            Some(t) if !early_data.is_empty() => {
+                add_early_data(&mut ch, t, &early_data)?;
+                true
+            }
+            _ => false,
+        };
         let unpadded = ch.encode().0.len();
         ch.padding = MIN_CLIENT_HELLO_LEN.saturating_sub(unpadded);
         #[cfg(test)]
@@ -338,15 +355,22 @@ impl Client {
             used: 0,
             dropped: 0,
         };
-        let dgs = pack(&[(0, &client.client_hello)], &client.token);
+        client.send_client_hello(now)?;
+        Ok(client)
+    }
+
+    /// Queues the first flight (the ClientHello) and records the echo of its first
+    /// fragment, which a Retry must carry.
+    fn send_client_hello(&mut self, now: Time) -> Result<(), Error> {
+        let dgs = pack(&[(0, &self.client_hello)], &self.token);
         // The first fragment as sent (a restart re-packs it unchanged: the token is
         // not part of the fragment budget).
-        client.retry_echo = dgs
+        self.retry_echo = dgs
             .iter()
             .find_map(|d| Datagram::parse(d).ok()?.hello_head().map(hello_echo))
             .ok_or(Error::Misuse("ClientHello without a first fragment"))?;
-        client.flight.set(dgs, now.instant, true, &mut client.out);
-        Ok(client)
+        self.flight.set(dgs, now.instant, true, &mut self.out);
+        Ok(())
     }
 
     /// Feeds one datagram from the server. `rng` is used in full (non-PDK) mode to
@@ -400,28 +424,7 @@ impl Client {
         }
         let dg = Datagram::parse(datagram)?;
         if dg.is_retry() {
-            // Bound to our ClientHello by the echo of its first fragment, or not for us
-            // (a forgery, or the answer to another ClientHello): dropped, so a forged
-            // token can never make us restart into a handshake the server refuses.
-            let (echo, token) = dg
-                .retry_parts()
-                .ok_or(Error::Malformed("Retry without a token"))?;
-            ensure!(
-                mac_eq(echo, &self.retry_echo),
-                Error::Malformed("Retry for another ClientHello")
-            );
-            // At most one Retry, and only before the server has answered. A restart
-            // keeps the ClientHello, so a later Retry (a duplicate, or the answer to a
-            // retransmission of our first flight) is bound too, and ignored.
-            if matches!(self.state, State::ExpectServerHello(_))
-                && !self.retried
-                && self.reasm.buffered() == 0
-            {
-                self.retried = true;
-                self.token = token.to_vec();
-                let dgs = pack(&[(0, &self.client_hello)], &self.token);
-                self.flight.set(dgs, now.instant, true, &mut self.out);
-            }
+            self.on_retry(&dg, now)?;
             return Ok(Progress::Pending);
         }
         // Bound to our ClientHello, or not for us: dropped before it reaches the
@@ -458,6 +461,43 @@ impl Client {
         if old {
             self.flight.resend(&mut self.out);
         }
+        self.on_messages(now, rng)?;
+        Ok(if self.is_complete() {
+            Progress::Complete
+        } else {
+            Progress::Pending
+        })
+    }
+
+    /// A Retry: bound to our ClientHello by the echo of its first fragment, or not for
+    /// us (a forgery, or the answer to another ClientHello): dropped, so a forged token
+    /// can never make us restart into a handshake the server refuses.
+    fn on_retry(&mut self, dg: &Datagram<'_>, now: Time) -> Result<(), Error> {
+        let (echo, token) = dg
+            .retry_parts()
+            .ok_or(Error::Malformed("Retry without a token"))?;
+        ensure!(
+            mac_eq(echo, &self.retry_echo),
+            Error::Malformed("Retry for another ClientHello")
+        );
+        // At most one Retry, and only before the server has answered. A restart keeps
+        // the ClientHello, so a later Retry (a duplicate, or the answer to a
+        // retransmission of our first flight) is bound too, and ignored.
+        if matches!(self.state, State::ExpectServerHello(_))
+            && !self.retried
+            && self.reasm.buffered() == 0
+        {
+            self.retried = true;
+            self.token = token.to_vec();
+            let dgs = pack(&[(0, &self.client_hello)], &self.token);
+            self.flight.set(dgs, now.instant, true, &mut self.out);
+        }
+        Ok(())
+    }
+
+    /// Runs every reassembled message through the state machine and queues what it
+    /// sends. An error ends the handshake.
+    fn on_messages<R: Rng + ?Sized>(&mut self, now: Time, rng: &mut R) -> Result<(), Error> {
         while let Some(msg) = self.reasm.pop() {
             let state =
                 core::mem::replace(&mut self.state, State::Failed(Error::Misuse("poisoned")));
@@ -485,11 +525,7 @@ impl Client {
                     .set(dgs, now.instant, fx.expects_answer, &mut self.out);
             }
         }
-        Ok(if self.is_complete() {
-            Progress::Complete
-        } else {
-            Progress::Pending
-        })
+        Ok(())
     }
 
     /// Next datagram to send, if any.
@@ -640,22 +676,7 @@ fn on_server_hello<R: Rng + ?Sized>(
     fx: &mut Effects,
 ) -> Result<State, Error> {
     let sh = ServerHello::decode(msg)?;
-    // The server must choose among our offers (tampering is also caught by the MACs).
-    ensure!(
-        s.versions.contains(&sh.version),
-        Error::VersionMismatch {
-            offered: CodeList::new(&s.versions),
-            supported: CodeList::new(&[sh.version]),
-            authenticated: false,
-        }
-    );
-    let suite_err = Error::SuiteMismatch {
-        offered: CodeList::new(&s.suites),
-        supported: CodeList::new(&[sh.suite]),
-        authenticated: false,
-    };
-    ensure!(s.suites.contains(&sh.suite), suite_err);
-    let suite = Suite::from_code(sh.suite).ok_or(suite_err)?;
+    let suite = check_choice(&s, &sh)?;
     let pdk = sh.flags & SH_PDK != 0;
     let resumed = sh.flags & SH_PSK != 0;
     let early_accepted = sh.flags & SH_EARLY != 0;
@@ -679,30 +700,24 @@ fn on_server_hello<R: Rng + ?Sized>(
     transcript.add(msg);
     let server_key_id = s.server_key.key_id();
 
-    let (es_x, es_ml) = if pdk {
-        s.pdk.ok_or(Error::UnexpectedMessage("PDK"))?
+    let (es_x, es_ml, static_ct) = if pdk {
+        let (es_x, es_ml) = s.pdk.ok_or(Error::UnexpectedMessage("PDK"))?;
+        (es_x, es_ml, None)
     } else {
-        // Full KEMTLS: verify the certificate (or reuse the cached verification), then
-        // encapsulate to its static key in the ClientFinished.
-        let verified = match &s.cached_cert {
-            Some(c) if sha256(&sh.certificate) == c.id => c.clone(),
-            _ => {
-                let cert = ServerCertificate::from_bytes(&sh.certificate)?;
-                let v = cert.verify(&s.server_key, now.unix_secs)?;
-                fx.verified = Some(v.clone());
-                v
-            }
-        };
-        let kem = verified.cert.static_kem_public();
-        let es_x = s.eph_x.agree(&kem.x)?;
-        let (ct, es_ml) = kem.ml.encapsulate(rng)?;
-        let shares = Shares {
-            ee_x,
-            ee_ml,
-            es_x,
-            es_ml,
-        };
-        let keys = HandshakeKeys::derive(master_secret(&es, &shares), &transcript.hash());
+        let cached = s.cached_cert.as_ref();
+        let (es_x, es_ml, ct) =
+            full_mode_shares(cached, &s.server_key, &s.eph_x, &sh, now, rng, fx)?;
+        (es_x, es_ml, Some(ct))
+    };
+    let shares = Shares {
+        ee_x,
+        ee_ml,
+        es_x,
+        es_ml,
+    };
+    let keys = HandshakeKeys::derive(master_secret(&es, &shares), &transcript.hash());
+    if let Some(ct) = static_ct {
+        // Full KEMTLS: the ClientFinished carries the encapsulation to the static key.
         let prefix = ClientFinished::encode_prefix(Some(&ct));
         let mac = hmac(
             keys.fk_c.as_slice(),
@@ -716,27 +731,7 @@ fn on_server_hello<R: Rng + ?Sized>(
         transcript.add(&cf);
         fx.send.push((1, cf));
         fx.expects_answer = true;
-        return Ok(State::ExpectServerFinished(Box::new(
-            ExpectServerFinished {
-                keys,
-                transcript,
-                version: sh.version,
-                suite,
-                session_id: SessionId(sh.session_id),
-                pdk: false,
-                resumed,
-                early_accepted,
-                server_key_id,
-            },
-        )));
-    };
-    let shares = Shares {
-        ee_x,
-        ee_ml,
-        es_x,
-        es_ml,
-    };
-    let keys = HandshakeKeys::derive(master_secret(&es, &shares), &transcript.hash());
+    }
     Ok(State::ExpectServerFinished(Box::new(
         ExpectServerFinished {
             keys,
@@ -744,12 +739,59 @@ fn on_server_hello<R: Rng + ?Sized>(
             version: sh.version,
             suite,
             session_id: SessionId(sh.session_id),
-            pdk: true,
+            pdk,
             resumed,
             early_accepted,
             server_key_id,
         },
     )))
+}
+
+/// The server must choose among our offers (tampering is also caught by the MACs).
+/// Returns the chosen suite.
+fn check_choice(s: &ExpectServerHello, sh: &ServerHello) -> Result<Suite, Error> {
+    ensure!(
+        s.versions.contains(&sh.version),
+        Error::VersionMismatch {
+            offered: CodeList::new(&s.versions),
+            supported: CodeList::new(&[sh.version]),
+            authenticated: false,
+        }
+    );
+    let suite_err = Error::SuiteMismatch {
+        offered: CodeList::new(&s.suites),
+        supported: CodeList::new(&[sh.suite]),
+        authenticated: false,
+    };
+    ensure!(s.suites.contains(&sh.suite), suite_err);
+    Suite::from_code(sh.suite).ok_or(suite_err)
+}
+
+/// Full KEMTLS: verifies the server's certificate (or reuses the cached verification),
+/// then encapsulates to its static key. Returns the ephemeral-static shares and the
+/// ciphertext for the ClientFinished.
+fn full_mode_shares<R: Rng + ?Sized>(
+    cached: Option<&VerifiedCertificate>,
+    server_key: &HybridVerifyingKey,
+    eph_x: &XSecret,
+    sh: &ServerHello,
+    now: Time,
+    rng: &mut R,
+    fx: &mut Effects,
+) -> Result<(Secret, Secret, Vec<u8>), Error> {
+    let verified = match cached {
+        Some(c) if sha256(&sh.certificate) == c.id => c.clone(),
+        _ => {
+            let cert = ServerCertificate::from_bytes(&sh.certificate)?;
+            let v = cert.verify(server_key, now.unix_secs)?;
+            fx.verified = Some(v.clone());
+            v
+        }
+    };
+    let kem = verified.cert.static_kem_public();
+    let es_x = eph_x.agree(&kem.x)?;
+    let (ct, es_ml) = kem.ml.encapsulate(rng)?;
+    Ok((es_x, es_ml, ct))
 }
 
 fn on_server_finished(

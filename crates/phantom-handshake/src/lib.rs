@@ -38,6 +38,7 @@ mod keys;
 mod msg;
 mod schedule;
 mod server;
+mod stats;
 mod ticket;
 mod token;
 
@@ -63,7 +64,8 @@ pub use keys::{
     ML_KEM_768_PUBLIC_LEN, ServerCertificate, ServerIdentity, StaticKemKeyPair, StaticKemPublic,
     VerifiedCertificate,
 };
-pub use server::{AMPLIFICATION_FACTOR, EarlyRelease, Server, ServerConfig, ServerStats, Transmit};
+pub use server::{AMPLIFICATION_FACTOR, EarlyRelease, Server, ServerConfig, Transmit};
+pub use stats::{CredentialStats, EarlyDataStats, HalfOpenStats, ServerStats};
 pub use token::{TOKEN_LEN, TOKEN_LIFETIME_SECS};
 
 /// Entry points for the fuzz targets (`fuzz/fuzz_targets/handshake_*.rs`). Not a

@@ -27,7 +27,8 @@ use crate::schedule::{
     HandshakeKeys, LABEL_EARLY, Secret, Shares, Transcript, early_secret, expand, hmac, mac_eq,
     master_secret, mismatch_key, sha256,
 };
-use crate::ticket::{AntiReplay, TicketKeys};
+use crate::stats::ServerStats;
+use crate::ticket::{AntiReplay, TicketContents, TicketKeys};
 use crate::token::RetryKeys;
 
 /// The anti-amplification factor: before an address is validated the server sends at
@@ -131,75 +132,6 @@ impl core::fmt::Debug for EarlyRelease {
     }
 }
 
-/// Counters of what the server dropped, refused or completed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ServerStats {
-    /// Datagrams that did not parse.
-    pub malformed: u64,
-    /// Datagrams whose integrity tag did not match (damaged on the way): dropped
-    /// before parsing, not counted in `malformed`.
-    pub damaged: u64,
-    /// Retry datagrams sent.
-    pub retries_sent: u64,
-    /// ClientHello datagrams that would have been sent a Retry but do not carry the
-    /// ClientHello's first fragment, which a Retry is bound to: not answered (the
-    /// datagram with that fragment, sent in the same flight, gets the Retry).
-    pub retries_withheld: u64,
-    /// ClientHello datagrams that would have started a handshake but do not carry the
-    /// ClientHello's first fragment (a spoofed fragment, or a later datagram that
-    /// overtook the first): no state is created (the client's retransmission brings
-    /// the first fragment again).
-    pub hello_without_head: u64,
-    /// Tokens refused as forged, foreign or for another address.
-    pub tokens_invalid: u64,
-    /// Tokens refused as expired.
-    pub tokens_expired: u64,
-    /// Tickets refused as invalid.
-    pub tickets_invalid: u64,
-    /// Tickets refused as expired.
-    pub tickets_expired: u64,
-    /// Early data accepted.
-    pub early_accepted: u64,
-    /// Early data refused because its ticket was already used for 0-RTT (I10).
-    pub early_replayed: u64,
-    /// Early data refused for another reason (too old, store full, disabled).
-    pub early_refused: u64,
-    /// New peers refused because the half-open table was full.
-    pub half_open_refused: u64,
-    /// Handshakes that failed at the message level.
-    pub failed: u64,
-    /// ClientHellos refused with a Mismatch (no common version or suite); also counted
-    /// in `failed`.
-    pub mismatches: u64,
-    /// Half-open handshakes dropped on timeout.
-    pub timed_out: u64,
-    /// Handshakes completed.
-    pub completed: u64,
-    /// ClientHellos that started a new handshake at an address that had a half-open
-    /// one (a client's new connect from the same socket, or a spoofer's ClientHello
-    /// from that address). The previous handshake is kept beside the new one as
-    /// *superseded* until it completes or expires.
-    pub restarted: u64,
-    /// Handshakes completed by a superseded half-open handshake (a ClientHello from its
-    /// address had started another one: a spoofer's, most likely).
-    pub superseded_completed: u64,
-    /// Times a queued datagram was held back by the anti-amplification limit.
-    pub amplification_blocked: u64,
-    /// Unvalidated half-open handshakes dropped to make room for a client with a
-    /// valid retry token while the table was full.
-    pub half_open_evicted: u64,
-    /// ClientFinished messages that did not verify (forged, e.g. from a spoofed
-    /// address): dropped, the half-open handshake kept. Counted per half-open
-    /// handshake that refused it.
-    pub finished_refused: u64,
-    /// ML-KEM decapsulations of full-mode ClientFinished ciphertexts: at most one per
-    /// datagram, however many half-open handshakes of its address it is tried against.
-    pub finished_decapsulations: u64,
-    /// X25519 agreements and ML-KEM decapsulations done to MAC a Mismatch refusal of a
-    /// PDK ClientHello (one of each per refusal).
-    pub mismatch_decapsulations: u64,
-}
-
 #[cfg_attr(test, derive(Clone))]
 struct ExpectClientFinished {
     pdk: bool,
@@ -242,6 +174,26 @@ struct Conn {
     /// The echo of this handshake's ClientHello, carried by every datagram we send
     /// (zero until the ClientHello is complete; nothing is sent before).
     echo: [u8; ECHO_LEN],
+}
+
+impl Conn {
+    /// A handshake waiting for its ClientHello, created at `now`.
+    fn new(now: Instant, validated: bool) -> Self {
+        Self {
+            state: ConnState::ExpectClientHello,
+            reasm: Reassembler::new(),
+            flight: Flight::empty(),
+            queue: VecDeque::new(),
+            validated,
+            rx: 0,
+            tx: 0,
+            created: now,
+            session_id: None,
+            hello_head: None,
+            finished_refused: 0,
+            echo: [0; ECHO_LEN],
+        }
+    }
 }
 
 /// A half-open handshake survives this many ClientFinished messages that do not verify
@@ -508,7 +460,7 @@ impl Server {
             }
         }
         for (addr, older) in dead {
-            self.stats.timed_out += 1;
+            self.stats.half_open.timed_out += 1;
             self.drop_conn(&addr, older);
         }
         self.linger.retain(|_, l| l.until > now.instant);
@@ -881,20 +833,7 @@ impl Server {
             dg.fragments.iter().any(|f| f.msg_seq == 0),
             Error::UnexpectedMessage("no ClientHello from an unknown address")
         );
-        let validated = if dg.token.is_empty() {
-            false
-        } else {
-            match self.retry.validate(dg.token, &addr, now.unix_secs) {
-                Ok(()) => true,
-                Err(e) => {
-                    match e {
-                        Error::TokenExpired => self.stats.tokens_expired += 1,
-                        _ => self.stats.tokens_invalid += 1,
-                    }
-                    return Err(e);
-                }
-            }
-        };
+        let validated = self.check_token(dg, &addr, now)?;
         let slots_taken = at_address >= 2;
         let timeout = self.config.handshake_timeout;
         while self
@@ -906,24 +845,7 @@ impl Server {
         }
         let full = self.half_open() + self.refusals.len() + at_address >= self.config.max_half_open;
         if !validated && (self.config.require_retry || full || slots_taken) {
-            // The Retry is bound to the ClientHello by the echo of its first fragment
-            // (all the server may have of it yet), so that the client can tell ours
-            // from a forged one. A datagram without that fragment gets none: the one
-            // with it (sent in the same flight) gets the Retry.
-            let Some(head) = dg.hello_head() else {
-                self.stats.retries_withheld += 1;
-                return Ok(None);
-            };
-            // Stateless: the token carries everything (I1).
-            let token = self.retry.issue(&addr, now.unix_secs);
-            let payload = retry_datagram(&hello_echo(head), &token);
-            // I7: a Retry never exceeds 3x the datagram that prompted it.
-            ensure!(
-                payload.len() as u64 <= AMPLIFICATION_FACTOR.saturating_mul(datagram_len),
-                Error::LimitExceeded("datagram too small to answer")
-            );
-            self.transmits.push_back(Transmit { dst: addr, payload });
-            self.stats.retries_sent += 1;
+            self.send_retry(now, addr, dg, datagram_len)?;
             return Ok(None);
         }
         // No state without the ClientHello's first fragment: a spoofed fragment, or
@@ -933,50 +855,91 @@ impl Server {
             self.stats.hello_without_head += 1;
             return Ok(None);
         }
-        let mut replace = slots_taken;
-        if full && !replace && self.refusals.pop_front().is_some() {
-            // A client that proved its address takes the place of a recent refusal
-            // (it only counted as load).
-        } else if full && !replace {
-            // A client that proved its address takes the place of the oldest
-            // half-open handshake that did not (spoofed hellos, most likely): a
-            // flood from forged addresses cannot lock real clients out (I1).
-            let unproven = self
-                .conns
-                .iter()
-                .map(|(a, c)| (a, c, false))
-                .chain(self.superseded.iter().map(|(a, c)| (a, c, true)))
-                .filter(|(_, c, _)| !c.validated)
-                .min_by_key(|(_, c, _)| c.created)
-                .map(|(a, _, older)| (*a, older));
-            if let Some((victim, older)) = unproven {
-                self.drop_conn(&victim, older);
-                self.stats.half_open_evicted += 1;
-            } else if at_address > 0 {
-                // Nothing else to evict: one of its own half-open handshakes gives way.
-                replace = true;
-            } else {
-                self.stats.half_open_refused += 1;
-                return Err(Error::LimitExceeded("half-open handshakes"));
+        let replace = slots_taken || (full && self.make_room(at_address)?);
+        Ok(Some((Box::new(Conn::new(now.instant, validated)), replace)))
+    }
+
+    /// Whether the datagram carries a valid retry token for `addr` (none: `false`). An
+    /// invalid or expired one refuses the datagram.
+    fn check_token(
+        &mut self,
+        dg: &Datagram<'_>,
+        addr: &SocketAddr,
+        now: Time,
+    ) -> Result<bool, Error> {
+        if dg.token.is_empty() {
+            return Ok(false);
+        }
+        match self.retry.validate(dg.token, addr, now.unix_secs) {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                match e {
+                    Error::TokenExpired => self.stats.tokens.expired += 1,
+                    _ => self.stats.tokens.invalid += 1,
+                }
+                Err(e)
             }
         }
-        Ok(Some((
-            Box::new(Conn {
-                state: ConnState::ExpectClientHello,
-                reasm: Reassembler::new(),
-                flight: Flight::empty(),
-                queue: VecDeque::new(),
-                validated,
-                rx: 0,
-                tx: 0,
-                created: now.instant,
-                session_id: None,
-                hello_head: None,
-                finished_refused: 0,
-                echo: [0; ECHO_LEN],
-            }),
-            replace,
-        )))
+    }
+
+    /// Answers a ClientHello datagram with a Retry (stateless: the token carries
+    /// everything, I1), or with nothing if it lacks the ClientHello's first fragment.
+    fn send_retry(
+        &mut self,
+        now: Time,
+        addr: SocketAddr,
+        dg: &Datagram<'_>,
+        datagram_len: u64,
+    ) -> Result<(), Error> {
+        // The Retry is bound to the ClientHello by the echo of its first fragment (all
+        // the server may have of it yet), so that the client can tell ours from a
+        // forged one. A datagram without that fragment gets none: the one with it
+        // (sent in the same flight) gets the Retry.
+        let Some(head) = dg.hello_head() else {
+            self.stats.retries_withheld += 1;
+            return Ok(());
+        };
+        let token = self.retry.issue(&addr, now.unix_secs);
+        let payload = retry_datagram(&hello_echo(head), &token);
+        // I7: a Retry never exceeds 3x the datagram that prompted it.
+        ensure!(
+            payload.len() as u64 <= AMPLIFICATION_FACTOR.saturating_mul(datagram_len),
+            Error::LimitExceeded("datagram too small to answer")
+        );
+        self.transmits.push_back(Transmit { dst: addr, payload });
+        self.stats.retries_sent += 1;
+        Ok(())
+    }
+
+    /// Makes room in a full half-open table for a client that proved its address.
+    /// Returns whether one of its own `at_address` half-open handshakes must give way.
+    fn make_room(&mut self, at_address: usize) -> Result<bool, Error> {
+        if self.refusals.pop_front().is_some() {
+            // It takes the place of a recent refusal (which only counted as load).
+            return Ok(false);
+        }
+        // It takes the place of the oldest half-open handshake that did not prove its
+        // address (spoofed hellos, most likely): a flood from forged addresses cannot
+        // lock real clients out (I1).
+        let unproven = self
+            .conns
+            .iter()
+            .map(|(a, c)| (a, c, false))
+            .chain(self.superseded.iter().map(|(a, c)| (a, c, true)))
+            .filter(|(_, c, _)| !c.validated)
+            .min_by_key(|(_, c, _)| c.created)
+            .map(|(a, _, older)| (*a, older));
+        if let Some((victim, older)) = unproven {
+            self.drop_conn(&victim, older);
+            self.stats.half_open.evicted += 1;
+            Ok(false)
+        } else if at_address > 0 {
+            // Nothing else to evict: one of its own half-open handshakes gives way.
+            Ok(true)
+        } else {
+            self.stats.half_open.refused += 1;
+            Err(Error::LimitExceeded("half-open handshakes"))
+        }
     }
 
     fn step<R: Rng + ?Sized>(
@@ -1055,46 +1018,7 @@ impl Server {
         // Every datagram answering this ClientHello carries its echo.
         conn.echo = hello_echo(msg);
         let (ch, early_at) = ClientHello::decode(msg)?;
-        // Negotiation: the first of the client's offers (its preference order) that we
-        // support. Both lists and both choices are in the transcript (no downgrade).
-        let version = ch
-            .versions
-            .iter()
-            .find(|v| **v == HANDSHAKE_VERSION)
-            .copied();
-        let suite = ch
-            .suites
-            .iter()
-            .filter_map(|c| Suite::from_code(*c))
-            .find(|s| self.config.suites.contains(s));
-        let (version, suite) = match (version, suite) {
-            (Some(v), Some(s)) => (v, s),
-            (v, _) => {
-                // Refuse explicitly (stateless, no retransmission: a retransmitted
-                // ClientHello gets the same answer) so the client fails fast.
-                let reason = if v.is_none() {
-                    MISMATCH_VERSION
-                } else {
-                    MISMATCH_SUITE
-                };
-                let m = self.mismatch(reason, &ch, msg, conn.validated, now)?;
-                conn.queue.extend(pack(&[(0, &m)], &conn.echo));
-                let supported = CodeList::new(&self.supported_suites());
-                return Err(if reason == MISMATCH_VERSION {
-                    Error::VersionMismatch {
-                        offered: CodeList::new(&ch.versions),
-                        supported: CodeList::new(&[HANDSHAKE_VERSION]),
-                        authenticated: false,
-                    }
-                } else {
-                    Error::SuiteMismatch {
-                        offered: CodeList::new(&ch.suites),
-                        supported,
-                        authenticated: false,
-                    }
-                });
-            }
-        };
+        let (version, suite) = self.negotiate(conn, &ch, msg, now)?;
         let client_ek = KemPublic::from_bytes(&ch.mlkem_ek)?;
         // A fresh ephemeral X25519 key per handshake (forward secrecy; never reused).
         let eph_x = XSecret::generate(rng);
@@ -1102,90 +1026,22 @@ impl Server {
         let ee_x = eph_x.agree(&ch.x25519)?;
         let (ct, ee_ml) = client_ek.encapsulate(rng)?;
         drop(eph_x);
-
-        let identity = &self.config.identity;
-        let pdk_shares = match &ch.pdk {
-            Some(p) if p.cert_id == identity.cert_id => {
-                // The static key stays parsed and expanded in the identity.
-                let es_x = identity.kem.x.agree(&ch.x25519)?;
-                let es_ml = identity.kem.ml.decapsulate(&p.ct)?;
-                Some((es_x, es_ml))
+        let pdk_shares = self.static_shares(&ch)?;
+        let ticket = self.open_ticket(&ch, now);
+        let es = early_secret(ticket.as_ref().map(|t| &*t.secret));
+        let mut early_data = match &ticket {
+            Some(t) if !ch.early.is_empty() => {
+                self.accept_early(t, &ch, msg, early_at, &es, now)?
             }
-            // Unknown (rotated) certificate: answer in full mode with the current one.
             _ => None,
         };
-
-        // Resumption: a valid ticket mixes its secret in; a bad one is ignored (1-RTT).
-        let server_key_id = identity.verifying_key.key_id();
-        let ticket = if ch.ticket.is_empty() {
-            None
-        } else {
-            match self.tickets.open(&ch.ticket, &server_key_id, now.unix_secs) {
-                Ok(t) => Some(t),
-                Err(Error::TicketExpired) => {
-                    self.stats.tickets_expired += 1;
-                    None
-                }
-                Err(_) => {
-                    self.stats.tickets_invalid += 1;
-                    None
-                }
-            }
-        };
-        let es = early_secret(ticket.as_ref().map(|t| &*t.secret));
-        let mut early_data = None;
-        if let (Some(t), false) = (&ticket, ch.early.is_empty()) {
-            if self.config.max_early_data == 0 || !self.replay.in_window(t.issued, now.unix_secs) {
-                self.stats.early_refused += 1;
-            } else {
-                // Authenticate first, then record (I1, I10).
-                let aad = msg.get(..early_at).unwrap_or_default();
-                let key = expand(&es, LABEL_EARLY, &sha256(aad));
-                let plain = open_early(&key, aad, &ch.early)?;
-                if plain.len() > self.config.max_early_data as usize {
-                    self.stats.early_refused += 1;
-                } else {
-                    // I10: accepted at most once per ticket.
-                    match self
-                        .replay
-                        .check_and_insert(t.ticket_id, t.issued, now.unix_secs)
-                    {
-                        Ok(()) => {
-                            self.stats.early_accepted += 1;
-                            early_data = Some(plain);
-                        }
-                        Err(Error::EarlyDataReplayed) => self.stats.early_replayed += 1,
-                        Err(_) => self.stats.early_refused += 1,
-                    }
-                }
-            }
-        }
-
         let session_id = self.draw_session_id(rng, is_live)?;
         let early_accepted = early_data.is_some();
-        if self.config.release_early_data_on_hello
-            && self.early_released.len() < self.config.max_half_open
-            && let Some(data) = early_data.take()
-        {
-            self.early_released.push_back(EarlyRelease {
-                from,
-                session_id,
-                data,
-            });
-        }
+        self.release_early_on_hello(from, session_id, &mut early_data);
+        let pdk = pdk_shares.is_some();
+        let flags = hello_flags(pdk, ticket.is_some(), early_accepted);
         let mut random = [0u8; 32];
         rng.fill_bytes(&mut random);
-        let pdk = pdk_shares.is_some();
-        let mut flags = 0;
-        if pdk {
-            flags |= SH_PDK;
-        }
-        if ticket.is_some() {
-            flags |= SH_PSK;
-        }
-        if early_accepted {
-            flags |= SH_EARLY;
-        }
         let sh = ServerHello {
             version,
             suite: suite.code(),
@@ -1197,7 +1053,7 @@ impl Server {
             certificate: if pdk {
                 Vec::new()
             } else {
-                identity.cert_bytes.clone()
+                self.config.identity.cert_bytes.clone()
             },
         }
         .encode();
@@ -1244,6 +1100,146 @@ impl Server {
             }),
             out,
         ))
+    }
+
+    /// With [`ServerConfig::release_early_data_on_hello`], hands accepted early data to
+    /// [`Server::poll_early_data`] now (bounded by the half-open limit).
+    fn release_early_on_hello(
+        &mut self,
+        from: SocketAddr,
+        session_id: SessionId,
+        early_data: &mut Option<Zeroizing<Vec<u8>>>,
+    ) {
+        if self.config.release_early_data_on_hello
+            && self.early_released.len() < self.config.max_half_open
+            && let Some(data) = early_data.take()
+        {
+            self.early_released.push_back(EarlyRelease {
+                from,
+                session_id,
+                data,
+            });
+        }
+    }
+
+    /// Negotiation: the first of the client's offers (its preference order) that we
+    /// support. Both lists and both choices are in the transcript (no downgrade). With
+    /// no common version or suite, queues the Mismatch refusal and returns its error.
+    fn negotiate(
+        &mut self,
+        conn: &mut Conn,
+        ch: &ClientHello,
+        msg: &[u8],
+        now: Time,
+    ) -> Result<(u8, Suite), Error> {
+        let version = ch
+            .versions
+            .iter()
+            .find(|v| **v == HANDSHAKE_VERSION)
+            .copied();
+        let suite = ch
+            .suites
+            .iter()
+            .filter_map(|c| Suite::from_code(*c))
+            .find(|s| self.config.suites.contains(s));
+        if let (Some(v), Some(s)) = (version, suite) {
+            return Ok((v, s));
+        }
+        // Refuse explicitly (stateless, no retransmission: a retransmitted ClientHello
+        // gets the same answer) so the client fails fast.
+        let reason = if version.is_none() {
+            MISMATCH_VERSION
+        } else {
+            MISMATCH_SUITE
+        };
+        let m = self.mismatch(reason, ch, msg, conn.validated, now)?;
+        conn.queue.extend(pack(&[(0, &m)], &conn.echo));
+        let supported = CodeList::new(&self.supported_suites());
+        Err(if reason == MISMATCH_VERSION {
+            Error::VersionMismatch {
+                offered: CodeList::new(&ch.versions),
+                supported: CodeList::new(&[HANDSHAKE_VERSION]),
+                authenticated: false,
+            }
+        } else {
+            Error::SuiteMismatch {
+                offered: CodeList::new(&ch.suites),
+                supported,
+                authenticated: false,
+            }
+        })
+    }
+
+    /// The ephemeral-static shares if the client encapsulated to our current
+    /// certificate (PDK mode); `None` for an unknown (rotated) certificate, answered in
+    /// full mode with the current one.
+    fn static_shares(&self, ch: &ClientHello) -> Result<Option<(Secret, Secret)>, Error> {
+        let identity = &self.config.identity;
+        match &ch.pdk {
+            Some(p) if p.cert_id == identity.cert_id => {
+                // The static key stays parsed and expanded in the identity.
+                let es_x = identity.kem.x.agree(&ch.x25519)?;
+                let es_ml = identity.kem.ml.decapsulate(&p.ct)?;
+                Ok(Some((es_x, es_ml)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Resumption: a valid ticket mixes its secret in; a bad one is ignored (1-RTT).
+    fn open_ticket(&mut self, ch: &ClientHello, now: Time) -> Option<TicketContents> {
+        if ch.ticket.is_empty() {
+            return None;
+        }
+        let server_key_id = self.config.identity.verifying_key.key_id();
+        match self.tickets.open(&ch.ticket, &server_key_id, now.unix_secs) {
+            Ok(t) => Some(t),
+            Err(Error::TicketExpired) => {
+                self.stats.tickets.expired += 1;
+                None
+            }
+            Err(_) => {
+                self.stats.tickets.invalid += 1;
+                None
+            }
+        }
+    }
+
+    /// The early data of `ch` (resuming ticket `t`, early secret `es`) if accepted:
+    /// authenticated first, then recorded in the anti-replay store (I1, I10).
+    fn accept_early(
+        &mut self,
+        t: &TicketContents,
+        ch: &ClientHello,
+        msg: &[u8],
+        early_at: usize,
+        es: &Secret,
+        now: Time,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, Error> {
+        if self.config.max_early_data == 0 || !self.replay.in_window(t.issued, now.unix_secs) {
+            self.stats.early.refused += 1;
+            return Ok(None);
+        }
+        let aad = msg.get(..early_at).unwrap_or_default();
+        let key = expand(es, LABEL_EARLY, &sha256(aad));
+        let plain = open_early(&key, aad, &ch.early)?;
+        if plain.len() > self.config.max_early_data as usize {
+            self.stats.early.refused += 1;
+            return Ok(None);
+        }
+        // I10: accepted at most once per ticket.
+        match self
+            .replay
+            .check_and_insert(t.ticket_id, t.issued, now.unix_secs)
+        {
+            Ok(()) => {
+                self.stats.early.accepted += 1;
+                return Ok(Some(plain));
+            }
+            Err(Error::EarlyDataReplayed) => self.stats.early.replayed += 1,
+            Err(_) => self.stats.early.refused += 1,
+        }
+        Ok(None)
     }
 
     fn supported_suites(&self) -> Vec<u8> {
@@ -1408,6 +1404,21 @@ impl Server {
             sf,
         ))
     }
+}
+
+/// The ServerHello flags: PDK mode, a resumed ticket, early data accepted.
+fn hello_flags(pdk: bool, resumed: bool, early_accepted: bool) -> u8 {
+    let mut flags = 0;
+    if pdk {
+        flags |= SH_PDK;
+    }
+    if resumed {
+        flags |= SH_PSK;
+    }
+    if early_accepted {
+        flags |= SH_EARLY;
+    }
+    flags
 }
 
 fn open_early(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {

@@ -854,11 +854,11 @@ fn half_open_cap_turns_new_peers_to_retry() {
             .is_none()
     );
     assert_eq!(server.half_open(), 2);
-    assert_eq!(server.stats().half_open_evicted, 1);
+    assert_eq!(server.stats().half_open.evicted, 1);
     // Half-open handshakes expire.
     server.handle_timeout(t(11));
     assert_eq!(server.half_open(), 0);
-    assert_eq!(server.stats().timed_out, 2);
+    assert_eq!(server.stats().half_open.timed_out, 2);
 }
 
 #[test]
@@ -1052,7 +1052,7 @@ fn i10_early_data_accepted_at_most_once() {
             .handle_datagram(t(5), addr(2), d, &mut r, |_| false)
             .unwrap();
     }
-    assert_eq!(server.stats().early_accepted, 1);
+    assert_eq!(server.stats().early.accepted, 1);
     let replies: Vec<_> = std::iter::from_fn(|| server.poll_transmit()).collect();
     for tx in &replies {
         let _ = client.handle(t(5), &tx.payload, &mut r).unwrap();
@@ -1069,8 +1069,8 @@ fn i10_early_data_accepted_at_most_once() {
             .handle_datagram(t(6), addr(3), d, &mut r, |_| false)
             .unwrap();
     }
-    assert_eq!(server.stats().early_accepted, 1);
-    assert_eq!(server.stats().early_replayed, 1);
+    assert_eq!(server.stats().early.accepted, 1);
+    assert_eq!(server.stats().early.replayed, 1);
     assert_eq!(server.replay.len(), 1);
     let sh_flags: Vec<_> = std::iter::from_fn(|| server.poll_transmit()).collect();
     let msgs = messages_of(
@@ -1106,7 +1106,7 @@ fn i10_tickets_older_than_the_window_get_no_early_data() {
     let (est, _) = drive(&mut client, &mut server, addr(2), t(30), &mut r).unwrap();
     let s = est.unwrap();
     assert!(s.resumed && !s.early_data_accepted);
-    assert_eq!(server.stats().early_refused, 1);
+    assert_eq!(server.stats().early.refused, 1);
 }
 
 #[test]
@@ -1140,7 +1140,7 @@ fn expired_or_invalid_tickets_are_refused_cleanly() {
         (est.unwrap(), client.into_established().unwrap())
     };
     assert!(!o.0.resumed && !o.1.resumed);
-    assert_eq!(server.stats().tickets_expired, 1);
+    assert_eq!(server.stats().tickets.expired, 1);
     // A corrupted blob: refused, handshake completes without resumption.
     let mut bad = ticket;
     bad.blob[20] ^= 1;
@@ -1149,7 +1149,7 @@ fn expired_or_invalid_tickets_are_refused_cleanly() {
     let mut client = Client::new(cfg, &mut r, t(2)).unwrap();
     let (est, _) = drive(&mut client, &mut server, addr(3), t(2), &mut r).unwrap();
     assert!(!est.unwrap().resumed);
-    assert_eq!(server.stats().tickets_invalid, 1);
+    assert_eq!(server.stats().tickets.invalid, 1);
     assert!(!client.into_established().unwrap().early_data_accepted);
 }
 
@@ -1789,7 +1789,7 @@ fn i1_spoofed_hellos_filling_the_half_open_table_do_not_lock_out_a_client_with_a
     let s = est.expect("the client with a token completes its handshake");
     assert_eq!(client.into_established().unwrap().session_id, s.session_id);
     assert!(server.stats().retries_sent >= 1);
-    assert_eq!(server.stats().half_open_evicted, 1);
+    assert_eq!(server.stats().half_open.evicted, 1);
     assert!(server.half_open() <= 2);
 }
 
@@ -2454,7 +2454,7 @@ fn i1_forged_retry_is_dropped_and_the_handshake_completes() {
             let s = est.expect("the server completes");
             assert_eq!(client.into_established().unwrap().session_id, s.session_id);
             let stats = server.stats();
-            assert_eq!(stats.tokens_invalid, 0, "no forged token came back");
+            assert_eq!(stats.tokens.invalid, 0, "no forged token came back");
             assert_eq!(stats.retries_sent, u64::from(require_retry));
         }
     }
@@ -2525,7 +2525,7 @@ fn i1_retry_for_another_client_hello_is_dropped() {
         let s = est.expect("the server completes");
         assert_eq!(client.into_established().unwrap().session_id, s.session_id);
         assert_eq!(server.stats().retries_sent, 2);
-        assert_eq!(server.stats().tokens_invalid, 0);
+        assert_eq!(server.stats().tokens.invalid, 0);
     }
 }
 
@@ -2579,7 +2579,7 @@ fn i1_a_second_retry_does_not_restart_the_client_again() {
     let (est, _) = drive(&mut client, &mut server, from, t(1), &mut r).unwrap();
     let s = est.expect("the server completes");
     assert_eq!(client.into_established().unwrap().session_id, s.session_id);
-    assert_eq!(server.stats().tokens_invalid, 0);
+    assert_eq!(server.stats().tokens.invalid, 0);
 }
 
 /// I7 with the echo: a Retry (echo ‖ token, 59 bytes) answers only a datagram that
@@ -3105,10 +3105,10 @@ fn a_ticket_outlives_one_key_rotation_but_not_two() {
     assert!(server.rotate_keys_if_due(t(150), &mut r));
     assert!(!server.rotate_keys_if_due(t(160), &mut r));
     assert!(resumes(&mut server, &mut r, t(150), 51));
-    assert_eq!(server.stats().tickets_invalid, 0);
+    assert_eq!(server.stats().tickets.invalid, 0);
     assert!(server.rotate_keys_if_due(t(250), &mut r));
     assert!(!resumes(&mut server, &mut r, t(250), 52));
-    assert_eq!(server.stats().tickets_invalid, 1);
+    assert_eq!(server.stats().tickets.invalid, 1);
     // The retry key rotates with it: a token of the key before last is refused
     // (validated at 5 s of age, against the current clock of the token).
     let d = tokened_hello(&token, 1501);
@@ -3155,8 +3155,8 @@ fn i10_early_data_released_at_client_hello_acceptance_at_most_once() {
         let _ = server.handle_datagram(t(5), addr(61), d, &mut r, |_| false);
     }
     assert!(server.poll_early_data().is_none());
-    assert_eq!(server.stats().early_replayed, 1);
-    assert_eq!(server.stats().early_accepted, 1);
+    assert_eq!(server.stats().early.replayed, 1);
+    assert_eq!(server.stats().early.accepted, 1);
     let mut est = None;
     while let Some(tx) = server.poll_transmit() {
         if tx.dst == addr(60) {

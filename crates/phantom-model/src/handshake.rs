@@ -586,7 +586,7 @@ impl HandshakeModel {
                     server.handle_timeout(self.time(now_ms));
                 }
                 Input::Restart => {
-                    early_before += server.stats().early_accepted;
+                    early_before += server.stats().early.accepted;
                     server = Server::new(config(), &mut ChaCha20Rng::seed_from_u64(seed));
                 }
             }
@@ -601,7 +601,7 @@ impl HandshakeModel {
             }
             run.out = vec![(to_c, true), (to_x, false)];
         }
-        run.early_accepted = early_before + server.stats().early_accepted;
+        run.early_accepted = early_before + server.stats().early.accepted;
         run.timer = server.poll_timeout().is_some();
         Ok(run)
     }
