@@ -68,7 +68,11 @@ fn integrity_tag(body: &[u8]) -> [u8; INTEGRITY_TAG_LEN] {
 }
 
 /// Appends the integrity tag to a datagram built without one.
-pub(crate) fn seal(datagram: &mut Vec<u8>) {
+///
+/// The tag's key is public (derived from a fixed label and the handshake version), so
+/// anyone can compute it: it detects accidental damage, not forgery. It is public API for
+/// tools and models that build handshake datagrams themselves.
+pub fn add_integrity_tag(datagram: &mut Vec<u8>) {
     let tag = integrity_tag(datagram);
     datagram.extend_from_slice(&tag);
 }
@@ -244,7 +248,7 @@ pub(crate) fn retry_datagram(head_echo: &[u8; ECHO_LEN], token: &[u8]) -> Vec<u8
     put_varint(&mut v, field);
     v.extend_from_slice(head_echo);
     v.extend_from_slice(token);
-    seal(&mut v);
+    add_integrity_tag(&mut v);
     v
 }
 
@@ -266,7 +270,7 @@ pub(crate) fn pack(messages: &[(u64, &[u8])], token: &[u8]) -> Vec<Vec<u8>> {
             let header = 1 + 1 + vlen(msg.len()) + vlen(offset) + 2;
             let room = DATAGRAM_BUDGET.saturating_sub(cur_frag + header);
             if room < 64 && cur_frag > 0 {
-                seal(&mut cur);
+                add_integrity_tag(&mut cur);
                 out.push(core::mem::take(&mut cur));
                 new_dg(&mut cur);
                 cur_frag = 0;
@@ -285,7 +289,7 @@ pub(crate) fn pack(messages: &[(u64, &[u8])], token: &[u8]) -> Vec<Vec<u8>> {
         }
     }
     if cur_frag > 0 {
-        seal(&mut cur);
+        add_integrity_tag(&mut cur);
         out.push(cur);
     }
     out

@@ -56,7 +56,7 @@ pub use error::{CodeList, Error};
 pub use fragment::{
     DATAGRAM_BUDGET, Datagram, ECHO_LEN, FRAGMENT_TYPE, Fragment, INITIAL_RTO, INTEGRITY_TAG_LEN,
     MAX_FLIGHT_RETRANSMITS, MAX_FRAGMENT_DATA, MAX_FRAGMENTS_PER_DATAGRAM, MAX_MESSAGE_LEN,
-    MAX_TOKEN_LEN, REASSEMBLY_CAP,
+    MAX_TOKEN_LEN, REASSEMBLY_CAP, add_integrity_tag,
 };
 pub use keys::{
     ED25519_PUBLIC_LEN, ED25519_SIGNATURE_LEN, HybridSigningKey, HybridVerifyingKey,
@@ -136,7 +136,7 @@ pub mod fuzzing {
     #[must_use]
     pub fn tagged(data: &[u8]) -> Vec<u8> {
         let mut v = data.to_vec();
-        crate::fragment::seal(&mut v);
+        crate::fragment::add_integrity_tag(&mut v);
         v
     }
 

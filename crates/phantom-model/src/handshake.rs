@@ -744,7 +744,7 @@ const UNKNOWN_SUITE: u8 = 0x7f;
 /// Reassembles message 0 (the ClientHello) from `dgs` and builds a Mismatch refusal
 /// bound to it: `type 5, reason 2 (suite), versions [1], suites [0x7f] (none the client
 /// offers), SHA-256(ClientHello), no MAC`, as fragment 0 of a datagram whose token field is the ClientHello's echo (the
-/// first 16 bytes of its hash).
+/// first 16 bytes of its hash), with the public integrity tag.
 fn forge_mismatch(dgs: &[Vec<u8>]) -> Option<Vec<u8>> {
     let mut hello: Vec<u8> = Vec::new();
     for d in dgs {
@@ -774,6 +774,8 @@ fn forge_mismatch(dgs: &[Vec<u8>]) -> Option<Vec<u8>> {
         data: &msg,
     }
     .encode(&mut out);
+    // The integrity key is public: a forger computes the tag like anyone else.
+    phantom_handshake::add_integrity_tag(&mut out);
     Some(out)
 }
 
