@@ -59,6 +59,27 @@ pub(crate) enum CliError {
     Usage(String),
 }
 
+/// Each operation's runtime error converts into [`CliError::Phantom`].
+macro_rules! from_phantom {
+    ($($t:ty),*) => {$(
+        impl From<$t> for CliError {
+            fn from(e: $t) -> Self {
+                Self::Phantom(e.into())
+            }
+        }
+    )*};
+}
+from_phantom!(
+    phantom::EndpointError,
+    phantom::ConnectError,
+    phantom::ConnectionError,
+    phantom::OpenStreamError,
+    phantom::WriteError,
+    phantom::ReadError,
+    phantom::SendDatagramError,
+    phantom::AddPathError
+);
+
 /// Encrypted, multipath, migration-resilient transport.
 #[derive(Debug, Parser)]
 #[command(name = "phantom", version, about)]

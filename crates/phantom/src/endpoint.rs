@@ -7,14 +7,15 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
+use phantom_crypto::Suite;
 use phantom_handshake::{HybridVerifyingKey, ResumptionTicket, Server, ServerIdentity};
 use phantom_session::early::EarlyData;
 use phantom_session::{Config as SessionConfig, Dir};
 
 use crate::connection::Connection;
 use crate::driver;
-use crate::error::Error;
-use crate::state::{Inner, Shared};
+use crate::error::{ConnectError, EndpointError};
+use crate::state::{Inner, Shared, StartError};
 use crate::tcp;
 
 /// The session tuning the runtime uses by default (the session crate's defaults). The
@@ -30,27 +31,49 @@ pub fn default_session_config() -> SessionConfig {
 /// [`Endpoint::accept`] (the server is busy: try again later).
 pub const ACCEPT_BACKLOG_FULL: u64 = 0x5042;
 
-/// What a server endpoint needs: its identity (certificate + static KEM secret) and
-/// the session tuning applied to every accepted session.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    /// The server's identity, as loaded from its key file.
-    pub identity: ServerIdentity,
-    /// Tuning of every accepted session.
-    pub session: SessionConfig,
-    /// Demand a stateless retry round trip from every new client (flood resistance).
-    pub require_retry: bool,
-    /// Most TCP connections ([`Endpoint::server_with_tcp`]) open at once; further
-    /// ones are closed as soon as they are accepted. Default 1024.
-    pub max_tcp_connections: usize,
+/// The TCP listener's limits ([`Endpoint::server_with_tcp`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpListenerConfig {
+    /// Most TCP connections open at once; further ones are closed as soon as they
+    /// are accepted. Default 1024.
+    pub max_connections: usize,
     /// Most TCP connections open at once from one IP address (one client cannot take
-    /// every slot of `max_tcp_connections`). Default 16.
-    pub max_tcp_connections_per_ip: usize,
+    /// every slot of `max_connections`). Default 16.
+    pub max_connections_per_ip: usize,
     /// An accepted TCP connection that carries nothing that authenticates (a session
     /// packet, or a handshake datagram — at most 16 of those count) for this long is
     /// closed: silent, slowloris and garbage-sending clients hold no connection for
-    /// good. `None`: the session idle timeout (`session.idle_timeout`), at least 1 s.
-    pub tcp_idle_timeout: Option<Duration>,
+    /// good. `None`: the session idle timeout (`ServerConfig::session.idle_timeout`),
+    /// at least 1 s.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for TcpListenerConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            max_connections_per_ip: 16,
+            idle_timeout: None,
+        }
+    }
+}
+
+/// What a server endpoint needs: the handshake server's configuration (identity,
+/// suites, tickets, 0-RTT, anti-replay, retry, half-open cap, handshake timeout), the
+/// session tuning applied to every accepted session, and the TCP listener's limits —
+/// as quinn's `ServerConfig` holds its crypto configuration.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The handshake server's configuration: `identity` (certificate + static KEM
+    /// secret), `suites` accepted, `ticket_lifetime` (0: no tickets),
+    /// `max_early_data` (0: no 0-RTT), `anti_replay_window`, `max_half_open`,
+    /// `require_retry` (a stateless retry round trip from every new client),
+    /// `handshake_timeout`.
+    pub handshake: phantom_handshake::ServerConfig,
+    /// Tuning of every accepted session.
+    pub session: SessionConfig,
+    /// Limits of the TCP listener ([`Endpoint::server_with_tcp`]).
+    pub tcp: TcpListenerConfig,
     /// Most accepted sessions waiting for [`Endpoint::accept`]; a handshake that
     /// completes beyond it has its session closed at once with
     /// [`ACCEPT_BACKLOG_FULL`]. Default 1024.
@@ -58,16 +81,15 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    /// A config with default session tuning and no forced retry.
+    /// A config with the handshake's defaults (`phantom_handshake::ServerConfig::new`:
+    /// every suite, one-day tickets, 4 KiB 0-RTT, no forced retry), default session
+    /// tuning and default TCP limits.
     #[must_use]
     pub fn new(identity: ServerIdentity) -> Self {
         Self {
-            identity,
+            handshake: phantom_handshake::ServerConfig::new(identity),
             session: default_session_config(),
-            require_retry: false,
-            max_tcp_connections: 1024,
-            max_tcp_connections_per_ip: 16,
-            tcp_idle_timeout: None,
+            tcp: TcpListenerConfig::default(),
             max_pending_accepts: 1024,
         }
     }
@@ -78,7 +100,7 @@ impl ServerConfig {
 pub struct ClientOptions {
     /// Tuning of the session (idle timeout, scheduler, rekey threshold, ...).
     pub session: SessionConfig,
-    /// Give up the handshake after this long ([`Error::Timeout`]).
+    /// Give up the handshake after this long ([`ConnectError::Timeout`]).
     pub connect_timeout: Duration,
     /// A ticket from an earlier connection to this server
     /// ([`Connection::resumption_ticket`]): the handshake resumes, and `early_data` can
@@ -102,11 +124,17 @@ pub struct ClientOptions {
     /// doubles it up to `max_probe_interval` = 10 min; success resets it). Set
     /// `session.fallback.probe_interval` to return to UDP sooner.
     pub tcp_fallback: Option<SocketAddr>,
+    /// The AEAD suites to offer, most preferred first (the server picks the first it
+    /// accepts). Default: the handshake's adaptive order
+    /// (`phantom_handshake::default_suites`: AES-256-GCM first where the CPU has AES
+    /// instructions, ChaCha20-Poly1305 first otherwise). Empty means the default.
+    pub suites: Vec<Suite>,
 }
 
 impl Default for ClientOptions {
     fn default() -> Self {
         Self {
+            suites: phantom_handshake::default_suites(),
             session: default_session_config(),
             connect_timeout: Duration::from_secs(10),
             resumption: None,
@@ -146,9 +174,9 @@ impl Drop for Endpoint {
     }
 }
 
-fn check_addr(addr: SocketAddr, what: &str) -> Result<(), Error> {
+fn check_addr(addr: SocketAddr, what: &str) -> Result<(), ConnectError> {
     if addr.ip().is_unspecified() || addr.port() == 0 || addr.ip().is_multicast() {
-        return Err(Error::BadAddress(format!(
+        return Err(ConnectError::BadAddress(format!(
             "{addr} cannot be used as {what} (unspecified, port 0 or multicast)"
         )));
     }
@@ -156,27 +184,27 @@ fn check_addr(addr: SocketAddr, what: &str) -> Result<(), Error> {
 }
 
 /// Maps a bind failure: an address not on this host is a bad address.
-pub(crate) fn bind_error(addr: SocketAddr, e: std::io::Error) -> Error {
+pub(crate) fn bind_error(addr: SocketAddr, e: std::io::Error) -> EndpointError {
     if e.kind() == std::io::ErrorKind::AddrNotAvailable {
-        Error::BadAddress(format!("{addr}: {e}"))
+        EndpointError::BadAddress(format!("{addr}: {e}"))
     } else {
-        Error::Io(e)
+        EndpointError::Io(e)
     }
 }
 
 /// Resolves `s` (`host:port` or `ip:port`) to its first socket address.
 ///
 /// # Errors
-/// [`Error::BadAddress`] if it does not parse or resolve.
-pub fn resolve(s: &str) -> Result<SocketAddr, Error> {
+/// [`EndpointError::BadAddress`] if it does not parse or resolve.
+pub fn resolve(s: &str) -> Result<SocketAddr, EndpointError> {
     if let Ok(a) = s.parse::<SocketAddr>() {
         return Ok(a);
     }
     use std::net::ToSocketAddrs as _;
     s.to_socket_addrs()
-        .map_err(|e| Error::BadAddress(format!("{s}: {e}")))?
+        .map_err(|e| EndpointError::BadAddress(format!("{s}: {e}")))?
         .next()
-        .ok_or_else(|| Error::BadAddress(format!("{s}: no address")))
+        .ok_or_else(|| EndpointError::BadAddress(format!("{s}: no address")))
 }
 
 impl Endpoint {
@@ -185,10 +213,12 @@ impl Endpoint {
         server: Option<Server>,
         cfg: SessionConfig,
         tcp: Option<(SocketAddr, tcp::AcceptLimits)>,
-    ) -> Result<Self, Error> {
-        let rt = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+    ) -> Result<Self, EndpointError> {
+        let rt = tokio::runtime::Handle::try_current().map_err(|_| EndpointError::NoRuntime)?;
         if addr.ip().is_multicast() {
-            return Err(Error::BadAddress(format!("{addr} is a multicast address")));
+            return Err(EndpointError::BadAddress(format!(
+                "{addr} is a multicast address"
+            )));
         }
         let std_socket = std::net::UdpSocket::bind(addr).map_err(|e| bind_error(addr, e))?;
         std_socket.set_nonblocking(true)?;
@@ -229,13 +259,11 @@ impl Endpoint {
     /// A server endpoint bound to `addr`, accepting handshakes with `config`'s identity.
     ///
     /// # Errors
-    /// [`Error::BadAddress`] or [`Error::Io`] if the socket cannot be bound,
-    /// [`Error::NoRuntime`] outside a tokio runtime.
-    pub fn server(config: ServerConfig, addr: SocketAddr) -> Result<Self, Error> {
-        let mut hs = phantom_handshake::ServerConfig::new(config.identity);
-        hs.require_retry = config.require_retry;
+    /// [`EndpointError::BadAddress`] or [`EndpointError::Io`] if the socket cannot be
+    /// bound, [`EndpointError::NoRuntime`] outside a tokio runtime.
+    pub fn server(config: ServerConfig, addr: SocketAddr) -> Result<Self, EndpointError> {
         let mut rng: rand::rngs::StdRng = rand::make_rng();
-        let server = Server::new(hs, &mut rng);
+        let server = Server::new(config.handshake, &mut rng);
         let backlog = config.max_pending_accepts;
         let ep = Self::bind(addr, Some(server), config.session, None)?;
         ep.shared.lock().accept_backlog = backlog;
@@ -253,16 +281,15 @@ impl Endpoint {
         config: ServerConfig,
         udp_addr: SocketAddr,
         tcp_addr: SocketAddr,
-    ) -> Result<Self, Error> {
-        let mut hs = phantom_handshake::ServerConfig::new(config.identity);
-        hs.require_retry = config.require_retry;
+    ) -> Result<Self, EndpointError> {
         let mut rng: rand::rngs::StdRng = rand::make_rng();
-        let server = Server::new(hs, &mut rng);
+        let server = Server::new(config.handshake, &mut rng);
         let limits = tcp::AcceptLimits {
-            max_connections: config.max_tcp_connections,
-            max_per_ip: config.max_tcp_connections_per_ip,
+            max_connections: config.tcp.max_connections,
+            max_per_ip: config.tcp.max_connections_per_ip,
             idle_timeout: config
-                .tcp_idle_timeout
+                .tcp
+                .idle_timeout
                 .unwrap_or(config.session.idle_timeout)
                 .max(Duration::from_secs(1)),
         };
@@ -287,7 +314,7 @@ impl Endpoint {
     ///
     /// # Errors
     /// As [`Endpoint::server`].
-    pub fn client(addr: SocketAddr) -> Result<Self, Error> {
+    pub fn client(addr: SocketAddr) -> Result<Self, EndpointError> {
         Self::bind(addr, None, default_session_config(), None)
     }
 
@@ -300,13 +327,14 @@ impl Endpoint {
     /// Connects to the server at `addr`, which must prove `server_key`.
     ///
     /// # Errors
-    /// [`Error::WrongServerKey`] if the server proves another key, [`Error::Timeout`]
-    /// if it does not answer, [`Error::BadAddress`] for an unusable address.
+    /// [`ConnectError::WrongServerKey`] if the server proves another key,
+    /// [`ConnectError::Timeout`] if it does not answer, [`ConnectError::BadAddress`]
+    /// for an unusable address.
     pub async fn connect(
         &self,
         addr: SocketAddr,
         server_key: &HybridVerifyingKey,
-    ) -> Result<Connection, Error> {
+    ) -> Result<Connection, ConnectError> {
         self.connect_with(addr, server_key, ClientOptions::default())
             .await
     }
@@ -320,7 +348,7 @@ impl Endpoint {
         addr: SocketAddr,
         server_key: &HybridVerifyingKey,
         options: ClientOptions,
-    ) -> Result<Connection, Error> {
+    ) -> Result<Connection, ConnectError> {
         check_addr(addr, "a server address")?;
         if let Some(t) = options.tcp_fallback {
             check_addr(t, "a TCP fallback address")?;
@@ -329,13 +357,13 @@ impl Endpoint {
             Some(data) => {
                 let mut e = EarlyData::new();
                 e.open_stream(Dir::Bi, data, false)
-                    .map_err(Error::Session)?;
+                    .map_err(ConnectError::InvalidOptions)?;
                 Some(e)
             }
             None => None,
         };
         let early_blob = match (&early, &options.resumption) {
-            (Some(e), Some(_)) => e.encode().map_err(Error::Session)?,
+            (Some(e), Some(_)) => e.encode().map_err(ConnectError::InvalidOptions)?,
             _ => Vec::new(),
         };
         let deadline = tokio::time::Instant::now() + options.connect_timeout;
@@ -343,13 +371,14 @@ impl Endpoint {
             let started = {
                 let mut g = self.shared.lock();
                 if g.local.is_ipv4() != addr.is_ipv4() {
-                    return Err(Error::BadAddress(format!(
+                    return Err(ConnectError::BadAddress(format!(
                         "{addr} is not reachable from a socket bound to {}",
                         g.local
                     )));
                 }
                 let now = g.now();
                 let mut cfg = phantom_handshake::ClientConfig::new(server_key.clone());
+                cfg.suites.clone_from(&options.suites);
                 cfg.ticket.clone_from(&options.resumption);
                 cfg.early_data.clone_from(&early_blob);
                 g.start_connect(
@@ -365,11 +394,11 @@ impl Endpoint {
                 Ok(rx) => break rx,
                 // One handshake per server address at a time on this socket (the
                 // server tells handshakes apart by client address): wait our turn.
-                Err(Error::HandshakeInProgress(_)) if tokio::time::Instant::now() < deadline => {
+                Err(StartError::InProgress) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
-                Err(Error::HandshakeInProgress(_)) => return Err(Error::Timeout(addr)),
-                Err(e) => return Err(e),
+                Err(StartError::InProgress) => return Err(ConnectError::Timeout(addr)),
+                Err(StartError::Failed(e)) => return Err(e),
             }
         };
         self.shared.notify.notify_one();
@@ -389,12 +418,12 @@ impl Endpoint {
         match tokio::time::timeout_at(deadline, wait).await {
             Ok(Ok(Ok(h))) => Ok(Connection::adopt(Arc::clone(&self.shared), h)),
             Ok(Ok(Err(e))) => Err(e),
-            Ok(Err(_)) => Err(Error::EndpointClosed),
+            Ok(Err(_)) => Err(ConnectError::EndpointClosed),
             Err(_) => {
                 // Our receiver is gone with the timed-out future: forget that handshake
                 // (and only it; a later connect to the same address may be pending).
                 self.shared.lock().forget_abandoned_connects();
-                Err(Error::Timeout(addr))
+                Err(ConnectError::Timeout(addr))
             }
         }
     }
@@ -422,19 +451,20 @@ impl Endpoint {
     /// Waits for the next incoming connection.
     ///
     /// # Errors
-    /// [`Error::NotServer`] on a client endpoint, [`Error::EndpointClosed`] once closed.
-    pub async fn accept(&self) -> Result<Connection, Error> {
+    /// [`EndpointError::NotServer`] on a client endpoint, [`EndpointError::Closed`]
+    /// once closed.
+    pub async fn accept(&self) -> Result<Connection, EndpointError> {
         let h = poll_fn(|cx| {
             let mut g = self.shared.lock();
             if !g.router.is_server() {
-                return Poll::Ready(Err(Error::NotServer));
+                return Poll::Ready(Err(EndpointError::NotServer));
             }
             if let Some(h) = g.incoming.pop_front() {
                 g.user_handles += 1;
                 return Poll::Ready(Ok(h));
             }
             if g.closing {
-                return Poll::Ready(Err(Error::EndpointClosed));
+                return Poll::Ready(Err(EndpointError::Closed));
             }
             g.accept_wakers.push(cx.waker().clone());
             Poll::Pending
@@ -490,8 +520,9 @@ impl Endpoint {
     /// the peer validates the new address and migrates (I7).
     ///
     /// # Errors
-    /// [`Error::Io`]/[`Error::BadAddress`] if the new socket cannot be bound.
-    pub fn rebind(&self, addr: SocketAddr) -> Result<SocketAddr, Error> {
+    /// [`EndpointError::Io`]/[`EndpointError::BadAddress`] if the new socket cannot be
+    /// bound.
+    pub fn rebind(&self, addr: SocketAddr) -> Result<SocketAddr, EndpointError> {
         let s = std::net::UdpSocket::bind(addr).map_err(|e| bind_error(addr, e))?;
         let local = s.local_addr()?;
         self.shared.lock().rebind = Some(s);

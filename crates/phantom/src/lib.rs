@@ -18,8 +18,10 @@
 //! send where the kernel supports it. The system calls happen outside the endpoint's
 //! lock (the driver receives before taking it and sends after releasing it), and the
 //! tasks a loop wakes are woken once it is released. Many sessions share one
-//! endpoint. Handshake failures are mapped to a typed [`Error`] (wrong server key,
-//! timeout, bad address).
+//! endpoint. Errors are typed per operation: [`EndpointError`] (binding,
+//! accepting), [`ConnectError`] (bad address, wrong server key, timeout, ...),
+//! [`ConnectionError`] (why an established connection ended), [`ReadError`] and
+//! [`WriteError`] for streams, with [`Error`] wrapping any of them.
 //!
 //! **Streams.** [`SendStream`] implements `AsyncWrite` (bytes are copied into the
 //! session's send buffer, whose memory is reused) and also takes `bytes::Bytes`
@@ -65,16 +67,23 @@ mod driver;
 mod endpoint;
 mod error;
 mod state;
+mod stats;
 mod tcp;
 
 pub use clock::{now, unix_time};
 pub use connection::{Connection, RecvStream, SendStream};
 pub use endpoint::{
-    ACCEPT_BACKLOG_FULL, ClientOptions, Endpoint, ServerConfig, default_session_config, resolve,
+    ACCEPT_BACKLOG_FULL, ClientOptions, Endpoint, ServerConfig, TcpListenerConfig,
+    default_session_config, resolve,
 };
-pub use error::{ConnectionClosed, Error};
+pub use error::{
+    AddPathError, ConnectError, ConnectionError, EndpointError, Error, OpenStreamError, ReadError,
+    SendDatagramError, WriteError,
+};
+pub use phantom_crypto::Suite;
 pub use phantom_handshake::{HybridSigningKey, HybridVerifyingKey, ServerIdentity};
 pub use phantom_session::fallback::{Carrier, FallbackConfig};
 pub use phantom_session::{
     CloseReason, Config as SessionConfig, CongestionAlgorithm, PathSnapshot, SchedulerMode, Stats,
 };
+pub use stats::{ConnectionStats, HandshakeMode};

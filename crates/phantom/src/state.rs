@@ -20,7 +20,8 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::clock;
 use crate::endpoint::ACCEPT_BACKLOG_FULL;
-use crate::error::{ConnectionClosed, Error};
+use crate::error::{ConnectError, ConnectionError};
+use crate::stats::{HandshakeInfo, HandshakeMode};
 use crate::tcp::CarrierAction;
 
 /// State shared by the driver task and every handle.
@@ -67,7 +68,17 @@ impl Shared {
 pub(crate) type PendingKey = (Option<SocketAddr>, SocketAddr);
 
 /// Where a connect future learns its handshake's outcome (a connection handle).
-pub(crate) type ConnectReply = oneshot::Receiver<Result<u64, Error>>;
+pub(crate) type ConnectReply = oneshot::Receiver<Result<u64, ConnectError>>;
+
+/// Why a client handshake did not start.
+#[derive(Debug)]
+pub(crate) enum StartError {
+    /// A handshake with that server address is already in progress on this endpoint
+    /// (the server tells handshakes apart by client address): wait for its turn.
+    InProgress,
+    /// It cannot start at all.
+    Failed(ConnectError),
+}
 
 /// A client handshake in flight.
 pub(crate) struct PendingConnect {
@@ -77,7 +88,7 @@ pub(crate) struct PendingConnect {
     pub(crate) early: Option<EarlyData>,
     /// The pinned key, naming the certificate cache entry.
     pub(crate) server_key: Vec<u8>,
-    pub(crate) reply: oneshot::Sender<Result<u64, Error>>,
+    pub(crate) reply: oneshot::Sender<Result<u64, ConnectError>>,
     /// The server's UDP address (what `connect` was given).
     pub(crate) udp_remote: SocketAddr,
     /// The server's TCP fallback address, if any.
@@ -154,11 +165,14 @@ pub(crate) struct ConnState {
     pub(crate) tcp_remote: Option<SocketAddr>,
     /// Client side: the TCP carrier.
     pub(crate) tcp: TcpCarrier,
+    /// How the handshake went.
+    pub(crate) handshake: HandshakeInfo,
 }
 
 impl ConnState {
-    fn new(session: Session, remote: SocketAddr, handles: usize) -> Self {
+    fn new(session: Session, remote: SocketAddr, handles: usize, handshake: HandshakeInfo) -> Self {
         Self {
+            handshake,
             session,
             remote,
             udp_remote: remote,
@@ -180,17 +194,11 @@ impl ConnState {
     }
 
     /// The error to report once the connection is closed.
-    pub(crate) fn closed_error(&self) -> Option<Error> {
+    pub(crate) fn closed_error(&self) -> Option<ConnectionError> {
         self.close_reason
             .clone()
-            .map(|r| Error::Closed(ConnectionClosed(r)))
-            .or_else(|| {
-                self.session
-                    .is_closed()
-                    .then_some(Error::Closed(ConnectionClosed(CloseReason::Error(
-                        phantom_session::Error::Closed,
-                    ))))
-            })
+            .map(ConnectionError::from)
+            .or_else(|| self.session.is_closed().then_some(ConnectionError::Reset))
     }
 
     fn wake_writers(&mut self, out: &mut Vec<Waker>) {
@@ -344,10 +352,18 @@ impl Inner {
     }
 
     /// Registers an established session with `handles` initial handles.
-    fn install(&mut self, session: Session, remote: SocketAddr, handles: usize) -> u64 {
+    fn install(
+        &mut self,
+        session: Session,
+        remote: SocketAddr,
+        handles: usize,
+        handshake: HandshakeInfo,
+    ) -> u64 {
         let h = self.router.insert(session.session_id()).0;
-        self.conns
-            .insert(h, Box::new(ConnState::new(session, remote, handles)));
+        self.conns.insert(
+            h,
+            Box::new(ConnState::new(session, remote, handles, handshake)),
+        );
         self.dirty.insert(h);
         h
     }
@@ -418,7 +434,9 @@ impl Inner {
                     ) || (p.client.poll_timeout().is_none() && !p.client.is_complete());
                     if fatal {
                         tracing::debug!(target: "phantom::runtime", peer = %from, error = %e, "handshake failed");
-                        let _ = p.reply.send(Err(Error::from_handshake(e, p.udp_remote)));
+                        let _ = p
+                            .reply
+                            .send(Err(ConnectError::from_handshake(e, p.udp_remote)));
                         if let (Some(local), remote) = key {
                             self.tcp.remove(&(local, remote));
                         }
@@ -446,6 +464,10 @@ impl Inner {
             return match result {
                 Ok(Some(accepted)) => {
                     let s = *accepted.session;
+                    let handshake = HandshakeInfo {
+                        suite: accepted.suite,
+                        mode: HandshakeMode::new(s.is_resumed(), accepted.pdk),
+                    };
                     tracing::info!(target: "phantom::runtime", peer = %from, carrier = ?rx.carrier, session = ?s.session_id(), resumed = s.is_resumed(), early_data_accepted = s.early_data_accepted(), "accepted session");
                     if self.closing {
                         self.router.remove(&s.session_id());
@@ -458,11 +480,13 @@ impl Inner {
                         tracing::debug!(target: "phantom::runtime", peer = %from, "accept backlog full: session refused");
                         let mut s = s;
                         s.close(now.instant, ACCEPT_BACKLOG_FULL, b"server busy");
-                        self.conns.insert(h, Box::new(ConnState::new(s, from, 0)));
+                        self.conns
+                            .insert(h, Box::new(ConnState::new(s, from, 0, handshake)));
                         self.dirty.insert(h);
                         return Delivery::Handshake;
                     }
-                    self.conns.insert(h, Box::new(ConnState::new(s, from, 1)));
+                    self.conns
+                        .insert(h, Box::new(ConnState::new(s, from, 1, handshake)));
                     self.dirty.insert(h);
                     self.incoming.push_back(h);
                     self.to_wake.append(&mut self.accept_wakers);
@@ -519,9 +543,13 @@ impl Inner {
         }
         let result = client
             .into_established()
-            .map_err(|e| Error::from_handshake(e, udp_remote))
+            .map_err(|e| ConnectError::from_handshake(e, udp_remote))
             .and_then(|est| {
                 let seed = self.seed();
+                let handshake = HandshakeInfo {
+                    suite: est.suite,
+                    mode: HandshakeMode::new(est.resumed, est.pdk),
+                };
                 Session::from_established(
                     Side::Client,
                     session_cfg,
@@ -531,10 +559,11 @@ impl Inner {
                     from,
                     seed,
                 )
-                .map_err(Error::Session)
+                .map(|s| (s, handshake))
+                .map_err(ConnectError::InvalidOptions)
             });
         match result {
-            Ok(mut s) => {
+            Ok((mut s, handshake)) => {
                 tracing::info!(target: "phantom::runtime", peer = %from, carrier = ?rx.carrier, session = ?s.session_id(), resumed = s.is_resumed(), early_data_accepted = s.early_data_accepted(), "handshake complete");
                 if rx.carrier == Carrier::Tcp {
                     // UDP did not answer: start in the TCP state, probing UDP later.
@@ -545,12 +574,12 @@ impl Inner {
                     // Re-send the replay-safe streams under 1-RTT keys (nothing is lost
                     // if the server refused the 0-RTT copy).
                     if let Err(e) = s.replay_early_data(&early) {
-                        let _ = reply.send(Err(Error::Session(e)));
+                        let _ = reply.send(Err(ConnectError::InvalidOptions(e)));
                         return;
                     }
                     early_stream = early.streams().first().map(|st| st.id);
                 }
-                let h = self.install(s, from, 1);
+                let h = self.install(s, from, 1, handshake);
                 if let Some(c) = self.conns.get_mut(&h) {
                     c.early_stream = early_stream;
                     c.udp_remote = udp_remote;
@@ -582,12 +611,12 @@ impl Inner {
         mut cfg: phantom_handshake::ClientConfig,
         session_cfg: SessionConfig,
         early: Option<EarlyData>,
-    ) -> Result<(ConnectReply, oneshot::Receiver<()>), Error> {
+    ) -> Result<(ConnectReply, oneshot::Receiver<()>), StartError> {
         if self.pending.contains_key(&(None, remote)) {
-            return Err(Error::HandshakeInProgress(remote));
+            return Err(StartError::InProgress);
         }
         if self.closing {
-            return Err(Error::EndpointClosed);
+            return Err(StartError::Failed(ConnectError::EndpointClosed));
         }
         if cfg.suites.is_empty() {
             cfg.suites = phantom_handshake::default_suites();
@@ -596,8 +625,8 @@ impl Inner {
         if cfg.certificate.is_none() {
             cfg.certificate = self.certificates.get(&server_key).cloned();
         }
-        let mut client =
-            Client::new(cfg, &mut self.rng, now).map_err(|e| Error::from_handshake(e, remote))?;
+        let mut client = Client::new(cfg, &mut self.rng, now)
+            .map_err(|e| StartError::Failed(ConnectError::from_handshake(e, remote)))?;
         let mut flight = Vec::new();
         while let Some(d) = client.poll_transmit() {
             flight.push(d.clone());
@@ -748,7 +777,9 @@ impl Inner {
                         self.pending.insert(key, p);
                     }
                     Err(e) => {
-                        let _ = p.reply.send(Err(Error::from_handshake(e, p.udp_remote)));
+                        let _ = p
+                            .reply
+                            .send(Err(ConnectError::from_handshake(e, p.udp_remote)));
                         if let (Some(local), remote) = key {
                             self.tcp.remove(&(local, remote));
                         }
@@ -902,7 +933,7 @@ impl Inner {
             }
         }
         for (_, p) in self.pending.drain() {
-            let _ = p.reply.send(Err(Error::EndpointClosed));
+            let _ = p.reply.send(Err(ConnectError::EndpointClosed));
         }
         for w in self.accept_wakers.drain(..) {
             w.wake();

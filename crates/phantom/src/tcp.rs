@@ -25,7 +25,6 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use crate::error::Error;
 use crate::state::{Delivery, Inner, Shared, TcpCarrier, TcpLink};
 
 /// Largest datagram one frame carries (the 2-byte length's range).
@@ -410,11 +409,11 @@ pub(crate) async fn listen(shared: Arc<Shared>, listener: TcpListener, limits: A
 pub(crate) async fn connect(
     shared: &Arc<Shared>,
     addr: SocketAddr,
-) -> Result<(SocketAddr, SocketAddr), Error> {
+) -> std::io::Result<(SocketAddr, SocketAddr)> {
     let s = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
         .await
-        .map_err(|_| Error::Timeout(addr))??;
-    Ok(adopt(shared, s, None)?)
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    adopt(shared, s, None)
 }
 
 fn is_path(p: &PathSnapshot, local: SocketAddr, remote: SocketAddr) -> bool {

@@ -37,7 +37,7 @@ fn sockets() -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn i1_a_tcp_client_that_never_reads_does_not_pin_the_servers_socket() {
     let (srv, tcp, key) = common::tcp_server(|cfg| {
-        cfg.tcp_idle_timeout = Some(Duration::from_secs(1));
+        cfg.tcp.idle_timeout = Some(Duration::from_secs(1));
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let baseline = sockets();
