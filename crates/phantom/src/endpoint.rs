@@ -183,6 +183,36 @@ fn check_addr(addr: SocketAddr, what: &str) -> Result<(), ConnectError> {
     Ok(())
 }
 
+/// Binds a UDP socket to `addr`. An IPv6 socket is dual-stack (`IPV6_V6ONLY` off):
+/// bound to `[::]` it also reaches IPv4 peers, as v4-mapped addresses
+/// (`::ffff:a.b.c.d`).
+pub(crate) fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(false)?;
+    }
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// The address to send to `peer` from a socket bound to `local`: an IPv4 peer
+/// seen from a dual-stack socket (`[::]`) as its v4-mapped IPv6 address; `None` if
+/// the socket cannot reach it (the other family, or IPv4 from a specific IPv6
+/// address).
+pub(crate) fn reachable(local: SocketAddr, peer: SocketAddr) -> Option<SocketAddr> {
+    match (local, peer) {
+        (SocketAddr::V4(_), SocketAddr::V4(_)) | (SocketAddr::V6(_), SocketAddr::V6(_)) => {
+            Some(peer)
+        }
+        (SocketAddr::V6(l), SocketAddr::V4(p)) if l.ip().is_unspecified() => Some(SocketAddr::new(
+            std::net::IpAddr::V6(p.ip().to_ipv6_mapped()),
+            p.port(),
+        )),
+        _ => None,
+    }
+}
+
 /// Maps a bind failure: an address not on this host is a bad address.
 pub(crate) fn bind_error(addr: SocketAddr, e: std::io::Error) -> EndpointError {
     if e.kind() == std::io::ErrorKind::AddrNotAvailable {
@@ -220,7 +250,7 @@ impl Endpoint {
                 "{addr} is a multicast address"
             )));
         }
-        let std_socket = std::net::UdpSocket::bind(addr).map_err(|e| bind_error(addr, e))?;
+        let std_socket = bind_udp(addr).map_err(|e| bind_error(addr, e))?;
         std_socket.set_nonblocking(true)?;
         let socket = {
             let _g = rt.enter();
@@ -367,15 +397,16 @@ impl Endpoint {
             _ => Vec::new(),
         };
         let deadline = tokio::time::Instant::now() + options.connect_timeout;
+        let local = self.local_addr();
+        // The server as the socket sees it (v4-mapped from a dual-stack socket).
+        let Some(server) = reachable(local, addr) else {
+            return Err(ConnectError::BadAddress(format!(
+                "{addr} is not reachable from a socket bound to {local}"
+            )));
+        };
         let (mut rx, mut want_tcp) = loop {
             let started = {
                 let mut g = self.shared.lock();
-                if g.local.is_ipv4() != addr.is_ipv4() {
-                    return Err(ConnectError::BadAddress(format!(
-                        "{addr} is not reachable from a socket bound to {}",
-                        g.local
-                    )));
-                }
                 let now = g.now();
                 let mut cfg = phantom_handshake::ClientConfig::new(server_key.clone());
                 cfg.suites.clone_from(&options.suites);
@@ -383,7 +414,7 @@ impl Endpoint {
                 cfg.early_data.clone_from(&early_blob);
                 g.start_connect(
                     now,
-                    addr,
+                    server,
                     options.tcp_fallback,
                     cfg,
                     options.session.clone(),
@@ -408,7 +439,7 @@ impl Endpoint {
                     r = &mut rx => return r,
                     w = &mut want_tcp => {
                         if w.is_ok() {
-                            self.continue_over_tcp(addr, tcp_addr).await;
+                            self.continue_over_tcp(server, tcp_addr).await;
                         }
                     }
                 }
@@ -523,7 +554,7 @@ impl Endpoint {
     /// [`EndpointError::Io`]/[`EndpointError::BadAddress`] if the new socket cannot be
     /// bound.
     pub fn rebind(&self, addr: SocketAddr) -> Result<SocketAddr, EndpointError> {
-        let s = std::net::UdpSocket::bind(addr).map_err(|e| bind_error(addr, e))?;
+        let s = bind_udp(addr).map_err(|e| bind_error(addr, e))?;
         let local = s.local_addr()?;
         self.shared.lock().rebind = Some(s);
         self.shared.notify.notify_one();

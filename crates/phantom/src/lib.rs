@@ -23,6 +23,11 @@
 //! [`ConnectionError`] (why an established connection ended), [`ReadError`] and
 //! [`WriteError`] for streams, with [`Error`] wrapping any of them.
 //!
+//! **Addresses.** IPv4 and IPv6 alike. An IPv6 socket is dual-stack (`IPV6_V6ONLY`
+//! off): a client endpoint bound to `[::]` reaches IPv4 servers through their
+//! v4-mapped addresses (`::ffff:a.b.c.d`, which is how its connections report them)
+//! and IPv6 servers from the same socket.
+//!
 //! **Streams.** [`SendStream`] implements `AsyncWrite` (bytes are copied into the
 //! session's send buffer, whose memory is reused) and also takes `bytes::Bytes`
 //! without a copy ([`SendStream::write_chunk`]); either way `poll_write` returns
