@@ -63,7 +63,7 @@ impl Connection {
     /// Wraps a handle whose counts were already taken by the driver.
     pub(crate) fn adopt(shared: Arc<Shared>, handle: u64) -> Self {
         // The handle count taken keeps the entry until this handle drops.
-        let handshake = shared.lock().conns.get(&handle).map_or(
+        let handshake = shared.lock().conn(handle).map_or(
             HandshakeInfo {
                 suite: Suite::Aes256Gcm,
                 mode: HandshakeMode::Full,
@@ -149,7 +149,7 @@ impl Connection {
     pub async fn read_datagram(&self) -> Result<Vec<u8>, ConnectionError> {
         poll_fn(|cx| {
             let mut g = self.shared.lock();
-            let Some(c) = g.conns.get_mut(&self.handle) else {
+            let Some(c) = g.conn_mut(self.handle) else {
                 return Poll::Ready(Err(Self::closed_err()));
             };
             if let Some(d) = c.session.recv_datagram() {
@@ -172,8 +172,7 @@ impl Connection {
         let id = self
             .shared
             .lock()
-            .conns
-            .get_mut(&self.handle)
+            .conn_mut(self.handle)
             .and_then(|c| c.early_stream.take())?;
         Some(self.streams(id))
     }
@@ -205,24 +204,19 @@ impl Connection {
     pub fn resumption_ticket(&self) -> Option<ResumptionTicket> {
         self.shared
             .lock()
-            .conns
-            .get_mut(&self.handle)
+            .conn_mut(self.handle)
             .and_then(|c| c.session.take_resumption_ticket())
     }
 
     fn with_session<R>(&self, f: impl FnOnce(&phantom_session::Session) -> R) -> Option<R> {
-        self.shared
-            .lock()
-            .conns
-            .get(&self.handle)
-            .map(|c| f(&c.session))
+        self.shared.lock().conn(self.handle).map(|c| f(&c.session))
     }
 
     /// Opens a stream of our own, waiting while the peer's stream limit is reached.
     async fn open(&self, dir: Dir) -> Result<StreamId, OpenStreamError> {
         poll_fn(|cx| {
             let mut g = self.shared.lock();
-            let Some(c) = g.conns.get_mut(&self.handle) else {
+            let Some(c) = g.conn_mut(self.handle) else {
                 return Poll::Ready(Err(OpenStreamError::ConnectionLost(Self::closed_err())));
             };
             match c.session.open_stream(dir) {
@@ -249,7 +243,7 @@ impl Connection {
     async fn accept(&self, dir: Dir) -> Result<StreamId, ConnectionError> {
         poll_fn(|cx| {
             let mut g = self.shared.lock();
-            let Some(c) = g.conns.get_mut(&self.handle) else {
+            let Some(c) = g.conn_mut(self.handle) else {
                 return Poll::Ready(Err(Self::closed_err()));
             };
             let incoming = match dir {
@@ -289,7 +283,7 @@ impl Connection {
     #[must_use]
     pub fn stats(&self) -> ConnectionStats {
         let g = self.shared.lock();
-        let c = g.conns.get(&self.handle);
+        let c = g.conn(self.handle);
         ConnectionStats {
             session: c.map(|c| c.session.stats()).unwrap_or_default(),
             handshake_mode: c.map_or(self.handshake.mode, |c| c.handshake.mode),
@@ -315,8 +309,7 @@ impl Connection {
     pub fn paths(&self) -> Vec<PathSnapshot> {
         self.shared
             .lock()
-            .conns
-            .get(&self.handle)
+            .conn(self.handle)
             .map(|c| c.session.paths())
             .unwrap_or_default()
     }
@@ -328,8 +321,7 @@ impl Connection {
     #[must_use]
     pub fn paths_with_carrier(&self) -> Vec<(PathSnapshot, Carrier)> {
         let g = self.shared.lock();
-        g.conns
-            .get(&self.handle)
+        g.conn(self.handle)
             .map(|c| {
                 c.session
                     .paths()
@@ -346,7 +338,7 @@ impl Connection {
     /// The peer's address as of the handshake.
     #[must_use]
     pub fn remote_address(&self) -> Option<SocketAddr> {
-        self.shared.lock().conns.get(&self.handle).map(|c| c.remote)
+        self.shared.lock().conn(self.handle).map(|c| c.remote)
     }
 
     /// The 256-bit session id.
@@ -354,15 +346,14 @@ impl Connection {
     pub fn session_id(&self) -> Option<[u8; 32]> {
         self.shared
             .lock()
-            .conns
-            .get(&self.handle)
+            .conn(self.handle)
             .map(|c| c.session.session_id().0)
     }
 
     /// Epochs of our sending direction and of the peer's.
     #[must_use]
     pub fn epochs(&self) -> Option<(u32, u32)> {
-        self.shared.lock().conns.get(&self.handle).map(|c| {
+        self.shared.lock().conn(self.handle).map(|c| {
             let (a, b) = c.session.epochs();
             (a.0, b.0)
         })
@@ -388,7 +379,7 @@ impl Connection {
         let lost = || AddPathError::ConnectionLost(Self::closed_err());
         let remote = {
             let g = self.shared.lock();
-            let c = g.conns.get(&self.handle).ok_or_else(lost)?;
+            let c = g.conn(self.handle).ok_or_else(lost)?;
             c.udp_remote
         };
         if remote.is_ipv4() != local_addr.is_ipv4() {
@@ -406,7 +397,7 @@ impl Connection {
         let local = socket.local_addr()?;
         let mut g = self.shared.lock();
         let now = g.now();
-        let Some(c) = g.conns.get_mut(&self.handle) else {
+        let Some(c) = g.conn_mut(self.handle) else {
             return Err(lost());
         };
         match c.session.probe_path(now.instant, local, remote) {
@@ -420,10 +411,8 @@ impl Connection {
             }
             Err(e) => return Err(AddPathError::Refused(e)),
         }
-        g.new_sockets.push(socket);
-        g.dirty.insert(self.handle);
-        drop(g);
-        self.shared.notify.notify_one();
+        g.add_path_socket(self.handle, socket);
+        self.shared.unlock_and_wake(g);
         Ok(local)
     }
 
@@ -438,13 +427,8 @@ impl Connection {
     /// [`ReadError::ConnectionLost`].
     pub fn close(&self, code: u64, reason: &[u8]) {
         let mut g = self.shared.lock();
-        let now = g.now();
-        if let Some(c) = g.conns.get_mut(&self.handle) {
-            c.session.close(now.instant, code, reason);
-        }
-        g.dirty.insert(self.handle);
-        drop(g);
-        self.shared.notify.notify_one();
+        g.close_conn(self.handle, code, reason);
+        self.shared.unlock_and_wake(g);
     }
 
     /// Waits until the connection is closed (by either side or the idle timeout)
@@ -452,7 +436,7 @@ impl Connection {
     pub async fn closed(&self) -> CloseReason {
         poll_fn(|cx| {
             let mut g = self.shared.lock();
-            let Some(c) = g.conns.get_mut(&self.handle) else {
+            let Some(c) = g.conn_mut(self.handle) else {
                 return Poll::Ready(CloseReason::Error(SessionError::Closed));
             };
             if let Some(r) = &c.close_reason {
@@ -470,8 +454,7 @@ impl Connection {
     pub fn next_timeout(&self) -> Option<std::time::Duration> {
         let mut g = self.shared.lock();
         let now = g.now().instant;
-        g.conns
-            .get(&self.handle)
+        g.conn(self.handle)
             .and_then(|c| c.session.poll_timeout())
             .map(|d| d.saturating_duration_since(now))
     }
@@ -481,20 +464,14 @@ impl Connection {
     pub fn is_closed(&self) -> bool {
         self.shared
             .lock()
-            .conns
-            .get(&self.handle)
+            .conn(self.handle)
             .is_none_or(|c| c.session.is_closed())
     }
 }
 
 impl Clone for Connection {
     fn clone(&self) -> Self {
-        let mut g = self.shared.lock();
-        g.user_handles += 1;
-        if let Some(c) = g.conns.get_mut(&self.handle) {
-            c.handles += 1;
-        }
-        drop(g);
+        self.shared.lock().add_conn_handle(self.handle);
         Self {
             shared: Arc::clone(&self.shared),
             handle: self.handle,
@@ -506,10 +483,8 @@ impl Clone for Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         let mut g = self.shared.lock();
-        g.user_handles = g.user_handles.saturating_sub(1);
-        g.release(self.handle);
-        drop(g);
-        self.shared.notify.notify_one();
+        g.drop_conn_handle(self.handle);
+        self.shared.unlock_and_wake(g);
     }
 }
 
@@ -608,7 +583,7 @@ impl SendStream {
         write: impl FnOnce(&mut phantom_session::Session, StreamId) -> Result<usize, SessionError>,
     ) -> Poll<Result<usize, WriteError>> {
         let mut g = self.conn.shared.lock();
-        let Some(c) = g.conns.get_mut(&self.conn.handle) else {
+        let Some(c) = g.conn_mut(self.conn.handle) else {
             return Poll::Ready(Err(WriteError::ConnectionLost(Connection::closed_err())));
         };
         match write(&mut c.session, self.id) {
@@ -617,9 +592,8 @@ impl SendStream {
                 Poll::Pending
             }
             Ok(n) => {
-                g.dirty.insert(self.conn.handle);
-                drop(g);
-                self.conn.shared.notify.notify_one();
+                g.mark_dirty(self.conn.handle);
+                self.conn.shared.unlock_and_wake(g);
                 Poll::Ready(Ok(n))
             }
             Err(e) => Poll::Ready(Err(write_error(e, self.id, || {
@@ -690,7 +664,7 @@ impl AsyncRead for RecvStream {
             return Poll::Ready(Ok(()));
         }
         let mut g = this.conn.shared.lock();
-        let Some(c) = g.conns.get_mut(&this.conn.handle) else {
+        let Some(c) = g.conn_mut(this.conn.handle) else {
             return Poll::Ready(Err(
                 ReadError::ConnectionLost(Connection::closed_err()).into()
             ));
@@ -706,9 +680,8 @@ impl AsyncRead for RecvStream {
             Ok(Some(n)) => {
                 buf.advance(n);
                 // Reading may have opened flow-control credit to announce.
-                g.dirty.insert(this.conn.handle);
-                drop(g);
-                this.conn.shared.notify.notify_one();
+                g.mark_dirty(this.conn.handle);
+                this.conn.shared.unlock_and_wake(g);
                 Poll::Ready(Ok(()))
             }
             Ok(None) => {

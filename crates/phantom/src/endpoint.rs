@@ -12,11 +12,12 @@ use phantom_handshake::{HybridVerifyingKey, ResumptionTicket, Server, ServerIden
 use phantom_session::early::EarlyData;
 use phantom_session::{Config as SessionConfig, Dir};
 
+use crate::carrier::tcp;
 use crate::connection::Connection;
 use crate::driver;
 use crate::error::{ConnectError, EndpointError};
+pub use crate::state::ACCEPT_BACKLOG_FULL;
 use crate::state::{Inner, Shared, StartError};
-use crate::tcp;
 
 /// The session tuning the runtime uses by default (the session crate's defaults). The
 /// driver polls for transmits only after a whole receive batch (up to 64 datagrams), so
@@ -25,11 +26,6 @@ use crate::tcp;
 pub fn default_session_config() -> SessionConfig {
     SessionConfig::default()
 }
-
-/// The close code a server gives a session whose handshake completed while
-/// [`ServerConfig::max_pending_accepts`] sessions were already waiting for
-/// [`Endpoint::accept`] (the server is busy: try again later).
-pub const ACCEPT_BACKLOG_FULL: u64 = 0x5042;
 
 /// The TCP listener's limits ([`Endpoint::server_with_tcp`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,7 +154,7 @@ pub struct Endpoint {
 
 impl Clone for Endpoint {
     fn clone(&self) -> Self {
-        self.shared.lock().user_handles += 1;
+        self.shared.lock().add_user_handle();
         Self {
             shared: Arc::clone(&self.shared),
         }
@@ -168,9 +164,8 @@ impl Clone for Endpoint {
 impl Drop for Endpoint {
     fn drop(&mut self) {
         let mut g = self.shared.lock();
-        g.user_handles = g.user_handles.saturating_sub(1);
-        drop(g);
-        self.shared.notify.notify_one();
+        g.drop_user_handle();
+        self.shared.unlock_and_wake(g);
     }
 }
 
@@ -268,7 +263,7 @@ impl Endpoint {
         };
         let is_server = server.is_some();
         let mut inner = Inner::new(local, server, cfg, rt.clone());
-        inner.tcp_listen = listener.as_ref().and_then(|(l, _)| l.local_addr().ok());
+        inner.set_tcp_listen(listener.as_ref().and_then(|(l, _)| l.local_addr().ok()));
         let shared = Arc::new(Shared::new(inner));
         let span =
             tracing::info_span!(target: "phantom::runtime", "endpoint", %local, server = is_server);
@@ -296,7 +291,7 @@ impl Endpoint {
         let server = Server::new(config.handshake, &mut rng);
         let backlog = config.max_pending_accepts;
         let ep = Self::bind(addr, Some(server), config.session, None)?;
-        ep.shared.lock().accept_backlog = backlog;
+        ep.shared.lock().set_accept_backlog(backlog);
         Ok(ep)
     }
 
@@ -330,14 +325,14 @@ impl Endpoint {
             config.session,
             Some((tcp_addr, limits)),
         )?;
-        ep.shared.lock().accept_backlog = backlog;
+        ep.shared.lock().set_accept_backlog(backlog);
         Ok(ep)
     }
 
     /// The TCP listening address ([`Endpoint::server_with_tcp`]), if any.
     #[must_use]
     pub fn tcp_local_addr(&self) -> Option<SocketAddr> {
-        self.shared.lock().tcp_listen
+        self.shared.lock().tcp_listen()
     }
 
     /// A client endpoint bound to `addr` (for example `127.0.0.1:0`).
@@ -351,7 +346,7 @@ impl Endpoint {
     /// The local address the socket is bound to.
     #[must_use]
     pub fn local_addr(&self) -> SocketAddr {
-        self.shared.lock().local
+        self.shared.lock().local()
     }
 
     /// Connects to the server at `addr`, which must prove `server_key`.
@@ -464,14 +459,11 @@ impl Endpoint {
     async fn continue_over_tcp(&self, addr: SocketAddr, tcp_addr: SocketAddr) {
         match tcp::connect(&self.shared, tcp_addr).await {
             Ok((local, remote)) => {
-                let moved = self
-                    .shared
-                    .lock()
-                    .move_handshake_to_tcp(addr, local, remote);
-                if !moved {
-                    self.shared.lock().tcp.remove(&(local, remote));
+                let mut g = self.shared.lock();
+                if !g.move_handshake_to_tcp(addr, local, remote) {
+                    g.close_tcp_link(local, remote);
                 }
-                self.shared.notify.notify_one();
+                self.shared.unlock_and_wake(g);
             }
             Err(e) => {
                 tracing::warn!(target: "phantom::runtime", %tcp_addr, error = %e, "TCP fallback unreachable");
@@ -487,18 +479,11 @@ impl Endpoint {
     pub async fn accept(&self) -> Result<Connection, EndpointError> {
         let h = poll_fn(|cx| {
             let mut g = self.shared.lock();
-            if !g.router.is_server() {
+            if !g.is_server() {
                 return Poll::Ready(Err(EndpointError::NotServer));
             }
-            if let Some(h) = g.incoming.pop_front() {
-                g.user_handles += 1;
-                return Poll::Ready(Ok(h));
-            }
-            if g.closing {
-                return Poll::Ready(Err(EndpointError::Closed));
-            }
-            g.accept_wakers.push(cx.waker().clone());
-            Poll::Pending
+            g.poll_accept(cx.waker())
+                .map(|h| h.ok_or(EndpointError::Closed))
         })
         .await?;
         Ok(Connection::adopt(Arc::clone(&self.shared), h))
@@ -507,23 +492,13 @@ impl Endpoint {
     /// Closes every connection with `code` and `reason`; no new ones are accepted.
     pub fn close(&self, code: u64, reason: &[u8]) {
         let mut g = self.shared.lock();
-        g.closing = true;
-        g.close_all(code, reason);
-        drop(g);
-        self.shared.notify.notify_one();
+        g.shut_down(code, reason);
+        self.shared.unlock_and_wake(g);
     }
 
     /// Waits until no session on this endpoint is live (all drained).
     pub async fn wait_idle(&self) {
-        poll_fn(|cx| {
-            let mut g = self.shared.lock();
-            if g.live_sessions() == 0 {
-                return Poll::Ready(());
-            }
-            g.idle_wakers.push(cx.waker().clone());
-            Poll::Pending
-        })
-        .await;
+        poll_fn(|cx| self.shared.lock().poll_idle(cx.waker())).await;
     }
 
     /// Number of sessions not yet drained.
@@ -536,14 +511,14 @@ impl Endpoint {
     /// handshake datagrams).
     #[must_use]
     pub fn dropped_datagrams(&self) -> u64 {
-        self.shared.lock().dropped
+        self.shared.lock().dropped()
     }
 
     /// Datagrams the TCP carrier dropped: its connection's queue was full (the
     /// sessions' loss recovery re-sends them) or the connection was gone.
     #[must_use]
     pub fn tcp_dropped_datagrams(&self) -> u64 {
-        self.shared.lock().tcp_dropped
+        self.shared.lock().tcp_dropped()
     }
 
     /// Moves the endpoint to a new socket bound to `addr` (a client address change,
@@ -556,8 +531,9 @@ impl Endpoint {
     pub fn rebind(&self, addr: SocketAddr) -> Result<SocketAddr, EndpointError> {
         let s = bind_udp(addr).map_err(|e| bind_error(addr, e))?;
         let local = s.local_addr()?;
-        self.shared.lock().rebind = Some(s);
-        self.shared.notify.notify_one();
+        let mut g = self.shared.lock();
+        g.set_rebind(s);
+        self.shared.unlock_and_wake(g);
         Ok(local)
     }
 }

@@ -46,6 +46,15 @@
 //! the session re-sends whatever was in flight on an abandoned path.
 //! [`Connection::paths_with_carrier`] tells which carrier each path uses.
 //!
+//! **Layers.** Lowest first; a module uses only the modules above it (no import
+//! cycles): `clock`, `error`, `stats` (leaves); `state` (the shared state: `Shared`
+//! holds the `Mutex<Inner>` whose fields are private, changed only through its
+//! methods, and `Shared::unlock_and_wake` is the one place the tasks collected under
+//! the lock and the driver are woken, after unlocking); `carrier::{udp, tcp,
+//! fallback}` (the UDP sockets, the TCP carrier, the client's fallback actions);
+//! `driver` (the loop as named steps: receive, adopt sockets, deliver, timers,
+//! transmit, events, wake, send, prune, wait); `connection` and `endpoint` (the API).
+//!
 //! **Invariants upheld here.** I1: a datagram that fails to route or to
 //! authenticate only bumps a counter (the runtime parses nothing beyond the
 //! cleartext header, through the session crate's router, and never panics on socket
@@ -66,6 +75,7 @@
 //! this crate is the only source of time and randomness (a fresh `StdRng` seeds each
 //! session).
 
+mod carrier;
 mod clock;
 mod connection;
 mod driver;
@@ -73,7 +83,6 @@ mod endpoint;
 mod error;
 mod state;
 mod stats;
-mod tcp;
 
 pub use clock::{now, unix_time};
 pub use connection::{Connection, RecvStream, SendStream};

@@ -10,19 +10,32 @@ use std::time::Instant;
 use parking_lot::{Mutex, MutexGuard};
 use phantom_handshake::{Client, Progress, Server, Time, VerifiedCertificate};
 use phantom_session::early::EarlyData;
-use phantom_session::fallback::Carrier;
+use phantom_session::fallback::{Carrier, FallbackAction};
 use phantom_session::{
     CloseReason, Config as SessionConfig, DatagramEvent, Dir, Event, RxMeta, Session, Side,
 };
+use phantom_wire::PathId;
 use rand::Rng as _;
 use rand::rngs::StdRng;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::clock;
-use crate::endpoint::ACCEPT_BACKLOG_FULL;
 use crate::error::{ConnectError, ConnectionError};
 use crate::stats::{HandshakeInfo, HandshakeMode};
-use crate::tcp::CarrierAction;
+
+/// The close code a server gives a session whose handshake completed while
+/// `ServerConfig::max_pending_accepts` sessions were already waiting for
+/// `Endpoint::accept` (the server is busy: try again later).
+pub const ACCEPT_BACKLOG_FULL: u64 = 0x5042;
+
+/// What the carrier logic reacts to (client sessions with a TCP fallback address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CarrierAction {
+    /// The session's fallback state machine asked for something.
+    Fallback(FallbackAction),
+    /// A path passed validation.
+    PathValidated(PathId),
+}
 
 /// State shared by the driver task and every handle.
 #[derive(Debug)]
@@ -52,14 +65,26 @@ impl Shared {
     pub(crate) fn with_dirty<R>(
         &self,
         handle: u64,
-        f: impl FnOnce(&mut ConnState) -> R,
+        f: impl FnOnce(&mut ConnEntry) -> R,
     ) -> Option<R> {
         let mut g = self.lock();
         let r = g.conns.get_mut(&handle).map(|c| f(c));
         g.dirty.insert(handle);
-        drop(g);
-        self.notify.notify_one();
+        self.unlock_and_wake(g);
         r
+    }
+
+    /// Releases the lock, then wakes the tasks collected under it and the driver
+    /// (which polls the sessions marked dirty): the one place the rule "mark the
+    /// session dirty, wake tasks after unlocking" is carried out.
+    pub(crate) fn unlock_and_wake(&self, mut g: MutexGuard<'_, Inner>) {
+        let mut wakers = Vec::new();
+        g.take_wakers(&mut wakers);
+        drop(g);
+        for w in wakers {
+            w.wake();
+        }
+        self.notify.notify_one();
     }
 }
 
@@ -142,7 +167,7 @@ pub(crate) enum TcpCarrier {
 
 /// One session and the wakers of the tasks waiting on it.
 #[derive(Debug)]
-pub(crate) struct ConnState {
+pub(crate) struct ConnEntry {
     pub(crate) session: Session,
     pub(crate) remote: SocketAddr,
     /// Live `Connection`/stream handles; the session is closed when this drops to 0.
@@ -169,7 +194,7 @@ pub(crate) struct ConnState {
     pub(crate) handshake: HandshakeInfo,
 }
 
-impl ConnState {
+impl ConnEntry {
     fn new(session: Session, remote: SocketAddr, handles: usize, handshake: HandshakeInfo) -> Self {
         Self {
             handshake,
@@ -216,57 +241,57 @@ impl ConnState {
 
 /// Everything behind the endpoint's lock.
 pub(crate) struct Inner {
-    pub(crate) local: SocketAddr,
-    pub(crate) router: phantom_session::Endpoint,
-    /// The sessions by handle. Boxed: a `ConnState` is ~3 KiB, and a table of inline
+    local: SocketAddr,
+    router: phantom_session::Endpoint,
+    /// The sessions by handle. Boxed: a `ConnEntry` is ~3 KiB, and a table of inline
     /// entries keeps up to twice the sessions' size in empty buckets (hashbrown's load
     /// factor) — ~3 KiB per idle session at 1,000 sessions, measured with massif.
-    pub(crate) conns: HashMap<u64, Box<ConnState>>,
-    pub(crate) pending: HashMap<PendingKey, PendingConnect>,
+    conns: HashMap<u64, Box<ConnEntry>>,
+    pending: HashMap<PendingKey, PendingConnect>,
     /// Handshake datagrams to send.
-    pub(crate) hs_out: VecDeque<Outgoing>,
+    hs_out: VecDeque<Outgoing>,
     /// Extra UDP sockets bound but not yet adopted by the driver.
-    pub(crate) new_sockets: Vec<std::net::UdpSocket>,
+    new_sockets: Vec<std::net::UdpSocket>,
     /// A path went away: the driver closes extra sockets no path uses any more.
-    pub(crate) prune_sockets: bool,
+    prune_sockets: bool,
     /// Live TCP connections carrying datagrams, by `(local, remote)`.
-    pub(crate) tcp: HashMap<(SocketAddr, SocketAddr), TcpLink>,
+    tcp: HashMap<(SocketAddr, SocketAddr), TcpLink>,
     /// Local addresses of TCP connections (live or closed, bounded): a transmit from
     /// one of them whose connection is gone is dropped, never sent over UDP.
-    pub(crate) tcp_locals: HashSet<SocketAddr>,
+    tcp_locals: HashSet<SocketAddr>,
     /// The TCP listening address (server with a TCP carrier).
-    pub(crate) tcp_listen: Option<SocketAddr>,
+    tcp_listen: Option<SocketAddr>,
     /// Datagrams dropped because a TCP connection's queue was full or gone.
-    pub(crate) tcp_dropped: u64,
+    tcp_dropped: u64,
     /// The runtime the endpoint was created in (spawns TCP tasks).
-    pub(crate) rt: tokio::runtime::Handle,
+    rt: tokio::runtime::Handle,
     /// Accepted connections not yet taken by `accept` (each holds one handle).
-    pub(crate) incoming: VecDeque<u64>,
+    incoming: VecDeque<u64>,
     /// Most sessions waiting in `incoming`; a handshake completing beyond it gets
     /// its session closed at once ("server busy"), so peers that complete handshakes
     /// faster than the application accepts cannot grow the server's memory for good.
-    pub(crate) accept_backlog: usize,
-    pub(crate) accept_wakers: Vec<Waker>,
-    pub(crate) idle_wakers: Vec<Waker>,
+    accept_backlog: usize,
+    accept_wakers: Vec<Waker>,
+    idle_wakers: Vec<Waker>,
     /// Tasks to wake once the lock is released (so that they do not wake only to
     /// wait for it): whoever holds the lock to deliver datagrams, process events
     /// or reap wakes them after unlocking ([`Inner::take_wakers`]).
-    pub(crate) to_wake: Vec<Waker>,
+    to_wake: Vec<Waker>,
     /// Sessions to poll for transmits.
-    pub(crate) dirty: BTreeSet<u64>,
-    pub(crate) rng: StdRng,
+    dirty: BTreeSet<u64>,
+    rng: StdRng,
     last_now: Option<Instant>,
     /// Live `Endpoint` and `Connection` handles (streams hold a `Connection`).
-    pub(crate) user_handles: usize,
+    user_handles: usize,
     /// Set by `Endpoint::close` or when the last handle drops.
-    pub(crate) closing: bool,
+    closing: bool,
     /// A new socket to move to (client address change).
-    pub(crate) rebind: Option<std::net::UdpSocket>,
+    rebind: Option<std::net::UdpSocket>,
     /// Datagrams received for unknown sessions or that failed the handshake.
-    pub(crate) dropped: u64,
+    dropped: u64,
     /// Server certificates verified by earlier handshakes, by pinned key: the next
     /// connect to that server is a 1-RTT PDK handshake without signature checks.
-    pub(crate) certificates: HashMap<Vec<u8>, VerifiedCertificate>,
+    certificates: HashMap<Vec<u8>, VerifiedCertificate>,
 }
 
 impl core::fmt::Debug for Inner {
@@ -362,7 +387,7 @@ impl Inner {
         let h = self.router.insert(session.session_id()).0;
         self.conns.insert(
             h,
-            Box::new(ConnState::new(session, remote, handles, handshake)),
+            Box::new(ConnEntry::new(session, remote, handles, handshake)),
         );
         self.dirty.insert(h);
         h
@@ -481,12 +506,12 @@ impl Inner {
                         let mut s = s;
                         s.close(now.instant, ACCEPT_BACKLOG_FULL, b"server busy");
                         self.conns
-                            .insert(h, Box::new(ConnState::new(s, from, 0, handshake)));
+                            .insert(h, Box::new(ConnEntry::new(s, from, 0, handshake)));
                         self.dirty.insert(h);
                         return Delivery::Handshake;
                     }
                     self.conns
-                        .insert(h, Box::new(ConnState::new(s, from, 1, handshake)));
+                        .insert(h, Box::new(ConnEntry::new(s, from, 1, handshake)));
                     self.dirty.insert(h);
                     self.incoming.push_back(h);
                     self.to_wake.append(&mut self.accept_wakers);
@@ -949,5 +974,249 @@ impl Inner {
             .values()
             .filter_map(|p| p.client.poll_timeout());
         sessions.chain(server).chain(clients).min()
+    }
+}
+
+/// Accessors of the driver, the carriers and the API types: every change of the
+/// shared state goes through these, so that sessions are marked dirty (and the
+/// tasks to wake collected) here and nowhere else.
+impl Inner {
+    /// The primary UDP socket's local address.
+    pub(crate) fn local(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The primary socket moved (rebind).
+    pub(crate) fn set_local(&mut self, local: SocketAddr) {
+        self.local = local;
+    }
+
+    /// The TCP listening address (server with a TCP carrier).
+    pub(crate) fn tcp_listen(&self) -> Option<SocketAddr> {
+        self.tcp_listen
+    }
+
+    /// Sets the TCP listening address.
+    pub(crate) fn set_tcp_listen(&mut self, addr: Option<SocketAddr>) {
+        self.tcp_listen = addr;
+    }
+
+    /// Sets the most sessions waiting for `accept`.
+    pub(crate) fn set_accept_backlog(&mut self, backlog: usize) {
+        self.accept_backlog = backlog;
+    }
+
+    /// True on a server endpoint.
+    pub(crate) fn is_server(&self) -> bool {
+        self.router.is_server()
+    }
+
+    /// Datagrams dropped before reaching a session.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Datagrams the TCP carrier dropped.
+    pub(crate) fn tcp_dropped(&self) -> u64 {
+        self.tcp_dropped
+    }
+
+    /// The runtime the endpoint was created in (spawns carrier tasks).
+    pub(crate) fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.rt
+    }
+
+    /// A new `Endpoint` or `Connection` handle.
+    pub(crate) fn add_user_handle(&mut self) {
+        self.user_handles += 1;
+    }
+
+    /// An `Endpoint` or `Connection` handle dropped.
+    pub(crate) fn drop_user_handle(&mut self) {
+        self.user_handles = self.user_handles.saturating_sub(1);
+    }
+
+    /// The session `h`, if it still exists.
+    pub(crate) fn conn(&self, h: u64) -> Option<&ConnEntry> {
+        self.conns.get(&h).map(|c| &**c)
+    }
+
+    /// The session `h` to change; whoever changes what it sends calls
+    /// [`Inner::mark_dirty`] (or uses [`Shared::with_dirty`]).
+    pub(crate) fn conn_mut(&mut self, h: u64) -> Option<&mut ConnEntry> {
+        self.conns.get_mut(&h).map(|c| &mut **c)
+    }
+
+    /// The session `h` may have something to send: the driver polls it.
+    pub(crate) fn mark_dirty(&mut self, h: u64) {
+        self.dirty.insert(h);
+    }
+
+    /// Sessions to poll for transmits this loop.
+    pub(crate) fn dirty_sessions(&self) -> BTreeSet<u64> {
+        self.dirty.clone()
+    }
+
+    /// Session `h` was polled until it had nothing more to send.
+    pub(crate) fn clear_dirty(&mut self, h: u64) {
+        self.dirty.remove(&h);
+    }
+
+    /// The next datagram session `h` sends, built into `buf`.
+    pub(crate) fn poll_transmit(
+        &mut self,
+        h: u64,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> Option<phantom_session::Transmit> {
+        self.conns.get_mut(&h)?.session.poll_transmit(now, buf)
+    }
+
+    /// The next handshake datagram to send.
+    pub(crate) fn pop_handshake_out(&mut self) -> Option<Outgoing> {
+        self.hs_out.pop_front()
+    }
+
+    /// Queues an extra UDP socket for the driver to adopt (an added path), and marks
+    /// session `h` dirty (it probes the path).
+    pub(crate) fn add_path_socket(&mut self, h: u64, socket: std::net::UdpSocket) {
+        self.new_sockets.push(socket);
+        self.dirty.insert(h);
+    }
+
+    /// Extra UDP sockets to adopt.
+    pub(crate) fn take_new_sockets(&mut self) -> Vec<std::net::UdpSocket> {
+        std::mem::take(&mut self.new_sockets)
+    }
+
+    /// Asks the driver to move to `socket` (client address change).
+    pub(crate) fn set_rebind(&mut self, socket: std::net::UdpSocket) {
+        self.rebind = Some(socket);
+    }
+
+    /// The socket to move to, if a rebind was asked for.
+    pub(crate) fn take_rebind(&mut self) -> Option<std::net::UdpSocket> {
+        self.rebind.take()
+    }
+
+    /// Asks the driver to close the extra sockets no path uses any more.
+    pub(crate) fn request_prune(&mut self) {
+        self.prune_sockets = true;
+    }
+
+    /// Whether a prune was asked for (and resets the request).
+    pub(crate) fn take_prune(&mut self) -> bool {
+        std::mem::take(&mut self.prune_sockets)
+    }
+
+    /// Hands a datagram from `src` (`None`: any) to `dst` to a live TCP connection
+    /// with those addresses, if there is one: true if it was taken (queued, or
+    /// dropped because the connection's queue is full).
+    pub(crate) fn send_over_tcp(
+        &mut self,
+        src: Option<SocketAddr>,
+        dst: SocketAddr,
+        data: &[u8],
+    ) -> bool {
+        if self.tcp.is_empty() {
+            return false;
+        }
+        let link = match src {
+            Some(s) => self.tcp.get(&(s, dst)),
+            None => self
+                .tcp
+                .iter()
+                .find(|((_, r), _)| *r == dst)
+                .map(|(_, l)| l),
+        };
+        let Some(link) = link else {
+            return false;
+        };
+        if link.tx.try_send(data.to_vec()).is_err() {
+            self.tcp_dropped += 1;
+        }
+        true
+    }
+
+    /// A datagram from `src`, a TCP connection's local address whose connection is
+    /// gone, is dropped (counted), never sent over UDP: true if so.
+    pub(crate) fn drop_from_closed_tcp(&mut self, src: SocketAddr) -> bool {
+        let tcp = self.tcp_locals.contains(&src) || self.tcp_listen == Some(src);
+        if tcp {
+            self.tcp_dropped += 1;
+        }
+        tcp
+    }
+
+    /// Forgets the TCP connection `(local, remote)` (its writer ends).
+    pub(crate) fn close_tcp_link(&mut self, local: SocketAddr, remote: SocketAddr) {
+        self.tcp.remove(&(local, remote));
+    }
+
+    /// True once the last handle dropped or the endpoint was closed.
+    pub(crate) fn wants_shutdown(&self) -> bool {
+        self.user_handles == 0 || self.closing
+    }
+
+    /// Closes the endpoint: every session with `code`/`reason`, no new ones.
+    pub(crate) fn shut_down(&mut self, code: u64, reason: &[u8]) {
+        self.closing = true;
+        self.close_all(code, reason);
+    }
+
+    /// True once the endpoint is closing and every session and handshake is gone.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.closing && self.conns.values().all(|c| c.unregistered) && self.pending.is_empty()
+    }
+
+    /// The driver stops: TCP connections close, `wait_idle` callers wake.
+    pub(crate) fn stop(&mut self) {
+        self.tcp.clear();
+        self.to_wake.append(&mut self.idle_wakers);
+    }
+
+    /// Takes the next accepted connection (a new user handle), or registers `waker`.
+    pub(crate) fn poll_accept(&mut self, waker: &Waker) -> std::task::Poll<Option<u64>> {
+        if let Some(h) = self.incoming.pop_front() {
+            self.user_handles += 1;
+            return std::task::Poll::Ready(Some(h));
+        }
+        if self.closing {
+            return std::task::Poll::Ready(None);
+        }
+        self.accept_wakers.push(waker.clone());
+        std::task::Poll::Pending
+    }
+
+    /// Ready once no session is live, else registers `waker`.
+    pub(crate) fn poll_idle(&mut self, waker: &Waker) -> std::task::Poll<()> {
+        if self.live_sessions() == 0 {
+            return std::task::Poll::Ready(());
+        }
+        self.idle_wakers.push(waker.clone());
+        std::task::Poll::Pending
+    }
+
+    /// A new handle of connection `h` (a clone or a stream).
+    pub(crate) fn add_conn_handle(&mut self, h: u64) {
+        self.user_handles += 1;
+        if let Some(c) = self.conns.get_mut(&h) {
+            c.handles += 1;
+        }
+    }
+
+    /// A handle of connection `h` dropped; the last one closes the session.
+    pub(crate) fn drop_conn_handle(&mut self, h: u64) {
+        self.user_handles = self.user_handles.saturating_sub(1);
+        self.release(h);
+    }
+
+    /// Closes session `h` with an application `code` and `reason`.
+    pub(crate) fn close_conn(&mut self, h: u64, code: u64, reason: &[u8]) {
+        let now = self.now();
+        if let Some(c) = self.conns.get_mut(&h) {
+            c.session.close(now.instant, code, reason);
+        }
+        self.dirty.insert(h);
     }
 }
