@@ -239,6 +239,31 @@ impl ConnEntry {
     }
 }
 
+/// Socket changes the driver makes on its next loop.
+#[derive(Debug, Default)]
+struct SocketRequests {
+    /// Extra UDP sockets bound but not yet adopted by the driver.
+    new: Vec<std::net::UdpSocket>,
+    /// A path went away: the driver closes extra sockets no path uses any more.
+    prune: bool,
+    /// A new socket to move to (client address change).
+    rebind: Option<std::net::UdpSocket>,
+}
+
+/// The TCP connections carrying datagrams.
+#[derive(Debug, Default)]
+struct TcpLinks {
+    /// Live connections, by `(local, remote)`.
+    links: HashMap<(SocketAddr, SocketAddr), TcpLink>,
+    /// Local addresses of TCP connections (live or closed, bounded): a transmit from
+    /// one of them whose connection is gone is dropped, never sent over UDP.
+    locals: HashSet<SocketAddr>,
+    /// The TCP listening address (server with a TCP carrier).
+    listen: Option<SocketAddr>,
+    /// Datagrams dropped because a connection's queue was full or gone.
+    dropped: u64,
+}
+
 /// Everything behind the endpoint's lock.
 pub(crate) struct Inner {
     local: SocketAddr,
@@ -250,19 +275,10 @@ pub(crate) struct Inner {
     pending: HashMap<PendingKey, PendingConnect>,
     /// Handshake datagrams to send.
     hs_out: VecDeque<Outgoing>,
-    /// Extra UDP sockets bound but not yet adopted by the driver.
-    new_sockets: Vec<std::net::UdpSocket>,
-    /// A path went away: the driver closes extra sockets no path uses any more.
-    prune_sockets: bool,
-    /// Live TCP connections carrying datagrams, by `(local, remote)`.
-    tcp: HashMap<(SocketAddr, SocketAddr), TcpLink>,
-    /// Local addresses of TCP connections (live or closed, bounded): a transmit from
-    /// one of them whose connection is gone is dropped, never sent over UDP.
-    tcp_locals: HashSet<SocketAddr>,
-    /// The TCP listening address (server with a TCP carrier).
-    tcp_listen: Option<SocketAddr>,
-    /// Datagrams dropped because a TCP connection's queue was full or gone.
-    tcp_dropped: u64,
+    /// Socket changes for the driver to make.
+    sockets: SocketRequests,
+    /// The TCP connections carrying datagrams.
+    tcp: TcpLinks,
     /// The runtime the endpoint was created in (spawns TCP tasks).
     rt: tokio::runtime::Handle,
     /// Accepted connections not yet taken by `accept` (each holds one handle).
@@ -285,8 +301,6 @@ pub(crate) struct Inner {
     user_handles: usize,
     /// Set by `Endpoint::close` or when the last handle drops.
     closing: bool,
-    /// A new socket to move to (client address change).
-    rebind: Option<std::net::UdpSocket>,
     /// Datagrams received for unknown sessions or that failed the handshake.
     dropped: u64,
     /// Server certificates verified by earlier handshakes, by pinned key: the next
@@ -319,12 +333,8 @@ impl Inner {
     ) -> Self {
         Self {
             local,
-            new_sockets: Vec::new(),
-            prune_sockets: false,
-            tcp: HashMap::new(),
-            tcp_locals: HashSet::new(),
-            tcp_listen: None,
-            tcp_dropped: 0,
+            sockets: SocketRequests::default(),
+            tcp: TcpLinks::default(),
             rt,
             // A server endpoint's router also runs the handshake server and builds
             // accepted sessions with `cfg`.
@@ -345,7 +355,6 @@ impl Inner {
             last_now: None,
             user_handles: 1,
             closing: false,
-            rebind: None,
             dropped: 0,
             certificates: HashMap::new(),
         }
@@ -428,102 +437,11 @@ impl Inner {
             Carrier::Udp => (None, from),
             Carrier::Tcp => (Some(rx.local), from),
         };
-        if let Some(mut p) = self.pending.remove(&key) {
-            return match p.client.handle(now, dg, &mut self.rng) {
-                Ok(Progress::Complete) => {
-                    self.complete_client(now, rx, p);
-                    Delivery::Handshake
-                }
-                Ok(Progress::Pending) => {
-                    let mut flight = Vec::new();
-                    while let Some(d) = p.client.poll_transmit() {
-                        flight.push(d.clone());
-                        self.hs_out.push_back(Outgoing {
-                            src: key.0,
-                            dst: from,
-                            data: d,
-                        });
-                    }
-                    if !flight.is_empty() {
-                        p.flight = flight;
-                    }
-                    self.pending.insert(key, p);
-                    Delivery::Handshake
-                }
-                Err(e) => {
-                    // A datagram that does not parse leaves the client untouched.
-                    let fatal = !matches!(
-                        e,
-                        phantom_handshake::Error::Malformed(_)
-                            | phantom_handshake::Error::LimitExceeded(_)
-                    ) || (p.client.poll_timeout().is_none() && !p.client.is_complete());
-                    if fatal {
-                        tracing::debug!(target: "phantom::runtime", peer = %from, error = %e, "handshake failed");
-                        let _ = p
-                            .reply
-                            .send(Err(ConnectError::from_handshake(e, p.udp_remote)));
-                        if let (Some(local), remote) = key {
-                            self.tcp.remove(&(local, remote));
-                        }
-                    } else {
-                        self.dropped += 1;
-                        self.pending.insert(key, p);
-                    }
-                    Delivery::Refused
-                }
-            };
+        if let Some(p) = self.pending.remove(&key) {
+            return self.on_client_handshake(now, rx, dg, key, p);
         }
         if self.router.is_server() {
-            let result = self
-                .router
-                .handle_handshake(now, rx.local, from, dg, &mut self.rng);
-            while let Some(t) = self.router.poll_handshake_transmit() {
-                // Answers go back the way the datagram came (UDP socket or TCP).
-                let src = (t.dst == from).then_some(rx.local);
-                self.hs_out.push_back(Outgoing {
-                    src,
-                    dst: t.dst,
-                    data: t.payload,
-                });
-            }
-            return match result {
-                Ok(Some(accepted)) => {
-                    let s = *accepted.session;
-                    let handshake = HandshakeInfo {
-                        suite: accepted.suite,
-                        mode: HandshakeMode::new(s.is_resumed(), accepted.pdk),
-                    };
-                    tracing::info!(target: "phantom::runtime", peer = %from, carrier = ?rx.carrier, session = ?s.session_id(), resumed = s.is_resumed(), early_data_accepted = s.early_data_accepted(), "accepted session");
-                    if self.closing {
-                        self.router.remove(&s.session_id());
-                        return Delivery::Handshake;
-                    }
-                    let h = accepted.handle.0;
-                    if self.incoming.len() >= self.accept_backlog {
-                        // Too many sessions wait for `accept`: this one is closed (the
-                        // peer learns why) and forgotten once drained (no handle).
-                        tracing::debug!(target: "phantom::runtime", peer = %from, "accept backlog full: session refused");
-                        let mut s = s;
-                        s.close(now.instant, ACCEPT_BACKLOG_FULL, b"server busy");
-                        self.conns
-                            .insert(h, Box::new(ConnEntry::new(s, from, 0, handshake)));
-                        self.dirty.insert(h);
-                        return Delivery::Handshake;
-                    }
-                    self.conns
-                        .insert(h, Box::new(ConnEntry::new(s, from, 1, handshake)));
-                    self.dirty.insert(h);
-                    self.incoming.push_back(h);
-                    self.to_wake.append(&mut self.accept_wakers);
-                    Delivery::Handshake
-                }
-                Ok(None) => Delivery::Handshake,
-                Err(e) => {
-                    self.dropped += 1;
-                    tracing::debug!(target: "phantom::runtime", peer = %from, error = %e, "handshake datagram refused");
-                    Delivery::Refused
-                }
-            };
+            return self.on_server_handshake(now, rx, dg);
         }
         // Client side, after completion: a retransmitted server flight goes to the
         // session, which re-sends our last flight.
@@ -539,6 +457,116 @@ impl Inner {
         } else {
             self.dropped += 1;
             Delivery::Refused
+        }
+    }
+
+    /// A handshake datagram for the client handshake `p` (waiting under `key`).
+    fn on_client_handshake(
+        &mut self,
+        now: Time,
+        rx: RxMeta,
+        dg: &mut [u8],
+        key: PendingKey,
+        mut p: PendingConnect,
+    ) -> Delivery {
+        let from = rx.remote;
+        match p.client.handle(now, dg, &mut self.rng) {
+            Ok(Progress::Complete) => {
+                self.complete_client(now, rx, p);
+                Delivery::Handshake
+            }
+            Ok(Progress::Pending) => {
+                let mut flight = Vec::new();
+                while let Some(d) = p.client.poll_transmit() {
+                    flight.push(d.clone());
+                    self.hs_out.push_back(Outgoing {
+                        src: key.0,
+                        dst: from,
+                        data: d,
+                    });
+                }
+                if !flight.is_empty() {
+                    p.flight = flight;
+                }
+                self.pending.insert(key, p);
+                Delivery::Handshake
+            }
+            Err(e) => {
+                // A datagram that does not parse leaves the client untouched.
+                let fatal = !matches!(
+                    e,
+                    phantom_handshake::Error::Malformed(_)
+                        | phantom_handshake::Error::LimitExceeded(_)
+                ) || (p.client.poll_timeout().is_none() && !p.client.is_complete());
+                if fatal {
+                    tracing::debug!(target: "phantom::runtime", peer = %from, error = %e, "handshake failed");
+                    let _ = p
+                        .reply
+                        .send(Err(ConnectError::from_handshake(e, p.udp_remote)));
+                    if let (Some(local), remote) = key {
+                        self.tcp.links.remove(&(local, remote));
+                    }
+                } else {
+                    self.dropped += 1;
+                    self.pending.insert(key, p);
+                }
+                Delivery::Refused
+            }
+        }
+    }
+
+    /// A handshake datagram for the server (server endpoints).
+    fn on_server_handshake(&mut self, now: Time, rx: RxMeta, dg: &mut [u8]) -> Delivery {
+        let from = rx.remote;
+        let result = self
+            .router
+            .handle_handshake(now, rx.local, from, dg, &mut self.rng);
+        while let Some(t) = self.router.poll_handshake_transmit() {
+            // Answers go back the way the datagram came (UDP socket or TCP).
+            let src = (t.dst == from).then_some(rx.local);
+            self.hs_out.push_back(Outgoing {
+                src,
+                dst: t.dst,
+                data: t.payload,
+            });
+        }
+        match result {
+            Ok(Some(accepted)) => {
+                let s = *accepted.session;
+                let handshake = HandshakeInfo {
+                    suite: accepted.suite,
+                    mode: HandshakeMode::new(s.is_resumed(), accepted.pdk),
+                };
+                tracing::info!(target: "phantom::runtime", peer = %from, carrier = ?rx.carrier, session = ?s.session_id(), resumed = s.is_resumed(), early_data_accepted = s.early_data_accepted(), "accepted session");
+                if self.closing {
+                    self.router.remove(&s.session_id());
+                    return Delivery::Handshake;
+                }
+                let h = accepted.handle.0;
+                if self.incoming.len() >= self.accept_backlog {
+                    // Too many sessions wait for `accept`: this one is closed (the
+                    // peer learns why) and forgotten once drained (no handle).
+                    tracing::debug!(target: "phantom::runtime", peer = %from, "accept backlog full: session refused");
+                    let mut s = s;
+                    s.close(now.instant, ACCEPT_BACKLOG_FULL, b"server busy");
+                    self.conns
+                        .insert(h, Box::new(ConnEntry::new(s, from, 0, handshake)));
+                    self.dirty.insert(h);
+                    return Delivery::Handshake;
+                }
+                self.conns
+                    .insert(h, Box::new(ConnEntry::new(s, from, 1, handshake)));
+                self.dirty.insert(h);
+                self.incoming.push_back(h);
+                self.to_wake.append(&mut self.accept_wakers);
+                Delivery::Handshake
+            }
+            Ok(None) => Delivery::Handshake,
+            Err(e) => {
+                self.dropped += 1;
+                tracing::debug!(target: "phantom::runtime", peer = %from, error = %e, "handshake datagram refused");
+                Delivery::Refused
+            }
         }
     }
 
@@ -707,18 +735,18 @@ impl Inner {
 
     /// Registers a TCP connection carrying datagrams.
     pub(crate) fn add_tcp_link(&mut self, local: SocketAddr, remote: SocketAddr, link: TcpLink) {
-        if self.tcp_locals.len() >= 1024 {
-            let live: HashSet<SocketAddr> = self.tcp.keys().map(|k| k.0).collect();
-            self.tcp_locals.retain(|a| live.contains(a));
+        if self.tcp.locals.len() >= 1024 {
+            let live: HashSet<SocketAddr> = self.tcp.links.keys().map(|k| k.0).collect();
+            self.tcp.locals.retain(|a| live.contains(a));
         }
-        self.tcp_locals.insert(local);
-        self.tcp.insert((local, remote), link);
+        self.tcp.locals.insert(local);
+        self.tcp.links.insert((local, remote), link);
     }
 
     /// A TCP connection ended: forget it and stop every session's path over it
     /// (their in-flight data is re-sent on their other paths).
     pub(crate) fn remove_tcp_link(&mut self, local: SocketAddr, remote: SocketAddr) {
-        self.tcp.remove(&(local, remote));
+        self.tcp.links.remove(&(local, remote));
         for (&h, c) in &mut self.conns {
             if c.tcp == TcpCarrier::Open(local, remote) {
                 c.tcp = TcpCarrier::Idle;
@@ -734,9 +762,9 @@ impl Inner {
     /// exactly those addresses, or `local` is (or was) the local address of one and is
     /// not the primary UDP socket's; UDP otherwise.
     pub(crate) fn carrier_of(&self, local: SocketAddr, remote: SocketAddr) -> Carrier {
-        let tcp = self.tcp.contains_key(&(local, remote))
+        let tcp = self.tcp.links.contains_key(&(local, remote))
             || (local != self.local
-                && (self.tcp_listen == Some(local) || self.tcp_locals.contains(&local)));
+                && (self.tcp.listen == Some(local) || self.tcp.locals.contains(&local)));
         if tcp { Carrier::Tcp } else { Carrier::Udp }
     }
 
@@ -806,7 +834,7 @@ impl Inner {
                             .reply
                             .send(Err(ConnectError::from_handshake(e, p.udp_remote)));
                         if let (Some(local), remote) = key {
-                            self.tcp.remove(&(local, remote));
+                            self.tcp.links.remove(&(local, remote));
                         }
                     }
                 }
@@ -827,7 +855,7 @@ impl Inner {
         for key in gone {
             self.pending.remove(&key);
             if let (Some(local), remote) = key {
-                self.tcp.remove(&(local, remote));
+                self.tcp.links.remove(&(local, remote));
             }
         }
     }
@@ -872,7 +900,7 @@ impl Inner {
                     }
                     Event::PathFailed(p) => {
                         tracing::info!(target: "phantom::runtime", path = p.0, "path failed");
-                        self.prune_sockets = true;
+                        self.sockets.prune = true;
                     }
                     Event::Migrated { from, to } => {
                         tracing::info!(target: "phantom::runtime", from = from.0, to = to.0, "peer migrated");
@@ -908,11 +936,11 @@ impl Inner {
             if c.session.is_drained() {
                 if !c.unregistered {
                     c.unregistered = true;
-                    self.prune_sockets = true;
+                    self.sockets.prune = true;
                     self.router.remove(&c.session.session_id());
                     if let TcpCarrier::Open(l, r) = c.tcp {
                         // The client's own TCP connection: close it with the session.
-                        self.tcp.remove(&(l, r));
+                        self.tcp.links.remove(&(l, r));
                         c.tcp = TcpCarrier::Idle;
                     }
                     if c.close_reason.is_none() {
@@ -993,12 +1021,12 @@ impl Inner {
 
     /// The TCP listening address (server with a TCP carrier).
     pub(crate) fn tcp_listen(&self) -> Option<SocketAddr> {
-        self.tcp_listen
+        self.tcp.listen
     }
 
     /// Sets the TCP listening address.
     pub(crate) fn set_tcp_listen(&mut self, addr: Option<SocketAddr>) {
-        self.tcp_listen = addr;
+        self.tcp.listen = addr;
     }
 
     /// Sets the most sessions waiting for `accept`.
@@ -1018,7 +1046,7 @@ impl Inner {
 
     /// Datagrams the TCP carrier dropped.
     pub(crate) fn tcp_dropped(&self) -> u64 {
-        self.tcp_dropped
+        self.tcp.dropped
     }
 
     /// The runtime the endpoint was created in (spawns carrier tasks).
@@ -1080,33 +1108,33 @@ impl Inner {
     /// Queues an extra UDP socket for the driver to adopt (an added path), and marks
     /// session `h` dirty (it probes the path).
     pub(crate) fn add_path_socket(&mut self, h: u64, socket: std::net::UdpSocket) {
-        self.new_sockets.push(socket);
+        self.sockets.new.push(socket);
         self.dirty.insert(h);
     }
 
     /// Extra UDP sockets to adopt.
     pub(crate) fn take_new_sockets(&mut self) -> Vec<std::net::UdpSocket> {
-        std::mem::take(&mut self.new_sockets)
+        std::mem::take(&mut self.sockets.new)
     }
 
     /// Asks the driver to move to `socket` (client address change).
     pub(crate) fn set_rebind(&mut self, socket: std::net::UdpSocket) {
-        self.rebind = Some(socket);
+        self.sockets.rebind = Some(socket);
     }
 
     /// The socket to move to, if a rebind was asked for.
     pub(crate) fn take_rebind(&mut self) -> Option<std::net::UdpSocket> {
-        self.rebind.take()
+        self.sockets.rebind.take()
     }
 
     /// Asks the driver to close the extra sockets no path uses any more.
     pub(crate) fn request_prune(&mut self) {
-        self.prune_sockets = true;
+        self.sockets.prune = true;
     }
 
     /// Whether a prune was asked for (and resets the request).
     pub(crate) fn take_prune(&mut self) -> bool {
-        std::mem::take(&mut self.prune_sockets)
+        std::mem::take(&mut self.sockets.prune)
     }
 
     /// Hands a datagram from `src` (`None`: any) to `dst` to a live TCP connection
@@ -1118,13 +1146,14 @@ impl Inner {
         dst: SocketAddr,
         data: &[u8],
     ) -> bool {
-        if self.tcp.is_empty() {
+        if self.tcp.links.is_empty() {
             return false;
         }
         let link = match src {
-            Some(s) => self.tcp.get(&(s, dst)),
+            Some(s) => self.tcp.links.get(&(s, dst)),
             None => self
                 .tcp
+                .links
                 .iter()
                 .find(|((_, r), _)| *r == dst)
                 .map(|(_, l)| l),
@@ -1133,7 +1162,7 @@ impl Inner {
             return false;
         };
         if link.tx.try_send(data.to_vec()).is_err() {
-            self.tcp_dropped += 1;
+            self.tcp.dropped += 1;
         }
         true
     }
@@ -1141,16 +1170,16 @@ impl Inner {
     /// A datagram from `src`, a TCP connection's local address whose connection is
     /// gone, is dropped (counted), never sent over UDP: true if so.
     pub(crate) fn drop_from_closed_tcp(&mut self, src: SocketAddr) -> bool {
-        let tcp = self.tcp_locals.contains(&src) || self.tcp_listen == Some(src);
+        let tcp = self.tcp.locals.contains(&src) || self.tcp.listen == Some(src);
         if tcp {
-            self.tcp_dropped += 1;
+            self.tcp.dropped += 1;
         }
         tcp
     }
 
     /// Forgets the TCP connection `(local, remote)` (its writer ends).
     pub(crate) fn close_tcp_link(&mut self, local: SocketAddr, remote: SocketAddr) {
-        self.tcp.remove(&(local, remote));
+        self.tcp.links.remove(&(local, remote));
     }
 
     /// True once the last handle dropped or the endpoint was closed.
@@ -1171,7 +1200,7 @@ impl Inner {
 
     /// The driver stops: TCP connections close, `wait_idle` callers wake.
     pub(crate) fn stop(&mut self) {
-        self.tcp.clear();
+        self.tcp.links.clear();
         self.to_wake.append(&mut self.idle_wakers);
     }
 
