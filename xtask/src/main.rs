@@ -1,5 +1,6 @@
 //! Project automation for Phantom: `cargo xtask ci`, `cargo xtask fuzz`,
-//! `cargo xtask bench [--compare]`, `cargo xtask tidy`.
+//! `cargo xtask bench [--compare]`, `cargo xtask tidy`, `cargo xtask header`,
+//! `cargo xtask ffi`, `cargo xtask examples`.
 //!
 //! `ci` is the one test command (README.md, `.ci/run`). It prints one line per step
 //! with pass/fail and the time it took, installs the cargo tools it lacks
@@ -77,6 +78,12 @@ enum Cmd {
     },
     /// Repository hygiene checks.
     Tidy,
+    /// Regenerate the C header crates/phantom-ffi/include/phantom.h with cbindgen.
+    Header,
+    /// ci's `ffi` step alone: header current, C echo program compiled and run.
+    Ffi,
+    /// ci's `examples` step alone: the runtime's examples run against each other.
+    Examples,
     /// Congestion-control simulation table (controller x loss rate), release build.
     Sim {
         /// Simulated seconds per run.
@@ -107,6 +114,9 @@ fn main() -> ExitCode {
         } => compare(bytes, rounds, quick, &args),
         Cmd::Bench { package, args, .. } => bench(package.as_deref(), &args),
         Cmd::Tidy => tidy(),
+        Cmd::Header => write_header(),
+        Cmd::Ffi => ffi(),
+        Cmd::Examples => examples(),
         Cmd::Sim { secs, seed } => {
             let mut c = cargo();
             c.args([
@@ -258,6 +268,26 @@ fn ci(no_fuzz: bool) -> Result {
         ]);
         run(c)
     })?;
+    step("model", || {
+        // Exhaustive stateright runs of the handshake, epoch-ratchet and path models to
+        // their stated depths, over the real sans-IO types (release: the handshake model
+        // replays ML-KEM and X25519); each prints its states explored.
+        let mut c = cargo();
+        c.args([
+            "test",
+            "--release",
+            "--locked",
+            "-p",
+            "phantom-model",
+            "--",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ]);
+        run(c)
+    })?;
+    step("ffi", ffi)?;
+    step("examples", examples)?;
     step("doc", || {
         let mut c = cargo();
         c.args(["doc", "--workspace", "--no-deps", "--locked"]);
@@ -421,4 +451,243 @@ fn compare(bytes: Option<u64>, rounds: Option<usize>, quick: bool, extra: &[Stri
 /// Hygiene checks (see the `tidy` module).
 fn tidy() -> Result {
     tidy::run(&root())
+}
+
+/// The committed C header.
+fn header_path() -> PathBuf {
+    root()
+        .join("crates")
+        .join("phantom-ffi")
+        .join("include")
+        .join("phantom.h")
+}
+
+/// cbindgen settings for phantom.h (C99, C++-compatible, enum constants prefixed
+/// with their type: `PHANTOM_STATUS_OK`).
+fn header_config() -> cbindgen::Config {
+    let mut c = cbindgen::Config {
+        language: cbindgen::Language::C,
+        header: Some(
+            [
+                "/*",
+                " * The Phantom C API. Generated from crates/phantom-ffi by `cargo xtask header`",
+                " * (cbindgen); do not edit by hand.",
+                " *",
+                " * Ownership: every handle (PhantomEndpoint, PhantomConnection, PhantomStream)",
+                " * is created by the library and freed once with its phantom_*_free function;",
+                " * buffers the library returns are freed with phantom_bytes_free; pointers",
+                " * passed in are borrowed for the call only. Every fallible call returns a",
+                " * PhantomStatus (0 = PHANTOM_STATUS_OK) and leaves a message for",
+                " * phantom_last_error_message() on the calling thread. The library runs its",
+                " * own I/O threads; blocking calls park the calling thread.",
+                " */",
+            ]
+            .join("\n"),
+        ),
+        include_guard: Some("PHANTOM_H".into()),
+        cpp_compat: true,
+        style: cbindgen::Style::Both,
+        usize_is_size_t: true,
+        documentation_style: cbindgen::DocumentationStyle::Doxy,
+        ..cbindgen::Config::default()
+    };
+    c.enumeration.prefix_with_name = true;
+    c.enumeration.rename_variants = cbindgen::RenameRule::ScreamingSnakeCase;
+    c
+}
+
+/// Generates a header from the Rust source file `src` (its `mod` files included).
+fn generate_header_from(src: &Path) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    cbindgen::Builder::new()
+        .with_config(header_config())
+        .with_src(src)
+        .generate()
+        .map_err(|e| format!("cbindgen: {e}"))?
+        .write(&mut out);
+    Ok(out)
+}
+
+fn generate_header() -> Result<Vec<u8>> {
+    generate_header_from(
+        &root()
+            .join("crates")
+            .join("phantom-ffi")
+            .join("src")
+            .join("lib.rs"),
+    )
+}
+
+/// `cargo xtask header`.
+fn write_header() -> Result {
+    let path = header_path();
+    std::fs::write(&path, generate_header()?).map_err(|e| format!("{}: {e}", path.display()))?;
+    println!("wrote {}", path.display());
+    Ok(())
+}
+
+/// Byte-for-byte comparison of the committed header with a freshly generated one;
+/// the error names the first line that differs.
+fn compare_header(committed: &[u8], generated: &[u8]) -> Result {
+    if committed == generated {
+        return Ok(());
+    }
+    let c = String::from_utf8_lossy(committed);
+    let g = String::from_utf8_lossy(generated);
+    let mut cl = c.lines();
+    let mut gl = g.lines();
+    let mut line = 1;
+    loop {
+        match (cl.next(), gl.next()) {
+            (Some(a), Some(b)) if a == b => line += 1,
+            (a, b) => {
+                return Err(format!(
+                    "crates/phantom-ffi/include/phantom.h is stale at line {line}: committed {:?}, generated {:?}; run `cargo xtask header`",
+                    a.unwrap_or("<end>"),
+                    b.unwrap_or("<end>")
+                ));
+            }
+        }
+    }
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root().join("target"), PathBuf::from)
+}
+
+/// Runs `cmd` to completion, killing it after `limit`.
+fn run_bounded(mut cmd: Command, limit: Duration) -> Result {
+    let shown = format!("{cmd:?}");
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("could not start {shown}: {e}"))?;
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => return Err(format!("{shown} failed with {status}")),
+            Ok(None) if start.elapsed() > limit => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{shown} did not finish within {limit:?}"));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(format!("waiting for {shown}: {e}")),
+        }
+    }
+}
+
+/// The `ffi` step: the committed header is current, and the C echo program, compiled
+/// with the system C compiler against it and the library, passes.
+fn ffi() -> Result {
+    let committed =
+        std::fs::read(header_path()).map_err(|e| format!("{}: {e}", header_path().display()))?;
+    compare_header(&committed, &generate_header()?)?;
+    let mut build = cargo();
+    build.args(["build", "--locked", "-p", "phantom-ffi"]);
+    run(build)?;
+    let lib_dir = target_dir().join("debug");
+    let out_dir = target_dir().join("ffi");
+    std::fs::create_dir_all(&out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
+    let exe = out_dir.join("echo");
+    let ffi_dir = root().join("crates").join("phantom-ffi");
+    let mut cc = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()));
+    cc.args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-I"])
+        .arg(ffi_dir.join("include"))
+        .arg(ffi_dir.join("tests").join("c").join("echo.c"))
+        .arg("-o")
+        .arg(&exe)
+        .arg("-L")
+        .arg(&lib_dir)
+        .args(["-lphantom_ffi", "-lpthread"])
+        .arg(format!("-Wl,-rpath,{}", lib_dir.display()));
+    run(cc)?;
+    run_bounded(Command::new(&exe), Duration::from_secs(120))
+}
+
+/// The `examples` step: the echo server example runs, and each client example runs
+/// against it within a time bound and exits 0.
+fn examples() -> Result {
+    let mut build = cargo();
+    build.args(["build", "--locked", "-p", "phantom", "--examples"]);
+    run(build)?;
+    let bin = target_dir().join("debug").join("examples");
+    let work = target_dir().join("examples-run");
+    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    let key = work.join("server.pub");
+    let _ = std::fs::remove_file(&key);
+    let mut server = Command::new(bin.join("echo_server"))
+        .arg("127.0.0.1:0")
+        .arg(&key)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("could not start echo_server: {e}"))?;
+    let result = (|| {
+        let mut line = String::new();
+        let stdout = server.stdout.take().ok_or("echo_server has no stdout")?;
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+            .map_err(|e| format!("reading echo_server's address: {e}"))?;
+        let addr = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .ok_or("echo_server printed no address")?
+            .to_owned();
+        let file = work.join("payload.bin");
+        let payload: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        std::fs::write(&file, payload).map_err(|e| format!("{}: {e}", file.display()))?;
+        for (name, extra) in [
+            ("send_file", Some(&file)),
+            ("multipath", None),
+            ("resume", None),
+        ] {
+            let mut c = Command::new(bin.join(name));
+            c.arg(&addr).arg(&key);
+            if let Some(f) = extra {
+                c.arg(f);
+            }
+            run_bounded(c, Duration::from_secs(60)).map_err(|e| format!("example {name}: {e}"))?;
+        }
+        Ok::<(), String>(())
+    })();
+    let _ = server.kill();
+    let _ = server.wait();
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header_of(src: &str) -> Vec<u8> {
+        let dir = std::env::temp_dir().join(format!("xtask-header-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join(format!("{}.rs", src.len()));
+        std::fs::write(&file, src).unwrap();
+        let h = generate_header_from(&file).unwrap();
+        let _ = std::fs::remove_file(&file);
+        h
+    }
+
+    #[test]
+    fn a_changed_signature_makes_the_header_stale() {
+        let before =
+            header_of("#[unsafe(no_mangle)]\npub extern \"C\" fn phantom_f(x: u32) -> u32 { x }\n");
+        let after =
+            header_of("#[unsafe(no_mangle)]\npub extern \"C\" fn phantom_f(x: u64) -> u32 { 0 }\n");
+        assert!(String::from_utf8_lossy(&before).contains("uint32_t phantom_f(uint32_t x);"));
+        assert!(compare_header(&before, &before).is_ok());
+        let err = compare_header(&before, &after).unwrap_err();
+        assert!(err.contains("uint64_t x"), "{err}");
+        // A trailing difference (a line added or removed) is caught too.
+        let mut longer = before.clone();
+        longer.extend_from_slice(b"/* extra */\n");
+        assert!(compare_header(&before, &longer).is_err());
+    }
+
+    #[test]
+    fn the_committed_header_is_current() {
+        let committed = std::fs::read(header_path()).unwrap();
+        compare_header(&committed, &generate_header().unwrap()).unwrap();
+    }
 }

@@ -172,7 +172,7 @@ pub(crate) async fn demo() -> Result<(), CliError> {
         .map_err(|_| CliError::Transfer("the server did not see the close".into()))?;
     match &reason {
         CloseReason::Peer { code, reason, .. } => println!(
-            "    the server saw the client close: code {code}, reason {:?}",
+            "    the server saw the client close: {code}, reason {:?}",
             String::from_utf8_lossy(reason)
         ),
         other => println!("    the server's session ended: {other:?}"),

@@ -1,4 +1,6 @@
-//! Key files: `server.key` (secret, mode 0600) and `server.pub` (hex).
+//! Key files: `server.key` (secret, mode 0600), `server.pub` (hex) and `server.cert`
+//! (the certificate the key signed, raw bytes: a client that has it encapsulates to
+//! the server's static key in its first flight, a one-round-trip PDK handshake).
 
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -7,6 +9,9 @@ use std::path::Path;
 use phantom::{HybridSigningKey, HybridVerifyingKey, ServerIdentity};
 
 use crate::CliError;
+
+/// The certificate file `keygen` writes beside `server.pub`.
+pub(crate) const CERT_FILE: &str = "server.cert";
 
 /// Certificate lifetime written by `keygen` (ten years).
 const CERT_LIFETIME_SECS: u64 = 10 * 365 * 86_400;
@@ -32,7 +37,8 @@ pub(crate) fn to_hex(bytes: &[u8]) -> String {
     hex(bytes)
 }
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
+/// Decodes hex (either case); `None` for anything else.
+pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
     let s = s.trim();
     if !s.len().is_multiple_of(2) {
         return None;
@@ -91,8 +97,14 @@ pub(crate) fn keygen(out: &Path) -> Result<(), CliError> {
     let pub_path = out.join("server.pub");
     std::fs::write(&pub_path, format!("{}\n", hex(&vk.to_bytes())))
         .map_err(|e| file_err(&pub_path, e))?;
+    let cert_path = out.join(CERT_FILE);
+    std::fs::write(&cert_path, id.certificate().to_bytes()).map_err(|e| file_err(&cert_path, e))?;
     println!("wrote {} (secret, mode 0600)", key_path.display());
     println!("wrote {} (give this to clients)", pub_path.display());
+    println!(
+        "wrote {} (give this to clients too: one-round-trip handshakes)",
+        cert_path.display()
+    );
     println!("key id {}", &hex(&vk.key_id())[..16]);
     Ok(())
 }
@@ -117,6 +129,23 @@ pub(crate) fn load_public(path: &Path) -> Result<HybridVerifyingKey, CliError> {
         path: path.display().to_string(),
         reason: e.to_string(),
     })
+}
+
+/// Loads a certificate file and verifies it against the pinned key `key` (both
+/// signatures and the expiry).
+pub(crate) fn load_certificate(
+    path: &Path,
+    key: &HybridVerifyingKey,
+) -> Result<phantom::VerifiedCertificate, CliError> {
+    let bytes = std::fs::read(path).map_err(|e| file_err(path, e))?;
+    let bad = |e: &dyn std::fmt::Display| CliError::BadKey {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    phantom::ServerCertificate::from_bytes(&bytes)
+        .map_err(|e| bad(&e))?
+        .verify(key, phantom::unix_time())
+        .map_err(|e| bad(&format!("does not verify under the server key: {e}")))
 }
 
 #[cfg(test)]

@@ -3,7 +3,10 @@
 //!
 //! **What it owns.** The command-line contract (subcommands and flags, parsed with
 //! clap), the key-file formats (`server.key`: the server identity's secret encoding,
-//! mode 0600; `server.pub`: the hybrid verifying key in hex), the small stream
+//! mode 0600; `server.pub`: the hybrid verifying key in hex; `server.cert`: the
+//! certificate that key signed, which lets a client's first handshake take one round
+//! trip (PDK); the `--resume` ticket cache, mode 0600, from which a client resumes
+//! with its first stream bytes in the first flight), the small stream
 //! protocol between `send` and `serve --out-dir` (a 2-byte name length, the file
 //! name, the file bytes, FIN; the server answers with the byte count and the SHA-256
 //! of what it stored), and the error reporting: every failure is one line on stderr
@@ -11,14 +14,16 @@
 //!
 //! **Invariants relied on and upheld.** The CLI relies on the `phantom` runtime and
 //! the crates below it for I1–I10; it upholds I8 for the key file (written with mode
-//! 0600 from a zeroizing buffer, never printed) and never trusts a file name from the
-//! network: names are reduced to one sanitised path component inside `--out-dir`.
+//! 0600 from a zeroizing buffer, never printed; the ticket cache likewise) and never
+//! trusts a file name from the network: names are reduced to one sanitised path
+//! component inside `--out-dir`.
 
 mod bench;
 mod demo;
 mod keys;
 mod proto;
 mod serve;
+mod tickets;
 mod transfer;
 
 use std::net::SocketAddr;
@@ -84,7 +89,9 @@ from_phantom!(
 #[derive(Debug, Parser)]
 #[command(name = "phantom", version, about)]
 struct Cli {
-    /// More logging on stderr (-v info, -vv debug, -vvv trace).
+    /// More logging on stderr (-v info, -vv debug, -vvv trace). With -v, `send` and
+    /// `pipe` also print one line about the handshake: `phantom: handshake
+    /// mode=full|pdk|resumed suite=.. time_us=.. early_bytes=.. early_accepted=..`.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
     #[command(subcommand)]
@@ -93,7 +100,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Generate a server identity: DIR/server.key (secret, 0600) and DIR/server.pub.
+    /// Generate a server identity: DIR/server.key (secret, 0600), DIR/server.pub and
+    /// DIR/server.cert (give both to clients).
     Keygen {
         /// Directory to write the key files into (created if missing).
         #[arg(long)]
@@ -208,6 +216,15 @@ pub(crate) struct ClientArgs {
     /// or failing, and left again once UDP works.
     #[arg(long, value_name = "ADDR")]
     pub(crate) tcp: Option<String>,
+    /// The server's certificate (`server.cert` from `phantom keygen`), checked against
+    /// the server key: the first handshake then takes one round trip (PDK). Default:
+    /// `server.cert` beside `--server-pub`, if there is one.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) cert: Option<PathBuf>,
+    /// Keep resumption tickets in FILE (mode 0600): the next connection to the same
+    /// server resumes and sends its first bytes in the first flight (0-RTT).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) resume: Option<PathBuf>,
 }
 
 impl ClientArgs {
@@ -222,6 +239,15 @@ impl ClientArgs {
         o.session.scheduler = self.scheduler.into();
         o.connect_timeout = Duration::from_secs(self.connect_timeout);
         Ok(o)
+    }
+
+    /// The certificate file to use: `--cert`, else `server.cert` beside the key file.
+    pub(crate) fn certificate_path(&self) -> Option<PathBuf> {
+        if let Some(c) = &self.cert {
+            return Some(c.clone());
+        }
+        let beside = self.server_pub.with_file_name(keys::CERT_FILE);
+        beside.is_file().then_some(beside)
     }
 
     /// Resolves the server address.
@@ -250,8 +276,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Keygen { out } => keys::keygen(&out),
         Command::Serve(args) => serve::serve(args).await,
-        Command::Send { client, paths } => transfer::send(&client, &paths).await,
-        Command::Pipe { client } => transfer::pipe(&client).await,
+        Command::Send { client, paths } => transfer::send(&client, &paths, cli.verbose > 0).await,
+        Command::Pipe { client } => transfer::pipe(&client, cli.verbose > 0).await,
         Command::Bench {
             bytes,
             streams,

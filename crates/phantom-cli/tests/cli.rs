@@ -389,3 +389,156 @@ fn pipe_falls_back_to_tcp_when_udp_gets_no_answer() {
     drop(silent);
     server.stop();
 }
+
+/// Runs `phantom -v pipe ARGS` with `input` on stdin, expects exit 0 and `input`
+/// echoed back; returns the fields of the `phantom: handshake` line.
+fn pipe_handshake(args: &[&str], input: &[u8]) -> std::collections::HashMap<String, String> {
+    let mut child = Command::new(BIN)
+        .args(["-v", "pipe"])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feed = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&feed).unwrap());
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(out.stdout, input, "the echo differs");
+    let line = err
+        .lines()
+        .find_map(|l| l.strip_prefix("phantom: handshake "))
+        .unwrap_or_else(|| panic!("no handshake line in {err:?}"));
+    line.split(' ')
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (k.to_owned(), v.to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn keygen_writes_a_certificate_that_makes_the_first_connection_pdk() {
+    let d = tmp("pdk");
+    keygen(&d);
+    let server = Server::start(&d, &["--echo"]);
+    let input: Vec<u8> = (0..20_000u32).map(|i| (i % 249) as u8).collect();
+    let with_cert = d.join("server.pub");
+    let hs = pipe_handshake(
+        &[
+            "--connect",
+            &server.addr,
+            "--server-pub",
+            with_cert.to_str().unwrap(),
+        ],
+        &input,
+    );
+    assert_eq!(hs["mode"], "pdk");
+    assert!(hs["time_us"].parse::<u64>().unwrap() > 0);
+    // The public key alone: a full handshake.
+    let bare = tmp("pdk-bare");
+    std::fs::copy(&with_cert, bare.join("server.pub")).unwrap();
+    let pubkey = bare.join("server.pub");
+    let hs = pipe_handshake(
+        &[
+            "--connect",
+            &server.addr,
+            "--server-pub",
+            pubkey.to_str().unwrap(),
+        ],
+        &input,
+    );
+    assert_eq!(hs["mode"], "full");
+    // Another server's certificate does not verify under this key: refused up front.
+    let other = tmp("pdk-other");
+    keygen(&other);
+    let foreign = other.join("server.cert");
+    let out = run(&[
+        "pipe",
+        "--connect",
+        &server.addr,
+        "--server-pub",
+        pubkey.to_str().unwrap(),
+        "--cert",
+        foreign.to_str().unwrap(),
+    ]);
+    assert!(one_line_failure(&out).contains("server.cert"));
+    server.stop();
+}
+
+#[test]
+fn a_resumed_connection_sends_its_first_bytes_in_the_client_hello() {
+    let d = tmp("resume");
+    keygen(&d);
+    let server = Server::start(&d, &["--echo"]);
+    let pubkey = d.join("server.pub");
+    let cache = d.join("tickets");
+    let args = [
+        "--connect",
+        &server.addr,
+        "--server-pub",
+        pubkey.to_str().unwrap(),
+        "--resume",
+        cache.to_str().unwrap(),
+    ];
+    let input: Vec<u8> = (0..700u32).map(|i| (i % 241) as u8).collect();
+    let first = pipe_handshake(&args, &input);
+    assert_eq!(first["mode"], "pdk");
+    assert_eq!(first["early_bytes"], "0");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let meta = std::fs::metadata(&cache).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read_to_string(&cache).unwrap().lines().count(), 1);
+    }
+    let second = pipe_handshake(&args, &input);
+    assert_eq!(second["mode"], "resumed");
+    // All 700 bytes of stdin rode in the first flight and the server took them.
+    assert_eq!(second["early_bytes"], "700");
+    assert_eq!(second["early_accepted"], "true");
+    // The ticket was replaced by a fresh one: still one line.
+    assert_eq!(std::fs::read_to_string(&cache).unwrap().lines().count(), 1);
+    server.stop();
+}
+
+#[test]
+fn bench_with_two_paths_carries_bytes_on_both() {
+    let total = 8_000_000u64;
+    let out = run(&[
+        "bench",
+        "--bytes",
+        &total.to_string(),
+        "--paths",
+        "2",
+        "--scheduler",
+        "aggregate",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // `path ID LOCAL -> REMOTE: N bytes sent, rtt ..`
+    let sent: Vec<u64> = stdout
+        .lines()
+        .filter(|l| l.starts_with("path "))
+        .map(|l| {
+            let tail = l.split(": ").nth(1).unwrap();
+            tail.split(' ').next().unwrap().parse().unwrap()
+        })
+        .collect();
+    assert_eq!(sent.len(), 2, "{stdout}");
+    for (i, bytes) in sent.iter().enumerate() {
+        assert!(
+            *bytes > total / 20,
+            "path {i} carried only {bytes} bytes: {stdout}"
+        );
+    }
+    assert!(sent.iter().sum::<u64>() >= total, "{stdout}");
+}

@@ -158,6 +158,10 @@ pub struct Client {
     /// The echo of the first fragment of `client_hello` a Retry must carry.
     retry_echo: [u8; ECHO_LEN],
     verified: Option<VerifiedCertificate>,
+    /// Server datagrams taken (parsed, bound to our ClientHello, fed to the handshake).
+    used: u32,
+    /// Server datagrams dropped (damaged, malformed, or not bound to our ClientHello).
+    dropped: u32,
 }
 
 impl core::fmt::Debug for Client {
@@ -309,6 +313,8 @@ impl Client {
             retry_echo: [0; ECHO_LEN],
             client_hello: ch_bytes,
             verified: None,
+            used: 0,
+            dropped: 0,
         };
         let dgs = pack(&[(0, &client.client_hello)], &client.token);
         // The first fragment as sent (a restart re-packs it unchanged: the token is
@@ -323,7 +329,43 @@ impl Client {
 
     /// Feeds one datagram from the server. `rng` is used in full (non-PDK) mode to
     /// encapsulate to the server's static key.
+    ///
+    /// A datagram that is dropped ([`Error::Damaged`], [`Error::Malformed`],
+    /// [`Error::LimitExceeded`]) leaves the handshake as it was and is counted in
+    /// [`Client::datagrams_dropped`]; only an error that ends the handshake is returned
+    /// again by every later call.
     pub fn handle<R: Rng + ?Sized>(
+        &mut self,
+        now: Time,
+        datagram: &[u8],
+        rng: &mut R,
+    ) -> Result<Progress, Error> {
+        let failed = matches!(self.state, State::Failed(_));
+        let r = self.handle_datagram(now, datagram, rng);
+        if !failed {
+            match (&r, &self.state) {
+                (Err(_), State::Failed(_)) => {}
+                (Err(_), _) => self.dropped = self.dropped.saturating_add(1),
+                (Ok(_), _) => self.used = self.used.saturating_add(1),
+            }
+        }
+        r
+    }
+
+    /// Server datagrams this handshake took (bound to its ClientHello and well formed).
+    #[must_use]
+    pub fn datagrams_used(&self) -> u32 {
+        self.used
+    }
+
+    /// Server datagrams this handshake dropped: damaged (integrity tag), malformed, or
+    /// not bound to its ClientHello.
+    #[must_use]
+    pub fn datagrams_dropped(&self) -> u32 {
+        self.dropped
+    }
+
+    fn handle_datagram<R: Rng + ?Sized>(
         &mut self,
         now: Time,
         datagram: &[u8],
@@ -395,7 +437,6 @@ impl Client {
             self.flight.resend(&mut self.out);
         }
         while let Some(msg) = self.reasm.pop() {
-            self.flight.acknowledge();
             let state =
                 core::mem::replace(&mut self.state, State::Failed(Error::Misuse("poisoned")));
             let mut fx = Effects::default();
@@ -406,6 +447,8 @@ impl Client {
                     return Err(e);
                 }
             }
+            // The server answered (the message verified, or the step would have failed).
+            self.flight.acknowledge();
             if let Some(v) = fx.verified {
                 self.verified = Some(v);
             }
@@ -442,14 +485,26 @@ impl Client {
         }
     }
 
-    /// Retransmits the last flight if its timer expired; `Err(Timeout)` after
-    /// [`crate::MAX_RETRANSMITS`] unanswered retransmissions.
+    /// Retransmits the last flight if its timer expired; after
+    /// [`crate::MAX_RETRANSMITS`] unanswered retransmissions, `Err(Timeout)`, or
+    /// `Err(UnusableAnswers)` if the server's datagrams did arrive but every one was
+    /// dropped (damaged, or not for this ClientHello).
     pub fn handle_timeout(&mut self, now: Time) -> Result<(), Error> {
         match &self.state {
             State::Failed(e) => Err(*e),
             State::Complete(_) => Ok(()),
             _ => {
-                let r = self.flight.on_timeout(now.instant, &mut self.out);
+                let r = self
+                    .flight
+                    .on_timeout(now.instant, &mut self.out)
+                    .map_err(|e| match e {
+                        Error::Timeout if self.used == 0 && self.dropped > 0 => {
+                            Error::UnusableAnswers {
+                                dropped: self.dropped,
+                            }
+                        }
+                        other => other,
+                    });
                 if let Err(e) = r {
                     self.state = State::Failed(e);
                 }

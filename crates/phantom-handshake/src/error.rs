@@ -15,6 +15,11 @@ pub enum Error {
     /// its state is unchanged: not a reason to abandon the handshake.
     #[error("malformed handshake input: {0}")]
     Malformed(&'static str),
+    /// A handshake datagram's integrity tag does not match its bytes: it was damaged on
+    /// the way (or built by someone who does not follow the protocol). Dropped and
+    /// counted; never a reason to abandon the handshake (the peer retransmits).
+    #[error("damaged handshake datagram: its integrity tag does not match")]
+    Damaged,
     /// A well-formed message arrived in a state that does not expect it.
     #[error("unexpected handshake message: {0}")]
     UnexpectedMessage(&'static str),
@@ -81,8 +86,18 @@ pub enum Error {
     #[error("key confirmation failed")]
     KeyConfirmation,
     /// The peer did not answer within the retransmission budget.
-    #[error("handshake timed out")]
+    #[error("handshake timed out: no answer")]
     Timeout,
+    /// The retransmission budget ran out and the peer's datagrams did arrive, but every
+    /// one was dropped: damaged on the way (integrity tag), malformed, or not bound to
+    /// this ClientHello (answers to another one, forgeries).
+    #[error(
+        "handshake timed out: {dropped} answers arrived, none usable (damaged or not for this handshake)"
+    )]
+    UnusableAnswers {
+        /// Datagrams dropped.
+        dropped: u32,
+    },
     /// Key bytes handed to a `from_bytes` constructor are not a valid key.
     #[error("invalid key encoding: {0}")]
     InvalidKey(&'static str),

@@ -1,8 +1,13 @@
 //! Handshake datagrams, fragments, reassembly and retransmission.
 //!
 //! A handshake datagram is `0xc3 (phantom_wire::HANDSHAKE_MARKER) ‖ token_len (varint) ‖
-//! token ‖ fragment*`; the marker lets a receiver tell it from a protected packet by its
-//! first byte. A fragment is laid
+//! token ‖ fragment* ‖ tag`; the marker lets a receiver tell it from a protected packet
+//! by its first byte. The tag ([`INTEGRITY_TAG_LEN`] bytes) is the first bytes of
+//! HMAC-SHA256 under a public key (HKDF-Extract of the label `phantom handshake
+//! integrity` and the version byte) over everything before it: anyone can compute it,
+//! so it proves nothing about the sender, but a datagram damaged on the way fails it
+//! and is dropped before any of its bytes are used (like QUIC's Initial protection,
+//! RFC 9001 §5.2). A fragment is laid
 //! out like phantom-wire's HANDSHAKE frame: `0x0c ‖ msg_seq (varint) ‖ total_len (varint)
 //! ‖ offset (varint) ‖ len (varint) ‖ data`. Client→server datagrams echo the retry token
 //! (empty before a Retry); a server→client datagram with a token field and no fragment is
@@ -43,6 +48,29 @@ pub(crate) fn hello_echo(client_hello: &[u8]) -> [u8; ECHO_LEN] {
         *d = s;
     }
     e
+}
+
+/// Length of the integrity tag that ends every handshake datagram.
+pub const INTEGRITY_TAG_LEN: usize = 16;
+
+/// Label of the public integrity key (extracted with the version byte).
+const LABEL_INTEGRITY: &[u8] = b"phantom handshake integrity";
+
+/// The integrity tag of a datagram's bytes (everything before the tag).
+fn integrity_tag(body: &[u8]) -> [u8; INTEGRITY_TAG_LEN] {
+    let key = crate::schedule::extract(LABEL_INTEGRITY, &[crate::HANDSHAKE_VERSION]);
+    let mac = crate::schedule::hmac(key.as_slice(), &[body]);
+    let mut t = [0u8; INTEGRITY_TAG_LEN];
+    for (d, s) in t.iter_mut().zip(mac) {
+        *d = s;
+    }
+    t
+}
+
+/// Appends the integrity tag to a datagram built without one.
+pub(crate) fn seal(datagram: &mut Vec<u8>) {
+    let tag = integrity_tag(datagram);
+    datagram.extend_from_slice(&tag);
 }
 
 /// Most fragments one datagram may carry.
@@ -139,10 +167,25 @@ pub struct Datagram<'a> {
 }
 
 impl<'a> Datagram<'a> {
-    /// Parses a whole datagram; rejects trailing garbage and more than
+    /// Parses a whole datagram: checks its integrity tag first ([`Error::Damaged`] if it
+    /// does not match), then rejects trailing garbage and more than
     /// [`MAX_FRAGMENTS_PER_DATAGRAM`] fragments.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, Error> {
-        let mut r = Reader::new(bytes);
+        ensure!(
+            bytes.first() == Some(&phantom_wire::HANDSHAKE_MARKER),
+            Error::Malformed("not a handshake datagram")
+        );
+        let split = bytes
+            .len()
+            .checked_sub(INTEGRITY_TAG_LEN)
+            .ok_or(Error::Malformed("truncated"))?;
+        let (body, tag) = bytes.split_at(split);
+        // Public key, no secret involved: a plain compare would do; constant time anyway.
+        ensure!(
+            crate::schedule::mac_eq(&integrity_tag(body), tag),
+            Error::Damaged
+        );
+        let mut r = Reader::new(body);
         ensure!(
             r.u8()? == phantom_wire::HANDSHAKE_MARKER,
             Error::Malformed("not a handshake datagram")
@@ -196,11 +239,12 @@ impl<'a> Datagram<'a> {
 /// Builds a Retry datagram: `head_echo ‖ token` in the token field.
 pub(crate) fn retry_datagram(head_echo: &[u8; ECHO_LEN], token: &[u8]) -> Vec<u8> {
     let field = ECHO_LEN + token.len();
-    let mut v = Vec::with_capacity(2 + field);
+    let mut v = Vec::with_capacity(2 + field + INTEGRITY_TAG_LEN);
     v.push(phantom_wire::HANDSHAKE_MARKER);
     put_varint(&mut v, field);
     v.extend_from_slice(head_echo);
     v.extend_from_slice(token);
+    seal(&mut v);
     v
 }
 
@@ -222,6 +266,7 @@ pub(crate) fn pack(messages: &[(u64, &[u8])], token: &[u8]) -> Vec<Vec<u8>> {
             let header = 1 + 1 + vlen(msg.len()) + vlen(offset) + 2;
             let room = DATAGRAM_BUDGET.saturating_sub(cur_frag + header);
             if room < 64 && cur_frag > 0 {
+                seal(&mut cur);
                 out.push(core::mem::take(&mut cur));
                 new_dg(&mut cur);
                 cur_frag = 0;
@@ -240,6 +285,7 @@ pub(crate) fn pack(messages: &[(u64, &[u8])], token: &[u8]) -> Vec<Vec<u8>> {
         }
     }
     if cur_frag > 0 {
+        seal(&mut cur);
         out.push(cur);
     }
     out
@@ -292,6 +338,24 @@ impl Partial {
     fn complete(&self) -> bool {
         self.have == self.buf.len()
     }
+
+    /// True if `data` (at `offset`) disagrees with a byte already held.
+    fn conflicts(&self, offset: usize, data: &[u8]) -> bool {
+        data.iter().enumerate().any(|(i, b)| {
+            let pos = offset.saturating_add(i);
+            let held = self
+                .bitmap
+                .get(pos / 64)
+                .is_some_and(|w| w & (1u64 << (pos % 64)) != 0);
+            held && self.buf.get(pos).is_some_and(|x| x != b)
+        })
+    }
+
+    /// Forgets every byte held.
+    fn reset(&mut self) {
+        self.bitmap.fill(0);
+        self.have = 0;
+    }
 }
 
 /// What inserting a fragment did.
@@ -322,14 +386,21 @@ impl Reassembler {
     }
 
     /// Inserts a fragment. Never allocates more than the cap.
+    ///
+    /// Nothing buffered is authenticated, so a spoofed fragment must never make the
+    /// real message wrong: a fragment that holds the whole message replaces whatever
+    /// is buffered for it; one whose bytes disagree with bytes already held resets the
+    /// partial message to itself (the peer's retransmission brings the rest again); one
+    /// claiming another total length replaces the partial message too.
     pub(crate) fn insert(&mut self, f: &Fragment<'_>) -> Result<Inserted, Error> {
         if f.msg_seq < self.next {
             return Ok(Inserted::Old);
         }
+        let whole = f.offset == 0 && f.data.len() == f.total_len;
         if let Some(i) = self
             .partial
             .iter()
-            .position(|p| p.seq == f.msg_seq && p.buf.len() != f.total_len)
+            .position(|p| p.seq == f.msg_seq && (p.buf.len() != f.total_len || whole))
         {
             // Another length for a message not yet complete: nothing of it is
             // authenticated, so the partial gives way to the newer fragment (else a
@@ -364,6 +435,9 @@ impl Reassembler {
             p.buf.len() == f.total_len,
             Error::Malformed("inconsistent message length")
         );
+        if p.conflicts(f.offset, f.data) {
+            p.reset();
+        }
         p.insert(f.offset, f.data);
         Ok(Inserted::Buffered)
     }

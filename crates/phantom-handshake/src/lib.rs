@@ -53,8 +53,9 @@ pub use common::{
 };
 pub use error::{CodeList, Error};
 pub use fragment::{
-    DATAGRAM_BUDGET, Datagram, ECHO_LEN, FRAGMENT_TYPE, Fragment, INITIAL_RTO, MAX_FRAGMENT_DATA,
-    MAX_FRAGMENTS_PER_DATAGRAM, MAX_MESSAGE_LEN, MAX_RETRANSMITS, MAX_TOKEN_LEN, REASSEMBLY_CAP,
+    DATAGRAM_BUDGET, Datagram, ECHO_LEN, FRAGMENT_TYPE, Fragment, INITIAL_RTO, INTEGRITY_TAG_LEN,
+    MAX_FRAGMENT_DATA, MAX_FRAGMENTS_PER_DATAGRAM, MAX_MESSAGE_LEN, MAX_RETRANSMITS, MAX_TOKEN_LEN,
+    REASSEMBLY_CAP,
 };
 pub use keys::{
     ED25519_PUBLIC_LEN, ED25519_SIGNATURE_LEN, HybridSigningKey, HybridVerifyingKey,
@@ -62,7 +63,7 @@ pub use keys::{
     ML_KEM_768_PUBLIC_LEN, ServerCertificate, ServerIdentity, StaticKemKeyPair, StaticKemPublic,
     VerifiedCertificate,
 };
-pub use server::{AMPLIFICATION_FACTOR, Server, ServerConfig, ServerStats, Transmit};
+pub use server::{AMPLIFICATION_FACTOR, EarlyRelease, Server, ServerConfig, ServerStats, Transmit};
 pub use token::{TOKEN_LEN, TOKEN_LIFETIME_SECS};
 
 /// Entry points for the fuzz targets (`fuzz/fuzz_targets/handshake_*.rs`). Not a
@@ -128,13 +129,25 @@ pub mod fuzzing {
 
     impl rand_core::TryCryptoRng for FuzzRng {}
 
-    /// Parses `data` as a datagram, feeds its fragments to a reassembler, and parses
-    /// every completed message and `data` itself as a message. Never panics.
+    /// `data` with a valid integrity tag appended (so fuzz input reaches the parser
+    /// behind the tag check).
+    #[must_use]
+    pub fn tagged(data: &[u8]) -> Vec<u8> {
+        let mut v = data.to_vec();
+        crate::fragment::seal(&mut v);
+        v
+    }
+
+    /// Parses `data` as a datagram (as it is, and with a valid integrity tag appended),
+    /// feeds its fragments to a reassembler, and parses every completed message and
+    /// `data` itself as a message. Never panics.
     pub fn parse_all(data: &[u8]) {
         let _ = crate::msg::decode_any(data);
         let _ = crate::ServerCertificate::from_bytes(data);
         let _ = crate::HybridVerifyingKey::from_bytes(data);
         let _ = crate::ResumptionTicket::from_bytes(data);
+        let _ = crate::Datagram::parse(data);
+        let data = &tagged(data);
         if let Ok(dg) = crate::Datagram::parse(data) {
             if let Some((echo, token)) = dg.retry_parts() {
                 assert_eq!(echo.len(), crate::ECHO_LEN, "head echo");
@@ -172,7 +185,8 @@ pub mod fuzzing {
     }
 
     /// Feeds fuzz input to a server built from a fixed seed. Input: a mode byte, then
-    /// datagrams each prefixed by a u16 length. Mode bit 0: first deliver a genuine
+    /// datagrams each prefixed by a u16 length (each gets a valid integrity tag
+    /// appended, unless mode bit 3 is set). Mode bit 0: first deliver a genuine
     /// ClientHello (so the input reaches the ClientFinished state); bit 1: require retry;
     /// bit 2: then a second genuine ClientHello from the same address (two half-open
     /// handshakes there, the first superseded). Checks that the half-open table and the
@@ -211,6 +225,13 @@ pub mod fuzzing {
             let n = usize::from(u16::from_be_bytes(*len)).min(tail.len());
             let (dg, tail) = tail.split_at(n);
             rest = tail;
+            let owned;
+            let dg = if mode & 8 == 0 {
+                owned = tagged(dg);
+                &owned[..]
+            } else {
+                dg
+            };
             received += dg.len();
             let _ = server.handle_datagram(time, from, dg, &mut rng, |_| false);
             assert!(server.half_open() <= 4, "half-open cap");

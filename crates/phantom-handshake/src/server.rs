@@ -58,11 +58,26 @@ pub struct ServerConfig {
     pub anti_replay_window: u64,
     /// Capacity of the anti-replay store; when full, 0-RTT is refused.
     pub anti_replay_capacity: usize,
+    /// The ticket and retry keys rotate this often ([`Server::rotate_keys_if_due`]);
+    /// the previous key of each stays valid for one more period, so a ticket is
+    /// accepted for between one and two periods after it was issued (and never beyond
+    /// its lifetime). Zero: never rotate.
+    pub key_rotation: Duration,
+    /// Release accepted early data when the ClientHello is accepted
+    /// ([`Server::poll_early_data`]) instead of in the [`Established`] of the completed
+    /// handshake, so that the application can act on it a round trip sooner. Such data
+    /// has passed its AEAD, the ticket-age window and the anti-replay store (I10), but
+    /// the handshake may still fail, and servers that do not share the store may each
+    /// release it once (as TLS 1.3 0-RTT): only replay-safe requests belong in it.
+    /// At most `max_half_open` releases wait to be polled; beyond that, early data goes
+    /// into the `Established` as without this setting. Default false.
+    pub release_early_data_on_hello: bool,
 }
 
 impl ServerConfig {
     /// Defaults: all suites, retry only under load, 1024 half-open, 10 s timeout, one-day
-    /// tickets, 4 KiB 0-RTT within a 10-minute window, 65536 anti-replay entries.
+    /// tickets, 4 KiB 0-RTT within a 10-minute window, 65536 anti-replay entries, keys
+    /// rotated every half ticket lifetime (12 h).
     #[must_use]
     pub fn new(identity: ServerIdentity) -> Self {
         Self {
@@ -75,6 +90,8 @@ impl ServerConfig {
             max_early_data: MAX_EARLY_DATA as u32,
             anti_replay_window: 600,
             anti_replay_capacity: 65_536,
+            key_rotation: Duration::from_secs(86_400 / 2),
+            release_early_data_on_hello: false,
         }
     }
 }
@@ -89,17 +106,49 @@ pub struct Transmit {
     pub payload: Vec<u8>,
 }
 
+/// Early data released when its ClientHello was accepted
+/// ([`ServerConfig::release_early_data_on_hello`]).
+#[must_use]
+#[cfg_attr(test, derive(Clone))]
+pub struct EarlyRelease {
+    /// The client's address.
+    pub from: SocketAddr,
+    /// The session id of the handshake it belongs to (its [`Established`] carries it if
+    /// the handshake completes).
+    pub session_id: SessionId,
+    /// The early-data plaintext.
+    pub data: Zeroizing<Vec<u8>>,
+}
+
+impl core::fmt::Debug for EarlyRelease {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("EarlyRelease")
+            .field("from", &self.from)
+            .field("session_id", &self.session_id)
+            .field("len", &self.data.len())
+            .finish()
+    }
+}
+
 /// Counters of what the server dropped, refused or completed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ServerStats {
     /// Datagrams that did not parse.
     pub malformed: u64,
+    /// Datagrams whose integrity tag did not match (damaged on the way): dropped
+    /// before parsing, not counted in `malformed`.
+    pub damaged: u64,
     /// Retry datagrams sent.
     pub retries_sent: u64,
     /// ClientHello datagrams that would have been sent a Retry but do not carry the
     /// ClientHello's first fragment, which a Retry is bound to: not answered (the
     /// datagram with that fragment, sent in the same flight, gets the Retry).
     pub retries_withheld: u64,
+    /// ClientHello datagrams that would have started a handshake but do not carry the
+    /// ClientHello's first fragment (a spoofed fragment, or a later datagram that
+    /// overtook the first): no state is created (the client's retransmission brings
+    /// the first fragment again).
+    pub hello_without_head: u64,
     /// Tokens refused as forged, foreign or for another address.
     pub tokens_invalid: u64,
     /// Tokens refused as expired.
@@ -145,6 +194,9 @@ pub struct ServerStats {
     /// ML-KEM decapsulations of full-mode ClientFinished ciphertexts: at most one per
     /// datagram, however many half-open handshakes of its address it is tried against.
     pub finished_decapsulations: u64,
+    /// X25519 agreements and ML-KEM decapsulations done to MAC a Mismatch refusal of a
+    /// PDK ClientHello (one of each per refusal).
+    pub mismatch_decapsulations: u64,
 }
 
 #[cfg_attr(test, derive(Clone))]
@@ -293,6 +345,15 @@ pub struct Server {
     superseded: HashMap<SocketAddr, Box<Conn>>,
     pending_ids: HashSet<SessionId>,
     linger: HashMap<SocketAddr, Linger>,
+    /// When each recent MACed Mismatch refusal to an unvalidated address was sent (it
+    /// cost an agreement and a decapsulation): each counts toward the half-open load
+    /// until the handshake timeout.
+    refusals: VecDeque<Instant>,
+    /// When the ticket and retry keys rotate next (`None` until the first
+    /// [`Server::rotate_keys_if_due`]).
+    next_key_rotation: Option<Instant>,
+    /// Early data released at ClientHello acceptance, waiting to be polled.
+    early_released: VecDeque<EarlyRelease>,
     transmits: VecDeque<Transmit>,
     stats: ServerStats,
 }
@@ -324,6 +385,9 @@ impl Server {
             superseded: HashMap::new(),
             pending_ids: HashSet::new(),
             linger: HashMap::new(),
+            refusals: VecDeque::new(),
+            next_key_rotation: None,
+            early_released: VecDeque::new(),
             transmits: VecDeque::new(),
             stats: ServerStats::default(),
         }
@@ -352,6 +416,37 @@ impl Server {
         self.tickets.rotate(rng);
     }
 
+    /// Rotates the ticket and retry keys if [`ServerConfig::key_rotation`] has passed
+    /// since the last rotation (the first call starts the schedule). Returns whether it
+    /// rotated. Call it from the timer handling, at the latest at
+    /// [`Server::poll_key_rotation`].
+    pub fn rotate_keys_if_due<R: Rng + ?Sized>(&mut self, now: Time, rng: &mut R) -> bool {
+        let period = self.config.key_rotation;
+        if period.is_zero() {
+            return false;
+        }
+        match self.next_key_rotation {
+            None => {
+                self.next_key_rotation = Some(now.instant + period);
+                false
+            }
+            Some(due) if due <= now.instant => {
+                self.tickets.rotate(rng);
+                self.retry.rotate(rng);
+                self.next_key_rotation = Some(now.instant + period);
+                true
+            }
+            Some(_) => false,
+        }
+    }
+
+    /// When [`Server::rotate_keys_if_due`] rotates next (`None` before its first call,
+    /// or when rotation is off).
+    #[must_use]
+    pub fn poll_key_rotation(&self) -> Option<Instant> {
+        self.next_key_rotation
+    }
+
     /// Installs a new identity (static KEM key rotation). Clients holding the old
     /// certificate fall back to a full handshake and learn the new one.
     pub fn set_identity(&mut self, identity: ServerIdentity) {
@@ -364,12 +459,20 @@ impl Server {
         self.retry.issue(addr, now.unix_secs)
     }
 
+    /// Next early data released at ClientHello acceptance (only with
+    /// [`ServerConfig::release_early_data_on_hello`]).
+    pub fn poll_early_data(&mut self) -> Option<EarlyRelease> {
+        self.early_released.pop_front()
+    }
+
     /// Next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
     }
 
-    /// Earliest deadline (retransmission or handshake expiry).
+    /// Earliest deadline (retransmission, handshake expiry, or key rotation once
+    /// [`Server::rotate_keys_if_due`] was called: a caller that calls it once calls it
+    /// whenever this deadline passes).
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let conns = self
@@ -381,7 +484,11 @@ impl Server {
                 [Some(expiry), c.flight.deadline()]
             });
         let lingers = self.linger.values().map(|l| Some(l.until));
-        conns.chain(lingers).flatten().min()
+        conns
+            .chain(lingers)
+            .chain([self.next_key_rotation])
+            .flatten()
+            .min()
     }
 
     /// Retransmits flights whose timer expired and drops expired handshakes.
@@ -459,6 +566,10 @@ impl Server {
             Ok(_) => {
                 self.stats.malformed += 1;
                 return Err(Error::UnexpectedMessage("retry from a client"));
+            }
+            Err(Error::Damaged) => {
+                self.stats.damaged += 1;
+                return Err(Error::Damaged);
             }
             Err(e) => {
                 self.stats.malformed += 1;
@@ -698,7 +809,8 @@ impl Server {
         }
         let mut result = None;
         while let Some(msg) = conn.reasm.pop() {
-            conn.flight.acknowledge();
+            // The flight's timer stops only once the message verified (a spoofed
+            // fragment merged into it must not pass for the client's answer).
             match self.step(cx, &mut conn, &msg) {
                 Ok(Some(est)) => {
                     result = Some((est, sha256(&msg)));
@@ -783,7 +895,15 @@ impl Server {
             }
         };
         let slots_taken = at_address >= 2;
-        let full = self.half_open() + at_address >= self.config.max_half_open;
+        let timeout = self.config.handshake_timeout;
+        while self
+            .refusals
+            .front()
+            .is_some_and(|t| *t + timeout <= now.instant)
+        {
+            self.refusals.pop_front();
+        }
+        let full = self.half_open() + self.refusals.len() + at_address >= self.config.max_half_open;
         if !validated && (self.config.require_retry || full || slots_taken) {
             // The Retry is bound to the ClientHello by the echo of its first fragment
             // (all the server may have of it yet), so that the client can tell ours
@@ -805,8 +925,18 @@ impl Server {
             self.stats.retries_sent += 1;
             return Ok(None);
         }
+        // No state without the ClientHello's first fragment: a spoofed fragment, or
+        // the later datagram of a ClientHello that overtook the first (the client's
+        // retransmission brings both again).
+        if dg.hello_head().is_none() {
+            self.stats.hello_without_head += 1;
+            return Ok(None);
+        }
         let mut replace = slots_taken;
-        if full && !replace {
+        if full && !replace && self.refusals.pop_front().is_some() {
+            // A client that proved its address takes the place of a recent refusal
+            // (it only counted as load).
+        } else if full && !replace {
             // A client that proved its address takes the place of the oldest
             // half-open handshake that did not (spoofed hellos, most likely): a
             // flood from forged addresses cannot lock real clients out (I1).
@@ -858,7 +988,8 @@ impl Server {
         let state = core::mem::replace(&mut conn.state, ConnState::ExpectClientHello);
         match state {
             ConnState::ExpectClientHello => {
-                let (next, msgs) = self.on_client_hello(conn, msg, now, cx.rng, cx.is_live)?;
+                let (next, msgs) =
+                    self.on_client_hello(conn, cx.addr, msg, now, cx.rng, cx.is_live)?;
                 conn.state = ConnState::ExpectClientFinished(next);
                 let refs: Vec<(u64, &[u8])> =
                     msgs.iter().map(|(s, m)| (*s, m.as_slice())).collect();
@@ -914,6 +1045,7 @@ impl Server {
     fn on_client_hello<R: Rng + ?Sized>(
         &mut self,
         conn: &mut Conn,
+        from: SocketAddr,
         msg: &[u8],
         now: Time,
         rng: &mut R,
@@ -944,7 +1076,7 @@ impl Server {
                 } else {
                     MISMATCH_SUITE
                 };
-                let m = self.mismatch(reason, &ch, msg)?;
+                let m = self.mismatch(reason, &ch, msg, conn.validated, now)?;
                 conn.queue.extend(pack(&[(0, &m)], &conn.echo));
                 let supported = CodeList::new(&self.supported_suites());
                 return Err(if reason == MISMATCH_VERSION {
@@ -1029,6 +1161,17 @@ impl Server {
         }
 
         let session_id = self.draw_session_id(rng, is_live)?;
+        let early_accepted = early_data.is_some();
+        if self.config.release_early_data_on_hello
+            && self.early_released.len() < self.config.max_half_open
+            && let Some(data) = early_data.take()
+        {
+            self.early_released.push_back(EarlyRelease {
+                from,
+                session_id,
+                data,
+            });
+        }
         let mut random = [0u8; 32];
         rng.fill_bytes(&mut random);
         let pdk = pdk_shares.is_some();
@@ -1039,7 +1182,7 @@ impl Server {
         if ticket.is_some() {
             flags |= SH_PSK;
         }
-        if early_data.is_some() {
+        if early_accepted {
             flags |= SH_EARLY;
         }
         let sh = ServerHello {
@@ -1095,7 +1238,7 @@ impl Server {
                 transcript,
                 suite,
                 resumed: ticket.is_some(),
-                early_accepted: early_data.is_some(),
+                early_accepted,
                 early_data,
             }),
             out,
@@ -1116,7 +1259,14 @@ impl Server {
     /// speaks, bound to the ClientHello by its hash, and MACed under the ephemeral-static
     /// shares if the client encapsulated to our current certificate (so a PDK client
     /// knows the refusal comes from the pinned server).
-    fn mismatch(&self, reason: u8, ch: &ClientHello, ch_bytes: &[u8]) -> Result<Vec<u8>, Error> {
+    fn mismatch(
+        &mut self,
+        reason: u8,
+        ch: &ClientHello,
+        ch_bytes: &[u8],
+        validated: bool,
+        now: Time,
+    ) -> Result<Vec<u8>, Error> {
         let ch_hash = sha256(ch_bytes);
         let suites = self.supported_suites();
         ensure!(!suites.is_empty(), Error::Misuse("no suites configured"));
@@ -1133,6 +1283,11 @@ impl Server {
         {
             let es_x = identity.kem.x.agree(&ch.x25519)?;
             let es_ml = identity.kem.ml.decapsulate(&p.ct)?;
+            self.stats.mismatch_decapsulations += 1;
+            if !validated {
+                // As costly as a handshake: counts as one until the handshake timeout.
+                self.refusals.push_back(now.instant);
+            }
             let key = mismatch_key(&es_x, &es_ml, &ch_hash);
             // The prefix ends with the auth flag, which must say "MACed".
             m.mac = Some([0u8; 32]);

@@ -33,6 +33,25 @@ fn t(secs: u64) -> Time {
     Time::new(base_instant() + Duration::from_secs(secs), UNIX0 + secs)
 }
 
+/// A hand-built datagram with its integrity tag appended.
+fn sealed(mut d: Vec<u8>) -> Vec<u8> {
+    crate::fragment::seal(&mut d);
+    d
+}
+
+/// A datagram's bytes without its integrity tag.
+fn untagged(d: &[u8]) -> Vec<u8> {
+    d[..d.len() - INTEGRITY_TAG_LEN].to_vec()
+}
+
+/// A datagram changed by `f` (applied to its bytes before the tag), re-tagged: what an
+/// attacker who follows the protocol sends.
+fn retagged(d: &[u8], f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut b = untagged(d);
+    f(&mut b);
+    sealed(b)
+}
+
 fn addr(n: u16) -> SocketAddr {
     SocketAddr::from(([192, 0, 2, 1], 40_000 + n))
 }
@@ -547,19 +566,34 @@ fn run_flipped(snap: &Snapshot, dir: &Dir, flipped: &[u8]) -> (bool, bool) {
 }
 
 /// Flips one bit in byte `i` of every datagram for every `i` with `i % stride == 0` or
-/// outside fragment data (all header and length bytes are always flipped).
+/// outside fragment data (all header and length bytes are always flipped), re-tagging
+/// the datagram so that the flip reaches the parsers (every plain flip, tag bytes
+/// included, is checked to be `Damaged` first, or not a handshake datagram at all
+/// for the marker byte).
 fn flip_all(seed: u64, pdk: bool, stride: usize) -> (usize, usize) {
     let recs = record(seed, pdk);
     let (mut flips, mut stalls) = (0, 0);
     for (snap, dir, d) in &recs {
         let data = data_ranges(d);
         for i in 0..d.len() {
+            // As damaged on the way: the integrity tag catches every flip.
+            let mut raw = d.clone();
+            raw[i] ^= 0x01 << (i % 8);
+            let expected = if i == 0 {
+                Error::Malformed("not a handshake datagram")
+            } else {
+                Error::Damaged
+            };
+            assert_eq!(Datagram::parse(&raw).unwrap_err(), expected);
+        }
+        // As sent by someone who re-computes the (public) tag: the parsers and the MACs
+        // must catch it.
+        for i in 0..d.len() - INTEGRITY_TAG_LEN {
             let in_data = data.iter().any(|r| r.contains(&i));
             if in_data && i % stride != 0 {
                 continue;
             }
-            let mut f = d.clone();
-            f[i] ^= 0x01 << (i % 8);
+            let f = retagged(d, |b| b[i] ^= 0x01 << (i % 8));
             let (error, established) = run_flipped(snap, dir, &f);
             assert!(
                 !established,
@@ -627,7 +661,7 @@ fn fragments_reordered_and_duplicated_reassemble() {
     let mut dgs = pack(&[(0, &msg0), (1, &msg1)], &[]);
     assert!(dgs.len() >= 5);
     for d in &dgs {
-        assert!(d.len() <= DATAGRAM_BUDGET + 1);
+        assert!(d.len() <= DATAGRAM_BUDGET + 2 + INTEGRITY_TAG_LEN);
         for f in Datagram::parse(d).unwrap().fragments {
             assert!(f.data.len() <= MAX_FRAGMENT_DATA);
         }
@@ -657,7 +691,7 @@ fn oversized_and_inconsistent_fragments_are_refused() {
     ];
     d.extend(vec![0u8; 1201]);
     assert_eq!(
-        Datagram::parse(&d).unwrap_err(),
+        Datagram::parse(&sealed(d)).unwrap_err(),
         Error::LimitExceeded("fragment length")
     );
     // A message longer than the cap.
@@ -675,7 +709,7 @@ fn oversized_and_inconsistent_fragments_are_refused() {
         0xaa,
     ];
     assert_eq!(
-        Datagram::parse(&d).unwrap_err(),
+        Datagram::parse(&sealed(d.to_vec())).unwrap_err(),
         Error::LimitExceeded("message length")
     );
     // A fragment beyond its message.
@@ -690,7 +724,7 @@ fn oversized_and_inconsistent_fragments_are_refused() {
         0xaa,
     ];
     assert_eq!(
-        Datagram::parse(&d).unwrap_err(),
+        Datagram::parse(&sealed(d.to_vec())).unwrap_err(),
         Error::Malformed("fragment outside message")
     );
     // Reassembly memory cap across two pending messages.
@@ -811,7 +845,8 @@ fn half_open_cap_turns_new_peers_to_retry() {
     let token = server.issue_token(&addr(9), t(0));
     let mut d = vec![HANDSHAKE_MARKER, token.len() as u8];
     d.extend_from_slice(&token);
-    d.extend_from_slice(&first_dgs[0][2..]);
+    d.extend_from_slice(&untagged(&first_dgs[0])[2..]);
+    let d = sealed(d);
     assert!(
         server
             .handle_datagram(t(0), addr(9), &d, &mut r, |_| false)
@@ -896,8 +931,8 @@ fn tokened_hello(token: &[u8], seed: u64) -> Vec<u8> {
     let d = c.poll_transmit().unwrap();
     let mut out = vec![HANDSHAKE_MARKER, token.len() as u8];
     out.extend_from_slice(token);
-    out.extend_from_slice(&d[2..]);
-    out
+    out.extend_from_slice(&untagged(&d)[2..]);
+    sealed(out)
 }
 
 #[test]
@@ -1480,10 +1515,9 @@ fn i1_forged_or_garbled_mismatch_is_ignored_never_fatal_and_never_panics() {
 
     // Every single flipped byte of the genuine refusal: no panic, and never a typed
     // mismatch (the MAC, the ClientHello hash or the parser catches it).
-    for i in 0..genuine.len() {
+    for i in 0..genuine.len() - INTEGRITY_TAG_LEN {
         for bit in [0x01u8, 0x80] {
-            let mut d = genuine.clone();
-            d[i] ^= bit;
+            let d = retagged(&genuine, |d| d[i] ^= bit);
             let mut c = client.clone();
             let res = c.handle(t(0), &d, &mut r);
             assert!(
@@ -1644,11 +1678,13 @@ fn write_fuzz_seeds() {
     std::fs::write(parse.join("seed-retry"), retry).unwrap();
     let server = root.join("handshake_server");
     std::fs::create_dir_all(&server).unwrap();
+    // The target appends the integrity tag itself: the seeds carry none.
     let framed = |mode: u8, ds: &[&Vec<u8>]| {
         let mut v = vec![mode];
         for d in ds {
+            let d = untagged(d);
             v.extend_from_slice(&(d.len() as u16).to_be_bytes());
-            v.extend_from_slice(d);
+            v.extend_from_slice(&d);
         }
         v
     };
@@ -1754,7 +1790,8 @@ fn i1_a_full_table_of_validated_handshakes_refuses_newcomers() {
         let token = server.issue_token(&addr(i), t(0));
         let mut dg = vec![HANDSHAKE_MARKER, token.len() as u8];
         dg.extend_from_slice(&token);
-        dg.extend_from_slice(&d[2..]);
+        dg.extend_from_slice(&untagged(&d)[2..]);
+        let dg = sealed(dg);
         let res = server.handle_datagram(t(0), addr(i), &dg, &mut r, |_| false);
         if i < 2 {
             assert!(res.unwrap().is_none());
@@ -1794,9 +1831,10 @@ fn i1_a_forged_client_finished_does_not_kill_the_half_open_handshake() {
         let finished: Vec<Vec<u8>> = std::iter::from_fn(|| client.poll_transmit()).collect();
         assert!(!finished.is_empty());
         // The forgery: the same shape, another MAC (the spoofer cannot compute one).
-        let mut forged = finished.last().unwrap().clone();
-        let n = forged.len();
-        forged[n - 1] ^= 0x55;
+        let forged = retagged(finished.last().unwrap(), |f| {
+            let n = f.len();
+            f[n - 1] ^= 0x55;
+        });
         assert_eq!(
             server
                 .handle_datagram(t(0), from, &forged, &mut r, |_| false)
@@ -1837,9 +1875,10 @@ fn i1_forged_client_finished_messages_cost_the_server_a_bounded_number_of_decaps
         let _ = client.handle(t(0), &tx.payload, &mut r).unwrap();
     }
     let finished: Vec<Vec<u8>> = std::iter::from_fn(|| client.poll_transmit()).collect();
-    let mut forged = finished.last().unwrap().clone();
-    let n = forged.len();
-    forged[n - 1] ^= 0x55;
+    let forged = retagged(finished.last().unwrap(), |f| {
+        let n = f.len();
+        f[n - 1] ^= 0x55;
+    });
     for i in 0..u64::from(MAX_REFUSED_FINISHED) + 1 {
         assert_eq!(
             server
@@ -1898,6 +1937,7 @@ fn i1_a_spoofed_partial_fragment_cannot_block_the_real_client_finished() {
     };
     let mut spoofed = vec![HANDSHAKE_MARKER, 0];
     f.encode(&mut spoofed);
+    let spoofed = sealed(spoofed);
     assert!(
         server
             .handle_datagram(t(0), from, &spoofed, &mut r, |_| false)
@@ -2045,10 +2085,9 @@ fn i1_server_flight_for_another_client_hello_is_dropped_and_the_handshake_comple
         let foreign = drain_server(&mut server);
         assert_eq!(genuine.len(), foreign.len());
         // An injected copy of the genuine flight with another echo.
-        let mut forged = genuine[0].clone();
         let echo_at = 2;
-        assert_eq!(usize::from(forged[1]), ECHO_LEN);
-        forged[echo_at] ^= 0x40;
+        assert_eq!(usize::from(genuine[0][1]), ECHO_LEN);
+        let forged = retagged(&genuine[0], |f| f[echo_at] ^= 0x40);
         assert_eq!(
             client.handle(t(0), &forged, &mut r),
             Err(Error::Malformed("datagram for another ClientHello"))
@@ -2137,9 +2176,10 @@ fn i1_forged_client_finished_cost_stays_bounded_with_a_superseded_handshake() {
             .unwrap();
     }
     assert_eq!(server.half_open(), 2);
-    let mut forged = finished.last().unwrap().clone();
-    let n = forged.len();
-    forged[n - 1] ^= 0x55;
+    let forged = retagged(finished.last().unwrap(), |f| {
+        let n = f.len();
+        f[n - 1] ^= 0x55;
+    });
     for i in 1..=u64::from(MAX_REFUSED_FINISHED) + 1 {
         assert_eq!(
             server
@@ -2321,7 +2361,7 @@ fn i1_with_require_retry_a_spoofed_client_hello_leaves_the_half_open_handshake_a
 fn retry_with(field: &[u8]) -> Vec<u8> {
     let mut v = vec![HANDSHAKE_MARKER, field.len() as u8];
     v.extend_from_slice(field);
-    v
+    sealed(v)
 }
 
 /// The token a Retry hands out (its token field after the ClientHello-head echo).
@@ -2508,8 +2548,7 @@ fn i1_a_second_retry_does_not_restart_the_client_again() {
         assert_eq!(client.poll_transmit(), None, "no second restart");
         assert_eq!(client.poll_timeout(), timer);
     }
-    let mut forged = second[0].clone();
-    forged[2] ^= 1;
+    let forged = retagged(&second[0], |f| f[2] ^= 1);
     assert_eq!(
         client.handle(t(1), &forged, &mut r),
         Err(Error::Malformed("Retry for another ClientHello"))
@@ -2555,7 +2594,7 @@ fn i7_a_retry_never_exceeds_three_times_the_datagram_that_prompted_it() {
                         assert_eq!(i, 0, "the first datagram carries the head");
                         assert_eq!(sent.len(), 1);
                         let retry = &sent[0];
-                        assert_eq!(retry.len(), 2 + ECHO_LEN + TOKEN_LEN);
+                        assert_eq!(retry.len(), 2 + ECHO_LEN + TOKEN_LEN + INTEGRITY_TAG_LEN);
                         assert_eq!(&retry[2..2 + ECHO_LEN], &echo[..]);
                         assert!(
                             retry.len() <= 3 * d.len(),
@@ -2573,16 +2612,17 @@ fn i7_a_retry_never_exceeds_three_times_the_datagram_that_prompted_it() {
             }
         }
     }
-    // A first fragment of a few bytes: too small to answer (3x 16 < 59).
+    // A first fragment of one byte: too small to answer (3x 24 < 75).
     let frag = crate::fragment::Fragment {
         msg_seq: 0,
-        total_len: 2400,
+        total_len: 8,
         offset: 0,
-        data: &[1u8; 8],
+        data: &[1u8; 1],
     };
     let mut tiny = vec![HANDSHAKE_MARKER, 0];
     frag.encode(&mut tiny);
-    assert!(3 * tiny.len() < 2 + ECHO_LEN + TOKEN_LEN);
+    let tiny = sealed(tiny);
+    assert!(3 * tiny.len() < 2 + ECHO_LEN + TOKEN_LEN + INTEGRITY_TAG_LEN);
     let (mut server, mut r) = retry_server(115);
     assert_eq!(
         server
@@ -2591,4 +2631,530 @@ fn i7_a_retry_never_exceeds_three_times_the_datagram_that_prompted_it() {
         Error::LimitExceeded("datagram too small to answer")
     );
     assert!(drain_server(&mut server).is_empty());
+}
+
+// ---------------------------------------------------------------------------------
+// I12: a damaged, duplicated, reordered or lost handshake datagram never ends a
+// handshake the peers could complete.
+
+/// What a faulty link does to each datagram, in percent.
+#[derive(Clone, Copy)]
+struct Faults {
+    loss: u32,
+    duplicate: u32,
+    flip: u32,
+}
+
+/// Counts of what happened on a faulty-link run.
+#[derive(Debug, Default)]
+struct LinkRun {
+    flipped: usize,
+    client_errors: Vec<Error>,
+    server_errors: Vec<Error>,
+    completed: bool,
+    keys_agree: bool,
+}
+
+/// Runs a handshake over a link that loses, duplicates, reorders (random delay up to
+/// 60 ms) and damages datagrams (one random bit of the datagram flipped), with both
+/// sides' timers, until both sides completed or 60 simulated seconds passed. A client
+/// that completed answers a server retransmission with its last flight, as the
+/// session does.
+fn faulty_link_run(seed: u64, pdk: bool, faults: Faults) -> LinkRun {
+    let mut r = rng(seed);
+    let mut link = rng(seed ^ 0x5eed_0000);
+    let mut server = Server::new(server_config(), &mut r);
+    let mut client = Client::new(client_config(pdk), &mut r, t(0)).unwrap();
+    let from = addr(12);
+    let start = base_instant();
+    let mut now = t(0);
+    // (delivery time, to server?, bytes)
+    let mut wire: Vec<(Instant, bool, Vec<u8>)> = Vec::new();
+    let mut run = LinkRun::default();
+    let mut server_est: Option<Box<Established>> = None;
+    let send = |wire: &mut Vec<(Instant, bool, Vec<u8>)>,
+                link: &mut ChaCha20Rng,
+                run: &mut LinkRun,
+                now: Time,
+                to_server: bool,
+                d: Vec<u8>| {
+        use rand_core::Rng as _;
+        let roll = |link: &mut ChaCha20Rng| link.next_u32() % 100;
+        if roll(link) < faults.loss {
+            return;
+        }
+        let copies = if roll(link) < faults.duplicate { 2 } else { 1 };
+        for _ in 0..copies {
+            let mut d = d.clone();
+            if roll(link) < faults.flip {
+                let bit = link.next_u32() as usize % (d.len() * 8);
+                d[bit / 8] ^= 1 << (bit % 8);
+                run.flipped += 1;
+            }
+            let delay = Duration::from_millis(u64::from(link.next_u32() % 60));
+            wire.push((now.instant + delay, to_server, d));
+        }
+    };
+    for _ in 0..5000 {
+        while let Some(d) = client.poll_transmit() {
+            send(&mut wire, &mut link, &mut run, now, true, d);
+        }
+        while let Some(tx) = server.poll_transmit() {
+            send(&mut wire, &mut link, &mut run, now, false, tx.payload);
+        }
+        if server_est.is_some() && client.is_complete() {
+            break;
+        }
+        let next_wire = wire.iter().map(|w| w.0).min();
+        let next = [next_wire, client.poll_timeout(), server.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min();
+        let Some(next) = next else { break };
+        if next > start + Duration::from_secs(60) {
+            break;
+        }
+        now = Time::new(next.max(now.instant), UNIX0 + (next - start).as_secs());
+        if let Some(i) = wire.iter().position(|w| w.0 <= now.instant) {
+            let (_, to_server, d) = wire.swap_remove(i);
+            if to_server {
+                match server.handle_datagram(now, from, &d, &mut r, |_| false) {
+                    Ok(Some(e)) => server_est = Some(e),
+                    Ok(None) => {}
+                    Err(e) => run.server_errors.push(e),
+                }
+            } else if client.is_complete() {
+                // The session re-sends the client's last flight on a server datagram.
+                let again = client.clone().into_established().unwrap().pending_flight;
+                for d in again {
+                    send(&mut wire, &mut link, &mut run, now, true, d);
+                }
+            } else if let Err(e) = client.handle(now, &d, &mut r) {
+                run.client_errors.push(e);
+            }
+            continue;
+        }
+        if client.poll_timeout().is_some_and(|d| d <= now.instant)
+            && let Err(e) = client.handle_timeout(now)
+        {
+            run.client_errors.push(e);
+            break;
+        }
+        if server.poll_timeout().is_some_and(|d| d <= now.instant) {
+            server.handle_timeout(now);
+        }
+    }
+    if let (Some(s), true) = (&server_est, client.is_complete()) {
+        run.completed = true;
+        let c = client.into_established().unwrap();
+        run.keys_agree = c.session_id == s.session_id
+            && c.c2s.dangerously_expose() == s.c2s.dangerously_expose()
+            && c.s2c.dangerously_expose() == s.s2c.dangerously_expose();
+    }
+    run
+}
+
+/// 64 seeds, PDK and full mode alternating, over a link that loses 10 %, duplicates
+/// 10 % and damages 15 % of the datagrams and reorders them all: every handshake
+/// completes with agreeing keys. A damaged datagram is dropped by its integrity tag
+/// (counted), and the retransmission recovers.
+#[test]
+fn i12_handshakes_complete_over_a_lossy_duplicating_bit_flipping_link() {
+    let faults = Faults {
+        loss: 10,
+        duplicate: 10,
+        flip: 15,
+    };
+    let (mut flipped, mut damaged_errors) = (0, 0);
+    for seed in 0..64u64 {
+        let run = faulty_link_run(1200 + seed, seed % 2 == 0, faults);
+        assert!(
+            run.completed && run.keys_agree,
+            "seed {seed}: client errors {:?}, server errors {:?}",
+            run.client_errors,
+            run.server_errors
+        );
+        flipped += run.flipped;
+        damaged_errors += run
+            .client_errors
+            .iter()
+            .chain(&run.server_errors)
+            .filter(|e| matches!(e, Error::Damaged))
+            .count();
+    }
+    // The link did damage datagrams, and every damaged one that arrived was caught by
+    // the tag (a flipped datagram may also be lost).
+    assert!(flipped > 32, "{flipped}");
+    assert!(damaged_errors > 16, "{damaged_errors}");
+}
+
+/// Every server datagram arrives damaged (one bit flipped): each is dropped and counted,
+/// none ends the handshake, and when the retransmission budget runs out the error says
+/// that answers came but none was usable, not that the server was silent.
+#[test]
+fn i12_a_handshake_that_gets_only_damaged_answers_says_so_when_it_times_out() {
+    let mut r = rng(1212);
+    let mut server = Server::new(server_config(), &mut r);
+    let mut client = Client::new(client_config(true), &mut r, t(0)).unwrap();
+    let mut now = t(0);
+    let mut delivered = 0u32;
+    let err = loop {
+        while let Some(d) = client.poll_transmit() {
+            let _ = server.handle_datagram(now, addr(13), &d, &mut r, |_| false);
+        }
+        while let Some(tx) = server.poll_transmit() {
+            let mut d = tx.payload;
+            let i = d.len() / 2;
+            d[i] ^= 0x04;
+            assert_eq!(client.handle(now, &d, &mut r), Err(Error::Damaged));
+            delivered += 1;
+        }
+        let next = client.poll_timeout().unwrap();
+        now = Time::new(next, UNIX0 + 1);
+        if let Err(e) = client.handle_timeout(now) {
+            break e;
+        }
+        assert!(delivered < 200);
+    };
+    assert!(delivered >= 2, "{delivered}");
+    assert_eq!(client.datagrams_dropped(), delivered);
+    assert_eq!(client.datagrams_used(), 0);
+    assert_eq!(err, Error::UnusableAnswers { dropped: delivered });
+    assert_eq!(server.stats().damaged, 0);
+    assert_eq!(server.stats().completed, 0);
+}
+
+/// A damaged ClientHello datagram is dropped and counted by the server (nothing is
+/// answered, no state is created); the retransmission completes the handshake.
+#[test]
+fn i12_a_damaged_client_hello_is_dropped_and_its_retransmission_completes() {
+    let mut r = rng(1213);
+    let mut server = Server::new(server_config(), &mut r);
+    let mut client = Client::new(client_config(false), &mut r, t(0)).unwrap();
+    for mut d in drain_client(&mut client) {
+        let i = d.len() - 1;
+        d[i] ^= 0x80;
+        assert_eq!(
+            server
+                .handle_datagram(t(0), addr(14), &d, &mut r, |_| false)
+                .unwrap_err(),
+            Error::Damaged
+        );
+    }
+    assert_eq!(server.stats().damaged, 2);
+    assert_eq!(server.stats().malformed, 0);
+    assert_eq!(server.half_open(), 0);
+    assert!(drain_server(&mut server).is_empty());
+    let later = Time::new(client.poll_timeout().unwrap(), UNIX0);
+    client.handle_timeout(later).unwrap();
+    let (est, _) = drive(&mut client, &mut server, addr(14), later, &mut r).unwrap();
+    assert!(est.is_some() && client.is_complete());
+}
+
+// ---------------------------------------------------------------------------------
+// I1/I12: spoofed fragments with the real message lengths.
+
+/// A one-fragment datagram (tagged: the tag is public) carrying `data` at `offset` of
+/// message `seq` claimed `total_len` long: what an off-path spoofer sends.
+fn spoofed_fragment(seq: u64, total_len: usize, offset: usize, data: &[u8]) -> Vec<u8> {
+    let f = Fragment {
+        msg_seq: seq,
+        total_len,
+        offset,
+        data,
+    };
+    let mut d = vec![HANDSHAKE_MARKER, 0];
+    f.encode(&mut d);
+    sealed(d)
+}
+
+/// A spoofer who knows the client's address sends, between the server's receipt of
+/// the ClientHello and of the ClientFinished, a one-byte fragment of message 1 with the
+/// ClientFinished's real length (34 bytes in PDK mode, 1,122 in full mode). Before, the
+/// real ClientFinished was merged with it (first copy wins), failed its MAC, and the
+/// server's flight timer was stopped as if the client had answered: the PDK handshake
+/// died. Now the whole-message fragment replaces the buffered bytes, and the handshake
+/// completes at once.
+#[test]
+fn i1_a_spoofed_fragment_with_the_real_client_finished_length_does_not_corrupt_it() {
+    for pdk in [true, false] {
+        let mut r = rng(1300);
+        let mut server = Server::new(server_config(), &mut r);
+        let mut client = Client::new(client_config(pdk), &mut r, t(0)).unwrap();
+        let from = addr(30);
+        for d in drain_client(&mut client) {
+            server
+                .handle_datagram(t(0), from, &d, &mut r, |_| false)
+                .unwrap();
+        }
+        for d in drain_server(&mut server) {
+            let _ = client.handle(t(0), &d, &mut r).unwrap();
+        }
+        let finished = drain_client(&mut client);
+        assert_eq!(finished.len(), 1);
+        let cf = Datagram::parse(&finished[0]).unwrap().fragments[0];
+        assert_eq!((cf.msg_seq, cf.offset), (1, 0));
+        assert_eq!(cf.total_len, if pdk { 34 } else { 1122 });
+        assert_eq!(cf.data.len(), cf.total_len);
+        let junk = [cf.data[0] ^ 0xff];
+        let spoofed = spoofed_fragment(1, cf.total_len, 0, &junk);
+        assert!(
+            server
+                .handle_datagram(t(0), from, &spoofed, &mut r, |_| false)
+                .unwrap()
+                .is_none()
+        );
+        let est = server
+            .handle_datagram(t(0), from, &finished[0], &mut r, |_| false)
+            .unwrap();
+        let s = est.expect("the real ClientFinished completes the handshake");
+        assert_eq!(server.stats().finished_refused, 0);
+        for d in drain_server(&mut server) {
+            let _ = client.handle(t(0), &d, &mut r);
+        }
+        assert_eq!(client.into_established().unwrap().session_id, s.session_id);
+    }
+}
+
+/// The spoofed byte is a fragment of message 0 with the ClientHello's padded length
+/// (2,400), sent after the first ClientHello datagram and before the second: it lands
+/// inside the ClientHello. Before, the server answered a ClientHello the client never
+/// sent, whose echo the client does not recognise. Now the disagreeing overlap resets
+/// the partial message, and the client's retransmission completes the handshake; no
+/// ClientHello other than the client's is ever answered.
+#[test]
+fn i1_a_spoofed_fragment_inside_the_client_hello_is_never_answered_as_part_of_it() {
+    let mut r = rng(1301);
+    let mut server = Server::new(server_config(), &mut r);
+    let mut client = Client::new(client_config(true), &mut r, t(0)).unwrap();
+    let from = addr(31);
+    let hello = drain_client(&mut client);
+    assert_eq!(hello.len(), 2);
+    let second = Datagram::parse(&hello[1]).unwrap().fragments[0];
+    assert_eq!(second.total_len, MIN_CLIENT_HELLO_LEN);
+    server
+        .handle_datagram(t(0), from, &hello[0], &mut r, |_| false)
+        .unwrap();
+    let at = second.offset + 5;
+    let junk = [second.data[5] ^ 0x01];
+    let spoofed = spoofed_fragment(0, second.total_len, at, &junk);
+    let _ = server.handle_datagram(t(0), from, &spoofed, &mut r, |_| false);
+    let _ = server.handle_datagram(t(0), from, &hello[1], &mut r, |_| false);
+    // Whatever the server answers must answer our ClientHello.
+    let mut now = t(0);
+    let mut server_est = None;
+    for _ in 0..8 {
+        for d in drain_server(&mut server) {
+            assert_ne!(
+                client.handle(now, &d, &mut r),
+                Err(Error::Malformed("datagram for another ClientHello")),
+                "the server answered a ClientHello the client never sent"
+            );
+        }
+        if client.is_complete() {
+            break;
+        }
+        now = Time::new(client.poll_timeout().unwrap(), UNIX0);
+        client.handle_timeout(now).unwrap();
+        for d in drain_client(&mut client) {
+            if let Ok(Some(e)) = server.handle_datagram(now, from, &d, &mut r, |_| false) {
+                server_est = Some(e);
+            }
+        }
+    }
+    assert!(client.is_complete());
+    for d in drain_client(&mut client) {
+        if let Ok(Some(e)) = server.handle_datagram(now, from, &d, &mut r, |_| false) {
+            server_est = Some(e);
+        }
+    }
+    assert!(server_est.is_some());
+}
+
+/// A datagram without the ClientHello's first fragment (offset 0) creates no handshake
+/// state at an unknown address: not a spoofer's fragment, not a ClientHello's second
+/// datagram arriving first (the client's retransmission brings both).
+#[test]
+fn i1_no_handshake_state_without_the_client_hellos_first_fragment() {
+    let mut r = rng(1302);
+    let mut server = Server::new(server_config(), &mut r);
+    let spoofed = spoofed_fragment(0, MIN_CLIENT_HELLO_LEN, 1500, &[7]);
+    let _ = server.handle_datagram(t(0), addr(32), &spoofed, &mut r, |_| false);
+    assert_eq!(server.half_open(), 0);
+    let mut client = Client::new(client_config(true), &mut r, t(0)).unwrap();
+    let hello = drain_client(&mut client);
+    let _ = server.handle_datagram(t(0), addr(33), &hello[1], &mut r, |_| false);
+    assert_eq!(server.half_open(), 0);
+    assert_eq!(server.stats().hello_without_head, 2);
+    assert!(drain_server(&mut server).is_empty());
+    server
+        .handle_datagram(t(0), addr(33), &hello[0], &mut r, |_| false)
+        .unwrap();
+    assert_eq!(server.half_open(), 1);
+}
+
+// ---------------------------------------------------------------------------------
+// I1/I7: a refusal costs as much as a handshake and counts as one.
+
+/// PDK ClientHellos without a common suite from 20 addresses: each MACed refusal costs
+/// the server an X25519 agreement and an ML-KEM decapsulation, so each counts toward
+/// the half-open load until the handshake timeout; once the load reaches the cap, new
+/// unvalidated addresses get a Retry (no expensive work). A client that comes back
+/// with the token still gets its authenticated refusal, and after the timeout the load
+/// is gone. Before, a refusal kept no entry: the table never filled, Retry never
+/// engaged, and every forged ClientHello cost a decapsulation.
+#[test]
+fn i1_pdk_refusals_count_toward_the_load_that_turns_on_retry() {
+    let mut r = rng(1400);
+    let mut scfg = server_config();
+    scfg.suites = vec![Suite::Aes256Gcm];
+    scfg.max_half_open = 4;
+    let mut server = Server::new(scfg, &mut r);
+    let refused_client = |r: &mut ChaCha20Rng| {
+        let mut cfg = client_config(true);
+        cfg.suites = vec![Suite::ChaCha20Poly1305];
+        Client::new(cfg, r, t(0)).unwrap()
+    };
+    let mut last = None;
+    for i in 0..20u16 {
+        let mut c = refused_client(&mut r);
+        for d in drain_client(&mut c) {
+            let _ = server.handle_datagram(t(0), addr(100 + i), &d, &mut r, |_| false);
+        }
+        last = Some((c, drain_server(&mut server)));
+    }
+    let st = server.stats();
+    assert_eq!(st.mismatch_decapsulations, 4);
+    assert_eq!(st.mismatches, 4);
+    assert_eq!(st.retries_sent, 16);
+    assert_eq!(server.half_open(), 0);
+    // The last client follows its Retry: its address is proven, it gets the MACed
+    // refusal.
+    let (mut c, answer) = last.unwrap();
+    assert_eq!(answer.len(), 1);
+    assert_eq!(c.handle(t(0), &answer[0], &mut r), Ok(Progress::Pending));
+    for d in drain_client(&mut c) {
+        let _ = server.handle_datagram(t(0), addr(119), &d, &mut r, |_| false);
+    }
+    let refusal = drain_server(&mut server);
+    assert_eq!(refusal.len(), 1);
+    assert!(matches!(
+        c.handle(t(0), &refusal[0], &mut r),
+        Err(Error::SuiteMismatch {
+            authenticated: true,
+            ..
+        })
+    ));
+    assert_eq!(server.stats().mismatch_decapsulations, 5);
+    // After the handshake timeout the refusals no longer count.
+    let mut c = refused_client(&mut r);
+    for d in drain_client(&mut c) {
+        let _ = server.handle_datagram(t(11), addr(200), &d, &mut r, |_| false);
+    }
+    assert_eq!(server.stats().mismatch_decapsulations, 6);
+    assert_eq!(
+        server.stats().retries_sent,
+        16,
+        "no Retry once the load is gone"
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// Key rotation.
+
+/// Ticket and retry keys rotate every `key_rotation` (here 100 s), keeping the previous
+/// key for acceptance: a ticket issued at 0 s still resumes after one rotation (150 s),
+/// not after two (250 s), although its lifetime (a day) has not run out.
+#[test]
+fn a_ticket_outlives_one_key_rotation_but_not_two() {
+    let mut r = rng(1500);
+    let mut scfg = server_config();
+    scfg.key_rotation = Duration::from_secs(100);
+    let mut server = Server::new(scfg, &mut r);
+    // The first call starts the schedule.
+    assert!(!server.rotate_keys_if_due(t(0), &mut r));
+    let ticket = first_ticket(&mut server, &mut r);
+    let token = server.issue_token(&addr(50), t(0));
+    assert!(!server.rotate_keys_if_due(t(99), &mut r));
+    assert_eq!(server.poll_key_rotation(), Some(t(100).instant));
+    let resumes = |server: &mut Server, r: &mut ChaCha20Rng, now: Time, from: u16| {
+        let mut cfg = client_config(true);
+        cfg.ticket = Some(ticket.clone());
+        let mut client = Client::new(cfg, r, now).unwrap();
+        let (est, _) = drive(&mut client, server, addr(from), now, r).unwrap();
+        est.unwrap().resumed
+    };
+    assert!(server.rotate_keys_if_due(t(150), &mut r));
+    assert!(!server.rotate_keys_if_due(t(160), &mut r));
+    assert!(resumes(&mut server, &mut r, t(150), 51));
+    assert_eq!(server.stats().tickets_invalid, 0);
+    assert!(server.rotate_keys_if_due(t(250), &mut r));
+    assert!(!resumes(&mut server, &mut r, t(250), 52));
+    assert_eq!(server.stats().tickets_invalid, 1);
+    // The retry key rotates with it: a token of the key before last is refused
+    // (validated at 5 s of age, against the current clock of the token).
+    let d = tokened_hello(&token, 1501);
+    let late = Time::new(t(250).instant, UNIX0 + 5);
+    assert_eq!(
+        server
+            .handle_datagram(late, addr(50), &d, &mut r, |_| false)
+            .unwrap_err(),
+        Error::TokenInvalid
+    );
+}
+
+/// With `release_early_data_on_hello`, accepted early data is handed over when the
+/// ClientHello is accepted, before the server's first flight is even read by the client
+/// (a request can be answered a round trip sooner), once: the same ClientHello replayed
+/// from another address releases nothing (I10). The completed handshake still says
+/// early data was accepted, and does not carry it a second time.
+#[test]
+fn i10_early_data_released_at_client_hello_acceptance_at_most_once() {
+    let mut r = rng(1600);
+    let mut scfg = server_config();
+    scfg.release_early_data_on_hello = true;
+    let mut server = Server::new(scfg, &mut r);
+    let ticket = first_ticket(&mut server, &mut r);
+    assert!(server.poll_early_data().is_none(), "no early data yet");
+    let mut cfg = client_config(true);
+    cfg.ticket = Some(ticket);
+    cfg.early_data = b"GET /now".to_vec();
+    let mut client = Client::new(cfg, &mut r, t(5)).unwrap();
+    let hello = drain_client(&mut client);
+    for d in &hello {
+        server
+            .handle_datagram(t(5), addr(60), d, &mut r, |_| false)
+            .unwrap();
+    }
+    let released = server
+        .poll_early_data()
+        .expect("released on the ClientHello");
+    assert_eq!(released.data.as_slice(), b"GET /now");
+    assert_eq!(released.from, addr(60));
+    assert!(server.poll_early_data().is_none());
+    // A replay of the ClientHello from elsewhere: refused by the anti-replay store.
+    for d in &hello {
+        let _ = server.handle_datagram(t(5), addr(61), d, &mut r, |_| false);
+    }
+    assert!(server.poll_early_data().is_none());
+    assert_eq!(server.stats().early_replayed, 1);
+    assert_eq!(server.stats().early_accepted, 1);
+    let mut est = None;
+    while let Some(tx) = server.poll_transmit() {
+        if tx.dst == addr(60) {
+            let _ = client.handle(t(5), &tx.payload, &mut r);
+        }
+    }
+    for d in drain_client(&mut client) {
+        if let Some(e) = server
+            .handle_datagram(t(5), addr(60), &d, &mut r, |_| false)
+            .unwrap()
+        {
+            est = Some(e);
+        }
+    }
+    let s = est.unwrap();
+    assert_eq!(s.session_id, released.session_id);
+    assert!(s.early_data_accepted && s.early_data.is_none());
+    assert!(client.into_established().unwrap().early_data_accepted);
 }

@@ -15,7 +15,9 @@
 //! * The server session applies accepted early data when it is built
 //!   ([`Session::from_established`]): the streams open and become readable before any
 //!   1-RTT packet arrives, and the 1-RTT copy is an ordinary duplicate that stream
-//!   reassembly discards.
+//!   reassembly discards. The session is built when the handshake completes (the
+//!   ClientFinished verified), which the client's first 1-RTT packets reach at the same
+//!   time: early data is not yet read any earlier than 1-RTT data (PROTOCOL.md §5.9).
 //!
 //! Replay safety: the handshake accepts early data at most once per ticket (I10, a bounded
 //! per-process store). Data that must never be processed twice — even by a cluster of

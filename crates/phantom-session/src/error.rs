@@ -8,6 +8,8 @@
 //!
 //! [`CloseReason`]: crate::CloseReason
 
+use crate::types::TransportCode;
+
 /// Everything that can go wrong in the session layer.
 ///
 /// Variants carry only small numbers and static strings, never key material or payloads (I8).
@@ -55,7 +57,7 @@ pub enum Error {
     Path(&'static str),
     /// The peer broke a protocol rule (closes the session).
     #[error("peer protocol violation: {0}")]
-    PeerViolation(&'static str),
+    PeerViolation(PeerViolation),
     /// Packet protection failed in a way that ends the session (key exhaustion,
     /// epoch saturation, integrity limit).
     #[error("crypto: {0}")]
@@ -68,29 +70,96 @@ pub enum Error {
     Encode(#[from] phantom_wire::Error),
 }
 
-/// Close codes carried in CLOSE frames for transport-level closes.
-pub mod close_code {
-    /// Graceful, no error.
-    pub const NO_ERROR: u64 = 0;
-    /// The peer violated the protocol.
-    pub const PROTOCOL_VIOLATION: u64 = 1;
-    /// Flow control was exceeded.
-    pub const FLOW_CONTROL: u64 = 2;
-    /// AEAD integrity limit or key exhaustion.
-    pub const CRYPTO_LIMIT: u64 = 3;
-    /// Internal error.
-    pub const INTERNAL: u64 = 4;
+/// A protocol rule an authenticated peer broke; each closes the session with the
+/// transport code of [`From<PeerViolation> for TransportCode`](TransportCode) (the
+/// one mapping).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PeerViolation {
+    /// A frame of an authenticated payload does not parse.
+    #[error("malformed frame")]
+    MalformedFrame,
+    /// An authenticated packet carries no frame.
+    #[error("empty payload")]
+    EmptyPayload,
+    /// More sequence spaces in one epoch than the peer's sealer allows (I1).
+    #[error("too many sequence spaces in one epoch")]
+    TooManySpaces,
+    /// An ACK of a sequence we never sent.
+    #[error("ACK of an unsent packet")]
+    AckOfUnsentPacket,
+    /// STREAM data on a stream the peer cannot send on.
+    #[error("STREAM on a send-only stream")]
+    StreamOnSendOnlyStream,
+    /// STREAM_OPEN of a stream the peer cannot open, or of the wrong kind.
+    #[error("bad STREAM_OPEN")]
+    BadStreamOpen,
+    /// A packet in the space of stream index 0 (no stream).
+    #[error("packet in stream index 0")]
+    PacketInStreamIndexZero,
+    /// A packet in the space of one of our streams we never opened.
+    #[error("packet in a stream we never opened")]
+    PacketInUnopenedStream,
+    /// A stream frame on stream 0 (the control stream).
+    #[error("stream frame on the control stream")]
+    StreamFrameOnControlStream,
+    /// A frame for one of our streams we never opened.
+    #[error("frame for a stream we never opened")]
+    FrameForUnopenedStream,
+    /// A stream id of no known kind.
+    #[error("stream kind")]
+    StreamKind,
+    /// A stream above the limit we granted.
+    #[error("stream limit exceeded")]
+    StreamLimitExceeded,
+    /// Stream data beyond the largest stream offset.
+    #[error("stream offset overflow")]
+    StreamOffsetOverflow,
+    /// Stream data beyond the stream's credit.
+    #[error("stream flow control exceeded")]
+    StreamFlowControl,
+    /// A stream's final size changed.
+    #[error("final size changed")]
+    FinalSizeChanged,
+    /// A final size below data already received.
+    #[error("final size below received data")]
+    FinalSizeBelowReceived,
+    /// More out-of-order fragments than a receive stream buffers.
+    #[error("too many out-of-order stream fragments")]
+    TooManyFragments,
+    /// RESET_STREAM with a final size below data already received.
+    #[error("reset final size below received data")]
+    ResetFinalSizeBelowReceived,
+    /// Stream data beyond the session's credit.
+    #[error("session flow control exceeded")]
+    SessionFlowControl,
+}
+
+impl From<PeerViolation> for TransportCode {
+    fn from(v: PeerViolation) -> Self {
+        match v {
+            PeerViolation::StreamFlowControl | PeerViolation::SessionFlowControl => {
+                TransportCode::FLOW_CONTROL
+            }
+            _ => TransportCode::PROTOCOL_VIOLATION,
+        }
+    }
+}
+
+impl From<PeerViolation> for Error {
+    fn from(v: PeerViolation) -> Self {
+        Error::PeerViolation(v)
+    }
 }
 
 impl Error {
     /// The transport close code a fatal error maps to (the single mapping point).
     #[must_use]
-    pub fn close_code(&self) -> u64 {
+    pub fn close_code(&self) -> TransportCode {
         match self {
-            Error::PeerViolation(m) if m.contains("flow control") => close_code::FLOW_CONTROL,
-            Error::PeerViolation(_) => close_code::PROTOCOL_VIOLATION,
-            Error::Crypto(_) => close_code::CRYPTO_LIMIT,
-            _ => close_code::INTERNAL,
+            Error::PeerViolation(v) => (*v).into(),
+            Error::Crypto(_) => TransportCode::CRYPTO_LIMIT,
+            _ => TransportCode::INTERNAL,
         }
     }
 }

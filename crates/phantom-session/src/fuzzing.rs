@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use phantom_crypto::{Sealer, Suite, TAG_LEN, TrafficSecret};
 use phantom_wire::{Epoch, Flags, HEADER_LEN, Header, PathId, SessionId, StreamId};
 
-use crate::{Config, Dir, RxMeta, Session, SessionKeys, Side, Stats};
+use crate::{AppCode, Config, Dir, RxMeta, Session, SessionKeys, Side, Stats};
 
 const PEER_SECRET: [u8; 32] = [0x42; 32];
 const OUR_SECRET: [u8; 32] = [0x24; 32];
@@ -68,52 +68,9 @@ pub fn session_recv(start: Instant, data: &[u8]) {
             break;
         }
         input = rest;
-        let take = |input: &mut &[u8], n: usize| -> Vec<u8> {
-            let n = n.min(input.len());
-            let (a, b) = input.split_at(n);
-            *input = b;
-            a.to_vec()
-        };
         match op % 5 {
-            0 => {
-                // A raw datagram from the peer's or another address.
-                let len = usize::from(take(&mut input, 1).first().copied().unwrap_or(0)) * 6;
-                let mut d = take(&mut input, len);
-                let from = if op & 0x80 == 0 { peer } else { addr(3, 5000) };
-                let before = authenticated_view(&session.stats());
-                let state = session.state();
-                session.handle_datagram(now, RxMeta::udp(addr(1, 443), from), &mut d);
-                let after = session.stats();
-                if after.packets_received == before.packets_received {
-                    // I1: no authentication, no state change.
-                    assert_eq!(authenticated_view(&after), before);
-                    assert_eq!(session.state(), state);
-                }
-            }
-            1 => {
-                // An authenticated packet with an arbitrary payload.
-                let hdr = take(&mut input, 4);
-                let [a, b, c, d] = <[u8; 4]>::try_from(hdr.as_slice()).unwrap_or([0; 4]);
-                let len = usize::from(d) * 4;
-                let payload = take(&mut input, len);
-                let header = Header {
-                    flags: Flags::from_bits(a & 0x0d).unwrap_or(Flags::empty()),
-                    path_id: PathId(0),
-                    epoch: Epoch(0),
-                    session_id: SID,
-                    stream_id: StreamId(u32::from(b) & 0x1f),
-                    sequence: u64::from(c),
-                };
-                let mut buf = vec![0u8; HEADER_LEN + payload.len() + TAG_LEN];
-                if let Some(dst) = buf.get_mut(HEADER_LEN..HEADER_LEN + payload.len()) {
-                    dst.copy_from_slice(&payload);
-                }
-                if let Ok(n) = sealer.seal_packet(&header, &mut buf, payload.len()) {
-                    buf.truncate(n);
-                    let from = if a & 0x80 == 0 { peer } else { addr(3, 5000) };
-                    session.handle_datagram(now, RxMeta::udp(addr(1, 443), from), &mut buf);
-                }
-            }
+            0 => raw_datagram(&mut session, now, op, &mut input),
+            1 => sealed_packet(&mut session, &mut sealer, now, &mut input),
             2 => {
                 let ms = u64::from(take(&mut input, 1).first().copied().unwrap_or(1));
                 now += Duration::from_millis(ms * 4);
@@ -121,29 +78,7 @@ pub fn session_recv(start: Instant, data: &[u8]) {
                     session.handle_timeout(now);
                 }
             }
-            3 => {
-                // Application: open, write, read, datagram, close.
-                let sel = take(&mut input, 1).first().copied().unwrap_or(0);
-                match sel % 5 {
-                    0 => {
-                        if let Ok(id) = session.open_stream(Dir::Bi) {
-                            let _ = session.write(id, &[sel; 3000]);
-                        }
-                    }
-                    1 => {
-                        let id = StreamId(u32::from(sel) >> 3);
-                        let mut buf = [0u8; 4096];
-                        let _ = session.read(id, &mut buf);
-                    }
-                    2 => {
-                        let _ = session.send_datagram(&[sel; 100]);
-                    }
-                    3 => {
-                        let _ = session.probe_path(now, addr(1, 443), addr(4, u16::from(sel)));
-                    }
-                    _ => session.close(now, u64::from(sel), b"fuzz"),
-                }
-            }
+            3 => app_command(&mut session, now, &mut input),
             _ => {}
         }
         // Drain outputs every step: they must never panic either.
@@ -153,6 +88,87 @@ pub fn session_recv(start: Instant, data: &[u8]) {
             }
         }
         while session.poll_event().is_some() {}
+    }
+}
+
+/// Takes up to `n` bytes off the front of `input`.
+fn take(input: &mut &[u8], n: usize) -> Vec<u8> {
+    let n = n.min(input.len());
+    let (a, b) = input.split_at(n);
+    *input = b;
+    a.to_vec()
+}
+
+/// The peer's address, or another one if `sel`'s top bit is set.
+fn source(sel: u8) -> SocketAddr {
+    if sel & 0x80 == 0 {
+        addr(2, 4000)
+    } else {
+        addr(3, 5000)
+    }
+}
+
+/// A raw datagram from the peer's or another address: unless it authenticates,
+/// nothing but drop counters may change (I1).
+fn raw_datagram(session: &mut Session, now: Instant, op: u8, input: &mut &[u8]) {
+    let len = usize::from(take(input, 1).first().copied().unwrap_or(0)) * 6;
+    let mut d = take(input, len);
+    let before = authenticated_view(&session.stats());
+    let state = session.state();
+    session.handle_datagram(now, RxMeta::udp(addr(1, 443), source(op)), &mut d);
+    let after = session.stats();
+    if after.packets_received == before.packets_received {
+        // I1: no authentication, no state change.
+        assert_eq!(authenticated_view(&after), before);
+        assert_eq!(session.state(), state);
+    }
+}
+
+/// An authenticated packet with an arbitrary payload.
+fn sealed_packet(session: &mut Session, sealer: &mut Sealer, now: Instant, input: &mut &[u8]) {
+    let hdr = take(input, 4);
+    let [a, b, c, d] = <[u8; 4]>::try_from(hdr.as_slice()).unwrap_or([0; 4]);
+    let len = usize::from(d) * 4;
+    let payload = take(input, len);
+    let header = Header {
+        flags: Flags::from_bits(a & 0x0d).unwrap_or(Flags::empty()),
+        path_id: PathId(0),
+        epoch: Epoch(0),
+        session_id: SID,
+        stream_id: StreamId(u32::from(b) & 0x1f),
+        sequence: u64::from(c),
+    };
+    let mut buf = vec![0u8; HEADER_LEN + payload.len() + TAG_LEN];
+    if let Some(dst) = buf.get_mut(HEADER_LEN..HEADER_LEN + payload.len()) {
+        dst.copy_from_slice(&payload);
+    }
+    if let Ok(n) = sealer.seal_packet(&header, &mut buf, payload.len()) {
+        buf.truncate(n);
+        session.handle_datagram(now, RxMeta::udp(addr(1, 443), source(a)), &mut buf);
+    }
+}
+
+/// Application: open, write, read, datagram, close.
+fn app_command(session: &mut Session, now: Instant, input: &mut &[u8]) {
+    let sel = take(input, 1).first().copied().unwrap_or(0);
+    match sel % 5 {
+        0 => {
+            if let Ok(id) = session.open_stream(Dir::Bi) {
+                let _ = session.write(id, &[sel; 3000]);
+            }
+        }
+        1 => {
+            let id = StreamId(u32::from(sel) >> 3);
+            let mut buf = [0u8; 4096];
+            let _ = session.read(id, &mut buf);
+        }
+        2 => {
+            let _ = session.send_datagram(&[sel; 100]);
+        }
+        3 => {
+            let _ = session.probe_path(now, addr(1, 443), addr(4, u16::from(sel)));
+        }
+        _ => session.close(now, AppCode(u64::from(sel)), b"fuzz"),
     }
 }
 

@@ -19,7 +19,9 @@
 //! token-bucket pacer. A lost
 //! packet is never re-sealed: its *frames' content* (stream byte ranges, credits,
 //! resets) goes back to the senders' queues and is re-sent in new packets under
-//! fresh sequence numbers. The sans-IO call protocol is documented on [`Session`];
+//! fresh sequence numbers. The sans-IO call protocol is documented on [`Session`],
+//! which delegates to parts that own their state (`session::{keys, spaces, streams,
+//! paths, timers, ...}`, listed in docs/ARCHITECTURE.md);
 //! [`fallback`] holds the pure UDP-to-TCP fallback state machine.
 //!
 //! **Invariants upheld.** I1: a datagram that does not authenticate changes nothing
@@ -59,7 +61,7 @@ mod tests;
 
 pub use cc::CongestionSnapshot;
 pub use endpoint::{Accepted, DatagramEvent, Endpoint, EndpointStats, SessionHandle};
-pub use error::{Error, close_code};
+pub use error::{Error, PeerViolation};
 /// The congestion controller a path runs ([`Config::congestion`]).
 pub use phantom_congestion::Algorithm as CongestionAlgorithm;
 pub use scheduler::SchedulerMode;

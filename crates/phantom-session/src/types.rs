@@ -160,22 +160,95 @@ pub enum State {
     Closed,
 }
 
+/// A close code chosen by the application ([`Session::close`](crate::Session::close)):
+/// carried in a CLOSE frame with the application flag set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct AppCode(pub u64);
+
+/// A transport close code: why a session closed itself (CLOSE frame without the
+/// application flag). [`Error::close_code`] is the one mapping from errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct TransportCode(pub u64);
+
+impl TransportCode {
+    /// Graceful, no error.
+    pub const NO_ERROR: Self = Self(0);
+    /// The peer violated the protocol.
+    pub const PROTOCOL_VIOLATION: Self = Self(1);
+    /// Flow control was exceeded.
+    pub const FLOW_CONTROL: Self = Self(2);
+    /// AEAD integrity limit or key exhaustion.
+    pub const CRYPTO_LIMIT: Self = Self(3);
+    /// Internal error.
+    pub const INTERNAL: Self = Self(4);
+}
+
+/// The code of a CLOSE frame: the application's or the transport's (the frame's
+/// application flag tells which).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CloseCode {
+    /// An application close.
+    Application(AppCode),
+    /// A transport error.
+    Transport(TransportCode),
+}
+
+impl CloseCode {
+    /// The CLOSE frame's `(error_code, application)` fields.
+    #[must_use]
+    pub fn to_wire(self) -> (u64, bool) {
+        match self {
+            Self::Application(AppCode(c)) => (c, true),
+            Self::Transport(TransportCode(c)) => (c, false),
+        }
+    }
+
+    /// From a CLOSE frame's `(error_code, application)` fields.
+    #[must_use]
+    pub fn from_wire(code: u64, application: bool) -> Self {
+        if application {
+            Self::Application(AppCode(code))
+        } else {
+            Self::Transport(TransportCode(code))
+        }
+    }
+}
+
+impl core::fmt::Display for AppCode {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl core::fmt::Display for TransportCode {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl core::fmt::Display for CloseCode {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Application(c) => write!(f, "application code {c}"),
+            Self::Transport(c) => write!(f, "transport code {c}"),
+        }
+    }
+}
+
 /// Why the session closed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CloseReason {
     /// The application closed it locally.
     Local {
         /// Application code.
-        code: u64,
+        code: AppCode,
         /// Reason phrase.
         reason: Vec<u8>,
     },
     /// The peer sent CLOSE.
     Peer {
-        /// The code.
-        code: u64,
-        /// True for an application close, false for a transport error.
-        application: bool,
+        /// The code, the application's or the transport's.
+        code: CloseCode,
         /// Reason phrase (at most 1024 bytes).
         reason: Vec<u8>,
     },

@@ -8,7 +8,9 @@ use std::task::Poll;
 use std::time::Duration;
 
 use phantom_crypto::Suite;
-use phantom_handshake::{HybridVerifyingKey, ResumptionTicket, Server, ServerIdentity};
+use phantom_handshake::{
+    HybridVerifyingKey, ResumptionTicket, Server, ServerIdentity, VerifiedCertificate,
+};
 use phantom_session::early::EarlyData;
 use phantom_session::{Config as SessionConfig, Dir};
 
@@ -64,7 +66,8 @@ pub struct ServerConfig {
     /// secret), `suites` accepted, `ticket_lifetime` (0: no tickets),
     /// `max_early_data` (0: no 0-RTT), `anti_replay_window`, `max_half_open`,
     /// `require_retry` (a stateless retry round trip from every new client),
-    /// `handshake_timeout`.
+    /// `handshake_timeout`, `key_rotation` (the ticket and retry keys rotate this
+    /// often, driven by the endpoint's timer; default 12 h, zero: never).
     pub handshake: phantom_handshake::ServerConfig,
     /// Tuning of every accepted session.
     pub session: SessionConfig,
@@ -104,8 +107,11 @@ pub struct ClientOptions {
     pub resumption: Option<ResumptionTicket>,
     /// Opening bytes of the connection's first bidirectional stream, which the
     /// application thereby marks replay-safe: with a `resumption` ticket they are sent
-    /// as 0-RTT data (the server may read them before the handshake's last flight), and
-    /// always again under 1-RTT keys, so nothing is lost if the server refuses them.
+    /// as 0-RTT data inside the ClientHello, and always again under 1-RTT keys, so
+    /// nothing is lost if the server refuses them. The server hands them to its
+    /// application only when the handshake completes (its ClientFinished verified), the
+    /// moment the 1-RTT copy would arrive too: today 0-RTT saves no round trip (see
+    /// PROTOCOL.md §5.9).
     /// Take the stream with [`Connection::take_early_stream`]. At most about 4 KiB.
     pub early_data: Option<Vec<u8>>,
     /// The server's TCP address ([`Endpoint::server_with_tcp`]). When set, a
@@ -125,6 +131,11 @@ pub struct ClientOptions {
     /// (`phantom_handshake::default_suites`: AES-256-GCM first where the CPU has AES
     /// instructions, ChaCha20-Poly1305 first otherwise). Empty means the default.
     pub suites: Vec<Suite>,
+    /// The server's certificate, verified against the pinned key (for example from
+    /// a file shipped with the key: [`crate::ServerCertificate::verify`]). With it the first
+    /// handshake with that server is already a one-round-trip PDK handshake; without
+    /// it the endpoint uses the certificate an earlier handshake verified, if any.
+    pub certificate: Option<VerifiedCertificate>,
 }
 
 impl Default for ClientOptions {
@@ -136,6 +147,7 @@ impl Default for ClientOptions {
             resumption: None,
             early_data: None,
             tcp_fallback: None,
+            certificate: None,
         }
     }
 }
@@ -352,9 +364,10 @@ impl Endpoint {
     /// Connects to the server at `addr`, which must prove `server_key`.
     ///
     /// # Errors
-    /// [`ConnectError::WrongServerKey`] if the server proves another key,
-    /// [`ConnectError::Timeout`] if it does not answer, [`ConnectError::BadAddress`]
-    /// for an unusable address.
+    /// [`ConnectError::WrongServerKey`] if the server's certificate does not verify
+    /// under `server_key`, [`ConnectError::Timeout`] if it does not answer,
+    /// [`ConnectError::UnusableAnswers`] if every answer was dropped (damaged or not for
+    /// this handshake), [`ConnectError::BadAddress`] for an unusable address.
     pub async fn connect(
         &self,
         addr: SocketAddr,
@@ -407,6 +420,7 @@ impl Endpoint {
                 cfg.suites.clone_from(&options.suites);
                 cfg.ticket.clone_from(&options.resumption);
                 cfg.early_data.clone_from(&early_blob);
+                cfg.certificate.clone_from(&options.certificate);
                 g.start_connect(
                     now,
                     server,
@@ -447,9 +461,18 @@ impl Endpoint {
             Ok(Err(_)) => Err(ConnectError::EndpointClosed),
             Err(_) => {
                 // Our receiver is gone with the timed-out future: forget that handshake
-                // (and only it; a later connect to the same address may be pending).
-                self.shared.lock().forget_abandoned_connects();
-                Err(ConnectError::Timeout(addr))
+                // (and only it; a later connect to the same address may be pending),
+                // saying whether the server was silent or its answers all unusable.
+                let mut g = self.shared.lock();
+                let unusable = g.unusable_answers(addr);
+                g.forget_abandoned_connects();
+                Err(match unusable {
+                    Some(dropped) => ConnectError::UnusableAnswers {
+                        peer: addr,
+                        dropped,
+                    },
+                    None => ConnectError::Timeout(addr),
+                })
             }
         }
     }

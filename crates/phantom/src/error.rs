@@ -10,7 +10,7 @@
 
 use std::net::SocketAddr;
 
-use phantom_session::CloseReason;
+use phantom_session::{AppCode, CloseCode, CloseReason, TransportCode};
 
 /// A close reason's text, printable on one line.
 fn text(reason: &[u8]) -> String {
@@ -47,13 +47,26 @@ pub enum ConnectError {
     /// from the endpoint's socket).
     #[error("bad address: {0}")]
     BadAddress(String),
-    /// The server proved a key other than the pinned one, or its certificate does not
-    /// verify under the pinned key.
-    #[error("the server's key does not match the pinned server key")]
+    /// The server's certificate does not verify under the pinned key: the server holds
+    /// another key, or someone on the path altered the certificate (accidental damage
+    /// cannot cause it: a damaged handshake datagram fails its integrity tag and is
+    /// dropped).
+    #[error("the server's certificate does not verify under the pinned server key")]
     WrongServerKey,
     /// The server did not answer in time (silent, unreachable, or nothing listening).
     #[error("timed out: no answer from {0}")]
     Timeout(SocketAddr),
+    /// The handshake ran out of time although the server's datagrams arrived: every one
+    /// was dropped (damaged on the way, malformed, or not for this handshake).
+    #[error(
+        "timed out: {dropped} datagrams came from {peer}, none usable (damaged or not for this handshake)"
+    )]
+    UnusableAnswers {
+        /// The server address.
+        peer: SocketAddr,
+        /// Its handshake datagrams that were dropped.
+        dropped: u32,
+    },
     /// The handshake failed for another reason (no common suite, version, ...).
     #[error("handshake failed: {0}")]
     Handshake(phantom_handshake::Error),
@@ -72,6 +85,7 @@ impl ConnectError {
         match e {
             H::WrongServerKey | H::BadSignature(_) => Self::WrongServerKey,
             H::Timeout => Self::Timeout(peer),
+            H::UnusableAnswers { dropped } => Self::UnusableAnswers { peer, dropped },
             other => Self::Handshake(other),
         }
     }
@@ -85,7 +99,7 @@ pub enum ConnectionError {
     #[error("closed by peer (application code {code}: {})", text(reason))]
     ApplicationClosed {
         /// The application's close code.
-        code: u64,
+        code: AppCode,
         /// The peer's reason text.
         reason: Vec<u8>,
     },
@@ -93,8 +107,8 @@ pub enum ConnectionError {
     /// found, or an endpoint shutdown).
     #[error("closed by peer (transport code {code}: {})", text(reason))]
     TransportClosed {
-        /// The transport close code (`phantom_session::close_code`).
-        code: u64,
+        /// The transport close code.
+        code: TransportCode,
         /// The peer's reason text.
         reason: Vec<u8>,
     },
@@ -106,7 +120,7 @@ pub enum ConnectionError {
     #[error("closed locally (code {code}: {})", text(reason))]
     LocallyClosed {
         /// The close code sent to the peer.
-        code: u64,
+        code: AppCode,
         /// The reason text sent to the peer.
         reason: Vec<u8>,
     },
@@ -125,11 +139,13 @@ impl From<CloseReason> for ConnectionError {
         match r {
             CloseReason::Local { code, reason } => Self::LocallyClosed { code, reason },
             CloseReason::Peer {
-                code,
-                application: true,
+                code: CloseCode::Application(code),
                 reason,
             } => Self::ApplicationClosed { code, reason },
-            CloseReason::Peer { code, reason, .. } => Self::TransportClosed { code, reason },
+            CloseReason::Peer {
+                code: CloseCode::Transport(code),
+                reason,
+            } => Self::TransportClosed { code, reason },
             CloseReason::IdleTimeout => Self::TimedOut,
             CloseReason::Error(phantom_session::Error::Closed) => Self::Reset,
             CloseReason::Error(e) => Self::TransportError(e),

@@ -95,9 +95,13 @@ pub use error::{
     SendDatagramError, WriteError,
 };
 pub use phantom_crypto::Suite;
-pub use phantom_handshake::{HybridSigningKey, HybridVerifyingKey, ServerIdentity};
+pub use phantom_handshake::{
+    HybridSigningKey, HybridVerifyingKey, ResumptionHint, ResumptionTicket, ServerCertificate,
+    ServerIdentity, VerifiedCertificate,
+};
 pub use phantom_session::fallback::{Carrier, FallbackConfig};
 pub use phantom_session::{
-    CloseReason, Config as SessionConfig, CongestionAlgorithm, PathSnapshot, SchedulerMode, Stats,
+    AppCode, CloseCode, CloseReason, Config as SessionConfig, CongestionAlgorithm, PathSnapshot,
+    SchedulerMode, Stats, TransportCode,
 };
 pub use stats::{ConnectionStats, HandshakeMode};

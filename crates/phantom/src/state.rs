@@ -12,7 +12,7 @@ use phantom_handshake::{Client, Progress, Server, Time, VerifiedCertificate};
 use phantom_session::early::EarlyData;
 use phantom_session::fallback::{Carrier, FallbackAction};
 use phantom_session::{
-    CloseReason, Config as SessionConfig, DatagramEvent, Dir, Event, RxMeta, Session, Side,
+    AppCode, CloseReason, Config as SessionConfig, DatagramEvent, Dir, Event, RxMeta, Session, Side,
 };
 use phantom_wire::PathId;
 use rand::Rng as _;
@@ -492,11 +492,13 @@ impl Inner {
                 Delivery::Handshake
             }
             Err(e) => {
-                // A datagram that does not parse leaves the client untouched.
+                // A datagram that does not parse (or is damaged) leaves the client
+                // untouched.
                 let fatal = !matches!(
                     e,
                     phantom_handshake::Error::Malformed(_)
                         | phantom_handshake::Error::LimitExceeded(_)
+                        | phantom_handshake::Error::Damaged
                 ) || (p.client.poll_timeout().is_none() && !p.client.is_complete());
                 if fatal {
                     tracing::debug!(target: "phantom::runtime", peer = %from, error = %e, "handshake failed");
@@ -548,7 +550,7 @@ impl Inner {
                     // peer learns why) and forgotten once drained (no handle).
                     tracing::debug!(target: "phantom::runtime", peer = %from, "accept backlog full: session refused");
                     let mut s = s;
-                    s.close(now.instant, ACCEPT_BACKLOG_FULL, b"server busy");
+                    s.close(now.instant, AppCode(ACCEPT_BACKLOG_FULL), b"server busy");
                     self.conns
                         .insert(h, Box::new(ConnEntry::new(s, from, 0, handshake)));
                     self.dirty.insert(h);
@@ -774,7 +776,7 @@ impl Inner {
             c.handles = c.handles.saturating_sub(1);
             if c.handles == 0 && !c.session.is_closed() {
                 let now = self.last_now.unwrap_or_else(|| clock::read().0);
-                c.session.close(now, 0, b"connection dropped");
+                c.session.close(now, AppCode(0), b"connection dropped");
                 self.dirty.insert(h);
             }
         }
@@ -782,6 +784,7 @@ impl Inner {
 
     /// Runs every expired timer.
     pub(crate) fn on_timeouts(&mut self, now: Time) {
+        self.rotate_handshake_keys(now);
         for (&h, c) in &mut self.conns {
             if c.deadline.is_some_and(|d| d <= now.instant) {
                 c.session.handle_timeout(now.instant);
@@ -841,6 +844,27 @@ impl Inner {
             }
         }
         self.forget_abandoned_connects();
+    }
+
+    /// Server side: rotates the ticket and retry keys when
+    /// `phantom_handshake::ServerConfig::key_rotation` has passed (the first call starts the
+    /// schedule; the handshake server's timeout includes the next rotation).
+    pub(crate) fn rotate_handshake_keys(&mut self, now: Time) {
+        if let Some(server) = self.router.server_mut()
+            && server.rotate_keys_if_due(now, &mut self.rng)
+        {
+            tracing::debug!(target: "phantom::runtime", "ticket and retry keys rotated");
+        }
+    }
+
+    /// How many datagrams the abandoned (connect future gone) handshake with `peer`
+    /// dropped, if it took none: its connect timed out on unusable answers, not silence.
+    pub(crate) fn unusable_answers(&self, peer: SocketAddr) -> Option<u32> {
+        self.pending
+            .values()
+            .find(|p| p.udp_remote == peer && p.reply.is_closed())
+            .filter(|p| p.client.datagrams_used() == 0 && p.client.datagrams_dropped() > 0)
+            .map(|p| p.client.datagrams_dropped())
     }
 
     /// Drops handshakes whose connect future is gone, with the TCP connection each
@@ -981,7 +1005,7 @@ impl Inner {
         let now = self.now();
         for (&h, c) in &mut self.conns {
             if !c.session.is_closed() {
-                c.session.close(now.instant, code, reason);
+                c.session.close(now.instant, AppCode(code), reason);
                 self.dirty.insert(h);
             }
         }
@@ -1244,7 +1268,7 @@ impl Inner {
     pub(crate) fn close_conn(&mut self, h: u64, code: u64, reason: &[u8]) {
         let now = self.now();
         if let Some(c) = self.conns.get_mut(&h) {
-            c.session.close(now.instant, code, reason);
+            c.session.close(now.instant, AppCode(code), reason);
         }
         self.dirty.insert(h);
     }

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use common::{localhost, pattern, send_and_read_back, server, within};
 use phantom::{
-    ClientOptions, CloseReason, ConnectError, ConnectionError, Endpoint, EndpointError,
-    OpenStreamError,
+    AppCode, ClientOptions, CloseCode, CloseReason, ConnectError, ConnectionError, Endpoint,
+    EndpointError, OpenStreamError,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -77,8 +77,7 @@ async fn close_reason_reaches_the_peer_and_fails_its_streams() {
     assert_eq!(
         reason,
         CloseReason::Peer {
-            code: 7,
-            application: true,
+            code: CloseCode::Application(AppCode(7)),
             reason: b"maintenance".to_vec()
         }
     );
@@ -87,7 +86,10 @@ async fn close_reason_reaches_the_peer_and_fails_its_streams() {
     assert!(matches!(
         within(5, conn.open_bi()).await,
         Err(OpenStreamError::ConnectionLost(
-            ConnectionError::ApplicationClosed { code: 7, .. }
+            ConnectionError::ApplicationClosed {
+                code: AppCode(7),
+                ..
+            }
         ))
     ));
     // Both endpoints drain the session.
@@ -138,7 +140,13 @@ async fn dropping_the_last_handle_closes_the_session_at_the_peer() {
     drop((send, recv));
     let reason = within(5, server_conn.closed()).await;
     assert!(
-        matches!(reason, CloseReason::Peer { code: 0, .. }),
+        matches!(
+            reason,
+            CloseReason::Peer {
+                code: CloseCode::Application(AppCode(0)),
+                ..
+            }
+        ),
         "{reason:?}"
     );
     drop(client);

@@ -120,7 +120,8 @@ async fn i1_sessions_beyond_the_accept_backlog_are_closed_not_queued() {
     for (i, (_, conn)) in conns.iter().enumerate().skip(2) {
         let reason = common::within(10, conn.closed()).await;
         assert!(
-            matches!(reason, phantom::CloseReason::Peer { code, .. } if code == phantom::ACCEPT_BACKLOG_FULL),
+            matches!(reason, phantom::CloseReason::Peer { code, .. }
+                if code == phantom::CloseCode::Application(phantom::AppCode(phantom::ACCEPT_BACKLOG_FULL))),
             "connection {i}: {reason:?}"
         );
     }

@@ -167,3 +167,43 @@ async fn back_to_back_connects_use_the_cached_certificate_and_all_succeed() {
     }
     assert_eq!(client.session_count(), 4);
 }
+
+/// The server rotates its ticket key on a timer (`ServerConfig::handshake.key_rotation`, here
+/// 2 s): a ticket used at once resumes; one used 4.5 s after it was issued (at least
+/// two rotations later) no longer does, and the connection falls back to a full
+/// handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_resumes_after_one_key_rotation_but_not_after_two() {
+    let (id, key) = common::identity();
+    let mut cfg = phantom::ServerConfig::new(id);
+    cfg.handshake.key_rotation = Duration::from_secs(2);
+    let srv = Endpoint::server(cfg, localhost()).unwrap();
+    let addr = srv.local_addr();
+    spawn_echo(srv);
+    let client = Endpoint::client(localhost()).unwrap();
+    let ticket = |conn: &phantom::Connection| conn.resumption_ticket().expect("ticket");
+    let first = within(10, client.connect(addr, &key)).await.unwrap();
+    let t1 = ticket(&first);
+    first.close(0, b"done");
+    let second = within(10, client.connect(addr, &key)).await.unwrap();
+    let t_late = ticket(&second);
+    second.close(0, b"done");
+    let resumed = async |t| {
+        let options = ClientOptions {
+            resumption: Some(t),
+            ..ClientOptions::default()
+        };
+        let c = within(10, client.connect_with(addr, &key, options))
+            .await
+            .unwrap();
+        let r = c.is_resumed();
+        c.close(0, b"done");
+        r
+    };
+    assert!(
+        resumed(t1).await,
+        "at most one rotation since it was issued"
+    );
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    assert!(!resumed(t_late).await, "two rotations since it was issued");
+}

@@ -55,7 +55,10 @@ async fn echo_on_several_streams() {
     let reason = within(5, conn.closed()).await;
     assert!(matches!(
         reason,
-        phantom::CloseReason::Local { code: 0, .. }
+        phantom::CloseReason::Local {
+            code: phantom::AppCode(0),
+            ..
+        }
     ));
 }
 

@@ -1,6 +1,6 @@
 //! Session-level flow control.
 
-use crate::error::Error;
+use crate::error::{Error, PeerViolation};
 
 /// Session-level flow control for both directions.
 #[derive(Debug)]
@@ -39,7 +39,7 @@ impl ConnFlow {
     pub(crate) fn on_received(&mut self, grew: u64) -> Result<(), Error> {
         self.received = self.received.saturating_add(grew);
         if self.received > self.recv_max {
-            return Err(Error::PeerViolation("session flow control exceeded"));
+            return Err(Error::PeerViolation(PeerViolation::SessionFlowControl));
         }
         Ok(())
     }

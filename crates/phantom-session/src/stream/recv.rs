@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use crate::error::Error;
+use crate::error::{Error, PeerViolation};
 use crate::ranges::RangeSet;
 
 /// Capacity of an emptied receive buffer that is kept for reuse.
@@ -97,18 +97,18 @@ impl RecvStream {
     pub(crate) fn on_data(&mut self, offset: u64, data: &[u8], fin: bool) -> Result<u64, Error> {
         let end = offset
             .checked_add(data.len() as u64)
-            .ok_or(Error::PeerViolation("stream offset overflow"))?;
+            .ok_or(Error::PeerViolation(PeerViolation::StreamOffsetOverflow))?;
         if end > self.max_data {
-            return Err(Error::PeerViolation("stream flow control exceeded"));
+            return Err(Error::PeerViolation(PeerViolation::StreamFlowControl));
         }
         if let Some(fs) = self.final_size
             && (end > fs || (fin && end != fs))
         {
-            return Err(Error::PeerViolation("final size changed"));
+            return Err(Error::PeerViolation(PeerViolation::FinalSizeChanged));
         }
         if fin {
             if end < self.highest {
-                return Err(Error::PeerViolation("final size below received data"));
+                return Err(Error::PeerViolation(PeerViolation::FinalSizeBelowReceived));
             }
             self.final_size = Some(end);
         }
@@ -127,7 +127,7 @@ impl RecvStream {
             usize::try_from(start - offset),
             usize::try_from(start - self.read_offset),
         ) else {
-            return Err(Error::PeerViolation("stream offset overflow"));
+            return Err(Error::PeerViolation(PeerViolation::StreamOffsetOverflow));
         };
         let new = data.get(skip..).unwrap_or_default();
         if start == cend && self.buf.len() == self.ready {
@@ -142,9 +142,7 @@ impl RecvStream {
             && self.received.len() >= self.max_ranges
             && !self.received.touches(start..end)
         {
-            return Err(Error::PeerViolation(
-                "too many out-of-order stream fragments",
-            ));
+            return Err(Error::PeerViolation(PeerViolation::TooManyFragments));
         }
         let upto = from.saturating_add(new.len());
         if self.buf.len() < upto {
@@ -218,15 +216,17 @@ impl RecvStream {
     /// Takes a RESET_STREAM frame. Returns the flow-control growth.
     pub(crate) fn on_reset(&mut self, code: u64, final_size: u64) -> Result<u64, Error> {
         if final_size < self.highest {
-            return Err(Error::PeerViolation("reset final size below received data"));
+            return Err(Error::PeerViolation(
+                PeerViolation::ResetFinalSizeBelowReceived,
+            ));
         }
         if let Some(fs) = self.final_size
             && fs != final_size
         {
-            return Err(Error::PeerViolation("final size changed"));
+            return Err(Error::PeerViolation(PeerViolation::FinalSizeChanged));
         }
         if final_size > self.max_data {
-            return Err(Error::PeerViolation("stream flow control exceeded"));
+            return Err(Error::PeerViolation(PeerViolation::StreamFlowControl));
         }
         let grew = final_size - self.highest;
         self.highest = final_size;
@@ -388,7 +388,7 @@ mod tests {
         }
     }
 
-    /// Third review: what a misbehaving peer's STREAM and RESET_STREAM frames get from
+    /// What a misbehaving peer's STREAM and RESET_STREAM frames get from
     /// the in-place receive buffer. Retransmissions that overlap held data with other
     /// bytes never change what was received first (in order or not); holes are never
     /// readable; offsets beyond the window, the final size or 2^62 are violations
