@@ -16,8 +16,8 @@ use crate::measure::{BulkSample, HandshakeSample, Stopwatch, rss_bytes};
 /// Bytes per write call on the sending side (the same for every implementation).
 pub const WRITE_CHUNK: usize = 256 * 1024;
 
-fn err(what: &str) -> impl Fn(phantom::Error) -> String + '_ {
-    move |e| format!("phantom {what}: {e}")
+fn err<E: Into<phantom::Error>>(what: &str) -> impl Fn(E) -> String + '_ {
+    move |e| format!("phantom {what}: {}", e.into())
 }
 
 fn io_err(what: &str) -> impl Fn(std::io::Error) -> String + '_ {

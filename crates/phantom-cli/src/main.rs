@@ -64,13 +64,34 @@ pub(crate) enum CliError {
     Usage(String),
 }
 
+/// Each operation's runtime error converts into [`CliError::Phantom`].
+macro_rules! from_phantom {
+    ($($t:ty),*) => {$(
+        impl From<$t> for CliError {
+            fn from(e: $t) -> Self {
+                Self::Phantom(e.into())
+            }
+        }
+    )*};
+}
+from_phantom!(
+    phantom::EndpointError,
+    phantom::ConnectError,
+    phantom::ConnectionError,
+    phantom::OpenStreamError,
+    phantom::WriteError,
+    phantom::ReadError,
+    phantom::SendDatagramError,
+    phantom::AddPathError
+);
+
 /// Encrypted, multipath, migration-resilient transport.
 #[derive(Debug, Parser)]
 #[command(name = "phantom", version, about)]
 struct Cli {
     /// More logging on stderr (-v info, -vv debug, -vvv trace). With -v, `send` and
     /// `pipe` also print one line about the handshake: `phantom: handshake
-    /// mode=full|pdk|resumed suite=.. time_us=.. early_bytes=.. early_accepted=..`.
+    /// mode=full|pdk|resumed suite=aes256gcm|chacha20poly1305 time_us=.. early_bytes=.. early_accepted=..`.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
     #[command(subcommand)]
@@ -204,6 +225,30 @@ pub(crate) struct ClientArgs {
     /// server resumes and sends its first bytes in the first flight (0-RTT).
     #[arg(long, value_name = "FILE")]
     pub(crate) resume: Option<PathBuf>,
+    /// The AEAD suite to offer (the only one: the handshake fails if the server does
+    /// not accept it). Default: the runtime's adaptive order.
+    #[arg(long, value_enum)]
+    pub(crate) suite: Option<SuiteArg>,
+}
+
+/// AEAD suites on the command line.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum SuiteArg {
+    /// AES-256-GCM.
+    #[value(name = "aes256gcm")]
+    Aes256Gcm,
+    /// ChaCha20-Poly1305.
+    #[value(name = "chacha20poly1305")]
+    ChaCha20Poly1305,
+}
+
+impl From<SuiteArg> for phantom::Suite {
+    fn from(s: SuiteArg) -> Self {
+        match s {
+            SuiteArg::Aes256Gcm => Self::Aes256Gcm,
+            SuiteArg::ChaCha20Poly1305 => Self::ChaCha20Poly1305,
+        }
+    }
 }
 
 impl ClientArgs {
@@ -217,6 +262,7 @@ impl ClientArgs {
         o.session.rekey_threshold = self.rekey_after;
         o.session.scheduler = self.scheduler.into();
         o.connect_timeout = Duration::from_secs(self.connect_timeout);
+        o.suites = self.suite.map(phantom::Suite::from).into_iter().collect();
         Ok(o)
     }
 

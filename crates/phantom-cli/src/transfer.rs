@@ -45,7 +45,6 @@ pub(crate) async fn connect(
         Some(path) => Some(keys::load_certificate(&path, &key)?),
         None => None,
     };
-    let pdk_offered = options.certificate.is_some();
     let mut resume = match &args.resume {
         Some(path) => Some(TicketCache::load(path)?),
         None => None,
@@ -60,7 +59,7 @@ pub(crate) async fn connect(
     let took = phantom::now().saturating_duration_since(start);
     tracing::info!(%addr, "connected");
     if verbose {
-        let facts = handshake_facts(&conn, pdk_offered);
+        let facts = handshake_facts(&conn);
         eprintln!(
             "phantom: handshake mode={} suite={} time_us={} early_bytes={} early_accepted={}",
             facts.mode,
@@ -79,27 +78,20 @@ pub(crate) async fn connect(
 
 /// What `-v` reports about a handshake.
 struct HandshakeFacts {
-    mode: &'static str,
+    mode: phantom::HandshakeMode,
     suite: &'static str,
 }
 
-/// The handshake's mode and suite.
-///
-/// Until the runtime reports them per connection, the mode is inferred from what the
-/// client offered (a resumed session, else PDK when a verified certificate was
-/// given — the server then completes PDK — else full) and the suite is the runtime's
-/// default choice (not reported: `default`).
-fn handshake_facts(conn: &Connection, pdk_offered: bool) -> HandshakeFacts {
-    let mode = if conn.is_resumed() {
-        "resumed"
-    } else if pdk_offered {
-        "pdk"
-    } else {
-        "full"
+/// The handshake's mode and suite, as the connection reports them.
+fn handshake_facts(conn: &Connection) -> HandshakeFacts {
+    let suite = match conn.suite() {
+        phantom::Suite::Aes256Gcm => "aes256gcm",
+        phantom::Suite::ChaCha20Poly1305 => "chacha20poly1305",
+        _ => "other",
     };
     HandshakeFacts {
-        mode,
-        suite: "default",
+        mode: conn.handshake_mode(),
+        suite,
     }
 }
 

@@ -569,3 +569,28 @@ fn bench_with_two_paths_carries_bytes_on_both() {
     }
     assert!(sent.iter().sum::<u64>() >= total, "{stdout}");
 }
+
+/// `--suite` offers only the chosen suite; `-v` reports the suite the connection
+/// negotiated, for each of the two.
+#[test]
+fn suite_flag_selects_the_suite_that_v_reports() {
+    let d = tmp("suite");
+    keygen(&d);
+    let server = Server::start(&d, &["--echo"]);
+    let input: Vec<u8> = (0..5_000u32).map(|i| (i % 251) as u8).collect();
+    let pubkey = d.join("server.pub");
+    for suite in ["aes256gcm", "chacha20poly1305"] {
+        let hs = pipe_handshake(
+            &[
+                "--connect",
+                &server.addr,
+                "--server-pub",
+                pubkey.to_str().unwrap(),
+                "--suite",
+                suite,
+            ],
+            &input,
+        );
+        assert_eq!(hs["suite"], suite);
+    }
+}

@@ -47,7 +47,8 @@ typedef enum PhantomStatus {
    */
   PHANTOM_STATUS_WRONG_SERVER_KEY = 4,
   /**
-   * The peer did not answer in time, or a wait given a timeout expired.
+   * The peer did not answer in time (silent, or every answer was damaged or not for
+   * this handshake), or a wait given a timeout expired.
    */
   PHANTOM_STATUS_TIMEOUT = 5,
   /**

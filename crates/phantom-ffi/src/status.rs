@@ -20,7 +20,8 @@ pub enum PhantomStatus {
     Io = 3,
     /// The server proved a key other than the pinned one.
     WrongServerKey = 4,
-    /// The peer did not answer in time, or a wait given a timeout expired.
+    /// The peer did not answer in time (silent, or every answer was damaged or not for
+    /// this handshake), or a wait given a timeout expired.
     Timeout = 5,
     /// The handshake failed for another reason.
     Handshake = 6,
@@ -69,21 +70,57 @@ impl Failure {
 
 /// The status of a runtime error: the one place a `phantom` error becomes a C code.
 pub(crate) fn status_of(e: &phantom::Error) -> PhantomStatus {
-    use phantom::Error as E;
+    use phantom::{
+        AddPathError as P, ConnectError as C, EndpointError as EP, Error as E,
+        OpenStreamError as O, SendDatagramError as D,
+    };
     match e {
-        E::BadAddress(_) => PhantomStatus::InvalidArgument,
-        E::Io(_) => PhantomStatus::Io,
-        E::WrongServerKey => PhantomStatus::WrongServerKey,
-        E::Timeout(_) => PhantomStatus::Timeout,
-        E::Handshake(_) | E::HandshakeInProgress(_) => PhantomStatus::Handshake,
-        E::Session(_) => PhantomStatus::Stream,
-        E::Closed(_) => PhantomStatus::Closed,
-        E::NotServer => PhantomStatus::NotServer,
-        E::EndpointClosed => PhantomStatus::EndpointClosed,
-        E::NoRuntime => PhantomStatus::Internal,
+        E::Endpoint(EP::BadAddress(_)) | E::Connect(C::BadAddress(_)) => {
+            PhantomStatus::InvalidArgument
+        }
+        E::Endpoint(EP::Io(_)) | E::AddPath(P::Io(_)) => PhantomStatus::Io,
+        E::Endpoint(EP::NotServer) => PhantomStatus::NotServer,
+        E::Endpoint(EP::Closed) | E::Connect(C::EndpointClosed) => PhantomStatus::EndpointClosed,
+        E::Connect(C::WrongServerKey) => PhantomStatus::WrongServerKey,
+        E::Connect(C::Timeout(_) | C::UnusableAnswers { .. }) => PhantomStatus::Timeout,
+        E::Connect(C::Handshake(_)) => PhantomStatus::Handshake,
+        E::Connect(C::InvalidOptions(_)) | E::AddPath(P::BadAddress(_)) => {
+            PhantomStatus::InvalidArgument
+        }
+        E::Connection(_)
+        | E::Read(phantom::ReadError::ConnectionLost(_))
+        | E::Write(phantom::WriteError::ConnectionLost(_))
+        | E::OpenStream(O::ConnectionLost(_))
+        | E::SendDatagram(D::ConnectionLost(_))
+        | E::AddPath(P::ConnectionLost(_)) => PhantomStatus::Closed,
+        E::Read(_) | E::Write(_) | E::OpenStream(_) | E::SendDatagram(_) | E::AddPath(_) => {
+            PhantomStatus::Stream
+        }
         _ => PhantomStatus::Internal,
     }
 }
+
+/// Every runtime error type converts through [`phantom::Error`] and [`status_of`].
+macro_rules! failure_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Failure {
+            fn from(e: $t) -> Self {
+                Failure::from(phantom::Error::from(e))
+            }
+        }
+    )*};
+}
+
+failure_from!(
+    phantom::EndpointError,
+    phantom::ConnectError,
+    phantom::ConnectionError,
+    phantom::ReadError,
+    phantom::WriteError,
+    phantom::OpenStreamError,
+    phantom::SendDatagramError,
+    phantom::AddPathError
+);
 
 impl From<phantom::Error> for Failure {
     fn from(e: phantom::Error) -> Self {
@@ -94,8 +131,16 @@ impl From<phantom::Error> for Failure {
 impl From<std::io::Error> for Failure {
     /// Stream reads and writes report runtime errors wrapped in `io::Error`.
     fn from(e: std::io::Error) -> Self {
-        let status = match e.get_ref().and_then(|i| i.downcast_ref::<phantom::Error>()) {
-            Some(inner) => status_of(inner),
+        let inner = e.get_ref().and_then(|i| {
+            if let Some(r) = i.downcast_ref::<phantom::ReadError>() {
+                Some(phantom::Error::Read(r.clone()))
+            } else {
+                i.downcast_ref::<phantom::WriteError>()
+                    .map(|w| phantom::Error::Write(w.clone()))
+            }
+        });
+        let status = match inner {
+            Some(inner) => status_of(&inner),
             None => match e.kind() {
                 std::io::ErrorKind::ConnectionReset => PhantomStatus::Stream,
                 std::io::ErrorKind::ConnectionAborted => PhantomStatus::Closed,

@@ -843,6 +843,7 @@ fn on_server_finished(
         s2c: TrafficSecret::from_bytes(*s2c),
         resumption_ticket,
         resumed: s.resumed,
+        pdk: s.pdk,
         early_data_accepted: s.early_accepted,
         early_data: None,
         pending_flight: Vec::new(),

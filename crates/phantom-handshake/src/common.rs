@@ -63,6 +63,10 @@ pub struct Established {
     pub resumption_ticket: Option<ResumptionTicket>,
     /// True if a ticket's resumption secret was mixed into this handshake.
     pub resumed: bool,
+    /// True if the client already held the server's certificate and encapsulated to
+    /// its static key in the first flight (the 1-RTT PDK handshake), which the
+    /// server accepted.
+    pub pdk: bool,
     /// True if the server accepted the ClientHello's early data (both sides know).
     pub early_data_accepted: bool,
     /// Server side: the accepted early-data plaintext.
@@ -83,6 +87,7 @@ impl core::fmt::Debug for Established {
             .field("s2c", &self.s2c)
             .field("resumption_ticket", &self.resumption_ticket)
             .field("resumed", &self.resumed)
+            .field("pdk", &self.pdk)
             .field("early_data_accepted", &self.early_data_accepted)
             .field("early_data", &self.early_data.as_ref().map(|d| d.len()))
             .finish_non_exhaustive()

@@ -1397,6 +1397,7 @@ impl Server {
                 s2c: TrafficSecret::from_bytes(*s2c),
                 resumption_ticket: None,
                 resumed: s.resumed,
+                pdk: s.pdk,
                 early_data_accepted: s.early_accepted,
                 early_data: s.early_data.take(),
                 pending_flight: Vec::new(),

@@ -73,6 +73,10 @@ pub struct Accepted {
     pub handle: SessionHandle,
     /// The connected server-side session (early data, if any, already applied).
     pub session: Box<Session>,
+    /// The AEAD suite the handshake negotiated.
+    pub suite: phantom_crypto::Suite,
+    /// True if the handshake was a 1-RTT PDK one ([`phantom_handshake::Established::pdk`]).
+    pub pdk: bool,
 }
 
 impl Endpoint {
@@ -139,6 +143,7 @@ impl Endpoint {
         };
         let mut seed = [0u8; 32];
         rng.fill_bytes(&mut seed);
+        let (suite, pdk) = (est.suite, est.pdk);
         let session = Session::from_established(
             Side::Server,
             acceptor.session_cfg.clone(),
@@ -152,6 +157,8 @@ impl Endpoint {
         Ok(Some(Accepted {
             handle,
             session: Box::new(session),
+            suite,
+            pdk,
         }))
     }
 

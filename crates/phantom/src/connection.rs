@@ -11,14 +11,41 @@ use bytes::Bytes;
 
 use phantom_handshake::{ResumptionHint, ResumptionTicket};
 use phantom_session::fallback::Carrier;
-use phantom_session::{
-    AppCode, CloseReason, Dir, Error as SessionError, PathSnapshot, SchedulerMode, Stats,
-};
+use phantom_session::{CloseReason, Dir, Error as SessionError, PathSnapshot, SchedulerMode};
 use phantom_wire::StreamId;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::error::{ConnectionClosed, Error};
+use crate::error::{
+    AddPathError, ConnectionError, OpenStreamError, ReadError, SendDatagramError, WriteError,
+};
+
+/// The write error a session error stands for (`lost`: why the connection ended).
+fn write_error(
+    e: SessionError,
+    id: StreamId,
+    lost: impl FnOnce() -> ConnectionError,
+) -> WriteError {
+    match e {
+        SessionError::Stopped(code) => WriteError::Stopped(code),
+        SessionError::Finished => WriteError::Finished,
+        SessionError::UnknownStream(_) => WriteError::UnknownStream(id.0),
+        SessionError::Closed => WriteError::ConnectionLost(lost()),
+        other => WriteError::ConnectionLost(ConnectionError::TransportError(other)),
+    }
+}
+
+/// The read error a session error stands for (`lost`: why the connection ended).
+fn read_error(e: SessionError, id: StreamId, lost: impl FnOnce() -> ConnectionError) -> ReadError {
+    match e {
+        SessionError::Reset(code) => ReadError::Reset(code),
+        SessionError::UnknownStream(_) => ReadError::UnknownStream(id.0),
+        SessionError::Closed => ReadError::ConnectionLost(lost()),
+        other => ReadError::ConnectionLost(ConnectionError::TransportError(other)),
+    }
+}
 use crate::state::Shared;
+use crate::stats::{ConnectionStats, HandshakeInfo, HandshakeMode};
+use phantom_crypto::Suite;
 
 /// An established session with a peer.
 ///
@@ -28,24 +55,38 @@ use crate::state::Shared;
 pub struct Connection {
     shared: Arc<Shared>,
     handle: u64,
+    /// How the handshake went (fixed for the connection's life).
+    handshake: HandshakeInfo,
 }
 
 impl Connection {
     /// Wraps a handle whose counts were already taken by the driver.
     pub(crate) fn adopt(shared: Arc<Shared>, handle: u64) -> Self {
-        Self { shared, handle }
+        // The handle count taken keeps the entry until this handle drops.
+        let handshake = shared.lock().conn(handle).map_or(
+            HandshakeInfo {
+                suite: Suite::Aes256Gcm,
+                mode: HandshakeMode::Full,
+            },
+            |c| c.handshake,
+        );
+        Self {
+            shared,
+            handle,
+            handshake,
+        }
     }
 
-    fn closed_err() -> Error {
-        Error::Closed(ConnectionClosed(CloseReason::Error(SessionError::Closed)))
+    fn closed_err() -> ConnectionError {
+        ConnectionError::Reset
     }
 
     /// Opens a bidirectional stream, waiting while the peer's stream limit is reached.
     ///
     /// # Errors
-    /// [`Error::Closed`] if the connection is closed, [`Error::Session`] if stream ids
-    /// are exhausted.
-    pub async fn open_bi(&self) -> Result<(SendStream, RecvStream), Error> {
+    /// [`OpenStreamError::ConnectionLost`] if the connection is closed,
+    /// [`OpenStreamError::IdsExhausted`] if stream ids are exhausted.
+    pub async fn open_bi(&self) -> Result<(SendStream, RecvStream), OpenStreamError> {
         let id = self.open(Dir::Bi).await?;
         Ok(self.streams(id))
     }
@@ -53,8 +94,8 @@ impl Connection {
     /// Waits for the peer to open a bidirectional stream.
     ///
     /// # Errors
-    /// [`Error::Closed`] once the connection is closed.
-    pub async fn accept_bi(&self) -> Result<(SendStream, RecvStream), Error> {
+    /// Why the connection ended, once it is closed.
+    pub async fn accept_bi(&self) -> Result<(SendStream, RecvStream), ConnectionError> {
         let id = self.accept(Dir::Bi).await?;
         Ok(self.streams(id))
     }
@@ -64,7 +105,7 @@ impl Connection {
     ///
     /// # Errors
     /// As [`Connection::open_bi`].
-    pub async fn open_uni(&self) -> Result<SendStream, Error> {
+    pub async fn open_uni(&self) -> Result<SendStream, OpenStreamError> {
         let id = self.open(Dir::Uni).await?;
         Ok(self.streams(id).0)
     }
@@ -72,8 +113,8 @@ impl Connection {
     /// Waits for the peer to open a unidirectional stream.
     ///
     /// # Errors
-    /// [`Error::Closed`] once the connection is closed.
-    pub async fn accept_uni(&self) -> Result<RecvStream, Error> {
+    /// Why the connection ended, once it is closed.
+    pub async fn accept_uni(&self) -> Result<RecvStream, ConnectionError> {
         let id = self.accept(Dir::Uni).await?;
         Ok(self.streams(id).1)
     }
@@ -82,26 +123,33 @@ impl Connection {
     /// like everything else).
     ///
     /// # Errors
-    /// [`Error::Session`] with `DatagramTooLarge` (it must fit one packet) or `Blocked`
-    /// (the send queue is full); [`Error::Closed`].
-    pub fn send_datagram(&self, data: &[u8]) -> Result<(), Error> {
+    /// [`SendDatagramError::TooLarge`] (it must fit one packet),
+    /// [`SendDatagramError::Blocked`] (the send queue is full),
+    /// [`SendDatagramError::ConnectionLost`].
+    pub fn send_datagram(&self, data: &[u8]) -> Result<(), SendDatagramError> {
         self.shared
             .with_dirty(self.handle, |c| match c.session.send_datagram(data) {
                 Ok(()) => Ok(()),
-                Err(SessionError::Closed) => Err(c.closed_error().unwrap_or_else(Self::closed_err)),
-                Err(e) => Err(Error::Session(e)),
+                Err(SessionError::DatagramTooLarge) => Err(SendDatagramError::TooLarge),
+                Err(SessionError::Blocked) => Err(SendDatagramError::Blocked),
+                Err(SessionError::Closed) => Err(SendDatagramError::ConnectionLost(
+                    c.closed_error().unwrap_or_else(Self::closed_err),
+                )),
+                Err(e) => Err(SendDatagramError::ConnectionLost(
+                    ConnectionError::TransportError(e),
+                )),
             })
-            .unwrap_or_else(|| Err(Self::closed_err()))
+            .unwrap_or_else(|| Err(SendDatagramError::ConnectionLost(Self::closed_err())))
     }
 
     /// Waits for the next unreliable datagram from the peer.
     ///
     /// # Errors
-    /// [`Error::Closed`] once the connection is closed and no datagram is left.
-    pub async fn read_datagram(&self) -> Result<Vec<u8>, Error> {
+    /// Why the connection ended, once it is closed and no datagram is left.
+    pub async fn read_datagram(&self) -> Result<Vec<u8>, ConnectionError> {
         poll_fn(|cx| {
             let mut g = self.shared.lock();
-            let Some(c) = g.conns.get_mut(&self.handle) else {
+            let Some(c) = g.conn_mut(self.handle) else {
                 return Poll::Ready(Err(Self::closed_err()));
             };
             if let Some(d) = c.session.recv_datagram() {
@@ -124,8 +172,7 @@ impl Connection {
         let id = self
             .shared
             .lock()
-            .conns
-            .get_mut(&self.handle)
+            .conn_mut(self.handle)
             .and_then(|c| c.early_stream.take())?;
         Some(self.streams(id))
     }
@@ -157,25 +204,20 @@ impl Connection {
     pub fn resumption_ticket(&self) -> Option<ResumptionTicket> {
         self.shared
             .lock()
-            .conns
-            .get_mut(&self.handle)
+            .conn_mut(self.handle)
             .and_then(|c| c.session.take_resumption_ticket())
     }
 
     fn with_session<R>(&self, f: impl FnOnce(&phantom_session::Session) -> R) -> Option<R> {
-        self.shared
-            .lock()
-            .conns
-            .get(&self.handle)
-            .map(|c| f(&c.session))
+        self.shared.lock().conn(self.handle).map(|c| f(&c.session))
     }
 
     /// Opens a stream of our own, waiting while the peer's stream limit is reached.
-    async fn open(&self, dir: Dir) -> Result<StreamId, Error> {
+    async fn open(&self, dir: Dir) -> Result<StreamId, OpenStreamError> {
         poll_fn(|cx| {
             let mut g = self.shared.lock();
-            let Some(c) = g.conns.get_mut(&self.handle) else {
-                return Poll::Ready(Err(Self::closed_err()));
+            let Some(c) = g.conn_mut(self.handle) else {
+                return Poll::Ready(Err(OpenStreamError::ConnectionLost(Self::closed_err())));
             };
             match c.session.open_stream(dir) {
                 Ok(id) => Poll::Ready(Ok(id)),
@@ -183,20 +225,25 @@ impl Connection {
                     c.other_wakers.push(cx.waker().clone());
                     Poll::Pending
                 }
-                Err(SessionError::Closed) => {
-                    Poll::Ready(Err(c.closed_error().unwrap_or_else(Self::closed_err)))
+                Err(SessionError::StreamIdsExhausted) => {
+                    Poll::Ready(Err(OpenStreamError::IdsExhausted))
                 }
-                Err(e) => Poll::Ready(Err(Error::Session(e))),
+                Err(SessionError::Closed) => Poll::Ready(Err(OpenStreamError::ConnectionLost(
+                    c.closed_error().unwrap_or_else(Self::closed_err),
+                ))),
+                Err(e) => Poll::Ready(Err(OpenStreamError::ConnectionLost(
+                    ConnectionError::TransportError(e),
+                ))),
             }
         })
         .await
     }
 
     /// Waits for the peer to open a stream of `dir`.
-    async fn accept(&self, dir: Dir) -> Result<StreamId, Error> {
+    async fn accept(&self, dir: Dir) -> Result<StreamId, ConnectionError> {
         poll_fn(|cx| {
             let mut g = self.shared.lock();
-            let Some(c) = g.conns.get_mut(&self.handle) else {
+            let Some(c) = g.conn_mut(self.handle) else {
                 return Poll::Ready(Err(Self::closed_err()));
             };
             let incoming = match dir {
@@ -230,15 +277,31 @@ impl Connection {
         )
     }
 
-    /// Counters of the session (bytes, packets, losses, retransmits, rekeys, RTT, ...).
+    /// Counters of the session (bytes, packets, losses, retransmits, rekeys, RTT, ...;
+    /// [`ConnectionStats`] dereferences to the session's [`Stats`]), with the
+    /// handshake's mode and suite. Zero counters once the connection is gone.
     #[must_use]
-    pub fn stats(&self) -> Stats {
-        self.shared
-            .lock()
-            .conns
-            .get(&self.handle)
-            .map(|c| c.session.stats())
-            .unwrap_or_default()
+    pub fn stats(&self) -> ConnectionStats {
+        let g = self.shared.lock();
+        let c = g.conn(self.handle);
+        ConnectionStats {
+            session: c.map(|c| c.session.stats()).unwrap_or_default(),
+            handshake_mode: c.map_or(self.handshake.mode, |c| c.handshake.mode),
+            suite: c.map_or(self.handshake.suite, |c| c.handshake.suite),
+        }
+    }
+
+    /// The AEAD suite the handshake negotiated.
+    #[must_use]
+    pub fn suite(&self) -> Suite {
+        self.handshake.suite
+    }
+
+    /// How the handshake went: [`HandshakeMode::Full`], [`HandshakeMode::Pdk`] (the
+    /// client held the server's certificate) or [`HandshakeMode::Resumed`] (a ticket).
+    #[must_use]
+    pub fn handshake_mode(&self) -> HandshakeMode {
+        self.handshake.mode
     }
 
     /// Snapshots of the session's paths.
@@ -246,8 +309,7 @@ impl Connection {
     pub fn paths(&self) -> Vec<PathSnapshot> {
         self.shared
             .lock()
-            .conns
-            .get(&self.handle)
+            .conn(self.handle)
             .map(|c| c.session.paths())
             .unwrap_or_default()
     }
@@ -259,8 +321,7 @@ impl Connection {
     #[must_use]
     pub fn paths_with_carrier(&self) -> Vec<(PathSnapshot, Carrier)> {
         let g = self.shared.lock();
-        g.conns
-            .get(&self.handle)
+        g.conn(self.handle)
             .map(|c| {
                 c.session
                     .paths()
@@ -277,7 +338,7 @@ impl Connection {
     /// The peer's address as of the handshake.
     #[must_use]
     pub fn remote_address(&self) -> Option<SocketAddr> {
-        self.shared.lock().conns.get(&self.handle).map(|c| c.remote)
+        self.shared.lock().conn(self.handle).map(|c| c.remote)
     }
 
     /// The 256-bit session id.
@@ -285,15 +346,14 @@ impl Connection {
     pub fn session_id(&self) -> Option<[u8; 32]> {
         self.shared
             .lock()
-            .conns
-            .get(&self.handle)
+            .conn(self.handle)
             .map(|c| c.session.session_id().0)
     }
 
     /// Epochs of our sending direction and of the peer's.
     #[must_use]
     pub fn epochs(&self) -> Option<(u32, u32)> {
-        self.shared.lock().conns.get(&self.handle).map(|c| {
+        self.shared.lock().conn(self.handle).map(|c| {
             let (a, b) = c.session.epochs();
             (a.0, b.0)
         })
@@ -311,41 +371,48 @@ impl Connection {
     /// ([`Connection::set_scheduler`]) decides. Returns the socket's local address.
     ///
     /// # Errors
-    /// [`Error::BadAddress`]/[`Error::Io`] if the socket cannot be bound (or its
-    /// address family differs from the peer's), [`Error::Session`] if the session
-    /// refuses the path (too many paths), [`Error::Closed`] if it is closed.
-    pub fn add_path(&self, local_addr: SocketAddr) -> Result<SocketAddr, Error> {
+    /// [`AddPathError::BadAddress`]/[`AddPathError::Io`] if the socket cannot be
+    /// bound (or its address family differs from the peer's),
+    /// [`AddPathError::Refused`] if the session refuses the path (too many paths),
+    /// [`AddPathError::ConnectionLost`] if it is closed.
+    pub fn add_path(&self, local_addr: SocketAddr) -> Result<SocketAddr, AddPathError> {
+        let lost = || AddPathError::ConnectionLost(Self::closed_err());
         let remote = {
             let g = self.shared.lock();
-            let c = g.conns.get(&self.handle).ok_or_else(Self::closed_err)?;
+            let c = g.conn(self.handle).ok_or_else(lost)?;
             c.udp_remote
         };
         if remote.is_ipv4() != local_addr.is_ipv4() {
-            return Err(Error::BadAddress(format!(
+            return Err(AddPathError::BadAddress(format!(
                 "{local_addr} cannot reach the peer at {remote}"
             )));
         }
-        let socket = std::net::UdpSocket::bind(local_addr)
-            .map_err(|e| crate::endpoint::bind_error(local_addr, e))?;
+        let socket = std::net::UdpSocket::bind(local_addr).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AddrNotAvailable {
+                AddPathError::BadAddress(format!("{local_addr}: {e}"))
+            } else {
+                AddPathError::Io(e)
+            }
+        })?;
         let local = socket.local_addr()?;
         let mut g = self.shared.lock();
         let now = g.now();
-        let Some(c) = g.conns.get_mut(&self.handle) else {
-            return Err(Self::closed_err());
+        let Some(c) = g.conn_mut(self.handle) else {
+            return Err(lost());
         };
         match c.session.probe_path(now.instant, local, remote) {
             Ok(p) => {
                 tracing::info!(target: "phantom::runtime", path = p.0, %local, %remote, "validating added path");
             }
             Err(SessionError::Closed) => {
-                return Err(c.closed_error().unwrap_or_else(Self::closed_err));
+                return Err(AddPathError::ConnectionLost(
+                    c.closed_error().unwrap_or_else(Self::closed_err),
+                ));
             }
-            Err(e) => return Err(Error::Session(e)),
+            Err(e) => return Err(AddPathError::Refused(e)),
         }
-        g.new_sockets.push(socket);
-        g.dirty.insert(self.handle);
-        drop(g);
-        self.shared.notify.notify_one();
+        g.add_path_socket(self.handle, socket);
+        self.shared.unlock_and_wake(g);
         Ok(local)
     }
 
@@ -356,16 +423,12 @@ impl Connection {
     }
 
     /// Closes the connection with an application `code` and `reason`: the peer gets
-    /// a CLOSE frame, streams fail with [`Error::Closed`].
+    /// a CLOSE frame, streams fail with [`WriteError::ConnectionLost`] /
+    /// [`ReadError::ConnectionLost`].
     pub fn close(&self, code: u64, reason: &[u8]) {
         let mut g = self.shared.lock();
-        let now = g.now();
-        if let Some(c) = g.conns.get_mut(&self.handle) {
-            c.session.close(now.instant, AppCode(code), reason);
-        }
-        g.dirty.insert(self.handle);
-        drop(g);
-        self.shared.notify.notify_one();
+        g.close_conn(self.handle, code, reason);
+        self.shared.unlock_and_wake(g);
     }
 
     /// Waits until the connection is closed (by either side or the idle timeout)
@@ -373,7 +436,7 @@ impl Connection {
     pub async fn closed(&self) -> CloseReason {
         poll_fn(|cx| {
             let mut g = self.shared.lock();
-            let Some(c) = g.conns.get_mut(&self.handle) else {
+            let Some(c) = g.conn_mut(self.handle) else {
                 return Poll::Ready(CloseReason::Error(SessionError::Closed));
             };
             if let Some(r) = &c.close_reason {
@@ -391,8 +454,7 @@ impl Connection {
     pub fn next_timeout(&self) -> Option<std::time::Duration> {
         let mut g = self.shared.lock();
         let now = g.now().instant;
-        g.conns
-            .get(&self.handle)
+        g.conn(self.handle)
             .and_then(|c| c.session.poll_timeout())
             .map(|d| d.saturating_duration_since(now))
     }
@@ -402,23 +464,18 @@ impl Connection {
     pub fn is_closed(&self) -> bool {
         self.shared
             .lock()
-            .conns
-            .get(&self.handle)
+            .conn(self.handle)
             .is_none_or(|c| c.session.is_closed())
     }
 }
 
 impl Clone for Connection {
     fn clone(&self) -> Self {
-        let mut g = self.shared.lock();
-        g.user_handles += 1;
-        if let Some(c) = g.conns.get_mut(&self.handle) {
-            c.handles += 1;
-        }
-        drop(g);
+        self.shared.lock().add_conn_handle(self.handle);
         Self {
             shared: Arc::clone(&self.shared),
             handle: self.handle,
+            handshake: self.handshake,
         }
     }
 }
@@ -426,10 +483,8 @@ impl Clone for Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         let mut g = self.shared.lock();
-        g.user_handles = g.user_handles.saturating_sub(1);
-        g.release(self.handle);
-        drop(g);
-        self.shared.notify.notify_one();
+        g.drop_conn_handle(self.handle);
+        self.shared.unlock_and_wake(g);
     }
 }
 
@@ -455,9 +510,9 @@ impl SendStream {
     /// Marks the end of the stream's data.
     ///
     /// # Errors
-    /// [`Error::Closed`] if the connection is closed, [`Error::Session`] if the stream
-    /// was reset or stopped.
-    pub fn finish(&mut self) -> Result<(), Error> {
+    /// [`WriteError::ConnectionLost`] if the connection is closed,
+    /// [`WriteError::Stopped`] if the stream was stopped.
+    pub fn finish(&mut self) -> Result<(), WriteError> {
         if self.finished {
             return Ok(());
         }
@@ -467,12 +522,11 @@ impl SendStream {
             .shared
             .with_dirty(self.conn.handle, |c| match c.session.finish(id) {
                 Ok(()) | Err(SessionError::Finished) => Ok(()),
-                Err(SessionError::Closed) => {
-                    Err(c.closed_error().unwrap_or_else(Connection::closed_err))
-                }
-                Err(e) => Err(Error::Session(e)),
+                Err(e) => Err(write_error(e, id, || {
+                    c.closed_error().unwrap_or_else(Connection::closed_err)
+                })),
             })
-            .unwrap_or_else(|| Err(Connection::closed_err()));
+            .unwrap_or_else(|| Err(WriteError::ConnectionLost(Connection::closed_err())));
         if r.is_ok() {
             self.finished = true;
         }
@@ -493,9 +547,10 @@ impl SendStream {
     /// `write_all` does, and returns once all of `data` is queued.
     ///
     /// # Errors
-    /// As [`AsyncWrite::poll_write`]: [`Error::Closed`] if the connection closed,
-    /// [`Error::Session`] if the stream was finished, reset or stopped.
-    pub async fn write_chunk(&mut self, mut data: Bytes) -> Result<(), Error> {
+    /// As [`AsyncWrite::poll_write`]: [`WriteError::ConnectionLost`] if the connection
+    /// closed, [`WriteError::Finished`]/[`WriteError::Stopped`] if the stream was
+    /// finished, reset or stopped.
+    pub async fn write_chunk(&mut self, mut data: Bytes) -> Result<(), WriteError> {
         while !data.is_empty() {
             std::future::poll_fn(|cx| self.poll_write_chunk(cx, &mut data)).await?;
         }
@@ -512,7 +567,7 @@ impl SendStream {
         &mut self,
         cx: &mut Context<'_>,
         data: &mut Bytes,
-    ) -> Poll<Result<usize, Error>> {
+    ) -> Poll<Result<usize, WriteError>> {
         if data.is_empty() {
             return Poll::Ready(Ok(0));
         }
@@ -526,10 +581,10 @@ impl SendStream {
         &mut self,
         cx: &mut Context<'_>,
         write: impl FnOnce(&mut phantom_session::Session, StreamId) -> Result<usize, SessionError>,
-    ) -> Poll<Result<usize, Error>> {
+    ) -> Poll<Result<usize, WriteError>> {
         let mut g = self.conn.shared.lock();
-        let Some(c) = g.conns.get_mut(&self.conn.handle) else {
-            return Poll::Ready(Err(Connection::closed_err()));
+        let Some(c) = g.conn_mut(self.conn.handle) else {
+            return Poll::Ready(Err(WriteError::ConnectionLost(Connection::closed_err())));
         };
         match write(&mut c.session, self.id) {
             Ok(0) | Err(SessionError::Blocked) => {
@@ -537,15 +592,13 @@ impl SendStream {
                 Poll::Pending
             }
             Ok(n) => {
-                g.dirty.insert(self.conn.handle);
-                drop(g);
-                self.conn.shared.notify.notify_one();
+                g.mark_dirty(self.conn.handle);
+                self.conn.shared.unlock_and_wake(g);
                 Poll::Ready(Ok(n))
             }
-            Err(SessionError::Closed) => {
-                Poll::Ready(Err(c.closed_error().unwrap_or_else(Connection::closed_err)))
-            }
-            Err(e) => Poll::Ready(Err(Error::Session(e))),
+            Err(e) => Poll::Ready(Err(write_error(e, self.id, || {
+                c.closed_error().unwrap_or_else(Connection::closed_err)
+            }))),
         }
     }
 }
@@ -561,7 +614,7 @@ impl AsyncWrite for SendStream {
             return Poll::Ready(Ok(0));
         }
         this.push(cx, |session, id| session.write(id, buf))
-            .map_err(Error::into_io)
+            .map_err(io::Error::from)
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -570,7 +623,7 @@ impl AsyncWrite for SendStream {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(self.get_mut().finish().map_err(Error::into_io))
+        Poll::Ready(self.get_mut().finish().map_err(io::Error::from))
     }
 }
 
@@ -611,13 +664,15 @@ impl AsyncRead for RecvStream {
             return Poll::Ready(Ok(()));
         }
         let mut g = this.conn.shared.lock();
-        let Some(c) = g.conns.get_mut(&this.conn.handle) else {
-            return Poll::Ready(Err(Connection::closed_err().into_io()));
+        let Some(c) = g.conn_mut(this.conn.handle) else {
+            return Poll::Ready(Err(
+                ReadError::ConnectionLost(Connection::closed_err()).into()
+            ));
         };
         match c.session.read(this.id, buf.initialize_unfilled()) {
             Ok(Some(0)) => {
                 if let Some(e) = c.closed_error() {
-                    return Poll::Ready(Err(e.into_io()));
+                    return Poll::Ready(Err(ReadError::ConnectionLost(e).into()));
                 }
                 c.read_wakers.insert(this.id.0, cx.waker().clone());
                 Poll::Pending
@@ -625,16 +680,18 @@ impl AsyncRead for RecvStream {
             Ok(Some(n)) => {
                 buf.advance(n);
                 // Reading may have opened flow-control credit to announce.
-                g.dirty.insert(this.conn.handle);
-                drop(g);
-                this.conn.shared.notify.notify_one();
+                g.mark_dirty(this.conn.handle);
+                this.conn.shared.unlock_and_wake(g);
                 Poll::Ready(Ok(()))
             }
             Ok(None) => {
                 this.eof = true;
                 Poll::Ready(Ok(()))
             }
-            Err(e) => Poll::Ready(Err(Error::Session(e).into_io())),
+            Err(e) => Poll::Ready(Err(read_error(e, this.id, || {
+                c.closed_error().unwrap_or_else(Connection::closed_err)
+            })
+            .into())),
         }
     }
 }

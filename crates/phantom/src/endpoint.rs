@@ -7,17 +7,19 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
+use phantom_crypto::Suite;
 use phantom_handshake::{
     HybridVerifyingKey, ResumptionTicket, Server, ServerIdentity, VerifiedCertificate,
 };
 use phantom_session::early::EarlyData;
 use phantom_session::{Config as SessionConfig, Dir};
 
+use crate::carrier::tcp;
 use crate::connection::Connection;
 use crate::driver;
-use crate::error::Error;
-use crate::state::{Inner, Shared};
-use crate::tcp;
+use crate::error::{ConnectError, EndpointError};
+pub use crate::state::ACCEPT_BACKLOG_FULL;
+use crate::state::{Inner, Shared, StartError};
 
 /// The session tuning the runtime uses by default (the session crate's defaults). The
 /// driver polls for transmits only after a whole receive batch (up to 64 datagrams), so
@@ -27,56 +29,67 @@ pub fn default_session_config() -> SessionConfig {
     SessionConfig::default()
 }
 
-/// The close code a server gives a session whose handshake completed while
-/// [`ServerConfig::max_pending_accepts`] sessions were already waiting for
-/// [`Endpoint::accept`] (the server is busy: try again later).
-pub const ACCEPT_BACKLOG_FULL: u64 = 0x5042;
-
-/// What a server endpoint needs: its identity (certificate + static KEM secret) and
-/// the session tuning applied to every accepted session.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    /// The server's identity, as loaded from its key file.
-    pub identity: ServerIdentity,
-    /// Tuning of every accepted session.
-    pub session: SessionConfig,
-    /// Demand a stateless retry round trip from every new client (flood resistance).
-    pub require_retry: bool,
-    /// Most TCP connections ([`Endpoint::server_with_tcp`]) open at once; further
-    /// ones are closed as soon as they are accepted. Default 1024.
-    pub max_tcp_connections: usize,
+/// The TCP listener's limits ([`Endpoint::server_with_tcp`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpListenerConfig {
+    /// Most TCP connections open at once; further ones are closed as soon as they
+    /// are accepted. Default 1024.
+    pub max_connections: usize,
     /// Most TCP connections open at once from one IP address (one client cannot take
-    /// every slot of `max_tcp_connections`). Default 16.
-    pub max_tcp_connections_per_ip: usize,
+    /// every slot of `max_connections`). Default 16.
+    pub max_connections_per_ip: usize,
     /// An accepted TCP connection that carries nothing that authenticates (a session
     /// packet, or a handshake datagram — at most 16 of those count) for this long is
     /// closed: silent, slowloris and garbage-sending clients hold no connection for
-    /// good. `None`: the session idle timeout (`session.idle_timeout`), at least 1 s.
-    pub tcp_idle_timeout: Option<Duration>,
+    /// good. `None`: the session idle timeout (`ServerConfig::session.idle_timeout`),
+    /// at least 1 s.
+    pub idle_timeout: Option<Duration>,
+}
+
+impl Default for TcpListenerConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            max_connections_per_ip: 16,
+            idle_timeout: None,
+        }
+    }
+}
+
+/// What a server endpoint needs: the handshake server's configuration (identity,
+/// suites, tickets, 0-RTT, anti-replay, retry, half-open cap, handshake timeout), the
+/// session tuning applied to every accepted session, and the TCP listener's limits —
+/// as quinn's `ServerConfig` holds its crypto configuration.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The handshake server's configuration: `identity` (certificate + static KEM
+    /// secret), `suites` accepted, `ticket_lifetime` (0: no tickets),
+    /// `max_early_data` (0: no 0-RTT), `anti_replay_window`, `max_half_open`,
+    /// `require_retry` (a stateless retry round trip from every new client),
+    /// `handshake_timeout`, `key_rotation` (the ticket and retry keys rotate this
+    /// often, driven by the endpoint's timer; default 12 h, zero: never).
+    pub handshake: phantom_handshake::ServerConfig,
+    /// Tuning of every accepted session.
+    pub session: SessionConfig,
+    /// Limits of the TCP listener ([`Endpoint::server_with_tcp`]).
+    pub tcp: TcpListenerConfig,
     /// Most accepted sessions waiting for [`Endpoint::accept`]; a handshake that
     /// completes beyond it has its session closed at once with
     /// [`ACCEPT_BACKLOG_FULL`]. Default 1024.
     pub max_pending_accepts: usize,
-    /// The resumption-ticket and retry-token keys rotate this often; the previous key
-    /// of each stays valid for one more period, so a ticket resumes for between one
-    /// and two periods (never beyond its one-day lifetime). Default 12 h (half the
-    /// ticket lifetime); zero: never.
-    pub key_rotation: Duration,
 }
 
 impl ServerConfig {
-    /// A config with default session tuning and no forced retry.
+    /// A config with the handshake's defaults (`phantom_handshake::ServerConfig::new`:
+    /// every suite, one-day tickets, 4 KiB 0-RTT, no forced retry), default session
+    /// tuning and default TCP limits.
     #[must_use]
     pub fn new(identity: ServerIdentity) -> Self {
         Self {
-            identity,
+            handshake: phantom_handshake::ServerConfig::new(identity),
             session: default_session_config(),
-            require_retry: false,
-            max_tcp_connections: 1024,
-            max_tcp_connections_per_ip: 16,
-            tcp_idle_timeout: None,
+            tcp: TcpListenerConfig::default(),
             max_pending_accepts: 1024,
-            key_rotation: Duration::from_secs(12 * 3600),
         }
     }
 }
@@ -89,7 +102,7 @@ impl ServerConfig {
 pub struct ClientOptions {
     /// Tuning of the session (idle timeout, scheduler, rekey threshold, ...).
     pub session: SessionConfig,
-    /// Give up the handshake after this long ([`Error::Timeout`]).
+    /// Give up the handshake after this long ([`ConnectError::Timeout`]).
     pub connect_timeout: Duration,
     /// A ticket from an earlier connection to this server
     /// ([`Connection::resumption_ticket`]): the handshake resumes, and `early_data` can
@@ -116,6 +129,11 @@ pub struct ClientOptions {
     /// doubles it up to `max_probe_interval` = 10 min; success resets it). Set
     /// `session.fallback.probe_interval` to return to UDP sooner.
     pub tcp_fallback: Option<SocketAddr>,
+    /// The AEAD suites to offer, most preferred first (the server picks the first it
+    /// accepts). Default: the handshake's adaptive order
+    /// (`phantom_handshake::default_suites`: AES-256-GCM first where the CPU has AES
+    /// instructions, ChaCha20-Poly1305 first otherwise). Empty means the default.
+    pub suites: Vec<Suite>,
     /// The server's certificate, verified against the pinned key (for example from
     /// a file shipped with the key: [`crate::ServerCertificate::verify`]). With it the first
     /// handshake with that server is already a one-round-trip PDK handshake; without
@@ -132,6 +150,7 @@ impl std::fmt::Debug for ClientOptions {
             early_data,
             tcp_fallback,
             certificate,
+            suites,
         } = self;
         f.debug_struct("ClientOptions")
             .field("session", session)
@@ -140,6 +159,7 @@ impl std::fmt::Debug for ClientOptions {
             .field("early_data_len", &early_data.as_ref().map(Vec::len))
             .field("tcp_fallback", tcp_fallback)
             .field("certificate", certificate)
+            .field("suites", suites)
             .finish()
     }
 }
@@ -147,6 +167,7 @@ impl std::fmt::Debug for ClientOptions {
 impl Default for ClientOptions {
     fn default() -> Self {
         Self {
+            suites: phantom_handshake::default_suites(),
             session: default_session_config(),
             connect_timeout: Duration::from_secs(10),
             resumption: None,
@@ -171,7 +192,7 @@ pub struct Endpoint {
 
 impl Clone for Endpoint {
     fn clone(&self) -> Self {
-        self.shared.lock().user_handles += 1;
+        self.shared.lock().add_user_handle();
         Self {
             shared: Arc::clone(&self.shared),
         }
@@ -181,43 +202,72 @@ impl Clone for Endpoint {
 impl Drop for Endpoint {
     fn drop(&mut self) {
         let mut g = self.shared.lock();
-        g.user_handles = g.user_handles.saturating_sub(1);
-        drop(g);
-        self.shared.notify.notify_one();
+        g.drop_user_handle();
+        self.shared.unlock_and_wake(g);
     }
 }
 
-fn check_addr(addr: SocketAddr, what: &str) -> Result<(), Error> {
+fn check_addr(addr: SocketAddr, what: &str) -> Result<(), ConnectError> {
     if addr.ip().is_unspecified() || addr.port() == 0 || addr.ip().is_multicast() {
-        return Err(Error::BadAddress(format!(
+        return Err(ConnectError::BadAddress(format!(
             "{addr} cannot be used as {what} (unspecified, port 0 or multicast)"
         )));
     }
     Ok(())
 }
 
+/// Binds a UDP socket to `addr`. An IPv6 socket is dual-stack (`IPV6_V6ONLY` off):
+/// bound to `[::]` it also reaches IPv4 peers, as v4-mapped addresses
+/// (`::ffff:a.b.c.d`).
+pub(crate) fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(false)?;
+    }
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// The address to send to `peer` from a socket bound to `local`: an IPv4 peer
+/// seen from a dual-stack socket (`[::]`) as its v4-mapped IPv6 address; `None` if
+/// the socket cannot reach it (the other family, or IPv4 from a specific IPv6
+/// address).
+pub(crate) fn reachable(local: SocketAddr, peer: SocketAddr) -> Option<SocketAddr> {
+    match (local, peer) {
+        (SocketAddr::V4(_), SocketAddr::V4(_)) | (SocketAddr::V6(_), SocketAddr::V6(_)) => {
+            Some(peer)
+        }
+        (SocketAddr::V6(l), SocketAddr::V4(p)) if l.ip().is_unspecified() => Some(SocketAddr::new(
+            std::net::IpAddr::V6(p.ip().to_ipv6_mapped()),
+            p.port(),
+        )),
+        _ => None,
+    }
+}
+
 /// Maps a bind failure: an address not on this host is a bad address.
-pub(crate) fn bind_error(addr: SocketAddr, e: std::io::Error) -> Error {
+pub(crate) fn bind_error(addr: SocketAddr, e: std::io::Error) -> EndpointError {
     if e.kind() == std::io::ErrorKind::AddrNotAvailable {
-        Error::BadAddress(format!("{addr}: {e}"))
+        EndpointError::BadAddress(format!("{addr}: {e}"))
     } else {
-        Error::Io(e)
+        EndpointError::Io(e)
     }
 }
 
 /// Resolves `s` (`host:port` or `ip:port`) to its first socket address.
 ///
 /// # Errors
-/// [`Error::BadAddress`] if it does not parse or resolve.
-pub fn resolve(s: &str) -> Result<SocketAddr, Error> {
+/// [`EndpointError::BadAddress`] if it does not parse or resolve.
+pub fn resolve(s: &str) -> Result<SocketAddr, EndpointError> {
     if let Ok(a) = s.parse::<SocketAddr>() {
         return Ok(a);
     }
     use std::net::ToSocketAddrs as _;
     s.to_socket_addrs()
-        .map_err(|e| Error::BadAddress(format!("{s}: {e}")))?
+        .map_err(|e| EndpointError::BadAddress(format!("{s}: {e}")))?
         .next()
-        .ok_or_else(|| Error::BadAddress(format!("{s}: no address")))
+        .ok_or_else(|| EndpointError::BadAddress(format!("{s}: no address")))
 }
 
 impl Endpoint {
@@ -226,12 +276,14 @@ impl Endpoint {
         server: Option<Server>,
         cfg: SessionConfig,
         tcp: Option<(SocketAddr, tcp::AcceptLimits)>,
-    ) -> Result<Self, Error> {
-        let rt = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+    ) -> Result<Self, EndpointError> {
+        let rt = tokio::runtime::Handle::try_current().map_err(|_| EndpointError::NoRuntime)?;
         if addr.ip().is_multicast() {
-            return Err(Error::BadAddress(format!("{addr} is a multicast address")));
+            return Err(EndpointError::BadAddress(format!(
+                "{addr} is a multicast address"
+            )));
         }
-        let std_socket = std::net::UdpSocket::bind(addr).map_err(|e| bind_error(addr, e))?;
+        let std_socket = bind_udp(addr).map_err(|e| bind_error(addr, e))?;
         std_socket.set_nonblocking(true)?;
         let socket = {
             let _g = rt.enter();
@@ -249,7 +301,7 @@ impl Endpoint {
         };
         let is_server = server.is_some();
         let mut inner = Inner::new(local, server, cfg, rt.clone());
-        inner.tcp_listen = listener.as_ref().and_then(|(l, _)| l.local_addr().ok());
+        inner.set_tcp_listen(listener.as_ref().and_then(|(l, _)| l.local_addr().ok()));
         let shared = Arc::new(Shared::new(inner));
         let span =
             tracing::info_span!(target: "phantom::runtime", "endpoint", %local, server = is_server);
@@ -270,17 +322,14 @@ impl Endpoint {
     /// A server endpoint bound to `addr`, accepting handshakes with `config`'s identity.
     ///
     /// # Errors
-    /// [`Error::BadAddress`] or [`Error::Io`] if the socket cannot be bound,
-    /// [`Error::NoRuntime`] outside a tokio runtime.
-    pub fn server(config: ServerConfig, addr: SocketAddr) -> Result<Self, Error> {
-        let mut hs = phantom_handshake::ServerConfig::new(config.identity);
-        hs.require_retry = config.require_retry;
-        hs.key_rotation = config.key_rotation;
+    /// [`EndpointError::BadAddress`] or [`EndpointError::Io`] if the socket cannot be
+    /// bound, [`EndpointError::NoRuntime`] outside a tokio runtime.
+    pub fn server(config: ServerConfig, addr: SocketAddr) -> Result<Self, EndpointError> {
         let mut rng: rand::rngs::StdRng = rand::make_rng();
-        let server = Server::new(hs, &mut rng);
+        let server = Server::new(config.handshake, &mut rng);
         let backlog = config.max_pending_accepts;
         let ep = Self::bind(addr, Some(server), config.session, None)?;
-        ep.shared.lock().accept_backlog = backlog;
+        ep.shared.lock().set_accept_backlog(backlog);
         Ok(ep)
     }
 
@@ -295,17 +344,15 @@ impl Endpoint {
         config: ServerConfig,
         udp_addr: SocketAddr,
         tcp_addr: SocketAddr,
-    ) -> Result<Self, Error> {
-        let mut hs = phantom_handshake::ServerConfig::new(config.identity);
-        hs.require_retry = config.require_retry;
-        hs.key_rotation = config.key_rotation;
+    ) -> Result<Self, EndpointError> {
         let mut rng: rand::rngs::StdRng = rand::make_rng();
-        let server = Server::new(hs, &mut rng);
+        let server = Server::new(config.handshake, &mut rng);
         let limits = tcp::AcceptLimits {
-            max_connections: config.max_tcp_connections,
-            max_per_ip: config.max_tcp_connections_per_ip,
+            max_connections: config.tcp.max_connections,
+            max_per_ip: config.tcp.max_connections_per_ip,
             idle_timeout: config
-                .tcp_idle_timeout
+                .tcp
+                .idle_timeout
                 .unwrap_or(config.session.idle_timeout)
                 .max(Duration::from_secs(1)),
         };
@@ -316,42 +363,42 @@ impl Endpoint {
             config.session,
             Some((tcp_addr, limits)),
         )?;
-        ep.shared.lock().accept_backlog = backlog;
+        ep.shared.lock().set_accept_backlog(backlog);
         Ok(ep)
     }
 
     /// The TCP listening address ([`Endpoint::server_with_tcp`]), if any.
     #[must_use]
     pub fn tcp_local_addr(&self) -> Option<SocketAddr> {
-        self.shared.lock().tcp_listen
+        self.shared.lock().tcp_listen()
     }
 
     /// A client endpoint bound to `addr` (for example `127.0.0.1:0`).
     ///
     /// # Errors
     /// As [`Endpoint::server`].
-    pub fn client(addr: SocketAddr) -> Result<Self, Error> {
+    pub fn client(addr: SocketAddr) -> Result<Self, EndpointError> {
         Self::bind(addr, None, default_session_config(), None)
     }
 
     /// The local address the socket is bound to.
     #[must_use]
     pub fn local_addr(&self) -> SocketAddr {
-        self.shared.lock().local
+        self.shared.lock().local()
     }
 
     /// Connects to the server at `addr`, which must prove `server_key`.
     ///
     /// # Errors
-    /// [`Error::WrongServerKey`] if the server's certificate does not verify under
-    /// `server_key`, [`Error::Timeout`] if it does not answer,
-    /// [`Error::UnusableAnswers`] if every answer was dropped (damaged or not for this
-    /// handshake), [`Error::BadAddress`] for an unusable address.
+    /// [`ConnectError::WrongServerKey`] if the server's certificate does not verify
+    /// under `server_key`, [`ConnectError::Timeout`] if it does not answer,
+    /// [`ConnectError::UnusableAnswers`] if every answer was dropped (damaged or not for
+    /// this handshake), [`ConnectError::BadAddress`] for an unusable address.
     pub async fn connect(
         &self,
         addr: SocketAddr,
         server_key: &HybridVerifyingKey,
-    ) -> Result<Connection, Error> {
+    ) -> Result<Connection, ConnectError> {
         self.connect_with(addr, server_key, ClientOptions::default())
             .await
     }
@@ -365,7 +412,7 @@ impl Endpoint {
         addr: SocketAddr,
         server_key: &HybridVerifyingKey,
         options: ClientOptions,
-    ) -> Result<Connection, Error> {
+    ) -> Result<Connection, ConnectError> {
         check_addr(addr, "a server address")?;
         if let Some(t) = options.tcp_fallback {
             check_addr(t, "a TCP fallback address")?;
@@ -374,33 +421,35 @@ impl Endpoint {
             Some(data) => {
                 let mut e = EarlyData::new();
                 e.open_stream(Dir::Bi, data, false)
-                    .map_err(Error::Session)?;
+                    .map_err(ConnectError::InvalidOptions)?;
                 Some(e)
             }
             None => None,
         };
         let early_blob = match (&early, &options.resumption) {
-            (Some(e), Some(_)) => e.encode().map_err(Error::Session)?,
+            (Some(e), Some(_)) => e.encode().map_err(ConnectError::InvalidOptions)?,
             _ => Vec::new(),
         };
         let deadline = tokio::time::Instant::now() + options.connect_timeout;
+        let local = self.local_addr();
+        // The server as the socket sees it (v4-mapped from a dual-stack socket).
+        let Some(server) = reachable(local, addr) else {
+            return Err(ConnectError::BadAddress(format!(
+                "{addr} is not reachable from a socket bound to {local}"
+            )));
+        };
         let (mut rx, mut want_tcp) = loop {
             let started = {
                 let mut g = self.shared.lock();
-                if g.local.is_ipv4() != addr.is_ipv4() {
-                    return Err(Error::BadAddress(format!(
-                        "{addr} is not reachable from a socket bound to {}",
-                        g.local
-                    )));
-                }
                 let now = g.now();
                 let mut cfg = phantom_handshake::ClientConfig::new(server_key.clone());
+                cfg.suites.clone_from(&options.suites);
                 cfg.ticket.clone_from(&options.resumption);
                 cfg.early_data.clone_from(&early_blob);
                 cfg.certificate.clone_from(&options.certificate);
                 g.start_connect(
                     now,
-                    addr,
+                    server,
                     options.tcp_fallback,
                     cfg,
                     options.session.clone(),
@@ -411,11 +460,11 @@ impl Endpoint {
                 Ok(rx) => break rx,
                 // One handshake per server address at a time on this socket (the
                 // server tells handshakes apart by client address): wait our turn.
-                Err(Error::HandshakeInProgress(_)) if tokio::time::Instant::now() < deadline => {
+                Err(StartError::InProgress) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
-                Err(Error::HandshakeInProgress(_)) => return Err(Error::Timeout(addr)),
-                Err(e) => return Err(e),
+                Err(StartError::InProgress) => return Err(ConnectError::Timeout(addr)),
+                Err(StartError::Failed(e)) => return Err(e),
             }
         };
         self.shared.notify.notify_one();
@@ -425,7 +474,7 @@ impl Endpoint {
                     r = &mut rx => return r,
                     w = &mut want_tcp => {
                         if w.is_ok() {
-                            self.continue_over_tcp(addr, tcp_addr).await;
+                            self.continue_over_tcp(server, tcp_addr).await;
                         }
                     }
                 }
@@ -435,7 +484,7 @@ impl Endpoint {
         match tokio::time::timeout_at(deadline, wait).await {
             Ok(Ok(Ok(h))) => Ok(Connection::adopt(Arc::clone(&self.shared), h)),
             Ok(Ok(Err(e))) => Err(e),
-            Ok(Err(_)) => Err(Error::EndpointClosed),
+            Ok(Err(_)) => Err(ConnectError::EndpointClosed),
             Err(_) => {
                 // Our receiver is gone with the timed-out future: forget that handshake
                 // (and only it; a later connect to the same address may be pending),
@@ -444,11 +493,11 @@ impl Endpoint {
                 let unusable = g.unusable_answers(addr);
                 g.forget_abandoned_connects();
                 Err(match unusable {
-                    Some(dropped) => Error::UnusableAnswers {
+                    Some(dropped) => ConnectError::UnusableAnswers {
                         peer: addr,
                         dropped,
                     },
-                    None => Error::Timeout(addr),
+                    None => ConnectError::Timeout(addr),
                 })
             }
         }
@@ -459,14 +508,11 @@ impl Endpoint {
     async fn continue_over_tcp(&self, addr: SocketAddr, tcp_addr: SocketAddr) {
         match tcp::connect(&self.shared, tcp_addr).await {
             Ok((local, remote)) => {
-                let moved = self
-                    .shared
-                    .lock()
-                    .move_handshake_to_tcp(addr, local, remote);
-                if !moved {
-                    self.shared.lock().tcp.remove(&(local, remote));
+                let mut g = self.shared.lock();
+                if !g.move_handshake_to_tcp(addr, local, remote) {
+                    g.close_tcp_link(local, remote);
                 }
-                self.shared.notify.notify_one();
+                self.shared.unlock_and_wake(g);
             }
             Err(e) => {
                 tracing::warn!(target: "phantom::runtime", %tcp_addr, error = %e, "TCP fallback unreachable");
@@ -477,22 +523,16 @@ impl Endpoint {
     /// Waits for the next incoming connection.
     ///
     /// # Errors
-    /// [`Error::NotServer`] on a client endpoint, [`Error::EndpointClosed`] once closed.
-    pub async fn accept(&self) -> Result<Connection, Error> {
+    /// [`EndpointError::NotServer`] on a client endpoint, [`EndpointError::Closed`]
+    /// once closed.
+    pub async fn accept(&self) -> Result<Connection, EndpointError> {
         let h = poll_fn(|cx| {
             let mut g = self.shared.lock();
-            if !g.router.is_server() {
-                return Poll::Ready(Err(Error::NotServer));
+            if !g.is_server() {
+                return Poll::Ready(Err(EndpointError::NotServer));
             }
-            if let Some(h) = g.incoming.pop_front() {
-                g.user_handles += 1;
-                return Poll::Ready(Ok(h));
-            }
-            if g.closing {
-                return Poll::Ready(Err(Error::EndpointClosed));
-            }
-            g.accept_wakers.push(cx.waker().clone());
-            Poll::Pending
+            g.poll_accept(cx.waker())
+                .map(|h| h.ok_or(EndpointError::Closed))
         })
         .await?;
         Ok(Connection::adopt(Arc::clone(&self.shared), h))
@@ -501,23 +541,13 @@ impl Endpoint {
     /// Closes every connection with `code` and `reason`; no new ones are accepted.
     pub fn close(&self, code: u64, reason: &[u8]) {
         let mut g = self.shared.lock();
-        g.closing = true;
-        g.close_all(code, reason);
-        drop(g);
-        self.shared.notify.notify_one();
+        g.shut_down(code, reason);
+        self.shared.unlock_and_wake(g);
     }
 
     /// Waits until no session on this endpoint is live (all drained).
     pub async fn wait_idle(&self) {
-        poll_fn(|cx| {
-            let mut g = self.shared.lock();
-            if g.live_sessions() == 0 {
-                return Poll::Ready(());
-            }
-            g.idle_wakers.push(cx.waker().clone());
-            Poll::Pending
-        })
-        .await;
+        poll_fn(|cx| self.shared.lock().poll_idle(cx.waker())).await;
     }
 
     /// Number of sessions not yet drained.
@@ -530,14 +560,14 @@ impl Endpoint {
     /// handshake datagrams).
     #[must_use]
     pub fn dropped_datagrams(&self) -> u64 {
-        self.shared.lock().dropped
+        self.shared.lock().dropped()
     }
 
     /// Datagrams the TCP carrier dropped: its connection's queue was full (the
     /// sessions' loss recovery re-sends them) or the connection was gone.
     #[must_use]
     pub fn tcp_dropped_datagrams(&self) -> u64 {
-        self.shared.lock().tcp_dropped
+        self.shared.lock().tcp_dropped()
     }
 
     /// Moves the endpoint to a new socket bound to `addr` (a client address change,
@@ -545,12 +575,14 @@ impl Endpoint {
     /// the peer validates the new address and migrates (I7).
     ///
     /// # Errors
-    /// [`Error::Io`]/[`Error::BadAddress`] if the new socket cannot be bound.
-    pub fn rebind(&self, addr: SocketAddr) -> Result<SocketAddr, Error> {
-        let s = std::net::UdpSocket::bind(addr).map_err(|e| bind_error(addr, e))?;
+    /// [`EndpointError::Io`]/[`EndpointError::BadAddress`] if the new socket cannot be
+    /// bound.
+    pub fn rebind(&self, addr: SocketAddr) -> Result<SocketAddr, EndpointError> {
+        let s = bind_udp(addr).map_err(|e| bind_error(addr, e))?;
         let local = s.local_addr()?;
-        self.shared.lock().rebind = Some(s);
-        self.shared.notify.notify_one();
+        let mut g = self.shared.lock();
+        g.set_rebind(s);
+        self.shared.unlock_and_wake(g);
         Ok(local)
     }
 }

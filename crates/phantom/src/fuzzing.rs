@@ -13,5 +13,5 @@
 /// When one of those checks fails: that is the finding.
 #[must_use]
 pub fn tcp_framing(data: &[u8]) -> usize {
-    crate::tcp::fuzz_framing(data)
+    crate::carrier::tcp::fuzz_framing(data)
 }

@@ -18,8 +18,15 @@
 //! send where the kernel supports it. The system calls happen outside the endpoint's
 //! lock (the driver receives before taking it and sends after releasing it), and the
 //! tasks a loop wakes are woken once it is released. Many sessions share one
-//! endpoint. Handshake failures are mapped to a typed [`Error`] (wrong server key,
-//! timeout, bad address).
+//! endpoint. Errors are typed per operation: [`EndpointError`] (binding,
+//! accepting), [`ConnectError`] (bad address, wrong server key, timeout, ...),
+//! [`ConnectionError`] (why an established connection ended), [`ReadError`] and
+//! [`WriteError`] for streams, with [`Error`] wrapping any of them.
+//!
+//! **Addresses.** IPv4 and IPv6 alike. An IPv6 socket is dual-stack (`IPV6_V6ONLY`
+//! off): a client endpoint bound to `[::]` reaches IPv4 servers through their
+//! v4-mapped addresses (`::ffff:a.b.c.d`, which is how its connections report them)
+//! and IPv6 servers from the same socket.
 //!
 //! **Streams.** [`SendStream`] implements `AsyncWrite` (bytes are copied into the
 //! session's send buffer, whose memory is reused) and also takes `bytes::Bytes`
@@ -38,6 +45,15 @@
 //! TCP once a UDP path validates again. Stream data is never lost across a switch:
 //! the session re-sends whatever was in flight on an abandoned path.
 //! [`Connection::paths_with_carrier`] tells which carrier each path uses.
+//!
+//! **Layers.** Lowest first; a module uses only the modules above it (no import
+//! cycles): `clock`, `error`, `stats` (leaves); `state` (the shared state: `Shared`
+//! holds the `Mutex<Inner>` whose fields are private, changed only through its
+//! methods, and `Shared::unlock_and_wake` is the one place the tasks collected under
+//! the lock and the driver are woken, after unlocking); `carrier::{udp, tcp,
+//! fallback}` (the UDP sockets, the TCP carrier, the client's fallback actions);
+//! `driver` (the loop as named steps: receive, adopt sockets, deliver, timers,
+//! transmit, events, wake, send, prune, wait); `connection` and `endpoint` (the API).
 //!
 //! **Invariants upheld here.** I1: a datagram that fails to route or to
 //! authenticate only bumps a counter (the runtime parses nothing beyond the
@@ -59,13 +75,14 @@
 //! this crate is the only source of time and randomness (a fresh `StdRng` seeds each
 //! session).
 
+mod carrier;
 mod clock;
 mod connection;
 mod driver;
 mod endpoint;
 mod error;
 mod state;
-mod tcp;
+mod stats;
 
 /// Drivers for the cargo-fuzz targets (compiled only for fuzzing and tests).
 #[cfg(any(test, fuzzing))]
@@ -75,9 +92,14 @@ pub mod fuzzing;
 pub use clock::{now, unix_time};
 pub use connection::{Connection, RecvStream, SendStream};
 pub use endpoint::{
-    ACCEPT_BACKLOG_FULL, ClientOptions, Endpoint, ServerConfig, default_session_config, resolve,
+    ACCEPT_BACKLOG_FULL, ClientOptions, Endpoint, ServerConfig, TcpListenerConfig,
+    default_session_config, resolve,
 };
-pub use error::{ConnectionClosed, Error};
+pub use error::{
+    AddPathError, ConnectError, ConnectionError, EndpointError, Error, OpenStreamError, ReadError,
+    SendDatagramError, WriteError,
+};
+pub use phantom_crypto::Suite;
 pub use phantom_handshake::{
     HybridSigningKey, HybridVerifyingKey, ResumptionHint, ResumptionTicket, ServerCertificate,
     ServerIdentity, VerifiedCertificate,
@@ -87,3 +109,4 @@ pub use phantom_session::{
     AppCode, CloseCode, CloseReason, Config as SessionConfig, CongestionAlgorithm, PathSnapshot,
     SchedulerMode, Stats, TransportCode,
 };
+pub use stats::{ConnectionStats, HandshakeMode};

@@ -10,18 +10,32 @@ use std::time::Instant;
 use parking_lot::{Mutex, MutexGuard};
 use phantom_handshake::{Client, Progress, Server, Time, VerifiedCertificate};
 use phantom_session::early::EarlyData;
-use phantom_session::fallback::Carrier;
+use phantom_session::fallback::{Carrier, FallbackAction};
 use phantom_session::{
     AppCode, CloseReason, Config as SessionConfig, DatagramEvent, Dir, Event, RxMeta, Session, Side,
 };
+use phantom_wire::PathId;
 use rand::Rng as _;
 use rand::rngs::StdRng;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::clock;
-use crate::endpoint::ACCEPT_BACKLOG_FULL;
-use crate::error::{ConnectionClosed, Error};
-use crate::tcp::CarrierAction;
+use crate::error::{ConnectError, ConnectionError};
+use crate::stats::{HandshakeInfo, HandshakeMode};
+
+/// The close code a server gives a session whose handshake completed while
+/// `ServerConfig::max_pending_accepts` sessions were already waiting for
+/// `Endpoint::accept` (the server is busy: try again later).
+pub const ACCEPT_BACKLOG_FULL: u64 = 0x5042;
+
+/// What the carrier logic reacts to (client sessions with a TCP fallback address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CarrierAction {
+    /// The session's fallback state machine asked for something.
+    Fallback(FallbackAction),
+    /// A path passed validation.
+    PathValidated(PathId),
+}
 
 /// State shared by the driver task and every handle.
 #[derive(Debug)]
@@ -51,14 +65,26 @@ impl Shared {
     pub(crate) fn with_dirty<R>(
         &self,
         handle: u64,
-        f: impl FnOnce(&mut ConnState) -> R,
+        f: impl FnOnce(&mut ConnEntry) -> R,
     ) -> Option<R> {
         let mut g = self.lock();
         let r = g.conns.get_mut(&handle).map(|c| f(c));
         g.dirty.insert(handle);
-        drop(g);
-        self.notify.notify_one();
+        self.unlock_and_wake(g);
         r
+    }
+
+    /// Releases the lock, then wakes the tasks collected under it and the driver
+    /// (which polls the sessions marked dirty): the one place the rule "mark the
+    /// session dirty, wake tasks after unlocking" is carried out.
+    pub(crate) fn unlock_and_wake(&self, mut g: MutexGuard<'_, Inner>) {
+        let mut wakers = Vec::new();
+        g.take_wakers(&mut wakers);
+        drop(g);
+        for w in wakers {
+            w.wake();
+        }
+        self.notify.notify_one();
     }
 }
 
@@ -67,7 +93,17 @@ impl Shared {
 pub(crate) type PendingKey = (Option<SocketAddr>, SocketAddr);
 
 /// Where a connect future learns its handshake's outcome (a connection handle).
-pub(crate) type ConnectReply = oneshot::Receiver<Result<u64, Error>>;
+pub(crate) type ConnectReply = oneshot::Receiver<Result<u64, ConnectError>>;
+
+/// Why a client handshake did not start.
+#[derive(Debug)]
+pub(crate) enum StartError {
+    /// A handshake with that server address is already in progress on this endpoint
+    /// (the server tells handshakes apart by client address): wait for its turn.
+    InProgress,
+    /// It cannot start at all.
+    Failed(ConnectError),
+}
 
 /// A client handshake in flight.
 pub(crate) struct PendingConnect {
@@ -77,7 +113,7 @@ pub(crate) struct PendingConnect {
     pub(crate) early: Option<EarlyData>,
     /// The pinned key, naming the certificate cache entry.
     pub(crate) server_key: Vec<u8>,
-    pub(crate) reply: oneshot::Sender<Result<u64, Error>>,
+    pub(crate) reply: oneshot::Sender<Result<u64, ConnectError>>,
     /// The server's UDP address (what `connect` was given).
     pub(crate) udp_remote: SocketAddr,
     /// The server's TCP fallback address, if any.
@@ -131,7 +167,7 @@ pub(crate) enum TcpCarrier {
 
 /// One session and the wakers of the tasks waiting on it.
 #[derive(Debug)]
-pub(crate) struct ConnState {
+pub(crate) struct ConnEntry {
     pub(crate) session: Session,
     pub(crate) remote: SocketAddr,
     /// Live `Connection`/stream handles; the session is closed when this drops to 0.
@@ -154,11 +190,14 @@ pub(crate) struct ConnState {
     pub(crate) tcp_remote: Option<SocketAddr>,
     /// Client side: the TCP carrier.
     pub(crate) tcp: TcpCarrier,
+    /// How the handshake went.
+    pub(crate) handshake: HandshakeInfo,
 }
 
-impl ConnState {
-    fn new(session: Session, remote: SocketAddr, handles: usize) -> Self {
+impl ConnEntry {
+    fn new(session: Session, remote: SocketAddr, handles: usize, handshake: HandshakeInfo) -> Self {
         Self {
+            handshake,
             session,
             remote,
             udp_remote: remote,
@@ -180,17 +219,11 @@ impl ConnState {
     }
 
     /// The error to report once the connection is closed.
-    pub(crate) fn closed_error(&self) -> Option<Error> {
+    pub(crate) fn closed_error(&self) -> Option<ConnectionError> {
         self.close_reason
             .clone()
-            .map(|r| Error::Closed(ConnectionClosed(r)))
-            .or_else(|| {
-                self.session
-                    .is_closed()
-                    .then_some(Error::Closed(ConnectionClosed(CloseReason::Error(
-                        phantom_session::Error::Closed,
-                    ))))
-            })
+            .map(ConnectionError::from)
+            .or_else(|| self.session.is_closed().then_some(ConnectionError::Reset))
     }
 
     fn wake_writers(&mut self, out: &mut Vec<Waker>) {
@@ -206,59 +239,73 @@ impl ConnState {
     }
 }
 
-/// Everything behind the endpoint's lock.
-pub(crate) struct Inner {
-    pub(crate) local: SocketAddr,
-    pub(crate) router: phantom_session::Endpoint,
-    /// The sessions by handle. Boxed: a `ConnState` is ~3 KiB, and a table of inline
-    /// entries keeps up to twice the sessions' size in empty buckets (hashbrown's load
-    /// factor) — ~3 KiB per idle session at 1,000 sessions, measured with massif.
-    pub(crate) conns: HashMap<u64, Box<ConnState>>,
-    pub(crate) pending: HashMap<PendingKey, PendingConnect>,
-    /// Handshake datagrams to send.
-    pub(crate) hs_out: VecDeque<Outgoing>,
+/// Socket changes the driver makes on its next loop.
+#[derive(Debug, Default)]
+struct SocketRequests {
     /// Extra UDP sockets bound but not yet adopted by the driver.
-    pub(crate) new_sockets: Vec<std::net::UdpSocket>,
+    new: Vec<std::net::UdpSocket>,
     /// A path went away: the driver closes extra sockets no path uses any more.
-    pub(crate) prune_sockets: bool,
-    /// Live TCP connections carrying datagrams, by `(local, remote)`.
-    pub(crate) tcp: HashMap<(SocketAddr, SocketAddr), TcpLink>,
+    prune: bool,
+    /// A new socket to move to (client address change).
+    rebind: Option<std::net::UdpSocket>,
+}
+
+/// The TCP connections carrying datagrams.
+#[derive(Debug, Default)]
+struct TcpLinks {
+    /// Live connections, by `(local, remote)`.
+    links: HashMap<(SocketAddr, SocketAddr), TcpLink>,
     /// Local addresses of TCP connections (live or closed, bounded): a transmit from
     /// one of them whose connection is gone is dropped, never sent over UDP.
-    pub(crate) tcp_locals: HashSet<SocketAddr>,
+    locals: HashSet<SocketAddr>,
     /// The TCP listening address (server with a TCP carrier).
-    pub(crate) tcp_listen: Option<SocketAddr>,
-    /// Datagrams dropped because a TCP connection's queue was full or gone.
-    pub(crate) tcp_dropped: u64,
+    listen: Option<SocketAddr>,
+    /// Datagrams dropped because a connection's queue was full or gone.
+    dropped: u64,
+}
+
+/// Everything behind the endpoint's lock.
+pub(crate) struct Inner {
+    local: SocketAddr,
+    router: phantom_session::Endpoint,
+    /// The sessions by handle. Boxed: a `ConnEntry` is ~3 KiB, and a table of inline
+    /// entries keeps up to twice the sessions' size in empty buckets (hashbrown's load
+    /// factor) — ~3 KiB per idle session at 1,000 sessions, measured with massif.
+    conns: HashMap<u64, Box<ConnEntry>>,
+    pending: HashMap<PendingKey, PendingConnect>,
+    /// Handshake datagrams to send.
+    hs_out: VecDeque<Outgoing>,
+    /// Socket changes for the driver to make.
+    sockets: SocketRequests,
+    /// The TCP connections carrying datagrams.
+    tcp: TcpLinks,
     /// The runtime the endpoint was created in (spawns TCP tasks).
-    pub(crate) rt: tokio::runtime::Handle,
+    rt: tokio::runtime::Handle,
     /// Accepted connections not yet taken by `accept` (each holds one handle).
-    pub(crate) incoming: VecDeque<u64>,
+    incoming: VecDeque<u64>,
     /// Most sessions waiting in `incoming`; a handshake completing beyond it gets
     /// its session closed at once ("server busy"), so peers that complete handshakes
     /// faster than the application accepts cannot grow the server's memory for good.
-    pub(crate) accept_backlog: usize,
-    pub(crate) accept_wakers: Vec<Waker>,
-    pub(crate) idle_wakers: Vec<Waker>,
+    accept_backlog: usize,
+    accept_wakers: Vec<Waker>,
+    idle_wakers: Vec<Waker>,
     /// Tasks to wake once the lock is released (so that they do not wake only to
     /// wait for it): whoever holds the lock to deliver datagrams, process events
     /// or reap wakes them after unlocking ([`Inner::take_wakers`]).
-    pub(crate) to_wake: Vec<Waker>,
+    to_wake: Vec<Waker>,
     /// Sessions to poll for transmits.
-    pub(crate) dirty: BTreeSet<u64>,
-    pub(crate) rng: StdRng,
+    dirty: BTreeSet<u64>,
+    rng: StdRng,
     last_now: Option<Instant>,
     /// Live `Endpoint` and `Connection` handles (streams hold a `Connection`).
-    pub(crate) user_handles: usize,
+    user_handles: usize,
     /// Set by `Endpoint::close` or when the last handle drops.
-    pub(crate) closing: bool,
-    /// A new socket to move to (client address change).
-    pub(crate) rebind: Option<std::net::UdpSocket>,
+    closing: bool,
     /// Datagrams received for unknown sessions or that failed the handshake.
-    pub(crate) dropped: u64,
+    dropped: u64,
     /// Server certificates verified by earlier handshakes, by pinned key: the next
     /// connect to that server is a 1-RTT PDK handshake without signature checks.
-    pub(crate) certificates: HashMap<Vec<u8>, VerifiedCertificate>,
+    certificates: HashMap<Vec<u8>, VerifiedCertificate>,
 }
 
 impl core::fmt::Debug for Inner {
@@ -286,12 +333,8 @@ impl Inner {
     ) -> Self {
         Self {
             local,
-            new_sockets: Vec::new(),
-            prune_sockets: false,
-            tcp: HashMap::new(),
-            tcp_locals: HashSet::new(),
-            tcp_listen: None,
-            tcp_dropped: 0,
+            sockets: SocketRequests::default(),
+            tcp: TcpLinks::default(),
             rt,
             // A server endpoint's router also runs the handshake server and builds
             // accepted sessions with `cfg`.
@@ -312,7 +355,6 @@ impl Inner {
             last_now: None,
             user_handles: 1,
             closing: false,
-            rebind: None,
             dropped: 0,
             certificates: HashMap::new(),
         }
@@ -344,10 +386,18 @@ impl Inner {
     }
 
     /// Registers an established session with `handles` initial handles.
-    fn install(&mut self, session: Session, remote: SocketAddr, handles: usize) -> u64 {
+    fn install(
+        &mut self,
+        session: Session,
+        remote: SocketAddr,
+        handles: usize,
+        handshake: HandshakeInfo,
+    ) -> u64 {
         let h = self.router.insert(session.session_id()).0;
-        self.conns
-            .insert(h, Box::new(ConnState::new(session, remote, handles)));
+        self.conns.insert(
+            h,
+            Box::new(ConnEntry::new(session, remote, handles, handshake)),
+        );
         self.dirty.insert(h);
         h
     }
@@ -387,96 +437,11 @@ impl Inner {
             Carrier::Udp => (None, from),
             Carrier::Tcp => (Some(rx.local), from),
         };
-        if let Some(mut p) = self.pending.remove(&key) {
-            return match p.client.handle(now, dg, &mut self.rng) {
-                Ok(Progress::Complete) => {
-                    self.complete_client(now, rx, p);
-                    Delivery::Handshake
-                }
-                Ok(Progress::Pending) => {
-                    let mut flight = Vec::new();
-                    while let Some(d) = p.client.poll_transmit() {
-                        flight.push(d.clone());
-                        self.hs_out.push_back(Outgoing {
-                            src: key.0,
-                            dst: from,
-                            data: d,
-                        });
-                    }
-                    if !flight.is_empty() {
-                        p.flight = flight;
-                    }
-                    self.pending.insert(key, p);
-                    Delivery::Handshake
-                }
-                Err(e) => {
-                    // A datagram that does not parse (or is damaged) leaves the client
-                    // untouched.
-                    let fatal = !matches!(
-                        e,
-                        phantom_handshake::Error::Malformed(_)
-                            | phantom_handshake::Error::LimitExceeded(_)
-                            | phantom_handshake::Error::Damaged
-                    ) || (p.client.poll_timeout().is_none() && !p.client.is_complete());
-                    if fatal {
-                        tracing::debug!(target: "phantom::runtime", peer = %from, error = %e, "handshake failed");
-                        let _ = p.reply.send(Err(Error::from_handshake(e, p.udp_remote)));
-                        if let (Some(local), remote) = key {
-                            self.tcp.remove(&(local, remote));
-                        }
-                    } else {
-                        self.dropped += 1;
-                        self.pending.insert(key, p);
-                    }
-                    Delivery::Refused
-                }
-            };
+        if let Some(p) = self.pending.remove(&key) {
+            return self.on_client_handshake(now, rx, dg, key, p);
         }
         if self.router.is_server() {
-            let result = self
-                .router
-                .handle_handshake(now, rx.local, from, dg, &mut self.rng);
-            while let Some(t) = self.router.poll_handshake_transmit() {
-                // Answers go back the way the datagram came (UDP socket or TCP).
-                let src = (t.dst == from).then_some(rx.local);
-                self.hs_out.push_back(Outgoing {
-                    src,
-                    dst: t.dst,
-                    data: t.payload,
-                });
-            }
-            return match result {
-                Ok(Some(accepted)) => {
-                    let s = *accepted.session;
-                    tracing::info!(target: "phantom::runtime", peer = %from, carrier = ?rx.carrier, session = ?s.session_id(), resumed = s.is_resumed(), early_data_accepted = s.early_data_accepted(), "accepted session");
-                    if self.closing {
-                        self.router.remove(&s.session_id());
-                        return Delivery::Handshake;
-                    }
-                    let h = accepted.handle.0;
-                    if self.incoming.len() >= self.accept_backlog {
-                        // Too many sessions wait for `accept`: this one is closed (the
-                        // peer learns why) and forgotten once drained (no handle).
-                        tracing::debug!(target: "phantom::runtime", peer = %from, "accept backlog full: session refused");
-                        let mut s = s;
-                        s.close(now.instant, AppCode(ACCEPT_BACKLOG_FULL), b"server busy");
-                        self.conns.insert(h, Box::new(ConnState::new(s, from, 0)));
-                        self.dirty.insert(h);
-                        return Delivery::Handshake;
-                    }
-                    self.conns.insert(h, Box::new(ConnState::new(s, from, 1)));
-                    self.dirty.insert(h);
-                    self.incoming.push_back(h);
-                    self.to_wake.append(&mut self.accept_wakers);
-                    Delivery::Handshake
-                }
-                Ok(None) => Delivery::Handshake,
-                Err(e) => {
-                    self.dropped += 1;
-                    tracing::debug!(target: "phantom::runtime", peer = %from, error = %e, "handshake datagram refused");
-                    Delivery::Refused
-                }
-            };
+            return self.on_server_handshake(now, rx, dg);
         }
         // Client side, after completion: a retransmitted server flight goes to the
         // session, which re-sends our last flight.
@@ -492,6 +457,118 @@ impl Inner {
         } else {
             self.dropped += 1;
             Delivery::Refused
+        }
+    }
+
+    /// A handshake datagram for the client handshake `p` (waiting under `key`).
+    fn on_client_handshake(
+        &mut self,
+        now: Time,
+        rx: RxMeta,
+        dg: &mut [u8],
+        key: PendingKey,
+        mut p: PendingConnect,
+    ) -> Delivery {
+        let from = rx.remote;
+        match p.client.handle(now, dg, &mut self.rng) {
+            Ok(Progress::Complete) => {
+                self.complete_client(now, rx, p);
+                Delivery::Handshake
+            }
+            Ok(Progress::Pending) => {
+                let mut flight = Vec::new();
+                while let Some(d) = p.client.poll_transmit() {
+                    flight.push(d.clone());
+                    self.hs_out.push_back(Outgoing {
+                        src: key.0,
+                        dst: from,
+                        data: d,
+                    });
+                }
+                if !flight.is_empty() {
+                    p.flight = flight;
+                }
+                self.pending.insert(key, p);
+                Delivery::Handshake
+            }
+            Err(e) => {
+                // A datagram that does not parse (or is damaged) leaves the client
+                // untouched.
+                let fatal = !matches!(
+                    e,
+                    phantom_handshake::Error::Malformed(_)
+                        | phantom_handshake::Error::LimitExceeded(_)
+                        | phantom_handshake::Error::Damaged
+                ) || (p.client.poll_timeout().is_none() && !p.client.is_complete());
+                if fatal {
+                    tracing::debug!(target: "phantom::runtime", peer = %from, error = %e, "handshake failed");
+                    let _ = p
+                        .reply
+                        .send(Err(ConnectError::from_handshake(e, p.udp_remote)));
+                    if let (Some(local), remote) = key {
+                        self.tcp.links.remove(&(local, remote));
+                    }
+                } else {
+                    self.dropped += 1;
+                    self.pending.insert(key, p);
+                }
+                Delivery::Refused
+            }
+        }
+    }
+
+    /// A handshake datagram for the server (server endpoints).
+    fn on_server_handshake(&mut self, now: Time, rx: RxMeta, dg: &mut [u8]) -> Delivery {
+        let from = rx.remote;
+        let result = self
+            .router
+            .handle_handshake(now, rx.local, from, dg, &mut self.rng);
+        while let Some(t) = self.router.poll_handshake_transmit() {
+            // Answers go back the way the datagram came (UDP socket or TCP).
+            let src = (t.dst == from).then_some(rx.local);
+            self.hs_out.push_back(Outgoing {
+                src,
+                dst: t.dst,
+                data: t.payload,
+            });
+        }
+        match result {
+            Ok(Some(accepted)) => {
+                let s = *accepted.session;
+                let handshake = HandshakeInfo {
+                    suite: accepted.suite,
+                    mode: HandshakeMode::new(s.is_resumed(), accepted.pdk),
+                };
+                tracing::info!(target: "phantom::runtime", peer = %from, carrier = ?rx.carrier, session = ?s.session_id(), resumed = s.is_resumed(), early_data_accepted = s.early_data_accepted(), "accepted session");
+                if self.closing {
+                    self.router.remove(&s.session_id());
+                    return Delivery::Handshake;
+                }
+                let h = accepted.handle.0;
+                if self.incoming.len() >= self.accept_backlog {
+                    // Too many sessions wait for `accept`: this one is closed (the
+                    // peer learns why) and forgotten once drained (no handle).
+                    tracing::debug!(target: "phantom::runtime", peer = %from, "accept backlog full: session refused");
+                    let mut s = s;
+                    s.close(now.instant, AppCode(ACCEPT_BACKLOG_FULL), b"server busy");
+                    self.conns
+                        .insert(h, Box::new(ConnEntry::new(s, from, 0, handshake)));
+                    self.dirty.insert(h);
+                    return Delivery::Handshake;
+                }
+                self.conns
+                    .insert(h, Box::new(ConnEntry::new(s, from, 1, handshake)));
+                self.dirty.insert(h);
+                self.incoming.push_back(h);
+                self.to_wake.append(&mut self.accept_wakers);
+                Delivery::Handshake
+            }
+            Ok(None) => Delivery::Handshake,
+            Err(e) => {
+                self.dropped += 1;
+                tracing::debug!(target: "phantom::runtime", peer = %from, error = %e, "handshake datagram refused");
+                Delivery::Refused
+            }
         }
     }
 
@@ -521,9 +598,13 @@ impl Inner {
         }
         let result = client
             .into_established()
-            .map_err(|e| Error::from_handshake(e, udp_remote))
+            .map_err(|e| ConnectError::from_handshake(e, udp_remote))
             .and_then(|est| {
                 let seed = self.seed();
+                let handshake = HandshakeInfo {
+                    suite: est.suite,
+                    mode: HandshakeMode::new(est.resumed, est.pdk),
+                };
                 Session::from_established(
                     Side::Client,
                     session_cfg,
@@ -533,10 +614,11 @@ impl Inner {
                     from,
                     seed,
                 )
-                .map_err(Error::Session)
+                .map(|s| (s, handshake))
+                .map_err(ConnectError::InvalidOptions)
             });
         match result {
-            Ok(mut s) => {
+            Ok((mut s, handshake)) => {
                 tracing::info!(target: "phantom::runtime", peer = %from, carrier = ?rx.carrier, session = ?s.session_id(), resumed = s.is_resumed(), early_data_accepted = s.early_data_accepted(), "handshake complete");
                 if rx.carrier == Carrier::Tcp {
                     // UDP did not answer: start in the TCP state, probing UDP later.
@@ -547,12 +629,12 @@ impl Inner {
                     // Re-send the replay-safe streams under 1-RTT keys (nothing is lost
                     // if the server refused the 0-RTT copy).
                     if let Err(e) = s.replay_early_data(&early) {
-                        let _ = reply.send(Err(Error::Session(e)));
+                        let _ = reply.send(Err(ConnectError::InvalidOptions(e)));
                         return;
                     }
                     early_stream = early.streams().first().map(|st| st.id);
                 }
-                let h = self.install(s, from, 1);
+                let h = self.install(s, from, 1, handshake);
                 if let Some(c) = self.conns.get_mut(&h) {
                     c.early_stream = early_stream;
                     c.udp_remote = udp_remote;
@@ -584,12 +666,12 @@ impl Inner {
         mut cfg: phantom_handshake::ClientConfig,
         session_cfg: SessionConfig,
         early: Option<EarlyData>,
-    ) -> Result<(ConnectReply, oneshot::Receiver<()>), Error> {
+    ) -> Result<(ConnectReply, oneshot::Receiver<()>), StartError> {
         if self.pending.contains_key(&(None, remote)) {
-            return Err(Error::HandshakeInProgress(remote));
+            return Err(StartError::InProgress);
         }
         if self.closing {
-            return Err(Error::EndpointClosed);
+            return Err(StartError::Failed(ConnectError::EndpointClosed));
         }
         if cfg.suites.is_empty() {
             cfg.suites = phantom_handshake::default_suites();
@@ -598,8 +680,8 @@ impl Inner {
         if cfg.certificate.is_none() {
             cfg.certificate = self.certificates.get(&server_key).cloned();
         }
-        let mut client =
-            Client::new(cfg, &mut self.rng, now).map_err(|e| Error::from_handshake(e, remote))?;
+        let mut client = Client::new(cfg, &mut self.rng, now)
+            .map_err(|e| StartError::Failed(ConnectError::from_handshake(e, remote)))?;
         let mut flight = Vec::new();
         while let Some(d) = client.poll_transmit() {
             flight.push(d.clone());
@@ -655,18 +737,18 @@ impl Inner {
 
     /// Registers a TCP connection carrying datagrams.
     pub(crate) fn add_tcp_link(&mut self, local: SocketAddr, remote: SocketAddr, link: TcpLink) {
-        if self.tcp_locals.len() >= 1024 {
-            let live: HashSet<SocketAddr> = self.tcp.keys().map(|k| k.0).collect();
-            self.tcp_locals.retain(|a| live.contains(a));
+        if self.tcp.locals.len() >= 1024 {
+            let live: HashSet<SocketAddr> = self.tcp.links.keys().map(|k| k.0).collect();
+            self.tcp.locals.retain(|a| live.contains(a));
         }
-        self.tcp_locals.insert(local);
-        self.tcp.insert((local, remote), link);
+        self.tcp.locals.insert(local);
+        self.tcp.links.insert((local, remote), link);
     }
 
     /// A TCP connection ended: forget it and stop every session's path over it
     /// (their in-flight data is re-sent on their other paths).
     pub(crate) fn remove_tcp_link(&mut self, local: SocketAddr, remote: SocketAddr) {
-        self.tcp.remove(&(local, remote));
+        self.tcp.links.remove(&(local, remote));
         for (&h, c) in &mut self.conns {
             if c.tcp == TcpCarrier::Open(local, remote) {
                 c.tcp = TcpCarrier::Idle;
@@ -682,9 +764,9 @@ impl Inner {
     /// exactly those addresses, or `local` is (or was) the local address of one and is
     /// not the primary UDP socket's; UDP otherwise.
     pub(crate) fn carrier_of(&self, local: SocketAddr, remote: SocketAddr) -> Carrier {
-        let tcp = self.tcp.contains_key(&(local, remote))
+        let tcp = self.tcp.links.contains_key(&(local, remote))
             || (local != self.local
-                && (self.tcp_listen == Some(local) || self.tcp_locals.contains(&local)));
+                && (self.tcp.listen == Some(local) || self.tcp.locals.contains(&local)));
         if tcp { Carrier::Tcp } else { Carrier::Udp }
     }
 
@@ -751,9 +833,11 @@ impl Inner {
                         self.pending.insert(key, p);
                     }
                     Err(e) => {
-                        let _ = p.reply.send(Err(Error::from_handshake(e, p.udp_remote)));
+                        let _ = p
+                            .reply
+                            .send(Err(ConnectError::from_handshake(e, p.udp_remote)));
                         if let (Some(local), remote) = key {
-                            self.tcp.remove(&(local, remote));
+                            self.tcp.links.remove(&(local, remote));
                         }
                     }
                 }
@@ -763,7 +847,7 @@ impl Inner {
     }
 
     /// Server side: rotates the ticket and retry keys when
-    /// [`crate::ServerConfig::key_rotation`] has passed (the first call starts the
+    /// `phantom_handshake::ServerConfig::key_rotation` has passed (the first call starts the
     /// schedule; the handshake server's timeout includes the next rotation).
     pub(crate) fn rotate_handshake_keys(&mut self, now: Time) {
         if let Some(server) = self.router.server_mut()
@@ -795,7 +879,7 @@ impl Inner {
         for key in gone {
             self.pending.remove(&key);
             if let (Some(local), remote) = key {
-                self.tcp.remove(&(local, remote));
+                self.tcp.links.remove(&(local, remote));
             }
         }
     }
@@ -840,7 +924,7 @@ impl Inner {
                     }
                     Event::PathFailed(p) => {
                         tracing::info!(target: "phantom::runtime", path = p.0, "path failed");
-                        self.prune_sockets = true;
+                        self.sockets.prune = true;
                     }
                     Event::Migrated { from, to } => {
                         tracing::info!(target: "phantom::runtime", from = from.0, to = to.0, "peer migrated");
@@ -876,11 +960,11 @@ impl Inner {
             if c.session.is_drained() {
                 if !c.unregistered {
                     c.unregistered = true;
-                    self.prune_sockets = true;
+                    self.sockets.prune = true;
                     self.router.remove(&c.session.session_id());
                     if let TcpCarrier::Open(l, r) = c.tcp {
                         // The client's own TCP connection: close it with the session.
-                        self.tcp.remove(&(l, r));
+                        self.tcp.links.remove(&(l, r));
                         c.tcp = TcpCarrier::Idle;
                     }
                     if c.close_reason.is_none() {
@@ -926,7 +1010,7 @@ impl Inner {
             }
         }
         for (_, p) in self.pending.drain() {
-            let _ = p.reply.send(Err(Error::EndpointClosed));
+            let _ = p.reply.send(Err(ConnectError::EndpointClosed));
         }
         for w in self.accept_wakers.drain(..) {
             w.wake();
@@ -942,5 +1026,250 @@ impl Inner {
             .values()
             .filter_map(|p| p.client.poll_timeout());
         sessions.chain(server).chain(clients).min()
+    }
+}
+
+/// Accessors of the driver, the carriers and the API types: every change of the
+/// shared state goes through these, so that sessions are marked dirty (and the
+/// tasks to wake collected) here and nowhere else.
+impl Inner {
+    /// The primary UDP socket's local address.
+    pub(crate) fn local(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The primary socket moved (rebind).
+    pub(crate) fn set_local(&mut self, local: SocketAddr) {
+        self.local = local;
+    }
+
+    /// The TCP listening address (server with a TCP carrier).
+    pub(crate) fn tcp_listen(&self) -> Option<SocketAddr> {
+        self.tcp.listen
+    }
+
+    /// Sets the TCP listening address.
+    pub(crate) fn set_tcp_listen(&mut self, addr: Option<SocketAddr>) {
+        self.tcp.listen = addr;
+    }
+
+    /// Sets the most sessions waiting for `accept`.
+    pub(crate) fn set_accept_backlog(&mut self, backlog: usize) {
+        self.accept_backlog = backlog;
+    }
+
+    /// True on a server endpoint.
+    pub(crate) fn is_server(&self) -> bool {
+        self.router.is_server()
+    }
+
+    /// Datagrams dropped before reaching a session.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Datagrams the TCP carrier dropped.
+    pub(crate) fn tcp_dropped(&self) -> u64 {
+        self.tcp.dropped
+    }
+
+    /// The runtime the endpoint was created in (spawns carrier tasks).
+    pub(crate) fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.rt
+    }
+
+    /// A new `Endpoint` or `Connection` handle.
+    pub(crate) fn add_user_handle(&mut self) {
+        self.user_handles += 1;
+    }
+
+    /// An `Endpoint` or `Connection` handle dropped.
+    pub(crate) fn drop_user_handle(&mut self) {
+        self.user_handles = self.user_handles.saturating_sub(1);
+    }
+
+    /// The session `h`, if it still exists.
+    pub(crate) fn conn(&self, h: u64) -> Option<&ConnEntry> {
+        self.conns.get(&h).map(|c| &**c)
+    }
+
+    /// The session `h` to change; whoever changes what it sends calls
+    /// [`Inner::mark_dirty`] (or uses [`Shared::with_dirty`]).
+    pub(crate) fn conn_mut(&mut self, h: u64) -> Option<&mut ConnEntry> {
+        self.conns.get_mut(&h).map(|c| &mut **c)
+    }
+
+    /// The session `h` may have something to send: the driver polls it.
+    pub(crate) fn mark_dirty(&mut self, h: u64) {
+        self.dirty.insert(h);
+    }
+
+    /// Sessions to poll for transmits this loop.
+    pub(crate) fn dirty_sessions(&self) -> BTreeSet<u64> {
+        self.dirty.clone()
+    }
+
+    /// Session `h` was polled until it had nothing more to send.
+    pub(crate) fn clear_dirty(&mut self, h: u64) {
+        self.dirty.remove(&h);
+    }
+
+    /// The next datagram session `h` sends, built into `buf`.
+    pub(crate) fn poll_transmit(
+        &mut self,
+        h: u64,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> Option<phantom_session::Transmit> {
+        self.conns.get_mut(&h)?.session.poll_transmit(now, buf)
+    }
+
+    /// The next handshake datagram to send.
+    pub(crate) fn pop_handshake_out(&mut self) -> Option<Outgoing> {
+        self.hs_out.pop_front()
+    }
+
+    /// Queues an extra UDP socket for the driver to adopt (an added path), and marks
+    /// session `h` dirty (it probes the path).
+    pub(crate) fn add_path_socket(&mut self, h: u64, socket: std::net::UdpSocket) {
+        self.sockets.new.push(socket);
+        self.dirty.insert(h);
+    }
+
+    /// Extra UDP sockets to adopt.
+    pub(crate) fn take_new_sockets(&mut self) -> Vec<std::net::UdpSocket> {
+        std::mem::take(&mut self.sockets.new)
+    }
+
+    /// Asks the driver to move to `socket` (client address change).
+    pub(crate) fn set_rebind(&mut self, socket: std::net::UdpSocket) {
+        self.sockets.rebind = Some(socket);
+    }
+
+    /// The socket to move to, if a rebind was asked for.
+    pub(crate) fn take_rebind(&mut self) -> Option<std::net::UdpSocket> {
+        self.sockets.rebind.take()
+    }
+
+    /// Asks the driver to close the extra sockets no path uses any more.
+    pub(crate) fn request_prune(&mut self) {
+        self.sockets.prune = true;
+    }
+
+    /// Whether a prune was asked for (and resets the request).
+    pub(crate) fn take_prune(&mut self) -> bool {
+        std::mem::take(&mut self.sockets.prune)
+    }
+
+    /// Hands a datagram from `src` (`None`: any) to `dst` to a live TCP connection
+    /// with those addresses, if there is one: true if it was taken (queued, or
+    /// dropped because the connection's queue is full).
+    pub(crate) fn send_over_tcp(
+        &mut self,
+        src: Option<SocketAddr>,
+        dst: SocketAddr,
+        data: &[u8],
+    ) -> bool {
+        if self.tcp.links.is_empty() {
+            return false;
+        }
+        let link = match src {
+            Some(s) => self.tcp.links.get(&(s, dst)),
+            None => self
+                .tcp
+                .links
+                .iter()
+                .find(|((_, r), _)| *r == dst)
+                .map(|(_, l)| l),
+        };
+        let Some(link) = link else {
+            return false;
+        };
+        if link.tx.try_send(data.to_vec()).is_err() {
+            self.tcp.dropped += 1;
+        }
+        true
+    }
+
+    /// A datagram from `src`, a TCP connection's local address whose connection is
+    /// gone, is dropped (counted), never sent over UDP: true if so.
+    pub(crate) fn drop_from_closed_tcp(&mut self, src: SocketAddr) -> bool {
+        let tcp = self.tcp.locals.contains(&src) || self.tcp.listen == Some(src);
+        if tcp {
+            self.tcp.dropped += 1;
+        }
+        tcp
+    }
+
+    /// Forgets the TCP connection `(local, remote)` (its writer ends).
+    pub(crate) fn close_tcp_link(&mut self, local: SocketAddr, remote: SocketAddr) {
+        self.tcp.links.remove(&(local, remote));
+    }
+
+    /// True once the last handle dropped or the endpoint was closed.
+    pub(crate) fn wants_shutdown(&self) -> bool {
+        self.user_handles == 0 || self.closing
+    }
+
+    /// Closes the endpoint: every session with `code`/`reason`, no new ones.
+    pub(crate) fn shut_down(&mut self, code: u64, reason: &[u8]) {
+        self.closing = true;
+        self.close_all(code, reason);
+    }
+
+    /// True once the endpoint is closing and every session and handshake is gone.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.closing && self.conns.values().all(|c| c.unregistered) && self.pending.is_empty()
+    }
+
+    /// The driver stops: TCP connections close, `wait_idle` callers wake.
+    pub(crate) fn stop(&mut self) {
+        self.tcp.links.clear();
+        self.to_wake.append(&mut self.idle_wakers);
+    }
+
+    /// Takes the next accepted connection (a new user handle), or registers `waker`.
+    pub(crate) fn poll_accept(&mut self, waker: &Waker) -> std::task::Poll<Option<u64>> {
+        if let Some(h) = self.incoming.pop_front() {
+            self.user_handles += 1;
+            return std::task::Poll::Ready(Some(h));
+        }
+        if self.closing {
+            return std::task::Poll::Ready(None);
+        }
+        self.accept_wakers.push(waker.clone());
+        std::task::Poll::Pending
+    }
+
+    /// Ready once no session is live, else registers `waker`.
+    pub(crate) fn poll_idle(&mut self, waker: &Waker) -> std::task::Poll<()> {
+        if self.live_sessions() == 0 {
+            return std::task::Poll::Ready(());
+        }
+        self.idle_wakers.push(waker.clone());
+        std::task::Poll::Pending
+    }
+
+    /// A new handle of connection `h` (a clone or a stream).
+    pub(crate) fn add_conn_handle(&mut self, h: u64) {
+        self.user_handles += 1;
+        if let Some(c) = self.conns.get_mut(&h) {
+            c.handles += 1;
+        }
+    }
+
+    /// A handle of connection `h` dropped; the last one closes the session.
+    pub(crate) fn drop_conn_handle(&mut self, h: u64) {
+        self.user_handles = self.user_handles.saturating_sub(1);
+        self.release(h);
+    }
+
+    /// Closes session `h` with an application `code` and `reason`.
+    pub(crate) fn close_conn(&mut self, h: u64, code: u64, reason: &[u8]) {
+        let now = self.now();
+        if let Some(c) = self.conns.get_mut(&h) {
+            c.session.close(now.instant, AppCode(code), reason);
+        }
+        self.dirty.insert(h);
     }
 }

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::{localhost, pattern, send_and_read_back, server, within};
-use phantom::{ClientOptions, Endpoint, Error};
+use phantom::{ClientOptions, ConnectError, Endpoint};
 use tokio::net::UdpSocket;
 
 /// Which handshake datagrams (first byte 0xc3) the relay damages, per direction: one
@@ -190,7 +190,7 @@ async fn i12_a_connect_whose_every_answer_is_damaged_says_so() {
     let damaged = relay.damaged.load(Ordering::Relaxed);
     assert!(damaged >= 1, "{damaged}");
     match err {
-        Error::UnusableAnswers { peer, dropped } => {
+        ConnectError::UnusableAnswers { peer, dropped } => {
             assert_eq!(peer, relay.addr);
             assert!(dropped >= 1 && u64::from(dropped) <= damaged, "{dropped}");
         }

@@ -13,7 +13,10 @@ mod common;
 use std::time::Duration;
 
 use common::{localhost, pattern, send_and_read_back, server, within};
-use phantom::{AppCode, ClientOptions, CloseCode, CloseReason, Endpoint, Error};
+use phantom::{
+    AppCode, ClientOptions, CloseCode, CloseReason, ConnectError, ConnectionError, Endpoint,
+    EndpointError, OpenStreamError,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -30,7 +33,10 @@ async fn silent_server_is_a_typed_timeout() {
     let err = within(5, client.connect_with(addr, &key, opts))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Timeout(a) if a == addr), "{err:?}");
+    assert!(
+        matches!(err, ConnectError::Timeout(a) if a == addr),
+        "{err:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -41,13 +47,16 @@ async fn bad_addresses_are_typed_errors() {
         let err = within(5, client.connect(bad.parse().unwrap(), &key))
             .await
             .unwrap_err();
-        assert!(matches!(err, Error::BadAddress(_)), "{bad}: {err:?}");
+        assert!(matches!(err, ConnectError::BadAddress(_)), "{bad}: {err:?}");
     }
     assert!(matches!(
         phantom::resolve("not an address"),
-        Err(Error::BadAddress(_))
+        Err(EndpointError::BadAddress(_))
     ));
-    assert!(matches!(client.accept().await, Err(Error::NotServer)));
+    assert!(matches!(
+        client.accept().await,
+        Err(EndpointError::NotServer)
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,7 +85,12 @@ async fn close_reason_reaches_the_peer_and_fails_its_streams() {
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionAborted);
     assert!(matches!(
         within(5, conn.open_bi()).await,
-        Err(Error::Closed(_))
+        Err(OpenStreamError::ConnectionLost(
+            ConnectionError::ApplicationClosed {
+                code: AppCode(7),
+                ..
+            }
+        ))
     ));
     // Both endpoints drain the session.
     within(10, srv.wait_idle()).await;

@@ -61,14 +61,14 @@ async fn i1_tcp_connections_completing_no_frame_are_closed_after_the_idle_timeou
 }
 
 /// A client opening many TCP connections: the server holds at most
-/// `max_tcp_connections` of them (each costs a read buffer, two tasks and a file
+/// `tcp.max_connections` of them (each costs a read buffer, two tasks and a file
 /// descriptor); further ones are closed at once, and slots come back as connections
 /// end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn i1_tcp_connections_beyond_the_limit_are_closed_at_once() {
     let (_srv, tcp, _key) = common::tcp_server(|cfg| {
-        cfg.max_tcp_connections = 4;
-        cfg.tcp_idle_timeout = Some(Duration::from_secs(30));
+        cfg.tcp.max_connections = 4;
+        cfg.tcp.idle_timeout = Some(Duration::from_secs(30));
     });
     let mut held = Vec::new();
     for _ in 0..4 {
@@ -143,12 +143,12 @@ async fn i1_sessions_beyond_the_accept_backlog_are_closed_not_queued() {
 /// A client that sends well-formed frames of garbage (random bytes: no session
 /// authenticates them, no handshake parses them): before, every complete frame reset
 /// the idle timer, so one 3-byte frame a second held the connection (its tasks, its
-/// buffer, a slot of `max_tcp_connections`) for good. Now only datagrams that
+/// buffer, a slot of `tcp.max_connections`) for good. Now only datagrams that
 /// authenticate in a session, or a few that carry handshake progress, count as use.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn i1_tcp_frames_that_authenticate_nowhere_do_not_keep_the_connection_open() {
     let (_srv, tcp, _key) = common::tcp_server(|cfg| {
-        cfg.tcp_idle_timeout = Some(Duration::from_secs(1));
+        cfg.tcp.idle_timeout = Some(Duration::from_secs(1));
     });
     let mut garbage = TcpStream::connect(tcp).await.unwrap();
     let mut closed = false;
@@ -173,14 +173,14 @@ async fn i1_tcp_frames_that_authenticate_nowhere_do_not_keep_the_connection_open
 }
 
 /// One address opening many TCP connections: the server holds at most
-/// `max_tcp_connections_per_ip` from one IP address, so one client cannot take every
-/// slot of `max_tcp_connections` from the others; another address still gets in.
+/// `tcp.max_connections_per_ip` from one IP address, so one client cannot take every
+/// slot of `tcp.max_connections` from the others; another address still gets in.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn i1_one_address_cannot_take_every_tcp_slot() {
     let (_srv, tcp, _key) = common::tcp_server(|cfg| {
-        cfg.max_tcp_connections = 8;
-        cfg.max_tcp_connections_per_ip = 2;
-        cfg.tcp_idle_timeout = Some(Duration::from_secs(30));
+        cfg.tcp.max_connections = 8;
+        cfg.tcp.max_connections_per_ip = 2;
+        cfg.tcp.idle_timeout = Some(Duration::from_secs(30));
     });
     let from = |ip: [u8; 4]| async move {
         let s = tokio::net::TcpSocket::new_v4().unwrap();

@@ -124,7 +124,10 @@ async fn add_path_rejects_an_address_of_the_wrong_family() {
         .await
         .unwrap();
     let err = conn.add_path("[::1]:0".parse().unwrap()).unwrap_err();
-    assert!(matches!(err, phantom::Error::BadAddress(_)), "{err:?}");
+    assert!(
+        matches!(err, phantom::AddPathError::BadAddress(_)),
+        "{err:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -168,7 +168,7 @@ async fn back_to_back_connects_use_the_cached_certificate_and_all_succeed() {
     assert_eq!(client.session_count(), 4);
 }
 
-/// The server rotates its ticket key on a timer (`ServerConfig::key_rotation`, here
+/// The server rotates its ticket key on a timer (`ServerConfig::handshake.key_rotation`, here
 /// 2 s): a ticket used at once resumes; one used 4.5 s after it was issued (at least
 /// two rotations later) no longer does, and the connection falls back to a full
 /// handshake.
@@ -176,7 +176,7 @@ async fn back_to_back_connects_use_the_cached_certificate_and_all_succeed() {
 async fn a_ticket_resumes_after_one_key_rotation_but_not_after_two() {
     let (id, key) = common::identity();
     let mut cfg = phantom::ServerConfig::new(id);
-    cfg.key_rotation = Duration::from_secs(2);
+    cfg.handshake.key_rotation = Duration::from_secs(2);
     let srv = Endpoint::server(cfg, localhost()).unwrap();
     let addr = srv.local_addr();
     spawn_echo(srv);

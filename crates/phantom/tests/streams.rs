@@ -10,7 +10,7 @@
 mod common;
 
 use common::{localhost, pattern, send_and_read_back, server, within};
-use phantom::{Endpoint, Error};
+use phantom::{ConnectError, Endpoint};
 use tokio::io::AsyncWriteExt;
 
 /// Server task: echo every stream of every connection back.
@@ -71,7 +71,7 @@ async fn wrong_server_key_is_a_typed_error() {
     let err = within(10, client.connect(addr, &other_key))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::WrongServerKey), "{err:?}");
+    assert!(matches!(err, ConnectError::WrongServerKey), "{err:?}");
     drop(srv);
 }
 

@@ -17,16 +17,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use phantom_session::fallback::{Carrier, FallbackAction};
-use phantom_session::{PathSnapshot, RxMeta};
-use phantom_wire::PathId;
+use phantom_session::RxMeta;
+use phantom_session::fallback::Carrier;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use crate::error::Error;
-use crate::state::{Delivery, Inner, Shared, TcpCarrier, TcpLink};
+use crate::state::{Delivery, Shared, TcpLink};
 
 /// Largest datagram one frame carries (the 2-byte length's range).
 pub(crate) const MAX_FRAME: usize = 65_535;
@@ -36,15 +34,6 @@ const QUEUE: usize = 1024;
 const WRITE_CHUNK: usize = 256 * 1024;
 /// How long the client waits for a TCP connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// What the carrier logic reacts to (client sessions with a TCP fallback address).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CarrierAction {
-    /// The session's fallback state machine asked for something.
-    Fallback(FallbackAction),
-    /// A path passed validation.
-    PathValidated(PathId),
-}
 
 /// Appends one frame (length prefix + datagram) to `out`. False if `d` does not fit
 /// a frame (it is not appended).
@@ -207,7 +196,7 @@ pub(crate) fn adopt(
     let rt = {
         let mut g = shared.lock();
         g.add_tcp_link(local, remote, TcpLink { tx });
-        g.rt.clone()
+        g.runtime().clone()
     };
     tracing::debug!(target: "phantom::runtime", %local, %remote, "TCP carrier connected");
     let writer = rt.spawn(writer(w, rx)).abort_handle();
@@ -278,14 +267,8 @@ fn deliver(shared: &Shared, meta: RxMeta, buf: &mut [u8]) -> Result<Batch, ReadE
             Err(e) => break Err(e),
         }
     };
-    if let Some(mut g) = guard.take() {
-        let mut wakers = Vec::new();
-        g.take_wakers(&mut wakers);
-        drop(g);
-        for w in wakers {
-            w.wake();
-        }
-        shared.notify.notify_one();
+    if let Some(g) = guard.take() {
+        shared.unlock_and_wake(g);
     }
     batch.used = off;
     result.map(|()| batch)
@@ -367,11 +350,12 @@ async fn reader(
             tracing::debug!(target: "phantom::runtime", %local, %remote, "TCP carrier closed");
         }
     }
-    shared.lock().remove_tcp_link(local, remote);
+    let mut g = shared.lock();
+    g.remove_tcp_link(local, remote);
+    shared.unlock_and_wake(g);
     // The writer may be blocked for good on a peer that does not read: it goes with
     // the reader, and the socket is closed (else it outlived the connection's slot).
     writer.abort();
-    shared.notify.notify_one();
 }
 
 /// Accepts TCP connections until the endpoint shuts down, at most
@@ -410,131 +394,11 @@ pub(crate) async fn listen(shared: Arc<Shared>, listener: TcpListener, limits: A
 pub(crate) async fn connect(
     shared: &Arc<Shared>,
     addr: SocketAddr,
-) -> Result<(SocketAddr, SocketAddr), Error> {
+) -> std::io::Result<(SocketAddr, SocketAddr)> {
     let s = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
         .await
-        .map_err(|_| Error::Timeout(addr))??;
-    Ok(adopt(shared, s, None)?)
-}
-
-fn is_path(p: &PathSnapshot, local: SocketAddr, remote: SocketAddr) -> bool {
-    p.local == local && p.remote == remote
-}
-
-/// Acts on the carrier actions of client sessions (called by the driver under the
-/// lock): opens TCP and probes it as a path, re-probes UDP, retires TCP once a UDP
-/// path works again.
-pub(crate) fn apply(shared: &Arc<Shared>, g: &mut Inner, actions: Vec<(u64, CarrierAction)>) {
-    if actions.is_empty() {
-        return;
-    }
-    let now = g.now();
-    let udp_local = g.local;
-    for (h, a) in actions {
-        let Some(c) = g.conns.get_mut(&h) else {
-            continue;
-        };
-        if c.session.is_closed() {
-            continue;
-        }
-        let Some(tcp_remote) = c.tcp_remote else {
-            continue;
-        };
-        let on_tcp = c.session.fallback_mut().carrier() == Carrier::Tcp;
-        match a {
-            CarrierAction::Fallback(FallbackAction::SwitchToTcp) => match c.tcp {
-                TcpCarrier::Idle => {
-                    c.tcp = TcpCarrier::Opening;
-                    let shared2 = Arc::clone(shared);
-                    g.rt.spawn(open_for(shared2, h, tcp_remote));
-                }
-                TcpCarrier::Open(l, r) => {
-                    let _ = c.session.probe_path(now.instant, l, r);
-                    g.dirty.insert(h);
-                }
-                TcpCarrier::Opening => {}
-            },
-            CarrierAction::Fallback(FallbackAction::ProbeUdp) => {
-                if c.tcp == TcpCarrier::Idle {
-                    // Opening TCP failed when UDP first failed: try again.
-                    c.tcp = TcpCarrier::Opening;
-                    g.rt.spawn(open_for(Arc::clone(shared), h, tcp_remote));
-                }
-                // A fresh validation over UDP: a PATH_CHALLENGE answered over UDP
-                // brings the state machine back (SwitchToUdp).
-                let _ = c.session.abandon_path(udp_local, c.udp_remote);
-                g.prune_sockets = true;
-                match c.session.probe_path(now.instant, udp_local, c.udp_remote) {
-                    Ok(p) => {
-                        tracing::debug!(target: "phantom::runtime", path = p.0, "probing UDP");
-                    }
-                    Err(e) => {
-                        tracing::debug!(target: "phantom::runtime", error = %e, "cannot probe UDP");
-                    }
-                }
-                g.dirty.insert(h);
-            }
-            CarrierAction::Fallback(FallbackAction::SwitchToUdp)
-            | CarrierAction::PathValidated(_) => {
-                let TcpCarrier::Open(l, r) = c.tcp else {
-                    continue;
-                };
-                let paths = c.session.paths();
-                // The TCP path itself just passed validation.
-                let tcp_validated = matches!(a, CarrierAction::PathValidated(id)
-                    if paths.iter().any(|p| p.id == id && is_path(p, l, r)));
-                let other_validated = paths.iter().any(|p| !is_path(p, l, r) && p.validated);
-                if !on_tcp && other_validated {
-                    // UDP works again: retire the TCP path and close the connection.
-                    if c.session.abandon_path(l, r).is_ok() {
-                        tracing::info!(target: "phantom::runtime", "back on UDP: TCP carrier retired");
-                    }
-                    c.tcp = TcpCarrier::Idle;
-                    g.tcp.remove(&(l, r));
-                    g.dirty.insert(h);
-                } else if on_tcp && tcp_validated {
-                    // Carried over TCP now: stop waiting on the failing UDP paths;
-                    // whatever was in flight there is re-sent over TCP.
-                    for p in paths.iter().filter(|p| !is_path(p, l, r)) {
-                        let _ = c.session.abandon_path(p.local, p.remote);
-                    }
-                    g.prune_sockets = true;
-                    g.dirty.insert(h);
-                }
-            }
-            CarrierAction::Fallback(FallbackAction::None) => {}
-        }
-    }
-}
-
-/// Opens the TCP carrier of session `h` and starts validating it as a path.
-async fn open_for(shared: Arc<Shared>, h: u64, addr: SocketAddr) {
-    let r = connect(&shared, addr).await;
-    let mut g = shared.lock();
-    let now = g.now();
-    let Some(c) = g.conns.get_mut(&h) else {
-        return;
-    };
-    match r {
-        Ok((l, rem)) => {
-            c.tcp = TcpCarrier::Open(l, rem);
-            match c.session.probe_path(now.instant, l, rem) {
-                Ok(p) => {
-                    tracing::info!(target: "phantom::runtime", path = p.0, local = %l, remote = %rem, "TCP carrier opened: validating");
-                }
-                Err(e) => {
-                    tracing::debug!(target: "phantom::runtime", error = %e, "cannot probe the TCP path");
-                }
-            }
-            g.dirty.insert(h);
-        }
-        Err(e) => {
-            c.tcp = TcpCarrier::Idle;
-            tracing::warn!(target: "phantom::runtime", %addr, error = %e, "cannot open the TCP carrier");
-        }
-    }
-    drop(g);
-    shared.notify.notify_one();
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    adopt(shared, s, None)
 }
 
 /// The `tcp_framing` fuzz target's body (see [`crate::fuzzing::tcp_framing`]).
