@@ -1,8 +1,9 @@
 //! `phantom demo`: a narrated tour over loopback.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use phantom::{CloseReason, Endpoint};
+use phantom::{CloseReason, Connection, Endpoint};
 
 use crate::bench::{add_paths, loopback_pair, path_lines, push};
 use crate::{CliError, keys};
@@ -18,7 +19,19 @@ fn mbps(bytes: u64, d: Duration) -> f64 {
 /// `phantom demo`.
 pub(crate) async fn demo() -> Result<(), CliError> {
     println!("Phantom demo: both ends run in this process over loopback UDP.");
+    let (server, client, conn, server_conn) = connect().await?;
+    refuse_wrong_key(&server).await?;
+    bulk(&conn).await?;
+    rekeys(&conn, &server_conn).await?;
+    let new = migrate(&client, &conn, &server_conn).await?;
+    second_path(&conn, new).await?;
+    close(&client, &conn, &server_conn).await?;
+    println!("\nDemo complete.");
+    Ok(())
+}
 
+/// Step 1: a server identity and a client that pins its key.
+async fn connect() -> Result<(Endpoint, Endpoint, Connection, Connection), CliError> {
     step(
         1,
         "Generating a server identity (Ed25519 + ML-DSA-65 long-term key, certified X25519 + ML-KEM-768 static key) and connecting a client that pins the public key.",
@@ -37,6 +50,11 @@ pub(crate) async fn demo() -> Result<(), CliError> {
         keys::to_hex(sid.get(..8).unwrap_or_default())
     );
 
+    Ok((server, client, conn, server_conn))
+}
+
+/// Step 2: a client pinning another key is refused.
+async fn refuse_wrong_key(server: &Endpoint) -> Result<(), CliError> {
     step(2, "A client that pins a different key must be refused.");
     let (_other, other_key) = keys::generate()?;
     let rogue = Endpoint::client(([127, 0, 0, 1], 0).into())?;
@@ -50,13 +68,18 @@ pub(crate) async fn demo() -> Result<(), CliError> {
     }
     drop(rogue);
 
+    Ok(())
+}
+
+/// Step 3: 8 MiB on one stream.
+async fn bulk(conn: &Connection) -> Result<(), CliError> {
     step(
         3,
         "Transferring 8 MiB on one stream; the server counts every byte.",
     );
     let len = 8u64 << 20;
     let t = phantom::now();
-    let got = push(&conn, len).await?;
+    let got = push(conn, len).await?;
     let d = phantom::now().saturating_duration_since(t);
     if got != len {
         return Err(CliError::Transfer(format!(
@@ -72,6 +95,11 @@ pub(crate) async fn demo() -> Result<(), CliError> {
         s.stream_bytes_retransmitted
     );
 
+    Ok(())
+}
+
+/// Step 4: forced rekeys in both directions.
+async fn rekeys(conn: &Connection, server_conn: &Connection) -> Result<(), CliError> {
     step(
         4,
         "Forcing rekeys: the client now rekeys its sending direction every 200 packets, the server its own (acknowledgements) every 100.",
@@ -79,7 +107,7 @@ pub(crate) async fn demo() -> Result<(), CliError> {
     let (c0, s0) = (conn.stats(), server_conn.stats());
     conn.set_rekey_threshold(200);
     server_conn.set_rekey_threshold(100);
-    let got = push(&conn, 4 << 20).await?;
+    let got = push(conn, 4 << 20).await?;
     let (c1, s1) = (conn.stats(), server_conn.stats());
     let (send_epoch, recv_epoch) = conn.epochs().unwrap_or_default();
     let client_rekeys = c1.rekeys_local.saturating_sub(c0.rekeys_local);
@@ -93,6 +121,15 @@ pub(crate) async fn demo() -> Result<(), CliError> {
         "    figures: bytes={got} client_rekeys={client_rekeys} server_followed={server_followed} server_rekeys={server_rekeys} client_followed={client_followed}"
     );
 
+    Ok(())
+}
+
+/// Step 5: the client moves to a new UDP socket; returns its new address.
+async fn migrate(
+    client: &Endpoint,
+    conn: &Connection,
+    server_conn: &Connection,
+) -> Result<SocketAddr, CliError> {
     step(
         5,
         "Changing the client's address (as after NAT rebinding): moving to a new UDP socket.",
@@ -101,7 +138,7 @@ pub(crate) async fn demo() -> Result<(), CliError> {
     let new = client.rebind(([127, 0, 0, 1], 0).into())?;
     println!("    client socket {old} -> {new}");
     let migrations_before = server_conn.stats().migrations;
-    let migrated = tokio::time::timeout(Duration::from_secs(10), push(&conn, 1 << 20)).await;
+    let migrated = tokio::time::timeout(Duration::from_secs(10), push(conn, 1 << 20)).await;
     let ss = server_conn.stats();
     let paths = server_conn.paths();
     let validated_new = paths
@@ -143,6 +180,11 @@ pub(crate) async fn demo() -> Result<(), CliError> {
         ),
     }
 
+    Ok(new)
+}
+
+/// Step 6: a second path and data over both.
+async fn second_path(conn: &Connection, new: SocketAddr) -> Result<(), CliError> {
     step(
         6,
         "Adding a second path: a new client UDP socket on loopback, validated by a path challenge, then data over both (aggregate scheduler).",
@@ -152,14 +194,14 @@ pub(crate) async fn demo() -> Result<(), CliError> {
         .iter()
         .map(|p| (p.local, p.bytes_sent))
         .collect();
-    let added = add_paths(&conn, 1).await?;
+    let added = add_paths(conn, 1).await?;
     let second = added.first().copied();
     println!(
         "    second path from {} validated (the server answered its path challenge)",
         second.map_or_else(|| "?".to_string(), |a| a.to_string()),
     );
     conn.set_scheduler(phantom::SchedulerMode::Aggregate);
-    let got = push(&conn, 8 << 20).await?;
+    let got = push(conn, 8 << 20).await?;
     println!("    {got} bytes confirmed over both paths; bytes sent per path during this step:");
     let mut used = 0;
     let (mut on_moved, mut on_second) = (0, 0);
@@ -185,10 +227,19 @@ pub(crate) async fn demo() -> Result<(), CliError> {
         "    figures: bytes={got} paths_used={used} moved_path_bytes={on_moved} second_path_bytes={on_second}"
     );
     conn.set_scheduler(phantom::SchedulerMode::LowLatency);
-    for line in path_lines(&conn) {
+    for line in path_lines(conn) {
         println!("    {line}");
     }
 
+    Ok(())
+}
+
+/// Step 7: a clean close with a reason.
+async fn close(
+    client: &Endpoint,
+    conn: &Connection,
+    server_conn: &Connection,
+) -> Result<(), CliError> {
     step(7, "Closing the session cleanly with a reason.");
     conn.close(0, b"demo finished");
     let reason = tokio::time::timeout(Duration::from_secs(5), server_conn.closed())
@@ -206,6 +257,5 @@ pub(crate) async fn demo() -> Result<(), CliError> {
         other => println!("    the server's session ended: {other:?}"),
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), client.wait_idle()).await;
-    println!("\nDemo complete.");
     Ok(())
 }
