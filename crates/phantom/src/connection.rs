@@ -278,7 +278,7 @@ impl Connection {
     }
 
     /// Counters of the session (bytes, packets, losses, retransmits, rekeys, RTT, ...;
-    /// [`ConnectionStats`] dereferences to the session's [`Stats`]), with the
+    /// [`ConnectionStats`] dereferences to the session's [`Stats`](phantom_session::Stats)), with the
     /// handshake's mode and suite. Zero counters once the connection is gone.
     #[must_use]
     pub fn stats(&self) -> ConnectionStats {
