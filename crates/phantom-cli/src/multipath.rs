@@ -165,8 +165,21 @@ mod tests {
         let server: SocketAddr = ([127, 0, 0, 1], 4433).into();
         let ok = check_all(&["127.0.0.2:0".into(), "127.0.0.3".into()], server).unwrap();
         assert_eq!(ok.len(), 2);
-        for bad in ["[::1]:0", "0.0.0.0:0", "224.0.0.1:0", "192.0.2.1:0"] {
+        let foreign = foreign_address();
+        for bad in ["[::1]:0", "0.0.0.0:0", "224.0.0.1:0", foreign.as_str()] {
             assert!(check_all(&[bad.into()], server).is_err(), "{bad}");
         }
+    }
+
+    /// A documentation address (RFC 5737) that is not configured on this host.
+    fn foreign_address() -> String {
+        ["203.0.113.254:0", "198.51.100.254:0", "192.0.2.254:0"]
+            .into_iter()
+            .find(|a| {
+                std::net::UdpSocket::bind(a)
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::AddrNotAvailable)
+            })
+            .expect("one documentation address is not local")
+            .to_owned()
     }
 }

@@ -712,13 +712,15 @@ fn bad_path_flag_fails_with_one_line_naming_it() {
     keygen(&d);
     let server = Server::start(&d, &["--echo"]);
     let pubkey = d.join("server.pub");
-    for bad in [
-        "eth1",
-        "127.0.0.2:99999",
-        "192.0.2.1:0",
-        "[::1]:0",
-        "0.0.0.0:0",
-    ] {
+    // A documentation address (RFC 5737) that is not configured here.
+    let foreign = ["203.0.113.254:0", "198.51.100.254:0", "192.0.2.254:0"]
+        .into_iter()
+        .find(|a| {
+            std::net::UdpSocket::bind(a)
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::AddrNotAvailable)
+        })
+        .expect("one documentation address is not local");
+    for bad in ["eth1", "127.0.0.2:99999", foreign, "[::1]:0", "0.0.0.0:0"] {
         for cmd in ["send", "pipe"] {
             let mut args = vec![
                 cmd,
