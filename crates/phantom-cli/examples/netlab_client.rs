@@ -1,6 +1,7 @@
 //! The client side of `cargo xtask netlab` for what `phantom send` cannot express:
-//! extra paths from other local addresses, a scheduler, and events (shell commands
-//! that break or change the network) run mid-transfer.
+//! events (shell commands that break or change the network) run mid-transfer, here
+//! with extra paths from other local addresses and a scheduler as `phantom send
+//! --path ADDR --scheduler MODE` has them.
 //!
 //! It sends `--bytes` of a deterministic pseudo-random stream to a `phantom serve
 //! --echo` server and compares every byte that comes back with the same stream, so

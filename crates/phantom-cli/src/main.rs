@@ -9,7 +9,10 @@
 //! with its first stream bytes in the first flight), the small stream
 //! protocol between `send` and `serve --out-dir` (a 2-byte name length, the file
 //! name, the file bytes, FIN; the server answers with the byte count and the SHA-256
-//! of what it stored), and the error reporting: every failure is one line on stderr
+//! of what it stored), the client's extra paths (`--path ADDR`, checked to be an
+//! address of this host before the handshake, added once the connection stands and
+//! awaited up to 3 s for validation before data flows; see `multipath`), and the
+//! error reporting: every failure is one line on stderr
 //! and exit code 1 (clap usage errors exit 2); nothing panics on bad input.
 //!
 //! **Invariants relied on and upheld.** The CLI relies on the `phantom` runtime and
@@ -21,6 +24,7 @@
 mod bench;
 mod demo;
 mod keys;
+mod multipath;
 mod proto;
 mod serve;
 mod tickets;
@@ -62,6 +66,14 @@ pub(crate) enum CliError {
     /// Bad flag values clap cannot check.
     #[error("{0}")]
     Usage(String),
+    /// A `--path` address that cannot carry a path.
+    #[error("--path {addr}: {reason}")]
+    Path {
+        /// The address as given.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Each operation's runtime error converts into [`CliError::Phantom`].
@@ -91,7 +103,9 @@ from_phantom!(
 struct Cli {
     /// More logging on stderr (-v info, -vv debug, -vvv trace). With -v, `send` and
     /// `pipe` also print one line about the handshake: `phantom: handshake
-    /// mode=full|pdk|resumed suite=aes256gcm|chacha20poly1305 time_us=.. early_bytes=.. early_accepted=..`.
+    /// mode=full|pdk|resumed suite=aes256gcm|chacha20poly1305 time_us=.. early_bytes=.. early_accepted=..`,
+    /// and at the end one line per path: `phantom: path id=.. local=.. remote=..
+    /// validated=.. primary=.. bytes_sent=.. rtt_us=..`.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
     #[command(subcommand)]
@@ -203,7 +217,13 @@ pub(crate) struct ClientArgs {
     /// Rekey our sending direction every N packets.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) rekey_after: Option<u64>,
-    /// Multipath scheduler.
+    /// Also send over a path from this local address (repeatable), e.g. 127.0.0.2:0
+    /// on loopback or 192.168.1.5:0 for a second interface (port 0: any free port).
+    /// Each is validated by a path challenge before data uses it.
+    #[arg(long = "path", value_name = "ADDR")]
+    pub(crate) local_paths: Vec<String>,
+    /// Multipath scheduler: how data is spread over the paths. Without --path there
+    /// is one path and the scheduler has nothing to choose from.
     #[arg(long, value_enum, default_value_t = Scheduler::LowLatency)]
     pub(crate) scheduler: Scheduler,
     /// Close the session after this many silent seconds.

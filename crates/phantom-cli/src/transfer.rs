@@ -10,7 +10,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::tickets::TicketCache;
-use crate::{CliError, ClientArgs, keys, proto};
+use crate::{CliError, ClientArgs, keys, multipath, proto};
 
 /// Most opening bytes of the first stream sent as early (0-RTT) data.
 const EARLY_MAX: usize = 1024;
@@ -35,6 +35,7 @@ pub(crate) async fn connect(
 ) -> Result<Client, CliError> {
     let key = keys::load_public(&args.server_pub)?;
     let addr = args.addr()?;
+    let locals = multipath::check_all(&args.local_paths, addr)?;
     let bind: std::net::SocketAddr = if addr.is_ipv4() {
         ([0, 0, 0, 0], 0).into()
     } else {
@@ -68,6 +69,10 @@ pub(crate) async fn connect(
             early_len,
             conn.early_data_accepted()
         );
+    }
+    if let Err(e) = multipath::add_all(&conn, &locals).await {
+        close(&ep, &conn, b"bad path").await;
+        return Err(e);
     }
     Ok(Client {
         ep,
@@ -293,6 +298,7 @@ pub(crate) async fn send(
     }
     let elapsed = phantom::now().saturating_duration_since(start);
     let stats = conn.stats();
+    let path_lines = verbose.then(|| multipath::verbose_lines(&conn));
     drop(conn);
     let finished = client.finish(b"send complete").await;
     if let Some(e) = first_err {
@@ -313,6 +319,7 @@ pub(crate) async fn send(
         stats.stream_bytes_retransmitted,
         stats.rekeys_local
     );
+    path_lines.iter().flatten().for_each(|l| eprintln!("{l}"));
     Ok(())
 }
 
@@ -356,6 +363,11 @@ pub(crate) async fn pipe(args: &ClientArgs, verbose: bool) -> Result<(), CliErro
         stdout.flush().await
     };
     let (up, down) = tokio::join!(upload, download);
+    if verbose {
+        for line in multipath::verbose_lines(&client.conn) {
+            eprintln!("{line}");
+        }
+    }
     let finished = client.finish(b"pipe complete").await;
     up.map_err(|e| CliError::Transfer(format!("sending stdin: {e}")))?;
     down.map_err(|e| CliError::Transfer(format!("receiving: {e}")))?;

@@ -420,6 +420,22 @@ fn pipe_falls_back_to_tcp_when_udp_gets_no_answer() {
 /// Runs `phantom -v pipe ARGS` with `input` on stdin, expects exit 0 and `input`
 /// echoed back; returns the fields of the `phantom: handshake` line.
 fn pipe_handshake(args: &[&str], input: &[u8]) -> std::collections::HashMap<String, String> {
+    let err = pipe_verbose(args, input);
+    let line = err
+        .lines()
+        .find_map(|l| l.strip_prefix("phantom: handshake "))
+        .unwrap_or_else(|| panic!("no handshake line in {err:?}"));
+    line.split(' ')
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (k.to_owned(), v.to_owned())
+        })
+        .collect()
+}
+
+/// Runs `phantom -v pipe ARGS` with `input` on stdin, expects exit 0 and `input`
+/// echoed back; returns stderr.
+fn pipe_verbose(args: &[&str], input: &[u8]) -> String {
     let mut child = Command::new(BIN)
         .args(["-v", "pipe"])
         .args(args)
@@ -434,19 +450,10 @@ fn pipe_handshake(args: &[&str], input: &[u8]) -> std::collections::HashMap<Stri
     let writer = std::thread::spawn(move || stdin.write_all(&feed).unwrap());
     let out = child.wait_with_output().unwrap();
     writer.join().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{err}");
     assert_eq!(out.stdout, input, "the echo differs");
-    let line = err
-        .lines()
-        .find_map(|l| l.strip_prefix("phantom: handshake "))
-        .unwrap_or_else(|| panic!("no handshake line in {err:?}"));
-    line.split(' ')
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap();
-            (k.to_owned(), v.to_owned())
-        })
-        .collect()
+    err
 }
 
 #[test]
@@ -593,4 +600,184 @@ fn suite_flag_selects_the_suite_that_v_reports() {
         );
         assert_eq!(hs["suite"], suite);
     }
+}
+
+/// Runs `phantom ARGS` with `RUST_LOG=warn` (so `-v` adds only its own lines) and a
+/// 60 s deadline.
+fn run_quiet_log(args: &[&str]) -> Output {
+    let child = Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            panic!("phantom {args:?} did not exit within 60 s");
+        }
+    }
+}
+
+/// The `phantom: path k=v ..` lines that `-v` prints, as maps.
+fn path_lines(stderr: &str) -> Vec<std::collections::HashMap<String, String>> {
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("phantom: path "))
+        .map(|rest| {
+            rest.split(' ')
+                .map(|kv| {
+                    let (k, v) = kv.split_once('=').unwrap();
+                    (k.to_owned(), v.to_owned())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn sha256(data: &[u8]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(data).into()
+}
+
+/// `send --path 127.0.0.2:0 --scheduler aggregate`: the file arrives byte-exact and
+/// each of the two paths carried more than 10% of its bytes, by the per-path byte
+/// counts `-v` prints.
+#[test]
+fn send_with_a_second_path_carries_over_a_tenth_of_the_file_on_each() {
+    let d = tmp("send-path");
+    keygen(&d);
+    let out_dir = d.join("received");
+    let server = Server::start(&d, &["--out-dir", out_dir.to_str().unwrap()]);
+    let size = 8usize << 20;
+    let data: Vec<u8> = (0..size as u32)
+        .map(|i| (i.wrapping_mul(2_246_822_519) >> 11) as u8)
+        .collect();
+    let file = d.join("two-paths.bin");
+    std::fs::write(&file, &data).unwrap();
+    let pubkey = d.join("server.pub");
+    let out = run_quiet_log(&[
+        "-v",
+        "send",
+        "--connect",
+        &server.addr,
+        "--server-pub",
+        pubkey.to_str().unwrap(),
+        "--path",
+        "127.0.0.2:0",
+        "--scheduler",
+        "aggregate",
+        file.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stored = std::fs::read(out_dir.join("two-paths.bin")).unwrap();
+    assert_eq!(stored.len(), size);
+    assert_eq!(sha256(&stored), sha256(&data));
+    let paths = path_lines(&stderr);
+    assert_eq!(paths.len(), 2, "{stderr}");
+    let added: Vec<_> = paths
+        .iter()
+        .filter(|p| p["local"].starts_with("127.0.0.2:"))
+        .collect();
+    assert_eq!(added.len(), 1, "one path from 127.0.0.2: {stderr}");
+    let mut total = 0u64;
+    for p in &paths {
+        assert_eq!(p["validated"], "true", "{stderr}");
+        let sent: u64 = p["bytes_sent"].parse().unwrap();
+        assert!(
+            sent > size as u64 / 10,
+            "path {} carried {sent} of {size} bytes: {stderr}",
+            p["local"]
+        );
+        total += sent;
+    }
+    assert!(total >= size as u64, "{total} < {size}: {stderr}");
+    server.stop();
+}
+
+/// A `--path` that does not parse, is not an address of this host, or is of the
+/// other family than the server's fails with exit code 1 and one line naming it.
+#[test]
+fn bad_path_flag_fails_with_one_line_naming_it() {
+    let d = tmp("bad-path");
+    keygen(&d);
+    let server = Server::start(&d, &["--echo"]);
+    let pubkey = d.join("server.pub");
+    // A documentation address (RFC 5737) that is not configured here.
+    let foreign = ["203.0.113.254:0", "198.51.100.254:0", "192.0.2.254:0"]
+        .into_iter()
+        .find(|a| {
+            std::net::UdpSocket::bind(a)
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::AddrNotAvailable)
+        })
+        .expect("one documentation address is not local");
+    for bad in ["eth1", "127.0.0.2:99999", foreign, "[::1]:0", "0.0.0.0:0"] {
+        for cmd in ["send", "pipe"] {
+            let mut args = vec![
+                cmd,
+                "--connect",
+                &server.addr,
+                "--server-pub",
+                pubkey.to_str().unwrap(),
+                "--path",
+                bad,
+            ];
+            if cmd == "send" {
+                args.push("Cargo.toml");
+            }
+            let line = one_line_failure(&run(&args));
+            assert!(line.contains(&format!("--path {bad}")), "{line}");
+        }
+    }
+    server.stop();
+}
+
+/// `pipe --path 127.0.0.2:0`: the echo is exact and `-v` reports two validated paths,
+/// one from 127.0.0.2, that sent at least as many bytes as the input together.
+#[test]
+fn pipe_with_a_second_path_echoes_and_reports_two_validated_paths() {
+    let d = tmp("pipe-path");
+    keygen(&d);
+    let server = Server::start(&d, &["--echo"]);
+    let pubkey = d.join("server.pub");
+    let input: Vec<u8> = (0..400_000u32).map(|i| (i % 239) as u8).collect();
+    let err = pipe_verbose(
+        &[
+            "--connect",
+            &server.addr,
+            "--server-pub",
+            pubkey.to_str().unwrap(),
+            "--path",
+            "127.0.0.2",
+            "--scheduler",
+            "aggregate",
+        ],
+        &input,
+    );
+    let paths = path_lines(&err);
+    assert_eq!(paths.len(), 2, "{err}");
+    assert!(paths.iter().all(|p| p["validated"] == "true"), "{err}");
+    assert_eq!(
+        paths
+            .iter()
+            .filter(|p| p["local"].starts_with("127.0.0.2:"))
+            .count(),
+        1,
+        "{err}"
+    );
+    let sent: u64 = paths
+        .iter()
+        .map(|p| p["bytes_sent"].parse::<u64>().unwrap())
+        .sum();
+    assert!(sent >= input.len() as u64, "{sent}: {err}");
+    server.stop();
 }
