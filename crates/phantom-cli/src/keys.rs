@@ -2,19 +2,15 @@
 //! (the certificate the key signed, raw bytes: a client that has it encapsulates to
 //! the server's static key in its first flight, a one-round-trip PDK handshake).
 
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
-use phantom::{HybridSigningKey, HybridVerifyingKey, ServerIdentity};
+use phantom::keyfiles::{self, KeyFileError};
+use phantom::{HybridVerifyingKey, ServerIdentity};
 
 use crate::CliError;
 
 /// The certificate file `keygen` writes beside `server.pub`.
-pub(crate) const CERT_FILE: &str = "server.cert";
-
-/// Certificate lifetime written by `keygen` (ten years).
-const CERT_LIFETIME_SECS: u64 = 10 * 365 * 86_400;
+pub(crate) const CERT_FILE: &str = keyfiles::CERTIFICATE_FILE;
 
 fn file_err(path: &Path, source: std::io::Error) -> CliError {
     CliError::File {
@@ -23,89 +19,47 @@ fn file_err(path: &Path, source: std::io::Error) -> CliError {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
+impl From<KeyFileError> for CliError {
+    fn from(e: KeyFileError) -> Self {
+        match e {
+            KeyFileError::Io { path, source } => CliError::File {
+                path: path.display().to_string(),
+                source,
+            },
+            other => CliError::Usage(other.to_string()),
+        }
     }
-    s
 }
 
 /// Lower-case hex of `bytes`.
 pub(crate) fn to_hex(bytes: &[u8]) -> String {
-    hex(bytes)
+    keyfiles::to_hex(bytes)
 }
 
 /// Decodes hex (either case); `None` for anything else.
 pub(crate) fn unhex(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim();
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    let digit = |c: u8| -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        }
-    };
-    s.as_bytes()
-        .chunks_exact(2)
-        .map(|p| match p {
-            [h, l] => Some(digit(*h)? << 4 | digit(*l)?),
-            _ => None,
-        })
-        .collect()
+    keyfiles::from_hex(s)
 }
 
 /// A fresh identity (valid for ten years) and its public key.
 pub(crate) fn generate() -> Result<(ServerIdentity, HybridVerifyingKey), CliError> {
-    let mut rng = rand::rng();
-    let sk = HybridSigningKey::generate(&mut rng);
-    let id = ServerIdentity::generate(
-        &sk,
-        &mut rng,
-        phantom::unix_time().saturating_add(CERT_LIFETIME_SECS),
-    )
-    .map_err(|e| CliError::Usage(format!("cannot certify the new key: {e}")))?;
-    Ok((id, sk.verifying_key()))
+    Ok(keyfiles::generate_identity()?)
 }
 
 /// `phantom keygen --out DIR`.
 pub(crate) fn keygen(out: &Path) -> Result<(), CliError> {
-    std::fs::create_dir_all(out).map_err(|e| file_err(out, e))?;
     let (id, vk) = generate()?;
-    let key_path = out.join("server.key");
-    let secret = id.to_bytes();
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&key_path)
-        .map_err(|e| file_err(&key_path, e))?;
-    // An existing file keeps its mode through `open`: force 0600.
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| file_err(&key_path, e))?;
-    }
-    f.write_all(&secret).map_err(|e| file_err(&key_path, e))?;
-    f.sync_all().map_err(|e| file_err(&key_path, e))?;
-    let pub_path = out.join("server.pub");
-    std::fs::write(&pub_path, format!("{}\n", hex(&vk.to_bytes())))
-        .map_err(|e| file_err(&pub_path, e))?;
-    let cert_path = out.join(CERT_FILE);
-    std::fs::write(&cert_path, id.certificate().to_bytes()).map_err(|e| file_err(&cert_path, e))?;
-    println!("wrote {} (secret, mode 0600)", key_path.display());
-    println!("wrote {} (give this to clients)", pub_path.display());
+    let files = keyfiles::write_key_files(out, &id, &vk)?;
+    println!("wrote {} (secret, mode 0600)", files.secret_key.display());
+    println!(
+        "wrote {} (give this to clients)",
+        files.public_key.display()
+    );
     println!(
         "wrote {} (give this to clients too: one-round-trip handshakes)",
-        cert_path.display()
+        files.certificate.display()
     );
-    println!("key id {}", &hex(&vk.key_id())[..16]);
+    println!("key id {}", &to_hex(&vk.key_id())[..16]);
     Ok(())
 }
 
@@ -121,11 +75,7 @@ pub(crate) fn load_identity(path: &Path) -> Result<ServerIdentity, CliError> {
 /// Loads `server.pub` (hex, or the raw 1984 bytes).
 pub(crate) fn load_public(path: &Path) -> Result<HybridVerifyingKey, CliError> {
     let raw = std::fs::read(path).map_err(|e| file_err(path, e))?;
-    let bytes = match std::str::from_utf8(&raw).ok().and_then(unhex) {
-        Some(b) => b,
-        None => raw,
-    };
-    HybridVerifyingKey::from_bytes(&bytes).map_err(|e| CliError::BadKey {
+    keyfiles::parse_public_key(&raw).map_err(|e| CliError::BadKey {
         path: path.display().to_string(),
         reason: e.to_string(),
     })
@@ -146,17 +96,4 @@ pub(crate) fn load_certificate(
         .map_err(|e| bad(&e))?
         .verify(key, phantom::unix_time())
         .map_err(|e| bad(&format!("does not verify under the server key: {e}")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hex_round_trips_and_rejects_garbage() {
-        let b = [0u8, 1, 0xab, 0xff];
-        assert_eq!(unhex(&hex(&b)).unwrap(), b);
-        assert!(unhex("abc").is_none());
-        assert!(unhex("zz").is_none());
-    }
 }

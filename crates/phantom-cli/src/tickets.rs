@@ -5,8 +5,6 @@
 //! connection receives. Lines that do not parse are dropped.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use phantom::{HybridVerifyingKey, ResumptionTicket};
@@ -109,15 +107,7 @@ impl TicketCache {
         let mut tmp = self.path.clone().into_os_string();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(err)?;
-        f.write_all(text.as_bytes()).map_err(err)?;
-        f.sync_all().map_err(err)?;
+        phantom::keyfiles::write_secret_file(&tmp, text.as_bytes())?;
         std::fs::rename(&tmp, &self.path).map_err(err)
     }
 }

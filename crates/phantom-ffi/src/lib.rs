@@ -43,16 +43,14 @@ use std::net::SocketAddr;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use phantom::{Connection, Endpoint, HybridSigningKey, HybridVerifyingKey, ServerIdentity};
+use phantom::keyfiles::{self, KeyFileError};
+use phantom::{Connection, Endpoint, HybridVerifyingKey, ServerIdentity};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::runtime::Runtime;
 use zeroize::Zeroize as _;
 
 pub use status::PhantomStatus;
 use status::{Failure, guard};
-
-/// Certificate lifetime of generated identities (ten years, as `phantom keygen`).
-const CERT_LIFETIME_SECS: u64 = 10 * 365 * 86_400;
 
 /// A UDP endpoint (server or client) and its sessions. Opaque; free with
 /// `phantom_endpoint_free`.
@@ -205,36 +203,18 @@ fn parse_addr(s: &str) -> Result<SocketAddr, Failure> {
 
 /// A public key given as its raw bytes or as hex (what `server.pub` holds).
 fn parse_public_key(bytes: &[u8]) -> Result<HybridVerifyingKey, Failure> {
-    let decoded = std::str::from_utf8(bytes).ok().and_then(unhex);
-    HybridVerifyingKey::from_bytes(decoded.as_deref().unwrap_or(bytes))
-        .map_err(|e| Failure::invalid(format!("server key: {e}")))
+    keyfiles::parse_public_key(bytes).map_err(|e| Failure::invalid(format!("server key: {e}")))
 }
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim();
-    if !s.len().is_multiple_of(2) {
-        return None;
+impl From<KeyFileError> for Failure {
+    fn from(e: KeyFileError) -> Self {
+        let status = match e {
+            KeyFileError::Io { .. } => PhantomStatus::Io,
+            KeyFileError::PublicKey(_) => PhantomStatus::InvalidArgument,
+            _ => PhantomStatus::Internal,
+        };
+        Failure::new(status, e.to_string())
     }
-    let digit = |c: u8| {
-        char::from(c)
-            .to_digit(16)
-            .and_then(|d| u8::try_from(d).ok())
-    };
-    s.as_bytes()
-        .chunks_exact(2)
-        .map(|p| match p {
-            [h, l] => Some(digit(*h)? << 4 | digit(*l)?),
-            _ => None,
-        })
-        .collect()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 fn timeout_of(ms: u32) -> Option<Duration> {
@@ -328,20 +308,7 @@ pub unsafe extern "C" fn phantom_keygen(
 }
 
 fn generate() -> Result<(ServerIdentity, HybridVerifyingKey), Failure> {
-    let mut rng = rand::rng();
-    let sk = HybridSigningKey::generate(&mut rng);
-    let id = ServerIdentity::generate(
-        &sk,
-        &mut rng,
-        phantom::unix_time().saturating_add(CERT_LIFETIME_SECS),
-    )
-    .map_err(|e| {
-        Failure::new(
-            PhantomStatus::Internal,
-            format!("cannot certify the key: {e}"),
-        )
-    })?;
-    Ok((id, sk.verifying_key()))
+    Ok(keyfiles::generate_identity()?)
 }
 
 /// Hands a byte vector to C as (pointer, length); `phantom_bytes_free` takes it back.
@@ -378,33 +345,9 @@ pub unsafe extern "C" fn phantom_keygen_files(dir: *const c_char) -> PhantomStat
     guard(|| {
         // SAFETY: forwarded caller promise.
         let dir = std::path::Path::new(unsafe { str_arg(dir, "dir") }?);
-        let io = |what: &std::path::Path, e: std::io::Error| {
-            Failure::new(PhantomStatus::Io, format!("{}: {e}", what.display()))
-        };
-        std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
         let (identity, vk) = generate()?;
-        let key_path = dir.join("server.key");
-        {
-            use std::io::Write as _;
-            use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&key_path)
-                .map_err(|e| io(&key_path, e))?;
-            f.set_permissions(std::fs::Permissions::from_mode(0o600))
-                .map_err(|e| io(&key_path, e))?;
-            f.write_all(&identity.to_bytes())
-                .and_then(|()| f.sync_all())
-                .map_err(|e| io(&key_path, e))?;
-        }
-        let pub_path = dir.join("server.pub");
-        std::fs::write(&pub_path, format!("{}\n", hex(&vk.to_bytes())))
-            .map_err(|e| io(&pub_path, e))?;
-        let cert_path = dir.join("server.cert");
-        std::fs::write(&cert_path, identity.certificate().to_bytes()).map_err(|e| io(&cert_path, e))
+        keyfiles::write_key_files(dir, &identity, &vk)?;
+        Ok(())
     })
 }
 

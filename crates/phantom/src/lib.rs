@@ -81,6 +81,7 @@ mod connection;
 mod driver;
 mod endpoint;
 mod error;
+pub mod keyfiles;
 mod state;
 mod stats;
 
