@@ -95,7 +95,7 @@ impl EarlyData {
         let index = self.next_index.get(k).copied().unwrap_or(u32::MAX);
         let id = stream_id_for(Side::Client, dir, index).ok_or(Error::StreamIdsExhausted)?;
         let candidate = EarlyStream {
-            id: StreamId(id),
+            id,
             dir,
             data: data.to_vec(),
             fin,
@@ -108,7 +108,7 @@ impl EarlyData {
         if let Some(n) = self.next_index.get_mut(k) {
             *n = index.saturating_add(1);
         }
-        Ok(StreamId(id))
+        Ok(id)
     }
 
     /// The replay-safe streams, in opening order.

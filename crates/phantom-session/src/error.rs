@@ -8,7 +8,7 @@
 //!
 //! [`CloseReason`]: crate::CloseReason
 
-use crate::types::TransportCode;
+use crate::types::{AppCode, TransportCode};
 
 /// Everything that can go wrong in the session layer.
 ///
@@ -24,13 +24,13 @@ pub enum Error {
     Finished,
     /// The peer asked us to stop sending (or we reset the stream) with this code.
     #[error("stream stopped with code {0}")]
-    Stopped(u64),
+    Stopped(AppCode),
     /// The peer reset the stream with this code.
     #[error("stream reset by peer with code {0}")]
-    Reset(u64),
+    Reset(AppCode),
     /// No such stream, or the operation does not apply to its direction.
-    #[error("unknown stream {0}")]
-    UnknownStream(u32),
+    #[error("unknown stream {}", .0.0)]
+    UnknownStream(phantom_wire::StreamId),
     /// Every stream id of this kind has been used; ids are never reused (I3).
     #[error("stream ids exhausted")]
     StreamIdsExhausted,

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 #[cfg(test)]
 use phantom_congestion::AckEvent;
 use phantom_congestion::{Config, CongestionController, RttEstimator};
+use phantom_wire::StreamId;
 /// Most retransmittable frame records one packet carries.
 pub(crate) const MAX_RECORDS: usize = 6;
 
@@ -34,20 +35,20 @@ pub(crate) enum Record {
     /// narrow field keeps a record at 16 bytes (records are copied per packet sent
     /// and acknowledged).
     Stream {
-        id: u32,
+        id: StreamId,
         offset: u64,
         len: u16,
         fin: bool,
     },
     ResetStream {
-        id: u32,
+        id: StreamId,
     },
     StopSending {
-        id: u32,
+        id: StreamId,
     },
     MaxData,
     MaxStreamData {
-        id: u32,
+        id: StreamId,
     },
     MaxStreams {
         kind: u8,
@@ -61,7 +62,7 @@ const _: () = assert!(std::mem::size_of::<Record>() == 16);
 /// if it is lost.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SentMeta {
-    pub(crate) space: u32,
+    pub(crate) space: StreamId,
     pub(crate) seq: u64,
     pub(crate) records: [Record; MAX_RECORDS],
 }
@@ -212,7 +213,7 @@ impl PathRecovery {
         now: Instant,
         size: u64,
         ack_eliciting: bool,
-        space: u32,
+        space: StreamId,
         seq: u64,
         records: &[Record; MAX_RECORDS],
     ) -> u64 {
@@ -397,7 +398,7 @@ mod tests {
 
     fn meta(seq: u64) -> SentMeta {
         SentMeta {
-            space: 0,
+            space: StreamId::CONTROL,
             seq,
             records: [Record::None; MAX_RECORDS],
         }

@@ -160,10 +160,20 @@ pub enum State {
     Closed,
 }
 
-/// A close code chosen by the application ([`Session::close`](crate::Session::close)):
-/// carried in a CLOSE frame with the application flag set.
+/// A code chosen by the application: why it closed the session
+/// ([`Session::close`](crate::Session::close), carried in a CLOSE frame with the
+/// application flag set), reset a stream ([`Session::reset`](crate::Session::reset),
+/// RESET_STREAM) or asked the peer to stop sending
+/// ([`Session::stop_sending`](crate::Session::stop_sending), STOP_SENDING).
+/// The wire carries it as a varint; every API that takes one also takes a bare `u64`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct AppCode(pub u64);
+
+impl From<u64> for AppCode {
+    fn from(code: u64) -> Self {
+        Self(code)
+    }
+}
 
 /// A transport close code: why a session closed itself (CLOSE frame without the
 /// application flag). [`Error::close_code`] is the one mapping from errors.

@@ -11,7 +11,9 @@ use bytes::Bytes;
 
 use phantom_handshake::{ResumptionHint, ResumptionTicket};
 use phantom_session::fallback::Carrier;
-use phantom_session::{CloseReason, Dir, Error as SessionError, PathSnapshot, SchedulerMode};
+use phantom_session::{
+    AppCode, CloseReason, Dir, Error as SessionError, PathSnapshot, SchedulerMode,
+};
 use phantom_wire::StreamId;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -68,7 +70,7 @@ impl Connection {
                 suite: Suite::Aes256Gcm,
                 mode: HandshakeMode::Full,
             },
-            |c| c.handshake,
+            |c| c.handshake(),
         );
         Self {
             shared,
@@ -128,7 +130,7 @@ impl Connection {
     /// [`SendDatagramError::ConnectionLost`].
     pub fn send_datagram(&self, data: &[u8]) -> Result<(), SendDatagramError> {
         self.shared
-            .with_dirty(self.handle, |c| match c.session.send_datagram(data) {
+            .with_dirty(self.handle, |c| match c.session_mut().send_datagram(data) {
                 Ok(()) => Ok(()),
                 Err(SessionError::DatagramTooLarge) => Err(SendDatagramError::TooLarge),
                 Err(SessionError::Blocked) => Err(SendDatagramError::Blocked),
@@ -152,13 +154,13 @@ impl Connection {
             let Some(c) = g.conn_mut(self.handle) else {
                 return Poll::Ready(Err(Self::closed_err()));
             };
-            if let Some(d) = c.session.recv_datagram() {
+            if let Some(d) = c.session_mut().recv_datagram() {
                 return Poll::Ready(Ok(d));
             }
             if let Some(e) = c.closed_error() {
                 return Poll::Ready(Err(e));
             }
-            c.datagram_wakers.push(cx.waker().clone());
+            c.wait_datagram(cx.waker());
             Poll::Pending
         })
         .await
@@ -173,7 +175,7 @@ impl Connection {
             .shared
             .lock()
             .conn_mut(self.handle)
-            .and_then(|c| c.early_stream.take())?;
+            .and_then(|c| c.take_early_stream())?;
         Some(self.streams(id))
     }
 
@@ -205,11 +207,11 @@ impl Connection {
         self.shared
             .lock()
             .conn_mut(self.handle)
-            .and_then(|c| c.session.take_resumption_ticket())
+            .and_then(|c| c.session_mut().take_resumption_ticket())
     }
 
     fn with_session<R>(&self, f: impl FnOnce(&phantom_session::Session) -> R) -> Option<R> {
-        self.shared.lock().conn(self.handle).map(|c| f(&c.session))
+        self.shared.lock().conn(self.handle).map(|c| f(c.session()))
     }
 
     /// Opens a stream of our own, waiting while the peer's stream limit is reached.
@@ -219,10 +221,10 @@ impl Connection {
             let Some(c) = g.conn_mut(self.handle) else {
                 return Poll::Ready(Err(OpenStreamError::ConnectionLost(Self::closed_err())));
             };
-            match c.session.open_stream(dir) {
+            match c.session_mut().open_stream(dir) {
                 Ok(id) => Poll::Ready(Ok(id)),
                 Err(SessionError::StreamLimit) => {
-                    c.other_wakers.push(cx.waker().clone());
+                    c.wait_other(cx.waker());
                     Poll::Pending
                 }
                 Err(SessionError::StreamIdsExhausted) => {
@@ -246,17 +248,13 @@ impl Connection {
             let Some(c) = g.conn_mut(self.handle) else {
                 return Poll::Ready(Err(Self::closed_err()));
             };
-            let incoming = match dir {
-                Dir::Bi => &mut c.incoming_bi,
-                Dir::Uni => &mut c.incoming_uni,
-            };
-            if let Some(id) = incoming.pop_front() {
+            if let Some(id) = c.pop_incoming(dir) {
                 return Poll::Ready(Ok(id));
             }
             if let Some(e) = c.closed_error() {
                 return Poll::Ready(Err(e));
             }
-            c.accept_wakers.push(cx.waker().clone());
+            c.wait_accept(cx.waker());
             Poll::Pending
         })
         .await
@@ -285,9 +283,9 @@ impl Connection {
         let g = self.shared.lock();
         let c = g.conn(self.handle);
         ConnectionStats {
-            session: c.map(|c| c.session.stats()).unwrap_or_default(),
-            handshake_mode: c.map_or(self.handshake.mode, |c| c.handshake.mode),
-            suite: c.map_or(self.handshake.suite, |c| c.handshake.suite),
+            session: c.map(|c| c.session().stats()).unwrap_or_default(),
+            handshake_mode: c.map_or(self.handshake.mode, |c| c.handshake().mode),
+            suite: c.map_or(self.handshake.suite, |c| c.handshake().suite),
         }
     }
 
@@ -310,7 +308,7 @@ impl Connection {
         self.shared
             .lock()
             .conn(self.handle)
-            .map(|c| c.session.paths())
+            .map(|c| c.session().paths())
             .unwrap_or_default()
     }
 
@@ -323,7 +321,7 @@ impl Connection {
         let g = self.shared.lock();
         g.conn(self.handle)
             .map(|c| {
-                c.session
+                c.session()
                     .paths()
                     .into_iter()
                     .map(|p| {
@@ -338,7 +336,7 @@ impl Connection {
     /// The peer's address as of the handshake.
     #[must_use]
     pub fn remote_address(&self) -> Option<SocketAddr> {
-        self.shared.lock().conn(self.handle).map(|c| c.remote)
+        self.shared.lock().conn(self.handle).map(|c| c.remote())
     }
 
     /// The 256-bit session id.
@@ -347,22 +345,23 @@ impl Connection {
         self.shared
             .lock()
             .conn(self.handle)
-            .map(|c| c.session.session_id().0)
+            .map(|c| c.session().session_id().0)
     }
 
     /// Epochs of our sending direction and of the peer's.
     #[must_use]
     pub fn epochs(&self) -> Option<(u32, u32)> {
         self.shared.lock().conn(self.handle).map(|c| {
-            let (a, b) = c.session.epochs();
+            let (a, b) = c.session().epochs();
             (a.0, b.0)
         })
     }
 
     /// Rekeys our sending direction every `packets` packets (tests and demos lower it).
     pub fn set_rekey_threshold(&self, packets: u64) {
-        self.shared
-            .with_dirty(self.handle, |c| c.session.set_rekey_threshold(packets));
+        self.shared.with_dirty(self.handle, |c| {
+            c.session_mut().set_rekey_threshold(packets)
+        });
     }
 
     /// Adds a path: binds an extra UDP socket on `local_addr` (port 0 picks one) on
@@ -380,7 +379,7 @@ impl Connection {
         let remote = {
             let g = self.shared.lock();
             let c = g.conn(self.handle).ok_or_else(lost)?;
-            c.udp_remote
+            c.udp_remote()
         };
         if remote.is_ipv4() != local_addr.is_ipv4() {
             return Err(AddPathError::BadAddress(format!(
@@ -400,7 +399,7 @@ impl Connection {
         let Some(c) = g.conn_mut(self.handle) else {
             return Err(lost());
         };
-        match c.session.probe_path(now.instant, local, remote) {
+        match c.session_mut().probe_path(now.instant, local, remote) {
             Ok(p) => {
                 tracing::info!(target: "phantom::runtime", path = p.0, %local, %remote, "validating added path");
             }
@@ -419,15 +418,15 @@ impl Connection {
     /// Changes the multipath scheduler.
     pub fn set_scheduler(&self, mode: SchedulerMode) {
         self.shared
-            .with_dirty(self.handle, |c| c.session.set_scheduler(mode));
+            .with_dirty(self.handle, |c| c.session_mut().set_scheduler(mode));
     }
 
     /// Closes the connection with an application `code` and `reason`: the peer gets
     /// a CLOSE frame, streams fail with [`WriteError::ConnectionLost`] /
-    /// [`ReadError::ConnectionLost`].
-    pub fn close(&self, code: u64, reason: &[u8]) {
+    /// [`ReadError::ConnectionLost`]. A bare `u64` converts to the [`AppCode`].
+    pub fn close(&self, code: impl Into<AppCode>, reason: &[u8]) {
         let mut g = self.shared.lock();
-        g.close_conn(self.handle, code, reason);
+        g.close_conn(self.handle, code.into(), reason);
         self.shared.unlock_and_wake(g);
     }
 
@@ -439,10 +438,10 @@ impl Connection {
             let Some(c) = g.conn_mut(self.handle) else {
                 return Poll::Ready(CloseReason::Error(SessionError::Closed));
             };
-            if let Some(r) = &c.close_reason {
+            if let Some(r) = c.close_reason() {
                 return Poll::Ready(r.clone());
             }
-            c.other_wakers.push(cx.waker().clone());
+            c.wait_other(cx.waker());
             Poll::Pending
         })
         .await
@@ -455,7 +454,7 @@ impl Connection {
         let mut g = self.shared.lock();
         let now = g.now().instant;
         g.conn(self.handle)
-            .and_then(|c| c.session.poll_timeout())
+            .and_then(|c| c.session().poll_timeout())
             .map(|d| d.saturating_duration_since(now))
     }
 
@@ -465,7 +464,7 @@ impl Connection {
         self.shared
             .lock()
             .conn(self.handle)
-            .is_none_or(|c| c.session.is_closed())
+            .is_none_or(|c| c.session().is_closed())
     }
 }
 
@@ -520,7 +519,7 @@ impl SendStream {
         let r = self
             .conn
             .shared
-            .with_dirty(self.conn.handle, |c| match c.session.finish(id) {
+            .with_dirty(self.conn.handle, |c| match c.session_mut().finish(id) {
                 Ok(()) | Err(SessionError::Finished) => Ok(()),
                 Err(e) => Err(write_error(e, id, || {
                     c.closed_error().unwrap_or_else(Connection::closed_err)
@@ -533,11 +532,12 @@ impl SendStream {
         r
     }
 
-    /// Abandons the stream with an application `code`.
-    pub fn reset(&mut self, code: u64) {
+    /// Abandons the stream with an application `code` (a bare `u64` converts).
+    pub fn reset(&mut self, code: impl Into<AppCode>) {
         let id = self.id;
+        let code = code.into();
         self.conn.shared.with_dirty(self.conn.handle, |c| {
-            let _ = c.session.reset(id, code);
+            let _ = c.session_mut().reset(id, code);
         });
         self.finished = true;
     }
@@ -586,9 +586,9 @@ impl SendStream {
         let Some(c) = g.conn_mut(self.conn.handle) else {
             return Poll::Ready(Err(WriteError::ConnectionLost(Connection::closed_err())));
         };
-        match write(&mut c.session, self.id) {
+        match write(c.session_mut(), self.id) {
             Ok(0) | Err(SessionError::Blocked) => {
-                c.write_wakers.insert(self.id.0, cx.waker().clone());
+                c.wait_writable(self.id, cx.waker());
                 Poll::Pending
             }
             Ok(n) => {
@@ -669,12 +669,12 @@ impl AsyncRead for RecvStream {
                 ReadError::ConnectionLost(Connection::closed_err()).into()
             ));
         };
-        match c.session.read(this.id, buf.initialize_unfilled()) {
+        match c.session_mut().read(this.id, buf.initialize_unfilled()) {
             Ok(Some(0)) => {
                 if let Some(e) = c.closed_error() {
                     return Poll::Ready(Err(ReadError::ConnectionLost(e).into()));
                 }
-                c.read_wakers.insert(this.id.0, cx.waker().clone());
+                c.wait_readable(this.id, cx.waker());
                 Poll::Pending
             }
             Ok(Some(n)) => {
@@ -701,8 +701,8 @@ impl Drop for RecvStream {
         if !self.eof {
             let id = self.id;
             self.conn.shared.with_dirty(self.conn.handle, |c| {
-                if !c.session.is_closed() {
-                    let _ = c.session.stop_sending(id, 0);
+                if !c.session().is_closed() {
+                    let _ = c.session_mut().stop_sending(id, AppCode(0));
                 }
             });
         }

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
+use phantom_session::AppCode;
 use tokio::net::UdpSocket;
 use tokio::time::Sleep;
 
@@ -233,7 +234,7 @@ impl Driver {
         self.adopt_sockets(&mut g);
         if !self.shutdown_started && g.wants_shutdown() {
             self.shutdown_started = true;
-            g.shut_down(0, b"endpoint closed");
+            g.shut_down(AppCode(0), b"endpoint closed");
         }
         let now = g.now();
         self.deliver(&mut g);
@@ -314,7 +315,7 @@ pub(crate) async fn run(shared: Arc<Shared>, socket: UdpSocket) {
         Ok(io) => io,
         Err(e) => {
             tracing::error!(target: "phantom::runtime", error = %e, "cannot set up the socket");
-            shared.lock().shut_down(0, b"socket error");
+            shared.lock().shut_down(AppCode(0), b"socket error");
             let _ = shared.shutdown.send(true);
             return;
         }

@@ -12,7 +12,7 @@ use phantom_handshake::{
     HybridVerifyingKey, ResumptionTicket, Server, ServerIdentity, VerifiedCertificate,
 };
 use phantom_session::early::EarlyData;
-use phantom_session::{Config as SessionConfig, Dir};
+use phantom_session::{AppCode, Config as SessionConfig, Dir};
 
 use crate::carrier::tcp;
 use crate::connection::Connection;
@@ -538,10 +538,11 @@ impl Endpoint {
         Ok(Connection::adopt(Arc::clone(&self.shared), h))
     }
 
-    /// Closes every connection with `code` and `reason`; no new ones are accepted.
-    pub fn close(&self, code: u64, reason: &[u8]) {
+    /// Closes every connection with an application `code` (a bare `u64` converts)
+    /// and `reason`; no new ones are accepted.
+    pub fn close(&self, code: impl Into<AppCode>, reason: &[u8]) {
         let mut g = self.shared.lock();
-        g.shut_down(code, reason);
+        g.shut_down(code.into(), reason);
         self.shared.unlock_and_wake(g);
     }
 

@@ -159,7 +159,7 @@ impl From<CloseReason> for ConnectionError {
 pub enum ReadError {
     /// The peer reset the stream with this application code.
     #[error("stream reset by peer with code {0}")]
-    Reset(u64),
+    Reset(AppCode),
     /// The connection ended.
     #[error("connection lost: {0}")]
     ConnectionLost(ConnectionError),
@@ -174,7 +174,7 @@ pub enum ReadError {
 pub enum WriteError {
     /// The peer asked us to stop sending (or we reset the stream) with this code.
     #[error("stream stopped with code {0}")]
-    Stopped(u64),
+    Stopped(AppCode),
     /// The connection ended.
     #[error("connection lost: {0}")]
     ConnectionLost(ConnectionError),

@@ -14,7 +14,7 @@ use phantom_session::fallback::{Carrier, FallbackAction};
 use phantom_session::{
     AppCode, CloseReason, Config as SessionConfig, DatagramEvent, Dir, Event, RxMeta, Session, Side,
 };
-use phantom_wire::PathId;
+use phantom_wire::{PathId, StreamId};
 use rand::Rng as _;
 use rand::rngs::StdRng;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
@@ -26,7 +26,7 @@ use crate::stats::{HandshakeInfo, HandshakeMode};
 /// The close code a server gives a session whose handshake completed while
 /// `ServerConfig::max_pending_accepts` sessions were already waiting for
 /// `Endpoint::accept` (the server is busy: try again later).
-pub const ACCEPT_BACKLOG_FULL: u64 = 0x5042;
+pub const ACCEPT_BACKLOG_FULL: AppCode = AppCode(0x5042);
 
 /// What the carrier logic reacts to (client sessions with a TCP fallback address).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,32 +166,36 @@ pub(crate) enum TcpCarrier {
 }
 
 /// One session and the wakers of the tasks waiting on it.
+///
+/// Its fields are private to this module: the endpoint state ([`Inner`]) fills them
+/// as sessions emit events; connections and the carrier logic go through the
+/// methods below.
 #[derive(Debug)]
 pub(crate) struct ConnEntry {
-    pub(crate) session: Session,
-    pub(crate) remote: SocketAddr,
+    session: Session,
+    remote: SocketAddr,
     /// Live `Connection`/stream handles; the session is closed when this drops to 0.
-    pub(crate) handles: usize,
-    pub(crate) incoming_bi: VecDeque<phantom_wire::StreamId>,
-    pub(crate) incoming_uni: VecDeque<phantom_wire::StreamId>,
-    pub(crate) datagram_wakers: Vec<Waker>,
+    handles: usize,
+    incoming_bi: VecDeque<StreamId>,
+    incoming_uni: VecDeque<StreamId>,
+    datagram_wakers: Vec<Waker>,
     /// Client: the first replay-safe (0-RTT) stream, until taken.
-    pub(crate) early_stream: Option<phantom_wire::StreamId>,
-    pub(crate) accept_wakers: Vec<Waker>,
-    pub(crate) read_wakers: HashMap<u32, Waker>,
-    pub(crate) write_wakers: HashMap<u32, Waker>,
-    pub(crate) other_wakers: Vec<Waker>,
-    pub(crate) close_reason: Option<CloseReason>,
-    pub(crate) deadline: Option<Instant>,
-    pub(crate) unregistered: bool,
+    early_stream: Option<StreamId>,
+    accept_wakers: Vec<Waker>,
+    read_wakers: HashMap<StreamId, Waker>,
+    write_wakers: HashMap<StreamId, Waker>,
+    other_wakers: Vec<Waker>,
+    close_reason: Option<CloseReason>,
+    deadline: Option<Instant>,
+    unregistered: bool,
     /// Client side: the server's UDP address.
-    pub(crate) udp_remote: SocketAddr,
+    udp_remote: SocketAddr,
     /// Client side: the server's TCP fallback address.
-    pub(crate) tcp_remote: Option<SocketAddr>,
+    tcp_remote: Option<SocketAddr>,
     /// Client side: the TCP carrier.
-    pub(crate) tcp: TcpCarrier,
+    tcp: TcpCarrier,
     /// How the handshake went.
-    pub(crate) handshake: HandshakeInfo,
+    handshake: HandshakeInfo,
 }
 
 impl ConnEntry {
@@ -216,6 +220,92 @@ impl ConnEntry {
             deadline: None,
             unregistered: false,
         }
+    }
+
+    /// The session.
+    pub(crate) fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The session, for a command (the caller marks it dirty).
+    pub(crate) fn session_mut(&mut self) -> &mut Session {
+        &mut self.session
+    }
+
+    /// The peer's address the session was established with.
+    pub(crate) fn remote(&self) -> SocketAddr {
+        self.remote
+    }
+
+    /// Client side: the server's UDP address.
+    pub(crate) fn udp_remote(&self) -> SocketAddr {
+        self.udp_remote
+    }
+
+    /// Client side: the server's TCP fallback address, if any.
+    pub(crate) fn tcp_remote(&self) -> Option<SocketAddr> {
+        self.tcp_remote
+    }
+
+    /// Client side: where the TCP carrier stands.
+    pub(crate) fn tcp(&self) -> TcpCarrier {
+        self.tcp
+    }
+
+    /// Client side: the TCP carrier moved on.
+    pub(crate) fn set_tcp(&mut self, tcp: TcpCarrier) {
+        self.tcp = tcp;
+    }
+
+    /// How the handshake went.
+    pub(crate) fn handshake(&self) -> HandshakeInfo {
+        self.handshake
+    }
+
+    /// Why the session closed, once it has.
+    pub(crate) fn close_reason(&self) -> Option<&CloseReason> {
+        self.close_reason.as_ref()
+    }
+
+    /// Client: takes the first replay-safe (0-RTT) stream.
+    pub(crate) fn take_early_stream(&mut self) -> Option<StreamId> {
+        self.early_stream.take()
+    }
+
+    /// Takes the oldest stream of `dir` the peer opened and nobody accepted yet.
+    pub(crate) fn pop_incoming(&mut self, dir: Dir) -> Option<StreamId> {
+        match dir {
+            Dir::Bi => self.incoming_bi.pop_front(),
+            Dir::Uni => self.incoming_uni.pop_front(),
+        }
+    }
+
+    /// Wakes `w` when the peer opens a stream (or the session closes).
+    pub(crate) fn wait_accept(&mut self, w: &Waker) {
+        self.accept_wakers.push(w.clone());
+    }
+
+    /// Wakes `w` when a datagram arrives (or the session closes).
+    pub(crate) fn wait_datagram(&mut self, w: &Waker) {
+        self.datagram_wakers.push(w.clone());
+    }
+
+    /// Wakes `w` when stream `id` is readable (or the session closes); replaces the
+    /// stream's previous read waker.
+    pub(crate) fn wait_readable(&mut self, id: StreamId, w: &Waker) {
+        self.read_wakers.insert(id, w.clone());
+    }
+
+    /// Wakes `w` when stream `id` can take more data (or the session closes);
+    /// replaces the stream's previous write waker.
+    pub(crate) fn wait_writable(&mut self, id: StreamId, w: &Waker) {
+        self.write_wakers.insert(id, w.clone());
+    }
+
+    /// Wakes `w` on any other change: stream credit, the peer's stream limit, the
+    /// session closing.
+    pub(crate) fn wait_other(&mut self, w: &Waker) {
+        self.other_wakers.push(w.clone());
     }
 
     /// The error to report once the connection is closed.
@@ -550,7 +640,7 @@ impl Inner {
                     // peer learns why) and forgotten once drained (no handle).
                     tracing::debug!(target: "phantom::runtime", peer = %from, "accept backlog full: session refused");
                     let mut s = s;
-                    s.close(now.instant, AppCode(ACCEPT_BACKLOG_FULL), b"server busy");
+                    s.close(now.instant, ACCEPT_BACKLOG_FULL, b"server busy");
                     self.conns
                         .insert(h, Box::new(ConnEntry::new(s, from, 0, handshake)));
                     self.dirty.insert(h);
@@ -907,10 +997,10 @@ impl Inner {
                         }
                     },
                     Event::StreamReadable(id) => {
-                        self.to_wake.extend(c.read_wakers.remove(&id.0));
+                        self.to_wake.extend(c.read_wakers.remove(&id));
                     }
                     Event::StreamWritable(id) | Event::StreamFinished(id) => {
-                        self.to_wake.extend(c.write_wakers.remove(&id.0));
+                        self.to_wake.extend(c.write_wakers.remove(&id));
                     }
                     Event::DatagramReceived => {
                         self.to_wake.append(&mut c.datagram_wakers);
@@ -1001,11 +1091,11 @@ impl Inner {
     }
 
     /// Closes every session (endpoint shutdown).
-    pub(crate) fn close_all(&mut self, code: u64, reason: &[u8]) {
+    pub(crate) fn close_all(&mut self, code: AppCode, reason: &[u8]) {
         let now = self.now();
         for (&h, c) in &mut self.conns {
             if !c.session.is_closed() {
-                c.session.close(now.instant, AppCode(code), reason);
+                c.session.close(now.instant, code, reason);
                 self.dirty.insert(h);
             }
         }
@@ -1212,7 +1302,7 @@ impl Inner {
     }
 
     /// Closes the endpoint: every session with `code`/`reason`, no new ones.
-    pub(crate) fn shut_down(&mut self, code: u64, reason: &[u8]) {
+    pub(crate) fn shut_down(&mut self, code: AppCode, reason: &[u8]) {
         self.closing = true;
         self.close_all(code, reason);
     }
@@ -1265,10 +1355,10 @@ impl Inner {
     }
 
     /// Closes session `h` with an application `code` and `reason`.
-    pub(crate) fn close_conn(&mut self, h: u64, code: u64, reason: &[u8]) {
+    pub(crate) fn close_conn(&mut self, h: u64, code: AppCode, reason: &[u8]) {
         let now = self.now();
         if let Some(c) = self.conns.get_mut(&h) {
-            c.session.close(now.instant, AppCode(code), reason);
+            c.session.close(now.instant, code, reason);
         }
         self.dirty.insert(h);
     }

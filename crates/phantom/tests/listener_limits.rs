@@ -121,7 +121,7 @@ async fn i1_sessions_beyond_the_accept_backlog_are_closed_not_queued() {
         let reason = common::within(10, conn.closed()).await;
         assert!(
             matches!(reason, phantom::CloseReason::Peer { code, .. }
-                if code == phantom::CloseCode::Application(phantom::AppCode(phantom::ACCEPT_BACKLOG_FULL))),
+                if code == phantom::CloseCode::Application(phantom::ACCEPT_BACKLOG_FULL)),
             "connection {i}: {reason:?}"
         );
     }

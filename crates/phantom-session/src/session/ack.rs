@@ -48,7 +48,7 @@ impl AckScratch {
 
 impl Session {
     pub(super) fn on_ack(&mut self, now: Instant, ack: &Ack<'_>) -> Result<(), Error> {
-        let space = ack.stream_id.0;
+        let space = ack.stream_id;
         if !self.spaces.check_ack(space, ack.largest())? {
             return Ok(());
         }

@@ -63,7 +63,7 @@ use self::streams::Streams;
 use self::timers::Timers;
 
 /// The control stream's sequence space: packets without stream data use it.
-const CONTROL_SPACE: u32 = 0;
+const CONTROL_SPACE: StreamId = StreamId::CONTROL;
 
 /// The secrets and identifiers a completed handshake hands to the session.
 ///
@@ -110,7 +110,7 @@ impl core::fmt::Debug for SessionKeys {
 /// What a packet under construction holds.
 #[derive(Debug)]
 struct Built {
-    space: u32,
+    space: StreamId,
     len: usize,
     ack_eliciting: bool,
     records: [Record; MAX_RECORDS],
@@ -325,7 +325,7 @@ impl Session {
     pub(crate) fn apply_early_data(&mut self, now: Instant, blob: &[u8]) {
         let valid = parse_frames(blob).all(|f| {
             matches!(f, Ok(Frame::Stream(ref st))
-                if st.offset == 0 && stream_initiator(st.stream_id.0) == Side::Client)
+                if st.offset == 0 && stream_initiator(st.stream_id) == Side::Client)
         });
         if !valid || blob.is_empty() {
             self.stats.dropped.malformed += 1;
@@ -530,22 +530,24 @@ impl Session {
         self.streams.finish(id)
     }
 
-    /// Abandons sending on a stream with an application code.
+    /// Abandons sending on a stream with an application code (a bare `u64`
+    /// converts).
     ///
     /// # Errors
     /// [`Error::UnknownStream`], [`Error::Closed`].
-    pub fn reset(&mut self, id: StreamId, code: u64) -> Result<(), Error> {
+    pub fn reset(&mut self, id: StreamId, code: impl Into<AppCode>) -> Result<(), Error> {
         self.check_open()?;
-        self.streams.reset(id, code)
+        self.streams.reset(id, code.into())
     }
 
-    /// Asks the peer to stop sending on a stream; received data is discarded.
+    /// Asks the peer to stop sending on a stream with an application code (a bare
+    /// `u64` converts); received data is discarded.
     ///
     /// # Errors
     /// [`Error::UnknownStream`], [`Error::Closed`].
-    pub fn stop_sending(&mut self, id: StreamId, code: u64) -> Result<(), Error> {
+    pub fn stop_sending(&mut self, id: StreamId, code: impl Into<AppCode>) -> Result<(), Error> {
         self.check_open()?;
-        self.streams.stop_sending(id, code)
+        self.streams.stop_sending(id, code.into())
     }
 
     /// Reads in-order data. `Ok(Some(n))` = n bytes (0: nothing yet); `Ok(None)` = end
@@ -597,9 +599,10 @@ impl Session {
     }
 
     /// Closes the session gracefully: the peer gets CLOSE with `code` and `reason`
-    /// (truncated to 1024 bytes), and the session drains for three PTOs.
-    pub fn close(&mut self, now: Instant, code: AppCode, reason: &[u8]) {
-        self.close_locally(now, code, reason);
+    /// (truncated to 1024 bytes), and the session drains for three PTOs. A bare
+    /// `u64` converts to the [`AppCode`].
+    pub fn close(&mut self, now: Instant, code: impl Into<AppCode>, reason: &[u8]) {
+        self.close_locally(now, code.into(), reason);
     }
 
     /// Rekey our sending direction after `n` packets per epoch (tests lower it).

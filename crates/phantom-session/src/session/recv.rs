@@ -11,7 +11,7 @@ use super::{CONTROL_SPACE, Session};
 use crate::error::{Error, PeerViolation};
 use crate::fallback::Carrier;
 use crate::stream::Side;
-use crate::types::{CloseCode, CloseReason, Event, RxMeta, State};
+use crate::types::{AppCode, CloseCode, CloseReason, Event, RxMeta, State};
 
 /// Frames of a typical packet kept from the validation pass (parsed once).
 const KEPT_FRAMES: usize = 8;
@@ -223,7 +223,7 @@ impl Session {
             // probe's acknowledgement shows it working (and puts it back in service).
             p.on_peer_ping();
         }
-        let space = header.stream_id.0;
+        let space = header.stream_id;
         if space != CONTROL_SPACE {
             // A packet's space is that of the stream whose data it carries: one of
             // ours, or one the peer opens (implicitly, like its STREAM frame would; the
@@ -298,7 +298,7 @@ impl Session {
             Frame::MaxStreams(m) => self.streams.on_max_streams(m.kind, m.max),
             Frame::StopSending(s) => {
                 self.streams
-                    .on_stop_sending(s.stream_id, s.error_code, events)?;
+                    .on_stop_sending(s.stream_id, AppCode(s.error_code), events)?;
             }
             Frame::PathChallenge(c) => {
                 if let Some(p) = path.and_then(|p| self.paths.get_mut(p)) {

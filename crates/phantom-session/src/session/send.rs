@@ -472,7 +472,7 @@ impl Session {
         w: &mut Writer<'_>,
         built: &mut Built,
         scratch: &mut [u8],
-    ) -> Option<u32> {
+    ) -> Option<StreamId> {
         let i = self
             .send
             .redundant_queue
@@ -499,7 +499,7 @@ impl Session {
             return None;
         }
         let f = Frame::Stream(StreamFrame {
-            stream_id: StreamId(id),
+            stream_id: id,
             offset,
             fin,
             data,
@@ -549,7 +549,7 @@ impl Session {
             path_id,
             epoch: self.keys.send_epoch(),
             session_id: self.session_id,
-            stream_id: StreamId(space),
+            stream_id: space,
             sequence: seq,
         };
         let total = HEADER_LEN + built.len + TAG_LEN;

@@ -1,6 +1,10 @@
 //! Sequence spaces: our per-space sequence counters and sent-packet index, the
 //! peer's per-space ACK state and replay windows, and the retirement of the spaces
 //! of closed streams.
+//!
+//! A sequence space is named by the [`StreamId`] of the stream whose packets it
+//! numbers (the wire header's and the ACK frame's stream id); packets without stream
+//! data use the control stream's space ([`StreamId::CONTROL`]).
 
 use std::collections::{BTreeSet, VecDeque};
 use std::ops::RangeInclusive;
@@ -13,7 +17,7 @@ use phantom_wire::{Encode, Frame, PathId, StreamId, Writer};
 use super::CONTROL_SPACE;
 use crate::error::{Error, PeerViolation};
 use crate::ranges::RangeSet;
-use crate::stream::stream_index;
+use crate::stream::{stream_index, stream_kind};
 use crate::vecmap::VecMap;
 
 /// Most ACK ranges remembered per space.
@@ -122,18 +126,18 @@ impl SpaceSent {
 /// Every sequence space's state, both directions.
 pub(super) struct Spaces {
     /// Our next sequence number per space (I3: only grows).
-    next_seq: VecMap<u32, u64>,
+    next_seq: VecMap<StreamId, u64>,
     /// The peer's packets received per space.
-    acks: VecMap<u32, AckSpace>,
+    acks: VecMap<StreamId, AckSpace>,
     /// The peer's replay windows per space (I4).
     replay: StreamWindows,
-    sent_index: VecMap<u32, SpaceSent>,
+    sent_index: VecMap<StreamId, SpaceSent>,
     /// The ring of the space whose tracked packets were last all resolved, kept for
     /// the next space entry (a bulk stream's entry empties after every burst; reusing
     /// its ring saves growing a new one, and the allocations, per burst).
     spare_sent: VecDeque<Option<(PathId, u64)>>,
     /// Closed streams whose own sequence counters are dropped, as stream indices per
-    /// kind (`id & 3`): compact ranges, since streams close roughly in id order.
+    /// kind ([`stream_kind`]): compact ranges, since streams close roughly in id order.
     retired: [RangeSet; 4],
     /// Distinct sequence spaces the peer used in its current epoch (I1: bounded).
     spaces_this_epoch: usize,
@@ -141,10 +145,10 @@ pub(super) struct Spaces {
     space_limit: usize,
     /// Spaces with an ACK to send, and the ack-eliciting packets they hold
     /// unacknowledged in total (an ACK is due at two).
-    ack_pending: BTreeSet<u32>,
+    ack_pending: BTreeSet<StreamId>,
     unacked_eliciting_total: u32,
     /// Scratch list of space ids.
-    list_buf: Vec<u32>,
+    list_buf: Vec<StreamId>,
     /// Scratch ranges of the ACK frame being written.
     ack_ranges: Vec<RangeInclusive<u64>>,
 }
@@ -191,7 +195,7 @@ impl Spaces {
     pub(super) fn on_received(
         &mut self,
         now: Instant,
-        space: u32,
+        space: StreamId,
         epoch: u32,
         current: u32,
         seq: u64,
@@ -275,7 +279,7 @@ impl Spaces {
             let delay = a
                 .largest_at
                 .map_or(0, |t| now.saturating_duration_since(t).as_micros() as u64);
-            let Ok(ack) = Ack::new(StreamId(space), delay, &self.ack_ranges) else {
+            let Ok(ack) = Ack::new(space, delay, &self.ack_ranges) else {
                 continue;
             };
             let f = Frame::Ack(ack);
@@ -319,7 +323,7 @@ impl Spaces {
         for &space in &quiet {
             self.acks.remove(&space);
             self.ack_pending.remove(&space);
-            self.replay.remove(StreamId(space));
+            self.replay.remove(space);
         }
         self.list_buf = quiet;
     }
@@ -329,7 +333,7 @@ impl Spaces {
     /// Our next sequence of `space` and the counter's position (for
     /// [`Self::advance_seq`]; a new space's counter is inserted only once its first
     /// packet is sealed).
-    pub(super) fn peek_seq(&self, space: u32) -> (Option<usize>, u64) {
+    pub(super) fn peek_seq(&self, space: StreamId) -> (Option<usize>, u64) {
         let at = self.next_seq.index_of(&space);
         let seq = at
             .and_then(|i| self.next_seq.value_at(i))
@@ -339,7 +343,7 @@ impl Spaces {
     }
 
     /// Packet `seq` of `space` (found at `at` by [`Self::peek_seq`]) was sealed.
-    pub(super) fn advance_seq(&mut self, at: Option<usize>, space: u32, seq: u64) {
+    pub(super) fn advance_seq(&mut self, at: Option<usize>, space: StreamId, seq: u64) {
         match at.and_then(|i| self.next_seq.value_at_mut(i)) {
             Some(n) => *n = seq + 1,
             None => {
@@ -349,7 +353,7 @@ impl Spaces {
     }
 
     /// Remembers which path (and its packet number) carried packet `seq` of `space`.
-    pub(super) fn track_sent(&mut self, space: u32, seq: u64, path: PathId, ppn: u64) {
+    pub(super) fn track_sent(&mut self, space: StreamId, seq: u64, path: PathId, ppn: u64) {
         // The space's index is mostly there already (an inlined lookup); a new
         // one takes over the spare ring.
         let index = match self.sent_index.index_of(&space) {
@@ -371,7 +375,7 @@ impl Spaces {
     /// Checks an ACK frame of `space` against what we sent: `Ok(false)` if the space
     /// is retired (a late or repeated acknowledgement of what was acknowledged before
     /// the space was retired; ignored).
-    pub(super) fn check_ack(&self, space: u32, largest: u64) -> Result<bool, Error> {
+    pub(super) fn check_ack(&self, space: StreamId, largest: u64) -> Result<bool, Error> {
         if self.is_retired(space) {
             return Ok(false);
         }
@@ -387,7 +391,7 @@ impl Spaces {
     /// [`Self::drop_sent`].
     pub(super) fn take_acked(
         &mut self,
-        space: u32,
+        space: StreamId,
         ranges: impl Iterator<Item = RangeInclusive<u64>>,
         out: &mut Vec<(PathId, u64, u64)>,
         keep_spare: bool,
@@ -406,7 +410,7 @@ impl Spaces {
     }
 
     /// Packet `seq` of `space` was declared lost.
-    pub(super) fn on_lost(&mut self, space: u32, seq: u64, keep_spare: bool) {
+    pub(super) fn on_lost(&mut self, space: StreamId, seq: u64, keep_spare: bool) {
         if let Some(index) = self.sent_index.get_mut(&space) {
             index.remove(seq);
             if index.slots.is_empty() && space != CONTROL_SPACE {
@@ -420,7 +424,7 @@ impl Spaces {
     /// stream's entry empties after every burst); a session with nothing left to
     /// send keeps no spare (idle sessions hold no memory for a burst that may never
     /// come).
-    fn drop_sent(&mut self, space: u32, keep_spare: bool) {
+    fn drop_sent(&mut self, space: StreamId, keep_spare: bool) {
         if let Some(old) = self.sent_index.remove(&space) {
             if !keep_spare {
                 self.spare_sent = VecDeque::new();
@@ -437,9 +441,9 @@ impl Spaces {
     // ── retirement ──
 
     /// True if our sequence counter of stream `id`'s space was retired.
-    fn is_retired(&self, id: u32) -> bool {
+    fn is_retired(&self, id: StreamId) -> bool {
         self.retired
-            .get((id & 3) as usize)
+            .get(stream_kind(id))
             .is_some_and(|r| r.contains(u64::from(stream_index(id))))
     }
 
@@ -451,12 +455,12 @@ impl Spaces {
     /// counter is not needed; a late acknowledgement of its space is ignored (it
     /// acknowledges what was acknowledged or declared lost already). The peer's
     /// direction of a space is forgotten by epoch instead ([`Self::forget_quiet`]).
-    pub(super) fn try_retire(&mut self, id: u32) -> bool {
+    pub(super) fn try_retire(&mut self, id: StreamId) -> bool {
         if self.sent_index.contains_key(&id) {
             return false;
         }
         self.next_seq.remove(&id);
-        if let Some(r) = self.retired.get_mut((id & 3) as usize) {
+        if let Some(r) = self.retired.get_mut(stream_kind(id)) {
             let i = u64::from(stream_index(id));
             r.insert(i..i + 1);
         }

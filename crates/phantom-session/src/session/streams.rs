@@ -18,7 +18,8 @@ use crate::stream::{
     stream_initiator,
 };
 use crate::types::{
-    Config, Event, INITIAL_MAX_STREAMS, INITIAL_SESSION_CREDIT, INITIAL_STREAM_CREDIT, Stats,
+    AppCode, Config, Event, INITIAL_MAX_STREAMS, INITIAL_SESSION_CREDIT, INITIAL_STREAM_CREDIT,
+    Stats,
 };
 use crate::vecmap::VecMap;
 
@@ -46,7 +47,7 @@ pub(super) enum SendHint {
     /// No stream has data it may send.
     Nothing,
     /// This stream has.
-    Stream(u32),
+    Stream(StreamId),
 }
 
 /// Every stream of the session.
@@ -57,26 +58,26 @@ pub(super) struct Streams {
     /// Receive window of a new stream.
     recv_window: u64,
     /// Boxed so that inserting or removing a stream moves pointers, not entries.
-    table: VecMap<u32, Box<StreamEntry>>,
+    table: VecMap<StreamId, Box<StreamEntry>>,
     next_index: [u32; 2],
     opened_by_peer: [RangeSet; 2],
     local_max_streams: [u64; 2],
     max_streams_pending: [bool; 2],
     remote_max_streams: [u64; 2],
     flow: ConnFlow,
-    rr_cursor: u32,
+    rr_cursor: StreamId,
     /// Streams that may have data to send (unsent, lost, or a FIN): the only ones
     /// the packet builder looks at, so idle streams cost nothing per packet. A
     /// stream leaves when it has nothing left or waits for its own credit, and
     /// comes back on a write, a finish, a loss or a MAX_STREAM_DATA.
-    send_active: BTreeSet<u32>,
+    send_active: BTreeSet<StreamId>,
     /// Streams with a RESET_STREAM, STOP_SENDING or MAX_STREAM_DATA to send.
-    ctl_active: BTreeSet<u32>,
+    ctl_active: BTreeSet<StreamId>,
     /// Closed streams whose own sequence counters wait for their last packets to be
     /// acknowledged or lost; see [`Self::retire_closed`].
-    closed: VecDeque<u32>,
+    closed: VecDeque<StreamId>,
     /// Scratch list of stream ids.
-    list_buf: Vec<u32>,
+    list_buf: Vec<StreamId>,
 }
 
 impl Streams {
@@ -100,7 +101,7 @@ impl Streams {
             max_streams_pending: [extra_streams; 2],
             remote_max_streams: [INITIAL_MAX_STREAMS; 2],
             flow,
-            rr_cursor: 0,
+            rr_cursor: StreamId::CONTROL,
             send_active: BTreeSet::new(),
             ctl_active: BTreeSet::new(),
             closed: VecDeque::new(),
@@ -159,21 +160,21 @@ impl Streams {
                 readable_signalled: false,
             }),
         );
-        Ok(StreamId(id))
+        Ok(id)
     }
 
     fn send_half(&mut self, id: StreamId) -> Result<&mut SendStream, Error> {
         self.table
-            .get_mut(&id.0)
+            .get_mut(&id)
             .and_then(|e| e.send.as_mut())
-            .ok_or(Error::UnknownStream(id.0))
+            .ok_or(Error::UnknownStream(id))
     }
 
     /// See [`crate::Session::write`].
     pub(super) fn write(&mut self, id: StreamId, data: &[u8]) -> Result<usize, Error> {
         let n = self.send_half(id)?.write(data)?;
         if n > 0 {
-            self.send_active.insert(id.0);
+            self.send_active.insert(id);
         }
         Ok(n)
     }
@@ -182,7 +183,7 @@ impl Streams {
     pub(super) fn write_chunk(&mut self, id: StreamId, data: &mut Bytes) -> Result<usize, Error> {
         let n = self.send_half(id)?.write_bytes(data)?;
         if n > 0 {
-            self.send_active.insert(id.0);
+            self.send_active.insert(id);
         }
         Ok(n)
     }
@@ -190,33 +191,33 @@ impl Streams {
     /// See [`crate::Session::finish`].
     pub(super) fn finish(&mut self, id: StreamId) -> Result<(), Error> {
         self.send_half(id)?.finish()?;
-        self.send_active.insert(id.0);
+        self.send_active.insert(id);
         Ok(())
     }
 
     /// See [`crate::Session::reset`].
-    pub(super) fn reset(&mut self, id: StreamId, code: u64) -> Result<(), Error> {
+    pub(super) fn reset(&mut self, id: StreamId, code: AppCode) -> Result<(), Error> {
         let s = self.send_half(id)?;
         s.reset(code);
         if s.reset_pending {
-            self.ctl_active.insert(id.0);
+            self.ctl_active.insert(id);
         }
         Ok(())
     }
 
     /// See [`crate::Session::stop_sending`].
-    pub(super) fn stop_sending(&mut self, id: StreamId, code: u64) -> Result<(), Error> {
+    pub(super) fn stop_sending(&mut self, id: StreamId, code: AppCode) -> Result<(), Error> {
         let r = self
             .table
-            .get_mut(&id.0)
+            .get_mut(&id)
             .and_then(|e| e.recv.as_mut())
-            .ok_or(Error::UnknownStream(id.0))?;
+            .ok_or(Error::UnknownStream(id))?;
         if r.stop(code) {
             let released = r.take_released();
             self.flow.on_consumed(released);
-            self.ctl_active.insert(id.0);
+            self.ctl_active.insert(id);
             // Its final size may be known already: then nothing more is expected.
-            self.maybe_remove(id.0);
+            self.maybe_remove(id);
         }
         Ok(())
     }
@@ -227,20 +228,17 @@ impl Streams {
         id: StreamId,
         op: impl FnOnce(&mut RecvStream) -> Result<Option<usize>, Error>,
     ) -> Result<Option<usize>, Error> {
-        let entry = self
-            .table
-            .get_mut(&id.0)
-            .ok_or(Error::UnknownStream(id.0))?;
+        let entry = self.table.get_mut(&id).ok_or(Error::UnknownStream(id))?;
         entry.readable_signalled = false;
-        let r = entry.recv.as_mut().ok_or(Error::UnknownStream(id.0))?;
+        let r = entry.recv.as_mut().ok_or(Error::UnknownStream(id))?;
         let result = op(r);
         if r.credit_pending {
-            self.ctl_active.insert(id.0);
+            self.ctl_active.insert(id);
         }
         if let Ok(Some(n)) = result {
             self.flow.on_consumed(n as u64);
         }
-        self.maybe_remove(id.0);
+        self.maybe_remove(id);
         result
     }
 
@@ -252,7 +250,7 @@ impl Streams {
         s: &StreamFrame<'_>,
         events: &mut VecDeque<Event>,
     ) -> Result<(), Error> {
-        let id = s.stream_id.0;
+        let id = s.stream_id;
         let Some(entry) = self.peer_stream(id, true, events)? else {
             return Ok(());
         };
@@ -273,7 +271,7 @@ impl Streams {
             self.maybe_remove(id);
         }
         if signal {
-            events.push_back(Event::StreamReadable(StreamId(id)));
+            events.push_back(Event::StreamReadable(id));
         }
         Ok(())
     }
@@ -284,11 +282,11 @@ impl Streams {
         r: &ResetStream,
         events: &mut VecDeque<Event>,
     ) -> Result<(), Error> {
-        let id = r.stream_id.0;
+        let id = r.stream_id;
         if let Some(e) = self.peer_stream(id, true, events)?
             && let Some(recv) = e.recv.as_mut()
         {
-            let grew = recv.on_reset(r.error_code, r.final_size)?;
+            let grew = recv.on_reset(AppCode(r.error_code), r.final_size)?;
             let released = recv.take_released();
             let stopped = recv.stop.is_some();
             self.flow.on_received(grew)?;
@@ -300,7 +298,7 @@ impl Streams {
                 && !e.readable_signalled
             {
                 e.readable_signalled = true;
-                events.push_back(Event::StreamReadable(StreamId(id)));
+                events.push_back(Event::StreamReadable(id));
             }
         }
         Ok(())
@@ -317,10 +315,10 @@ impl Streams {
             StreamKind::Bidi => Dir::Bi,
             StreamKind::Uni => Dir::Uni,
         };
-        if stream_initiator(id.0) == self.side || stream_dir(id.0) != dir {
+        if stream_initiator(id) == self.side || stream_dir(id) != dir {
             return Err(Error::PeerViolation(PeerViolation::BadStreamOpen));
         }
-        let _ = self.peer_stream(id.0, true, events)?;
+        let _ = self.peer_stream(id, true, events)?;
         Ok(())
     }
 
@@ -339,12 +337,12 @@ impl Streams {
         // A grant can arrive before the new stream's first data (it is sent in the
         // same flight): like QUIC, it opens a peer-initiated stream implicitly.
         let mut writable = false;
-        if let Some(e) = self.peer_stream(id.0, true, events)?
+        if let Some(e) = self.peer_stream(id, true, events)?
             && let Some(s) = e.send.as_mut()
         {
             s.max_data = s.max_data.max(max);
             writable = std::mem::take(&mut s.blocked);
-            self.send_active.insert(id.0);
+            self.send_active.insert(id);
         }
         if writable {
             events.push_back(Event::StreamWritable(id));
@@ -367,15 +365,15 @@ impl Streams {
     pub(super) fn on_stop_sending(
         &mut self,
         id: StreamId,
-        code: u64,
+        code: AppCode,
         events: &mut VecDeque<Event>,
     ) -> Result<(), Error> {
-        if let Some(e) = self.peer_stream(id.0, true, events)?
+        if let Some(e) = self.peer_stream(id, true, events)?
             && let Some(send) = e.send.as_mut()
         {
             send.reset(code);
             if send.reset_pending {
-                self.ctl_active.insert(id.0);
+                self.ctl_active.insert(id);
             }
         }
         Ok(())
@@ -386,7 +384,7 @@ impl Streams {
     /// opens now — so that its per-space state is retired once the stream closes.
     pub(super) fn check_space(
         &mut self,
-        space: u32,
+        space: StreamId,
         events: &mut VecDeque<Event>,
     ) -> Result<(), Error> {
         if stream_index(space) == 0 {
@@ -412,11 +410,11 @@ impl Streams {
     #[inline(always)]
     fn peer_stream(
         &mut self,
-        id: u32,
+        id: StreamId,
         open: bool,
         events: &mut VecDeque<Event>,
     ) -> Result<Option<&mut StreamEntry>, Error> {
-        if id == 0 {
+        if id == StreamId::CONTROL {
             return Err(Error::PeerViolation(
                 PeerViolation::StreamFrameOnControlStream,
             ));
@@ -430,7 +428,7 @@ impl Streams {
     /// [`Self::peer_stream`] for an `id` (not 0) that is not in the stream map.
     fn peer_stream_absent(
         &mut self,
-        id: u32,
+        id: StreamId,
         open: bool,
         events: &mut VecDeque<Event>,
     ) -> Result<Option<&mut StreamEntry>, Error> {
@@ -471,10 +469,7 @@ impl Streams {
                 readable_signalled: false,
             }),
         );
-        events.push_back(Event::StreamOpened {
-            id: StreamId(id),
-            dir,
-        });
+        events.push_back(Event::StreamOpened { id, dir });
         Ok(self.table.get_mut(&id).map(|e| &mut **e))
     }
 
@@ -498,7 +493,7 @@ impl Streams {
         // one range `(id, offset, end, fin)`: the send buffer ends in the same state
         // and the same events follow as record by record, with one stream lookup and
         // one buffer advance per run instead of per packet.
-        let mut run: Option<(u32, u64, u64, bool)> = None;
+        let mut run: Option<(StreamId, u64, u64, bool)> = None;
         for &r in records {
             match r {
                 Record::Stream {
@@ -540,7 +535,7 @@ impl Streams {
     /// Stream `id`'s data `[offset, end)` (and its FIN if `fin`) was acknowledged.
     fn on_stream_range_acked(
         &mut self,
-        (id, offset, end, fin): (u32, u64, u64, bool),
+        (id, offset, end, fin): (StreamId, u64, u64, bool),
         events: &mut VecDeque<Event>,
     ) {
         let Some(s) = self.table.get_mut(&id).and_then(|e| e.send.as_mut()) else {
@@ -550,10 +545,10 @@ impl Streams {
         let freed = s.on_ack(offset, len, fin);
         if freed && s.blocked && s.room() > 0 {
             s.blocked = false;
-            events.push_back(Event::StreamWritable(StreamId(id)));
+            events.push_back(Event::StreamWritable(id));
         }
         if s.is_done() {
-            events.push_back(Event::StreamFinished(StreamId(id)));
+            events.push_back(Event::StreamFinished(id));
             self.maybe_remove(id);
         }
     }
@@ -608,7 +603,7 @@ impl Streams {
 
     // ── closing ──
 
-    fn maybe_remove(&mut self, id: u32) {
+    fn maybe_remove(&mut self, id: StreamId) {
         let done = self.table.get(&id).is_some_and(|e| {
             e.send.as_ref().is_none_or(SendStream::is_done)
                 && e.recv.as_ref().is_none_or(RecvStream::is_done)
@@ -633,7 +628,7 @@ impl Streams {
 
     /// Hands every closed stream to `try_retire` (which retires its sequence space
     /// unless packets of it are outstanding); those it refuses are kept for later.
-    pub(super) fn retire_closed(&mut self, mut try_retire: impl FnMut(u32) -> bool) {
+    pub(super) fn retire_closed(&mut self, mut try_retire: impl FnMut(StreamId) -> bool) {
         for _ in 0..self.closed.len() {
             let Some(id) = self.closed.pop_front() else {
                 break;
@@ -650,7 +645,7 @@ impl Streams {
     /// `send_active`. Streams met on the way that have nothing to send, or wait
     /// for their own credit, leave the set; streams waiting only for session
     /// credit stay.
-    pub(super) fn next_send_stream(&mut self) -> Option<u32> {
+    pub(super) fn next_send_stream(&mut self) -> Option<StreamId> {
         use std::ops::Bound::{Excluded, Unbounded};
         let credit = self.flow.send_credit();
         if self.send_active.len() == 1 {
@@ -753,7 +748,7 @@ impl Streams {
     }
 
     /// The sending half of stream `id`.
-    pub(super) fn send_stream(&self, id: u32) -> Option<&SendStream> {
+    pub(super) fn send_stream(&self, id: StreamId) -> Option<&SendStream> {
         self.table.get(&id).and_then(|e| e.send.as_ref())
     }
 
@@ -762,7 +757,7 @@ impl Streams {
     /// each record sent (redundant copies for other paths).
     pub(super) fn write_stream_frames(
         &mut self,
-        id: u32,
+        id: StreamId,
         w: &mut Writer<'_>,
         built: &mut Built,
         scratch: &mut [u8],
@@ -809,7 +804,7 @@ impl Streams {
             // Encoded as the STREAM frame itself (the same bytes as through
             // `Frame`, without the enum's dispatch).
             let f = StreamFrame {
-                stream_id: StreamId(id),
+                stream_id: id,
                 offset: chunk.offset,
                 fin: chunk.fin,
                 data,
@@ -862,7 +857,7 @@ impl Streams {
 /// Writes stream `id`'s owed RESET_STREAM, STOP_SENDING and MAX_STREAM_DATA; true
 /// if something is still owed afterwards.
 fn write_entry_control(
-    id: u32,
+    id: StreamId,
     e: &mut StreamEntry,
     w: &mut Writer<'_>,
     built: &mut Built,
@@ -872,8 +867,8 @@ fn write_entry_control(
         && let Some(code) = s.reset
     {
         let f = Frame::ResetStream(ResetStream {
-            stream_id: StreamId(id),
-            error_code: code,
+            stream_id: id,
+            error_code: code.0,
             final_size: s.final_size(),
         });
         if f.encode(w).is_ok() {
@@ -888,8 +883,8 @@ fn write_entry_control(
             && !built.records_full()
         {
             let f = Frame::StopSending(StopSending {
-                stream_id: StreamId(id),
-                error_code: code,
+                stream_id: id,
+                error_code: code.0,
             });
             if f.encode(w).is_ok() {
                 r.stop_pending = false;
@@ -899,7 +894,7 @@ fn write_entry_control(
         }
         if r.credit_pending && !built.records_full() {
             let f = Frame::MaxStreamData(MaxStreamData {
-                stream_id: StreamId(id),
+                stream_id: id,
                 max: r.max_data,
             });
             if f.encode(w).is_ok() {

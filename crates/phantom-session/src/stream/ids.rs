@@ -45,7 +45,7 @@ const INDEX_SHIFT: u32 = 2;
 
 /// The id of the `index`-th stream `side` opens in direction `dir`; `None` for
 /// index 0 (the control stream's place) and for indexes that do not fit in 30 bits.
-pub(crate) fn id_for(side: Side, dir: Dir, index: u32) -> Option<StreamId> {
+pub(crate) fn stream_id_for(side: Side, dir: Dir, index: u32) -> Option<StreamId> {
     if index == 0 || index >= 1 << (32 - INDEX_SHIFT) {
         return None;
     }
@@ -61,7 +61,7 @@ pub(crate) fn id_for(side: Side, dir: Dir, index: u32) -> Option<StreamId> {
 }
 
 /// The side that opened a (non-control) stream.
-pub(crate) fn initiator(id: StreamId) -> Side {
+pub(crate) fn stream_initiator(id: StreamId) -> Side {
     if id.0 & SERVER_BIT == 0 {
         Side::Client
     } else {
@@ -70,7 +70,7 @@ pub(crate) fn initiator(id: StreamId) -> Side {
 }
 
 /// The direction of a stream.
-pub(crate) fn direction(id: StreamId) -> Dir {
+pub(crate) fn stream_dir(id: StreamId) -> Dir {
     if id.0 & UNI_BIT == 0 {
         Dir::Bi
     } else {
@@ -79,28 +79,13 @@ pub(crate) fn direction(id: StreamId) -> Dir {
 }
 
 /// The per-(initiator, direction) index of a stream.
-pub(crate) fn index(id: StreamId) -> u32 {
+pub(crate) fn stream_index(id: StreamId) -> u32 {
     id.0 >> INDEX_SHIFT
 }
 
-/// [`id_for`] as a bare `u32`.
-pub(crate) fn stream_id_for(side: Side, dir: Dir, index: u32) -> Option<u32> {
-    id_for(side, dir, index).map(|id| id.0)
-}
-
-/// [`initiator`] of a bare `u32` id.
-pub(crate) fn stream_initiator(id: u32) -> Side {
-    initiator(StreamId(id))
-}
-
-/// [`direction`] of a bare `u32` id.
-pub(crate) fn stream_dir(id: u32) -> Dir {
-    direction(StreamId(id))
-}
-
-/// [`index`] of a bare `u32` id.
-pub(crate) fn stream_index(id: u32) -> u32 {
-    index(StreamId(id))
+/// The stream's (initiator, direction) kind, `0..4`: the id's bits below the index.
+pub(crate) fn stream_kind(id: StreamId) -> usize {
+    (id.0 & (SERVER_BIT | UNI_BIT)) as usize
 }
 
 #[cfg(test)]
@@ -116,7 +101,7 @@ mod tests {
                 assert_eq!(stream_id_for(side, dir, 1 << 30), None);
                 for i in 1..100 {
                     let id = stream_id_for(side, dir, i).unwrap();
-                    assert_ne!(id, 0);
+                    assert_ne!(id, StreamId::CONTROL);
                     assert_eq!(stream_initiator(id), side);
                     assert_eq!(stream_dir(id), dir);
                     assert_eq!(stream_index(id), i);
@@ -128,19 +113,20 @@ mod tests {
 
     #[test]
     fn i3_stream_id_layout_is_initiator_direction_index() {
-        assert_eq!(id_for(Side::Client, Dir::Bi, 1), Some(StreamId(4)));
-        assert_eq!(id_for(Side::Server, Dir::Bi, 1), Some(StreamId(5)));
-        assert_eq!(id_for(Side::Client, Dir::Uni, 1), Some(StreamId(6)));
-        assert_eq!(id_for(Side::Server, Dir::Uni, 2), Some(StreamId(11)));
+        assert_eq!(stream_id_for(Side::Client, Dir::Bi, 1), Some(StreamId(4)));
+        assert_eq!(stream_id_for(Side::Server, Dir::Bi, 1), Some(StreamId(5)));
+        assert_eq!(stream_id_for(Side::Client, Dir::Uni, 1), Some(StreamId(6)));
+        assert_eq!(stream_id_for(Side::Server, Dir::Uni, 2), Some(StreamId(11)));
         assert_eq!(
-            id_for(Side::Server, Dir::Uni, (1 << 30) - 1),
+            stream_id_for(Side::Server, Dir::Uni, (1 << 30) - 1),
             Some(StreamId::MAX)
         );
         let id = StreamId(0x8000_0003);
         assert_eq!(
-            (initiator(id), direction(id), index(id)),
+            (stream_initiator(id), stream_dir(id), stream_index(id)),
             (Side::Server, Dir::Uni, 0x2000_0000)
         );
-        assert_eq!(index(StreamId::CONTROL), 0);
+        assert_eq!(stream_index(StreamId::CONTROL), 0);
+        assert_eq!(stream_kind(id), 3);
     }
 }

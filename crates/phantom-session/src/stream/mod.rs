@@ -21,6 +21,6 @@ mod send_buf;
 
 pub(crate) use flow::ConnFlow;
 pub use ids::{Dir, Side};
-pub(crate) use ids::{stream_dir, stream_id_for, stream_index, stream_initiator};
+pub(crate) use ids::{stream_dir, stream_id_for, stream_index, stream_initiator, stream_kind};
 pub(crate) use recv::RecvStream;
 pub(crate) use send::SendStream;

@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 
 use crate::error::{Error, PeerViolation};
 use crate::ranges::RangeSet;
+use crate::types::AppCode;
 
 /// Capacity of an emptied receive buffer that is kept for reuse.
 const CONTIG_KEEP: usize = 1 << 20;
@@ -59,9 +60,9 @@ pub(crate) struct RecvStream {
     /// A MAX_STREAM_DATA frame should be sent.
     pub(crate) credit_pending: bool,
     /// The peer reset the stream with this code.
-    reset: Option<u64>,
+    reset: Option<AppCode>,
     /// We asked the peer to stop (code), STOP_SENDING pending.
-    pub(crate) stop: Option<u64>,
+    pub(crate) stop: Option<AppCode>,
     pub(crate) stop_pending: bool,
     /// The app has seen the end (fin or reset).
     finished_read: bool,
@@ -203,7 +204,7 @@ impl RecvStream {
 
     /// Asks the peer to stop sending (`code`); received data is discarded. False if
     /// the stream was already stopped or reset.
-    pub(crate) fn stop(&mut self, code: u64) -> bool {
+    pub(crate) fn stop(&mut self, code: AppCode) -> bool {
         if self.stop.is_some() || self.reset.is_some() {
             return false;
         }
@@ -214,7 +215,7 @@ impl RecvStream {
     }
 
     /// Takes a RESET_STREAM frame. Returns the flow-control growth.
-    pub(crate) fn on_reset(&mut self, code: u64, final_size: u64) -> Result<u64, Error> {
+    pub(crate) fn on_reset(&mut self, code: AppCode, final_size: u64) -> Result<u64, Error> {
         if final_size < self.highest {
             return Err(Error::PeerViolation(
                 PeerViolation::ResetFinalSizeBelowReceived,
@@ -423,9 +424,9 @@ mod tests {
         r.on_data(40, b"end", true).unwrap();
         assert!(r.on_data(43, b"!", false).is_err());
         assert!(r.on_data(41, b"nd!", true).is_err());
-        assert!(r.on_reset(1, 44).is_err());
-        assert_eq!(r.on_reset(1, 43).unwrap(), 0);
-        assert!(matches!(r.read(&mut out), Err(Error::Reset(1))));
+        assert!(r.on_reset(AppCode(1), 44).is_err());
+        assert_eq!(r.on_reset(AppCode(1), 43).unwrap(), 0);
+        assert!(matches!(r.read(&mut out), Err(Error::Reset(AppCode(1)))));
         // At the range cap, a frame extending the in-order data still fits; a new
         // disjoint range does not.
         let mut r = RecvStream::new(1000);
@@ -438,7 +439,7 @@ mod tests {
         // A reset whose final size is below data already received is refused.
         let mut r = RecvStream::new(1000);
         r.on_data(100, b"x", false).unwrap();
-        assert!(r.on_reset(2, 50).is_err());
+        assert!(r.on_reset(AppCode(2), 50).is_err());
     }
 
     proptest! {

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use super::send_buf::SendBuf;
 use crate::error::Error;
 use crate::ranges::RangeSet;
+use crate::types::AppCode;
 
 /// A chunk of stream data the session should put in a STREAM frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,7 +96,7 @@ pub(crate) struct SendStream {
     /// Whether the app called finish, and where the fin stands since.
     fin: Fin,
     /// Reset by us (code), or stopped by the peer.
-    pub(crate) reset: Option<u64>,
+    pub(crate) reset: Option<AppCode>,
     /// A RESET_STREAM frame must be (re)sent.
     pub(crate) reset_pending: bool,
     pub(crate) reset_acked: bool,
@@ -171,7 +172,7 @@ impl SendStream {
     }
 
     /// Abandons the stream with `code`; the session sends RESET_STREAM.
-    pub(crate) fn reset(&mut self, code: u64) {
+    pub(crate) fn reset(&mut self, code: AppCode) {
         if self.reset.is_some() || self.fin.is_acked() {
             return;
         }
@@ -397,7 +398,7 @@ mod tests {
         assert_eq!(resent.iter().filter(|c| c.fin).count(), 1);
         assert_eq!(resent.iter().map(|c| c.new_bytes).sum::<u64>(), 0);
         assert!(s.is_done());
-        s.reset(7);
+        s.reset(AppCode(7));
         assert_eq!((s.reset, s.reset_pending), (None, false));
         assert!(matches!(s.finish(), Err(Error::Finished)));
     }

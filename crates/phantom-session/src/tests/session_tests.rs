@@ -1089,7 +1089,7 @@ fn stream_reset_and_stop_sending_reach_the_peer() {
     pair.client.reset(a, 42).unwrap();
     let mut buf = vec![0u8; 10_000];
     pair.drive(1_000, |p| {
-        matches!(p.server.read(a, &mut buf), Err(Error::Reset(42)))
+        matches!(p.server.read(a, &mut buf), Err(Error::Reset(AppCode(42))))
     })
     .unwrap();
     // The server's half of the bidi stream: ask the client to stop, the client's
@@ -1110,7 +1110,7 @@ fn stream_reset_and_stop_sending_reach_the_peer() {
     .unwrap();
     pair.server.stop_sending(b, 9).unwrap();
     pair.drive(1_000, |p| {
-        matches!(p.client.write(b, b"y"), Err(Error::Stopped(9)))
+        matches!(p.client.write(b, b"y"), Err(Error::Stopped(AppCode(9))))
     })
     .unwrap();
 }

@@ -9,7 +9,7 @@ use phantom_wire::{Frame, StreamId, frame::Stream};
 
 use super::harness::{Pair, forged_client_packet, keys, public_addr};
 use super::link::LinkConfig;
-use crate::{CloseReason, Config, Dir, Error, Event};
+use crate::{AppCode, CloseReason, Config, Dir, Error, Event};
 
 /// A connected pair 200 ms in, the client's sealer for forging its packets, and the
 /// server -> client direction down (the honest client cannot interfere).
@@ -154,7 +154,10 @@ fn discarded_stream_bytes_return_session_credit() {
         pair.run_until(later, 1_000_000);
         let r = pair.server.read(id, &mut buf);
         if round % 2 == 0 {
-            assert!(matches!(r, Err(Error::Reset(9))), "round {round}: {r:?}");
+            assert!(
+                matches!(r, Err(Error::Reset(AppCode(9)))),
+                "round {round}: {r:?}"
+            );
         } else {
             // Stopped, then reset by the client in answer: done and forgotten.
             assert!(
