@@ -389,6 +389,9 @@ pub struct PathSnapshot {
     pub primary: bool,
     /// Smoothed RTT.
     pub rtt: Duration,
+    /// The path's probe timeout before back-off, as its loss recovery computes it
+    /// (RFC 9002 §6.2.1: smoothed RTT + max(4 x RTT variance, 1 ms) + max_ack_delay).
+    pub pto: Duration,
     /// Congestion state.
     pub congestion: crate::cc::CongestionSnapshot,
     /// Bytes sent on the path.

@@ -535,6 +535,7 @@ impl Paths {
                 validated: self.registry.is_validated(id),
                 primary: id == self.primary,
                 rtt: p.recovery.rtt().smoothed(),
+                pto: p.pto_base(),
                 congestion: p.snapshot(),
                 bytes_sent: p.bytes_sent,
             })
