@@ -350,6 +350,10 @@ pub struct Stats {
     pub stream_bytes_sent: u64,
     /// Stream payload bytes retransmitted.
     pub stream_bytes_retransmitted: u64,
+    /// Stream payload bytes of packets declared lost that were acknowledged before
+    /// the loss was declared: another copy (a redundant copy on another path)
+    /// delivered them, so they were not retransmitted.
+    pub stream_bytes_lost_already_acked: u64,
     /// Packets declared lost.
     pub packets_lost: u64,
     /// Probe timeouts fired.
