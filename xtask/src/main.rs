@@ -317,6 +317,7 @@ fn ci(no_fuzz: bool) -> Result {
             "phantom-congestion",
             "-p",
             "phantom-session",
+            "--no-fail-fast",
             "--",
             "--ignored",
             "seed_sweep",
