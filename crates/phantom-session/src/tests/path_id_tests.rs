@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use phantom_wire::Header;
+use phantom_wire::{Epoch, Header};
 
 use super::harness::{Pair, SERVER, client_addr, public_addr};
 use super::link::LinkConfig;
@@ -91,6 +91,8 @@ fn i3_ten_thousand_migrations_reuse_path_ids_without_nonce_reuse() {
     // sequence) either, and the sealer never refused (a refusal closes the session).
     assert_eq!(repeats, 0);
     assert_eq!(closed, 0);
+    // All of it in one epoch: the sealer saw the reused ids under one key.
+    assert_eq!(pair.server.epochs().0, Epoch(0));
     assert!(!pair.server.is_closed() && !pair.client.is_closed());
 }
 
