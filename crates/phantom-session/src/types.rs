@@ -360,6 +360,10 @@ pub struct Stats {
     pub stream_bytes_sent: u64,
     /// Stream payload bytes retransmitted.
     pub stream_bytes_retransmitted: u64,
+    /// Stream payload bytes of packets declared lost that were acknowledged before
+    /// the loss was declared: another copy (a redundant copy on another path)
+    /// delivered them, so they were not retransmitted.
+    pub stream_bytes_lost_already_acked: u64,
     /// Packets declared lost.
     pub packets_lost: u64,
     /// Probe timeouts fired.
@@ -399,6 +403,9 @@ pub struct PathSnapshot {
     pub primary: bool,
     /// Smoothed RTT.
     pub rtt: Duration,
+    /// The path's probe timeout before back-off, as its loss recovery computes it
+    /// (RFC 9002 §6.2.1: smoothed RTT + max(4 x RTT variance, 1 ms) + max_ack_delay).
+    pub pto: Duration,
     /// Congestion state.
     pub congestion: crate::cc::CongestionSnapshot,
     /// Bytes sent on the path.

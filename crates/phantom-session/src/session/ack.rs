@@ -129,7 +129,8 @@ impl Session {
             self.stats.packets_lost += 1;
             let keep_spare = !self.streams.nothing_to_send();
             self.spaces.on_lost(pkt.space, pkt.seq, keep_spare);
-            self.streams.on_records_lost(&pkt.records);
+            self.stats.stream_bytes_lost_already_acked +=
+                self.streams.on_records_lost(&pkt.records);
         }
     }
 

@@ -315,11 +315,22 @@ impl Path {
 }
 
 /// Every path of the session and their validation state.
+///
+/// # Invariants
+/// * The table holds at most `max_paths` paths (the registry's bound): opening one
+///   more first removes the least useful path that is not the primary (see
+///   [`Paths::evictable`]), so a session follows any number of address changes.
+/// * I3: path ids are recycled. An id is free once its path was removed from both
+///   the table and the registry; ids are handed out round-robin from a cursor, so a
+///   freed id is the last one reused. Reuse cannot repeat a nonce: the sequence
+///   counter of each space is shared by all paths and only grows within an epoch,
+///   so (path, stream, sequence) is new even when the path id is not (PROTOCOL §5.5).
 pub(super) struct Paths {
     map: VecMap<PathId, Path>,
     registry: PathRegistry,
     primary: PathId,
-    next_id: u16,
+    /// Where the search for a free path id starts.
+    next_id: u8,
     /// Path challenges come from here (I9: seeded by the caller).
     rng: ChaCha20Rng,
 }
@@ -372,7 +383,7 @@ impl Paths {
         local: SocketAddr,
         remote: SocketAddr,
     ) -> Result<PathId, Error> {
-        let id = PathId(u8::try_from(self.next_id).map_err(|_| Error::Path("path ids exhausted"))?);
+        let id = self.free_id().ok_or(Error::Path("too many paths"))?;
         self.registry
             .insert(id, remote, now)
             .map_err(|_| Error::Path("too many paths"))?;
@@ -380,12 +391,51 @@ impl Paths {
             .registry
             .issue_challenge(id, now, &mut self.rng)
             .map_err(|_| Error::Path("challenge"))?;
-        self.next_id += 1;
+        self.next_id = id.0.wrapping_add(1);
         let mut p = Path::new(local, remote, now, cfg)?;
         p.challenge = Some(*challenge.as_bytes());
         self.map.insert(id, p);
         tracing::debug!(target: "phantom::session", path = id.0, %remote, "validating new path");
         Ok(id)
+    }
+
+    /// The first id from the cursor on that neither the table nor the registry
+    /// holds (I3: recycled ids; see the type's invariants).
+    fn free_id(&self) -> Option<PathId> {
+        (0..=u8::MAX)
+            .map(|k| PathId(self.next_id.wrapping_add(k)))
+            .find(|&id| !self.map.contains_key(&id) && self.registry.state(id).is_none())
+    }
+
+    /// The path to remove to make room for a new one: never the primary nor a
+    /// healthy validated path. First a path the registry no longer holds or holds
+    /// as failed, then a failed-over or abandoned one (the session moved away from
+    /// it), then one still being validated; the least recently heard from first.
+    pub(super) fn evictable(&self) -> Option<PathId> {
+        self.iter()
+            .filter(|&(id, _)| id != self.primary)
+            .filter_map(|(id, p)| {
+                let rank = match self.registry.state(id) {
+                    Some(PathState::Validated) if p.degraded => 1u8,
+                    Some(PathState::Validated) => return None,
+                    Some(PathState::Validating | PathState::Unvalidated) => 2,
+                    _ => 0,
+                };
+                Some((rank, p.last_rx.unwrap_or(p.created), id))
+            })
+            .min()
+            .map(|(_, _, id)| id)
+    }
+
+    /// Paths the registry evicted on its own (it makes room by forgetting failed
+    /// paths): they can never be validated again.
+    pub(super) fn orphaned(&self) -> Option<PathId> {
+        self.ids().find(|&id| self.registry.state(id).is_none())
+    }
+
+    /// Most paths the table holds.
+    pub(super) fn capacity(&self) -> usize {
+        self.registry.config().max_paths
     }
 
     /// Removes a path from the map and the registry.
@@ -485,6 +535,7 @@ impl Paths {
                 validated: self.registry.is_validated(id),
                 primary: id == self.primary,
                 rtt: p.recovery.rtt().smoothed(),
+                pto: p.pto_base(),
                 congestion: p.snapshot(),
                 bytes_sent: p.bytes_sent,
             })
@@ -641,12 +692,39 @@ impl Session {
         local: SocketAddr,
         remote: SocketAddr,
     ) -> Result<PathId, Error> {
+        self.make_room_for_path();
         let id = self.paths.open(&self.cfg, now, local, remote)?;
         self.update_loss_timer();
         Ok(id)
     }
 
-    /// Removes path `id`; whatever was in flight on it is declared lost.
+    /// Keeps the path table bounded: forgets paths the registry dropped, and with
+    /// the table full removes the least useful path (see `Paths::evictable`), so
+    /// its id is free again.
+    fn make_room_for_path(&mut self) {
+        while let Some(id) = self.paths.orphaned() {
+            self.evict_path(id);
+        }
+        if self.paths.len() >= self.paths.capacity()
+            && let Some(id) = self.paths.evictable()
+        {
+            self.evict_path(id);
+        }
+    }
+
+    /// Removes path `id` for good, as a failed path is removed.
+    fn evict_path(&mut self, id: PathId) {
+        tracing::debug!(target: "phantom::session", path = id.0, "path removed to make room");
+        self.events.push_back(Event::PathFailed(id));
+        self.drop_path(id);
+        if self.paths.primary() == id {
+            self.paths
+                .replace_primary(id, &mut self.stats, &mut self.events);
+        }
+    }
+
+    /// Removes path `id`; whatever was in flight on it is declared lost, and no
+    /// record of a packet sent on it is kept (its id may be reused, I3).
     pub(super) fn drop_path(&mut self, id: PathId) {
         let mut lost = self.ack.take_lost();
         if let Some(mut p) = self.paths.remove(id) {
@@ -654,6 +732,7 @@ impl Session {
         }
         self.handle_lost(id, &lost);
         self.ack.put_lost(lost);
+        self.spaces.forget_path(id);
     }
 
     pub(super) fn on_path_response(

@@ -111,6 +111,21 @@ impl SpaceSent {
         }
     }
 
+    /// Forgets every tracked packet that went on `path` (the path was removed, and
+    /// its id may be given to a new path whose packet numbers start again).
+    fn forget_path(&mut self, path: PathId) {
+        for slot in &mut self.slots {
+            if slot.is_some_and(|(p, _)| p == path) {
+                *slot = None;
+                self.live = self.live.saturating_sub(1);
+            }
+        }
+        while let Some(None) = self.slots.front() {
+            self.slots.pop_front();
+            self.base += 1;
+        }
+    }
+
     fn remove(&mut self, seq: u64) -> Option<(PathId, u64)> {
         let i = usize::try_from(seq.checked_sub(self.base)?).ok()?;
         let v = self.slots.get_mut(i)?.take()?;
@@ -409,6 +424,15 @@ impl Spaces {
         }
     }
 
+    /// Path `path` was removed: no tracked packet may still name it, since its id
+    /// can be reused by a new path whose packet numbers start at zero again (an
+    /// acknowledgement of an old packet must not acknowledge a new one).
+    pub(super) fn forget_path(&mut self, path: PathId) {
+        for index in self.sent_index.values_mut() {
+            index.forget_path(path);
+        }
+    }
+
     /// Packet `seq` of `space` was declared lost.
     pub(super) fn on_lost(&mut self, space: StreamId, seq: u64, keep_spare: bool) {
         if let Some(index) = self.sent_index.get_mut(&space) {
@@ -511,5 +535,19 @@ mod tests {
         s.insert(40, (PathId(2), 7));
         assert_eq!((s.base, s.live), (40, 1));
         assert_eq!(s.remove(40), Some((PathId(2), 7)));
+    }
+
+    #[test]
+    fn i3_forgetting_a_path_leaves_no_record_naming_it() {
+        let mut s = SpaceSent::default();
+        s.insert(10, (PathId(3), 0));
+        s.insert(11, (PathId(1), 5));
+        s.insert(12, (PathId(3), 1));
+        s.forget_path(PathId(3));
+        assert_eq!((s.live, s.base, s.slots.len()), (1, 11, 2));
+        // A reused id 3 whose packet numbers restart at 0 matches nothing old.
+        assert_eq!(s.remove(12), None);
+        assert_eq!(s.remove(11), Some((PathId(1), 5)));
+        assert_eq!(s.live, 0);
     }
 }

@@ -553,8 +553,11 @@ impl Streams {
         }
     }
 
-    /// A lost packet's records go back to their senders' queues.
-    pub(super) fn on_records_lost(&mut self, records: &[Record; MAX_RECORDS]) {
+    /// A lost packet's records go back to their senders' queues. Returns the
+    /// stream bytes among them that were acknowledged already (delivered by
+    /// another copy).
+    pub(super) fn on_records_lost(&mut self, records: &[Record; MAX_RECORDS]) -> u64 {
+        let mut already_acked = 0;
         for &r in records {
             match r {
                 Record::Stream {
@@ -564,7 +567,7 @@ impl Streams {
                     fin,
                 } => {
                     if let Some(s) = self.table.get_mut(&id).and_then(|e| e.send.as_mut()) {
-                        s.on_lost(offset, len as usize, fin);
+                        already_acked += s.on_lost(offset, len as usize, fin);
                         self.send_active.insert(id);
                     }
                 }
@@ -599,6 +602,7 @@ impl Streams {
                 Record::None | Record::PathChallenge => {}
             }
         }
+        already_acked
     }
 
     // ── closing ──

@@ -308,20 +308,25 @@ impl SendStream {
     }
 
     /// A chunk was declared lost: the parts not yet acknowledged go back to pending.
-    pub(crate) fn on_lost(&mut self, offset: u64, len: usize, fin: bool) {
+    /// Returns how many of its bytes were acknowledged already (another copy of
+    /// them arrived first, e.g. a redundant copy on another path).
+    pub(crate) fn on_lost(&mut self, offset: u64, len: usize, fin: bool) -> u64 {
         if self.reset.is_some() {
-            return;
+            return 0;
         }
         let r: Range<u64> = offset.max(self.buf.base())..offset + len as u64;
         if r.start >= r.end {
-            return;
+            return len as u64;
         }
+        let mut requeued = 0;
         for gap in self.acked.gaps_in(r) {
+            requeued += gap.end - gap.start;
             self.pending.insert(gap);
         }
         if fin {
             self.fin = self.fin.on_lost();
         }
+        (len as u64).saturating_sub(requeued)
     }
 
     /// Everything, fin included, is acknowledged (or the reset is).

@@ -14,6 +14,8 @@ mod early;
 pub(crate) mod harness;
 mod idle_tests;
 pub(crate) mod link;
+mod path_id_tests;
+mod seed_sweep_tests;
 mod sequence_space_tests;
 mod session_tests;
 mod stream_limits_tests;
