@@ -63,18 +63,19 @@ enum Cmd {
         /// Only the benches of this crate (e.g. `phantom-crypto`).
         #[arg(long, short = 'p', conflicts_with = "compare")]
         package: Option<String>,
-        /// Phantom beside quinn 0.11 and phantom-protocol 0.4 on loopback, handshakes per
-        /// second and memory per idle session; run with the default backend (portable, then
-        /// built for this CPU) and with the aws-lc backend.
+        /// Phantom beside quinn 0.11, phantom-protocol 0.4 and the limit pipe on loopback,
+        /// handshakes per second and memory per idle session; run with the default backend
+        /// (portable, then built for this CPU) and with the aws-lc backend (quinn on
+        /// aws-lc-rs there too).
         #[arg(long)]
         compare: bool,
         /// `--compare`: payload bytes per bulk round.
         #[arg(long, requires = "compare")]
         bytes: Option<u64>,
-        /// `--compare`: rounds of each implementation.
+        /// `--compare`: rounds of each implementation and condition (default 10).
         #[arg(long, requires = "compare")]
         rounds: Option<usize>,
-        /// `--compare`: a quick run (16 MiB, 2 rounds, fewer handshakes and sessions).
+        /// `--compare`: a quick run (16 MiB per bulk run, fewer handshakes and sessions).
         #[arg(long, requires = "compare")]
         quick: bool,
         /// Extra arguments passed to criterion after `--` (e.g. a filter).
@@ -456,8 +457,9 @@ fn bench(package: Option<&str>, args: &[String]) -> Result {
 /// `bench --compare`: the bench-only crate bench/compare (its own workspace and lockfile,
 /// so `ci` never builds it), once with Phantom's default AEAD backend, once more with the
 /// default backend built for this CPU (`-C target-cpu=native`, both Phantom and quinn,
-/// in a target directory of its own), and once with `--features aws-lc`; the last two
-/// runs measure the bulk transfer only.
+/// in a target directory of its own), and once with `--features aws-lc` (Phantom's AEAD,
+/// quinn's rustls provider and the limit pipe on aws-lc-rs); the last two runs measure the
+/// bulk transfer and the limit pipe only.
 fn compare(bytes: Option<u64>, rounds: Option<usize>, quick: bool, extra: &[String]) -> Result {
     let manifest = root().join("bench").join("compare").join("Cargo.toml");
     let mut tail: Vec<String> = Vec::new();
@@ -483,10 +485,10 @@ fn compare(bytes: Option<u64>, rounds: Option<usize>, quick: bool, extra: &[Stri
         (
             "default backend, built for this CPU",
             None,
-            Some("bulk"),
+            Some("bulk,limit"),
             true,
         ),
-        ("aws-lc backend", Some("aws-lc"), Some("bulk"), false),
+        ("aws-lc backend", Some("aws-lc"), Some("bulk,limit"), false),
     ] {
         step(&format!("compare ({label})"), || {
             let mut c = cargo();

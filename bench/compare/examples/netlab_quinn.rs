@@ -128,9 +128,15 @@ async fn client(connect: SocketAddr, cert: PathBuf, bytes: u64) -> Result<(), St
     roots
         .add(CertificateDer::from(der))
         .map_err(|e| format!("root store: {e}"))?;
-    let tls = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    // rustls is built with two providers here (ring and aws-lc-rs), so it has no implicit
+    // default: name ring, as quinn's own server config does.
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .map_err(|e| format!("tls: {e}"))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     let quic = QuicClientConfig::try_from(tls).map_err(|e| format!("quic tls: {e}"))?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
     cfg.transport_config(transport());

@@ -1,51 +1,68 @@
-//! Process CPU time, resident memory, medians and the one result row every runner returns.
+//! CPU clocks (ns), resident memory, medians, host description and the one result row
+//! every runner returns.
 
 use std::time::{Duration, Instant};
 
-/// Linux reports `/proc/<pid>/stat` times in USER_HZ ticks, which is 100 on every
-/// architecture Linux supports (the kernel's CLK_TCK as seen by user space).
-const USER_HZ: u64 = 100;
+use rustix::time::{ClockId, clock_gettime};
 
-/// CPU time (user + system) the whole process has used so far, from `/proc/self/stat`
-/// (10 ms resolution). Both ends of a loopback run live in this process, so a difference of
-/// two readings is the CPU cost of the sender, the receiver and the runtime together.
-///
-/// # Errors
-/// A message if `/proc/self/stat` cannot be read or parsed (not Linux).
-pub fn process_cpu() -> Result<Duration, String> {
-    let stat =
-        std::fs::read_to_string("/proc/self/stat").map_err(|e| format!("/proc/self/stat: {e}"))?;
-    parse_stat_cpu(&stat)
+fn clock(id: ClockId) -> Duration {
+    let t = clock_gettime(id);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
 }
 
-/// CPU time (user + system) of the calling thread, from `/proc/thread-self/stat`.
+/// CPU time (user + system) the whole process has used so far, in nanoseconds:
+/// `clock_gettime(CLOCK_PROCESS_CPUTIME_ID)`, the kernel's sum of every thread's own
+/// scheduler clock (the per-thread `CLOCK_THREAD_CPUTIME_ID`s, dead threads included). Both
+/// ends of a loopback run live in this process, so a difference of two readings is the CPU
+/// cost of the sender, the receiver and the runtime's worker threads together.
+///
+/// # Errors
+/// Never on Linux; the `Result` keeps the callers' shape.
+pub fn process_cpu() -> Result<Duration, String> {
+    Ok(clock(ClockId::ProcessCPUTime))
+}
+
+/// CPU time (user + system) of the calling thread in nanoseconds,
+/// `clock_gettime(CLOCK_THREAD_CPUTIME_ID)`.
 ///
 /// # Errors
 /// As [`process_cpu`].
 pub fn thread_cpu() -> Result<Duration, String> {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat")
-        .map_err(|e| format!("/proc/thread-self/stat: {e}"))?;
-    parse_stat_cpu(&stat)
+    Ok(clock(ClockId::ThreadCPUTime))
 }
 
-/// Parses utime + stime (fields 14 and 15) out of a `/proc/<pid>/stat` line.
-///
-/// # Errors
-/// A message if the line does not have those fields.
-pub fn parse_stat_cpu(stat: &str) -> Result<Duration, String> {
-    // The command name (field 2) is in parentheses and may contain spaces: count after it.
-    let after = stat
-        .rfind(')')
-        .and_then(|i| stat.get(i + 1..))
-        .ok_or("no `)` in /proc/self/stat")?;
-    let mut fields = after.split_whitespace();
-    // After the name: state is field 3, so utime (14) is the 12th, stime (15) the 13th.
-    let utime = fields.nth(11).and_then(|f| f.parse::<u64>().ok());
-    let stime = fields.next().and_then(|f| f.parse::<u64>().ok());
-    match (utime, stime) {
-        (Some(u), Some(s)) => Ok(Duration::from_millis((u + s) * 1000 / USER_HZ)),
-        _ => Err("utime/stime missing in /proc/self/stat".into()),
-    }
+/// The host CPU as every figure is printed with: model name, logical CPUs, and whether it
+/// has AES-NI, VAES, VPCLMULQDQ, AVX2 and AVX-512F (from `/proc/cpuinfo`).
+#[must_use]
+pub fn host_cpu() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    describe_cpu(
+        &info,
+        std::thread::available_parallelism().map_or(0, usize::from),
+    )
+}
+
+/// [`host_cpu`] from a `/proc/cpuinfo` text and a CPU count.
+#[must_use]
+pub fn describe_cpu(cpuinfo: &str, cpus: usize) -> String {
+    let field = |name: &str| {
+        cpuinfo
+            .lines()
+            .find(|l| l.split(':').next().is_some_and(|k| k.trim() == name))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_owned())
+    };
+    let model = field("model name").unwrap_or_else(|| "unknown CPU".into());
+    let flags = field("flags").unwrap_or_default();
+    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
+    let list: Vec<String> = ["aes", "vaes", "vpclmulqdq", "avx2", "avx512f"]
+        .iter()
+        .map(|f| format!("{f} {}", if has(f) { "yes" } else { "no" }))
+        .collect();
+    format!("{model}, {cpus} CPUs, {}", list.join(", "))
 }
 
 /// Resident set size of this process (`VmRSS` of `/proc/self/status`), in bytes.
@@ -86,6 +103,15 @@ pub fn median(xs: &[f64]) -> f64 {
             _ => f64::NAN,
         },
     }
+}
+
+/// Minimum, median and maximum of `xs` (`NaN`s ignored; all `NaN` for none).
+#[must_use]
+pub fn spread(xs: &[f64]) -> (f64, f64, f64) {
+    let v: Vec<f64> = xs.iter().copied().filter(|x| !x.is_nan()).collect();
+    let min = v.iter().copied().reduce(f64::min).unwrap_or(f64::NAN);
+    let max = v.iter().copied().reduce(f64::max).unwrap_or(f64::NAN);
+    (min, median(&v), max)
 }
 
 /// Starts a wall-clock and process-CPU stopwatch.
@@ -143,6 +169,16 @@ pub struct BulkSample {
     /// CPU time of the thread that ran the sending side over the same span; the sender's
     /// own cost when the sender has a current-thread runtime of its own (split mode).
     pub sender_thread_cpu: Duration,
+    /// Packets the sender declared lost (each implementation's own statistics).
+    pub lost_packets: Option<u64>,
+    /// Bytes the sender sent again: Phantom's retransmitted stream bytes, quinn's bytes
+    /// declared lost (which it retransmits).
+    pub retransmitted_bytes: Option<u64>,
+    /// Datagrams the kernel dropped because a receive buffer was full, summed over both
+    /// ends' sockets (`drops` of /proc/net/udp; the sockets are fresh each round).
+    pub socket_drops: Option<u64>,
+    /// Effective receive buffer of the receiving socket (`SO_RCVBUF` read back, bytes).
+    pub rcvbuf: Option<usize>,
 }
 
 impl BulkSample {
@@ -205,11 +241,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stat_parse_reads_utime_and_stime_after_a_name_with_spaces() {
-        let line = "1234 (my prog) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 3 0 99 1000 200";
-        assert_eq!(parse_stat_cpu(line).unwrap(), Duration::from_millis(3000));
-        assert!(parse_stat_cpu("1234 (x) S 1 2").is_err());
-        assert!(parse_stat_cpu("garbage").is_err());
+    fn cpu_description_names_model_and_the_aes_and_avx512_flags() {
+        let info = "processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu aes avx2 vaes\n";
+        assert_eq!(
+            describe_cpu(info, 2),
+            "Some CPU, 2 CPUs, aes yes, vaes yes, vpclmulqdq no, avx2 yes, avx512f no"
+        );
+        assert_eq!(
+            describe_cpu("", 1),
+            "unknown CPU, 1 CPUs, aes no, vaes no, vpclmulqdq no, avx2 no, avx512f no"
+        );
     }
 
     #[test]
@@ -220,7 +261,9 @@ mod tests {
             x = x.wrapping_mul(31).wrapping_add(std::hint::black_box(i));
         }
         std::hint::black_box(x);
-        assert!(process_cpu().unwrap() >= a);
+        let b = process_cpu().unwrap();
+        // Nanosecond clocks: five million multiply-adds take well over a microsecond.
+        assert!(b > a + Duration::from_micros(1));
         assert!(thread_cpu().unwrap() <= process_cpu().unwrap());
         assert!(rss_bytes().unwrap() > 0);
     }
@@ -240,6 +283,12 @@ mod tests {
     }
 
     #[test]
+    fn spread_is_min_median_max_without_nans() {
+        assert_eq!(spread(&[5.0, f64::NAN, 1.0, 3.0]), (1.0, 3.0, 5.0));
+        assert!(spread(&[]).1.is_nan());
+    }
+
+    #[test]
     fn sample_rates_divide_bytes_by_wall_and_cpu() {
         let s = BulkSample {
             bytes: 1_000_000,
@@ -247,6 +296,10 @@ mod tests {
             cpu: Duration::from_secs(1),
             datagrams: Some(1000),
             sender_thread_cpu: Duration::ZERO,
+            lost_packets: None,
+            retransmitted_bytes: None,
+            socket_drops: None,
+            rcvbuf: None,
         };
         assert!((s.goodput() - 2_000_000.0).abs() < 1.0);
         assert!((s.bytes_per_cpu_sec() - 1_000_000.0).abs() < 1.0);

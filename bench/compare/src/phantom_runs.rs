@@ -6,12 +6,31 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use phantom::{
-    ClientOptions, Connection, Endpoint, HybridSigningKey, HybridVerifyingKey, ServerConfig,
-    ServerIdentity, SessionConfig,
+    ClientOptions, CongestionAlgorithm, Connection, Endpoint, HybridSigningKey, HybridVerifyingKey,
+    ServerConfig, ServerIdentity, SessionConfig,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 use crate::measure::{BulkSample, HandshakeSample, Stopwatch, rss_bytes};
+use crate::sockets::{self, Buffers};
+
+/// The conditions of one bulk round: congestion controller and socket buffers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunOpts {
+    /// Phantom's congestion controller (the default is BBR).
+    pub congestion: CongestionAlgorithm,
+    /// Socket buffers of both endpoints.
+    pub buffers: Buffers,
+}
+
+impl Default for RunOpts {
+    fn default() -> Self {
+        Self {
+            congestion: CongestionAlgorithm::default(),
+            buffers: Buffers::Equal,
+        }
+    }
+}
 
 /// Bytes per write call on the sending side (the same for every implementation).
 pub const WRITE_CHUNK: usize = 256 * 1024;
@@ -35,6 +54,28 @@ pub fn session_config(max_datagram_size: usize) -> SessionConfig {
         max_datagram_size,
         ..phantom::default_session_config()
     }
+}
+
+/// [`session_config`] with the congestion controller of `opts`.
+#[must_use]
+pub fn bulk_session_config(max_datagram_size: usize, opts: RunOpts) -> SessionConfig {
+    SessionConfig {
+        congestion: opts.congestion,
+        ..session_config(max_datagram_size)
+    }
+}
+
+/// A [`counting_server`] for a bulk round: `opts`' controller, its buffers applied.
+///
+/// # Errors
+/// As [`counting_server`], or if the buffers cannot be set.
+pub async fn bulk_server(
+    max_datagram_size: usize,
+    opts: RunOpts,
+) -> Result<(Endpoint, HybridVerifyingKey), String> {
+    let (ep, vk) = counting_server(bulk_session_config(max_datagram_size, opts))?;
+    sockets::apply_to_own(ep.local_addr(), opts.buffers).await?;
+    Ok((ep, vk))
 }
 
 /// A fresh server identity (valid for a day) and the key clients pin.
@@ -98,10 +139,19 @@ fn client_options(session: SessionConfig) -> ClientOptions {
 pub async fn bulk(
     bytes: u64,
     max_datagram_size: usize,
+    opts: RunOpts,
     payload: &[u8],
 ) -> Result<BulkSample, String> {
-    let (server, vk) = counting_server(session_config(max_datagram_size))?;
-    let s = bulk_client(server.local_addr(), &vk, bytes, max_datagram_size, payload).await;
+    let (server, vk) = bulk_server(max_datagram_size, opts).await?;
+    let s = bulk_client(
+        server.local_addr(),
+        &vk,
+        bytes,
+        max_datagram_size,
+        opts,
+        payload,
+    )
+    .await;
     drop(server);
     s
 }
@@ -116,15 +166,17 @@ pub async fn bulk_client(
     vk: &HybridVerifyingKey,
     bytes: u64,
     max_datagram_size: usize,
+    opts: RunOpts,
     payload: &[u8],
 ) -> Result<BulkSample, String> {
-    let session = session_config(max_datagram_size);
+    let session = bulk_session_config(max_datagram_size, opts);
     let client = Endpoint::client(localhost()).map_err(err("client endpoint"))?;
+    sockets::apply_to_own(client.local_addr(), opts.buffers).await?;
     let conn = client
         .connect_with(addr, vk, client_options(session))
         .await
         .map_err(err("connect"))?;
-    let sent_before = conn.stats().packets_sent;
+    let before = conn.stats();
     let watch = Stopwatch::start()?;
     let (mut send, mut recv) = conn.open_bi().await.map_err(err("open_bi"))?;
     let mut left = bytes;
@@ -141,7 +193,10 @@ pub async fn bulk_client(
         .map_err(io_err("read answer"))?;
     let (wall, cpu) = watch.stop()?;
     let sender_thread_cpu = watch.thread()?;
-    let datagrams = conn.stats().packets_sent.saturating_sub(sent_before);
+    let after = conn.stats();
+    let datagrams = after.packets_sent.saturating_sub(before.packets_sent);
+    let socket_drops = sockets::socket_drops(&[addr, client.local_addr()]);
+    let rcvbuf = sockets::rcvbuf(addr);
     let got = u64::from_be_bytes(answer);
     conn.close(0, b"bench done");
     let _ = tokio::time::timeout(Duration::from_secs(1), client.wait_idle()).await;
@@ -154,6 +209,14 @@ pub async fn bulk_client(
         cpu,
         datagrams: Some(datagrams),
         sender_thread_cpu,
+        lost_packets: Some(after.packets_lost.saturating_sub(before.packets_lost)),
+        retransmitted_bytes: Some(
+            after
+                .stream_bytes_retransmitted
+                .saturating_sub(before.stream_bytes_retransmitted),
+        ),
+        socket_drops,
+        rcvbuf,
     })
 }
 
@@ -449,9 +512,28 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn small_bulk_round_counts_every_byte() {
         let payload = vec![0x5au8; WRITE_CHUNK];
-        let s = bulk(1 << 20, 1452, &payload).await.unwrap();
+        let s = bulk(1 << 20, 1452, RunOpts::default(), &payload)
+            .await
+            .unwrap();
         assert_eq!(s.bytes, 1 << 20);
         assert!(s.datagrams.unwrap() >= (1 << 20) / 1452);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn kernel_default_buffers_reach_the_runtime_socket() {
+        let payload = vec![0x5au8; WRITE_CHUNK];
+        let opts = RunOpts {
+            congestion: CongestionAlgorithm::Cubic,
+            buffers: Buffers::KernelDefault,
+        };
+        let s = bulk(1 << 20, 1452, opts, &payload).await.unwrap();
+        let dflt: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_default")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(s.rcvbuf, Some(dflt));
+        assert_eq!(s.bytes, 1 << 20);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use phantom_compare::measure::{BulkSample, Stopwatch};
+use phantom_compare::sockets;
 use phantom_protocol::api::session::PhantomSession;
 use phantom_protocol::api::udp_listener::PhantomUdpListener;
 use phantom_protocol::api::udp_transport::UdpClientTransport;
@@ -111,6 +112,9 @@ pub(crate) async fn bulk_client(
     }
     let (wall, cpu) = watch.stop()?;
     let sender_thread_cpu = watch.thread()?;
+    // The client's socket is inside its transport: only the server's is counted.
+    let socket_drops = sockets::socket_drops(&[addr]);
+    let rcvbuf = sockets::rcvbuf(addr);
     let _ = client.disconnect().await;
     let got = answer
         .get(..8)
@@ -128,5 +132,9 @@ pub(crate) async fn bulk_client(
         cpu,
         datagrams: None,
         sender_thread_cpu,
+        lost_packets: None,
+        retransmitted_bytes: None,
+        socket_drops,
+        rcvbuf,
     })
 }
