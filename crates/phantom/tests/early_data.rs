@@ -193,3 +193,55 @@ async fn i10_server_reads_early_data_while_the_client_finished_is_held_back() {
     assert!(read.is_ok(), "{read:?}");
     assert_eq!(rest, b"rest");
 }
+
+#[tokio::test]
+async fn an_early_request_dropped_before_completion_leaves_the_connection_to_accept() {
+    let (srv, key) = server();
+    let addr = srv.local_addr();
+    let client = Endpoint::client(localhost()).unwrap();
+    let warm = tokio::spawn({
+        let key = key.clone();
+        async move {
+            let first = client.connect(addr, &key).await.unwrap();
+            let ticket = first.resumption_ticket().expect("ticket");
+            first.close(0, b"done");
+            (client, ticket)
+        }
+    });
+    let first = within(10, srv.accept()).await.unwrap();
+    let (client, ticket) = within(10, warm).await.unwrap();
+    drop(first);
+
+    let relay = gated_relay(addr).await;
+    let request = b"GET /dropped\r\n".to_vec();
+    let options = ClientOptions {
+        resumption: Some(ticket),
+        early_data: Some(request.clone()),
+        ..ClientOptions::default()
+    };
+    let relay_addr = relay.addr;
+    let connecting = tokio::spawn(async move {
+        let conn = client
+            .connect_with(relay_addr, &key, options)
+            .await
+            .unwrap();
+        (client, conn)
+    });
+    let early = within(10, srv.accept_early()).await.unwrap();
+    assert_eq!(early.streams()[0].data, request);
+    drop(early);
+    relay.open.store(true, Ordering::SeqCst);
+
+    // The connection comes from `accept`; its early stream continues after the
+    // request the application already read (and dropped).
+    let conn = within(10, srv.accept()).await.unwrap();
+    let (_client, cconn) = within(10, connecting).await.unwrap();
+    let (mut csend, _crecv) = cconn.take_early_stream().expect("early stream");
+    csend.write_all(b"tail").await.unwrap();
+    csend.shutdown().await.unwrap();
+    let (_send, mut recv) = within(10, conn.accept_bi()).await.unwrap();
+    let mut rest = Vec::new();
+    let read = within(10, recv.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "{read:?}");
+    assert_eq!(rest, b"tail");
+}
