@@ -412,8 +412,17 @@ impl Server {
         self.retry.issue(addr, now.unix_secs)
     }
 
+    /// How long a half-open handshake may take ([`ServerConfig::handshake_timeout`]).
+    #[must_use]
+    pub fn handshake_timeout(&self) -> Duration {
+        self.config.handshake_timeout
+    }
+
     /// Next early data released at ClientHello acceptance (only with
-    /// [`ServerConfig::release_early_data_on_hello`]).
+    /// [`ServerConfig::release_early_data_on_hello`]). **Replayable**: it passed its
+    /// AEAD, the ticket-age window and this server's anti-replay store (I10), but
+    /// servers that do not share the store may each release it once, and the handshake
+    /// may still fail; act on it only where doing so twice is harmless.
     pub fn poll_early_data(&mut self) -> Option<EarlyRelease> {
         self.early_released.pop_front()
     }

@@ -3123,7 +3123,7 @@ fn a_ticket_outlives_one_key_rotation_but_not_two() {
 
 /// With `release_early_data_on_hello`, accepted early data is handed over when the
 /// ClientHello is accepted, before the server's first flight is even read by the client
-/// (a request can be answered a round trip sooner), once: the same ClientHello replayed
+/// (a request can be read a round trip sooner; answered only after completion), once: the same ClientHello replayed
 /// from another address releases nothing (I10). The completed handshake still says
 /// early data was accepted, and does not carry it a second time.
 #[test]

@@ -12,26 +12,40 @@
 //!   [`EarlyData`]: the session opens the same streams (same ids) and queues the same
 //!   bytes, so they are sent again under the 1-RTT keys whether or not the server took
 //!   the early copy. Nothing is lost when the server refuses 0-RTT.
-//! * The server session applies accepted early data when it is built
-//!   ([`Session::from_established`]): the streams open and become readable before any
-//!   1-RTT packet arrives, and the 1-RTT copy is an ordinary duplicate that stream
-//!   reassembly discards. The session is built when the handshake completes (the
-//!   ClientFinished verified), which the client's first 1-RTT packets reach at the same
-//!   time: early data is not yet read any earlier than 1-RTT data (PROTOCOL.md §5.9).
+//! * The server gets accepted early data when the ClientHello is accepted, a round trip
+//!   before the handshake completes: with the handshake's
+//!   `release_early_data_on_hello`, [`crate::Endpoint::poll_early_data`] hands out a
+//!   [`ReleasedEarlyData`] (the handshake checked its AEAD, the ticket age and the
+//!   anti-replay store first, I10). When the handshake completes, the session opens the
+//!   same streams with those bytes already read, so the application continues each
+//!   stream where the early bytes end (and answers on it); early data nobody polled by
+//!   then is applied unread instead. Without the setting the early data travels in the
+//!   `Established` and the session applies it when it is built
+//!   ([`Session::from_established`]), which is when the client's first 1-RTT packets
+//!   arrive too. Either way the 1-RTT copy is an ordinary duplicate that stream
+//!   reassembly discards.
+//!
+//! What becomes faster (PROTOCOL.md §5.9): the server application reads the request
+//! one round trip sooner and works on its answer while the client's second flight is
+//! on the way; the answer itself still leaves only once the ClientFinished verified
+//! (the server's traffic keys depend on it: there is no 0.5-RTT data).
 //!
 //! Replay safety: the handshake accepts early data at most once per ticket (I10, a bounded
-//! per-process store). Data that must never be processed twice — even by a cluster of
-//! servers that do not share that store — does not belong here.
+//! per-process store), but released early data is **replayable**: servers that do not
+//! share that store may each release the same bytes once, and a handshake whose early
+//! data was released may still fail (as TLS 1.3 0-RTT data). Data that must never be
+//! processed twice does not belong here.
 //!
 //! [`Session::replay_early_data`]: crate::Session::replay_early_data
 //! [`Session::from_established`]: crate::Session::from_established
 
-use phantom_wire::StreamId;
-use phantom_wire::Writer;
+use std::net::SocketAddr;
+
 use phantom_wire::frame::{Frame, Stream as StreamFrame, encode_frames, frames_encoded_len};
+use phantom_wire::{SessionId, StreamId, Writer, parse_frames};
 
 use crate::error::Error;
-use crate::stream::{Dir, Side, stream_id_for};
+use crate::stream::{Dir, Side, stream_dir, stream_id_for, stream_initiator};
 
 /// Most early-data bytes (encoded frames included) one ClientHello carries.
 pub const MAX_EARLY_BYTES: usize = phantom_handshake::MAX_EARLY_DATA;
@@ -153,5 +167,67 @@ impl EarlyData {
         let mut buf = vec![0u8; frames_encoded_len(&frames)];
         encode_frames(&frames, &mut Writer::new(&mut buf)).map_err(|_| Error::EarlyDataTooLarge)?;
         Ok(buf)
+    }
+}
+
+impl EarlyData {
+    /// The early data a server received, decoded from its blob. `None` unless the blob
+    /// is a non-empty sequence of STREAM frames at offset 0 on client-initiated streams
+    /// (the only early data the session applies).
+    #[must_use]
+    pub fn decode(blob: &[u8]) -> Option<Self> {
+        let mut streams = Vec::new();
+        for f in parse_frames(blob) {
+            match f {
+                Ok(Frame::Stream(st))
+                    if st.offset == 0 && stream_initiator(st.stream_id) == Side::Client =>
+                {
+                    streams.push(EarlyStream {
+                        id: st.stream_id,
+                        dir: stream_dir(st.stream_id),
+                        data: st.data.to_vec(),
+                        fin: st.fin,
+                    });
+                }
+                _ => return None,
+            }
+        }
+        (!streams.is_empty()).then_some(Self {
+            streams,
+            next_index: [u32::MAX, u32::MAX],
+        })
+    }
+}
+
+/// Early data handed to the server application when the ClientHello carrying it was
+/// accepted, before the handshake completes ([`crate::Endpoint::poll_early_data`]).
+///
+/// # Replay
+/// Its AEAD, the ticket-age window and the anti-replay store were checked (I10), but it
+/// is **replayable**: servers that do not share the anti-replay store may each release
+/// it once, and the handshake it belongs to may still fail (then no session follows;
+/// the client may send the same request again). Act on it only if doing so twice is
+/// harmless (an idempotent read), as with TLS 1.3 0-RTT data.
+#[derive(Debug, Clone)]
+pub struct ReleasedEarlyData {
+    /// The client's address (not validated yet).
+    pub remote: SocketAddr,
+    /// The session id the session gets if the handshake completes.
+    pub session_id: SessionId,
+    /// The replay-safe streams and their opening bytes.
+    pub data: EarlyData,
+}
+
+impl ReleasedEarlyData {
+    /// Always true: released early data may be a replay (see the type's doc).
+    #[must_use]
+    pub const fn is_replayable(&self) -> bool {
+        true
+    }
+
+    /// The replay-safe streams, in opening order.
+    #[must_use]
+    pub fn streams(&self) -> &[EarlyStream] {
+        self.data.streams()
     }
 }

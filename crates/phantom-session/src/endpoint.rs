@@ -8,8 +8,14 @@
 //! each one from its own task or lock); the endpoint keeps the id-to-handle map and
 //! the handshake server. Routing looks at the cleartext header only; the session then
 //! authenticates the datagram itself (I1, I2).
+//!
+//! A server endpoint also holds the early data the handshake released at ClientHello
+//! acceptance (`ServerConfig::release_early_data_on_hello`) until its handshake
+//! completes: the application polls it ([`Endpoint::poll_early_data`]) a round trip
+//! before the session exists, and the session built at completion continues those
+//! streams after the bytes the application already has (PROTOCOL.md §5.9).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -17,9 +23,14 @@ use phantom_handshake::{Server, Time, Transmit as HandshakeTransmit};
 use phantom_wire::{Flags, Header, SessionId};
 use rand::{CryptoRng, Rng};
 
+use crate::early::{EarlyData, ReleasedEarlyData};
 use crate::session::Session;
 use crate::stream::Side;
 use crate::types::Config;
+
+/// Most released early data held for handshakes that have not completed (the oldest
+/// goes first; the client re-sends it under 1-RTT keys anyway).
+pub const MAX_RELEASED_EARLY: usize = 1024;
 
 /// An opaque index the runtime uses to find a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -48,6 +59,19 @@ pub struct EndpointStats {
     pub handshake: u64,
     /// Datagrams dropped: unknown session ids and malformed packets.
     pub unknown: u64,
+    /// Early data released at ClientHello acceptance ([`Endpoint::poll_early_data`]).
+    pub early_released: u64,
+    /// Released early data that was not replay-safe stream openings (ignored).
+    pub early_malformed: u64,
+}
+
+/// Early data released at ClientHello acceptance, held until its handshake completes.
+#[derive(Debug)]
+struct Held {
+    at: Instant,
+    /// The application took it: the session continues after these bytes.
+    polled: bool,
+    early: ReleasedEarlyData,
 }
 
 /// The handshake server an endpoint runs, with the tuning of accepted sessions.
@@ -55,6 +79,55 @@ pub struct EndpointStats {
 struct Acceptor {
     server: Server,
     session_cfg: Config,
+    /// Released early data by arrival (bounded by [`MAX_RELEASED_EARLY`]).
+    held: VecDeque<Held>,
+}
+
+impl Acceptor {
+    /// Moves the early data the handshake released into `held`; drops what waited
+    /// longer than a handshake may take.
+    fn take_released(&mut self, now: Instant, stats: &mut EndpointStats) {
+        while let Some(r) = self.server.poll_early_data() {
+            let Some(data) = EarlyData::decode(&r.data) else {
+                stats.early_malformed += 1;
+                continue;
+            };
+            stats.early_released += 1;
+            if self.held.len() >= MAX_RELEASED_EARLY {
+                self.held.pop_front();
+            }
+            self.held.push_back(Held {
+                at: now,
+                polled: false,
+                early: ReleasedEarlyData {
+                    remote: r.from,
+                    session_id: r.session_id,
+                    data,
+                },
+            });
+        }
+        self.expire_held(now);
+    }
+
+    /// Drops held early data whose handshake can no longer complete (it is older than
+    /// the handshake timeout).
+    fn expire_held(&mut self, now: Instant) {
+        let keep = self.server.handshake_timeout();
+        self.held
+            .retain(|h| now.saturating_duration_since(h.at) < keep);
+    }
+
+    /// When the oldest held early data expires.
+    fn held_deadline(&self) -> Option<Instant> {
+        let first = self.held.front()?;
+        first.at.checked_add(self.server.handshake_timeout())
+    }
+
+    /// Takes the held early data of the handshake that established `id`.
+    fn take_held(&mut self, id: &SessionId) -> Option<Held> {
+        let i = self.held.iter().position(|h| h.early.session_id == *id)?;
+        self.held.remove(i)
+    }
 }
 
 /// The session-id router (and, on a server, the handshake acceptor).
@@ -94,6 +167,7 @@ impl Endpoint {
             acceptor: Some(Acceptor {
                 server,
                 session_cfg,
+                held: VecDeque::new(),
             }),
             ..Self::default()
         }
@@ -136,15 +210,16 @@ impl Endpoint {
             .ok_or(crate::Error::InvalidConfig("not a server endpoint"))?;
         let est = acceptor
             .server
-            .handle_datagram(now, remote, datagram, rng, |id| by_id.contains_key(id))
-            .map_err(crate::Error::Handshake)?;
-        let Some(est) = est else {
+            .handle_datagram(now, remote, datagram, rng, |id| by_id.contains_key(id));
+        acceptor.take_released(now.instant, &mut self.stats);
+        let Some(est) = est.map_err(crate::Error::Handshake)? else {
             return Ok(None);
         };
         let mut seed = [0u8; 32];
         rng.fill_bytes(&mut seed);
         let (suite, pdk) = (est.suite, est.pdk);
-        let session = Session::from_established(
+        let held = acceptor.take_held(&est.session_id);
+        let mut session = Session::from_established(
             Side::Server,
             acceptor.session_cfg.clone(),
             *est,
@@ -153,6 +228,9 @@ impl Endpoint {
             remote,
             seed,
         )?;
+        if let Some(h) = held {
+            session.apply_released_early_data(now.instant, &h.early.data, h.polled);
+        }
         let handle = self.insert(session.session_id());
         Ok(Some(Accepted {
             handle,
@@ -160,6 +238,36 @@ impl Endpoint {
             suite,
             pdk,
         }))
+    }
+
+    /// Server: the next early data released when its ClientHello was accepted (the
+    /// handshake server needs `release_early_data_on_hello`), before the handshake
+    /// completes: a round trip before [`Endpoint::handle_handshake`] returns the
+    /// session. **Replayable** ([`ReleasedEarlyData`]).
+    ///
+    /// Once polled, the bytes count as delivered: the session built when the handshake
+    /// completes opens those streams with them already read, so reading continues (and
+    /// the answer is written) on the same streams. Early data not polled by then is
+    /// applied unread, as without the setting. Held data is dropped when its handshake
+    /// cannot complete any more (the handshake timeout) or beyond
+    /// [`MAX_RELEASED_EARLY`] waiting handshakes.
+    pub fn poll_early_data(&mut self) -> Option<ReleasedEarlyData> {
+        let held = self
+            .acceptor
+            .as_mut()?
+            .held
+            .iter_mut()
+            .find(|h| !h.polled)?;
+        held.polled = true;
+        Some(held.early.clone())
+    }
+
+    /// True while polled early data waits for the handshake that establishes `id`.
+    #[must_use]
+    pub fn awaits_handshake(&self, id: &SessionId) -> bool {
+        self.acceptor
+            .as_ref()
+            .is_some_and(|a| a.held.iter().any(|h| h.polled && h.early.session_id == *id))
     }
 
     /// The next handshake datagram to send (server endpoints).
@@ -170,13 +278,18 @@ impl Endpoint {
     /// When [`Endpoint::handle_handshake_timeout`] should run next.
     #[must_use]
     pub fn poll_handshake_timeout(&self) -> Option<Instant> {
-        self.acceptor.as_ref()?.server.poll_timeout()
+        let a = self.acceptor.as_ref()?;
+        match (a.server.poll_timeout(), a.held_deadline()) {
+            (Some(x), Some(y)) => Some(x.min(y)),
+            (x, y) => x.or(y),
+        }
     }
 
     /// Runs the handshake server's retransmission and expiry timers.
     pub fn handle_handshake_timeout(&mut self, now: Time) {
         if let Some(a) = self.acceptor.as_mut() {
             a.server.handle_timeout(now);
+            a.expire_held(now.instant);
         }
     }
 
@@ -303,7 +416,9 @@ mod tests {
             EndpointStats {
                 routed: 1,
                 handshake: 1,
-                unknown: 4
+                unknown: 4,
+                early_released: 0,
+                early_malformed: 0,
             }
         );
     }

@@ -3,7 +3,12 @@
 //! request on the first bidirectional stream. Rounds alternate between the two modes;
 //! prints the median of each.
 //!
-//! `cargo run -p phantom --example first_byte [rounds]` (default 100).
+//! The server takes `work_us` microseconds (default 0) to prepare an answer. It reads a
+//! 0-RTT request from `Endpoint::accept_early`, when the ClientHello is accepted, so it
+//! prepares the answer while the handshake completes; a 1-RTT request arrives after
+//! the handshake, and its answer is prepared then.
+//!
+//! `cargo run --release -p phantom --example first_byte [rounds] [work_us]` (default 100, 0).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -15,7 +20,10 @@
 
 use std::time::{Duration, Instant};
 
-use phantom::{ClientOptions, Endpoint, HybridSigningKey, ServerConfig, ServerIdentity};
+use phantom::{
+    ClientOptions, Connection, EarlyRequest, Endpoint, HybridSigningKey, ServerConfig,
+    ServerIdentity,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const REQUEST: &[u8; 16] = b"GET /first-byte\n";
@@ -25,12 +33,53 @@ fn median(v: &mut [Duration]) -> Duration {
     v[v.len() / 2]
 }
 
+/// The server's answer to a request, after `work` of preparation.
+async fn prepare(request: &[u8], work: Duration) -> &'static [u8] {
+    if !work.is_zero() {
+        tokio::time::sleep(work).await;
+    }
+    if request == REQUEST {
+        b"200 OK\n"
+    } else {
+        b"404\n"
+    }
+}
+
+/// Answers 1-RTT requests on every stream of `conn`.
+async fn serve_streams(conn: Connection, work: Duration) {
+    while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+        tokio::spawn(async move {
+            let mut req = [0u8; REQUEST.len()];
+            if recv.read_exact(&mut req).await.is_ok() {
+                let _ = send.write_all(prepare(&req, work).await).await;
+                let _ = send.shutdown().await;
+            }
+        });
+    }
+}
+
+/// Answers a 0-RTT request: prepared at once, sent once the handshake completes.
+async fn serve_early(early: EarlyRequest, work: Duration) {
+    let answer = match early.streams().first() {
+        Some(st) if early.is_replayable() => prepare(&st.data, work).await,
+        _ => return,
+    };
+    let Ok(conn) = early.connection().await else {
+        return;
+    };
+    // The early stream comes first, positioned after the request already read.
+    if let Ok((mut send, _recv)) = conn.accept_bi().await {
+        let _ = send.write_all(answer).await;
+        let _ = send.shutdown().await;
+    }
+    serve_streams(conn, work).await;
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let rounds: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(100);
+    let mut args = std::env::args().skip(1);
+    let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(100);
+    let work = Duration::from_micros(args.next().and_then(|a| a.parse().ok()).unwrap_or(0));
     let mut rng = rand::rng();
     let sk = HybridSigningKey::generate(&mut rng);
     let id = ServerIdentity::generate(&sk, &mut rng, phantom::unix_time() + 86_400).unwrap();
@@ -38,19 +87,17 @@ async fn main() {
     let srv = Endpoint::server(ServerConfig::new(id), "127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = srv.local_addr();
     tokio::spawn(async move {
-        while let Ok(conn) = srv.accept().await {
-            tokio::spawn(async move {
-                while let Ok((mut send, mut recv)) = conn.accept_bi().await {
-                    tokio::spawn(async move {
-                        let mut req = [0u8; REQUEST.len()];
-                        if recv.read_exact(&mut req).await.is_ok() {
-                            let _ = send.write_all(b"200 OK\n").await;
-                            let _ = send.shutdown().await;
-                        }
-                    });
-                }
-                let _ = conn;
-            });
+        loop {
+            tokio::select! {
+                conn = srv.accept() => match conn {
+                    Ok(conn) => drop(tokio::spawn(serve_streams(conn, work))),
+                    Err(_) => break,
+                },
+                early = srv.accept_early() => match early {
+                    Ok(early) => drop(tokio::spawn(serve_early(early, work))),
+                    Err(_) => break,
+                },
+            }
         }
     });
     let client = Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
@@ -92,7 +139,7 @@ async fn main() {
         if resume { &mut resumed } else { &mut fresh }.push(t);
     }
     println!(
-        "rounds {rounds}: median time to first response byte: 1-RTT (PDK) {:?}, resumed with 0-RTT request {:?} (early data accepted in {early_accepted} of {rounds})",
+        "rounds {rounds}, server work {work:?}: median time to first response byte: 1-RTT (PDK) {:?}, resumed with 0-RTT request {:?} (early data accepted in {early_accepted} of {rounds})",
         median(&mut fresh),
         median(&mut resumed)
     );

@@ -17,6 +17,7 @@ use phantom_session::{AppCode, Config as SessionConfig, Dir};
 use crate::carrier::tcp;
 use crate::connection::Connection;
 use crate::driver;
+use crate::early::EarlyRequest;
 use crate::error::{ConnectError, EndpointError};
 pub use crate::state::ACCEPT_BACKLOG_FULL;
 use crate::state::{Inner, Shared, StartError};
@@ -81,12 +82,18 @@ pub struct ServerConfig {
 
 impl ServerConfig {
     /// A config with the handshake's defaults (`phantom_handshake::ServerConfig::new`:
-    /// every suite, one-day tickets, 4 KiB 0-RTT, no forced retry), default session
+    /// every suite, one-day tickets, 4 KiB 0-RTT, no forced retry) except that early
+    /// data is released when the ClientHello is accepted
+    /// (`release_early_data_on_hello`, for [`Endpoint::accept_early`]), default session
     /// tuning and default TCP limits.
     #[must_use]
     pub fn new(identity: ServerIdentity) -> Self {
+        let mut handshake = phantom_handshake::ServerConfig::new(identity);
+        // Early data is released when the ClientHello is accepted; the session applies
+        // what `Endpoint::accept_early` did not take when the handshake completes.
+        handshake.release_early_data_on_hello = true;
         Self {
-            handshake: phantom_handshake::ServerConfig::new(identity),
+            handshake,
             session: default_session_config(),
             tcp: TcpListenerConfig::default(),
             max_pending_accepts: 1024,
@@ -111,10 +118,11 @@ pub struct ClientOptions {
     /// Opening bytes of the connection's first bidirectional stream, which the
     /// application thereby marks replay-safe: with a `resumption` ticket they are sent
     /// as 0-RTT data inside the ClientHello, and always again under 1-RTT keys, so
-    /// nothing is lost if the server refuses them. The server hands them to its
-    /// application only when the handshake completes (its ClientFinished verified), the
-    /// moment the 1-RTT copy would arrive too: today 0-RTT saves no round trip (see
-    /// PROTOCOL.md §5.9).
+    /// nothing is lost if the server refuses them. A server application can read them
+    /// when the ClientHello is accepted ([`Endpoint::accept_early`]), a round trip before
+    /// the handshake completes, and prepare its answer meanwhile; the answer leaves once
+    /// the handshake completes (PROTOCOL.md §5.9). The server may process them more
+    /// than once (replayable): send only requests that are safe to repeat.
     /// Take the stream with [`Connection::take_early_stream`]. At most about 4 KiB.
     pub early_data: Option<Vec<u8>>,
     /// The server's TCP address ([`Endpoint::server_with_tcp`]). When set, a
@@ -536,6 +544,29 @@ impl Endpoint {
         })
         .await?;
         Ok(Connection::adopt(Arc::clone(&self.shared), h))
+    }
+
+    /// Waits for the next early (0-RTT) data a resuming client sent, handed out as
+    /// soon as its ClientHello is accepted — a round trip before [`Endpoint::accept`]
+    /// could return the connection. **Replayable**: see [`EarlyRequest`]. The
+    /// connection of a handshake whose early data was taken here comes from
+    /// [`EarlyRequest::connection`], not from `accept`. Needs the handshake's
+    /// `release_early_data_on_hello` (on in [`ServerConfig::new`]).
+    ///
+    /// # Errors
+    /// [`EndpointError::NotServer`] on a client endpoint, [`EndpointError::Closed`]
+    /// once closed.
+    pub async fn accept_early(&self) -> Result<EarlyRequest, EndpointError> {
+        let (released, rx) = poll_fn(|cx| {
+            let mut g = self.shared.lock();
+            if !g.is_server() {
+                return Poll::Ready(Err(EndpointError::NotServer));
+            }
+            g.poll_accept_early(cx.waker())
+                .map(|r| r.ok_or(EndpointError::Closed))
+        })
+        .await?;
+        Ok(EarlyRequest::new(Arc::clone(&self.shared), released, rx))
     }
 
     /// Closes every connection with an application `code` (a bare `u64` converts)

@@ -37,6 +37,9 @@ pub enum EndpointError {
     /// The endpoint was closed (or its driver stopped).
     #[error("endpoint closed")]
     Closed,
+    /// The handshake whose early data an `EarlyRequest` holds failed or expired.
+    #[error("the handshake of the early data did not complete")]
+    HandshakeIncomplete,
 }
 
 /// A connect failed: the handshake did not establish a session.

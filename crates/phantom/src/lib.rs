@@ -79,6 +79,7 @@ mod carrier;
 mod clock;
 mod connection;
 mod driver;
+mod early;
 mod endpoint;
 mod error;
 pub mod keyfiles;
@@ -92,6 +93,7 @@ pub mod fuzzing;
 
 pub use clock::{now, unix_time};
 pub use connection::{Connection, RecvStream, SendStream};
+pub use early::EarlyRequest;
 pub use endpoint::{
     ACCEPT_BACKLOG_FULL, ClientOptions, Endpoint, ServerConfig, TcpListenerConfig,
     default_session_config, resolve,

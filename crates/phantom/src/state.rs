@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use parking_lot::{Mutex, MutexGuard};
 use phantom_handshake::{Client, Progress, Server, Time, VerifiedCertificate};
-use phantom_session::early::EarlyData;
+use phantom_session::early::{EarlyData, ReleasedEarlyData};
 use phantom_session::fallback::{Carrier, FallbackAction};
 use phantom_session::{
     AppCode, CloseReason, Config as SessionConfig, DatagramEvent, Dir, Event, RxMeta, Session, Side,
@@ -354,6 +354,16 @@ struct TcpLinks {
     dropped: u64,
 }
 
+/// Tasks waiting for connections (`Endpoint::accept`) or early data
+/// (`Endpoint::accept_early`): one list, woken by either (a spurious wake re-polls).
+#[derive(Debug, Default)]
+struct Acceptors {
+    wakers: Vec<Waker>,
+    /// Early data the application took with `Endpoint::accept_early`, by the session
+    /// id of its handshake: the connection goes there instead of to `accept`.
+    early_claims: HashMap<phantom_wire::SessionId, oneshot::Sender<u64>>,
+}
+
 /// Everything behind the endpoint's lock.
 pub(crate) struct Inner {
     local: SocketAddr,
@@ -377,7 +387,8 @@ pub(crate) struct Inner {
     /// its session closed at once ("server busy"), so peers that complete handshakes
     /// faster than the application accepts cannot grow the server's memory for good.
     accept_backlog: usize,
-    accept_wakers: Vec<Waker>,
+    /// Tasks waiting in `accept` or `accept_early`, and the early data taken.
+    acceptors: Acceptors,
     idle_wakers: Vec<Waker>,
     /// Tasks to wake once the lock is released (so that they do not wake only to
     /// wait for it): whoever holds the lock to deliver datagrams, process events
@@ -437,7 +448,7 @@ impl Inner {
             hs_out: VecDeque::new(),
             incoming: VecDeque::new(),
             accept_backlog: usize::MAX,
-            accept_wakers: Vec::new(),
+            acceptors: Acceptors::default(),
             idle_wakers: Vec::new(),
             to_wake: Vec::new(),
             dirty: BTreeSet::new(),
@@ -610,9 +621,14 @@ impl Inner {
     /// A handshake datagram for the server (server endpoints).
     fn on_server_handshake(&mut self, now: Time, rx: RxMeta, dg: &mut [u8]) -> Delivery {
         let from = rx.remote;
+        let released = self.router.stats().early_released;
         let result = self
             .router
             .handle_handshake(now, rx.local, from, dg, &mut self.rng);
+        if self.router.stats().early_released != released {
+            // Early data released at ClientHello acceptance: `accept_early` callers.
+            self.to_wake.append(&mut self.acceptors.wakers);
+        }
         while let Some(t) = self.router.poll_handshake_transmit() {
             // Answers go back the way the datagram came (UDP socket or TCP).
             let src = (t.dst == from).then_some(rx.local);
@@ -635,6 +651,17 @@ impl Inner {
                     return Delivery::Handshake;
                 }
                 let h = accepted.handle.0;
+                if let Some(claim) = self.acceptors.early_claims.remove(&s.session_id()) {
+                    // The application took this handshake's early data: its
+                    // `EarlyRequest` gets the connection (unless it was dropped).
+                    if claim.send(h).is_ok() {
+                        self.user_handles += 1;
+                        self.conns
+                            .insert(h, Box::new(ConnEntry::new(s, from, 1, handshake)));
+                        self.dirty.insert(h);
+                        return Delivery::Handshake;
+                    }
+                }
                 if self.incoming.len() >= self.accept_backlog {
                     // Too many sessions wait for `accept`: this one is closed (the
                     // peer learns why) and forgotten once drained (no handle).
@@ -650,7 +677,7 @@ impl Inner {
                     .insert(h, Box::new(ConnEntry::new(s, from, 1, handshake)));
                 self.dirty.insert(h);
                 self.incoming.push_back(h);
-                self.to_wake.append(&mut self.accept_wakers);
+                self.to_wake.append(&mut self.acceptors.wakers);
                 Delivery::Handshake
             }
             Ok(None) => Delivery::Handshake,
@@ -887,6 +914,11 @@ impl Inner {
             .is_some_and(|d| d <= now.instant)
         {
             self.router.handle_handshake_timeout(now);
+            // Early data whose handshake expired: its `EarlyRequest` learns it.
+            let router = &self.router;
+            self.acceptors
+                .early_claims
+                .retain(|id, _| router.awaits_handshake(id));
             while let Some(t) = self.router.poll_handshake_transmit() {
                 self.hs_out.push_back(Outgoing {
                     src: None,
@@ -1102,7 +1134,8 @@ impl Inner {
         for (_, p) in self.pending.drain() {
             let _ = p.reply.send(Err(ConnectError::EndpointClosed));
         }
-        for w in self.accept_wakers.drain(..) {
+        self.acceptors.early_claims.clear();
+        for w in self.acceptors.wakers.drain(..) {
             w.wake();
         }
     }
@@ -1327,7 +1360,31 @@ impl Inner {
         if self.closing {
             return std::task::Poll::Ready(None);
         }
-        self.accept_wakers.push(waker.clone());
+        self.acceptors.wakers.push(waker.clone());
+        std::task::Poll::Pending
+    }
+
+    /// Takes the next early data released at ClientHello acceptance, with the receiver
+    /// of its connection (sent when the handshake completes), or registers `waker`.
+    pub(crate) fn poll_accept_early(
+        &mut self,
+        waker: &Waker,
+    ) -> std::task::Poll<Option<(ReleasedEarlyData, oneshot::Receiver<u64>)>> {
+        if self.closing {
+            return std::task::Poll::Ready(None);
+        }
+        if let Some(early) = self.router.poll_early_data() {
+            let router = &self.router;
+            // Bounded like the router's held early data: claims whose handshake can
+            // no longer complete go.
+            self.acceptors
+                .early_claims
+                .retain(|id, _| router.awaits_handshake(id));
+            let (tx, rx) = oneshot::channel();
+            self.acceptors.early_claims.insert(early.session_id, tx);
+            return std::task::Poll::Ready(Some((early, rx)));
+        }
+        self.acceptors.wakers.push(waker.clone());
         std::task::Poll::Pending
     }
 

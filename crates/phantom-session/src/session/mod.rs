@@ -344,6 +344,37 @@ impl Session {
         tracing::debug!(target: "phantom::session", bytes = blob.len(), "early data delivered");
     }
 
+    /// Server: applies early data the endpoint released at ClientHello acceptance
+    /// ([`crate::Endpoint::poll_early_data`]). With `delivered` the application already
+    /// has the bytes: the streams open with them read, and reading continues where they
+    /// end; otherwise they are readable as with [`Session::apply_early_data`].
+    pub(crate) fn apply_released_early_data(
+        &mut self,
+        now: Instant,
+        early: &crate::early::EarlyData,
+        delivered: bool,
+    ) {
+        let Ok(blob) = early.encode() else {
+            self.stats.dropped.malformed += 1;
+            return;
+        };
+        self.apply_early_data(now, &blob);
+        if !delivered {
+            return;
+        }
+        for st in early.streams() {
+            // Consume exactly the early bytes (no packet arrived yet, so nothing else is
+            // buffered), never the end of the stream: the application reads that.
+            let mut left = st.data.len();
+            while left > 0 {
+                match self.read_with(st.id, |b| b.len().min(left)) {
+                    Ok(Some(n)) if n > 0 => left -= n,
+                    _ => break,
+                }
+            }
+        }
+    }
+
     /// Client: after a resumed handshake, opens the replay-safe streams of `early` (the
     /// same ids, in the same order) and queues their bytes, so they are sent again under
     /// the 1-RTT keys whether or not the server accepted the 0-RTT copy. Call it before

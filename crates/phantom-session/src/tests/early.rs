@@ -10,7 +10,7 @@ use rand::rngs::ChaCha20Rng;
 use super::harness::{Pair, SERVER, client_addr, public_addr};
 use super::link::LinkConfig;
 use crate::early::{EarlyData, MAX_EARLY_BYTES};
-use crate::{Config, Dir, Error, Event, Session, Side};
+use crate::{Accepted, Config, Dir, Endpoint, Error, Event, Session, Side};
 
 const UNIX: u64 = 1_750_000_000;
 
@@ -23,10 +23,17 @@ struct World {
 
 impl World {
     fn new(seed: u64) -> Self {
+        Self::with_release_on_hello(seed, false)
+    }
+
+    /// A world whose server releases early data at ClientHello acceptance (`release`).
+    fn with_release_on_hello(seed: u64, release: bool) -> Self {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let signing = HybridSigningKey::generate(&mut rng);
         let identity = ServerIdentity::generate(&signing, &mut rng, UNIX + 86_400).unwrap();
-        let server = Server::new(ServerConfig::new(identity), &mut rng);
+        let mut config = ServerConfig::new(identity);
+        config.release_early_data_on_hello = release;
+        let server = Server::new(config, &mut rng);
         Self {
             rng,
             server,
@@ -166,6 +173,132 @@ fn i10_early_stream_data_is_readable_on_the_server_before_any_packet() {
     // The 1-RTT duplicate was absorbed: nothing more to read on the server.
     let (more, _) = read_all(&mut pair.server, req);
     assert!(more.is_empty(), "early bytes delivered twice: {more:?}");
+}
+
+/// A resumed handshake through a server [`Endpoint`] whose handshake releases early
+/// data at ClientHello acceptance. After the ClientHello (and before the client even has
+/// the server's answer, let alone sent its ClientFinished) `on_hello` runs with the
+/// endpoint; then the handshake completes. Returns the two sessions.
+fn resume_through_endpoint(
+    seed: u64,
+    early: &EarlyData,
+    on_hello: impl FnOnce(&mut Endpoint, &Client),
+) -> (Session, Session, std::time::Instant) {
+    let mut w = World::with_release_on_hello(seed, true);
+    let cfg = w.resuming_config(early);
+    let World {
+        mut rng,
+        server,
+        now,
+        ..
+    } = w;
+    let t = Time::new(now, UNIX + 5);
+    let c_pub = public_addr(1, 40000);
+    let mut client = Client::new(cfg, &mut rng, t).unwrap();
+    let mut ep = Endpoint::with_server(server, Config::default());
+    let hello: Vec<Vec<u8>> = std::iter::from_fn(|| client.poll_transmit()).collect();
+    for d in &hello {
+        let r = ep.handle_handshake(t, SERVER, c_pub, d, &mut rng).unwrap();
+        assert!(r.is_none(), "a ClientHello alone completes no handshake");
+    }
+    on_hello(&mut ep, &client);
+    let mut accepted: Option<Accepted> = None;
+    for _ in 0..16 {
+        while let Some(tx) = ep.poll_handshake_transmit() {
+            if tx.dst == c_pub {
+                let _ = client.handle(t, &tx.payload, &mut rng);
+            }
+        }
+        if client.is_complete() && accepted.is_some() {
+            break;
+        }
+        let flight: Vec<Vec<u8>> = std::iter::from_fn(|| client.poll_transmit()).collect();
+        for d in &flight {
+            if let Some(a) = ep.handle_handshake(t, SERVER, c_pub, d, &mut rng).unwrap() {
+                accepted = Some(a);
+            }
+        }
+    }
+    let server = *accepted.expect("handshake completed").session;
+    let client = Session::from_established(
+        Side::Client,
+        Config::default(),
+        client.into_established().unwrap(),
+        now,
+        client_addr(1),
+        SERVER,
+        [1; 32],
+    )
+    .unwrap();
+    (client, server, now)
+}
+
+/// The server's answer on `id` reaches the client exactly; the server reads nothing more.
+fn answer_arrives(
+    seed: u64,
+    now: std::time::Instant,
+    client: Session,
+    mut server: Session,
+    id: phantom_wire::StreamId,
+) {
+    server.write(id, b"200 OK").unwrap();
+    server.finish(id).unwrap();
+    let mut pair = Pair::from_sessions(seed, now, client, server, LinkConfig::default());
+    let mut answer = Vec::new();
+    pair.drive(5_000, |p| {
+        let (chunk, fin) = read_all(&mut p.client, id);
+        answer.extend_from_slice(&chunk);
+        fin
+    })
+    .unwrap_or_else(|e| panic!("answer never arrived: {e:?}"));
+    assert_eq!(answer, b"200 OK");
+    let (more, _) = read_all(&mut pair.server, id);
+    assert_eq!(more.len(), 0, "early bytes delivered twice");
+}
+
+#[test]
+fn i10_server_reads_early_data_before_the_client_finished_arrives() {
+    let mut early = EarlyData::new();
+    let req = early.open_stream(Dir::Bi, b"GET /early", true).unwrap();
+    let mut released = None;
+    let (mut client, mut server, now) = resume_through_endpoint(74, &early, |ep, c| {
+        // Only the ClientHello reached the server; the client has not completed.
+        assert!(!c.is_complete());
+        released = ep.poll_early_data();
+        assert!(ep.poll_early_data().is_none(), "released twice");
+        assert_eq!(ep.stats().early_released, 1);
+    });
+    let released = released.expect("early data released at ClientHello acceptance");
+    assert!(released.is_replayable());
+    assert_eq!(released.remote, public_addr(1, 40000));
+    assert_eq!(released.session_id, server.session_id());
+    assert_eq!(released.streams().len(), 1);
+    let st = &released.streams()[0];
+    assert_eq!((st.id, st.dir, st.fin), (req, Dir::Bi, true));
+    assert_eq!(st.data, b"GET /early");
+    assert!(server.early_data_accepted() && client.early_data_accepted());
+    // The session opens the stream with the early bytes already read: the
+    // application reads on from where they end (here, the end of the stream).
+    let mut opened = 0;
+    while let Some(ev) = server.poll_event() {
+        opened += usize::from(matches!(ev, Event::StreamOpened { id, dir: Dir::Bi } if id == req));
+    }
+    assert_eq!(opened, 1);
+    assert_eq!(read_all(&mut server, req), (Vec::new(), true));
+    client.replay_early_data(&early).unwrap();
+    answer_arrives(74, now, client, server, req);
+}
+
+#[test]
+fn released_early_data_nobody_polled_is_read_from_the_stream() {
+    let mut early = EarlyData::new();
+    let req = early.open_stream(Dir::Bi, b"GET /late", false).unwrap();
+    let (mut client, mut server, now) = resume_through_endpoint(75, &early, |ep, _| {
+        assert_eq!(ep.stats().early_released, 1);
+    });
+    assert_eq!(read_all(&mut server, req), (b"GET /late".to_vec(), false));
+    client.replay_early_data(&early).unwrap();
+    answer_arrives(75, now, client, server, req);
 }
 
 #[test]
