@@ -98,6 +98,10 @@ pub(crate) struct PathRecovery {
     /// The per-path number of `meta[0]`.
     base_ppn: u64,
     next_ppn: u64,
+    /// Since when ack-eliciting packets have been outstanding with nothing
+    /// acknowledged: the later of the last ACK that acknowledged anything sent here
+    /// and the sending of an ack-eliciting packet when none was outstanding.
+    quiet_since: Option<Instant>,
 }
 
 impl PathRecovery {
@@ -115,6 +119,7 @@ impl PathRecovery {
             meta: VecDeque::new(),
             base_ppn: 0,
             next_ppn: 0,
+            quiet_since: None,
         }
     }
 
@@ -181,6 +186,23 @@ impl PathRecovery {
         self.cc.on_failed_over(now);
     }
 
+    /// When the path becomes suspect (docs/PROTOCOL.md §5.6): ack-eliciting
+    /// packets outstanding and nothing acknowledged for one PTO base
+    /// (`srtt + max(4 * rttvar, 1 ms) + max_ack_delay`), but at least
+    /// `2 * srtt + max_ack_delay`; `None` with nothing ack-eliciting in flight.
+    pub(crate) fn suspect_at(&self) -> Option<Instant> {
+        if self.cc.ack_eliciting_in_flight() == 0 {
+            return None;
+        }
+        let rtt = self.cc.rtt();
+        let floor = rtt
+            .smoothed()
+            .saturating_mul(2)
+            .saturating_add(rtt.max_ack_delay());
+        let quiet_for = rtt.pto_base().max(floor);
+        self.quiet_since.and_then(|t| t.checked_add(quiet_for))
+    }
+
     /// When the loss-detection timer (time threshold, else PTO) fires.
     #[inline]
     pub(crate) fn timer(&self) -> Option<Instant> {
@@ -218,6 +240,9 @@ impl PathRecovery {
         records: &[Record; MAX_RECORDS],
     ) -> u64 {
         let ppn = self.next_ppn;
+        if ack_eliciting && self.cc.ack_eliciting_in_flight() == 0 {
+            self.quiet_since = Some(now);
+        }
         if self
             .cc
             .on_packet_sent(now, ppn, size, ack_eliciting)
@@ -313,6 +338,9 @@ impl PathRecovery {
     /// trimmed once for the whole ACK.
     pub(crate) fn finish_ack(&mut self, now: Instant, lost: &mut Vec<SentMeta>) -> Outcome {
         let o = self.cc.finish_ack(now);
+        if !o.acked.is_empty() {
+            self.quiet_since = Some(now);
+        }
         let out = Outcome {
             #[cfg(test)]
             ack: o.ack_event(),

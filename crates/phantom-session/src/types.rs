@@ -47,7 +47,9 @@ pub struct Config {
     /// Congestion controller of every path (`phantom-congestion`).
     pub congestion: phantom_congestion::Algorithm,
     /// Consecutive PTOs after which a path is considered failed and its in-flight
-    /// data is moved to the other paths.
+    /// data is moved to the other paths (a path with nothing acknowledged for
+    /// `max(pto_base, 2 * srtt + max_ack_delay)` fails over sooner,
+    /// docs/PROTOCOL.md §5.6).
     pub failover_ptos: u32,
     /// Incoming unreliable datagrams kept until read (oldest dropped first).
     pub datagram_queue: usize,

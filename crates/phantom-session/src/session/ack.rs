@@ -21,6 +21,8 @@ pub(super) struct AckScratch {
     records: Vec<Record>,
     /// Paths the ACK frames of the packet being processed touched.
     touched: Vec<PathId>,
+    /// Paths failed over so far (by either rule of docs/PROTOCOL.md §5.6).
+    pub(super) failovers: u64,
 }
 
 impl AckScratch {
@@ -139,6 +141,11 @@ impl Session {
         let mut lost = std::mem::take(&mut self.ack.lost);
         for id in ids {
             lost.clear();
+            let suspect = self.paths.get(id).and_then(super::paths::Path::suspect_at);
+            if suspect.is_some_and(|t| t <= now) && self.paths.others_healthy(id) {
+                self.on_path_suspect(now, id, &mut lost);
+                continue;
+            }
             let Some(path) = self.paths.get_mut(id) else {
                 continue;
             };
@@ -154,6 +161,27 @@ impl Session {
             self.on_probe_timeout(now, id, &mut lost);
         }
         self.ack.lost = lost;
+    }
+
+    /// Path `id` has had ack-eliciting packets outstanding with nothing
+    /// acknowledged for `max(pto_base, 2 * srtt + max_ack_delay)` while another
+    /// path is healthy: it is failed over at once (its in-flight data re-sent on
+    /// the healthy paths) and probed with PINGs until an acknowledgement puts it
+    /// back (§5.6).
+    fn on_path_suspect(&mut self, now: Instant, id: PathId, lost: &mut Vec<SentMeta>) {
+        let Some(path) = self.paths.get_mut(id) else {
+            return;
+        };
+        path.fail_over(now, lost);
+        path.arm_probe();
+        self.send.arm_probes();
+        self.ack.failovers += 1;
+        self.handle_lost(id, lost);
+        tracing::info!(target: "phantom::session", path = id.0, "suspect path failed over");
+        if self.paths.primary() == id {
+            self.paths
+                .choose_new_primary(&mut self.stats, &mut self.events);
+        }
     }
 
     /// A PTO fired on path `id`: arm a probe, and fail over to the other paths once
@@ -178,6 +206,7 @@ impl Session {
         } else if pto_count >= failover_ptos && others_healthy {
             // Fail over: move this path's in-flight data to the other paths.
             path.fail_over(now, lost);
+            self.ack.failovers += 1;
             self.handle_lost(id, lost);
             tracing::info!(target: "phantom::session", path = id.0, "path failed over");
             if self.paths.primary() == id {

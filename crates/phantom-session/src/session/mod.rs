@@ -756,6 +756,12 @@ impl Session {
         self.spaces.forget_quiet(oldest_open);
     }
 
+    /// Paths failed over so far.
+    #[cfg(test)]
+    pub(crate) fn failovers(&self) -> u64 {
+        self.ack.failovers
+    }
+
     /// Capacity of the spare sent-packet ring (tests of idle memory).
     #[cfg(test)]
     pub(crate) fn spare_sent_capacity(&self) -> usize {

@@ -215,6 +215,14 @@ impl Path {
         self.recovery.timer()
     }
 
+    /// When it becomes suspect (§5.6); `None` once failed over.
+    pub(super) fn suspect_at(&self) -> Option<Instant> {
+        if self.degraded {
+            return None;
+        }
+        self.recovery.suspect_at()
+    }
+
     /// Its PTO base.
     pub(super) fn pto_base(&self) -> Duration {
         self.recovery.rtt().pto_base()

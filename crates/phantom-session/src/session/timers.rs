@@ -186,8 +186,13 @@ impl Session {
     /// `table`.
     fn loss_timers_into(&self, table: &mut TimerTable) {
         let mut earliest: Option<Instant> = None;
-        for p in self.paths.values() {
-            let t = p.loss_timer();
+        for (id, p) in self.paths.iter() {
+            // A path turns suspect only while another one is healthy (§5.6).
+            let suspect = p.suspect_at().filter(|_| self.paths.others_healthy(id));
+            let t = match (p.loss_timer(), suspect) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             if let Some(t) = t {
                 earliest = Some(earliest.map_or(t, |e| e.min(t)));
             }

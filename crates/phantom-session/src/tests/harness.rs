@@ -290,6 +290,16 @@ impl Pair {
         }
     }
 
+    /// Takes the interface at `addr` down at once, both directions, and drops
+    /// whatever its links were still carrying.
+    pub(crate) fn cut_iface(&mut self, addr: SocketAddr) {
+        self.set_iface_down(addr, true);
+        if let Some(iface) = self.ifaces.get_mut(&addr) {
+            iface.up.purge();
+            iface.down.purge();
+        }
+    }
+
     /// Sets the server -> client direction of every client interface down or back up
     /// (the client then hears nothing; its ACKs of forged packets cannot interfere).
     pub(crate) fn set_down_link(&mut self, down: bool) {

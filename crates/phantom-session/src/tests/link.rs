@@ -23,6 +23,10 @@ pub(crate) struct LinkConfig {
     pub(crate) reorder: f64,
     /// Extra delay of reordered datagrams.
     pub(crate) reorder_by: Duration,
+    /// Each datagram's propagation delay is drawn uniformly from `delay ± jitter`;
+    /// datagrams still arrive in the order they left (a jittery path, not a
+    /// reordering one). Zero draws nothing from the generator.
+    pub(crate) jitter: Duration,
     /// Queue limit in bytes (drop-tail) when rate-limited.
     pub(crate) queue_bytes: u64,
     /// Link is down: everything is dropped.
@@ -38,6 +42,7 @@ impl Default for LinkConfig {
             dup: 0.0,
             reorder: 0.0,
             reorder_by: Duration::from_millis(5),
+            jitter: Duration::ZERO,
             queue_bytes: 256 * 1024,
             down: false,
         }
@@ -61,6 +66,8 @@ pub(crate) struct Link {
     /// (deliver_at, tie-break counter) -> datagram
     queue: BTreeMap<(Instant, u64), Datagram>,
     counter: u64,
+    /// When the last datagram is due (jitter keeps the order).
+    last_at: Option<Instant>,
     pub(crate) delivered: u64,
     pub(crate) dropped: u64,
 }
@@ -73,6 +80,7 @@ impl Link {
             busy_until: None,
             queue: BTreeMap::new(),
             counter: 0,
+            last_at: None,
             delivered: 0,
             dropped: 0,
         }
@@ -99,6 +107,17 @@ impl Link {
             self.busy_until = Some(depart);
         }
         let mut at = depart + self.cfg.delay;
+        if !self.cfg.jitter.is_zero() {
+            let j = self.cfg.jitter.as_micros() as i64;
+            let d = self.rng.random_range(-j..=j);
+            at = if d < 0 {
+                at - Duration::from_micros(d.unsigned_abs())
+            } else {
+                at + Duration::from_micros(d.unsigned_abs())
+            };
+            at = at.max(self.last_at.unwrap_or(at)).max(depart);
+            self.last_at = Some(at);
+        }
         if self.rng.random_bool(self.cfg.reorder.clamp(0.0, 1.0)) {
             let extra = self.cfg.reorder_by.as_micros() as u64;
             at += Duration::from_micros(self.rng.random_range(1..=extra.max(1)));
@@ -113,6 +132,14 @@ impl Link {
     fn push(&mut self, at: Instant, d: Datagram) {
         self.counter += 1;
         self.queue.insert((at, self.counter), d);
+    }
+
+    /// Drops every datagram still on the link (a path that goes dead loses what
+    /// it was carrying too).
+    pub(crate) fn purge(&mut self) {
+        self.dropped += self.queue.len() as u64;
+        self.queue.clear();
+        self.busy_until = None;
     }
 
     pub(crate) fn next_delivery(&self) -> Option<Instant> {

@@ -11,6 +11,7 @@ pub(crate) fn test_instant() -> std::time::Instant {
 
 mod carrier_tests;
 mod early;
+mod failover_tests;
 pub(crate) mod harness;
 mod idle_tests;
 pub(crate) mod link;

@@ -581,7 +581,7 @@ pub(super) fn two_path_pair(seed: u64, mode: SchedulerMode, a: LinkConfig, b: Li
     pair
 }
 
-fn ten_mbit() -> LinkConfig {
+pub(super) fn ten_mbit() -> LinkConfig {
     LinkConfig {
         rate_bps: 10_000_000,
         delay: Duration::from_millis(10),
