@@ -11,7 +11,7 @@
 
 #[cfg(not(feature = "aws-lc"))]
 use aes_gcm::aead::{AeadInOut, KeyInit};
-use phantom_wire::{Epoch, PathId, StreamId};
+use phantom_wire::StreamId;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::kdf::{LABEL_IV, LABEL_KEY};
@@ -185,8 +185,8 @@ impl core::fmt::Debug for AeadKey {
 /// The AEAD key and IV of one direction and one epoch.
 ///
 /// # Invariants
-/// I3: [`PacketKey::nonce`] is injective in (path, stream, 48-bit sequence) for a fixed
-/// key, so distinct (path, stream, sequence) triples never share a nonce.
+/// I3: [`PacketKey::nonce`] is injective in (stream, 48-bit sequence) for a fixed key,
+/// so distinct (stream, sequence) pairs never share a nonce.
 /// I8: the IV is zeroized on drop and the cipher wipes its key schedule; Debug is redacted.
 pub(crate) struct PacketKey {
     aead: AeadKey,
@@ -215,21 +215,14 @@ impl PacketKey {
         }
     }
 
-    /// `iv XOR (epoch_low_byte ‖ path_id ‖ stream_id (4, BE) ‖ sequence (6, BE))`.
+    /// `iv XOR (0x00 0x00 ‖ stream_id (4, BE) ‖ sequence (6, BE))`.
     /// The caller guarantees `sequence <= MAX_SEQUENCE` (its top 16 bits are dropped).
     #[inline]
-    pub(crate) fn nonce(
-        &self,
-        epoch: Epoch,
-        path: PathId,
-        stream: StreamId,
-        sequence: u64,
-    ) -> [u8; NONCE_LEN] {
+    pub(crate) fn nonce(&self, stream: StreamId, sequence: u64) -> [u8; NONCE_LEN] {
         debug_assert!(sequence <= phantom_wire::MAX_SEQUENCE);
-        let [.., epoch_low] = epoch.0.to_be_bytes();
         let [s0, s1, s2, s3] = stream.0.to_be_bytes();
         let [_, _, q0, q1, q2, q3, q4, q5] = sequence.to_be_bytes();
-        let mask = [epoch_low, path.0, s0, s1, s2, s3, q0, q1, q2, q3, q4, q5];
+        let mask = [0, 0, s0, s1, s2, s3, q0, q1, q2, q3, q4, q5];
         let mut nonce = self.iv;
         for (n, m) in nonce.iter_mut().zip(mask) {
             *n ^= m;

@@ -37,6 +37,9 @@ pub enum Error {
     /// The sequence number exceeds `MAX_SEQUENCE` (I3).
     #[error("sequence number exhausted")]
     SequenceExhausted,
+    /// The first packet sealed in a space under an epoch must carry the full sequence.
+    #[error("first packet of a space in an epoch must carry the full sequence")]
+    TruncatedFirst,
     /// Too many distinct (path, stream) pairs were sealed in this epoch: rekey first.
     #[error("too many streams sealed in this epoch: rekey first")]
     StreamTableFull,

@@ -1,7 +1,7 @@
 //! Fixed-key fixtures for the `crypto_open` fuzz target and tests. The keys are public
 //! constants: never use these outside fuzzing and tests.
 
-use phantom_wire::{Epoch, Flags, HEADER_LEN, Header, PathId, SessionId, StreamId};
+use phantom_wire::{ConnId, Epoch, Flags, Header, SeqLen, StreamId, min_packet_len};
 
 use crate::{Error, Opener, Sealer, Suite, TAG_LEN, TrafficSecret};
 
@@ -24,7 +24,31 @@ pub fn sealer(suite: Suite) -> Result<Sealer, Error> {
     Sealer::new(suite, TrafficSecret::from_bytes(FUZZ_SECRET))
 }
 
-/// A valid sealed datagram carrying `payload` on stream 1, sequence `sequence`.
+/// The connection id of the fuzzing packets (8 bytes, the default length).
+pub const FUZZ_CONN_ID: [u8; 8] = [7; 8];
+
+/// Seals `payload` under `header` into a new datagram, appending zero bytes (PADDING
+/// frames) to the payload when the packet would be shorter than the header-protection
+/// sample needs.
+///
+/// # Errors
+/// From [`Sealer::seal_packet`].
+pub fn seal_padded(sealer: &mut Sealer, header: &Header, payload: &[u8]) -> Result<Vec<u8>, Error> {
+    let hlen = header.len();
+    let padded = payload
+        .len()
+        .max(min_packet_len(header.conn_id.len()).saturating_sub(hlen + TAG_LEN));
+    let mut buf = vec![0u8; hlen + padded + TAG_LEN];
+    if let Some(dst) = buf.get_mut(hlen..hlen + payload.len()) {
+        dst.copy_from_slice(payload);
+    }
+    let n = sealer.seal_packet(header, &mut buf, padded)?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// A valid sealed datagram carrying `payload` on stream 1, sequence `sequence` (full
+/// length), to [`FUZZ_CONN_ID`].
 ///
 /// # Errors
 /// From [`Sealer::seal_packet`].
@@ -32,25 +56,20 @@ pub fn sealed_seed(suite: Suite, payload: &[u8], sequence: u64) -> Result<Vec<u8
     let mut sealer = sealer(suite)?;
     let header = Header {
         flags: Flags::ACK_ELICITING,
-        path_id: PathId(0),
         epoch: Epoch(0),
-        session_id: SessionId([7; 32]),
+        conn_id: ConnId::from_slice(&FUZZ_CONN_ID)?,
         stream_id: StreamId(1),
         sequence,
+        seq_len: SeqLen::FULL,
     };
-    let mut buf = vec![0u8; HEADER_LEN + payload.len() + TAG_LEN];
-    if let Some(dst) = buf.get_mut(HEADER_LEN..HEADER_LEN + payload.len()) {
-        dst.copy_from_slice(payload);
-    }
-    let n = sealer.seal_packet(&header, &mut buf, payload.len())?;
-    buf.truncate(n);
-    Ok(buf)
+    seal_padded(&mut sealer, &header, payload)
 }
 
-/// The fuzz body: opens `data` under both suites' fixed keys and checks the properties that must hold
-/// for any input: no panic; a failed open leaves the bytes unchanged and the epoch
-/// where it was; a successful open yields a payload exactly 68 bytes shorter than
-/// the datagram.
+/// The fuzz body: opens `data` (an 8-byte id; the receiver has authenticated nothing
+/// yet) under both suites' fixed keys and checks the properties that must hold for any
+/// input: no panic; a failed open leaves the bytes unchanged and the epoch where it
+/// was; a successful open yields a payload exactly header + tag bytes shorter than the
+/// datagram.
 pub fn open_arbitrary(data: &[u8]) {
     for suite in Suite::ALL {
         let Ok(mut opener) = opener(suite) else {
@@ -58,10 +77,10 @@ pub fn open_arbitrary(data: &[u8]) {
         };
         let mut buf = data.to_vec();
         let before = opener.epoch();
-        match opener.open_packet(&mut buf) {
+        match opener.open_packet(&mut buf, FUZZ_CONN_ID.len(), |_| None) {
             Ok(opened) => {
                 assert_eq!(
-                    opened.payload().len() + HEADER_LEN + TAG_LEN,
+                    opened.payload().len() + opened.header().len() + TAG_LEN,
                     data.len(),
                     "payload length"
                 );
@@ -74,10 +93,11 @@ pub fn open_arbitrary(data: &[u8]) {
     }
 }
 
-/// The structured half of the fuzz body: `data` chooses the header fields, how many
-/// epochs the sealer advances (0..20) and the payload; the packet is sealed, must
-/// open under a fresh opener exactly when the epoch is within `MAX_REKEY_CATCHUP`,
-/// and with one bit (also chosen by `data`) flipped must fail without moving the epoch.
+/// The structured half of the fuzz body: `data` chooses the suite, the header fields,
+/// how many epochs the sealer advances (0..20) and the payload; the packet is sealed
+/// (the full sequence: the first of its space), must open under a fresh opener exactly
+/// when the epoch is within `MAX_REKEY_CATCHUP`, and with one bit (also chosen by
+/// `data`) flipped must fail without moving the epoch.
 pub fn seal_open_roundtrip(data: &[u8]) {
     let Some((fields, payload)) = data.split_first_chunk::<12>() else {
         return;
@@ -99,22 +119,22 @@ pub fn seal_open_roundtrip(data: &[u8]) {
             return;
         }
     }
-    let header = Header {
-        flags: Flags::ACK_ELICITING,
-        path_id: PathId(path),
-        epoch: Epoch(0),
-        session_id: SessionId([3; 32]),
-        stream_id: StreamId(stream),
-        sequence,
-    };
-    let mut buf = vec![0u8; HEADER_LEN + payload.len() + TAG_LEN];
-    if let Some(dst) = buf.get_mut(HEADER_LEN..HEADER_LEN + payload.len()) {
-        dst.copy_from_slice(payload);
-    }
-    let Ok(n) = sealer.seal_packet(&header, &mut buf, payload.len()) else {
+    let Ok(conn_id) = ConnId::from_slice(&[3; 8]) else {
         return;
     };
-    assert_eq!(n, buf.len());
+    let header = Header {
+        flags: Flags::ACK_ELICITING,
+        epoch: Epoch(0),
+        conn_id,
+        stream_id: StreamId(stream),
+        sequence,
+        seq_len: SeqLen::FULL,
+    };
+    let Ok(mut buf) = seal_padded(&mut sealer, &header, payload) else {
+        return;
+    };
+    let n = buf.len();
+    let padded = n - header.len() - TAG_LEN;
     // One flipped bit, anywhere in the datagram: must fail and change nothing.
     let bit = payload.iter().fold(usize::from(path), |acc, b| {
         acc.wrapping_mul(31).wrapping_add(usize::from(*b))
@@ -125,15 +145,18 @@ pub fn seal_open_roundtrip(data: &[u8]) {
     }
     let snapshot = tampered.clone();
     assert!(
-        opener.open_packet(&mut tampered).is_err(),
+        opener.open_packet(&mut tampered, 8, |_| None).is_err(),
         "tampered packet opened"
     );
     assert_eq!(tampered, snapshot, "failed open modified the datagram");
     assert_eq!(opener.epoch(), Epoch(0), "failed open moved the epoch");
-    match opener.open_packet(&mut buf) {
+    match opener.open_packet(&mut buf, 8, |_| None) {
         Ok(opened) => {
             assert!(rekeys <= crate::MAX_REKEY_CATCHUP);
-            assert_eq!(opened.payload(), payload);
+            assert_eq!(opened.payload().get(..payload.len()), Some(payload));
+            assert_eq!(opened.payload().len(), padded);
+            assert_eq!(opened.header().sequence, sequence);
+            assert_eq!(opened.header().stream_id, StreamId(stream));
             assert_eq!(opened.header().epoch, Epoch(rekeys));
         }
         Err(e) => {

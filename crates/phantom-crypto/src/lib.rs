@@ -10,21 +10,25 @@
 //! Per epoch the key is `HKDF-Expand(secret, "phantom v1 key", 32)`, the 12-byte IV is
 //! `HKDF-Expand(secret, "phantom v1 iv", 12)`, and the next epoch's secret is
 //! `HKDF-Expand(secret, "phantom-rekey-v1", 32)` (the secret is the PRK; see [`kdf`]).
-//! The nonce is `iv XOR (epoch low byte ‖ path id ‖ stream id (4 bytes) ‖ sequence
-//! (6 bytes))`. This deviates from SPEC's "4-byte nonce prefix": a prefix leaves 8
-//! bytes, which cannot hold path (8 bits), stream (32 bits) and sequence (48 bits)
-//! injectively, so we use a full 12-byte IV, as TLS 1.3 and QUIC do. Sealing and opening
-//! are in place over the caller's buffer with the 52-byte header image as associated
-//! data; nothing is allocated per packet (the sealer allocates once per new
-//! (path, stream) per epoch), and cipher objects are built once per epoch. The AEAD is
+//! The nonce is `iv XOR (0x00 0x00 ‖ stream id (4 bytes) ‖ sequence (6 bytes))`: the
+//! path id is not in it, since per space the sequence counter is shared by all paths
+//! and only grows. A full 12-byte IV is used, as TLS 1.3 and QUIC do. Sealing and opening
+//! are in place over the caller's buffer with the *unprotected* short-header image as
+//! associated data, then header protection masks the header (RFC 9001 §5.4 model: the
+//! key is `HKDF-Expand(S_0, "phantom v2 hp", 32)` of the epoch-0 secret and never
+//! changes on rekey; AES-256-ECB or ChaCha20 over a 16-byte ciphertext sample). The
+//! sealer picks how many sequence bytes a packet carries ([`Sealer::seq_len`]); the
+//! opener expands them against the receiver's largest authenticated sequence of the
+//! space. Nothing is allocated per packet (the sealer allocates once per new stream per
+//! epoch), and cipher objects are built once per epoch. The AEAD is
 //! behind one internal enum, so another backend can be added behind a cargo feature
 //! without touching callers; RustCrypto `aes-gcm`/`chacha20poly1305` is the default.
 //!
 //! **Invariants upheld.** I2: every packet is sealed with its exact header wire image
 //! as associated data, and [`OpenedPacket`] (header plus plaintext) can only be built
-//! by this crate after the AEAD verified. I3: the nonce is injective in (path, stream,
-//! 48-bit sequence) for a fixed key, and the [`Sealer`] itself refuses any (path,
-//! stream, sequence) not strictly above the last one it sealed in the epoch, refuses
+//! by this crate after the AEAD verified. I3: the nonce is injective in (stream, 48-bit
+//! sequence) for a fixed key, and the [`Sealer`] itself refuses any (stream, sequence)
+//! not strictly above the last one it sealed in the epoch, refuses
 //! sequences above `MAX_SEQUENCE`, and asks for a rekey when a stream's sequence span in
 //! an epoch reaches the watermark; exhaustion is an error, never reuse. I5: epochs move
 //! only forward — the sealer by [`Sealer::rekey`], the opener only after a packet of the
@@ -46,6 +50,7 @@
 
 mod aead;
 mod error;
+mod hp;
 pub mod kdf;
 mod limits;
 mod opener;
@@ -59,6 +64,7 @@ mod tests;
 
 pub use aead::{KEY_LEN, NONCE_LEN, TAG_LEN};
 pub use error::Error;
+pub use hp::HeaderKey;
 pub use kdf::{Prk, hkdf_expand, hkdf_extract};
 pub use limits::{
     AES_GCM_CONFIDENTIALITY_LIMIT, AES_GCM_INTEGRITY_LIMIT, CHACHA20_CONFIDENTIALITY_LIMIT,
@@ -67,8 +73,9 @@ pub use limits::{
 pub use opener::{MAX_REKEY_CATCHUP, OpenedPacket, Opener};
 pub use sealer::{RekeyReason, STREAM_TABLE_HARD_LIMIT, STREAM_TABLE_SOFT_LIMIT, Sealer};
 
-/// Bytes a sealed packet adds to its payload: the 52-byte header and the 16-byte tag.
-pub const PACKET_OVERHEAD: usize = phantom_wire::HEADER_LEN + TAG_LEN;
+/// The most bytes a sealed packet adds to its payload: the longest header (20-byte id)
+/// and the 16-byte tag. With the default 8-byte id a packet adds at most 20 + 16.
+pub const PACKET_OVERHEAD: usize = phantom_wire::MAX_HEADER_LEN + TAG_LEN;
 
 /// An AEAD suite Phantom can protect packets with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

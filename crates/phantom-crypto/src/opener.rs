@@ -1,9 +1,10 @@
 //! The receiving half: opens packets of one direction, follows authenticated rekeys.
 
-use phantom_wire::{Epoch, Flags, HEADER_LEN, Header, SessionId};
+use phantom_wire::{ConnId, Epoch, Header, StreamId};
 use zeroize::ZeroizeOnDrop;
 
 use crate::aead::{PacketKey, TAG_LEN};
+use crate::hp::HeaderKey;
 use crate::limits::Limits;
 use crate::{Error, Suite, TrafficSecret};
 
@@ -85,7 +86,8 @@ impl core::fmt::Debug for OpenedPacket<'_> {
 ///   secrets and keys are dropped where they lie, so they zeroize in place.
 /// * I6: every failed open is counted here, across all keys; once the suite's
 ///   integrity limit is reached every open returns [`Error::IntegrityLimitExceeded`].
-/// * I2: the 52-byte header image as received is the associated data.
+/// * I2: the header image as received, with header protection removed, is the
+///   associated data.
 /// * I1: nothing panics on input; a failed open leaves the datagram unchanged; the
 ///   work per packet is bounded (at most one chain walk per epoch ahead).
 /// * I8: secrets zeroized on drop, Debug redacted.
@@ -94,6 +96,7 @@ pub struct Opener {
     epoch: Epoch,
     secret: TrafficSecret,
     key: PacketKey,
+    hp: HeaderKey,
     previous_epoch: Option<Epoch>,
     /// The previous epoch's key; `Some` exactly when `previous_epoch` is.
     previous_key: Option<PacketKey>,
@@ -138,11 +141,13 @@ impl Opener {
     /// Never in practice; typed for totality.
     pub fn at_epoch(suite: Suite, secret: TrafficSecret, epoch: Epoch) -> Result<Self, Error> {
         let key = PacketKey::derive(suite, &secret)?;
+        let hp = HeaderKey::new(suite, &secret)?;
         Ok(Self {
             suite,
             epoch,
             secret,
             key,
+            hp,
             previous_epoch: None,
             previous_key: None,
             ahead: Vec::new(),
@@ -150,6 +155,17 @@ impl Opener {
             failed_opens: 0,
             limits: Limits::for_suite(suite),
         })
+    }
+
+    /// Replaces the header-protection key with the one of the direction's epoch-0
+    /// secret `first` (an opener built [`Opener::at_epoch`] a later epoch derives it from
+    /// that epoch's secret otherwise).
+    ///
+    /// # Errors
+    /// Never in practice; typed for totality.
+    pub fn with_header_secret(mut self, first: &TrafficSecret) -> Result<Self, Error> {
+        self.hp = HeaderKey::new(self.suite, first)?;
+        Ok(self)
     }
 
     /// The suite.
@@ -217,39 +233,46 @@ impl Opener {
 
     /// Opens one datagram in place.
     ///
-    /// Parses the header, picks the key by epoch (current; previous; or a trial key
-    /// 1..=[`MAX_REKEY_CATCHUP`] epochs ahead), verifies the tag with the 52-byte header
-    /// image as associated data, and decrypts in place. On success the returned
-    /// [`OpenedPacket`] borrows the plaintext from `datagram`.
+    /// Removes header protection (into a copy of the header: the datagram's header
+    /// bytes are left as received), parses the short header of a `cid_len`-byte id,
+    /// expands the truncated sequence against `largest(stream)` (the largest sequence
+    /// the receiver authenticated in that space, `None` if none), reconstructs the epoch
+    /// and picks its key (current; previous; or a trial key 1..=[`MAX_REKEY_CATCHUP`]
+    /// epochs ahead), verifies the tag with the unprotected image as associated data,
+    /// and decrypts in place. On success the returned [`OpenedPacket`] borrows the
+    /// plaintext from `datagram`.
     ///
     /// # Errors
     /// * [`Error::IntegrityLimitExceeded`]: the session must close (nothing is opened).
-    /// * [`Error::Wire`]: the header does not parse.
-    /// * [`Error::Unprotected`]: a HANDSHAKE-flagged (cleartext) packet.
-    /// * [`Error::PacketTooShort`]: no room for a tag.
+    /// * [`Error::Wire`]: not a short packet, or the unprotected header does not parse.
+    /// * [`Error::PacketTooShort`]: shorter than the header-protection sample needs.
     /// * [`Error::EpochTooOld`] / [`Error::EpochTooFarAhead`]: no key for that epoch.
     /// * [`Error::DecryptFailed`]: the AEAD did not verify (counted).
     ///
     /// On any error the opener's epoch and keys are unchanged and `datagram` is not
     /// modified.
-    pub fn open_packet<'a>(&mut self, datagram: &'a mut [u8]) -> Result<OpenedPacket<'a>, Error> {
+    pub fn open_packet<'a>(
+        &mut self,
+        datagram: &'a mut [u8],
+        cid_len: usize,
+        largest: impl FnOnce(StreamId) -> Option<u64>,
+    ) -> Result<OpenedPacket<'a>, Error> {
         // I6: past the integrity limit nothing more is opened.
         if self.integrity_exhausted() {
             return Err(Error::IntegrityLimitExceeded);
         }
-        let (header, _, _) = Header::parse(datagram)?;
-        if header.flags.contains(Flags::HANDSHAKE) {
-            return Err(Error::Unprotected);
+        if phantom_wire::peek_conn_id(datagram, cid_len).is_none() {
+            return Err(Error::Wire(phantom_wire::Error::Malformed(
+                "not a short packet",
+            )));
         }
-        self.open_parsed(header, datagram)
+        self.open_parsed(datagram, cid_len, largest)
     }
 
     /// [`Opener::open_packet`] for the packets of one session, classifying a datagram
-    /// in the order a receiver drops it: the header must parse ([`Error::Wire`]), name
-    /// `session` ([`Error::UnknownSession`]) and not be a cleartext handshake packet
-    /// ([`Error::Unprotected`]); only then are the integrity limit
-    /// ([`Error::IntegrityLimitExceeded`]) and the AEAD consulted. The header is parsed
-    /// once, for both the checks and the open.
+    /// in the order a receiver drops it: it must be a short packet ([`Error::Wire`])
+    /// carrying `conn_id` ([`Error::UnknownSession`]); only then are the integrity limit
+    /// ([`Error::IntegrityLimitExceeded`]), header protection and the AEAD consulted.
     ///
     /// A datagram of another session is refused before any key is tried: it is not
     /// counted as a failed open (I6), and nothing changes.
@@ -258,32 +281,37 @@ impl Opener {
     /// As [`Opener::open_packet`], plus [`Error::UnknownSession`].
     pub fn open_session_packet<'a>(
         &mut self,
-        session: &SessionId,
+        conn_id: &ConnId,
         datagram: &'a mut [u8],
+        largest: impl FnOnce(StreamId) -> Option<u64>,
     ) -> Result<OpenedPacket<'a>, Error> {
-        let (header, _, _) = Header::parse(datagram)?;
-        if header.session_id != *session {
+        let Some(id) = phantom_wire::peek_conn_id(datagram, conn_id.len()) else {
+            return Err(Error::Wire(phantom_wire::Error::Malformed(
+                "not a short packet",
+            )));
+        };
+        if id != conn_id.as_bytes() {
             return Err(Error::UnknownSession);
-        }
-        if header.flags.contains(Flags::HANDSHAKE) {
-            return Err(Error::Unprotected);
         }
         // I6: past the integrity limit nothing more is opened.
         if self.integrity_exhausted() {
             return Err(Error::IntegrityLimitExceeded);
         }
-        self.open_parsed(header, datagram)
+        self.open_parsed(datagram, conn_id.len(), largest)
     }
 
-    /// Opens `datagram`, whose header (not a HANDSHAKE one) parsed as `header`.
+    /// Opens `datagram`, a short packet with a `cid_len`-byte id.
     fn open_parsed<'a>(
         &mut self,
-        header: Header,
         datagram: &'a mut [u8],
+        cid_len: usize,
+        largest: impl FnOnce(StreamId) -> Option<u64>,
     ) -> Result<OpenedPacket<'a>, Error> {
-        let (image, body) = datagram
-            .split_first_chunk_mut::<HEADER_LEN>()
-            .ok_or(Error::PacketTooShort)?;
+        let (wire, image) = self.hp.unprotect(datagram, cid_len)?;
+        let aad = image.get(..wire.len).ok_or(Error::PacketTooShort)?;
+        let sequence = wire.seq_len.expand(wire.truncated, largest(wire.stream_id));
+        let epoch = Epoch::reconstruct(self.epoch, wire.epoch_low).ok_or(Error::EpochTooOld)?;
+        let body = datagram.get_mut(wire.len..).ok_or(Error::PacketTooShort)?;
         let ct_len = body
             .len()
             .checked_sub(TAG_LEN)
@@ -292,9 +320,8 @@ impl Opener {
             .split_at_mut_checked(ct_len)
             .ok_or(Error::PacketTooShort)?;
         let tag: &[u8; TAG_LEN] = tag.first_chunk().ok_or(Error::PacketTooShort)?;
-        let image: &[u8; HEADER_LEN] = image;
 
-        let slot = self.select(header.epoch)?;
+        let slot = self.select(epoch)?;
         let key = match slot {
             Slot::Current => Some(&self.key),
             Slot::Previous => self.previous_key.as_ref(),
@@ -303,17 +330,12 @@ impl Opener {
         let Some(key) = key else {
             return Err(Error::KeyDerivation);
         };
-        let nonce = key.nonce(
-            header.epoch,
-            header.path_id,
-            header.stream_id,
-            header.sequence,
-        );
-        // I2: the received image is the associated data. The backend verifies before
+        let nonce = key.nonce(wire.stream_id, sequence);
+        // I2: the unprotected image is the associated data. The backend verifies before
         // decrypting, so a failure leaves `ciphertext` untouched.
         if key
             .aead()
-            .open_in_place(&nonce, image, ciphertext, tag)
+            .open_in_place(&nonce, aad, ciphertext, tag)
             .is_err()
         {
             // I6: count in the key object; the trial key stays cached, the live epoch
@@ -322,10 +344,17 @@ impl Opener {
         }
         let advanced = matches!(slot, Slot::Ahead(_));
         if let Slot::Ahead(index) = slot {
-            self.commit(index, header.epoch);
+            self.commit(index, epoch);
         }
         Ok(OpenedPacket {
-            header,
+            header: Header {
+                flags: wire.flags,
+                epoch,
+                conn_id: wire.conn_id,
+                stream_id: wire.stream_id,
+                sequence,
+                seq_len: wire.seq_len,
+            },
             payload: ciphertext,
             advanced,
         })

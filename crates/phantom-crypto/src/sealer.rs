@@ -3,17 +3,18 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use phantom_wire::{Epoch, Flags, HEADER_LEN, Header, MAX_SEQUENCE, PathId, StreamId};
+use phantom_wire::{Epoch, Header, MAX_SEQUENCE, SeqLen, StreamId, min_packet_len};
 use zeroize::ZeroizeOnDrop;
 
 use crate::aead::{PacketKey, TAG_LEN};
+use crate::hp::HeaderKey;
 use crate::limits::{DEFAULT_SEQ_REKEY_WATERMARK, Limits};
 use crate::{Error, Suite, TrafficSecret};
 
-/// Distinct (path, stream) pairs in one epoch after which a rekey is requested.
+/// Distinct streams (sequence spaces) in one epoch after which a rekey is requested.
 pub const STREAM_TABLE_SOFT_LIMIT: usize = 1 << 14;
-/// Distinct (path, stream) pairs in one epoch after which sealing a new pair is refused
-/// until the next rekey (bounds the sealer's memory).
+/// Distinct streams in one epoch after which sealing in a new one is refused until the
+/// next rekey (bounds the sealer's memory).
 pub const STREAM_TABLE_HARD_LIMIT: usize = 1 << 16;
 
 /// Why a [`Sealer`] asks for a rekey.
@@ -24,18 +25,18 @@ pub enum RekeyReason {
     Invocations,
     /// A stream's sequence advanced by the watermark within this epoch (I3).
     SequenceSpan,
-    /// Too many distinct (path, stream) pairs were sealed in this epoch.
+    /// Too many distinct streams were sealed in this epoch.
     StreamTable,
 }
 
 /// The sealing state of one direction: suite, epoch, secret, packet key, counters.
 ///
-/// `seal_packet` needs no allocation except the first time a (path, stream) pair is
-/// sealed in an epoch; the cipher object is built once per epoch.
+/// `seal_packet` needs no allocation except the first time a stream is sealed in an
+/// epoch; the cipher object is built once per epoch, the header-protection key once.
 ///
 /// # Invariants
-/// * I3: within an epoch it refuses to seal a (path, stream, sequence) that is not
-///   strictly greater than the last sequence it sealed for that (path, stream), and any
+/// * I3: within an epoch it refuses to seal a (stream, sequence) that is not strictly
+///   greater than the last sequence it sealed for that stream, and any
 ///   sequence above [`MAX_SEQUENCE`]; together with the injective nonce this means a
 ///   (key, nonce) pair is never sealed twice. A stream whose sequence has advanced by
 ///   the watermark within an epoch makes [`Sealer::needs_rekey`] true.
@@ -49,6 +50,7 @@ pub struct Sealer {
     epoch: Epoch,
     secret: TrafficSecret,
     key: PacketKey,
+    hp: HeaderKey,
     invocations: u64,
     limits: Limits,
     rekey_threshold: u64,
@@ -57,20 +59,20 @@ pub struct Sealer {
     streams: HashMap<u64, SeqSpan, BuildHasherDefault<StreamKeyHasher>>,
 }
 
-/// First and last sequence sealed on one (path, stream) in the current epoch.
+/// First and last sequence sealed on one stream in the current epoch.
 #[derive(Debug, Clone, Copy)]
 struct SeqSpan {
     first: u64,
     last: u64,
 }
 
-/// Packs (path, stream) into one map key.
+/// The stream's map key.
 #[inline]
-fn stream_key(path: PathId, stream: StreamId) -> u64 {
-    (u64::from(path.0) << 32) | u64::from(stream.0)
+fn stream_key(stream: StreamId) -> u64 {
+    u64::from(stream.0)
 }
 
-/// A multiplicative hasher for the 40-bit (path, stream) keys. The keys are chosen by
+/// A multiplicative hasher for the 32-bit stream keys. The keys are chosen by
 /// our own sender, never by the peer, so flooding resistance is not needed.
 #[derive(Default)]
 struct StreamKeyHasher(u64);
@@ -105,16 +107,20 @@ impl Sealer {
     }
 
     /// A sealer at `epoch`, where `secret` is that epoch's secret (resumption, tests).
+    /// The header-protection key is derived from `secret` too: the peer's opener must
+    /// start from the same secret.
     ///
     /// # Errors
     /// Never in practice; typed for totality.
     pub fn at_epoch(suite: Suite, secret: TrafficSecret, epoch: Epoch) -> Result<Self, Error> {
         let key = PacketKey::derive(suite, &secret)?;
+        let hp = HeaderKey::new(suite, &secret)?;
         Ok(Self {
             suite,
             epoch,
             secret,
             key,
+            hp,
             invocations: 0,
             limits: Limits::for_suite(suite),
             rekey_threshold: u64::MAX,
@@ -122,6 +128,17 @@ impl Sealer {
             seq_watermark_crossed: false,
             streams: HashMap::default(),
         })
+    }
+
+    /// Replaces the header-protection key with the one of the direction's epoch-0
+    /// secret `first` (a sealer built [`Sealer::at_epoch`] a later epoch derives it from
+    /// that epoch's secret otherwise).
+    ///
+    /// # Errors
+    /// Never in practice; typed for totality.
+    pub fn with_header_secret(mut self, first: &TrafficSecret) -> Result<Self, Error> {
+        self.hp = HeaderKey::new(self.suite, first)?;
+        Ok(self)
     }
 
     /// The suite.
@@ -195,22 +212,42 @@ impl Sealer {
         self.rekey_reason().is_some()
     }
 
-    /// Seals one packet in place.
+    /// How many sequence bytes the packet `sequence` of `stream` must carry, given the
+    /// largest sequence of that space the peer acknowledged (`None`: none yet): the
+    /// full 6 bytes for the first packet of the space under the current epoch and
+    /// until the peer acknowledged one of this epoch (the receiver may hold no state
+    /// for the space), else the shortest length covering twice the distance from the
+    /// acknowledged one (RFC 9000 appendix A.2).
+    #[must_use]
+    pub fn seq_len(&self, stream: StreamId, sequence: u64, largest_acked: Option<u64>) -> SeqLen {
+        match self.streams.get(&stream_key(stream)) {
+            Some(span) => {
+                SeqLen::for_sequence(sequence, largest_acked.filter(|a| *a >= span.first))
+            }
+            None => SeqLen::FULL,
+        }
+    }
+
+    /// Seals one packet in place and applies header protection.
     ///
-    /// `buf` holds `[52 header bytes | payload_len payload bytes | 16 free bytes ...]`.
-    /// The header image is written with the sealer's epoch stamped into it (the
-    /// `epoch` field of `header` is ignored), the payload is encrypted in place with the
-    /// 52-byte image as associated data (I2), and the tag is appended. Returns the
-    /// datagram length, `52 + payload_len + 16`.
+    /// `buf` holds `[header.len() header bytes | payload_len payload bytes | 16 free
+    /// bytes ...]`. The header image is written with the sealer's epoch stamped into it
+    /// (the `epoch` field of `header` is ignored), the payload is encrypted in place with
+    /// the unprotected image as associated data (I2), the tag is appended, and the header
+    /// is masked with a sample of the ciphertext. Returns the datagram length,
+    /// `header.len() + payload_len + 16`.
     ///
     /// # Errors
-    /// * [`Error::Unprotected`] if `header` has the HANDSHAKE flag.
     /// * [`Error::SequenceExhausted`] if the sequence exceeds [`MAX_SEQUENCE`].
-    /// * [`Error::BufferTooSmall`] if `buf` cannot hold header, payload and tag.
+    /// * [`Error::BufferTooSmall`] if `buf` cannot hold header, payload and tag, or
+    ///   the packet would be shorter than the header-protection sample needs
+    ///   ([`phantom_wire::min_packet_len`]; pad the payload).
     /// * [`Error::LimitReached`] at the confidentiality limit: rekey first.
     /// * [`Error::NonceReuse`] if the sequence is not above the last one sealed on
-    ///   this (path, stream) in this epoch.
-    /// * [`Error::StreamTableFull`] if too many (path, stream) pairs were sealed this epoch.
+    ///   this stream in this epoch.
+    /// * [`Error::TruncatedFirst`] if the first packet of a stream in this epoch does not
+    ///   carry the full sequence.
+    /// * [`Error::StreamTableFull`] if too many streams were sealed this epoch.
     ///
     /// On error nothing is sealed. The sequence is recorded before encryption, so a
     /// sequence is burnt even in the (practically impossible) case that the AEAD fails.
@@ -220,16 +257,14 @@ impl Sealer {
         buf: &mut [u8],
         payload_len: usize,
     ) -> Result<usize, Error> {
-        if header.flags.contains(Flags::HANDSHAKE) {
-            return Err(Error::Unprotected);
-        }
         let sequence = header.sequence;
         // I3: a sequence beyond 48 bits would not fit the nonce injectively.
         if sequence > MAX_SEQUENCE {
             return Err(Error::SequenceExhausted);
         }
         let available = buf.len();
-        let needed = HEADER_LEN
+        let hlen = header.len();
+        let needed = hlen
             .checked_add(payload_len)
             .and_then(|n| n.checked_add(TAG_LEN))
             .ok_or(Error::BufferTooSmall {
@@ -239,14 +274,21 @@ impl Sealer {
         if available < needed {
             return Err(Error::BufferTooSmall { needed, available });
         }
+        let min = min_packet_len(header.conn_id.len());
+        if needed < min {
+            return Err(Error::BufferTooSmall {
+                needed: min,
+                available: needed,
+            });
+        }
         // I6: the key object counts every seal and refuses at the limit.
         if self.invocations >= self.limits.confidentiality {
             return Err(Error::LimitReached);
         }
         let invocations = self.invocations.checked_add(1).ok_or(Error::LimitReached)?;
 
-        // I3: strictly increasing sequence per (path, stream) within the epoch.
-        let key = stream_key(header.path_id, header.stream_id);
+        // I3: strictly increasing sequence per stream within the epoch.
+        let key = stream_key(header.stream_id);
         let span = if let Some(span) = self.streams.get_mut(&key) {
             if sequence <= span.last {
                 return Err(Error::NonceReuse);
@@ -254,6 +296,9 @@ impl Sealer {
             span.last = sequence;
             *span
         } else {
+            if header.seq_len != SeqLen::FULL {
+                return Err(Error::TruncatedFirst);
+            }
             if self.streams.len() >= STREAM_TABLE_HARD_LIMIT {
                 return Err(Error::StreamTableFull);
             }
@@ -270,25 +315,28 @@ impl Sealer {
         }
         self.invocations = invocations;
 
-        let (image, rest) = buf
-            .split_first_chunk_mut::<HEADER_LEN>()
-            .ok_or(Error::BufferTooSmall { needed, available })?;
         let stamped = Header {
             epoch: self.epoch,
             ..*header
         };
-        stamped.write_image(image)?;
-        let (payload, rest) = rest
+        let packet = buf
+            .get_mut(..needed)
+            .ok_or(Error::BufferTooSmall { needed, available })?;
+        stamped.write_image(packet)?;
+        let (image, rest) = packet
+            .split_at_mut_checked(hlen)
+            .ok_or(Error::BufferTooSmall { needed, available })?;
+        let (payload, tag_out) = rest
             .split_at_mut_checked(payload_len)
             .ok_or(Error::BufferTooSmall { needed, available })?;
-        let tag_out = rest
-            .first_chunk_mut::<TAG_LEN>()
-            .ok_or(Error::BufferTooSmall { needed, available })?;
-        let nonce = self
-            .key
-            .nonce(self.epoch, header.path_id, header.stream_id, sequence);
+        let tag_out: &mut [u8; TAG_LEN] = tag_out
+            .try_into()
+            .map_err(|_| Error::BufferTooSmall { needed, available })?;
+        let nonce = self.key.nonce(header.stream_id, sequence);
         let tag = self.key.aead().seal_in_place(&nonce, image, payload)?;
         *tag_out = tag;
+        // Header protection: the sample is taken as if every field had its longest size.
+        self.hp.protect(packet, header.conn_id.len())?;
         Ok(needed)
     }
 

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
 use phantom_crypto::kdf::{LABEL_IV, LABEL_KEY};
 use phantom_crypto::{Opener, Prk, Sealer, Suite, TAG_LEN, TrafficSecret};
-use phantom_wire::{Epoch, Flags, HEADER_LEN, Header, PathId, SessionId, StreamId};
+use phantom_wire::{ConnId, Epoch, Flags, Header, SeqLen, StreamId};
 
 const SLOTS: usize = 128;
 const MAX_PATTERN: usize = 32;
@@ -164,17 +164,19 @@ fn watch_epoch(secret: &TrafficSecret) -> [usize; 3] {
     [watch(secret.dangerously_expose()), watch(&key), watch(&iv)]
 }
 
-/// Offset of the epoch's low byte in the header image.
-const EPOCH_LOW_BYTE: usize = 7;
+/// Offset of the protected meta byte (epoch low bits) in the header.
+const META: usize = 9;
+/// Length of the test header: byte 0, 8-byte id, meta, 1-byte stream, 6-byte sequence.
+const HEADER_LEN: usize = 17;
 
 fn header(epoch: u32, sequence: u64) -> Header {
     Header {
         flags: Flags::ACK_ELICITING,
-        path_id: PathId(0),
         epoch: Epoch(epoch),
-        session_id: SessionId([0x21; 32]),
+        conn_id: ConnId::from_slice(&[0x21; 8]).unwrap(),
         stream_id: StreamId(1),
         sequence,
+        seq_len: SeqLen::FULL,
     }
 }
 
@@ -277,18 +279,23 @@ fn i5_opener_catch_up_and_retire_wipe_replaced_epochs() {
         let mut sealer = Sealer::new(suite, TrafficSecret::from_bytes(raw)).unwrap();
         let mut opener = Box::new(Opener::new(suite, TrafficSecret::from_bytes(raw)).unwrap());
         let mut p = seal(&mut sealer, 0);
-        opener.open_packet(&mut p).unwrap();
+        opener.open_packet(&mut p, 8, |_| None).unwrap();
         // A forged packet five epochs ahead: trial keys are derived and thrown away.
         let mut forged = seal(&mut sealer, 1);
         forged[HEADER_LEN] ^= 1;
-        forged[EPOCH_LOW_BYTE] = 5;
-        assert!(opener.open_packet(&mut forged).is_err());
+        forged[META] ^= 5 << 3; // protected epoch bits: 0 -> 5
+        assert!(opener.open_packet(&mut forged, 8, |_| None).is_err());
         // A genuine jump of three epochs commits; epoch 2 becomes the previous key.
         for _ in 0..3 {
             sealer.rekey().unwrap();
         }
         let mut p = seal(&mut sealer, 2);
-        assert!(opener.open_packet(&mut p).unwrap().advanced_epoch());
+        assert!(
+            opener
+                .open_packet(&mut p, 8, |_| None)
+                .unwrap()
+                .advanced_epoch()
+        );
         assert_eq!(opener.epoch(), Epoch(3));
         for slot in watched[0] {
             assert!(

@@ -14,6 +14,7 @@ use crate::common::{
     Established, HANDSHAKE_VERSION, MAX_EARLY_DATA, Progress, ResumptionHint, ResumptionTicket,
     Time, default_suites,
 };
+use crate::conn_id::{IssuedConnId, LABEL_ID0_C, LABEL_ID0_S};
 use crate::error::CodeList;
 use crate::error::{Error, ensure};
 use crate::fragment::{Datagram, ECHO_LEN, Flight, Inserted, Reassembler, hello_echo, pack};
@@ -120,6 +121,8 @@ struct ExpectServerFinished {
     resumed: bool,
     early_accepted: bool,
     server_key_id: [u8; 32],
+    /// Our first connection id, sent masked in the ClientFinished.
+    id0: IssuedConnId,
 }
 
 #[cfg_attr(test, derive(Clone))]
@@ -716,18 +719,10 @@ fn on_server_hello<R: Rng + ?Sized>(
         es_ml,
     };
     let keys = HandshakeKeys::derive(master_secret(&es, &shares), &transcript.hash());
+    let id0 = IssuedConnId::draw(rng)?;
     if let Some(ct) = static_ct {
         // Full KEMTLS: the ClientFinished carries the encapsulation to the static key.
-        let prefix = ClientFinished::encode_prefix(Some(&ct));
-        let mac = hmac(
-            keys.fk_c.as_slice(),
-            &[&transcript.hash_with_prefix(&prefix)],
-        );
-        let cf = ClientFinished {
-            static_ct: Some(ct),
-            mac,
-        }
-        .encode();
+        let cf = client_finished(&keys, &transcript, Some(ct), &id0)?;
         transcript.add(&cf);
         fx.send.push((1, cf));
         fx.expects_answer = true;
@@ -743,8 +738,30 @@ fn on_server_hello<R: Rng + ?Sized>(
             resumed,
             early_accepted,
             server_key_id,
+            id0,
         },
     )))
+}
+
+/// The ClientFinished (with our masked id0), MACed over the transcript so far.
+fn client_finished(
+    keys: &HandshakeKeys,
+    transcript: &Transcript,
+    static_ct: Option<Vec<u8>>,
+    id0: &IssuedConnId,
+) -> Result<Vec<u8>, Error> {
+    let id0 = id0.masked(&keys.ms, LABEL_ID0_C)?;
+    let prefix = ClientFinished::encode_prefix(static_ct.as_deref(), &id0);
+    let mac = hmac(
+        keys.fk_c.as_slice(),
+        &[&transcript.hash_with_prefix(&prefix)],
+    );
+    Ok(ClientFinished {
+        static_ct,
+        id0,
+        mac,
+    }
+    .encode())
 }
 
 /// The server must choose among our offers (tampering is also caught by the MACs).
@@ -809,18 +826,10 @@ fn on_server_finished(
     // Key confirmation: only the holder of the static KEM secret (and the ephemeral
     // one) derives fk_s (I1: nothing is established without it).
     ensure!(mac_eq(&expected, &sf.mac), Error::KeyConfirmation);
+    let server_id0 = IssuedConnId::unmask(&s.keys.ms, LABEL_ID0_S, &sf.id0)?;
     transcript.add(msg);
     if s.pdk {
-        let prefix = ClientFinished::encode_prefix(None);
-        let mac = hmac(
-            s.keys.fk_c.as_slice(),
-            &[&transcript.hash_with_prefix(&prefix)],
-        );
-        let cf = ClientFinished {
-            static_ct: None,
-            mac,
-        }
-        .encode();
+        let cf = client_finished(&s.keys, &transcript, None, &s.id0)?;
         transcript.add(&cf);
         fx.send.push((1, cf));
         fx.expects_answer = false;
@@ -839,6 +848,8 @@ fn on_server_finished(
         version: s.version,
         suite: s.suite,
         session_id: s.session_id,
+        client_id0: s.id0,
+        server_id0,
         c2s: TrafficSecret::from_bytes(*c2s),
         s2c: TrafficSecret::from_bytes(*s2c),
         resumption_ticket,

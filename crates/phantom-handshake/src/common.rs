@@ -53,8 +53,12 @@ pub struct Established {
     pub version: u8,
     /// Negotiated AEAD suite.
     pub suite: Suite,
-    /// The 256-bit session id the server chose.
+    /// The 256-bit session id the server chose (handshake datagrams only).
     pub session_id: SessionId,
+    /// The client's first 1-RTT connection id (the server puts it on its packets).
+    pub client_id0: crate::IssuedConnId,
+    /// The server's first 1-RTT connection id (the client puts it on its packets).
+    pub server_id0: crate::IssuedConnId,
     /// Client-to-server traffic secret (epoch 0).
     pub c2s: TrafficSecret,
     /// Server-to-client traffic secret (epoch 0).

@@ -32,6 +32,7 @@
 mod backend;
 mod client;
 mod common;
+mod conn_id;
 mod error;
 mod fragment;
 mod keys;
@@ -52,6 +53,7 @@ pub use common::{
     Established, HANDSHAKE_VERSION, MAX_EARLY_DATA, Progress, ResumptionHint, ResumptionTicket,
     Time, default_suites,
 };
+pub use conn_id::{IssuedConnId, RESET_TOKEN_LEN};
 pub use error::{CodeList, Error};
 pub use fragment::{
     DATAGRAM_BUDGET, Datagram, ECHO_LEN, FRAGMENT_TYPE, Fragment, INITIAL_RTO, INTEGRITY_TAG_LEN,

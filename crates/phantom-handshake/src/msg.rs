@@ -229,17 +229,20 @@ impl ServerHello {
 }
 
 /// ClientFinished: in full (non-PDK) mode it carries the ciphertext to the server's
-/// static ML-KEM key; always ends with the client's Finished MAC.
+/// static ML-KEM key; then the client's masked first connection id; always ends with
+/// the client's Finished MAC.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct ClientFinished {
     pub(crate) static_ct: Option<Vec<u8>>,
+    /// `u8 len ‖ masked (id ‖ reset token)` (see `conn_id`).
+    pub(crate) id0: Vec<u8>,
     pub(crate) mac: [u8; 32],
 }
 
 impl ClientFinished {
     /// The encoding without the trailing MAC (what the MAC covers).
-    pub(crate) fn encode_prefix(static_ct: Option<&[u8]>) -> Vec<u8> {
-        let mut v = Vec::with_capacity(2 + ML_KEM_768_CIPHERTEXT_LEN + 32);
+    pub(crate) fn encode_prefix(static_ct: Option<&[u8]>, id0: &[u8]) -> Vec<u8> {
+        let mut v = Vec::with_capacity(2 + ML_KEM_768_CIPHERTEXT_LEN + id0.len() + 32);
         v.push(CLIENT_FINISHED);
         match static_ct {
             None => v.push(0),
@@ -248,11 +251,12 @@ impl ClientFinished {
                 v.extend_from_slice(ct);
             }
         }
+        v.extend_from_slice(id0);
         v
     }
 
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut v = Self::encode_prefix(self.static_ct.as_deref());
+        let mut v = Self::encode_prefix(self.static_ct.as_deref(), &self.id0);
         v.extend_from_slice(&self.mac);
         v
     }
@@ -269,20 +273,30 @@ impl ClientFinished {
             1 => Some(r.bytes(ML_KEM_768_CIPHERTEXT_LEN)?.to_vec()),
             _ => return Err(Error::Malformed("ClientFinished flag")),
         };
+        let id0 = crate::conn_id::read_masked(&mut r)?.to_vec();
         let prefix = msg.len() - r.remaining();
         let mac = *r.array::<32>()?;
         r.finish()?;
-        Ok((Self { static_ct, mac }, prefix))
+        Ok((
+            Self {
+                static_ct,
+                id0,
+                mac,
+            },
+            prefix,
+        ))
     }
 }
 
-/// ServerFinished: a resumption ticket (possibly empty) and the server's Finished MAC,
-/// which covers the ticket fields too.
+/// ServerFinished: a resumption ticket (possibly empty), the server's masked first
+/// connection id and the server's Finished MAC, which covers both.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct ServerFinished {
     pub(crate) ticket_lifetime: u32,
     pub(crate) max_early_data: u32,
     pub(crate) ticket: Vec<u8>,
+    /// `u8 len ‖ masked (id ‖ reset token)` (see `conn_id`).
+    pub(crate) id0: Vec<u8>,
     pub(crate) mac: [u8; 32],
 }
 
@@ -291,18 +305,25 @@ impl ServerFinished {
         ticket_lifetime: u32,
         max_early_data: u32,
         ticket: &[u8],
+        id0: &[u8],
     ) -> Vec<u8> {
-        let mut v = Vec::with_capacity(11 + ticket.len() + 32);
+        let mut v = Vec::with_capacity(11 + ticket.len() + id0.len() + 32);
         v.push(SERVER_FINISHED);
         v.extend_from_slice(&ticket_lifetime.to_be_bytes());
         v.extend_from_slice(&max_early_data.to_be_bytes());
         v.extend_from_slice(&(ticket.len() as u16).to_be_bytes());
         v.extend_from_slice(ticket);
+        v.extend_from_slice(id0);
         v
     }
 
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut v = Self::encode_prefix(self.ticket_lifetime, self.max_early_data, &self.ticket);
+        let mut v = Self::encode_prefix(
+            self.ticket_lifetime,
+            self.max_early_data,
+            &self.ticket,
+            &self.id0,
+        );
         v.extend_from_slice(&self.mac);
         v
     }
@@ -316,6 +337,7 @@ impl ServerFinished {
         let ticket_lifetime = r.u32()?;
         let max_early_data = r.u32()?;
         let ticket = bytes16(&mut r, MAX_TICKET_LEN)?.to_vec();
+        let id0 = crate::conn_id::read_masked(&mut r)?.to_vec();
         let prefix = msg.len() - r.remaining();
         let mac = *r.array::<32>()?;
         r.finish()?;
@@ -324,6 +346,7 @@ impl ServerFinished {
                 ticket_lifetime,
                 max_early_data,
                 ticket,
+                id0,
                 mac,
             },
             prefix,

@@ -13,6 +13,7 @@ use zeroize::Zeroizing;
 use crate::Rng;
 use crate::backend::{KemPublic, XSecret};
 use crate::common::{Established, HANDSHAKE_VERSION, MAX_EARLY_DATA, Time, default_suites};
+use crate::conn_id::{IssuedConnId, LABEL_ID0_C, LABEL_ID0_S};
 use crate::error::CodeList;
 use crate::error::{Error, ensure};
 use crate::fragment::{
@@ -146,6 +147,8 @@ struct ExpectClientFinished {
     resumed: bool,
     early_accepted: bool,
     early_data: Option<Zeroizing<Vec<u8>>>,
+    /// PDK: the id0 the ServerFinished already carries.
+    id0: Option<IssuedConnId>,
 }
 
 #[cfg_attr(test, derive(Clone))]
@@ -1074,6 +1077,7 @@ impl Server {
 
         let mut out = vec![(0, sh)];
         let mut keys = None;
+        let mut id0 = None;
         let (ee_x_keep, ee_ml_keep);
         if let Some((es_x, es_ml)) = pdk_shares {
             let shares = Shares {
@@ -1083,10 +1087,11 @@ impl Server {
                 es_ml,
             };
             let k = HandshakeKeys::derive(master_secret(&es, &shares), &transcript.hash());
-            let sf = self.server_finished(&k, &transcript, suite, now, rng)?;
+            let (sf, issued) = self.server_finished(&k, &transcript, suite, now, rng)?;
             transcript.add(&sf);
             out.push((1, sf));
             keys = Some(k);
+            id0 = Some(issued);
             ee_x_keep = Zeroizing::new([0u8; 32]);
             ee_ml_keep = Zeroizing::new([0u8; 32]);
         } else {
@@ -1106,6 +1111,7 @@ impl Server {
                 resumed: ticket.is_some(),
                 early_accepted,
                 early_data,
+                id0,
             }),
             out,
         ))
@@ -1309,7 +1315,9 @@ impl Server {
         suite: Suite,
         now: Time,
         rng: &mut R,
-    ) -> Result<Vec<u8>, Error> {
+    ) -> Result<(Vec<u8>, IssuedConnId), Error> {
+        let issued = IssuedConnId::draw(rng)?;
+        let id0 = issued.masked(&keys.ms, LABEL_ID0_S)?;
         let (lifetime, max_early, ticket) = if self.config.ticket_lifetime == 0 {
             (0, 0, Vec::new())
         } else {
@@ -1327,18 +1335,19 @@ impl Server {
                 blob,
             )
         };
-        let prefix = ServerFinished::encode_prefix(lifetime, max_early, &ticket);
+        let prefix = ServerFinished::encode_prefix(lifetime, max_early, &ticket, &id0);
         let mac = hmac(
             keys.fk_s.as_slice(),
             &[&transcript.hash_with_prefix(&prefix)],
         );
-        Ok(ServerFinished {
+        let sf = ServerFinished {
             ticket_lifetime: lifetime,
             max_early_data: max_early,
             ticket,
+            id0,
             mac,
-        }
-        .encode())
+        };
+        Ok((sf.encode(), issued))
     }
 
     fn on_client_finished<R: Rng + ?Sized>(
@@ -1387,13 +1396,15 @@ impl Server {
             &[&transcript.hash_with_prefix(msg.get(..prefix_len).unwrap_or_default())],
         );
         ensure!(mac_eq(&expected, &cf.mac), Error::KeyConfirmation);
+        let client_id0 = IssuedConnId::unmask(&keys.ms, LABEL_ID0_C, &cf.id0)?;
         transcript.add(msg);
-        let sf = if s.pdk {
-            None
-        } else {
-            let sf = self.server_finished(keys, &transcript, s.suite, now, cx.rng)?;
-            transcript.add(&sf);
-            Some(sf)
+        let (sf, server_id0) = match s.id0 {
+            Some(id0) => (None, id0),
+            None => {
+                let (sf, id0) = self.server_finished(keys, &transcript, s.suite, now, cx.rng)?;
+                transcript.add(&sf);
+                (Some(sf), id0)
+            }
         };
         let (c2s, s2c) = keys.traffic(&transcript.hash());
         let session_id = conn.session_id.ok_or(Error::Misuse("no session id"))?;
@@ -1402,6 +1413,8 @@ impl Server {
                 version: HANDSHAKE_VERSION,
                 suite: s.suite,
                 session_id,
+                client_id0,
+                server_id0,
                 c2s: TrafficSecret::from_bytes(*c2s),
                 s2c: TrafficSecret::from_bytes(*s2c),
                 resumption_ticket: None,

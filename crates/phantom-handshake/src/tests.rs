@@ -2888,7 +2888,7 @@ fn spoofed_fragment(seq: u64, total_len: usize, offset: usize, data: &[u8]) -> V
 
 /// A spoofer who knows the client's address sends, between the server's receipt of
 /// the ClientHello and of the ClientFinished, a one-byte fragment of message 1 with the
-/// ClientFinished's real length (34 bytes in PDK mode, 1,122 in full mode). Before, the
+/// ClientFinished's real length (59 bytes in PDK mode, 1,147 in full mode). Before, the
 /// real ClientFinished was merged with it (first copy wins), failed its MAC, and the
 /// server's flight timer was stopped as if the client had answered: the PDK handshake
 /// died. Now the whole-message fragment replaces the buffered bytes, and the handshake
@@ -2912,7 +2912,8 @@ fn i1_a_spoofed_fragment_with_the_real_client_finished_length_does_not_corrupt_i
         assert_eq!(finished.len(), 1);
         let cf = Datagram::parse(&finished[0]).unwrap().fragments[0];
         assert_eq!((cf.msg_seq, cf.offset), (1, 0));
-        assert_eq!(cf.total_len, if pdk { 34 } else { 1122 });
+        // mode, [static ciphertext,] masked id0 (1 + 8 + 16), MAC.
+        assert_eq!(cf.total_len, if pdk { 59 } else { 1147 });
         assert_eq!(cf.data.len(), cf.total_len);
         let junk = [cf.data[0] ^ 0xff];
         let spoofed = spoofed_fragment(1, cf.total_len, 0, &junk);

@@ -28,8 +28,8 @@
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use phantom_crypto::{MAX_REKEY_CATCHUP, Opener, Sealer, Suite, TAG_LEN, TrafficSecret};
-use phantom_wire::{Epoch, Flags, HEADER_LEN, Header, PathId, SessionId, StreamId};
+use phantom_crypto::{HeaderKey, MAX_REKEY_CATCHUP, Opener, Sealer, Suite, TAG_LEN, TrafficSecret};
+use phantom_wire::{ConnId, Epoch, Flags, Header, SeqLen, StreamId};
 use stateright::{Model, Property};
 
 /// A fault planted in the model's wrappers around the real types, so the checker can
@@ -226,7 +226,10 @@ impl PartialEq for RatchetState {
 impl Eq for RatchetState {}
 
 const START_SECRET: [u8; 32] = [0x5a; 32];
-const SESSION: SessionId = SessionId([0x11; 32]);
+/// The connection id of the modelled packets.
+const CONN_ID: [u8; 8] = [0x11; 8];
+/// The header length: byte 0, the 8-byte id, meta, a 1-byte stream id, the full sequence.
+const HEADER_LEN: usize = 17;
 
 /// The chain secret `steps` rekeys after the start.
 fn chain_secret(steps: u32) -> Result<TrafficSecret, crate::Error> {
@@ -237,15 +240,21 @@ fn chain_secret(steps: u32) -> Result<TrafficSecret, crate::Error> {
     Ok(s)
 }
 
-fn header(epoch: u32, seq: u64) -> Header {
-    Header {
+fn header(epoch: u32, seq: u64) -> Result<Header, crate::Error> {
+    Ok(Header {
         flags: Flags::ACK_ELICITING,
-        path_id: PathId(0),
         epoch: Epoch(epoch),
-        session_id: SESSION,
+        conn_id: ConnId::from_slice(&CONN_ID)?,
         stream_id: StreamId(1),
         sequence: seq,
-    }
+        seq_len: SeqLen::FULL,
+    })
+}
+
+/// The header-protection key of the modelled direction (from the epoch-0 secret, as
+/// both ends derive it).
+fn header_key(suite: Suite) -> Result<HeaderKey, crate::Error> {
+    Ok(HeaderKey::new(suite, &chain_secret(0)?)?)
 }
 
 /// The sender as the model's wrapper drives it.
@@ -282,7 +291,8 @@ impl RatchetModel {
                 if self.mutation == RatchetMutation::WrappingRekey {
                     s.steps += 1;
                     let next = Epoch(s.sealer.epoch().0.wrapping_add(1));
-                    s.sealer = Sealer::at_epoch(self.suite, chain_secret(s.steps)?, next)?;
+                    s.sealer = Sealer::at_epoch(self.suite, chain_secret(s.steps)?, next)?
+                        .with_header_secret(&chain_secret(0)?)?;
                 }
             }
             Err(e) => return Err(e.into()),
@@ -300,7 +310,7 @@ impl RatchetModel {
         }
         let n = s
             .sealer
-            .seal_packet(&header(epoch, seq), &mut buf, payload.len())?;
+            .seal_packet(&header(epoch, seq)?, &mut buf, payload.len())?;
         buf.truncate(n);
         s.sent += 1;
         Ok(Sent {
@@ -332,7 +342,17 @@ impl RatchetModel {
 
     fn open(&self, opener: &mut Opener, bytes: &[u8]) -> Result<bool, crate::Error> {
         let mut buf = bytes.to_vec();
-        let (h, _, _) = Header::parse(&buf)?;
+        let (w, _) = header_key(self.suite)?.unprotect(&buf, CONN_ID.len())?;
+        // The epoch the packet names, read as the opener reads it (5 bits on the wire).
+        let Some(claimed) = Epoch::reconstruct(opener.epoch(), w.epoch_low) else {
+            return Ok(opener
+                .open_packet(&mut buf, CONN_ID.len(), |_| None)
+                .is_ok());
+        };
+        let h = Header {
+            epoch: claimed,
+            ..header(claimed.0, w.truncated)?
+        };
         let current = opener.epoch().0;
         let ahead = h.epoch.0.checked_sub(current).filter(|d| *d > 0);
         match self.mutation {
@@ -342,20 +362,23 @@ impl RatchetModel {
                     // The planted defect: install the claimed epoch before the AEAD.
                     let steps = h.epoch.0.wrapping_sub(self.start);
                     debug_assert!(steps >= d);
-                    *opener = Opener::at_epoch(self.suite, chain_secret(steps)?, h.epoch)?;
+                    *opener = Opener::at_epoch(self.suite, chain_secret(steps)?, h.epoch)?
+                        .with_header_secret(&chain_secret(0)?)?;
                 }
             }
             _ => {}
         }
-        Ok(opener.open_packet(&mut buf).is_ok())
+        Ok(opener
+            .open_packet(&mut buf, CONN_ID.len(), |_| None)
+            .is_ok())
     }
 
-    fn forge(epoch: u32, n: u8) -> Result<Vec<u8>, crate::Error> {
+    fn forge(suite: Suite, epoch: u32, n: u8) -> Result<Vec<u8>, crate::Error> {
         let mut buf = vec![0u8; HEADER_LEN + 8 + TAG_LEN];
-        let image = header(epoch, 1_000 + u64::from(n)).to_bytes()?;
-        if let Some(h) = buf.get_mut(..HEADER_LEN) {
-            h.copy_from_slice(&image);
-        }
+        header(epoch, 1_000 + u64::from(n))?.write_image(&mut buf)?;
+        // The forger knows the header-protection key (the strongest attacker): the
+        // receiver reads the claimed epoch, and only the AEAD refuses the packet.
+        header_key(suite)?.protect(&mut buf, CONN_ID.len())?;
         Ok(buf)
     }
 
@@ -392,6 +415,7 @@ impl RatchetModel {
                 next.forgeries += 1;
                 next.receiver_log
                     .push(ReceiverOp::Open(Arc::new(Self::forge(
+                        self.suite,
                         epoch,
                         next.forgeries,
                     )?)));

@@ -23,12 +23,15 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group};
 use phantom_crypto::{Opener, Sealer, Suite, TAG_LEN, TrafficSecret};
 use phantom_session::{Config, Dir, RxMeta, Session, SessionKeys, Side};
-use phantom_wire::{Epoch, Flags, HEADER_LEN, Header, PathId, SessionId, StreamId};
+use phantom_wire::{ConnId, Epoch, Flags, Header, SeqLen, SessionId, StreamId};
 
 const BULK: usize = 4 << 20;
 /// Streams left open beside the bulk one in the `idle` modes.
 const IDLE_STREAMS: usize = 1000;
 const SUITE: Suite = Suite::Aes256Gcm;
+/// The header of the raw packets: byte 0, an 8-byte id, meta, stream 4 (1 byte), the full
+/// 6-byte sequence.
+const HEADER_LEN: usize = 17;
 
 fn addr(last: u8) -> SocketAddr {
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, last), 4433))
@@ -37,15 +40,25 @@ fn addr(last: u8) -> SocketAddr {
 fn pair(now: Instant) -> (Session, Session) {
     let sid = SessionId([3; 32]);
     let (a, b) = ([1u8; 32], [2u8; 32]);
+    let (cid, sid_conn) = (
+        ConnId::from_slice(&[4; 8]).unwrap(),
+        ConnId::from_slice(&[5; 8]).unwrap(),
+    );
     let ck = SessionKeys {
         suite: SUITE,
         session_id: sid,
+        local_conn_id: cid,
+        peer_conn_id: sid_conn,
+        peer_reset_token: [6; 16],
         send: TrafficSecret::from_bytes(a),
         recv: TrafficSecret::from_bytes(b),
     };
     let sk = SessionKeys {
         suite: SUITE,
         session_id: sid,
+        local_conn_id: sid_conn,
+        peer_conn_id: cid,
+        peer_reset_token: [7; 16],
         send: TrafficSecret::from_bytes(b),
         recv: TrafficSecret::from_bytes(a),
     };
@@ -259,15 +272,15 @@ impl RawSealOpen {
         self.seq += 1;
         let h = Header {
             flags: Flags::ACK_ELICITING,
-            path_id: PathId(0),
             epoch: Epoch(0),
-            session_id: SessionId([3; 32]),
+            conn_id: ConnId::from_slice(&[3; 8]).unwrap(),
             stream_id: StreamId(4),
             sequence: self.seq,
+            seq_len: SeqLen::FULL,
         };
         let n = self.sealer.seal_packet(&h, &mut self.pkt, payload).unwrap();
         self.opener
-            .open_packet(&mut self.pkt[..n])
+            .open_packet(&mut self.pkt[..n], 8, |_| None)
             .unwrap()
             .payload()
             .len()

@@ -1,13 +1,16 @@
-//! The endpoint above sessions: it routes a received datagram by the session id in its
-//! header to a [`SessionHandle`], or says it belongs to the handshake; on a server it
+//! The endpoint above sessions: it routes a received datagram by the destination
+//! connection id in its header (any id a session issued and did not retire) to a
+//! [`SessionHandle`], or says it belongs to the handshake; on a server it
 //! also runs the server side of handshakes ([`Endpoint::with_server`],
 //! [`Endpoint::handle_handshake`]) and turns each completed one into a registered
 //! [`Session`].
 //!
 //! The runtime owns the established [`Session`]s (indexed by handle, so it can drive
 //! each one from its own task or lock); the endpoint keeps the id-to-handle map and
-//! the handshake server. Routing looks at the cleartext header only; the session then
-//! authenticates the datagram itself (I1, I2).
+//! the handshake server. Routing looks at the cleartext bytes only (byte 0 and the
+//! connection id); the session then authenticates the datagram itself (I1, I2). All the
+//! ids an endpoint issues have one length ([`phantom_wire::DEFAULT_CONN_ID_LEN`]), so it
+//! knows where the id of a short packet ends.
 //!
 //! A server endpoint also holds the early data the handshake released at ClientHello
 //! acceptance (`ServerConfig::release_early_data_on_hello`) until its handshake
@@ -20,7 +23,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use phantom_handshake::{Server, Time, Transmit as HandshakeTransmit};
-use phantom_wire::{Flags, Header, SessionId};
+use phantom_wire::{ConnId, DEFAULT_CONN_ID_LEN, SessionId};
 use rand::{CryptoRng, Rng};
 
 use crate::early::{EarlyData, ReleasedEarlyData};
@@ -46,7 +49,7 @@ pub enum DatagramEvent {
     /// handshake server (a new peer, or a peer still in the handshake).
     Handshake,
     /// Neither a handshake datagram nor a protected packet for a live session (unknown
-    /// session id, or malformed): drop it (counted).
+    /// connection id, or malformed): drop it (counted).
     Unknown,
 }
 
@@ -57,7 +60,7 @@ pub struct EndpointStats {
     pub routed: u64,
     /// Datagrams handed to the handshake.
     pub handshake: u64,
-    /// Datagrams dropped: unknown session ids and malformed packets.
+    /// Datagrams dropped: unknown connection ids and malformed packets.
     pub unknown: u64,
     /// Early data released at ClientHello acceptance ([`Endpoint::poll_early_data`]).
     pub early_released: u64,
@@ -130,10 +133,14 @@ impl Acceptor {
     }
 }
 
-/// The session-id router (and, on a server, the handshake acceptor).
+/// The connection-id router (and, on a server, the handshake acceptor).
 #[derive(Debug, Default)]
 pub struct Endpoint {
+    /// Live sessions by their handshake session id (which the handshake server keeps
+    /// unique).
     by_id: BTreeMap<SessionId, SessionHandle>,
+    /// Every connection id a live session issued and did not retire.
+    by_conn_id: BTreeMap<ConnId, SessionHandle>,
     next: u64,
     stats: EndpointStats,
     acceptor: Option<Acceptor>,
@@ -231,7 +238,7 @@ impl Endpoint {
         if let Some(h) = held {
             session.apply_released_early_data(now.instant, &h.early.data, h.polled);
         }
-        let handle = self.insert(session.session_id());
+        let handle = self.insert(session.session_id(), session.local_conn_ids());
         Ok(Some(Accepted {
             handle,
             session: Box::new(session),
@@ -293,17 +300,39 @@ impl Endpoint {
         }
     }
 
-    /// Registers an established session; returns its handle (never reused).
-    pub fn insert(&mut self, id: SessionId) -> SessionHandle {
+    /// Registers an established session under its session id and the connection ids it
+    /// issued; returns its handle (never reused).
+    pub fn insert(&mut self, id: SessionId, conn_ids: &[ConnId]) -> SessionHandle {
         let h = SessionHandle(self.next);
         self.next = self.next.saturating_add(1);
         self.by_id.insert(id, h);
+        for c in conn_ids {
+            self.by_conn_id.insert(*c, h);
+        }
         h
     }
 
-    /// Forgets a session (drained or dropped).
+    /// Routes `conn_id` (newly issued by the session of `handle`) to that session too.
+    pub fn add_conn_id(&mut self, handle: SessionHandle, conn_id: ConnId) {
+        self.by_conn_id.insert(conn_id, handle);
+    }
+
+    /// Stops routing `conn_id` (retired).
+    pub fn retire_conn_id(&mut self, conn_id: &ConnId) {
+        self.by_conn_id.remove(conn_id);
+    }
+
+    /// True if `conn_id` routes to a live session (a new id is drawn again on a hit).
+    #[must_use]
+    pub fn has_conn_id(&self, conn_id: &ConnId) -> bool {
+        self.by_conn_id.contains_key(conn_id)
+    }
+
+    /// Forgets a session (drained or dropped) and every connection id of it.
     pub fn remove(&mut self, id: &SessionId) -> Option<SessionHandle> {
-        self.by_id.remove(id)
+        let h = self.by_id.remove(id)?;
+        self.by_conn_id.retain(|_, v| *v != h);
+        Some(h)
     }
 
     /// True if `id` is in use (the handshake server redraws colliding ids).
@@ -333,25 +362,20 @@ impl Endpoint {
     /// Decides where `datagram` goes. Never panics, whatever the bytes.
     pub fn route(&mut self, datagram: &[u8]) -> DatagramEvent {
         // Demultiplex on the first byte (docs/PROTOCOL.md): a handshake datagram starts
-        // with HANDSHAKE_MARKER, a protected packet with the version byte.
+        // with HANDSHAKE_MARKER, a short packet with 0b01, then our connection id.
         if datagram.first() == Some(&phantom_wire::HANDSHAKE_MARKER) {
             self.stats.handshake += 1;
             return DatagramEvent::Handshake;
         }
-        match Header::parse(datagram) {
-            Ok((h, _, _)) if !h.flags.contains(Flags::HANDSHAKE) => {
-                match self.by_id.get(&h.session_id) {
-                    Some(&handle) => {
-                        self.stats.routed += 1;
-                        DatagramEvent::Session(handle)
-                    }
-                    None => {
-                        self.stats.unknown += 1;
-                        DatagramEvent::Unknown
-                    }
-                }
+        let found = phantom_wire::peek_conn_id(datagram, DEFAULT_CONN_ID_LEN)
+            .and_then(|id| ConnId::from_slice(id).ok())
+            .and_then(|id| self.by_conn_id.get(&id).copied());
+        match found {
+            Some(handle) => {
+                self.stats.routed += 1;
+                DatagramEvent::Session(handle)
             }
-            _ => {
+            None => {
                 self.stats.unknown += 1;
                 DatagramEvent::Unknown
             }
@@ -362,41 +386,28 @@ impl Endpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use phantom_wire::{Epoch, PathId, StreamId};
 
-    fn packet(sid: [u8; 32], flags: Flags) -> Vec<u8> {
-        let h = Header {
-            flags,
-            path_id: PathId(0),
-            epoch: Epoch(0),
-            session_id: SessionId(sid),
-            stream_id: StreamId(0),
-            sequence: 1,
-        };
-        let mut v = h.to_bytes().unwrap().to_vec();
+    fn cid(b: u8) -> ConnId {
+        ConnId::from_slice(&[b; DEFAULT_CONN_ID_LEN]).unwrap()
+    }
+
+    fn packet(id: u8, first: u8) -> Vec<u8> {
+        let mut v = vec![first];
+        v.extend_from_slice(&[id; DEFAULT_CONN_ID_LEN]);
         v.extend_from_slice(&[0u8; 32]);
         v
     }
 
     #[test]
-    fn routes_by_session_id_and_never_reuses_handles() {
+    fn routes_by_conn_id_and_never_reuses_handles() {
         let mut ep = Endpoint::new();
-        let a = ep.insert(SessionId([1; 32]));
-        let b = ep.insert(SessionId([2; 32]));
+        let a = ep.insert(SessionId([1; 32]), &[cid(1)]);
+        let b = ep.insert(SessionId([2; 32]), &[cid(2)]);
         assert_ne!(a, b);
-        assert_eq!(
-            ep.route(&packet([2; 32], Flags::empty())),
-            DatagramEvent::Session(b)
-        );
-        assert_eq!(
-            ep.route(&packet([3; 32], Flags::empty())),
-            DatagramEvent::Unknown
-        );
-        // Protected packets never carry the HANDSHAKE flag; garbage is dropped.
-        assert_eq!(
-            ep.route(&packet([1; 32], Flags::HANDSHAKE)),
-            DatagramEvent::Unknown
-        );
+        assert_eq!(ep.route(&packet(2, 0x40)), DatagramEvent::Session(b));
+        assert_eq!(ep.route(&packet(3, 0x40)), DatagramEvent::Unknown);
+        // Only the short form routes (0b01 in the high bits); garbage is dropped.
+        assert_eq!(ep.route(&packet(1, 0x80)), DatagramEvent::Unknown);
         assert_eq!(ep.route(&[0x00, 0x01, 0x02]), DatagramEvent::Unknown);
         // A handshake datagram is recognised by its first byte alone, even when its
         // next bytes would parse as something else.
@@ -404,19 +415,22 @@ mod tests {
             ep.route(&[phantom_wire::HANDSHAKE_MARKER, 0x01, 0x00]),
             DatagramEvent::Handshake
         );
+        // Any issued id routes; a retired one no longer does.
+        ep.add_conn_id(b, cid(9));
+        assert_eq!(ep.route(&packet(9, 0x7f)), DatagramEvent::Session(b));
+        ep.retire_conn_id(&cid(9));
+        assert_eq!(ep.route(&packet(9, 0x40)), DatagramEvent::Unknown);
         ep.remove(&SessionId([1; 32]));
-        assert_eq!(
-            ep.route(&packet([1; 32], Flags::empty())),
-            DatagramEvent::Unknown
-        );
-        let c = ep.insert(SessionId([1; 32]));
+        assert_eq!(ep.route(&packet(1, 0x40)), DatagramEvent::Unknown);
+        assert!(!ep.has_conn_id(&cid(1)));
+        let c = ep.insert(SessionId([1; 32]), &[cid(1)]);
         assert!(c != a && c != b);
         assert_eq!(
             ep.stats(),
             EndpointStats {
-                routed: 1,
+                routed: 2,
                 handshake: 1,
-                unknown: 4,
+                unknown: 5,
                 early_released: 0,
                 early_malformed: 0,
             }

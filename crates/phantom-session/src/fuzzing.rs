@@ -10,13 +10,17 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use phantom_crypto::{Sealer, Suite, TAG_LEN, TrafficSecret};
-use phantom_wire::{Epoch, Flags, HEADER_LEN, Header, PathId, SessionId, StreamId};
+use phantom_wire::{ConnId, Epoch, Flags, Header, SeqLen, SessionId, StreamId, min_packet_len};
 
 use crate::{AppCode, Config, Dir, RxMeta, Session, SessionKeys, Side, Stats};
 
 const PEER_SECRET: [u8; 32] = [0x42; 32];
 const OUR_SECRET: [u8; 32] = [0x24; 32];
 const SID: SessionId = SessionId([0x77; 32]);
+/// The session's own connection id (the peer's packets carry it).
+pub const OUR_CONN_ID: [u8; 8] = [0x77; 8];
+/// The peer's connection id (our packets carry it).
+const PEER_CONN_ID: [u8; 8] = [0x66; 8];
 
 fn addr(last: u8, port: u16) -> SocketAddr {
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, last), port))
@@ -35,9 +39,18 @@ fn authenticated_view(s: &Stats) -> Stats {
 /// property is violated: an unauthenticated datagram changed the session state.
 pub fn session_recv(start: Instant, data: &[u8]) {
     let mut now = start;
+    let (Ok(local_conn_id), Ok(peer_conn_id)) = (
+        ConnId::from_slice(&OUR_CONN_ID),
+        ConnId::from_slice(&PEER_CONN_ID),
+    ) else {
+        return;
+    };
     let keys = SessionKeys {
         suite: Suite::ChaCha20Poly1305,
         session_id: SID,
+        local_conn_id,
+        peer_conn_id,
+        peer_reset_token: [0x99; 16],
         send: TrafficSecret::from_bytes(OUR_SECRET),
         recv: TrafficSecret::from_bytes(PEER_SECRET),
     };
@@ -130,19 +143,27 @@ fn sealed_packet(session: &mut Session, sealer: &mut Sealer, now: Instant, input
     let [a, b, c, d] = <[u8; 4]>::try_from(hdr.as_slice()).unwrap_or([0; 4]);
     let len = usize::from(d) * 4;
     let payload = take(input, len);
+    let Ok(conn_id) = ConnId::from_slice(&OUR_CONN_ID) else {
+        return;
+    };
     let header = Header {
-        flags: Flags::from_bits(a & 0x0d).unwrap_or(Flags::empty()),
-        path_id: PathId(0),
+        flags: Flags::from_bits(a & 0x07).unwrap_or(Flags::empty()),
         epoch: Epoch(0),
-        session_id: SID,
+        conn_id,
         stream_id: StreamId(u32::from(b) & 0x1f),
         sequence: u64::from(c),
+        seq_len: SeqLen::FULL,
     };
-    let mut buf = vec![0u8; HEADER_LEN + payload.len() + TAG_LEN];
-    if let Some(dst) = buf.get_mut(HEADER_LEN..HEADER_LEN + payload.len()) {
+    let hlen = header.len();
+    // Zero bytes (PADDING) up to the header-protection sample.
+    let padded = payload
+        .len()
+        .max(min_packet_len(conn_id.len()).saturating_sub(hlen + TAG_LEN));
+    let mut buf = vec![0u8; hlen + padded + TAG_LEN];
+    if let Some(dst) = buf.get_mut(hlen..hlen + payload.len()) {
         dst.copy_from_slice(&payload);
     }
-    if let Ok(n) = sealer.seal_packet(&header, &mut buf, payload.len()) {
+    if let Ok(n) = sealer.seal_packet(&header, &mut buf, padded) {
         buf.truncate(n);
         session.handle_datagram(now, RxMeta::udp(addr(1, 443), source(a)), &mut buf);
     }

@@ -10,8 +10,10 @@ use crate::frame::{
     StreamsBlocked, encode_frames, frames_encoded_len, is_ack_eliciting, payload_is_ack_eliciting,
 };
 use crate::{
-    Decode, Encode, Epoch, Error, Flags, Frame, FrameType, HEADER_LEN, Header, MAX_SEQUENCE,
-    PathId, Reader, SessionId, StreamId, VERSION, VarInt, Writer, parse_frames,
+    ConnId, Decode, Encode, Epoch, Error, FORM_MASK, Flags, Frame, FrameType, HANDSHAKE_MARKER,
+    Header, MAX_HEADER_LEN, MAX_SEQUENCE, Reader, SAMPLE_LEN, SHORT_FORM, SeqLen, StreamId,
+    VERSION, VarInt, WireHeader, Writer, min_packet_len, parse_frames, peek_conn_id,
+    protect_in_place, sample_offset,
 };
 
 // --- test fixtures -------------------------------------------------------------
@@ -71,12 +73,18 @@ fn check_payload_property(bytes: &[u8]) {
 fn header(sequence: u64, stream: u32) -> Header {
     Header {
         flags: Flags::ACK_ELICITING | Flags::REKEY,
-        path_id: PathId(3),
         epoch: Epoch(0x0a0b_0c0d),
-        session_id: SessionId([0x5a; 32]),
+        conn_id: ConnId::from_slice(&[0x5a; 8]).unwrap(),
         stream_id: StreamId(stream),
         sequence,
+        seq_len: SeqLen::FULL,
     }
+}
+
+fn image_of(h: &Header) -> Vec<u8> {
+    let mut out = vec![0u8; h.len()];
+    assert_eq!(h.write_image(&mut out).unwrap(), h.len());
+    out
 }
 
 // --- strategies ----------------------------------------------------------------
@@ -257,19 +265,24 @@ fn owned_frame() -> impl Strategy<Value = Owned> {
 fn arb_header() -> impl Strategy<Value = Header> {
     (
         0u8..=Flags::ALL.bits(),
-        any::<u8>(),
         any::<u32>(),
-        any::<[u8; 32]>(),
-        any::<u32>(),
+        proptest::collection::vec(any::<u8>(), 4..=20),
+        prop_oneof![Just(0u32), 1u32..=0xff, 0x100u32..=0xffff, any::<u32>()],
         0..=MAX_SEQUENCE,
+        prop_oneof![
+            Just(SeqLen::ONE),
+            Just(SeqLen::TWO),
+            Just(SeqLen::FOUR),
+            Just(SeqLen::FULL)
+        ],
     )
-        .prop_map(|(flags, path, epoch, sid, stream, sequence)| Header {
+        .prop_map(|(flags, epoch, cid, stream, sequence, seq_len)| Header {
             flags: Flags::from_bits(flags).expect("defined bits"),
-            path_id: PathId(path),
             epoch: Epoch(epoch),
-            session_id: SessionId(sid),
+            conn_id: ConnId::from_slice(&cid).expect("4..=20 bytes"),
             stream_id: StreamId(stream),
             sequence,
+            seq_len,
         })
 }
 
@@ -344,26 +357,44 @@ proptest! {
 
     #[test]
     fn header_round_trips(h in arb_header(), tail in bytes(40)) {
-        let image = h.to_bytes().unwrap();
-        prop_assert_eq!(encode_to_vec(&h), image.to_vec());
-        let mut datagram = image.to_vec();
+        let image = image_of(&h);
+        prop_assert!(image.len() <= MAX_HEADER_LEN);
+        let mut datagram = image.clone();
         datagram.extend_from_slice(&tail);
-        let (parsed, parsed_image, rest) = Header::parse(&datagram).unwrap();
-        prop_assert_eq!(parsed, h);
-        prop_assert_eq!(parsed_image, &image);
-        prop_assert_eq!(rest, &tail[..]);
-        let mut again = [0u8; HEADER_LEN];
-        parsed.write_image(&mut again).unwrap();
-        prop_assert_eq!(again, image);
+        let parsed = WireHeader::parse(&datagram, h.conn_id.len()).unwrap();
+        prop_assert_eq!(parsed.len, image.len());
+        prop_assert_eq!(parsed.flags, h.flags);
+        prop_assert_eq!(parsed.conn_id, h.conn_id);
+        prop_assert_eq!(parsed.stream_id, h.stream_id);
+        prop_assert_eq!(parsed.seq_len, h.seq_len);
+        prop_assert_eq!(u32::from(parsed.epoch_low), h.epoch.0 & 31);
+        let bits = 8 * h.seq_len.bytes() as u32;
+        prop_assert_eq!(parsed.truncated, h.sequence & ((1u64 << bits) - 1));
+        // A receiver that authenticated the sequence before recovers it exactly.
+        let largest = h.sequence.checked_sub(1);
+        prop_assert_eq!(parsed.seq_len.expand(parsed.truncated, largest), h.sequence);
+        prop_assert_eq!(Epoch::reconstruct(h.epoch, parsed.epoch_low), Some(h.epoch));
     }
 
     #[test]
-    fn i1_arbitrary_bytes_never_panic_header_or_frames(data in bytes(300)) {
-        if let Ok((h, image, rest)) = Header::parse(&data) {
-            prop_assert_eq!(&h.to_bytes().unwrap()[..], &data[..HEADER_LEN]);
-            prop_assert_eq!(&image[..], &data[..HEADER_LEN]);
-            prop_assert_eq!(rest, &data[HEADER_LEN..]);
+    fn i1_arbitrary_bytes_never_panic_header_or_frames(data in bytes(300), cid in 4usize..=20) {
+        if let Ok(w) = WireHeader::parse(&data, cid) {
+            let h = Header {
+                flags: w.flags,
+                epoch: Epoch(u32::from(w.epoch_low)),
+                conn_id: w.conn_id,
+                stream_id: w.stream_id,
+                sequence: w.truncated,
+                seq_len: w.seq_len,
+            };
+            prop_assert_eq!(image_of(&h), data[..w.len].to_vec());
         }
+        let mut copy = data.clone();
+        let mask = [0xa5; SAMPLE_LEN];
+        if let Ok(n) = protect_in_place(&mut copy, cid, &mask, false) {
+            prop_assert!(n <= data.len());
+        }
+        let _ = peek_conn_id(&data, cid);
         check_payload_property(&data);
     }
 
@@ -453,12 +484,28 @@ proptest! {
     }
 
     #[test]
-    fn header_truncation_and_bad_bytes_are_errors(h in arb_header(), cut in 0usize..HEADER_LEN) {
-        let image = h.to_bytes().unwrap();
-        prop_assert_eq!(
-            Header::parse(&image[..cut]).unwrap_err(),
-            Error::Truncated { needed: HEADER_LEN - cut }
+    fn header_truncation_and_bad_bytes_are_errors(h in arb_header(), cut in 0usize..MAX_HEADER_LEN) {
+        let image = image_of(&h);
+        let cut = cut % image.len();
+        let truncated = matches!(
+            WireHeader::parse(&image[..cut], h.conn_id.len()),
+            Err(Error::Truncated { .. })
         );
+        prop_assert!(truncated);
+    }
+
+    #[test]
+    fn header_protection_mask_is_its_own_inverse(h in arb_header(), mask in any::<[u8; 16]>()) {
+        let image = image_of(&h);
+        let mut packet = image.clone();
+        let n = protect_in_place(&mut packet, h.conn_id.len(), &mask, true).unwrap();
+        prop_assert_eq!(n, image.len());
+        // The id and the fixed bits stay in clear.
+        prop_assert_eq!(packet[0] & FORM_MASK, SHORT_FORM);
+        prop_assert_eq!(&packet[1..1 + h.conn_id.len()], h.conn_id.as_bytes());
+        let n = protect_in_place(&mut packet, h.conn_id.len(), &mask, false).unwrap();
+        prop_assert_eq!(n, image.len());
+        prop_assert_eq!(packet, image);
     }
 }
 
@@ -466,13 +513,24 @@ proptest! {
 
 #[test]
 fn i3_stream_id_keeps_full_32_bits_on_wire() {
-    // Header: the stream id is a full big-endian u32 at offset 40.
+    // Header: a large stream id is a full big-endian u32 after the meta byte.
     let h = header(1, 0xdead_beef);
-    let image = h.to_bytes().unwrap();
-    assert_eq!(&image[40..44], &[0xde, 0xad, 0xbe, 0xef]);
+    let image = image_of(&h);
+    assert_eq!(&image[10..14], &[0xde, 0xad, 0xbe, 0xef]);
     assert_eq!(
-        Header::parse(&image).unwrap().0.stream_id,
+        WireHeader::parse(&image, 8).unwrap().stream_id,
         StreamId(0xdead_beef)
+    );
+    // Lengths are minimal: 0, 1, 2 or 4 bytes; a padded encoding is refused.
+    for (id, len) in [(0u32, 0usize), (1, 1), (0xff, 1), (0x100, 2), (0x1_0000, 4)] {
+        assert_eq!(image_of(&header(1, id)).len(), 1 + 8 + 1 + len + 6);
+    }
+    let mut padded = image_of(&header(1, 0x0000_00ef));
+    padded[0] = (padded[0] & !0x0c) | 0x0c; // claims 4 bytes
+    padded.splice(10..11, [0, 0, 0, 0xef]);
+    assert_eq!(
+        WireHeader::parse(&padded, 8).unwrap_err(),
+        Error::Malformed("stream id not minimally encoded")
     );
 
     // Frames: ids that agree in their low 16 bits stay distinct on the wire.
@@ -507,17 +565,18 @@ fn i3_stream_id_keeps_full_32_bits_on_wire() {
 
 #[test]
 fn i3_sequence_beyond_48_bits_is_rejected() {
+    let mut out = [0u8; MAX_HEADER_LEN];
     assert_eq!(
-        header(MAX_SEQUENCE + 1, 0).to_bytes(),
+        header(MAX_SEQUENCE + 1, 0).write_image(&mut out),
         Err(Error::OutOfRange("sequence"))
     );
-    let mut image = header(MAX_SEQUENCE, 0).to_bytes().unwrap();
-    assert_eq!(Header::parse(&image).unwrap().0.sequence, MAX_SEQUENCE);
-    image[45] = 1; // bit 48
-    assert_eq!(
-        Header::parse(&image).unwrap_err(),
-        Error::OutOfRange("sequence")
-    );
+    let image = image_of(&header(MAX_SEQUENCE, 0));
+    let w = WireHeader::parse(&image, 8).unwrap();
+    assert_eq!(w.seq_len.expand(w.truncated, None), MAX_SEQUENCE);
+    // Expansion never goes past 48 bits, whatever the receiver's state.
+    for len in [SeqLen::ONE, SeqLen::TWO, SeqLen::FOUR, SeqLen::FULL] {
+        assert!(len.expand(u64::MAX, Some(MAX_SEQUENCE)) <= MAX_SEQUENCE);
+    }
     // ACKs cannot name a sequence a header could not carry.
     let ranges = [0..=MAX_SEQUENCE + 1];
     assert_eq!(
@@ -532,48 +591,100 @@ fn i3_sequence_beyond_48_bits_is_rejected() {
 }
 
 #[test]
-fn header_rejects_unknown_version_reserved_byte_and_flags() {
-    let good = header(9, 9).to_bytes().unwrap();
-    assert_eq!(good[0], VERSION);
+fn header_rejects_other_forms_reserved_bits_and_keeps_flags() {
+    let good = image_of(&header(9, 9));
+    assert_eq!(good[0] & FORM_MASK, SHORT_FORM);
+    assert_eq!(VERSION, 2);
 
-    for v in [0u8, 2, 0xff] {
-        let mut b = good;
-        b[0] = v;
-        assert_eq!(Header::parse(&b).unwrap_err(), Error::UnsupportedVersion(v));
-    }
-    for r in 1..=255u8 {
-        let mut b = good;
-        b[3] = r;
+    for b0 in [0x00u8, 0x80, 0xc0, HANDSHAKE_MARKER] {
+        let mut b = good.clone();
+        b[0] = b0 | (good[0] & 0x3f);
         assert_eq!(
-            Header::parse(&b).unwrap_err(),
-            Error::Reserved("header byte 3")
+            WireHeader::parse(&b, 8).unwrap_err(),
+            Error::Malformed("not a short packet")
         );
+        assert_eq!(peek_conn_id(&b, 8), None);
     }
-    for bit in 4..8 {
-        let mut b = good;
-        b[1] |= 1 << bit;
+    assert_eq!(peek_conn_id(&good, 8), Some(&[0x5a; 8][..]));
+    for r in [0x10u8, 0x20, 0x30] {
+        let mut b = good.clone();
+        b[0] |= r;
         assert_eq!(
-            Header::parse(&b).unwrap_err(),
-            Error::Reserved("undefined flag bits")
+            WireHeader::parse(&b, 8).unwrap_err(),
+            Error::Reserved("header bits 5..4")
         );
     }
     for bits in 0..=Flags::ALL.bits() {
-        let mut b = good;
-        b[1] = bits;
-        assert_eq!(Header::parse(&b).unwrap().0.flags.bits(), bits);
+        let mut b = good.clone();
+        b[9] = (b[9] & !Flags::ALL.bits()) | bits;
+        assert_eq!(WireHeader::parse(&b, 8).unwrap().flags.bits(), bits);
+    }
+    assert_eq!(
+        Flags::from_bits(0x08),
+        Err(Error::Reserved("undefined flag bits"))
+    );
+}
+
+#[test]
+fn header_parse_reports_the_exact_image_length() {
+    let h = header(77, 5);
+    let mut datagram = image_of(&h);
+    datagram.extend_from_slice(&[1, 2, 3]);
+    let w = WireHeader::parse(&datagram, 8).unwrap();
+    assert_eq!(w.len, h.len());
+    assert_eq!(&datagram[w.len..], &[1, 2, 3]);
+    // The largest header with an 8-byte id is 20 bytes.
+    let big = Header {
+        stream_id: StreamId(u32::MAX),
+        ..header(MAX_SEQUENCE, 0)
+    };
+    assert_eq!(big.len(), 20);
+    assert_eq!(sample_offset(8), 20);
+    assert_eq!(min_packet_len(8), 36);
+}
+
+#[test]
+fn sequence_truncation_follows_rfc9000_appendix_a() {
+    // RFC 9000 A.2: 0xac5c02 with 0xabe8b3 acknowledged needs 2 bytes, 0xace8fe 3 (4 here).
+    assert_eq!(SeqLen::for_sequence(0xac5c02, Some(0xabe8b3)), SeqLen::TWO);
+    assert_eq!(SeqLen::for_sequence(0xace8fe, Some(0xabe8b3)), SeqLen::FOUR);
+    assert_eq!(SeqLen::for_sequence(5, None), SeqLen::FULL);
+    assert_eq!(SeqLen::for_sequence(100, Some(99)), SeqLen::ONE);
+    assert_eq!(SeqLen::for_sequence(228, Some(100)), SeqLen::TWO);
+    // RFC 9000 A.3: largest 0xa82f30ea, 2-byte 0x9b32 -> 0xa82f9b32.
+    assert_eq!(SeqLen::TWO.expand(0x9b32, Some(0xa82f_30ea)), 0xa82f_9b32);
+    // Wrapping forward and backward across the window.
+    assert_eq!(SeqLen::ONE.expand(0x01, Some(0x1fe)), 0x201);
+    assert_eq!(SeqLen::ONE.expand(0xff, Some(0x200)), 0x1ff);
+    assert_eq!(SeqLen::ONE.expand(3, None), 3);
+    for seq in [0u64, 1, 255, 256, 70_000, 1 << 40] {
+        for gap in [0u64, 1, 100, 127] {
+            let acked = seq.checked_sub(gap + 1);
+            let len = SeqLen::for_sequence(seq, acked);
+            let bits = 8 * len.bytes() as u32;
+            let truncated = if bits >= 64 {
+                seq
+            } else {
+                seq & ((1 << bits) - 1)
+            };
+            // The receiver's largest is anywhere between the acknowledged and seq - 1.
+            assert_eq!(len.expand(truncated, acked), seq);
+            assert_eq!(len.expand(truncated, seq.checked_sub(1)), seq);
+        }
     }
 }
 
 #[test]
-fn header_parse_returns_exact_image_as_associated_data() {
-    let h = header(77, 5);
-    let mut datagram = h.to_bytes().unwrap().to_vec();
-    datagram.extend_from_slice(&[1, 2, 3]);
-    let (_, image, payload) = Header::parse(&datagram).unwrap();
-    assert_eq!(image.as_slice(), &datagram[..HEADER_LEN]);
-    assert_eq!(payload, &[1, 2, 3]);
-    // The image is a view into the datagram, not a copy or a re-encoding.
-    assert!(core::ptr::eq(image.as_ptr(), datagram.as_ptr()));
+fn epoch_is_reconstructed_from_its_low_five_bits() {
+    assert_eq!(Epoch::reconstruct(Epoch(0), 0), Some(Epoch(0)));
+    assert_eq!(Epoch::reconstruct(Epoch(0), 1), Some(Epoch(1)));
+    assert_eq!(Epoch::reconstruct(Epoch(0), 30), Some(Epoch(30)));
+    assert_eq!(Epoch::reconstruct(Epoch(0), 31), None); // epoch -1
+    assert_eq!(Epoch::reconstruct(Epoch(40), 7), Some(Epoch(39)));
+    assert_eq!(Epoch::reconstruct(Epoch(40), 8), Some(Epoch(40)));
+    assert_eq!(Epoch::reconstruct(Epoch(40), 24), Some(Epoch(56)));
+    assert_eq!(Epoch::reconstruct(Epoch(40), 6), Some(Epoch(70)));
+    assert_eq!(Epoch::reconstruct(Epoch(u32::MAX), 0), None);
 }
 
 #[test]
@@ -972,25 +1083,14 @@ fn writer_put_zeros_and_filled_are_bounded() {
 }
 
 #[test]
-fn parse_bytes_is_zero_copy_and_matches_parse() {
-    let header = Header {
-        flags: Flags::ACK_ELICITING,
-        path_id: PathId(3),
-        epoch: Epoch(9),
-        session_id: SessionId([7; 32]),
-        stream_id: StreamId(70_000),
-        sequence: 12345,
-    };
-    let mut v = header.to_bytes().unwrap().to_vec();
-    v.extend_from_slice(b"sealed payload");
-    let buf = bytes::Bytes::from(v);
-    let (h, image, payload) = Header::parse_bytes(&buf).unwrap();
-    assert_eq!(h, header);
-    assert_eq!(&image[..], &buf[..HEADER_LEN]);
-    assert_eq!(&payload[..], b"sealed payload");
-    // Same allocation: the views point into the original buffer.
-    assert_eq!(payload.as_ptr(), buf[HEADER_LEN..].as_ptr());
-    assert!(Header::parse_bytes(&buf.slice(..HEADER_LEN - 1)).is_err());
+fn conn_ids_are_4_to_20_bytes() {
+    assert!(ConnId::from_slice(&[1; 3]).is_err());
+    assert!(ConnId::from_slice(&[1; 21]).is_err());
+    for n in 4..=20 {
+        let id = ConnId::from_slice(&vec![7; n]).unwrap();
+        assert_eq!(id.len(), n);
+        assert_eq!(id.as_bytes(), &vec![7; n][..]);
+    }
 }
 
 /// The byte-by-byte varint reading the reader's one-load-per-length decoder

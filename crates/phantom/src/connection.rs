@@ -339,13 +339,24 @@ impl Connection {
         self.shared.lock().conn(self.handle).map(|c| c.remote())
     }
 
-    /// The 256-bit session id.
+    /// The 256-bit session id the handshake chose (it names the session; it is never
+    /// on a 1-RTT packet).
     #[must_use]
     pub fn session_id(&self) -> Option<[u8; 32]> {
         self.shared
             .lock()
             .conn(self.handle)
             .map(|c| c.session().session_id().0)
+    }
+
+    /// The connection id our packets carry now (the peer issued it; 1-RTT packets
+    /// carry no other identifier).
+    #[must_use]
+    pub fn peer_conn_id(&self) -> Option<Vec<u8>> {
+        self.shared
+            .lock()
+            .conn(self.handle)
+            .map(|c| c.session().peer_conn_id().as_bytes().to_vec())
     }
 
     /// Epochs of our sending direction and of the peer's.

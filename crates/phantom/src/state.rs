@@ -494,7 +494,10 @@ impl Inner {
         handles: usize,
         handshake: HandshakeInfo,
     ) -> u64 {
-        let h = self.router.insert(session.session_id()).0;
+        let h = self
+            .router
+            .insert(session.session_id(), session.local_conn_ids())
+            .0;
         self.conns.insert(
             h,
             Box::new(ConnEntry::new(session, remote, handles, handshake)),

@@ -11,7 +11,7 @@ mod common;
 
 use common::{localhost, pattern, server, within};
 use phantom::{Endpoint, ServerConfig};
-use phantom_wire::{Epoch, Flags, Header, PathId, SessionId, StreamId};
+use phantom_wire::{ConnId, Epoch, Flags, Header, SeqLen, StreamId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Garbage, truncated and forged datagrams thrown at a server endpoint during a
@@ -24,7 +24,7 @@ async fn i1_garbage_datagrams_do_not_disturb_sessions() {
     let client = Endpoint::client(localhost()).unwrap();
     let conn = within(10, client.connect(addr, &key)).await.unwrap();
     let server_conn = within(5, srv.accept()).await.unwrap();
-    let sid = conn.session_id().unwrap();
+    let cid = ConnId::from_slice(&conn.peer_conn_id().unwrap()).unwrap();
 
     // An attacker socket sprays the server while data flows.
     let attacker = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -39,17 +39,19 @@ async fn i1_garbage_datagrams_do_not_disturb_sessions() {
                 .map(|j| (x.rotate_left(j as u32 % 31)) as u8)
                 .collect();
             if i % 3 == 0 {
-                // A well-formed header with the live session id and a fresh high
-                // sequence number: it must fail authentication, not reach the stream.
+                // A well-formed header with the server's live connection id and a
+                // fresh high sequence number: it must fail authentication, not reach
+                // the stream.
                 let h = Header {
                     flags: Flags::empty(),
-                    path_id: PathId(0),
                     epoch: Epoch(0),
-                    session_id: SessionId(sid),
+                    conn_id: cid,
                     stream_id: StreamId(1),
                     sequence: 1_000 + u64::from(i),
+                    seq_len: SeqLen::FULL,
                 };
-                let mut f = h.to_bytes().unwrap().to_vec();
+                let mut f = vec![0u8; h.len()];
+                h.write_image(&mut f).unwrap();
                 f.extend_from_slice(&d);
                 f.extend_from_slice(&[0u8; 16]);
                 d = f;

@@ -27,7 +27,7 @@ fn i1_fuzz_seeds_are_valid_sealed_packets() {
         let suite = suite.unwrap();
         let mut o = opener(suite).unwrap();
         let mut p = seed.to_vec();
-        let opened = o.open_packet(&mut p).unwrap();
+        let opened = o.open_packet(&mut p, 8, |_| None).unwrap();
         assert!(!opened.payload().is_empty());
         open_arbitrary(seed);
         seal_open_roundtrip(seed);
@@ -38,7 +38,7 @@ fn i1_fuzz_seeds_are_valid_sealed_packets() {
     assert_eq!(
         opener(Suite::ChaCha20Poly1305)
             .unwrap()
-            .open_packet(&mut p)
+            .open_packet(&mut p, 8, |_| None)
             .unwrap()
             .payload(),
         b"abc"
@@ -47,7 +47,7 @@ fn i1_fuzz_seeds_are_valid_sealed_packets() {
     assert_eq!(
         opener(Suite::Aes256Gcm)
             .unwrap()
-            .open_packet(&mut p)
+            .open_packet(&mut p, 8, |_| None)
             .unwrap_err(),
         Error::DecryptFailed
     );

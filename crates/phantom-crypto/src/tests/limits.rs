@@ -34,16 +34,16 @@ fn i6_soft_threshold_requests_rekey_hard_limit_refuses_seal() {
         for seq in 0..6 {
             assert!(!sealer.needs_rekey(), "seq {seq}");
             let mut p = seal(&mut sealer, &header(0, 1, seq), b"x");
-            opener.open_packet(&mut p).unwrap();
+            opener.open_packet(&mut p, 8, |_| None).unwrap();
         }
         assert_eq!(sealer.rekey_reason(), Some(RekeyReason::Invocations));
         seal(&mut sealer, &header(0, 1, 6), b"x");
         seal(&mut sealer, &header(0, 1, 7), b"x");
         assert_eq!(sealer.invocations(), 8);
         // Hard limit: refused, counter unchanged, nothing written.
-        let mut buf = vec![0xee; 52 + 1 + 16];
+        let mut buf = vec![0xee; 17 + 20 + 16];
         assert_eq!(
-            sealer.seal_packet(&header(0, 1, 8), &mut buf, 1),
+            sealer.seal_packet(&header(0, 1, 8), &mut buf, 20),
             Err(Error::LimitReached)
         );
         assert!(buf.iter().all(|b| *b == 0xee));
@@ -51,8 +51,11 @@ fn i6_soft_threshold_requests_rekey_hard_limit_refuses_seal() {
         // Rekey restores service; the peer follows.
         sealer.rekey().unwrap();
         assert!(!sealer.needs_rekey());
-        let mut p = seal(&mut sealer, &header(0, 1, 8), b"y");
-        assert_eq!(opener.open_packet(&mut p).unwrap().payload(), b"y");
+        let mut p = seal(&mut sealer, &header(0, 1, 8), b"y after the rekey");
+        assert_eq!(
+            opener.open_packet(&mut p, 8, |_| None).unwrap().payload(),
+            b"y after the rekey"
+        );
     }
 }
 
@@ -81,13 +84,14 @@ fn i6_failed_opens_past_integrity_limit_close_the_session() {
             confidentiality: 1 << 20,
             integrity: 3,
         });
-        let genuine = seal(&mut sealer, &header(0, 1, 0), b"ok");
+        // (Long enough that the tag lies beyond the header-protection sample.)
+        let genuine = seal(&mut sealer, &header(0, 1, 0), b"ok, a genuine packet");
         let mut forged = genuine.clone();
         *forged.last_mut().unwrap() ^= 1;
         for n in 1..=2 {
             let mut f = forged.clone();
             assert_eq!(
-                opener.open_packet(&mut f).unwrap_err(),
+                opener.open_packet(&mut f, 8, |_| None).unwrap_err(),
                 Error::DecryptFailed
             );
             assert_eq!(opener.failed_opens(), n);
@@ -95,14 +99,14 @@ fn i6_failed_opens_past_integrity_limit_close_the_session() {
         // The failure that reaches the limit says the session must close ...
         let mut f = forged.clone();
         assert_eq!(
-            opener.open_packet(&mut f).unwrap_err(),
+            opener.open_packet(&mut f, 8, |_| None).unwrap_err(),
             Error::IntegrityLimitExceeded
         );
         assert!(opener.integrity_exhausted());
         // ... and so does every later open, genuine or not.
         let mut g = genuine.clone();
         assert_eq!(
-            opener.open_packet(&mut g).unwrap_err(),
+            opener.open_packet(&mut g, 8, |_| None).unwrap_err(),
             Error::IntegrityLimitExceeded
         );
         assert_eq!(g, genuine, "nothing decrypted after the limit");
@@ -115,25 +119,26 @@ fn i6_failed_opens_count_across_epochs_and_trial_keys() {
     let (mut sealer, mut opener) = pair(Suite::ChaCha20Poly1305);
     // A failure under the current key.
     let mut bad = seal(&mut sealer, &header(0, 1, 0), b"a");
-    bad[HEADER_LEN_PLUS_ONE] ^= 0x80;
-    opener.open_packet(&mut bad).unwrap_err();
+    bad[CIPHERTEXT_BYTE] ^= 0x80;
+    opener.open_packet(&mut bad, 8, |_| None).unwrap_err();
     // A failure under a trial (future) key.
     let mut forged = seal(&mut sealer, &header(0, 1, 1), b"b");
-    forged[7] = 2;
-    opener.open_packet(&mut forged).unwrap_err();
+    forged[9] ^= 2 << 3; // protected epoch bits: epoch 0 -> 2
+    opener.open_packet(&mut forged, 8, |_| None).unwrap_err();
     assert_eq!(opener.failed_opens(), 2);
     // The count survives an authenticated epoch advance (counted per opener lifetime).
     sealer.rekey().unwrap();
     let mut p = seal(&mut sealer, &header(0, 1, 0), b"c");
-    opener.open_packet(&mut p).unwrap();
+    opener.open_packet(&mut p, 8, |_| None).unwrap();
     assert_eq!(opener.failed_opens(), 2);
     // Refusals without an AEAD attempt are not integrity failures.
     let mut short = vec![0u8; 10];
-    opener.open_packet(&mut short).unwrap_err();
+    opener.open_packet(&mut short, 8, |_| None).unwrap_err();
     assert_eq!(opener.failed_opens(), 2);
 }
 
-const HEADER_LEN_PLUS_ONE: usize = phantom_wire::HEADER_LEN + 1;
+/// A byte of the ciphertext (after the 17-byte header of stream 1).
+const CIPHERTEXT_BYTE: usize = 18;
 
 #[test]
 fn i6_set_limits_lowers_but_never_raises_the_suite_limits() {

@@ -10,20 +10,25 @@ mod suites;
 mod tamper;
 mod vectors;
 
-use phantom_wire::{Epoch, Flags, HEADER_LEN, Header, PathId, SessionId, StreamId};
+use phantom_wire::{ConnId, Epoch, Flags, Header, SeqLen, StreamId, min_packet_len};
 
 use crate::{Opener, Sealer, Suite, TAG_LEN, TrafficSecret};
 
 pub(crate) const SECRET: [u8; 32] = [0x42; 32];
 
-pub(crate) fn header(path: u8, stream: u32, sequence: u64) -> Header {
+/// The 8-byte connection id of the test packets.
+pub(crate) const CID: [u8; 8] = [0x11; 8];
+
+/// A header with the full sequence. The path is not on the wire (nor in the nonce):
+/// `_path` only documents which path a test pretends the packet takes.
+pub(crate) fn header(_path: u8, stream: u32, sequence: u64) -> Header {
     Header {
         flags: Flags::ACK_ELICITING,
-        path_id: PathId(path),
         epoch: Epoch(0),
-        session_id: SessionId([0x11; 32]),
+        conn_id: ConnId::from_slice(&CID).unwrap(),
         stream_id: StreamId(stream),
         sequence,
+        seq_len: SeqLen::FULL,
     }
 }
 
@@ -43,9 +48,14 @@ pub(crate) fn try_seal(
     header: &Header,
     payload: &[u8],
 ) -> Result<Vec<u8>, crate::Error> {
-    let mut buf = vec![0u8; HEADER_LEN + payload.len() + TAG_LEN];
-    buf[HEADER_LEN..HEADER_LEN + payload.len()].copy_from_slice(payload);
-    let n = sealer.seal_packet(header, &mut buf, payload.len())?;
+    // Payloads too short for the header-protection sample get zero bytes (PADDING).
+    let hlen = header.len();
+    let padded = payload
+        .len()
+        .max(min_packet_len(header.conn_id.len()).saturating_sub(hlen + TAG_LEN));
+    let mut buf = vec![0u8; hlen + padded + TAG_LEN];
+    buf[hlen..hlen + payload.len()].copy_from_slice(payload);
+    let n = sealer.seal_packet(header, &mut buf, padded)?;
     assert_eq!(n, buf.len());
     Ok(buf)
 }

@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use phantom_wire::{Epoch, MAX_SEQUENCE, PathId, StreamId};
+use phantom_wire::{MAX_SEQUENCE, StreamId};
 use proptest::prelude::*;
 
 use super::{SECRET, header, try_seal};
@@ -41,11 +41,10 @@ fn op_strategy() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// The nonce mask computed independently of `PacketKey::nonce`.
-fn model_mask(epoch: u32, path: u8, stream: u32, seq: u64) -> [u8; 12] {
+/// The nonce mask computed independently of `PacketKey::nonce`: two zero bytes, the
+/// stream, the 48-bit sequence (no path, no epoch: the key changes with the epoch).
+fn model_mask(stream: u32, seq: u64) -> [u8; 12] {
     let mut m = [0u8; 12];
-    m[0] = epoch.to_be_bytes()[3];
-    m[1] = path;
     m[2..6].copy_from_slice(&stream.to_be_bytes());
     m[6..12].copy_from_slice(&seq.to_be_bytes()[2..8]);
     m
@@ -57,8 +56,8 @@ proptest! {
     /// Two directions (different secrets), random seals across paths, streams,
     /// sequences (including exhausted and repeated ones) and rekeys. Every successful
     /// seal uses a (direction, epoch, nonce) never seen before; the sealer accepts
-    /// exactly what a model of "strictly increasing per (path, stream) per epoch,
-    /// at most MAX_SEQUENCE" accepts.
+    /// exactly what a model of "strictly increasing per stream per epoch, whatever the
+    /// path, at most MAX_SEQUENCE" accepts.
     #[test]
     fn i3_nonce_never_repeats_across_streams_paths_sequences_and_rekeys(
         ops in proptest::collection::vec(op_strategy(), 1..200),
@@ -69,7 +68,7 @@ proptest! {
             Sealer::new(suite, TrafficSecret::from_bytes([0x24; 32])).unwrap(),
         ];
         let mut used: HashSet<(usize, u32, [u8; 12])> = HashSet::new();
-        let mut last: [HashMap<(u8, u32), u64>; 2] = [HashMap::new(), HashMap::new()];
+        let mut last: [HashMap<u32, u64>; 2] = [HashMap::new(), HashMap::new()];
         let mut secrets_seen: HashSet<[u8; 32]> = HashSet::new();
         for s in &sealers {
             secrets_seen.insert(*s.secret().dangerously_expose());
@@ -87,16 +86,16 @@ proptest! {
                     let s = &mut sealers[dir];
                     let epoch = s.epoch();
                     let expect_ok = seq <= MAX_SEQUENCE
-                        && last[dir].get(&(path, stream)).is_none_or(|l| seq > *l);
+                        && last[dir].get(&stream).is_none_or(|l| seq > *l);
                     let h = header(path, stream, seq);
                     let res = try_seal(s, &h, b"x");
                     prop_assert_eq!(res.is_ok(), expect_ok, "seq {} res {:?}", seq, res.as_ref().err());
                     match res {
                         Ok(_) => {
-                            last[dir].insert((path, stream), seq);
-                            let nonce = s.packet_key().nonce(epoch, PathId(path), StreamId(stream), seq);
+                            last[dir].insert(stream, seq);
+                            let nonce = s.packet_key().nonce(StreamId(stream), seq);
                             // The nonce is iv XOR the independent model mask.
-                            let mut expect = model_mask(epoch.0, path, stream, seq);
+                            let mut expect = model_mask(stream, seq);
                             for (e, iv) in expect.iter_mut().zip(s.packet_key().iv()) {
                                 *e ^= iv;
                             }
@@ -112,17 +111,17 @@ proptest! {
         }
     }
 
-    /// The nonce mask is injective: distinct (path, stream, sequence) triples under one
-    /// key give distinct nonces.
+    /// The nonce mask is injective: distinct (stream, sequence) pairs under one key
+    /// give distinct nonces.
     #[test]
-    fn i3_nonce_is_injective_in_path_stream_sequence(
-        a in (any::<u8>(), any::<u32>(), 0..=MAX_SEQUENCE),
-        b in (any::<u8>(), any::<u32>(), 0..=MAX_SEQUENCE),
+    fn i3_nonce_is_injective_in_stream_sequence(
+        a in (any::<u32>(), 0..=MAX_SEQUENCE),
+        b in (any::<u32>(), 0..=MAX_SEQUENCE),
     ) {
         let s = Sealer::new(Suite::ChaCha20Poly1305, TrafficSecret::from_bytes(SECRET)).unwrap();
         let k = s.packet_key();
-        let na = k.nonce(Epoch(9), PathId(a.0), StreamId(a.1), a.2);
-        let nb = k.nonce(Epoch(9), PathId(b.0), StreamId(b.1), b.2);
+        let na = k.nonce(StreamId(a.0), a.1);
+        let nb = k.nonce(StreamId(b.0), b.1);
         prop_assert_eq!(na == nb, a == b);
     }
 }
@@ -153,8 +152,12 @@ fn i3_sequence_exhaustion_refuses_and_never_reuses() {
         );
         // The invocation counter did not move for refused seals.
         assert_eq!(s.invocations(), 2);
-        // Another path or stream is a different nonce space.
-        try_seal(&mut s, &header(1, 5, 0), b"e").unwrap();
+        // Another path shares the stream's nonce space (the path is not in the
+        // nonce): refused; another stream is a different nonce space.
+        assert_eq!(
+            try_seal(&mut s, &header(1, 5, 0), b"e"),
+            Err(Error::NonceReuse)
+        );
         try_seal(&mut s, &header(0, 6, 0), b"f").unwrap();
         // After a rekey (new key) the stream may start again.
         s.rekey().unwrap();
@@ -196,17 +199,18 @@ fn i3_stream_table_is_bounded() {
     let mut s = Sealer::new(Suite::ChaCha20Poly1305, TrafficSecret::from_bytes(SECRET)).unwrap();
     let mut buf = [0u8; 80];
     for i in 0..crate::STREAM_TABLE_HARD_LIMIT as u32 {
-        s.seal_packet(&header(0, i, 0), &mut buf, 0).unwrap();
+        s.seal_packet(&header(0, i, 0), &mut buf, 20).unwrap();
         if i as usize + 1 == crate::STREAM_TABLE_SOFT_LIMIT {
             assert_eq!(s.rekey_reason(), Some(crate::RekeyReason::StreamTable));
         }
     }
     assert_eq!(
-        s.seal_packet(&header(0, u32::MAX, 0), &mut buf, 0),
+        s.seal_packet(&header(0, u32::MAX, 0), &mut buf, 20),
         Err(Error::StreamTableFull)
     );
     // Known streams keep working; a rekey empties the table.
-    s.seal_packet(&header(0, 0, 1), &mut buf, 0).unwrap();
+    s.seal_packet(&header(0, 0, 1), &mut buf, 20).unwrap();
     s.rekey().unwrap();
-    s.seal_packet(&header(0, u32::MAX, 0), &mut buf, 0).unwrap();
+    s.seal_packet(&header(0, u32::MAX, 0), &mut buf, 20)
+        .unwrap();
 }

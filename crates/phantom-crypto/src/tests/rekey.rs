@@ -1,6 +1,9 @@
 //! I5: epochs only move forward, by authenticated transitions; old secrets zeroized.
 
-use phantom_wire::{Epoch, Flags, HEADER_LEN};
+use phantom_wire::{Epoch, Flags};
+
+/// The protected meta byte (epoch low bits and flags), after byte 0 and the 8-byte id.
+const META: usize = 9;
 
 use super::{SECRET, header, pair, seal, try_seal};
 use crate::{Error, MAX_REKEY_CATCHUP, Opener, Sealer, Suite, TrafficSecret};
@@ -19,9 +22,16 @@ fn i5_both_sides_derive_identical_chains() {
             );
         }
         // A receiver that starts at the same epoch with the same secret opens.
-        let mut opener = Opener::at_epoch(suite, chain.clone(), Epoch(40)).unwrap();
+        // (Header protection stays under the epoch-0 secret's key.)
+        let mut opener = Opener::at_epoch(suite, chain.clone(), Epoch(40))
+            .unwrap()
+            .with_header_secret(&TrafficSecret::from_bytes(SECRET))
+            .unwrap();
         let mut p = seal(&mut sealer, &header(0, 1, 0), b"hello");
-        assert_eq!(opener.open_packet(&mut p).unwrap().payload(), b"hello");
+        assert_eq!(
+            opener.open_packet(&mut p, 8, |_| None).unwrap().payload(),
+            b"hello"
+        );
     }
 }
 
@@ -36,14 +46,14 @@ fn i5_catch_up_of_1_to_max_epochs_follows_authenticated_rekey() {
             let mut h = header(2, 7, 3);
             h.flags = h.flags | Flags::REKEY;
             let mut p = seal(&mut sealer, &h, b"after rekey");
-            let opened = opener.open_packet(&mut p).unwrap();
+            let opened = opener.open_packet(&mut p, 8, |_| None).unwrap();
             assert_eq!(opened.payload(), b"after rekey");
             assert!(opened.advanced_epoch());
             assert_eq!(opener.epoch(), Epoch(steps));
             assert_eq!(opener.previous_epoch(), Some(Epoch(steps - 1)));
             // And the next packet in that epoch opens on the fast path.
             let mut p = seal(&mut sealer, &header(2, 7, 4), b"next");
-            let opened = opener.open_packet(&mut p).unwrap();
+            let opened = opener.open_packet(&mut p, 8, |_| None).unwrap();
             assert!(!opened.advanced_epoch());
         }
     }
@@ -58,7 +68,7 @@ fn i5_catch_up_beyond_max_is_refused() {
     let mut p = seal(&mut sealer, &header(0, 1, 0), b"too far");
     let before = p.clone();
     assert_eq!(
-        opener.open_packet(&mut p).unwrap_err(),
+        opener.open_packet(&mut p, 8, |_| None).unwrap_err(),
         Error::EpochTooFarAhead
     );
     assert_eq!(p, before);
@@ -74,9 +84,10 @@ fn i5_forged_epoch_does_not_advance_opener() {
         // Rewrite the epoch field of a genuine packet to every reachable future epoch.
         for claimed in 1..=MAX_REKEY_CATCHUP + 1 {
             let mut forged = genuine.clone();
-            forged[4..8].copy_from_slice(&claimed.to_be_bytes());
+            // The epoch's low bits are protected: XOR through the mask (meta byte).
+            forged[META] ^= (claimed as u8 & 31) << 3;
             let before = forged.clone();
-            let err = opener.open_packet(&mut forged).unwrap_err();
+            let err = opener.open_packet(&mut forged, 8, |_| None).unwrap_err();
             assert!(
                 matches!(err, Error::DecryptFailed | Error::EpochTooFarAhead),
                 "{err:?}"
@@ -90,23 +101,33 @@ fn i5_forged_epoch_does_not_advance_opener() {
             assert_eq!(opener.previous_epoch(), None);
         }
         // A packet genuinely sealed at epoch 3 but under another secret: refused too.
-        let mut other = Sealer::new(suite, TrafficSecret::from_bytes([9; 32])).unwrap();
+        // (Under the same header-protection key, so that it reaches the AEAD.)
+        let mut other = Sealer::new(suite, TrafficSecret::from_bytes([9; 32]))
+            .unwrap()
+            .with_header_secret(&TrafficSecret::from_bytes(SECRET))
+            .unwrap();
         for _ in 0..3 {
             other.rekey().unwrap();
         }
         let mut forged = seal(&mut other, &header(0, 1, 1), b"impostor");
         assert_eq!(
-            opener.open_packet(&mut forged).unwrap_err(),
+            opener.open_packet(&mut forged, 8, |_| None).unwrap_err(),
             Error::DecryptFailed
         );
         assert_eq!(opener.epoch(), Epoch(0));
         // The genuine packet still opens: the session did not desync.
         let mut g = genuine.clone();
-        assert_eq!(opener.open_packet(&mut g).unwrap().payload(), b"genuine");
+        assert_eq!(
+            opener.open_packet(&mut g, 8, |_| None).unwrap().payload(),
+            b"genuine"
+        );
         // And a genuine rekey is still followed afterwards.
         sealer.rekey().unwrap();
         let mut p = seal(&mut sealer, &header(0, 1, 1), b"epoch one");
-        assert_eq!(opener.open_packet(&mut p).unwrap().payload(), b"epoch one");
+        assert_eq!(
+            opener.open_packet(&mut p, 8, |_| None).unwrap().payload(),
+            b"epoch one"
+        );
         assert_eq!(opener.epoch(), Epoch(1));
     }
 }
@@ -118,12 +139,12 @@ fn i5_previous_epoch_opens_until_retired_then_refused() {
         let late0 = seal(&mut sealer, &header(0, 1, 0), b"late epoch 0");
         sealer.rekey().unwrap();
         let mut first1 = seal(&mut sealer, &header(0, 1, 0), b"epoch 1");
-        opener.open_packet(&mut first1).unwrap();
+        opener.open_packet(&mut first1, 8, |_| None).unwrap();
         assert_eq!(opener.epoch(), Epoch(1));
         // Reordered packet of the previous epoch: still opens, epoch stays at 1.
         let mut p = late0.clone();
         assert_eq!(
-            opener.open_packet(&mut p).unwrap().payload(),
+            opener.open_packet(&mut p, 8, |_| None).unwrap().payload(),
             b"late epoch 0"
         );
         assert_eq!(opener.epoch(), Epoch(1));
@@ -131,7 +152,10 @@ fn i5_previous_epoch_opens_until_retired_then_refused() {
         assert!(opener.retire_previous());
         assert!(!opener.retire_previous());
         let mut p = late0.clone();
-        assert_eq!(opener.open_packet(&mut p).unwrap_err(), Error::EpochTooOld);
+        assert_eq!(
+            opener.open_packet(&mut p, 8, |_| None).unwrap_err(),
+            Error::EpochTooOld
+        );
         assert_eq!(p, late0);
         assert_eq!(opener.failed_opens(), 0);
     }
@@ -145,13 +169,22 @@ fn i5_epochs_older_than_previous_are_refused() {
     let e1 = seal(&mut sealer, &header(0, 1, 0), b"one");
     sealer.rekey().unwrap();
     let mut e2 = seal(&mut sealer, &header(0, 1, 0), b"two");
-    opener.open_packet(&mut e2).unwrap();
+    opener.open_packet(&mut e2, 8, |_| None).unwrap();
     assert_eq!(opener.epoch(), Epoch(2));
     assert_eq!(opener.previous_epoch(), Some(Epoch(1)));
     let mut p = e1.clone();
-    assert_eq!(opener.open_packet(&mut p).unwrap().payload(), b"one");
+    assert_eq!(
+        opener.open_packet(&mut p, 8, |_| None).unwrap().payload(),
+        b"one"
+    );
+    // Two epochs back: the 5 epoch bits on the wire read it as 30 ahead (the window is
+    // current - 1 ..= current + 30), beyond the catch-up limit: refused unopened.
     let mut p = e0.clone();
-    assert_eq!(opener.open_packet(&mut p).unwrap_err(), Error::EpochTooOld);
+    assert_eq!(
+        opener.open_packet(&mut p, 8, |_| None).unwrap_err(),
+        Error::EpochTooFarAhead
+    );
+    assert_eq!(opener.failed_opens(), 0);
 }
 
 #[test]
@@ -163,10 +196,13 @@ fn i5_multi_step_catch_up_keeps_the_epoch_just_before() {
     let e4 = seal(&mut sealer, &header(0, 1, 0), b"four");
     sealer.rekey().unwrap();
     let mut e5 = seal(&mut sealer, &header(0, 1, 0), b"five");
-    opener.open_packet(&mut e5).unwrap();
+    opener.open_packet(&mut e5, 8, |_| None).unwrap();
     assert_eq!(opener.epoch(), Epoch(5));
     let mut p = e4.clone();
-    assert_eq!(opener.open_packet(&mut p).unwrap().payload(), b"four");
+    assert_eq!(
+        opener.open_packet(&mut p, 8, |_| None).unwrap().payload(),
+        b"four"
+    );
 }
 
 #[test]
@@ -181,8 +217,11 @@ fn i5_epoch_saturates_with_error_not_wrap() {
         assert_eq!(sealer.epoch(), Epoch::MAX);
         // Still usable at MAX (the session closes or re-handshakes at its pace).
         let mut p = seal(&mut sealer, &header(0, 1, 0), b"last epoch");
-        assert_eq!(&p[4..8], &u32::MAX.to_be_bytes());
-        assert_eq!(opener.open_packet(&mut p).unwrap().payload(), b"last epoch");
+        let sealed = p.clone();
+        let opened = opener.open_packet(&mut p, 8, |_| None).unwrap();
+        assert_eq!(opened.header().epoch, Epoch::MAX);
+        assert_eq!(opened.payload(), b"last epoch");
+        let p = sealed;
         assert_eq!(opener.epoch(), Epoch::MAX);
         // The sealer still reports that a rekey is due once limits say so, and the
         // rekey keeps failing: exhaustion is an error, never a wrap to epoch 0.
@@ -191,9 +230,9 @@ fn i5_epoch_saturates_with_error_not_wrap() {
         assert_eq!(sealer.rekey(), Err(Error::EpochSaturated));
         // A packet forged to claim epoch 0 is "too old", not a wrapped future.
         let mut forged = p.clone();
-        forged[4..8].copy_from_slice(&0u32.to_be_bytes());
+        forged[META] ^= 31 << 3; // epoch low bits 31 (MAX) -> 0
         assert_eq!(
-            opener.open_packet(&mut forged).unwrap_err(),
+            opener.open_packet(&mut forged, 8, |_| None).unwrap_err(),
             Error::EpochTooOld
         );
     }
@@ -205,9 +244,17 @@ fn i5_sealer_stamps_its_own_epoch() {
     sealer.rekey().unwrap();
     let mut h = header(0, 1, 0);
     h.epoch = Epoch(77);
-    let p = seal(&mut sealer, &h, b"x");
-    assert_eq!(&p[4..8], &1u32.to_be_bytes());
-    assert!(p.len() == HEADER_LEN + 1 + 16);
+    let mut p = seal(&mut sealer, &h, b"sealer stamps");
+    assert!(p.len() == h.len() + 13 + 16);
+    let (_, mut opener) = pair(Suite::Aes256Gcm);
+    assert_eq!(
+        opener
+            .open_packet(&mut p, 8, |_| None)
+            .unwrap()
+            .header()
+            .epoch,
+        Epoch(1)
+    );
 }
 
 #[test]
@@ -223,24 +270,23 @@ fn i5_sealer_rekey_resets_counters() {
 
 #[test]
 fn i5_forged_future_epochs_derive_each_epoch_at_most_once() {
-    const EPOCH_LOW_BYTE: usize = 7;
     let catchup = u64::from(MAX_REKEY_CATCHUP);
     for suite in Suite::ALL {
         let (mut sealer, mut opener) = pair(suite);
         let mut p = seal(&mut sealer, &header(0, 1, 0), b"genuine");
-        opener.open_packet(&mut p).unwrap();
+        opener.open_packet(&mut p, 8, |_| None).unwrap();
         let start = opener.hkdf_expansions();
         assert_eq!(start, 2, "the first key: key and IV");
         let template = seal(&mut sealer, &header(0, 1, 1), b"forged");
         let forge = |epoch: u8| {
             let mut f = template.clone();
-            f[EPOCH_LOW_BYTE] = epoch;
+            f[META] ^= epoch << 3;
             f
         };
         // The farthest epoch: the chain walked once, its key and the one before it.
         let mut f = forge(16);
         assert_eq!(
-            opener.open_packet(&mut f).unwrap_err(),
+            opener.open_packet(&mut f, 8, |_| None).unwrap_err(),
             Error::DecryptFailed
         );
         assert_eq!(opener.hkdf_expansions(), start + catchup + 2 * 2);
@@ -248,7 +294,7 @@ fn i5_forged_future_epochs_derive_each_epoch_at_most_once() {
         for _ in 0..1000 {
             let mut f = forge(16);
             assert_eq!(
-                opener.open_packet(&mut f).unwrap_err(),
+                opener.open_packet(&mut f, 8, |_| None).unwrap_err(),
                 Error::DecryptFailed
             );
         }
@@ -258,7 +304,7 @@ fn i5_forged_future_epochs_derive_each_epoch_at_most_once() {
             for epoch in 1..=16u8 {
                 let mut f = forge(epoch.wrapping_add(round) % 16 + 1);
                 assert_eq!(
-                    opener.open_packet(&mut f).unwrap_err(),
+                    opener.open_packet(&mut f, 8, |_| None).unwrap_err(),
                     Error::DecryptFailed
                 );
             }
@@ -271,7 +317,10 @@ fn i5_forged_future_epochs_derive_each_epoch_at_most_once() {
             sealer.rekey().unwrap();
         }
         let mut p = seal(&mut sealer, &header(0, 1, 2), b"rekeyed");
-        assert_eq!(opener.open_packet(&mut p).unwrap().payload(), b"rekeyed");
+        assert_eq!(
+            opener.open_packet(&mut p, 8, |_| None).unwrap().payload(),
+            b"rekeyed"
+        );
         assert_eq!(opener.epoch(), Epoch(3));
         assert_eq!(opener.previous_epoch(), Some(Epoch(2)));
         assert_eq!(opener.hkdf_expansions(), start + 3 * catchup);
@@ -279,9 +328,9 @@ fn i5_forged_future_epochs_derive_each_epoch_at_most_once() {
         let template = seal(&mut sealer, &header(0, 1, 3), b"forged");
         for _ in 0..100 {
             let mut f = template.clone();
-            f[EPOCH_LOW_BYTE] = 3 + 16;
+            f[META] ^= (3 ^ (3 + 16)) << 3;
             assert_eq!(
-                opener.open_packet(&mut f).unwrap_err(),
+                opener.open_packet(&mut f, 8, |_| None).unwrap_err(),
                 Error::DecryptFailed
             );
         }
@@ -291,11 +340,17 @@ fn i5_forged_future_epochs_derive_each_epoch_at_most_once() {
         );
         // The previous epoch's packets still open after all this.
         let mut old = seal(
-            &mut Sealer::at_epoch(suite, chain(2), Epoch(2)).unwrap(),
+            &mut Sealer::at_epoch(suite, chain(2), Epoch(2))
+                .unwrap()
+                .with_header_secret(&TrafficSecret::from_bytes(SECRET))
+                .unwrap(),
             &header(0, 9, 0),
             b"late",
         );
-        assert_eq!(opener.open_packet(&mut old).unwrap().payload(), b"late");
+        assert_eq!(
+            opener.open_packet(&mut old, 8, |_| None).unwrap().payload(),
+            b"late"
+        );
     }
 }
 

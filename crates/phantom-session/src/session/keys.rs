@@ -2,7 +2,7 @@
 //! signals (the REKEY frame and the REKEY header flag) owed to the peer.
 
 use phantom_crypto::{OpenedPacket, Opener, Sealer, Suite, TrafficSecret};
-use phantom_wire::{Epoch, Header, SessionId};
+use phantom_wire::{ConnId, Epoch, Header, SeqLen, StreamId};
 
 use crate::error::Error;
 use crate::types::Config;
@@ -58,13 +58,21 @@ impl Keys {
             .unwrap_or_else(|| self.opener.epoch())
     }
 
-    /// Opens one of this session's packets in place (see [`Opener::open_session_packet`]).
+    /// Opens one of this session's packets in place (see [`Opener::open_session_packet`]);
+    /// `largest` gives the largest authenticated sequence of a space.
     pub(super) fn open<'a>(
         &mut self,
-        session: &SessionId,
+        conn_id: &ConnId,
         datagram: &'a mut [u8],
+        largest: impl FnOnce(StreamId) -> Option<u64>,
     ) -> Result<OpenedPacket<'a>, phantom_crypto::Error> {
-        self.opener.open_session_packet(session, datagram)
+        self.opener.open_session_packet(conn_id, datagram, largest)
+    }
+
+    /// How many sequence bytes our next packet of `stream` carries (see
+    /// [`Sealer::seq_len`]).
+    pub(super) fn seq_len(&self, stream: StreamId, seq: u64, largest_acked: Option<u64>) -> SeqLen {
+        self.sealer.seq_len(stream, seq, largest_acked)
     }
 
     /// Drops the peer's previous epoch key.

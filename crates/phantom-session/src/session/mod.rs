@@ -38,7 +38,7 @@ use bytes::Bytes;
 use phantom_crypto::{Suite, TAG_LEN, TrafficSecret};
 use phantom_guard::StreamWindows;
 use phantom_handshake::Established;
-use phantom_wire::{Epoch, Frame, HEADER_LEN, PathId, SessionId, StreamId, parse_frames};
+use phantom_wire::{ConnId, Epoch, Frame, PathId, SessionId, StreamId, parse_frames};
 use rand::SeedableRng;
 use rand::rngs::ChaCha20Rng;
 
@@ -72,8 +72,15 @@ const CONTROL_SPACE: StreamId = StreamId::CONTROL;
 pub struct SessionKeys {
     /// The negotiated AEAD suite.
     pub suite: Suite,
-    /// The 256-bit session id the server chose.
+    /// The 256-bit session id the server chose (names the session; never on a 1-RTT
+    /// packet).
     pub session_id: SessionId,
+    /// The connection id we issued: the peer puts it on the packets it sends us.
+    pub local_conn_id: ConnId,
+    /// The connection id the peer issued: we put it on the packets we send.
+    pub peer_conn_id: ConnId,
+    /// The peer's stateless-reset token for `peer_conn_id`.
+    pub peer_reset_token: [u8; 16],
     /// Our sending direction's traffic secret.
     pub send: TrafficSecret,
     /// The peer's sending direction's traffic secret.
@@ -85,13 +92,26 @@ impl SessionKeys {
     /// sends with `c2s` and opens with `s2c`, the server the other way round.
     #[must_use]
     pub fn from_established(side: Side, est: &Established) -> Self {
-        let (send, recv) = match side {
-            Side::Client => (est.c2s.clone(), est.s2c.clone()),
-            Side::Server => (est.s2c.clone(), est.c2s.clone()),
+        let (send, recv, local, peer) = match side {
+            Side::Client => (
+                est.c2s.clone(),
+                est.s2c.clone(),
+                est.client_id0,
+                est.server_id0,
+            ),
+            Side::Server => (
+                est.s2c.clone(),
+                est.c2s.clone(),
+                est.server_id0,
+                est.client_id0,
+            ),
         };
         Self {
             suite: est.suite,
             session_id: est.session_id,
+            local_conn_id: local.id,
+            peer_conn_id: peer.id,
+            peer_reset_token: peer.reset_token,
             send,
             recv,
         }
@@ -103,6 +123,8 @@ impl core::fmt::Debug for SessionKeys {
         f.debug_struct("SessionKeys")
             .field("suite", &self.suite)
             .field("session_id", &self.session_id)
+            .field("local_conn_id", &self.local_conn_id)
+            .field("peer_conn_id", &self.peer_conn_id)
             .finish_non_exhaustive()
     }
 }
@@ -190,6 +212,11 @@ pub struct Session {
     cfg: Config,
     state: State,
     session_id: SessionId,
+    /// The connection id the peer's packets carry (ours).
+    local_conn_id: ConnId,
+    /// The connection id our packets carry (the peer's), and its reset token.
+    peer_conn_id: ConnId,
+    peer_reset_token: [u8; 16],
     keys: Keys,
     spaces: Spaces,
     streams: Streams,
@@ -252,6 +279,9 @@ impl Session {
         let SessionKeys {
             suite,
             session_id,
+            local_conn_id,
+            peer_conn_id,
+            peer_reset_token,
             send,
             recv,
         } = keys;
@@ -265,6 +295,9 @@ impl Session {
             side,
             state: State::Connected,
             session_id,
+            local_conn_id,
+            peer_conn_id,
+            peer_reset_token,
             keys,
             spaces: Spaces::new(replay),
             streams: Streams::new(side, &cfg),
@@ -444,10 +477,42 @@ impl Session {
         self.state
     }
 
-    /// The session id.
+    /// The session id (the handshake's; it names the session and is never on a 1-RTT
+    /// packet).
     #[must_use]
     pub fn session_id(&self) -> SessionId {
         self.session_id
+    }
+
+    /// The connection ids the peer's packets may carry (the ones we issued and did not
+    /// retire): what an endpoint routes this session's datagrams by.
+    #[must_use]
+    pub fn local_conn_ids(&self) -> &[ConnId] {
+        core::slice::from_ref(&self.local_conn_id)
+    }
+
+    /// The connection id our packets carry now.
+    #[must_use]
+    pub fn peer_conn_id(&self) -> ConnId {
+        self.peer_conn_id
+    }
+
+    /// True if `datagram` ends with the stateless-reset token the peer gave for the
+    /// connection id our packets carry (compared in constant time): the peer lost the
+    /// session's state.
+    #[must_use]
+    pub fn is_stateless_reset(&self, datagram: &[u8]) -> bool {
+        use subtle::ConstantTimeEq as _;
+        datagram
+            .len()
+            .checked_sub(16)
+            .and_then(|at| datagram.get(at..))
+            .is_some_and(|tail| bool::from(tail.ct_eq(&self.peer_reset_token)))
+    }
+
+    /// The longest header our packets can have: the sample offset of header protection.
+    pub(super) fn max_header_len(&self) -> usize {
+        phantom_wire::sample_offset(self.peer_conn_id.len())
     }
 
     /// Counters, with RTT/cwnd/bandwidth of the primary path.
@@ -613,7 +678,7 @@ impl Session {
     /// [`Error::Blocked`] if the queue is full.
     pub fn send_datagram(&mut self, data: &[u8]) -> Result<(), Error> {
         self.check_open()?;
-        let max = self.cfg.max_datagram_size - HEADER_LEN - TAG_LEN - 8;
+        let max = self.cfg.max_datagram_size - self.max_header_len() - TAG_LEN - 8;
         if data.len() > max {
             return Err(Error::DatagramTooLarge);
         }

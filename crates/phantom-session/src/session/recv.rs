@@ -71,9 +71,13 @@ impl Session {
         }
         let len = datagram.len() as u64;
         // The header is parsed once, by the opener, which also refuses another
-        // session's packets and cleartext handshake packets before any key is tried.
+        // session's packets and handshake datagrams before any key is tried, and
+        // expands the truncated sequence against the space's largest authenticated one.
         // I1/I2: nothing below runs unless the AEAD verified the packet.
-        let opened = match self.keys.open(&self.session_id, datagram) {
+        let spaces = &self.spaces;
+        let opened = match self.keys.open(&self.local_conn_id, datagram, |s| {
+            spaces.largest_received(s)
+        }) {
             Ok(p) => p,
             Err(e) => {
                 self.on_unopened(now, e, datagram);

@@ -7,9 +7,7 @@ use std::time::Instant;
 use phantom_crypto::TAG_LEN;
 use phantom_guard::SendBudget;
 use phantom_wire::frame::{Datagram, Rekey, Stream as StreamFrame};
-use phantom_wire::{
-    Encode, Flags, Frame, HEADER_LEN, Header, MAX_SEQUENCE, PathId, StreamId, Writer,
-};
+use phantom_wire::{Encode, Flags, Frame, Header, MAX_SEQUENCE, PathId, StreamId, Writer};
 
 use super::streams::SendHint;
 use super::timers::Timer;
@@ -18,6 +16,9 @@ use crate::error::Error;
 use crate::recovery::Record;
 use crate::scheduler::{PathView, SchedulerMode, pick};
 use crate::types::{MIN_DATAGRAM_SIZE, State, Transmit};
+
+/// The fixed header length of protocol version 1 (see [`Session::payload_room`]).
+const V1_HEADER_LEN: usize = 52;
 
 /// Room a STREAM frame's header may take besides its data.
 pub(super) const STREAM_OVERHEAD: usize = 24;
@@ -135,8 +136,12 @@ impl Session {
         Ok(())
     }
 
-    fn payload_room(size: usize) -> usize {
-        size - HEADER_LEN - TAG_LEN
+    /// The most payload a data packet of a `size`-byte budget carries: what protocol
+    /// version 1 carried (`size - 52 - 16`). The shorter version-2 header shortens the
+    /// datagram instead of filling it further, so packetization, and the congestion and
+    /// scheduling behaviour tuned on it, stay as they were.
+    fn payload_room(&self, size: usize) -> usize {
+        size.saturating_sub(V1_HEADER_LEN.max(self.max_header_len()) + TAG_LEN)
     }
 
     /// PATH_CHALLENGE / PATH_RESPONSE on the path they belong to, within its
@@ -148,14 +153,15 @@ impl Session {
             SendBudget::Unlimited => size,
             SendBudget::Limited(n) => size.min(usize::try_from(n).unwrap_or(usize::MAX)),
         };
-        let min = HEADER_LEN + TAG_LEN + 33;
+        let min = self.max_header_len() + TAG_LEN + 33;
         if size < min {
             // Not enough budget yet: wait for more bytes from that address.
             return None;
         }
+        let at = self.max_header_len();
         let path = self.paths.get_mut(id)?;
         let mut built = Built::new();
-        let payload = buf.get_mut(HEADER_LEN..size - TAG_LEN)?;
+        let payload = buf.get_mut(at..size - TAG_LEN)?;
         let mut w = Writer::new(payload);
         path.write_validation(&mut w, &mut built);
         built.len = w.written();
@@ -287,7 +293,8 @@ impl Session {
         }
         // Built in place and handed on by reference (the record array is not moved).
         let mut built = Built::new();
-        let payload = buf.get_mut(HEADER_LEN..HEADER_LEN + Self::payload_room(size))?;
+        let at = self.max_header_len();
+        let payload = buf.get_mut(at..at + self.payload_room(size))?;
         self.build_regular(now, path_id, payload, allow_data, is_probe, &mut built)?;
         if is_probe && let Some(p) = self.paths.get_mut(path_id) {
             p.probe_sent();
@@ -520,6 +527,11 @@ impl Session {
 
     /// Seals the built packet into `buf` under the next sequence of its space and
     /// accounts for it on its path; `track`: it goes into loss recovery.
+    ///
+    /// The payload was built after room for the longest header
+    /// ([`Session::max_header_len`]); once the header's length is known (the space's
+    /// stream id and the truncated sequence), the payload is moved up behind it and
+    /// padded (PADDING frames are zero bytes) to the length header protection samples.
     pub(super) fn finish_packet(
         &mut self,
         now: Instant,
@@ -546,16 +558,24 @@ impl Session {
         }
         let header = Header {
             flags,
-            path_id,
             epoch: self.keys.send_epoch(),
-            session_id: self.session_id,
+            conn_id: self.peer_conn_id,
             stream_id: space,
             sequence: seq,
+            seq_len: self.seq_len(space, seq, at),
         };
-        let total = HEADER_LEN + built.len + TAG_LEN;
-        let out = buf.get_mut(..total)?;
-        // I2: every packet is sealed; the header image is the associated data.
-        let len = match self.keys.seal(&header, out, built.len) {
+        let (from, hlen) = (self.max_header_len(), header.len());
+        let min_payload =
+            phantom_wire::min_packet_len(self.peer_conn_id.len()).saturating_sub(hlen + TAG_LEN);
+        let payload_len = built.len.max(min_payload);
+        if buf.len() < from + built.len {
+            return None;
+        }
+        buf.copy_within(from..from + built.len, hlen);
+        buf.get_mut(hlen + built.len..hlen + payload_len)?.fill(0);
+        let out = buf.get_mut(..hlen + payload_len + TAG_LEN)?;
+        // I2: every packet is sealed; the unprotected header image is the associated data.
+        let len = match self.keys.seal(&header, out, payload_len) {
             Ok(n) => n,
             Err(err) => {
                 self.fatal(now, err);
@@ -573,6 +593,23 @@ impl Session {
             debug_assert!(false, "amplification budget exceeded after check");
         }
         self.on_packet_sent(now, path_id, built, seq, len, track)
+    }
+
+    /// How many sequence bytes packet `seq` of `space` (at `at`) carries: the shortest
+    /// that covers twice the distance from the largest acknowledged (the sealer makes
+    /// it the full 6 for the first of the space in an epoch), and at least 4 while the
+    /// session has several paths: one space's packets are then reordered across paths
+    /// by far more than the acknowledged distance (a slow path's delay times the fast
+    /// path's rate), and a misexpanded sequence only fails the AEAD.
+    fn seq_len(&self, space: StreamId, seq: u64, at: Option<usize>) -> phantom_wire::SeqLen {
+        let len = self
+            .keys
+            .seq_len(space, seq, self.spaces.largest_acked(at));
+        if self.paths.len() > 1 {
+            len.max(phantom_wire::SeqLen::FOUR)
+        } else {
+            len
+        }
     }
 
     /// Accounts for a sealed packet of `len` bytes on its path: pacer, counters,

@@ -138,10 +138,18 @@ impl SpaceSent {
     }
 }
 
+/// Our sending state of one space: the next sequence (I3: only grows) and the largest
+/// one the peer acknowledged (which sequence truncation measures from).
+#[derive(Debug, Clone, Copy)]
+struct SendSpace {
+    next: u64,
+    largest_acked: Option<u64>,
+}
+
 /// Every sequence space's state, both directions.
 pub(super) struct Spaces {
-    /// Our next sequence number per space (I3: only grows).
-    next_seq: VecMap<StreamId, u64>,
+    /// Our sending state per space.
+    next_seq: VecMap<StreamId, SendSpace>,
     /// The peer's packets received per space.
     acks: VecMap<StreamId, AckSpace>,
     /// The peer's replay windows per space (I4).
@@ -192,6 +200,12 @@ impl Spaces {
     /// replay.
     pub(super) fn accept_replay(&mut self, space: StreamId, seq: u64) -> bool {
         self.replay.accept_authenticated(space, seq).is_ok()
+    }
+
+    /// The largest sequence of `space` the peer's authenticated packets carried (what a
+    /// truncated sequence is expanded against), if the space has state.
+    pub(super) fn largest_received(&self, space: StreamId) -> Option<u64> {
+        self.replay.get(space).and_then(|w| w.highest())
     }
 
     /// Every replay the windows refused.
@@ -352,17 +366,36 @@ impl Spaces {
         let at = self.next_seq.index_of(&space);
         let seq = at
             .and_then(|i| self.next_seq.value_at(i))
-            .copied()
-            .unwrap_or(0);
+            .map_or(0, |s| s.next);
         (at, seq)
+    }
+
+    /// The largest sequence of `space` (at `at`, from [`Self::peek_seq`]) the peer
+    /// acknowledged.
+    pub(super) fn largest_acked(&self, at: Option<usize>) -> Option<u64> {
+        at.and_then(|i| self.next_seq.value_at(i))
+            .and_then(|s| s.largest_acked)
+    }
+
+    /// An ACK frame of `space` (checked by [`Self::check_ack`]) acknowledged `largest`.
+    pub(super) fn note_acked(&mut self, space: StreamId, largest: u64) {
+        if let Some(s) = self.next_seq.get_mut(&space) {
+            s.largest_acked = Some(s.largest_acked.map_or(largest, |l| l.max(largest)));
+        }
     }
 
     /// Packet `seq` of `space` (found at `at` by [`Self::peek_seq`]) was sealed.
     pub(super) fn advance_seq(&mut self, at: Option<usize>, space: StreamId, seq: u64) {
         match at.and_then(|i| self.next_seq.value_at_mut(i)) {
-            Some(n) => *n = seq + 1,
+            Some(n) => n.next = seq + 1,
             None => {
-                self.next_seq.insert(space, seq + 1);
+                self.next_seq.insert(
+                    space,
+                    SendSpace {
+                        next: seq + 1,
+                        largest_acked: None,
+                    },
+                );
             }
         }
     }
@@ -394,7 +427,7 @@ impl Spaces {
         if self.is_retired(space) {
             return Ok(false);
         }
-        let next = self.next_seq.get(&space).copied().unwrap_or(0);
+        let next = self.next_seq.get(&space).map_or(0, |s| s.next);
         if largest >= next {
             return Err(Error::PeerViolation(PeerViolation::AckOfUnsentPacket));
         }

@@ -31,20 +31,36 @@ pub(crate) fn keys(seed: u8) -> (SessionKeys, SessionKeys) {
     let c2s = [seed ^ 0x11; 32];
     let s2c = [seed ^ 0x22; 32];
     let sid = SessionId([seed ^ 0x33; 32]);
+    let (client_id, server_id) = conn_ids(seed);
     let suite = Suite::Aes256Gcm;
     (
         SessionKeys {
             suite,
             session_id: sid,
+            local_conn_id: client_id,
+            peer_conn_id: server_id,
+            peer_reset_token: [seed ^ 0x55; 16],
             send: TrafficSecret::from_bytes(c2s),
             recv: TrafficSecret::from_bytes(s2c),
         },
         SessionKeys {
             suite,
             session_id: sid,
+            local_conn_id: server_id,
+            peer_conn_id: client_id,
+            peer_reset_token: [seed ^ 0x66; 16],
             send: TrafficSecret::from_bytes(s2c),
             recv: TrafficSecret::from_bytes(c2s),
         },
+    )
+}
+
+/// The (client, server) connection ids of the pair built from `seed`: the client's
+/// packets carry the server's, and the other way round.
+pub(crate) fn conn_ids(seed: u8) -> (phantom_wire::ConnId, phantom_wire::ConnId) {
+    (
+        phantom_wire::ConnId::from_slice(&[seed ^ 0x44; 8]).unwrap(),
+        phantom_wire::ConnId::from_slice(&[seed ^ 0x77; 8]).unwrap(),
     )
 }
 
@@ -555,25 +571,101 @@ pub(crate) fn forged_client_packet(
     seq: u64,
     frames: &[phantom_wire::Frame<'_>],
 ) -> Vec<u8> {
-    use phantom_wire::{Encode, Epoch, Flags, HEADER_LEN, Header, PathId, Writer};
+    use phantom_wire::{Encode, Epoch, Flags, Header, SeqLen, Writer};
     let (ck, _) = keys(seed);
+    let header = Header {
+        flags: Flags::ACK_ELICITING,
+        epoch: Epoch(0),
+        conn_id: ck.peer_conn_id,
+        stream_id: StreamId(stream),
+        sequence: seq,
+        seq_len: SeqLen::FULL,
+    };
+    let hlen = header.len();
     let mut buf = vec![0u8; 1400];
     let n = {
-        let mut w = Writer::new(&mut buf[HEADER_LEN..]);
+        let mut w = Writer::new(&mut buf[hlen..]);
         for f in frames {
             f.encode(&mut w).unwrap();
         }
-        w.written()
-    };
-    let header = Header {
-        flags: Flags::ACK_ELICITING,
-        path_id: PathId(0),
-        epoch: Epoch(0),
-        session_id: ck.session_id,
-        stream_id: StreamId(stream),
-        sequence: seq,
+        // Zero bytes (PADDING) up to the header-protection sample.
+        w.written().max(phantom_wire::min_packet_len(8) - hlen - 16)
     };
     let len = sealer.seal_packet(&header, &mut buf, n).unwrap();
     buf.truncate(len);
     buf
+}
+
+/// The header-protection key of the client's (`client`) or the server's direction of
+/// the pair built from `seed`.
+pub(crate) fn header_key(seed: u8, client: bool) -> phantom_crypto::HeaderKey {
+    let secret = if client { seed ^ 0x11 } else { seed ^ 0x22 };
+    phantom_crypto::HeaderKey::new(Suite::Aes256Gcm, &TrafficSecret::from_bytes([secret; 32]))
+        .unwrap()
+}
+
+/// The header of a captured datagram as on the wire once unprotected: `client` names
+/// the sender. The sequence is the truncated one.
+pub(crate) fn wire_header(seed: u8, client: bool, d: &[u8]) -> phantom_wire::WireHeader {
+    header_key(seed, client).unprotect(d, 8).unwrap().0
+}
+
+/// Rewrites the header of a captured datagram of `client`'s direction: `edit` gets the
+/// unprotected header with its sequence expanded against `largest`, the result replaces
+/// it (protection re-applied), the body is kept. What an attacker holding the
+/// header-protection key could send; only the AEAD stands in the way.
+pub(crate) fn rewrite_header(
+    seed: u8,
+    client: bool,
+    d: &[u8],
+    largest: Option<u64>,
+    edit: impl FnOnce(&mut phantom_wire::Header),
+) -> Vec<u8> {
+    let w = wire_header(seed, client, d);
+    let mut h = phantom_wire::Header {
+        flags: w.flags,
+        epoch: phantom_wire::Epoch(u32::from(w.epoch_low)),
+        conn_id: w.conn_id,
+        stream_id: w.stream_id,
+        sequence: w.seq_len.expand(w.truncated, largest),
+        seq_len: phantom_wire::SeqLen::FULL,
+    };
+    edit(&mut h);
+    let mut out = vec![0u8; h.len()];
+    h.write_image(&mut out).unwrap();
+    out.extend_from_slice(&d[w.len..]);
+    header_key(seed, client).protect(&mut out, 8).unwrap();
+    out
+}
+
+/// Opens every captured datagram in order, as receivers that saw all of them would
+/// (`true`: sent by the client): the full headers, sequences expanded.
+pub(crate) fn open_captured(
+    seed: u8,
+    sent: &[(bool, Vec<u8>)],
+) -> Vec<(bool, phantom_wire::Header)> {
+    let mut c2s = phantom_crypto::Opener::new(
+        Suite::Aes256Gcm,
+        TrafficSecret::from_bytes([seed ^ 0x11; 32]),
+    )
+    .unwrap();
+    let mut s2c = phantom_crypto::Opener::new(
+        Suite::Aes256Gcm,
+        TrafficSecret::from_bytes([seed ^ 0x22; 32]),
+    )
+    .unwrap();
+    let mut largest: std::collections::BTreeMap<(bool, StreamId), u64> = Default::default();
+    let mut out = Vec::new();
+    for (side, d) in sent {
+        let mut d = d.clone();
+        let opener = if *side { &mut c2s } else { &mut s2c };
+        let h = *opener
+            .open_packet(&mut d, 8, |s| largest.get(&(*side, s)).copied())
+            .unwrap()
+            .header();
+        let l = largest.entry((*side, h.stream_id)).or_insert(h.sequence);
+        *l = (*l).max(h.sequence);
+        out.push((*side, h));
+    }
+    out
 }

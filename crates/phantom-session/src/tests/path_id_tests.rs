@@ -3,24 +3,29 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use phantom_wire::{Epoch, Header};
+use phantom_wire::Epoch;
 
-use super::harness::{Pair, SERVER, client_addr, public_addr};
+use super::harness::{Pair, SERVER, client_addr, open_captured, public_addr};
 use super::link::LinkConfig;
 use crate::{Config, Dir, Event};
 
-/// Records (sender, epoch, stream, sequence) of every datagram sent since the last
-/// call; returns how many were seen twice.
-fn note_nonces(pair: &mut Pair, seen: &mut HashSet<(bool, u32, u32, u64)>) -> usize {
-    let sent = pair.capture_sent.replace(Vec::new()).unwrap_or_default();
-    let mut repeats = 0;
-    for (client, data) in sent {
-        let (h, _, _) = Header::parse(&data).expect("own datagram parses");
-        if !seen.insert((client, h.epoch.0, h.stream_id.0, h.sequence)) {
-            repeats += 1;
-        }
-    }
-    repeats
+/// Moves the datagrams sent since the last call into `all`.
+fn note_sent(pair: &mut Pair, all: &mut Vec<(bool, Vec<u8>)>) {
+    all.extend(pair.capture_sent.replace(Vec::new()).unwrap_or_default());
+}
+
+/// Opens every captured datagram of the pair built from `seed` and counts the
+/// (sender, epoch, stream, sequence) nonce inputs seen twice; also returns how many
+/// were seen in all.
+fn count_repeated_nonces(seed: u8, all: &[(bool, Vec<u8>)]) -> (usize, usize) {
+    let mut seen = HashSet::new();
+    let opened = open_captured(seed, all);
+    assert_eq!(opened.len(), all.len(), "every captured datagram opens");
+    let repeats = opened
+        .iter()
+        .filter(|(client, h)| !seen.insert((*client, h.epoch.0, h.stream_id.0, h.sequence)))
+        .count();
+    (repeats, seen.len())
 }
 
 #[test]
@@ -32,8 +37,7 @@ fn i3_ten_thousand_migrations_reuse_path_ids_without_nonce_reuse() {
     let id = pair.client.open_stream(Dir::Bi).expect("open");
     let mut buf = [0u8; 4096];
     let (mut written, mut read) = (0usize, 0usize);
-    let mut seen = HashSet::new();
-    let mut repeats = 0;
+    let mut all = Vec::new();
     let mut ids_used = BTreeSet::new();
     let (mut reused, mut largest_table, mut closed) = (0u32, 0usize, 0u32);
     for i in 0..MIGRATIONS {
@@ -61,7 +65,7 @@ fn i3_ten_thousand_migrations_reuse_path_ids_without_nonce_reuse() {
             reused += 1;
         }
         largest_table = largest_table.max(pair.server.paths().len());
-        repeats += note_nonces(&mut pair, &mut seen);
+        note_sent(&mut pair, &mut all);
         let (c, s) = pair.events();
         closed += u32::try_from(
             c.iter()
@@ -73,13 +77,14 @@ fn i3_ten_thousand_migrations_reuse_path_ids_without_nonce_reuse() {
     }
     // Data flows after the last move, both ways.
     pair.request_response(7);
-    repeats += note_nonces(&mut pair, &mut seen);
+    note_sent(&mut pair, &mut all);
+    let (repeats, datagrams) = count_repeated_nonces(41, &all);
     let s = pair.server.stats();
     eprintln!(
         "migrations {} table max {largest_table} ids used {} reused {reused} datagrams {}",
         s.migrations,
         ids_used.len(),
-        seen.len()
+        datagrams
     );
     assert_eq!(s.migrations, u64::from(MIGRATIONS));
     assert_eq!(read, 2 * usize::from(MIGRATIONS));

@@ -98,6 +98,8 @@ pub struct Shim {
     frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
     blocked: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<SocketAddr>>>,
     tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    /// Bytes of every datagram received from clients (before any drop).
+    upstream: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Shim {
@@ -111,6 +113,8 @@ impl Shim {
         let frozen = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let blocked: Arc<Mutex<std::collections::HashSet<SocketAddr>>> = Arc::default();
         let tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let upstream = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let up_count = upstream.clone();
         let (d, b, t, fz) = (
             drop_all.clone(),
             blocked.clone(),
@@ -125,6 +129,7 @@ impl Shim {
                 let Ok((n, from)) = front.recv_from(&mut buf).await else {
                     continue;
                 };
+                up_count.fetch_add(n as u64, Ordering::Relaxed);
                 if d.load(Ordering::Relaxed)
                     || b.lock().unwrap().contains(&from)
                     || (fz.load(Ordering::Relaxed) && !ups.contains_key(&from))
@@ -164,12 +169,18 @@ impl Shim {
             frozen,
             blocked,
             tasks,
+            upstream,
         }
     }
 
     /// The address clients send to.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Bytes of the datagrams clients sent through the relay so far.
+    pub fn upstream_bytes(&self) -> u64 {
+        self.upstream.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Drops every datagram (both directions) while `on`.
