@@ -60,7 +60,9 @@ mod vecmap;
 mod tests;
 
 pub use cc::CongestionSnapshot;
-pub use endpoint::{Accepted, DatagramEvent, Endpoint, EndpointStats, SessionHandle};
+pub use endpoint::{
+    Accepted, DatagramEvent, Endpoint, EndpointStats, MAX_RESETS_PER_SECOND, SessionHandle,
+};
 pub use error::{Error, PeerViolation};
 /// The congestion controller a path runs ([`Config::congestion`]).
 pub use phantom_congestion::Algorithm as CongestionAlgorithm;
