@@ -48,6 +48,13 @@ impl IssuedConnId {
         })
     }
 
+    /// A fresh id of the default length whose token derives from `key` (a server's).
+    pub(crate) fn draw_keyed<R: Rng + ?Sized>(rng: &mut R, key: &ResetKey) -> Result<Self, Error> {
+        let mut issued = Self::draw(rng)?;
+        issued.reset_token = key.token(issued.id.as_bytes());
+        Ok(issued)
+    }
+
     /// The masked field: `u8 len ‖ (id ‖ token) XOR Expand_n(ms, label, len + 16)`.
     pub(crate) fn masked(&self, ms: &[u8; 32], label: &[u8]) -> Result<Vec<u8>, Error> {
         let id = self.id.as_bytes();
@@ -117,4 +124,50 @@ fn mask(ms: &[u8; 32], label: &[u8], n: usize) -> Result<Zeroizing<Vec<u8>>, Err
     hk.expand_multi_info(&info, &mut out)
         .map_err(|_| Error::Misuse("expand length"))?;
     Ok(out)
+}
+
+/// The key a server's stateless-reset tokens derive from: the token of connection id
+/// `id` is the first 16 bytes of HMAC-SHA256(key, id). Static, so a restarted server
+/// given the same key answers for the ids its predecessor issued. Zeroized on drop;
+/// Debug is redacted.
+#[derive(Clone)]
+pub struct ResetKey(Zeroizing<[u8; 32]>);
+
+impl ResetKey {
+    /// Label of the key derived from a server identity.
+    const LABEL: &'static [u8] = b"phantom v2 reset key";
+
+    /// A key from raw bytes (e.g. drawn from a CSPRNG, or shared by a server cluster).
+    #[must_use]
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(Zeroizing::new(bytes))
+    }
+
+    /// The key of a server identity: HMAC-SHA256(identity's secret bytes, "phantom v2
+    /// reset key"). A server restarted from the same key files reproduces its tokens.
+    #[must_use]
+    pub fn from_identity(identity: &crate::ServerIdentity) -> Self {
+        let secret = identity.to_bytes();
+        Self(Zeroizing::new(crate::schedule::hmac(
+            &secret,
+            &[Self::LABEL],
+        )))
+    }
+
+    /// The stateless-reset token of `id`.
+    #[must_use]
+    pub fn token(&self, id: &[u8]) -> [u8; RESET_TOKEN_LEN] {
+        let mac = Zeroizing::new(crate::schedule::hmac(self.0.as_slice(), &[id]));
+        let mut out = [0u8; RESET_TOKEN_LEN];
+        for (o, m) in out.iter_mut().zip(mac.iter()) {
+            *o = *m;
+        }
+        out
+    }
+}
+
+impl core::fmt::Debug for ResetKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("ResetKey(<redacted>)")
+    }
 }

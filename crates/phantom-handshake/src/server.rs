@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 use crate::Rng;
 use crate::backend::{KemPublic, XSecret};
 use crate::common::{Established, HANDSHAKE_VERSION, MAX_EARLY_DATA, Time, default_suites};
-use crate::conn_id::{IssuedConnId, LABEL_ID0_C, LABEL_ID0_S};
+use crate::conn_id::{IssuedConnId, LABEL_ID0_C, LABEL_ID0_S, ResetKey};
 use crate::error::CodeList;
 use crate::error::{Error, ensure};
 use crate::fragment::{
@@ -75,6 +75,10 @@ pub struct ServerConfig {
     /// At most `max_half_open` releases wait to be polled; beyond that, early data goes
     /// into the `Established` as without this setting. Default false.
     pub release_early_data_on_hello: bool,
+    /// The key of the stateless-reset tokens of the connection ids this server issues
+    /// (PROTOCOL.md §5.10). Default: derived from `identity`, so a server restarted from
+    /// the same key files answers its predecessor's ids with the tokens it gave.
+    pub reset_key: ResetKey,
 }
 
 impl ServerConfig {
@@ -84,6 +88,7 @@ impl ServerConfig {
     #[must_use]
     pub fn new(identity: ServerIdentity) -> Self {
         Self {
+            reset_key: ResetKey::from_identity(&identity),
             identity,
             suites: default_suites(),
             require_retry: false,
@@ -407,6 +412,13 @@ impl Server {
     /// certificate fall back to a full handshake and learn the new one.
     pub fn set_identity(&mut self, identity: ServerIdentity) {
         self.config.identity = identity;
+    }
+
+    /// The stateless-reset token of connection id `id` under this server's reset key:
+    /// what a server that lost a session's state answers a packet for `id` with.
+    #[must_use]
+    pub fn reset_token(&self, id: &[u8]) -> [u8; crate::RESET_TOKEN_LEN] {
+        self.config.reset_key.token(id)
     }
 
     /// A retry token for `addr` (exposed for tests and for issuing tokens out of band).
@@ -1316,7 +1328,7 @@ impl Server {
         now: Time,
         rng: &mut R,
     ) -> Result<(Vec<u8>, IssuedConnId), Error> {
-        let issued = IssuedConnId::draw(rng)?;
+        let issued = IssuedConnId::draw_keyed(rng, &self.config.reset_key)?;
         let id0 = issued.masked(&keys.ms, LABEL_ID0_S)?;
         let (lifetime, max_early, ticket) = if self.config.ticket_lifetime == 0 {
             (0, 0, Vec::new())

@@ -66,6 +66,8 @@ pub struct EndpointStats {
     pub early_released: u64,
     /// Released early data that was not replay-safe stream openings (ignored).
     pub early_malformed: u64,
+    /// Stateless resets built ([`Endpoint::stateless_reset`]).
+    pub resets: u64,
 }
 
 /// Early data released at ClientHello acceptance, held until its handshake completes.
@@ -76,6 +78,10 @@ struct Held {
     polled: bool,
     early: ReleasedEarlyData,
 }
+
+/// Most stateless resets an endpoint sends per second: a flood of packets for unknown
+/// ids gets a bounded answer rate.
+pub const MAX_RESETS_PER_SECOND: u32 = 64;
 
 /// The handshake server an endpoint runs, with the tuning of accepted sessions.
 #[derive(Debug)]
@@ -144,6 +150,8 @@ pub struct Endpoint {
     next: u64,
     stats: EndpointStats,
     acceptor: Option<Acceptor>,
+    /// The current second of the reset rate limit and the resets sent in it.
+    resets: (Option<Instant>, u32),
 }
 
 /// A session the handshake server just established, already registered under `handle`.
@@ -359,6 +367,48 @@ impl Endpoint {
         self.stats
     }
 
+    /// A server endpoint's answer to `datagram`, a short packet [`Endpoint::route`] found
+    /// no session for (a server restarted and lost the session): a stateless reset
+    /// (docs/PROTOCOL.md §5.10) — byte 0 of the short form, random bytes, and the reset
+    /// token of the packet's connection id under the server's static reset key, one byte
+    /// shorter than the trigger. `None` for a client endpoint, a datagram that is not a
+    /// short packet or is no longer than the shortest short packet (so a reset never
+    /// answers a reset: no loops), or beyond [`MAX_RESETS_PER_SECOND`].
+    pub fn stateless_reset<R: Rng + ?Sized>(
+        &mut self,
+        now: Instant,
+        datagram: &[u8],
+        rng: &mut R,
+    ) -> Option<Vec<u8>> {
+        let server = &self.acceptor.as_ref()?.server;
+        let id = phantom_wire::peek_conn_id(datagram, DEFAULT_CONN_ID_LEN)?;
+        if datagram.len() <= phantom_wire::min_packet_len(DEFAULT_CONN_ID_LEN) {
+            return None;
+        }
+        let (start, sent) = self.resets;
+        let sent = match start {
+            Some(s) if now.saturating_duration_since(s) < std::time::Duration::from_secs(1) => sent,
+            _ => {
+                self.resets.0 = Some(now);
+                0
+            }
+        };
+        if sent >= MAX_RESETS_PER_SECOND {
+            return None;
+        }
+        self.resets.1 = sent + 1;
+        let token = server.reset_token(id);
+        let mut out = vec![0u8; datagram.len() - 1];
+        rng.fill_bytes(&mut out);
+        if let Some(b0) = out.first_mut() {
+            *b0 = phantom_wire::SHORT_FORM | (*b0 & phantom_wire::PROTECTED_BITS);
+        }
+        let at = out.len().checked_sub(token.len())?;
+        out.get_mut(at..)?.copy_from_slice(&token);
+        self.stats.resets += 1;
+        Some(out)
+    }
+
     /// Decides where `datagram` goes. Never panics, whatever the bytes.
     pub fn route(&mut self, datagram: &[u8]) -> DatagramEvent {
         // Demultiplex on the first byte (docs/PROTOCOL.md): a handshake datagram starts
@@ -433,6 +483,7 @@ mod tests {
                 unknown: 5,
                 early_released: 0,
                 early_malformed: 0,
+                resets: 0,
             }
         );
     }

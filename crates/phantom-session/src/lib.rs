@@ -5,12 +5,13 @@
 //! **What it owns.** [`Session`] is the only crate that knows every layer: it seals
 //! and opens packets with `phantom-crypto`'s `Sealer`/`Opener`, checks replays and
 //! validates paths with `phantom-guard`, and frames everything with `phantom-wire`.
-//! A packet is the 52-byte header plus a sealed sequence of frames. Every header
-//! names a *sequence space*: stream 0 is the control space (ACKs, flow-control
-//! credit, path validation, CLOSE, PINGs), and a packet carrying STREAM data uses its
-//! stream's own space; each space has one strictly increasing 48-bit sequence counter
-//! shared by all paths, so `(epoch, path, stream, sequence)` — the nonce input — is
-//! never repeated. ACK frames acknowledge `(space, sequence)` ranges; loss detection
+//! A packet is the protected short header (the peer's connection id, then masked
+//! epoch bits, flags, stream id and truncated sequence) plus a sealed sequence of
+//! frames. Every header names a *sequence space*: stream 0 is the control space (ACKs,
+//! flow-control credit, path validation, CLOSE, PINGs), and a packet carrying STREAM
+//! data uses its stream's own space; each space has one strictly increasing 48-bit
+//! sequence counter shared by all paths, so `(stream, sequence)` — the nonce input
+//! under one epoch's key — is never repeated. ACK frames acknowledge `(space, sequence)` ranges; loss detection
 //! (RFC 9002 packet and time thresholds, PTO with back-off, persistent congestion) is
 //! `phantom-congestion`'s `SentPackets` ledger, one per path over the per-path send
 //! order, fed every ACK frame of a packet before it runs once; each path owns a
@@ -61,7 +62,8 @@ mod tests;
 
 pub use cc::CongestionSnapshot;
 pub use endpoint::{
-    Accepted, DatagramEvent, Endpoint, EndpointStats, MAX_RELEASED_EARLY, SessionHandle,
+    Accepted, DatagramEvent, Endpoint, EndpointStats, MAX_RELEASED_EARLY, MAX_RESETS_PER_SECOND,
+    SessionHandle,
 };
 pub use error::{Error, PeerViolation};
 /// The congestion controller a path runs ([`Config::congestion`]).

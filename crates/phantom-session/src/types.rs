@@ -266,6 +266,9 @@ pub enum CloseReason {
     },
     /// Nothing authenticated arrived for the idle timeout.
     IdleTimeout,
+    /// The peer answered with a stateless reset (a datagram ending with the reset token
+    /// it gave for the connection id our packets carry): it lost the session's state.
+    Reset,
     /// A fatal error: a peer protocol violation, or a crypto limit (integrity limit,
     /// epoch or sequence exhaustion).
     Error(Error),

@@ -135,6 +135,10 @@ pub enum ConnectionError {
     /// driver stopped).
     #[error("connection reset: the session is gone")]
     Reset,
+    /// The peer answered with a stateless reset: it lost the session's state (e.g. the
+    /// server restarted).
+    #[error("connection reset by the peer: it lost the session's state")]
+    StatelessReset,
 }
 
 impl From<CloseReason> for ConnectionError {
@@ -150,6 +154,7 @@ impl From<CloseReason> for ConnectionError {
                 reason,
             } => Self::TransportClosed { code, reason },
             CloseReason::IdleTimeout => Self::TimedOut,
+            CloseReason::Reset => Self::StatelessReset,
             CloseReason::Error(phantom_session::Error::Closed) => Self::Reset,
             CloseReason::Error(e) => Self::TransportError(e),
         }

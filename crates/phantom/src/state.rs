@@ -529,9 +529,35 @@ impl Inner {
             }
             DatagramEvent::Unknown => {
                 self.dropped += 1;
+                self.on_unknown_datagram(now, rx, dg);
                 Delivery::Refused
             }
             DatagramEvent::Handshake => self.on_handshake_datagram(now, rx, dg),
+        }
+    }
+
+    /// A datagram no session claims. On a client, a stateless reset from one of our
+    /// peers closes that session at once (the tokens of a client's few sessions are
+    /// compared in constant time, one by one); a server answers a short packet for an
+    /// id it does not know with a stateless reset (rate-limited by the router).
+    fn on_unknown_datagram(&mut self, now: Time, rx: RxMeta, dg: &[u8]) {
+        if !self.router.is_server() {
+            for (h, c) in &mut self.conns {
+                if c.session.handle_stateless_reset(dg) {
+                    self.dirty.insert(*h);
+                    return;
+                }
+            }
+            return;
+        }
+        if rx.carrier == Carrier::Udp
+            && let Some(reset) = self.router.stateless_reset(now.instant, dg, &mut self.rng)
+        {
+            self.hs_out.push_back(Outgoing {
+                src: Some(rx.local),
+                dst: rx.remote,
+                data: reset,
+            });
         }
     }
 

@@ -510,6 +510,21 @@ impl Session {
             .is_some_and(|tail| bool::from(tail.ct_eq(&self.peer_reset_token)))
     }
 
+    /// A datagram that did not route or open: if it is a stateless reset from the peer
+    /// ([`Session::is_stateless_reset`]), the session closes at once, sending nothing
+    /// ([`CloseReason::Reset`](crate::CloseReason::Reset)). Returns true if it did.
+    pub fn handle_stateless_reset(&mut self, datagram: &[u8]) -> bool {
+        if self.is_closed() || !self.is_stateless_reset(datagram) {
+            return false;
+        }
+        tracing::info!(target: "phantom::session", "stateless reset from the peer");
+        self.timers.cancel_all();
+        self.state = State::Closed;
+        self.events
+            .push_back(Event::Closed(crate::types::CloseReason::Reset));
+        true
+    }
+
     /// The longest header our packets can have: the sample offset of header protection.
     pub(super) fn max_header_len(&self) -> usize {
         phantom_wire::sample_offset(self.peer_conn_id.len())

@@ -130,6 +130,11 @@ impl Session {
     /// A datagram that did not open: counted, and at most answered with our last
     /// handshake flight.
     fn on_unopened(&mut self, now: Instant, e: phantom_crypto::Error, datagram: &[u8]) {
+        if !matches!(e, phantom_crypto::Error::IntegrityLimitExceeded)
+            && self.handle_stateless_reset(datagram)
+        {
+            return;
+        }
         match e {
             phantom_crypto::Error::Wire(_) => {
                 if self.handshake.awaits_peer()

@@ -602,9 +602,7 @@ impl Session {
     /// by far more than the acknowledged distance (a slow path's delay times the fast
     /// path's rate), and a misexpanded sequence only fails the AEAD.
     fn seq_len(&self, space: StreamId, seq: u64, at: Option<usize>) -> phantom_wire::SeqLen {
-        let len = self
-            .keys
-            .seq_len(space, seq, self.spaces.largest_acked(at));
+        let len = self.keys.seq_len(space, seq, self.spaces.largest_acked(at));
         if self.paths.len() > 1 {
             len.max(phantom_wire::SeqLen::FOUR)
         } else {

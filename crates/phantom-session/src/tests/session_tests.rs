@@ -1712,3 +1712,29 @@ fn an_idle_session_keeps_no_spare_sent_packet_ring() {
 fn i9_seeded_transcript_is_unchanged() {
     assert_eq!(transcript(30), 13_075_810_074_916_478_816);
 }
+
+/// A datagram ending with the peer's reset token for the id our packets carry closes
+/// the session at once (nothing sent, reason `Reset`); one with any other tail changes
+/// nothing but drop counters.
+#[test]
+fn stateless_reset_with_the_peers_token_closes_at_once() {
+    let mut pair = Pair::new(42, Config::default(), LinkConfig::default());
+    let (ck, _) = keys(42);
+    let mut reset = vec![0x5a_u8; 60];
+    reset[0] = 0x40 | 0x15;
+    let mut wrong = reset.clone();
+    wrong[59] ^= 1;
+    let tail = reset.len() - 16;
+    reset[tail..].copy_from_slice(&ck.peer_reset_token);
+    let before = pair.client.stats().dropped.total();
+    let rx = crate::RxMeta::udp(client_addr(1), SERVER);
+    pair.client.handle_datagram(pair.now, rx, &mut wrong);
+    assert!(!pair.client.is_closed());
+    assert_eq!(pair.client.stats().dropped.total(), before + 1);
+    pair.client.handle_datagram(pair.now, rx, &mut reset);
+    assert!(pair.client.is_closed());
+    let mut buf = vec![0u8; 2048];
+    assert!(pair.client.poll_transmit(pair.now, &mut buf).is_none());
+    let (c, _) = pair.events();
+    assert!(c.contains(&Event::Closed(CloseReason::Reset)), "{c:?}");
+}

@@ -100,6 +100,8 @@ pub struct Shim {
     tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
     /// Bytes of every datagram received from clients (before any drop).
     upstream: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Where client datagrams go ([`Shim::retarget`]).
+    server: std::sync::Arc<std::sync::Mutex<SocketAddr>>,
 }
 
 impl Shim {
@@ -115,6 +117,8 @@ impl Shim {
         let tasks: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
         let upstream = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let up_count = upstream.clone();
+        let target = Arc::new(Mutex::new(server));
+        let server_at = target.clone();
         let (d, b, t, fz) = (
             drop_all.clone(),
             blocked.clone(),
@@ -159,7 +163,8 @@ impl Shim {
                         u
                     }
                 };
-                let _ = up.send_to(&buf[..n], server).await;
+                let to = *server_at.lock().unwrap();
+                let _ = up.send_to(&buf[..n], to).await;
             }
         });
         tasks.lock().unwrap().push(main);
@@ -170,12 +175,19 @@ impl Shim {
             blocked,
             tasks,
             upstream,
+            server: target,
         }
     }
 
     /// The address clients send to.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Sends client datagrams to `server` from now on (a server "restarted" elsewhere;
+    /// the clients still see the relay's address).
+    pub fn retarget(&self, server: SocketAddr) {
+        *self.server.lock().unwrap() = server;
     }
 
     /// Bytes of the datagrams clients sent through the relay so far.
