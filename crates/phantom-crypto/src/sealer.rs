@@ -191,7 +191,7 @@ impl Sealer {
     }
 
     /// Why a rekey is due now, if it is. The session rekeys (and marks the next
-    /// packet [`Flags::REKEY`]) when this is `Some`; at [`Epoch::MAX`] the rekey fails
+    /// packet [`phantom_wire::Flags::REKEY`]) when this is `Some`; at [`Epoch::MAX`] the rekey fails
     /// with [`Error::EpochSaturated`] and the session must re-handshake or close.
     #[must_use]
     pub fn rekey_reason(&self) -> Option<RekeyReason> {

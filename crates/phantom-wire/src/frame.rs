@@ -166,8 +166,8 @@ impl FrameType {
         !matches!(self, FrameType::Padding | FrameType::Ack | FrameType::Close)
     }
 
-    /// True if the frame may appear in a cleartext handshake packet (one with
-    /// [`Flags::HANDSHAKE`](crate::Flags::HANDSHAKE)): only HANDSHAKE and PADDING.
+    /// True if the frame may appear in a cleartext handshake datagram (one that starts
+    /// with [`HANDSHAKE_MARKER`](crate::HANDSHAKE_MARKER)): only HANDSHAKE and PADDING.
     /// Every other frame travels only under AEAD protection (I2).
     #[must_use]
     pub const fn is_allowed_in_cleartext(self) -> bool {
