@@ -1,6 +1,7 @@
 //! The client state machine.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Instant;
 
 use chacha20poly1305::ChaCha20Poly1305;
@@ -14,7 +15,7 @@ use crate::common::{
     Established, HANDSHAKE_VERSION, MAX_EARLY_DATA, Progress, ResumptionHint, ResumptionTicket,
     Time, default_suites,
 };
-use crate::conn_id::{IssuedConnId, LABEL_ID0_C, LABEL_ID0_S};
+use crate::conn_id::{ConnIdGenerator, IssuedConnId, LABEL_ID0_C, LABEL_ID0_S, RandomConnIds};
 use crate::error::CodeList;
 use crate::error::{Error, ensure};
 use crate::fragment::{Datagram, ECHO_LEN, Flight, Inserted, Reassembler, hello_echo, pack};
@@ -60,6 +61,8 @@ pub struct ClientConfig {
     /// only put data here that is safe to replay at the application level if the server
     /// loses its anti-replay state.
     pub early_data: Vec<u8>,
+    /// Chooses the connection ids this client issues (default: random, 8 bytes).
+    pub conn_ids: Arc<dyn ConnIdGenerator>,
 }
 
 impl core::fmt::Debug for ClientConfig {
@@ -70,6 +73,7 @@ impl core::fmt::Debug for ClientConfig {
             suites,
             ticket,
             early_data,
+            conn_ids,
         } = self;
         f.debug_struct("ClientConfig")
             .field("server_key", server_key)
@@ -77,6 +81,7 @@ impl core::fmt::Debug for ClientConfig {
             .field("suites", suites)
             .field("ticket", ticket)
             .field("early_data_len", &early_data.len())
+            .field("conn_ids", conn_ids)
             .finish()
     }
 }
@@ -91,6 +96,7 @@ impl ClientConfig {
             suites: default_suites(),
             ticket: None,
             early_data: Vec::new(),
+            conn_ids: Arc::new(RandomConnIds::default()),
         }
     }
 }
@@ -108,6 +114,7 @@ struct ExpectServerHello {
     psk: Option<Secret>,
     early_sent: bool,
     transcript: Transcript,
+    conn_ids: Arc<dyn ConnIdGenerator>,
 }
 
 #[cfg_attr(test, derive(Clone))]
@@ -273,6 +280,7 @@ impl Client {
             suites,
             ticket,
             early_data,
+            conn_ids,
         } = config;
         let codes = suite_codes(&suites)?;
         let cached_cert = usable_certificate(certificate, &server_key, now)?;
@@ -323,8 +331,7 @@ impl Client {
             }
             _ => false,
         };
-        let unpadded = ch.encode().0.len();
-        ch.padding = MIN_CLIENT_HELLO_LEN.saturating_sub(unpadded);
+        ch.padding = MIN_CLIENT_HELLO_LEN.saturating_sub(ch.encode().0.len());
         #[cfg(test)]
         if NO_PADDING.with(core::cell::Cell::get) {
             ch.padding = 0;
@@ -345,6 +352,7 @@ impl Client {
                 psk,
                 early_sent,
                 transcript,
+                conn_ids,
             })),
             reasm: Reassembler::new(),
             flight: Flight::empty(),
@@ -719,7 +727,7 @@ fn on_server_hello<R: Rng + ?Sized>(
         es_ml,
     };
     let keys = HandshakeKeys::derive(master_secret(&es, &shares), &transcript.hash());
-    let id0 = IssuedConnId::draw(rng)?;
+    let id0 = IssuedConnId::draw(rng, &*s.conn_ids);
     if let Some(ct) = static_ct {
         // Full KEMTLS: the ClientFinished carries the encapsulation to the static key.
         let cf = client_finished(&keys, &transcript, Some(ct), &id0)?;

@@ -36,23 +36,23 @@ pub struct IssuedConnId {
 }
 
 impl IssuedConnId {
-    /// A fresh id of the default length and a random token.
-    pub(crate) fn draw<R: Rng + ?Sized>(rng: &mut R) -> Result<Self, Error> {
-        let mut id = [0u8; DEFAULT_CONN_ID_LEN];
-        rng.fill_bytes(&mut id);
+    /// A fresh id from `ids` and a random token (a client's: clients send no resets).
+    pub fn draw<R: Rng + ?Sized>(rng: &mut R, ids: &dyn ConnIdGenerator) -> Self {
+        let id = ids.generate(&mut &mut *rng);
         let mut reset_token = [0u8; RESET_TOKEN_LEN];
         rng.fill_bytes(&mut reset_token);
-        Ok(Self {
-            id: ConnId::from_slice(&id)?,
-            reset_token,
-        })
+        Self { id, reset_token }
     }
 
-    /// A fresh id of the default length whose token derives from `key` (a server's).
-    pub(crate) fn draw_keyed<R: Rng + ?Sized>(rng: &mut R, key: &ResetKey) -> Result<Self, Error> {
-        let mut issued = Self::draw(rng)?;
-        issued.reset_token = key.token(issued.id.as_bytes());
-        Ok(issued)
+    /// A fresh id from `ids` whose token derives from `key` (a server's).
+    pub fn draw_keyed<R: Rng + ?Sized>(
+        rng: &mut R,
+        ids: &dyn ConnIdGenerator,
+        key: &ResetKey,
+    ) -> Self {
+        let id = ids.generate(&mut &mut *rng);
+        let reset_token = key.token(id.as_bytes());
+        Self { id, reset_token }
     }
 
     /// The masked field: `u8 len ‖ (id ‖ token) XOR Expand_n(ms, label, len + 16)`.
@@ -98,6 +98,59 @@ impl core::fmt::Debug for IssuedConnId {
         f.debug_struct("IssuedConnId")
             .field("id", &self.id)
             .finish_non_exhaustive()
+    }
+}
+
+/// Chooses the bytes of the connection ids an endpoint issues (docs/PROTOCOL.md §4.3).
+///
+/// The endpoint asks for every id it issues, its first (sent in the Finished) and each
+/// later one; the peer puts them on the packets it sends, so they are what the
+/// endpoint (or a load balancer, or the kernel in front of its sockets) routes by.
+/// Ids must look random to an observer: two ids of one session must not be linkable by
+/// their bytes beyond what the generator documents (a routable scheme reveals the server
+/// it routes to, and no more).
+pub trait ConnIdGenerator: Send + Sync + core::fmt::Debug {
+    /// The length of every id this generator returns, within
+    /// [`MIN_CONN_ID_LEN`]`..=`[`MAX_CONN_ID_LEN`]. The receiver parses headers with it.
+    fn id_len(&self) -> usize;
+
+    /// A fresh id of [`ConnIdGenerator::id_len`] bytes; `rng` is the endpoint's CSPRNG.
+    fn generate(&self, rng: &mut dyn Rng) -> ConnId;
+}
+
+/// Uniformly random ids of one length: the default generator (8 bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RandomConnIds {
+    len: usize,
+}
+
+impl RandomConnIds {
+    /// Random ids of `len` bytes; fails unless `len` is within
+    /// [`MIN_CONN_ID_LEN`]`..=`[`MAX_CONN_ID_LEN`].
+    pub fn new(len: usize) -> Result<Self, Error> {
+        ensure!(
+            (MIN_CONN_ID_LEN..=MAX_CONN_ID_LEN).contains(&len),
+            Error::Misuse("connection id length")
+        );
+        Ok(Self { len })
+    }
+}
+
+impl Default for RandomConnIds {
+    fn default() -> Self {
+        Self {
+            len: DEFAULT_CONN_ID_LEN,
+        }
+    }
+}
+
+impl ConnIdGenerator for RandomConnIds {
+    fn id_len(&self) -> usize {
+        self.len
+    }
+
+    fn generate(&self, rng: &mut dyn Rng) -> ConnId {
+        ConnId::filled_with(self.len, |id| rng.fill_bytes(id))
     }
 }
 
@@ -169,5 +222,38 @@ impl ResetKey {
 impl core::fmt::Debug for ResetKey {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str("ResetKey(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_ids_have_the_configured_length_and_differ() {
+        let mut rng = crate::fuzzing::FuzzRng::new(7);
+        for len in [MIN_CONN_ID_LEN, DEFAULT_CONN_ID_LEN, MAX_CONN_ID_LEN] {
+            let ids = RandomConnIds::new(len).unwrap();
+            let a = IssuedConnId::draw(&mut rng, &ids);
+            let b = IssuedConnId::draw(&mut rng, &ids);
+            assert_eq!((a.id.len(), b.id.len(), ids.id_len()), (len, len, len));
+            assert_ne!(a.id, b.id);
+            assert_ne!(a.reset_token, b.reset_token);
+        }
+    }
+
+    #[test]
+    fn random_ids_refuse_lengths_outside_4_to_20() {
+        assert!(RandomConnIds::new(MIN_CONN_ID_LEN - 1).is_err());
+        assert!(RandomConnIds::new(MAX_CONN_ID_LEN + 1).is_err());
+    }
+
+    #[test]
+    fn a_keyed_id_carries_the_token_its_key_derives() {
+        let mut rng = crate::fuzzing::FuzzRng::new(8);
+        let key = ResetKey::from_bytes([9; 32]);
+        let issued = IssuedConnId::draw_keyed(&mut rng, &RandomConnIds::default(), &key);
+        assert_eq!(issued.reset_token, key.token(issued.id.as_bytes()));
+        assert_eq!(issued.id.len(), DEFAULT_CONN_ID_LEN);
     }
 }

@@ -53,7 +53,7 @@ pub use common::{
     Established, HANDSHAKE_VERSION, MAX_EARLY_DATA, Progress, ResumptionHint, ResumptionTicket,
     Time, default_suites,
 };
-pub use conn_id::{IssuedConnId, RESET_TOKEN_LEN, ResetKey};
+pub use conn_id::{ConnIdGenerator, IssuedConnId, RESET_TOKEN_LEN, RandomConnIds, ResetKey};
 pub use error::{CodeList, Error};
 pub use fragment::{
     DATAGRAM_BUDGET, Datagram, ECHO_LEN, FRAGMENT_TYPE, Fragment, INITIAL_RTO, INTEGRITY_TAG_LEN,

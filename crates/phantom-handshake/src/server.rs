@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chacha20poly1305::ChaCha20Poly1305;
@@ -13,7 +14,8 @@ use zeroize::Zeroizing;
 use crate::Rng;
 use crate::backend::{KemPublic, XSecret};
 use crate::common::{Established, HANDSHAKE_VERSION, MAX_EARLY_DATA, Time, default_suites};
-use crate::conn_id::{IssuedConnId, LABEL_ID0_C, LABEL_ID0_S, ResetKey};
+use crate::conn_id::{ConnIdGenerator, IssuedConnId, RandomConnIds, ResetKey};
+use crate::conn_id::{LABEL_ID0_C, LABEL_ID0_S};
 use crate::error::CodeList;
 use crate::error::{Error, ensure};
 use crate::fragment::{
@@ -79,6 +81,8 @@ pub struct ServerConfig {
     /// (PROTOCOL.md §5.10). Default: derived from `identity`, so a server restarted from
     /// the same key files answers its predecessor's ids with the tokens it gave.
     pub reset_key: ResetKey,
+    /// Chooses the connection ids this server issues (default: random, 8 bytes).
+    pub conn_ids: Arc<dyn ConnIdGenerator>,
 }
 
 impl ServerConfig {
@@ -89,6 +93,7 @@ impl ServerConfig {
     pub fn new(identity: ServerIdentity) -> Self {
         Self {
             reset_key: ResetKey::from_identity(&identity),
+            conn_ids: Arc::new(RandomConnIds::default()),
             identity,
             suites: default_suites(),
             require_retry: false,
@@ -1328,7 +1333,7 @@ impl Server {
         now: Time,
         rng: &mut R,
     ) -> Result<(Vec<u8>, IssuedConnId), Error> {
-        let issued = IssuedConnId::draw_keyed(rng, &self.config.reset_key)?;
+        let issued = IssuedConnId::draw_keyed(rng, &*self.config.conn_ids, &self.config.reset_key);
         let id0 = issued.masked(&keys.ms, LABEL_ID0_S)?;
         let (lifetime, max_early, ticket) = if self.config.ticket_lifetime == 0 {
             (0, 0, Vec::new())

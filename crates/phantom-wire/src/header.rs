@@ -122,6 +122,20 @@ impl ConnId {
         })
     }
 
+    /// An id of `len` bytes, clamped to 4..=20, whose bytes `fill` writes (a generator's
+    /// constructor: it cannot fail).
+    pub fn filled_with(len: usize, fill: impl FnOnce(&mut [u8])) -> Self {
+        let len = len.clamp(MIN_CONN_ID_LEN, MAX_CONN_ID_LEN);
+        let mut bytes = [0u8; MAX_CONN_ID_LEN];
+        if let Some(dst) = bytes.get_mut(..len) {
+            fill(dst);
+        }
+        Self {
+            len: len as u8,
+            bytes,
+        }
+    }
+
     /// The id's bytes.
     #[must_use]
     pub fn as_bytes(&self) -> &[u8] {
