@@ -13,7 +13,8 @@
 //! address of this host before the handshake, added once the connection stands and
 //! awaited up to 3 s for validation before data flows; see `multipath`), and the
 //! error reporting: every failure is one line on stderr
-//! and exit code 1 (clap usage errors exit 2); nothing panics on bad input.
+//! and exit code 1, or 3 when the server reset the session (it restarted and lost its
+//! state; clap usage errors exit 2); nothing panics on bad input.
 //!
 //! **Invariants relied on and upheld.** The CLI relies on the `phantom` runtime and
 //! the crates below it for I1–I10; it upholds I8 for the key file (written with mode
@@ -63,6 +64,14 @@ pub(crate) enum CliError {
     /// A stream failed during a transfer.
     #[error("{0}")]
     Transfer(String),
+    /// Reading or writing a stream failed.
+    #[error("{what}: {source}")]
+    Stream {
+        /// What the command was doing.
+        what: &'static str,
+        /// The stream's error (a runtime stream error inside an `io::Error`).
+        source: std::io::Error,
+    },
     /// Bad flag values clap cannot check.
     #[error("{0}")]
     Usage(String),
@@ -75,6 +84,38 @@ pub(crate) enum CliError {
         reason: String,
     },
 }
+
+impl CliError {
+    /// The exit code: [`EXIT_RESET`] when the server reset the session (it lost the
+    /// session's state: it restarted, or the client's packets reached another server),
+    /// else 1.
+    fn exit_code(&self) -> u8 {
+        let reset =
+            |e: &phantom::ConnectionError| matches!(e, phantom::ConnectionError::StatelessReset);
+        let lost = match self {
+            Self::Phantom(phantom::Error::Connection(e)) => reset(e),
+            Self::Phantom(phantom::Error::Read(phantom::ReadError::ConnectionLost(e)))
+            | Self::Phantom(phantom::Error::Write(phantom::WriteError::ConnectionLost(e))) => {
+                reset(e)
+            }
+            Self::Stream { source, .. } => match source.get_ref() {
+                Some(inner) => match inner.downcast_ref::<phantom::ReadError>() {
+                    Some(phantom::ReadError::ConnectionLost(e)) => reset(e),
+                    _ => matches!(
+                        inner.downcast_ref::<phantom::WriteError>(),
+                        Some(phantom::WriteError::ConnectionLost(e)) if reset(e)
+                    ),
+                },
+                None => false,
+            },
+            _ => false,
+        };
+        if lost { EXIT_RESET } else { 1 }
+    }
+}
+
+/// Exit code of a command whose session the server reset (PROTOCOL.md §5.10).
+const EXIT_RESET: u8 = 3;
 
 /// Each operation's runtime error converts into [`CliError::Phantom`].
 macro_rules! from_phantom {
@@ -354,7 +395,7 @@ fn main() -> ExitCode {
         Err(e) => {
             let msg = e.to_string().replace('\n', " ");
             eprintln!("phantom: error: {msg}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
     }
 }

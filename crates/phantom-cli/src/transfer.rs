@@ -362,14 +362,29 @@ pub(crate) async fn pipe(args: &ClientArgs, verbose: bool) -> Result<(), CliErro
         tokio::io::copy(&mut recv, &mut stdout).await?;
         stdout.flush().await
     };
-    let (up, down) = tokio::join!(upload, download);
+    // A download that fails (the session closed, or was reset) ends the pipe at once:
+    // waiting for the upload would wait on stdin, which may stay open and idle.
+    tokio::pin!(upload, download);
+    let (up, down) = tokio::select! {
+        down = &mut download => match down {
+            Ok(()) => (upload.await, Ok(())),
+            Err(e) => (Ok(()), Err(e)),
+        },
+        up = &mut upload => (up, download.await),
+    };
     if verbose {
         for line in multipath::verbose_lines(&client.conn) {
             eprintln!("{line}");
         }
     }
     let finished = client.finish(b"pipe complete").await;
-    up.map_err(|e| CliError::Transfer(format!("sending stdin: {e}")))?;
-    down.map_err(|e| CliError::Transfer(format!("receiving: {e}")))?;
+    up.map_err(|source| CliError::Stream {
+        what: "sending stdin",
+        source,
+    })?;
+    down.map_err(|source| CliError::Stream {
+        what: "receiving",
+        source,
+    })?;
     finished
 }

@@ -8,7 +8,7 @@
     reason = "tests: failing loudly is the point, and child processes need a wall-clock deadline"
 )]
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -71,14 +71,12 @@ struct Server {
 
 impl Server {
     fn start(keys: &Path, mode: &[&str]) -> Self {
+        Self::start_at(keys, "127.0.0.1:0", mode)
+    }
+
+    fn start_at(keys: &Path, listen: &str, mode: &[&str]) -> Self {
         let key = keys.join("server.key");
-        let mut args = vec![
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--key",
-            key.to_str().unwrap(),
-        ];
+        let mut args = vec!["serve", "--listen", listen, "--key", key.to_str().unwrap()];
         args.extend_from_slice(mode);
         let mut child = Command::new(BIN)
             .args(&args)
@@ -780,4 +778,58 @@ fn pipe_with_a_second_path_echoes_and_reports_two_validated_paths() {
         .sum();
     assert!(sent >= input.len() as u64, "{sent}: {err}");
     server.stop();
+}
+
+/// A `phantom pipe` client whose server is killed and restarted from the same key files
+/// on the same address: the client's next bytes reach a server that never issued the
+/// id they carry, it answers with a stateless reset, and the client exits with code 3
+/// (reset) within one second instead of waiting out its idle timeout.
+#[test]
+fn pipe_exits_with_the_reset_code_within_a_second_of_its_server_restarting() {
+    let d = tmp("restart");
+    keygen(&d);
+    let server = Server::start(&d, &["--echo"]);
+    let addr = server.addr.clone();
+    let pubkey = d.join("server.pub");
+    let mut child = Command::new(BIN)
+        .args(["pipe", "--connect", &addr, "--server-pub"])
+        .arg(&pubkey)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    stdin.write_all(b"before\n").unwrap();
+    stdin.flush().unwrap();
+    let mut echoed = [0u8; 7];
+    stdout.read_exact(&mut echoed).unwrap();
+    assert_eq!(&echoed, b"before\n");
+
+    drop(server); // SIGKILL: the session's state is gone
+    let _restarted = Server::start_at(&d, &addr, &["--echo"]);
+    let start = Instant::now();
+    stdin.write_all(b"after\n").unwrap();
+    stdin.flush().unwrap();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the client did not notice the restart"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let took = start.elapsed();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    assert!(took < Duration::from_secs(1), "{took:?}");
 }
