@@ -39,7 +39,9 @@ pub struct ServerConfig {
     /// The ticket and retry keys rotate this often ([`Server::rotate_keys_if_due`]);
     /// the previous key of each stays valid for one more period, so a ticket is
     /// accepted for between one and two periods after it was issued (and never beyond
-    /// its lifetime). Zero: never rotate.
+    /// its lifetime). Zero: never rotate. With a fleet key the periods are those of
+    /// the wall clock, `unix_secs / key_rotation` in whole seconds, the same for every
+    /// member (PROTOCOL.md §4.6).
     pub key_rotation: Duration,
     /// Release accepted early data when the ClientHello is accepted
     /// ([`Server::poll_early_data`]) instead of in the [`Established`] of the completed
