@@ -1,11 +1,12 @@
 //! Key files: `server.key` (secret, mode 0600), `server.pub` (hex) and `server.cert`
 //! (the certificate the key signed, raw bytes: a client that has it encapsulates to
-//! the server's static key in its first flight, a one-round-trip PDK handshake).
+//! the server's static key in its first flight, a one-round-trip PDK handshake), and the
+//! fleet key file (`keygen --fleet`: 64 hex digits and a newline, mode 0600).
 
 use std::path::Path;
 
 use phantom::keyfiles::{self, KeyFileError};
-use phantom::{HybridVerifyingKey, ServerIdentity};
+use phantom::{FleetKey, HybridVerifyingKey, ServerIdentity};
 
 use crate::CliError;
 
@@ -61,6 +62,48 @@ pub(crate) fn keygen(out: &Path) -> Result<(), CliError> {
     );
     println!("key id {}", &to_hex(&vk.key_id())[..16]);
     Ok(())
+}
+
+/// `phantom keygen --fleet FILE`: a fresh fleet key, as 64 hex digits and a newline,
+/// in a new file of mode 0600 (an existing file is refused, never overwritten).
+pub(crate) fn keygen_fleet(path: &Path) -> Result<(), CliError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let key = FleetKey::generate(&mut rand::rng());
+    let mut text = zeroize::Zeroizing::new(to_hex(key.to_bytes().as_slice()));
+    text.push('\n');
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => CliError::Usage(format!(
+                "{}: already exists (a fleet key is never overwritten)",
+                path.display()
+            )),
+            _ => file_err(path, e),
+        })?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| file_err(path, e))?;
+    println!("wrote {} (fleet key, secret, mode 0600)", path.display());
+    Ok(())
+}
+
+/// Loads a fleet key file: 64 hex digits (either case), surrounding whitespace allowed.
+pub(crate) fn load_fleet_key(path: &Path) -> Result<FleetKey, CliError> {
+    let text = zeroize::Zeroizing::new(std::fs::read(path).map_err(|e| file_err(path, e))?);
+    let bad = || CliError::BadKey {
+        path: path.display().to_string(),
+        reason: format!("a fleet key is {} hex digits", 2 * FleetKey::LEN),
+    };
+    let hex = std::str::from_utf8(&text).map_err(|_| bad())?.trim();
+    let bytes = zeroize::Zeroizing::new(unhex(hex).ok_or_else(bad)?);
+    let mut array: [u8; FleetKey::LEN] = bytes.as_slice().try_into().map_err(|_| bad())?;
+    let key = FleetKey::from_bytes(array);
+    zeroize::Zeroize::zeroize(&mut array);
+    Ok(key)
 }
 
 /// Loads `server.key`.

@@ -5,11 +5,12 @@
 //! clap), the key-file formats (`server.key`: the server identity's secret encoding,
 //! mode 0600; `server.pub`: the hybrid verifying key in hex; `server.cert`: the
 //! certificate that key signed, which lets a client's first handshake take one round
-//! trip (PDK); the `--resume` ticket cache, mode 0600, from which a client resumes
-//! with its first stream bytes in the first flight), the small stream
-//! protocol between `send` and `serve --out-dir` (a 2-byte name length, the file
-//! name, the file bytes, FIN; the server answers with the byte count and the SHA-256
-//! of what it stored), the client's extra paths (`--path ADDR`, checked to be an
+//! trip (PDK); the fleet key file of `keygen --fleet` and `serve --fleet-key`, 64 hex
+//! digits, mode 0600, never overwritten; the `--resume` ticket cache, mode 0600, from
+//! which a client resumes with its first stream bytes in the first flight), the small
+//! stream protocol between `send` and `serve --out-dir` (a 2-byte name length, the
+//! file name, the file bytes, FIN; the server answers with the byte count and the
+//! SHA-256 of what it stored), the client's extra paths (`--path ADDR`, checked to be an
 //! address of this host before the handshake, added once the connection stands and
 //! awaited up to 3 s for validation before data flows; see `multipath`), and the
 //! error reporting: every failure is one line on stderr
@@ -156,11 +157,17 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Generate a server identity: DIR/server.key (secret, 0600), DIR/server.pub and
-    /// DIR/server.cert (give both to clients).
+    /// DIR/server.cert (give both to clients); and/or a fleet key shared by servers.
+    #[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["out", "fleet"])))]
     Keygen {
         /// Directory to write the key files into (created if missing).
         #[arg(long)]
-        out: PathBuf,
+        out: Option<PathBuf>,
+        /// Write a new fleet key into FILE (secret, mode 0600; an existing file is not
+        /// overwritten). Servers with the same identity and fleet key resume each
+        /// other's tickets (see `serve --fleet-key`).
+        #[arg(long, value_name = "FILE")]
+        fleet: Option<PathBuf>,
     },
     /// Run a server until SIGINT/SIGTERM.
     Serve(ServeArgs),
@@ -220,6 +227,11 @@ pub(crate) struct ServeArgs {
     /// is blocked), e.g. 0.0.0.0:4433.
     #[arg(long, value_name = "ADDR")]
     pub(crate) tcp: Option<String>,
+    /// The fleet key file written by `phantom keygen --fleet`: servers sharing it (and
+    /// the server key) accept each other's retry tokens and resumption tickets and
+    /// reset each other's sessions (docs/DEPLOYMENT.md).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) fleet_key: Option<PathBuf>,
 }
 
 /// Scheduler modes on the command line.
@@ -360,7 +372,15 @@ fn init_tracing(verbose: u8) {
 
 async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
-        Command::Keygen { out } => keys::keygen(&out),
+        Command::Keygen { out, fleet } => {
+            if let Some(out) = out {
+                keys::keygen(&out)?;
+            }
+            match fleet {
+                Some(path) => keys::keygen_fleet(&path),
+                None => Ok(()),
+            }
+        }
         Command::Serve(args) => serve::serve(args).await,
         Command::Send { client, paths } => transfer::send(&client, &paths, cli.verbose > 0).await,
         Command::Pipe { client } => transfer::pipe(&client, cli.verbose > 0).await,

@@ -47,6 +47,9 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), CliError> {
         None => Mode::Echo,
     };
     let mut cfg = ServerConfig::new(identity);
+    if let Some(path) = &args.fleet_key {
+        cfg = cfg.with_fleet_key(keys::load_fleet_key(path)?);
+    }
     cfg.session.idle_timeout = Duration::from_secs(args.idle_timeout);
     let ep = match &args.tcp {
         Some(tcp) => Endpoint::server_with_tcp(cfg, listen, phantom::resolve(tcp)?)?,

@@ -833,3 +833,113 @@ fn pipe_exits_with_the_reset_code_within_a_second_of_its_server_restarting() {
     assert_eq!(status.code(), Some(3), "{stderr}");
     assert!(took < Duration::from_secs(1), "{took:?}");
 }
+
+#[test]
+fn fleet_keygen_writes_64_hex_digits_with_mode_0600_and_never_overwrites() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let d = tmp("fleet-keygen");
+    let file = d.join("fleet.key");
+    let out = run(&["keygen", "--fleet", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta = std::fs::metadata(&file).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(text.len(), 65);
+    assert_eq!(text.trim_end().len(), 64);
+    assert!(text.trim_end().bytes().all(|b| b.is_ascii_hexdigit()));
+    // A second keygen refuses, leaving the key as it was.
+    let out = run(&["keygen", "--fleet", file.to_str().unwrap()]);
+    assert!(one_line_failure(&out).contains("fleet.key"));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
+    // Two fresh keys differ.
+    let other = d.join("other.key");
+    assert!(
+        run(&["keygen", "--fleet", other.to_str().unwrap()])
+            .status
+            .success()
+    );
+    assert_ne!(std::fs::read_to_string(&other).unwrap(), text);
+    // `serve` refuses a file that does not hold a fleet key, in one line.
+    keygen(&d);
+    let bad = d.join("bad.key");
+    std::fs::write(&bad, "abcd\n").unwrap();
+    let key = d.join("server.key");
+    let out = run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--key",
+        key.to_str().unwrap(),
+        "--echo",
+        "--fleet-key",
+        bad.to_str().unwrap(),
+    ]);
+    assert!(one_line_failure(&out).contains("bad.key"));
+}
+
+/// Moves the cached ticket of the server at `from` to the server at `to` (a client
+/// that reaches another member of the fleet under another address).
+fn move_ticket(cache: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(cache).unwrap();
+    assert_eq!(text.lines().count(), 1);
+    assert!(text.starts_with(from), "{text}");
+    std::fs::write(cache, text.replacen(from, to, 1)).unwrap();
+}
+
+/// Two `serve --fleet-key` processes with one identity and one fleet key: a ticket
+/// saved from the first resumes on the second (its early bytes arrive as 1-RTT data:
+/// 0-RTT stays with the server that issued the ticket); a server with the identity but
+/// without the fleet key cannot open it.
+#[test]
+fn fleet_ticket_saved_from_one_serve_process_resumes_on_the_other() {
+    let d = tmp("fleet-resume");
+    keygen(&d);
+    let fleet = d.join("fleet.key");
+    assert!(
+        run(&["keygen", "--fleet", fleet.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let fleet_args = ["--echo", "--fleet-key", fleet.to_str().unwrap()];
+    let a = Server::start(&d, &fleet_args);
+    let b = Server::start(&d, &fleet_args);
+    let lone = Server::start(&d, &["--echo"]);
+    let pubkey = d.join("server.pub");
+    let cache = d.join("tickets");
+    let args = |addr: &str| {
+        [
+            "--connect".to_owned(),
+            addr.to_owned(),
+            "--server-pub".to_owned(),
+            pubkey.to_str().unwrap().to_owned(),
+            "--resume".to_owned(),
+            cache.to_str().unwrap().to_owned(),
+        ]
+    };
+    let input: Vec<u8> = (0..700u32).map(|i| (i % 239) as u8).collect();
+    let on = |addr: &str| {
+        let a = args(addr);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        pipe_handshake(&a, &input)
+    };
+    let first = on(&a.addr);
+    assert_eq!(first["mode"], "pdk");
+    move_ticket(&cache, &a.addr, &b.addr);
+    let second = on(&b.addr);
+    assert_eq!(second["mode"], "resumed");
+    assert_eq!(second["early_bytes"], "700");
+    assert_eq!(second["early_accepted"], "false");
+    // B's ticket, back on A: resumed too.
+    move_ticket(&cache, &b.addr, &a.addr);
+    assert_eq!(on(&a.addr)["mode"], "resumed");
+    // Without the fleet key the ticket does not open: a PDK handshake instead.
+    move_ticket(&cache, &a.addr, &lone.addr);
+    assert_eq!(on(&lone.addr)["mode"], "pdk");
+    a.stop();
+    b.stop();
+    lone.stop();
+}

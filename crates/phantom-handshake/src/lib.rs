@@ -9,8 +9,10 @@
 //! on a timer), the HKDF-SHA256 key schedule over a SHA-256 transcript, the long-term
 //! keys and certificates ([`HybridSigningKey`], [`HybridVerifyingKey`],
 //! [`ServerCertificate`], [`ServerIdentity`]), stateless retry tokens, encrypted
-//! resumption tickets with 0-RTT early data, and the server's anti-amplification and
-//! half-open limits. It does no I/O and reads no clock: bytes and a [`Time`] go in,
+//! resumption tickets with 0-RTT early data, the server's anti-amplification and
+//! half-open limits, and fleet keys ([`FleetKey`]: servers sharing one derive the same
+//! reset, retry-token, ticket and routing keys, rotating with the wall clock; 0-RTT
+//! stays with the server instance that issued the ticket). It does no I/O and reads no clock: bytes and a [`Time`] go in,
 //! bytes and an [`Established`] come out, and every random value comes from the caller's
 //! RNG (`rand_core::CryptoRng`), so a seeded RNG makes a run reproducible (I9). The
 //! optional `aws-lc` feature runs X25519 and ML-KEM-768 on aws-lc-rs instead of
@@ -26,19 +28,21 @@
 //! validated the server sends at most three times what it received from it. I8: every
 //! secret type zeroizes on drop and prints `<redacted>`; MACs and tokens are compared in
 //! constant time. I10: early data is accepted at most once per ticket (a bounded
-//! anti-replay store within a ticket-age window; 0-RTT is refused outside it or when the
-//! store is full).
+//! anti-replay store within a ticket-age window; 0-RTT is refused outside it, when the
+//! store is full, or on a ticket another server instance issued).
 
 mod backend;
 mod client;
 mod common;
 mod conn_id;
 mod error;
+mod fleet;
 mod fragment;
 mod keys;
 mod msg;
 mod schedule;
 mod server;
+mod server_config;
 mod stats;
 mod ticket;
 mod token;
@@ -55,6 +59,7 @@ pub use common::{
 };
 pub use conn_id::{ConnIdGenerator, IssuedConnId, RESET_TOKEN_LEN, RandomConnIds, ResetKey};
 pub use error::{CodeList, Error};
+pub use fleet::{FleetKey, RoutingKey};
 pub use fragment::{
     DATAGRAM_BUDGET, Datagram, ECHO_LEN, FRAGMENT_TYPE, Fragment, INITIAL_RTO, INTEGRITY_TAG_LEN,
     MAX_FLIGHT_RETRANSMITS, MAX_FRAGMENT_DATA, MAX_FRAGMENTS_PER_DATAGRAM, MAX_MESSAGE_LEN,

@@ -2,7 +2,6 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chacha20poly1305::ChaCha20Poly1305;
@@ -13,11 +12,12 @@ use zeroize::Zeroizing;
 
 use crate::Rng;
 use crate::backend::{KemPublic, XSecret};
-use crate::common::{Established, HANDSHAKE_VERSION, MAX_EARLY_DATA, Time, default_suites};
-use crate::conn_id::{ConnIdGenerator, IssuedConnId, RandomConnIds, ResetKey};
+use crate::common::{Established, HANDSHAKE_VERSION, Time};
+use crate::conn_id::IssuedConnId;
 use crate::conn_id::{LABEL_ID0_C, LABEL_ID0_S};
 use crate::error::CodeList;
 use crate::error::{Error, ensure};
+use crate::fleet::KeyRing;
 use crate::fragment::{
     Datagram, ECHO_LEN, Flight, Inserted, Reassembler, hello_echo, pack, retry_datagram,
 };
@@ -31,83 +31,14 @@ use crate::schedule::{
     master_secret, mismatch_key, sha256,
 };
 use crate::stats::ServerStats;
-use crate::ticket::{AntiReplay, TicketContents, TicketKeys};
-use crate::token::RetryKeys;
+use crate::ticket::{AntiReplay, TicketContents};
 
 /// The anti-amplification factor: before an address is validated the server sends at
 /// most this many times the bytes it received from it (I7). Defined once, in
 /// `phantom-wire`, for the handshake and the path registry alike.
 pub use phantom_wire::AMPLIFICATION_FACTOR;
 
-/// Server settings.
-#[derive(Clone, Debug)]
-pub struct ServerConfig {
-    /// Certificate and static KEM secret.
-    pub identity: ServerIdentity,
-    /// Suites the server accepts (the client's preference order decides among them).
-    pub suites: Vec<Suite>,
-    /// Always answer a first flight without a valid token with a Retry.
-    pub require_retry: bool,
-    /// Cap on concurrent half-open handshakes (superseded ones included, see
-    /// [`Server::handle_datagram`]); beyond it, new peers must present a token, and one
-    /// that does takes the place of the oldest half-open handshake whose address is not
-    /// validated (it is refused only when all of them are).
-    pub max_half_open: usize,
-    /// A half-open handshake is dropped this long after its first datagram.
-    pub handshake_timeout: Duration,
-    /// Lifetime of issued tickets, seconds (0: issue none).
-    pub ticket_lifetime: u32,
-    /// Most early data accepted per ticket (0: never accept 0-RTT).
-    pub max_early_data: u32,
-    /// 0-RTT is refused for tickets older than this many seconds (anti-replay window).
-    pub anti_replay_window: u64,
-    /// Capacity of the anti-replay store; when full, 0-RTT is refused.
-    pub anti_replay_capacity: usize,
-    /// The ticket and retry keys rotate this often ([`Server::rotate_keys_if_due`]);
-    /// the previous key of each stays valid for one more period, so a ticket is
-    /// accepted for between one and two periods after it was issued (and never beyond
-    /// its lifetime). Zero: never rotate.
-    pub key_rotation: Duration,
-    /// Release accepted early data when the ClientHello is accepted
-    /// ([`Server::poll_early_data`]) instead of in the [`Established`] of the completed
-    /// handshake, so that the application can act on it a round trip sooner. Such data
-    /// has passed its AEAD, the ticket-age window and the anti-replay store (I10), but
-    /// the handshake may still fail, and servers that do not share the store may each
-    /// release it once (as TLS 1.3 0-RTT): only replay-safe requests belong in it.
-    /// At most `max_half_open` releases wait to be polled; beyond that, early data goes
-    /// into the `Established` as without this setting. Default false.
-    pub release_early_data_on_hello: bool,
-    /// The key of the stateless-reset tokens of the connection ids this server issues
-    /// (PROTOCOL.md §5.10). Default: derived from `identity`, so a server restarted from
-    /// the same key files answers its predecessor's ids with the tokens it gave.
-    pub reset_key: ResetKey,
-    /// Chooses the connection ids this server issues (default: random, 8 bytes).
-    pub conn_ids: Arc<dyn ConnIdGenerator>,
-}
-
-impl ServerConfig {
-    /// Defaults: all suites, retry only under load, 1024 half-open, 10 s timeout, one-day
-    /// tickets, 4 KiB 0-RTT within a 10-minute window, 65536 anti-replay entries, keys
-    /// rotated every half ticket lifetime (12 h).
-    #[must_use]
-    pub fn new(identity: ServerIdentity) -> Self {
-        Self {
-            reset_key: ResetKey::from_identity(&identity),
-            conn_ids: Arc::new(RandomConnIds::default()),
-            identity,
-            suites: default_suites(),
-            require_retry: false,
-            max_half_open: 1024,
-            handshake_timeout: Duration::from_secs(10),
-            ticket_lifetime: 86_400,
-            max_early_data: MAX_EARLY_DATA as u32,
-            anti_replay_window: 600,
-            anti_replay_capacity: 65_536,
-            key_rotation: Duration::from_secs(86_400 / 2),
-            release_early_data_on_hello: false,
-        }
-    }
-}
+pub use crate::server_config::ServerConfig;
 
 /// A datagram for the server to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -301,8 +232,8 @@ struct Linger {
 #[cfg_attr(test, derive(Clone))]
 pub struct Server {
     config: ServerConfig,
-    retry: RetryKeys,
-    tickets: TicketKeys,
+    /// Retry-token and ticket keys, their rotation, and this instance's id.
+    keys: KeyRing,
     pub(crate) replay: AntiReplay,
     /// The newest half-open handshake of each address.
     conns: HashMap<SocketAddr, Box<Conn>>,
@@ -315,9 +246,6 @@ pub struct Server {
     /// cost an agreement and a decapsulation): each counts toward the half-open load
     /// until the handshake timeout.
     refusals: VecDeque<Instant>,
-    /// When the ticket and retry keys rotate next (`None` until the first
-    /// [`Server::rotate_keys_if_due`]).
-    next_key_rotation: Option<Instant>,
     /// Early data released at ClientHello acceptance, waiting to be polled.
     early_released: VecDeque<EarlyRelease>,
     transmits: VecDeque<Transmit>,
@@ -339,12 +267,16 @@ const MAX_LINGER_RESENDS: u8 = 4;
 const MAX_SESSION_ID_DRAWS: usize = 8;
 
 impl Server {
-    /// A server with fresh retry and ticket keys drawn from `rng`.
-    pub fn new<R: Rng + ?Sized>(config: ServerConfig, rng: &mut R) -> Self {
+    /// A server with fresh retry and ticket keys drawn from `rng`, or with a fleet
+    /// key ([`ServerConfig::fleet`]) the fleet's keys (its reset key replaces
+    /// `reset_key`). Either way a random instance id is drawn for its tickets.
+    pub fn new<R: Rng + ?Sized>(mut config: ServerConfig, rng: &mut R) -> Self {
         let replay = AntiReplay::new(config.anti_replay_window, config.anti_replay_capacity);
+        if let Some(fleet) = &config.fleet {
+            config.reset_key = fleet.reset_key();
+        }
         Self {
-            retry: RetryKeys::new(rng),
-            tickets: TicketKeys::new(rng),
+            keys: KeyRing::new(config.fleet.clone(), config.key_rotation, rng),
             replay,
             config,
             conns: HashMap::new(),
@@ -352,7 +284,6 @@ impl Server {
             pending_ids: HashSet::new(),
             linger: HashMap::new(),
             refusals: VecDeque::new(),
-            next_key_rotation: None,
             early_released: VecDeque::new(),
             transmits: VecDeque::new(),
             stats: ServerStats::default(),
@@ -372,45 +303,32 @@ impl Server {
     }
 
     /// Rotates the retry-token key (the previous key stays valid for one more rotation).
+    /// With a fleet key the fleet's schedule decides and this does nothing.
     pub fn rotate_retry_key<R: Rng + ?Sized>(&mut self, rng: &mut R) {
-        self.retry.rotate(rng);
+        self.keys.rotate_retry(rng);
     }
 
     /// Rotates the ticket key (tickets under the previous key stay valid for one more
-    /// rotation).
+    /// rotation). With a fleet key the fleet's schedule decides and this does nothing.
     pub fn rotate_ticket_key<R: Rng + ?Sized>(&mut self, rng: &mut R) {
-        self.tickets.rotate(rng);
+        self.keys.rotate_tickets(rng);
     }
 
     /// Rotates the ticket and retry keys if [`ServerConfig::key_rotation`] has passed
     /// since the last rotation (the first call starts the schedule). Returns whether it
     /// rotated. Call it from the timer handling, at the latest at
-    /// [`Server::poll_key_rotation`].
+    /// [`Server::poll_key_rotation`]. With a fleet key the keys are those of the
+    /// current period of `now.unix_secs` (also without this call: every datagram
+    /// brings them up to date) and the next rotation is at the next period boundary.
     pub fn rotate_keys_if_due<R: Rng + ?Sized>(&mut self, now: Time, rng: &mut R) -> bool {
-        let period = self.config.key_rotation;
-        if period.is_zero() {
-            return false;
-        }
-        match self.next_key_rotation {
-            None => {
-                self.next_key_rotation = Some(now.instant + period);
-                false
-            }
-            Some(due) if due <= now.instant => {
-                self.tickets.rotate(rng);
-                self.retry.rotate(rng);
-                self.next_key_rotation = Some(now.instant + period);
-                true
-            }
-            Some(_) => false,
-        }
+        self.keys.rotate_if_due(self.config.key_rotation, now, rng)
     }
 
     /// When [`Server::rotate_keys_if_due`] rotates next (`None` before its first call,
     /// or when rotation is off).
     #[must_use]
     pub fn poll_key_rotation(&self) -> Option<Instant> {
-        self.next_key_rotation
+        self.keys.next_rotation()
     }
 
     /// Installs a new identity (static KEM key rotation). Clients holding the old
@@ -429,7 +347,10 @@ impl Server {
     /// A retry token for `addr` (exposed for tests and for issuing tokens out of band).
     #[must_use]
     pub fn issue_token(&self, addr: &SocketAddr, now: Time) -> Vec<u8> {
-        self.retry.issue(addr, now.unix_secs)
+        match self.keys.retry_at(now.unix_secs) {
+            Some(fleet_period) => fleet_period.issue(addr, now.unix_secs),
+            None => self.keys.retry.issue(addr, now.unix_secs),
+        }
     }
 
     /// How long a half-open handshake may take ([`ServerConfig::handshake_timeout`]).
@@ -440,9 +361,10 @@ impl Server {
 
     /// Next early data released at ClientHello acceptance (only with
     /// [`ServerConfig::release_early_data_on_hello`]). **Replayable**: it passed its
-    /// AEAD, the ticket-age window and this server's anti-replay store (I10), but
-    /// servers that do not share the store may each release it once, and the handshake
-    /// may still fail; act on it only where doing so twice is harmless.
+    /// AEAD, the ticket-age window and this server's anti-replay store (I10; only the
+    /// instance that issued the ticket accepts it), but the handshake may still fail
+    /// and the client then send it again; act on it only where doing so twice is
+    /// harmless.
     pub fn poll_early_data(&mut self) -> Option<EarlyRelease> {
         self.early_released.pop_front()
     }
@@ -468,7 +390,7 @@ impl Server {
         let lingers = self.linger.values().map(|l| Some(l.until));
         conns
             .chain(lingers)
-            .chain([self.next_key_rotation])
+            .chain([self.keys.next_rotation()])
             .flatten()
             .min()
     }
@@ -543,6 +465,7 @@ impl Server {
         rng: &mut R,
         is_live: impl Fn(&SessionId) -> bool,
     ) -> Result<Option<Box<Established>>, Error> {
+        self.keys.sync(now.unix_secs);
         let dg = match Datagram::parse(datagram) {
             Ok(d) if !d.is_retry() => d,
             Ok(_) => {
@@ -765,6 +688,7 @@ impl Server {
         if !conn.validated
             && !dg.token.is_empty()
             && self
+                .keys
                 .retry
                 .validate(dg.token, &addr, cx.now.unix_secs)
                 .is_ok()
@@ -899,7 +823,7 @@ impl Server {
         if dg.token.is_empty() {
             return Ok(false);
         }
-        match self.retry.validate(dg.token, addr, now.unix_secs) {
+        match self.keys.retry.validate(dg.token, addr, now.unix_secs) {
             Ok(()) => Ok(true),
             Err(e) => {
                 match e {
@@ -928,7 +852,7 @@ impl Server {
             self.stats.retries_withheld += 1;
             return Ok(());
         };
-        let token = self.retry.issue(&addr, now.unix_secs);
+        let token = self.keys.retry.issue(&addr, now.unix_secs);
         let payload = retry_datagram(&hello_echo(head), &token);
         // I7: a Retry never exceeds 3x the datagram that prompted it.
         ensure!(
@@ -1224,7 +1148,11 @@ impl Server {
             return None;
         }
         let server_key_id = self.config.identity.verifying_key.key_id();
-        match self.tickets.open(&ch.ticket, &server_key_id, now.unix_secs) {
+        match self
+            .keys
+            .tickets
+            .open(&ch.ticket, &server_key_id, now.unix_secs)
+        {
             Ok(t) => Some(t),
             Err(Error::TicketExpired) => {
                 self.stats.tickets.expired += 1;
@@ -1248,6 +1176,12 @@ impl Server {
         es: &Secret,
         now: Time,
     ) -> Result<Option<Zeroizing<Vec<u8>>>, Error> {
+        // I10: the anti-replay store is this instance's: another fleet member's
+        // ticket resumes, without 0-RTT (fails closed).
+        if t.instance != self.keys.instance {
+            self.stats.early.other_instance += 1;
+            return Ok(None);
+        }
         if self.config.max_early_data == 0 || !self.replay.in_window(t.issued, now.unix_secs) {
             self.stats.early.refused += 1;
             return Ok(None);
@@ -1338,9 +1272,10 @@ impl Server {
         let (lifetime, max_early, ticket) = if self.config.ticket_lifetime == 0 {
             (0, 0, Vec::new())
         } else {
-            let blob = self.tickets.seal(
+            let blob = self.keys.tickets.seal(
                 rng,
                 &self.config.identity.verifying_key.key_id(),
+                &self.keys.instance,
                 now.unix_secs,
                 self.config.ticket_lifetime,
                 suite,

@@ -75,6 +75,10 @@ pub struct EarlyDataStats {
     pub replayed: u64,
     /// Early data refused for another reason (too old, store full, disabled).
     pub refused: u64,
+    /// Early data refused because its ticket was issued by another server instance
+    /// (a fleet member, or this server before a restart): each instance's anti-replay
+    /// store is its own, so only the issuer accepts 0-RTT; the ticket still resumes.
+    pub other_instance: u64,
 }
 
 /// Half-open handshakes that were not admitted or did not last.

@@ -3177,3 +3177,5 @@ fn i10_early_data_released_at_client_hello_acceptance_at_most_once() {
     assert!(s.early_data_accepted && s.early_data.is_none());
     assert!(client.into_established().unwrap().early_data_accepted);
 }
+
+mod fleet;

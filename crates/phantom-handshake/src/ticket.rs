@@ -12,14 +12,17 @@ use zeroize::Zeroizing;
 use crate::Rng;
 use crate::error::{Error, ensure};
 
-const TICKET_VERSION: u8 = 1;
-/// Plaintext: version, server key id, issued, lifetime, suite, ticket id, secret.
-const PLAIN_LEN: usize = 1 + 32 + 8 + 4 + 1 + 16 + 32;
+const TICKET_VERSION: u8 = 2;
+/// Plaintext: version, server key id, issuing instance, issued, lifetime, suite,
+/// ticket id, secret.
+const PLAIN_LEN: usize = 1 + 32 + 16 + 8 + 4 + 1 + 16 + 32;
 /// Blob: key id, nonce, ciphertext, tag.
 pub(crate) const BLOB_LEN: usize = 1 + 12 + PLAIN_LEN + 16;
 
 /// What the server recovers from a ticket it issued.
 pub(crate) struct TicketContents {
+    /// The random id of the server instance that issued the ticket.
+    pub(crate) instance: [u8; 16],
     pub(crate) issued: u64,
     pub(crate) ticket_id: [u8; 16],
     pub(crate) secret: Zeroizing<[u8; 32]>,
@@ -41,6 +44,10 @@ pub(crate) struct TicketKeys {
 fn fresh_key<R: Rng + ?Sized>(rng: &mut R, id: u8) -> Key {
     let mut k = Zeroizing::new([0u8; 32]);
     rng.fill_bytes(k.as_mut_slice());
+    key_from(id, &k)
+}
+
+fn key_from(id: u8, k: &[u8; 32]) -> Key {
     Key {
         id,
         aead: ChaCha20Poly1305::new(&(*k).into()),
@@ -55,17 +62,29 @@ impl TicketKeys {
         }
     }
 
+    /// Keys given by the caller (a fleet's schedule): `current` under id `id`, and
+    /// `previous` under id `id - 1` (mod 256).
+    pub(crate) fn with_keys(id: u8, current: &[u8; 32], previous: Option<&[u8; 32]>) -> Self {
+        Self {
+            current: key_from(id, current),
+            previous: previous.map(|k| key_from(id.wrapping_sub(1), k)),
+        }
+    }
+
     pub(crate) fn rotate<R: Rng + ?Sized>(&mut self, rng: &mut R) {
         let id = self.current.id.wrapping_add(1);
         let old = core::mem::replace(&mut self.current, fresh_key(rng, id));
         self.previous = Some(old);
     }
 
-    /// Seals a ticket for `secret`, bound to `server_key_id`.
+    /// Seals a ticket for `secret`, bound to `server_key_id`, naming the issuing
+    /// server `instance`.
+    #[expect(clippy::too_many_arguments, reason = "the ticket's fields")]
     pub(crate) fn seal<R: Rng + ?Sized>(
         &self,
         rng: &mut R,
         server_key_id: &[u8; 32],
+        instance: &[u8; 16],
         issued: u64,
         lifetime: u32,
         suite: Suite,
@@ -78,6 +97,7 @@ impl TicketKeys {
         let mut plain = Zeroizing::new(Vec::with_capacity(PLAIN_LEN));
         plain.push(TICKET_VERSION);
         plain.extend_from_slice(server_key_id);
+        plain.extend_from_slice(instance);
         plain.extend_from_slice(&issued.to_be_bytes());
         plain.extend_from_slice(&lifetime.to_be_bytes());
         plain.push(suite.code());
@@ -132,6 +152,7 @@ impl TicketKeys {
         let mut r = Reader::new(buf.as_slice());
         ensure!(r.u8()? == TICKET_VERSION, Error::TicketInvalid);
         ensure!(r.array::<32>()? == server_key_id, Error::TicketInvalid);
+        let instance = *r.array::<16>()?;
         let issued = r.u64()?;
         let lifetime = r.u32()?;
         let _suite = r.u8()?;
@@ -143,6 +164,7 @@ impl TicketKeys {
             Error::TicketExpired
         );
         Ok(TicketContents {
+            instance,
             issued,
             ticket_id,
             secret,

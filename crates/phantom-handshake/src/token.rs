@@ -56,6 +56,22 @@ impl RetryKeys {
         }
     }
 
+    /// Keys given by the caller (a fleet's schedule): `current` under id `id`, and
+    /// `previous` under id `id - 1` (mod 256).
+    pub(crate) fn with_keys(
+        id: u8,
+        current: Zeroizing<[u8; 32]>,
+        previous: Option<Zeroizing<[u8; 32]>>,
+    ) -> Self {
+        Self {
+            current: Key { id, key: current },
+            previous: previous.map(|key| Key {
+                id: id.wrapping_sub(1),
+                key,
+            }),
+        }
+    }
+
     /// Makes a fresh key current and keeps the old one for validation.
     pub(crate) fn rotate<R: Rng + ?Sized>(&mut self, rng: &mut R) {
         let mut key = Zeroizing::new([0u8; 32]);

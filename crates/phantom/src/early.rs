@@ -19,8 +19,8 @@ use crate::state::Shared;
 /// # Replay
 /// The handshake checked the data's AEAD, the ticket's age and this server's
 /// anti-replay store (I10) before releasing it, but it is **replayable**
-/// ([`EarlyRequest::is_replayable`]): servers that do not share the anti-replay store
-/// may each release the same bytes once, and the handshake may still fail, after which
+/// ([`EarlyRequest::is_replayable`]): only the server instance that issued the ticket
+/// releases it, once, but the handshake may still fail, after which
 /// the client may send the request again. Act on it only if doing so twice is harmless
 /// (an idempotent read), as with TLS 1.3 0-RTT data.
 ///

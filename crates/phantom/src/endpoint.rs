@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use phantom_crypto::Suite;
 use phantom_handshake::{
-    HybridVerifyingKey, ResumptionTicket, Server, ServerIdentity, VerifiedCertificate,
+    FleetKey, HybridVerifyingKey, ResumptionTicket, Server, ServerIdentity, VerifiedCertificate,
 };
 use phantom_session::early::EarlyData;
 use phantom_session::{AppCode, Config as SessionConfig, Dir};
@@ -68,7 +68,9 @@ pub struct ServerConfig {
     /// `max_early_data` (0: no 0-RTT), `anti_replay_window`, `max_half_open`,
     /// `require_retry` (a stateless retry round trip from every new client),
     /// `handshake_timeout`, `key_rotation` (the ticket and retry keys rotate this
-    /// often, driven by the endpoint's timer; default 12 h, zero: never).
+    /// often, driven by the endpoint's timer; default 12 h, zero: never), `fleet` (the
+    /// fleet key shared with other servers of the same identity, see
+    /// [`ServerConfig::with_fleet_key`]).
     pub handshake: phantom_handshake::ServerConfig,
     /// Tuning of every accepted session.
     pub session: SessionConfig,
@@ -98,6 +100,23 @@ impl ServerConfig {
             tcp: TcpListenerConfig::default(),
             max_pending_accepts: 1024,
         }
+    }
+
+    /// This config as a member of the fleet of `key` (docs/DEPLOYMENT.md): servers with
+    /// the same identity and fleet key accept each other's retry tokens, resume each
+    /// other's tickets (without 0-RTT: early data is accepted only by the server that
+    /// issued the ticket) and answer each other's connection ids with the stateless
+    /// reset the client expects. Sets `handshake.fleet` and `handshake.reset_key`.
+    #[must_use]
+    pub fn with_fleet_key(mut self, key: FleetKey) -> Self {
+        self.handshake = self.handshake.with_fleet_key(key);
+        self
+    }
+
+    /// The fleet key, if this server is a member of a fleet.
+    #[must_use]
+    pub fn fleet_key(&self) -> Option<&FleetKey> {
+        self.handshake.fleet.as_ref()
     }
 }
 

@@ -104,8 +104,8 @@ pub use error::{
 };
 pub use phantom_crypto::Suite;
 pub use phantom_handshake::{
-    HybridSigningKey, HybridVerifyingKey, ResumptionHint, ResumptionTicket, ServerCertificate,
-    ServerIdentity, VerifiedCertificate,
+    FleetKey, HybridSigningKey, HybridVerifyingKey, ResumptionHint, ResumptionTicket, RoutingKey,
+    ServerCertificate, ServerIdentity, VerifiedCertificate,
 };
 pub use phantom_session::fallback::{Carrier, FallbackConfig};
 pub use phantom_session::{
