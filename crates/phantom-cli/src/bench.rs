@@ -177,32 +177,36 @@ pub(crate) async fn bench(
         .as_secs_f64()
         .max(1e-9);
     let s = conn.stats();
-    println!(
+    say!(
         "phantom bench: {total} bytes over {streams} stream(s) and {paths} path(s) on loopback UDP, scheduler {scheduler:?}"
     );
-    println!(
+    say!(
         "goodput      {:.1} MB/s ({:.2} Gbit/s) in {secs:.3} s",
         total as f64 / secs / 1e6,
         total as f64 * 8.0 / secs / 1e9
     );
-    println!("rtt          {:?} (smoothed)", s.rtt);
-    println!(
+    say!("rtt          {:?} (smoothed)", s.rtt);
+    say!(
         "packets      {} sent, {} received, {} lost, {} PTOs",
-        s.packets_sent, s.packets_received, s.packets_lost, s.ptos
+        s.packets_sent,
+        s.packets_received,
+        s.packets_lost,
+        s.ptos
     );
-    println!("retransmits  {} stream bytes", s.stream_bytes_retransmitted);
-    println!(
+    say!("retransmits  {} stream bytes", s.stream_bytes_retransmitted);
+    say!(
         "rekeys       {} local, {} peer",
-        s.rekeys_local, s.rekeys_peer
+        s.rekeys_local,
+        s.rekeys_peer
     );
-    println!(
+    say!(
         "cwnd         {} bytes, bandwidth estimate {:.1} MB/s",
         s.cwnd,
         s.bandwidth as f64 / 1e6
     );
     if paths > 1 {
         for line in path_lines(&conn) {
-            println!("{line}");
+            say!("{line}");
         }
     }
     conn.close(0, b"bench done");

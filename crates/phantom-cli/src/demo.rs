@@ -9,7 +9,7 @@ use crate::bench::{add_paths, loopback_pair, path_lines, push};
 use crate::{CliError, keys};
 
 fn step(n: u32, text: &str) {
-    println!("\n[{n}] {text}");
+    say!("\n[{n}] {text}");
 }
 
 fn mbps(bytes: u64, d: Duration) -> f64 {
@@ -18,7 +18,7 @@ fn mbps(bytes: u64, d: Duration) -> f64 {
 
 /// `phantom demo`.
 pub(crate) async fn demo() -> Result<(), CliError> {
-    println!("Phantom demo: both ends run in this process over loopback UDP.");
+    say!("Phantom demo: both ends run in this process over loopback UDP.");
     let (server, client, conn, server_conn) = connect().await?;
     refuse_wrong_key(&server).await?;
     bulk(&conn).await?;
@@ -26,7 +26,7 @@ pub(crate) async fn demo() -> Result<(), CliError> {
     let new = migrate(&client, &conn, &server_conn).await?;
     second_path(&conn, new).await?;
     close(&client, &conn, &server_conn).await?;
-    println!("\nDemo complete.");
+    say!("\nDemo complete.");
     Ok(())
 }
 
@@ -43,7 +43,7 @@ async fn connect() -> Result<(Endpoint, Endpoint, Connection, Connection), CliEr
         .map_err(|_| CliError::Transfer("the server did not report the session".into()))?
         .map_err(|_| CliError::Transfer("the server did not report the session".into()))?;
     let sid = conn.session_id().unwrap_or_default();
-    println!(
+    say!(
         "    keygen + hybrid handshake done in {:?}; server {} ; session id {}…",
         phantom::now().saturating_duration_since(t0),
         server.local_addr(),
@@ -59,7 +59,7 @@ async fn refuse_wrong_key(server: &Endpoint) -> Result<(), CliError> {
     let (_other, other_key) = keys::generate()?;
     let rogue = Endpoint::client(([127, 0, 0, 1], 0).into())?;
     match rogue.connect(server.local_addr(), &other_key).await {
-        Err(e) => println!("    refused as expected: {e}"),
+        Err(e) => say!("    refused as expected: {e}"),
         Ok(_) => {
             return Err(CliError::Transfer(
                 "a client with the wrong pinned key connected".into(),
@@ -87,7 +87,7 @@ async fn bulk(conn: &Connection) -> Result<(), CliError> {
         )));
     }
     let s = conn.stats();
-    println!(
+    say!(
         "    {got} bytes confirmed in {d:?} ({:.1} MB/s); rtt {:?}, {} packets lost, {} bytes retransmitted",
         mbps(got, d),
         s.rtt,
@@ -114,10 +114,10 @@ async fn rekeys(conn: &Connection, server_conn: &Connection) -> Result<(), CliEr
     let server_followed = s1.rekeys_peer.saturating_sub(s0.rekeys_peer);
     let server_rekeys = s1.rekeys_local.saturating_sub(s0.rekeys_local);
     let client_followed = c1.rekeys_peer.saturating_sub(c0.rekeys_peer);
-    println!(
+    say!(
         "    {got} more bytes confirmed; client rekeyed {client_rekeys} time(s) (now at epoch {send_epoch}), the server followed {server_followed} by authenticated trial decryption; the server rekeyed {server_rekeys} time(s) (client receives at epoch {recv_epoch}), the client followed {client_followed}"
     );
-    println!(
+    say!(
         "    figures: bytes={got} client_rekeys={client_rekeys} server_followed={server_followed} server_rekeys={server_rekeys} client_followed={client_followed}"
     );
 
@@ -136,7 +136,7 @@ async fn migrate(
     );
     let old = client.local_addr();
     let new = client.rebind(([127, 0, 0, 1], 0).into())?;
-    println!("    client socket {old} -> {new}");
+    say!("    client socket {old} -> {new}");
     let migrations_before = server_conn.stats().migrations;
     let migrated = tokio::time::timeout(Duration::from_secs(10), push(conn, 1 << 20)).await;
     let ss = server_conn.stats();
@@ -148,7 +148,7 @@ async fn migrate(
         Ok(Ok(n)) => *n,
         _ => 0,
     };
-    println!(
+    say!(
         "    figures: old_port={} new_port={} bytes_after={confirmed} server_validated_new={} migrations={}",
         old.port(),
         new.port(),
@@ -158,24 +158,24 @@ async fn migrate(
     match migrated {
         Ok(Ok(n)) if n == 1 << 20 => {
             if validated_new {
-                println!(
+                say!(
                     "    the session survived: the server validated the new address (path challenge) and moved to it ({} migration(s)); 1 MiB confirmed over it",
                     ss.migrations
                 );
             } else {
-                println!(
+                say!(
                     "    1 MiB confirmed after the change, but the server has not validated a path to {new} (paths: {}); address change is only partly supported",
                     paths.len()
                 );
             }
         }
-        Ok(Ok(n)) => println!(
+        Ok(Ok(n)) => say!(
             "    after the change the server counted {n} bytes: address change is not fully supported"
         ),
-        Ok(Err(e)) => println!(
+        Ok(Err(e)) => say!(
             "    the transfer after the change failed ({e}): address change is not supported by this build"
         ),
-        Err(_) => println!(
+        Err(_) => say!(
             "    no progress within 10 s after the change: address change is not supported by this build"
         ),
     }
@@ -196,13 +196,13 @@ async fn second_path(conn: &Connection, new: SocketAddr) -> Result<(), CliError>
         .collect();
     let added = add_paths(conn, 1).await?;
     let second = added.first().copied();
-    println!(
+    say!(
         "    second path from {} validated (the server answered its path challenge)",
         second.map_or_else(|| "?".to_string(), |a| a.to_string()),
     );
     conn.set_scheduler(phantom::SchedulerMode::Aggregate);
     let got = push(conn, 8 << 20).await?;
-    println!("    {got} bytes confirmed over both paths; bytes sent per path during this step:");
+    say!("    {got} bytes confirmed over both paths; bytes sent per path during this step:");
     let mut used = 0;
     let (mut on_moved, mut on_second) = (0, 0);
     for p in conn.paths().iter().filter(|p| p.validated) {
@@ -218,17 +218,17 @@ async fn second_path(conn: &Connection, new: SocketAddr) -> Result<(), CliError>
         if Some(p.local) == second {
             on_second = delta;
         }
-        println!("      {} -> {}: {delta} bytes", p.local, p.remote);
+        say!("      {} -> {}: {delta} bytes", p.local, p.remote);
     }
     if used < 2 {
-        println!("    (the scheduler kept to one path this time)");
+        say!("    (the scheduler kept to one path this time)");
     }
-    println!(
+    say!(
         "    figures: bytes={got} paths_used={used} moved_path_bytes={on_moved} second_path_bytes={on_second}"
     );
     conn.set_scheduler(phantom::SchedulerMode::LowLatency);
     for line in path_lines(conn) {
-        println!("    {line}");
+        say!("    {line}");
     }
 
     Ok(())
@@ -247,14 +247,14 @@ async fn close(
         .map_err(|_| CliError::Transfer("the server did not see the close".into()))?;
     match &reason {
         CloseReason::Peer { code, reason, .. } => {
-            println!(
+            say!(
                 "    the server saw the client close: {code}, reason {:?}",
                 String::from_utf8_lossy(reason)
             );
             let (wire, _) = code.to_wire();
-            println!("    figures: peer_close_code={wire}");
+            say!("    figures: peer_close_code={wire}");
         }
-        other => println!("    the server's session ended: {other:?}"),
+        other => say!("    the server's session ended: {other:?}"),
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), client.wait_idle()).await;
     Ok(())

@@ -51,16 +51,16 @@ pub(crate) fn generate() -> Result<(ServerIdentity, HybridVerifyingKey), CliErro
 pub(crate) fn keygen(out: &Path) -> Result<(), CliError> {
     let (id, vk) = generate()?;
     let files = keyfiles::write_key_files(out, &id, &vk)?;
-    println!("wrote {} (secret, mode 0600)", files.secret_key.display());
-    println!(
+    say!("wrote {} (secret, mode 0600)", files.secret_key.display());
+    say!(
         "wrote {} (give this to clients)",
         files.public_key.display()
     );
-    println!(
+    say!(
         "wrote {} (give this to clients too: one-round-trip handshakes)",
         files.certificate.display()
     );
-    println!("key id {}", &to_hex(&vk.key_id())[..16]);
+    say!("key id {}", &to_hex(&vk.key_id())[..16]);
     Ok(())
 }
 
@@ -87,7 +87,7 @@ pub(crate) fn keygen_fleet(path: &Path) -> Result<(), CliError> {
     file.write_all(text.as_bytes())
         .and_then(|()| file.sync_all())
         .map_err(|e| file_err(path, e))?;
-    println!("wrote {} (fleet key, secret, mode 0600)", path.display());
+    say!("wrote {} (fleet key, secret, mode 0600)", path.display());
     Ok(())
 }
 

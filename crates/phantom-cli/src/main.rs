@@ -23,6 +23,16 @@
 //! trusts a file name from the network: names are reduced to one sanitised path
 //! component inside `--out-dir`.
 
+/// `println!` that ignores a closed stdout (`phantom keygen | head -1`) instead of
+/// panicking: the command's work is done either way, and nothing panics on the
+/// environment the user gives it.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod bench;
 mod demo;
 mod keys;

@@ -55,9 +55,9 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), CliError> {
         Some(tcp) => Endpoint::server_with_tcp(cfg, listen, phantom::resolve(tcp)?)?,
         None => Endpoint::server(cfg, listen)?,
     };
-    println!("listening on {}", ep.local_addr());
+    say!("listening on {}", ep.local_addr());
     if let Some(tcp) = ep.tcp_local_addr() {
-        println!("TCP fallback on {tcp}");
+        say!("TCP fallback on {tcp}");
     }
     let accept = accept_loop(ep.clone(), mode);
     tokio::select! {

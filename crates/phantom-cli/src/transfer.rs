@@ -306,12 +306,12 @@ pub(crate) async fn send(
     }
     finished?;
     let secs = elapsed.as_secs_f64().max(1e-9);
-    println!(
+    say!(
         "sent {count} file(s), {total} bytes in {:.2} s ({:.1} MB/s); the server confirmed every byte (SHA-256)",
         secs,
         total as f64 / secs / 1e6
     );
-    println!(
+    say!(
         "rtt {:?}, packets sent {}, lost {}, retransmitted {} bytes, rekeys {}",
         stats.rtt,
         stats.packets_sent,

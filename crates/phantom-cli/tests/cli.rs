@@ -943,3 +943,26 @@ fn fleet_ticket_saved_from_one_serve_process_resumes_on_the_other() {
     b.stop();
     lone.stop();
 }
+
+/// A closed stdout (`phantom keygen | head -0`) does not make the command panic: the
+/// keys are written and it exits 0.
+#[test]
+fn keygen_into_a_closed_stdout_exits_0_and_writes_its_keys() {
+    let d = tmp("closed-stdout");
+    let mut child = Command::new(BIN)
+        .args(["keygen", "--out", d.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(d.join("server.key").exists() && d.join("server.pub").exists());
+}
