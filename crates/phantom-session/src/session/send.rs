@@ -17,9 +17,6 @@ use crate::recovery::Record;
 use crate::scheduler::{PathView, SchedulerMode, pick};
 use crate::types::{MIN_DATAGRAM_SIZE, State, Transmit};
 
-/// The fixed header length of protocol version 1 (see [`Session::payload_room`]).
-const V1_HEADER_LEN: usize = 52;
-
 /// Room a STREAM frame's header may take besides its data.
 pub(super) const STREAM_OVERHEAD: usize = 24;
 
@@ -136,12 +133,13 @@ impl Session {
         Ok(())
     }
 
-    /// The most payload a data packet of a `size`-byte budget carries: what protocol
-    /// version 1 carried (`size - 52 - 16`). The shorter version-2 header shortens the
-    /// datagram instead of filling it further, so packetization, and the congestion and
-    /// scheduling behaviour tuned on it, stay as they were.
+    /// The most payload a data packet of a `size`-byte budget carries: the budget less
+    /// the longest header ([`Session::max_header_len`]) and the tag. The payload is
+    /// built before its header's length is known, so a packet whose header is shorter
+    /// than the longest (12-13 bytes for bulk data with an 8-byte id, against 20) leaves
+    /// that difference unused.
     fn payload_room(&self, size: usize) -> usize {
-        size.saturating_sub(V1_HEADER_LEN.max(self.max_header_len()) + TAG_LEN)
+        size.saturating_sub(self.max_header_len() + TAG_LEN)
     }
 
     /// PATH_CHALLENGE / PATH_RESPONSE on the path they belong to, within its
