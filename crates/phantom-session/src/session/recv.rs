@@ -334,6 +334,7 @@ impl Session {
                 self.events.push_back(Event::DatagramReceived);
             }
             Frame::DataBlocked(_) | Frame::StreamDataBlocked(_) | Frame::StreamsBlocked(_) => {}
+            Frame::NewConnId(_) | Frame::RetireConnId(_) => {}
         }
         Ok(())
     }
