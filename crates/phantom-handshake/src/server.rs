@@ -426,6 +426,13 @@ impl Server {
         self.config.reset_key.token(id)
     }
 
+    /// The generator and reset key of the connection ids this server issues (its
+    /// sessions issue their later ids with them too).
+    #[must_use]
+    pub fn conn_id_source(&self) -> (&std::sync::Arc<dyn ConnIdGenerator>, &ResetKey) {
+        (&self.config.conn_ids, &self.config.reset_key)
+    }
+
     /// A retry token for `addr` (exposed for tests and for issuing tokens out of band).
     #[must_use]
     pub fn issue_token(&self, addr: &SocketAddr, now: Time) -> Vec<u8> {
@@ -1448,17 +1455,9 @@ impl Server {
 
 /// The ServerHello flags: PDK mode, a resumed ticket, early data accepted.
 fn hello_flags(pdk: bool, resumed: bool, early_accepted: bool) -> u8 {
-    let mut flags = 0;
-    if pdk {
-        flags |= SH_PDK;
-    }
-    if resumed {
-        flags |= SH_PSK;
-    }
-    if early_accepted {
-        flags |= SH_EARLY;
-    }
-    flags
+    [(pdk, SH_PDK), (resumed, SH_PSK), (early_accepted, SH_EARLY)]
+        .iter()
+        .fold(0, |acc, &(on, bit)| if on { acc | bit } else { acc })
 }
 
 fn open_early(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {

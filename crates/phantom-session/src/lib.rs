@@ -69,7 +69,10 @@ pub use error::{Error, PeerViolation};
 /// The congestion controller a path runs ([`Config::congestion`]).
 pub use phantom_congestion::Algorithm as CongestionAlgorithm;
 pub use scheduler::SchedulerMode;
-pub use session::{Session, SessionKeys};
+pub use session::{
+    ACTIVE_CONN_IDS, ConnIdEvent, ConnIdSource, MAX_PEER_CONN_IDS, MAX_PENDING_RETIRES,
+    NO_UNUSED_CONN_ID, Session, SessionKeys,
+};
 pub use stream::{Dir, Side};
 pub use types::*;
 
