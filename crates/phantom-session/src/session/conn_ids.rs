@@ -23,6 +23,7 @@ use phantom_handshake::{ConnIdGenerator, IssuedConnId, ResetKey};
 use phantom_wire::frame::{NewConnId, RESET_TOKEN_LEN, RetireConnId};
 use phantom_wire::{ConnId, Encode as _, Frame, PathId, Writer};
 use rand::rngs::ChaCha20Rng;
+use rand::{Rng as _, SeedableRng as _};
 
 use super::Built;
 use crate::error::{Error, PeerViolation};
@@ -87,12 +88,19 @@ struct Peer {
 #[derive(Debug)]
 pub(super) struct ConnIds {
     source: ConnIdSource,
-    rng: ChaCha20Rng,
+    /// Seeds the ChaCha20 RNG of the next ids (I9); replaced from that RNG after each
+    /// use. 32 bytes kept instead of the RNG's 320.
+    seed: [u8; 32],
     local: Vec<Local>,
     next_local_seq: u64,
     peer: Vec<Peer>,
     /// The largest retire_prior_to the peer sent.
     peer_retire_prior_to: u64,
+    /// One more than the largest sequence number the peer issued, and which of the 64
+    /// below it arrived (bit `k`: sequence `seen_end - 1 - k`): a NEW_CONN_ID sent
+    /// again after we retired its id must not bring the id back.
+    seen_end: u64,
+    seen_bits: u64,
     /// Which peer id (by sequence) each path sends with.
     by_path: Vec<(PathId, u64)>,
     /// RETIRE_CONN_ID frames owed.
@@ -105,13 +113,13 @@ impl ConnIds {
     /// peer's. Issues our further ids at once.
     pub(super) fn new(
         source: ConnIdSource,
-        rng: ChaCha20Rng,
+        seed: [u8; 32],
         local0: IssuedConnId,
         peer0: IssuedConnId,
     ) -> Self {
         let mut s = Self {
             source,
-            rng,
+            seed,
             local: vec![Local {
                 seq: 0,
                 id: local0,
@@ -120,6 +128,8 @@ impl ConnIds {
             next_local_seq: 1,
             peer: vec![Peer { seq: 0, id: peer0 }],
             peer_retire_prior_to: 0,
+            seen_end: 1,
+            seen_bits: 1,
             by_path: vec![(PathId(0), 0)],
             retires: VecDeque::new(),
             events: VecDeque::new(),
@@ -130,11 +140,15 @@ impl ConnIds {
 
     /// Issues ids until [`ACTIVE_CONN_IDS`] of ours are active.
     fn top_up(&mut self) {
+        if self.local.len() >= ACTIVE_CONN_IDS {
+            return;
+        }
+        let mut rng = ChaCha20Rng::from_seed(self.seed);
         while self.local.len() < ACTIVE_CONN_IDS {
             let gen_ = &*self.source.generator;
             let id = match &self.source.reset_key {
-                Some(key) => IssuedConnId::draw_keyed(&mut self.rng, gen_, key),
-                None => IssuedConnId::draw(&mut self.rng, gen_),
+                Some(key) => IssuedConnId::draw_keyed(&mut rng, gen_, key),
+                None => IssuedConnId::draw(&mut rng, gen_),
             };
             if self.local.iter().any(|l| l.id.id == id.id) {
                 continue;
@@ -147,6 +161,7 @@ impl ConnIds {
             self.next_local_seq += 1;
             self.events.push_back(ConnIdEvent::Issued(id.id));
         }
+        rng.fill_bytes(&mut self.seed);
     }
 
     /// The ids of ours the peer may use.
@@ -293,6 +308,10 @@ impl ConnIds {
                 violation(PeerViolation::ConnIdReused)
             };
         }
+        if !self.mark_seen(f.seq) {
+            // Sent again after we retired it (or too old to tell): never reused.
+            return Ok(());
+        }
         if f.seq < self.peer_retire_prior_to {
             // Already below what the peer retired: retire it at once.
             self.retire_peer(f.seq);
@@ -313,6 +332,28 @@ impl ConnIds {
             return violation(PeerViolation::TooManyConnIds);
         }
         Ok(())
+    }
+
+    /// Records that the peer's sequence number `seq` arrived; false if it had already
+    /// arrived, or is more than 64 below the largest one (treated as arrived).
+    fn mark_seen(&mut self, seq: u64) -> bool {
+        if seq >= self.seen_end {
+            let shift = seq - self.seen_end + 1;
+            self.seen_bits = if shift >= 64 {
+                0
+            } else {
+                self.seen_bits << shift
+            };
+            self.seen_bits |= 1;
+            self.seen_end = seq + 1;
+            return true;
+        }
+        let k = self.seen_end - 1 - seq;
+        if k >= 64 || self.seen_bits & (1 << k) != 0 {
+            return false;
+        }
+        self.seen_bits |= 1 << k;
+        true
     }
 
     /// The peer asked us to retire its ids below `rpt`: paths using one move to an

@@ -301,7 +301,7 @@ impl Session {
         }
         let conn_ids = ConnIds::new(
             cfg.conn_ids.clone(),
-            ChaCha20Rng::from_seed(id_seed),
+            id_seed,
             IssuedConnId {
                 id: local_conn_id,
                 reset_token: [0; 16],
@@ -928,6 +928,16 @@ impl Session {
         for f in b.conn_ids.take_owed() {
             let _ = a.conn_ids.on_new_conn_id(&f);
         }
+    }
+
+    /// Tests: one authenticated frame, as if it arrived on no particular path.
+    #[cfg(test)]
+    pub(crate) fn handle_frame_for_test(
+        &mut self,
+        now: Instant,
+        f: &Frame<'_>,
+    ) -> Result<(), Error> {
+        self.on_frame(now, None, f)
     }
 
     #[cfg(test)]

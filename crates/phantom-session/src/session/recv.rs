@@ -298,7 +298,12 @@ impl Session {
         Ok(())
     }
 
-    fn on_frame(&mut self, now: Instant, path: Option<PathId>, f: &Frame<'_>) -> Result<(), Error> {
+    pub(super) fn on_frame(
+        &mut self,
+        now: Instant,
+        path: Option<PathId>,
+        f: &Frame<'_>,
+    ) -> Result<(), Error> {
         let events = &mut self.events;
         match f {
             Frame::Padding(_) | Frame::Ping | Frame::Rekey(_) => {}

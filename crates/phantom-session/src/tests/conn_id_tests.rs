@@ -334,3 +334,32 @@ fn i11_ten_thousand_migrations_keep_id_and_routing_tables_bounded() {
     );
     assert!(!pair.server.is_closed() && !pair.client.is_closed());
 }
+
+/// A NEW_CONN_ID that arrives again after its id was used and retired (the peer sent
+/// it twice, its acknowledgement lost) does not bring the id back: the peer no longer
+/// routes it.
+#[test]
+fn i11_a_repeated_new_conn_id_never_revives_a_retired_id() {
+    let mut pair = Pair::new(67, Config::default(), LinkConfig::default());
+    let used = pair.client.path_conn_id(PathId(0));
+    pair.client
+        .rebind_local(client_addr(1), client_addr(1))
+        .unwrap();
+    let seq1 = pair.client.path_conn_id(PathId(0));
+    pair.client
+        .rebind_local(client_addr(1), client_addr(1))
+        .unwrap();
+    let unused = pair.client.unused_peer_conn_ids();
+    for (seq, id) in [(0, used), (1, seq1)] {
+        let f = phantom_wire::Frame::NewConnId(phantom_wire::frame::NewConnId {
+            seq,
+            retire_prior_to: 0,
+            id,
+            reset_token: [1; 16],
+        });
+        let now = pair.now;
+        pair.client.handle_frame_for_test(now, &f).unwrap();
+    }
+    assert_eq!(pair.client.unused_peer_conn_ids(), unused);
+    assert_eq!(unused, ACTIVE_CONN_IDS - 3);
+}
