@@ -363,3 +363,41 @@ fn i11_a_repeated_new_conn_id_never_revives_a_retired_id() {
     assert_eq!(pair.client.unused_peer_conn_ids(), unused);
     assert_eq!(unused, ACTIVE_CONN_IDS - 3);
 }
+
+/// The fallback's moves (docs/PROTOCOL.md §6.4): onto a TCP path, the UDP path
+/// abandoned, then back to UDP. Each carrier's path sends with an id the others never
+/// used, and the abandoned ones are retired and replaced.
+#[test]
+fn i11_the_return_from_a_tcp_path_takes_a_fresh_id() {
+    let mut pair = Pair::new(68, Config::default(), LinkConfig::default());
+    let udp0 = pair.client.path_conn_id(PathId(0));
+    // SwitchToTcp: a path over the TCP connection's addresses, then UDP abandoned.
+    pair.add_iface(client_addr(2), public_addr(2, 41000), LinkConfig::default());
+    let now = pair.now;
+    let tcp = pair.client.probe_path(now, client_addr(2), SERVER).unwrap();
+    let tcp_id = pair.client.path_conn_id(tcp);
+    pair.drive(10_000, |p| {
+        p.client.paths().iter().filter(|x| x.validated).count() == 2
+    })
+    .unwrap();
+    pair.client.abandon_path(client_addr(1), SERVER).unwrap();
+    pair.drive(10_000, |p| {
+        p.client.unused_peer_conn_ids() == ACTIVE_CONN_IDS - 2
+    })
+    .unwrap();
+    // SwitchToUdp: UDP probed again, then TCP abandoned.
+    let now = pair.now;
+    let udp = pair.client.probe_path(now, client_addr(1), SERVER).unwrap();
+    let udp1 = pair.client.path_conn_id(udp);
+    pair.drive(10_000, |p| {
+        p.client.paths().iter().filter(|x| x.validated).count() == 2
+    })
+    .unwrap();
+    pair.client.abandon_path(client_addr(2), SERVER).unwrap();
+    pair.request_response(4);
+    assert_eq!(BTreeSet::from([udp0, tcp_id, udp1]).len(), 3);
+    pair.drive(10_000, |p| {
+        p.client.unused_peer_conn_ids() == ACTIVE_CONN_IDS - 1
+    })
+    .unwrap();
+}
