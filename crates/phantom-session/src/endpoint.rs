@@ -30,12 +30,10 @@ use std::time::Instant;
 
 use phantom_handshake::{Server, Time, Transmit as HandshakeTransmit};
 use phantom_wire::{ConnId, DEFAULT_CONN_ID_LEN, SessionId};
-
-use crate::session::ConnIdSource;
 use rand::{CryptoRng, Rng};
 
 use crate::early::{EarlyData, ReleasedEarlyData};
-use crate::session::Session;
+use crate::session::{ConnIdSource, Session};
 use crate::stream::Side;
 use crate::types::Config;
 
@@ -186,11 +184,11 @@ impl Endpoint {
 
     /// A server endpoint: it runs `server` for every handshake datagram handed to
     /// [`Endpoint::handle_handshake`] and builds accepted sessions with `session_cfg`.
-    #[must_use]
     ///
     /// The sessions issue their later connection ids with the server's generator and
     /// reset key (`session_cfg.conn_ids` is replaced by them), and the endpoint parses
     /// headers with the generator's id length.
+    #[must_use]
     pub fn with_server(server: Server, mut session_cfg: Config) -> Self {
         let (generator, reset_key) = server.conn_id_source();
         let id_len = generator.id_len();

@@ -1048,7 +1048,8 @@ impl Inner {
     /// fallback address only).
     pub(crate) fn process_events(&mut self, touched: &BTreeSet<u64>) -> Vec<(u64, CarrierAction)> {
         let mut actions = Vec::new();
-        let now = self.now().instant;
+        // (The clock only while an added path waits for an id.)
+        let now = (!self.sockets.waiting_paths.is_empty()).then(|| self.now().instant);
         for h in touched {
             let Some(c) = self.conns.get_mut(h) else {
                 continue;
@@ -1064,9 +1065,9 @@ impl Inner {
                 if w != *h || c.session.is_closed() {
                     return w != *h;
                 }
-                if c.session.unused_peer_conn_ids() == 0 {
+                let Some(now) = now.filter(|_| c.session.unused_peer_conn_ids() > 0) else {
                     return true;
-                }
+                };
                 let r = c.session.probe_path(now, local, remote);
                 tracing::info!(target: "phantom::runtime", ?r, %local, "validating added path");
                 false
