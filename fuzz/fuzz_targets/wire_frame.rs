@@ -43,6 +43,11 @@ fuzz_target!(|data: &[u8]| {
             }
             assert_eq!(n, ack.range_count());
         }
+        // NEW_CONN_ID: the caps the parser enforces hold for what it returns.
+        if let Frame::NewConnId(f) = f {
+            assert!(f.retire_prior_to <= f.seq);
+            assert!((4..=20).contains(&f.id.len()));
+        }
     }
     let len = frames_encoded_len(&frames);
     assert_eq!(len, data.len(), "encoded_len of a parsed payload");

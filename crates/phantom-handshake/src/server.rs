@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 use crate::Rng;
 use crate::backend::{KemPublic, XSecret};
 use crate::common::{Established, HANDSHAKE_VERSION, Time};
-use crate::conn_id::IssuedConnId;
+use crate::conn_id::{ConnIdGenerator, IssuedConnId, ResetKey};
 use crate::conn_id::{LABEL_ID0_C, LABEL_ID0_S};
 use crate::error::CodeList;
 use crate::error::{Error, ensure};
@@ -342,6 +342,13 @@ impl Server {
     #[must_use]
     pub fn reset_token(&self, id: &[u8]) -> [u8; crate::RESET_TOKEN_LEN] {
         self.config.reset_key.token(id)
+    }
+
+    /// The generator and reset key of the connection ids this server issues (its
+    /// sessions issue their later ids with them too).
+    #[must_use]
+    pub fn conn_id_source(&self) -> (&std::sync::Arc<dyn ConnIdGenerator>, &ResetKey) {
+        (&self.config.conn_ids, &self.config.reset_key)
     }
 
     /// A retry token for `addr` (exposed for tests and for issuing tokens out of band).
@@ -1383,17 +1390,9 @@ impl Server {
 
 /// The ServerHello flags: PDK mode, a resumed ticket, early data accepted.
 fn hello_flags(pdk: bool, resumed: bool, early_accepted: bool) -> u8 {
-    let mut flags = 0;
-    if pdk {
-        flags |= SH_PDK;
-    }
-    if resumed {
-        flags |= SH_PSK;
-    }
-    if early_accepted {
-        flags |= SH_EARLY;
-    }
-    flags
+    [(pdk, SH_PDK), (resumed, SH_PSK), (early_accepted, SH_EARLY)]
+        .iter()
+        .fold(0, |acc, &(on, bit)| if on { acc | bit } else { acc })
 }
 
 fn open_early(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {

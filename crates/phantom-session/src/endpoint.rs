@@ -9,8 +9,14 @@
 //! each one from its own task or lock); the endpoint keeps the id-to-handle map and
 //! the handshake server. Routing looks at the cleartext bytes only (byte 0 and the
 //! connection id); the session then authenticates the datagram itself (I1, I2). All the
-//! ids an endpoint issues have one length ([`phantom_wire::DEFAULT_CONN_ID_LEN`]), so it
-//! knows where the id of a short packet ends.
+//! ids an endpoint issues have one length, its generator's `id_len()` (8 bytes,
+//! [`phantom_wire::DEFAULT_CONN_ID_LEN`], unless configured: [`Endpoint::with_server`]
+//! takes it from the server's generator, a client sets it with
+//! [`Endpoint::set_conn_id_len`]), so it knows where the id of a short packet ends.
+//! The ids of a session change while it lives (docs/PROTOCOL.md §5.11): whoever owns
+//! the sessions applies each [`crate::ConnIdEvent`] with [`Endpoint::add_conn_id`] and
+//! [`Endpoint::retire_conn_id`], so the table holds exactly the live sessions' active
+//! ids (bounded by [`crate::ACTIVE_CONN_IDS`] per session).
 //!
 //! A server endpoint also holds the early data the handshake released at ClientHello
 //! acceptance (`ServerConfig::release_early_data_on_hello`) until its handshake
@@ -27,7 +33,7 @@ use phantom_wire::{ConnId, DEFAULT_CONN_ID_LEN, SessionId};
 use rand::{CryptoRng, Rng};
 
 use crate::early::{EarlyData, ReleasedEarlyData};
-use crate::session::Session;
+use crate::session::{ConnIdSource, Session};
 use crate::stream::Side;
 use crate::types::Config;
 
@@ -152,6 +158,8 @@ pub struct Endpoint {
     acceptor: Option<Acceptor>,
     /// The current second of the reset rate limit and the resets sent in it.
     resets: (Option<Instant>, u32),
+    /// Length of the ids this endpoint issues (0: [`DEFAULT_CONN_ID_LEN`]).
+    id_len: usize,
 }
 
 /// A session the handshake server just established, already registered under `handle`.
@@ -176,9 +184,20 @@ impl Endpoint {
 
     /// A server endpoint: it runs `server` for every handshake datagram handed to
     /// [`Endpoint::handle_handshake`] and builds accepted sessions with `session_cfg`.
+    ///
+    /// The sessions issue their later connection ids with the server's generator and
+    /// reset key (`session_cfg.conn_ids` is replaced by them), and the endpoint parses
+    /// headers with the generator's id length.
     #[must_use]
-    pub fn with_server(server: Server, session_cfg: Config) -> Self {
+    pub fn with_server(server: Server, mut session_cfg: Config) -> Self {
+        let (generator, reset_key) = server.conn_id_source();
+        let id_len = generator.id_len();
+        session_cfg.conn_ids = ConnIdSource {
+            generator: generator.clone(),
+            reset_key: Some(reset_key.clone()),
+        };
         Self {
+            id_len,
             acceptor: Some(Acceptor {
                 server,
                 session_cfg,
@@ -186,6 +205,28 @@ impl Endpoint {
             }),
             ..Self::default()
         }
+    }
+
+    /// Sets the length of the connection ids this endpoint's sessions issue (a client:
+    /// its generator's `id_len()`); headers are parsed with it.
+    pub fn set_conn_id_len(&mut self, len: usize) {
+        self.id_len = len;
+    }
+
+    /// The length of the connection ids this endpoint parses headers with.
+    #[must_use]
+    pub fn conn_id_len(&self) -> usize {
+        if self.id_len == 0 {
+            DEFAULT_CONN_ID_LEN
+        } else {
+            self.id_len
+        }
+    }
+
+    /// How many connection ids route to a session (the routing table's size).
+    #[must_use]
+    pub fn routed_conn_ids(&self) -> usize {
+        self.by_conn_id.len()
     }
 
     /// True if this endpoint accepts handshakes.
@@ -246,7 +287,7 @@ impl Endpoint {
         if let Some(h) = held {
             session.apply_released_early_data(now.instant, &h.early.data, h.polled);
         }
-        let handle = self.insert(session.session_id(), session.local_conn_ids());
+        let handle = self.insert(session.session_id(), &session.local_conn_ids());
         Ok(Some(Accepted {
             handle,
             session: Box::new(session),
@@ -321,8 +362,9 @@ impl Endpoint {
     }
 
     /// Routes `conn_id` (newly issued by the session of `handle`) to that session too.
+    /// An id that already routes to another session keeps routing there.
     pub fn add_conn_id(&mut self, handle: SessionHandle, conn_id: ConnId) {
-        self.by_conn_id.insert(conn_id, handle);
+        self.by_conn_id.entry(conn_id).or_insert(handle);
     }
 
     /// Stops routing `conn_id` (retired).
@@ -381,8 +423,9 @@ impl Endpoint {
         rng: &mut R,
     ) -> Option<Vec<u8>> {
         let server = &self.acceptor.as_ref()?.server;
-        let id = phantom_wire::peek_conn_id(datagram, DEFAULT_CONN_ID_LEN)?;
-        if datagram.len() <= phantom_wire::min_packet_len(DEFAULT_CONN_ID_LEN) {
+        let len = self.conn_id_len();
+        let id = phantom_wire::peek_conn_id(datagram, len)?;
+        if datagram.len() <= phantom_wire::min_packet_len(len) {
             return None;
         }
         let (start, sent) = self.resets;
@@ -417,7 +460,7 @@ impl Endpoint {
             self.stats.handshake += 1;
             return DatagramEvent::Handshake;
         }
-        let found = phantom_wire::peek_conn_id(datagram, DEFAULT_CONN_ID_LEN)
+        let found = phantom_wire::peek_conn_id(datagram, self.conn_id_len())
             .and_then(|id| ConnId::from_slice(id).ok())
             .and_then(|id| self.by_conn_id.get(&id).copied());
         match found {

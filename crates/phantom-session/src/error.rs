@@ -133,6 +133,16 @@ pub enum PeerViolation {
     /// Stream data beyond the session's credit.
     #[error("session flow control exceeded")]
     SessionFlowControl,
+    /// More active connection ids than we accept, or retirements forced faster than
+    /// they are acknowledged (docs/PROTOCOL.md §5.11).
+    #[error("too many connection ids")]
+    TooManyConnIds,
+    /// NEW_CONN_ID reusing a sequence number with another id.
+    #[error("connection id sequence reused")]
+    ConnIdReused,
+    /// RETIRE_CONN_ID of a sequence number we never issued.
+    #[error("retirement of an unissued connection id")]
+    UnknownConnId,
 }
 
 impl From<PeerViolation> for TransportCode {

@@ -4,7 +4,8 @@
 //! the fuzzer reaches the frame logic *behind* the AEAD: besides raw datagrams (which
 //! must never authenticate and so must change nothing but drop counters), it can ask
 //! for an arbitrary payload to be sealed with the peer's real key under a header of
-//! its choosing, advance time, and act as the application.
+//! its choosing, advance time, act as the application, and send NEW_CONN_ID /
+//! RETIRE_CONN_ID frames built from its bytes (the id tables must stay bounded).
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::{Duration, Instant};
@@ -92,8 +93,11 @@ pub fn session_recv(start: Instant, data: &[u8]) {
                 }
             }
             3 => app_command(&mut session, now, &mut input),
-            _ => {}
+            _ => conn_id_frame(&mut session, &mut sealer, now, &mut input),
         }
+        // The id tables stay bounded whatever the peer sends.
+        assert!(session.local_conn_ids().len() <= crate::ACTIVE_CONN_IDS);
+        assert!(session.unused_peer_conn_ids() <= crate::MAX_PEER_CONN_IDS);
         // Drain outputs every step: they must never panic either.
         for _ in 0..64 {
             if session.poll_transmit(now, &mut out).is_none() {
@@ -148,7 +152,50 @@ fn sealed_packet(session: &mut Session, sealer: &mut Sealer, now: Instant, input
     let [a, b, c, d] = <[u8; 4]>::try_from(hdr.as_slice()).unwrap_or([0; 4]);
     let len = usize::from(d) * 4;
     let payload = take(input, len);
-    let Ok(conn_id) = ConnId::from_slice(&OUR_CONN_ID) else {
+    seal_and_deliver(session, sealer, now, [a, b, c], &payload);
+}
+
+/// A NEW_CONN_ID (seq, retire_prior_to, id length and bytes from the input) or a
+/// RETIRE_CONN_ID, sealed and delivered.
+fn conn_id_frame(session: &mut Session, sealer: &mut Sealer, now: Instant, input: &mut &[u8]) {
+    use phantom_wire::frame::{NewConnId, RetireConnId};
+    use phantom_wire::{Encode as _, Frame, Writer};
+    let b = take(input, 5);
+    let [kind, seq, rpt, len, pkt] = <[u8; 5]>::try_from(b.as_slice()).unwrap_or([0; 5]);
+    let frame = if kind & 1 == 0 {
+        let len = 4 + usize::from(len) % 17;
+        let id = take(input, len);
+        let Ok(id) = ConnId::from_slice(&id) else {
+            return;
+        };
+        Frame::NewConnId(NewConnId {
+            seq: u64::from(seq),
+            retire_prior_to: u64::from(rpt.min(seq)),
+            id,
+            reset_token: [kind; 16],
+        })
+    } else {
+        Frame::RetireConnId(RetireConnId {
+            seq: u64::from(seq),
+        })
+    };
+    let mut payload = vec![0u8; frame.encoded_len()];
+    if frame.encode(&mut Writer::new(&mut payload)).is_ok() {
+        seal_and_deliver(session, sealer, now, [kind & 0x87, 0, pkt], &payload);
+    }
+}
+
+/// Seals `payload` with the peer's key (flags and source from `a`, stream from `b`,
+/// sequence `c`) under an id of ours the session still routes, and delivers it.
+fn seal_and_deliver(
+    session: &mut Session,
+    sealer: &mut Sealer,
+    now: Instant,
+    [a, b, c]: [u8; 3],
+    payload: &[u8],
+) {
+    let ids = session.local_conn_ids();
+    let Some(&conn_id) = ids.get(usize::from(a >> 3) % ids.len().max(1)) else {
         return;
     };
     let header = Header {
@@ -166,7 +213,7 @@ fn sealed_packet(session: &mut Session, sealer: &mut Sealer, now: Instant, input
         .max(min_packet_len(conn_id.len()).saturating_sub(hlen + TAG_LEN));
     let mut buf = vec![0u8; hlen + padded + TAG_LEN];
     if let Some(dst) = buf.get_mut(hlen..hlen + payload.len()) {
-        dst.copy_from_slice(&payload);
+        dst.copy_from_slice(payload);
     }
     if let Ok(n) = sealer.seal_packet(&header, &mut buf, padded) {
         buf.truncate(n);
@@ -215,6 +262,20 @@ mod tests {
                 "../../../fuzz/corpus/session_recv/seed-close-within-amplification-budget"
             ),
         );
+    }
+
+    /// NEW_CONN_ID and RETIRE_CONN_ID programs: a retirement of id0 (the body then
+    /// seals under a replacement), then more ids than a peer may issue; the body
+    /// asserts the tables stay bounded after every step.
+    #[test]
+    fn i11_fuzz_body_conn_id_frames_keep_tables_bounded() {
+        let mut prog = vec![4u8, 1, 0, 0, 0, 1];
+        for seq in 1..=12u8 {
+            prog.extend_from_slice(&[4, 0, seq, seq / 3, 4, 1 + seq]);
+            prog.extend_from_slice(&[seq; 8]);
+        }
+        prog.extend_from_slice(&[4, 1, 200, 0, 0, 30]);
+        session_recv(crate::test_instant(), &prog);
     }
 
     #[test]

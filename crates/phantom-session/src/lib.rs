@@ -38,7 +38,11 @@
 //! and datagrams travel only on validated paths; an unvalidated address gets at most
 //! three times what it sent; a spoofed source does not move the session. I8: keys
 //! never appear in `Debug`. I9: given the same inputs, times and RNG seed the session
-//! emits the same bytes (`i9_same_seed_same_transcript`).
+//! emits the same bytes (`i9_same_seed_same_transcript`). I11: each side issues
+//! rotating connection ids (NEW_CONN_ID / RETIRE_CONN_ID, docs/PROTOCOL.md §5.11);
+//! each path sends with its own id of the peer's, a new path or a rebind takes an
+//! unused one (or is refused), a removed path's id is retired, and the id and routing
+//! tables stay bounded ([`ConnIdEvent`] feeds the [`Endpoint`]'s table).
 
 mod cc;
 pub mod early;
@@ -69,7 +73,10 @@ pub use error::{Error, PeerViolation};
 /// The congestion controller a path runs ([`Config::congestion`]).
 pub use phantom_congestion::Algorithm as CongestionAlgorithm;
 pub use scheduler::SchedulerMode;
-pub use session::{Session, SessionKeys};
+pub use session::{
+    ACTIVE_CONN_IDS, ConnIdEvent, ConnIdSource, MAX_PEER_CONN_IDS, MAX_PENDING_RETIRES,
+    NO_UNUSED_CONN_ID, Session, SessionKeys,
+};
 pub use stream::{Dir, Side};
 pub use types::*;
 

@@ -54,6 +54,14 @@ pub(crate) enum Record {
         kind: u8,
     },
     PathChallenge,
+    /// NEW_CONN_ID of our id of this sequence number.
+    NewConnId {
+        seq: u64,
+    },
+    /// RETIRE_CONN_ID of the peer's id of this sequence number.
+    RetireConnId {
+        seq: u64,
+    },
 }
 
 const _: () = assert!(std::mem::size_of::<Record>() == 16);

@@ -63,6 +63,11 @@ pub struct Config {
     pub replay_window: u64,
     /// UDP-to-TCP fallback tuning.
     pub fallback: FallbackConfig,
+    /// Where the connection ids this end issues after the handshake come from: the
+    /// generator of its first id and, on a server, its reset key (docs/PROTOCOL.md
+    /// §5.11). A server endpoint sets both from its `ServerConfig`; a client's runtime
+    /// from its `ClientConfig`.
+    pub conn_ids: crate::ConnIdSource,
 }
 
 /// Path-validation tuning.
@@ -104,6 +109,7 @@ impl Default for Config {
             },
             replay_window: 2048,
             fallback: FallbackConfig::default(),
+            conn_ids: crate::ConnIdSource::default(),
         }
     }
 }

@@ -100,11 +100,15 @@ pub enum FrameType {
     MaxStreams = 0x11,
     /// `0x12` STREAMS_BLOCKED.
     StreamsBlocked = 0x12,
+    /// `0x13` NEW_CONN_ID.
+    NewConnId = 0x13,
+    /// `0x14` RETIRE_CONN_ID.
+    RetireConnId = 0x14,
 }
 
 impl FrameType {
     /// Every frame type, in code order.
-    pub const ALL: [FrameType; 19] = [
+    pub const ALL: [FrameType; 21] = [
         FrameType::Padding,
         FrameType::Ping,
         FrameType::Ack,
@@ -124,6 +128,8 @@ impl FrameType {
         FrameType::StreamDataBlocked,
         FrameType::MaxStreams,
         FrameType::StreamsBlocked,
+        FrameType::NewConnId,
+        FrameType::RetireConnId,
     ];
 
     /// The type code carried on the wire.
@@ -155,6 +161,8 @@ impl FrameType {
             0x10 => FrameType::StreamDataBlocked,
             0x11 => FrameType::MaxStreams,
             0x12 => FrameType::StreamsBlocked,
+            0x13 => FrameType::NewConnId,
+            0x14 => FrameType::RetireConnId,
             _ => return None,
         })
     }
@@ -796,6 +804,10 @@ pub enum Frame<'a> {
     MaxStreams(MaxStreams),
     /// `0x12` blocked by MAX_STREAMS.
     StreamsBlocked(StreamsBlocked),
+    /// `0x13` a connection id the sender issues.
+    NewConnId(NewConnId),
+    /// `0x14` the sender stops using one of our connection ids.
+    RetireConnId(RetireConnId),
 }
 
 impl Frame<'_> {
@@ -822,6 +834,8 @@ impl Frame<'_> {
             Frame::StreamDataBlocked(_) => FrameType::StreamDataBlocked,
             Frame::MaxStreams(_) => FrameType::MaxStreams,
             Frame::StreamsBlocked(_) => FrameType::StreamsBlocked,
+            Frame::NewConnId(_) => FrameType::NewConnId,
+            Frame::RetireConnId(_) => FrameType::RetireConnId,
         }
     }
 
@@ -908,80 +922,12 @@ pub fn encode_frames(frames: &[Frame<'_>], w: &mut Writer<'_>) -> Result<(), Err
     frames.iter().try_for_each(|f| f.encode(w))
 }
 
-// --- field codecs --------------------------------------------------------------
+mod fields;
 
-/// Encoded size of `v` as a varint (8 for values out of range, which fail to encode).
-fn varint_len(v: u64) -> usize {
-    VarInt::try_from(v).map_or(8, VarInt::encoded_len)
-}
-
-fn stream_id_len(id: StreamId) -> usize {
-    VarInt::from_u32(id.0).encoded_len()
-}
-
-fn read_u64(r: &mut Reader<'_>) -> Result<u64, Error> {
-    Ok(r.varint_canonical()?.into_inner())
-}
-
-/// I3: a stream id is the varint of the full 32-bit value; anything wider is rejected,
-/// never truncated.
-fn read_stream_id(r: &mut Reader<'_>) -> Result<StreamId, Error> {
-    let v = read_u64(r)?;
-    u32::try_from(v)
-        .map(StreamId)
-        .map_err(|_| Error::OutOfRange("stream id"))
-}
-
-fn put_stream_id(w: &mut Writer<'_>, id: StreamId) -> Result<(), Error> {
-    w.put_varint(VarInt::from_u32(id.0))
-}
-
-fn read_capped(r: &mut Reader<'_>, max: u64, what: &'static str) -> Result<u64, Error> {
-    let v = read_u64(r)?;
-    ensure!(v <= max, Error::OutOfRange(what));
-    Ok(v)
-}
-
-fn put_capped(w: &mut Writer<'_>, v: u64, max: u64, what: &'static str) -> Result<(), Error> {
-    ensure!(v <= max, Error::OutOfRange(what));
-    w.put_varint_u64(v)
-}
-
-/// Reads a length varint capped at `max` and then exactly that many bytes. The cap
-/// and the bytes present are both checked before any slice is taken (I1).
-fn read_len_prefixed<'a>(
-    r: &mut Reader<'a>,
-    max: usize,
-    what: &'static str,
-) -> Result<&'a [u8], Error> {
-    let len = read_u64(r)?;
-    let len = usize::try_from(len)
-        .ok()
-        .filter(|l| *l <= max)
-        .ok_or(Error::OutOfRange(what))?;
-    r.bytes(len)
-}
-
-fn read_token(r: &mut Reader<'_>) -> Result<[u8; PATH_TOKEN_LEN], Error> {
-    r.array::<PATH_TOKEN_LEN>().copied()
-}
-
-fn read_type(r: &mut Reader<'_>) -> Result<FrameType, Error> {
-    let code = read_u64(r)?;
-    FrameType::from_code(code).ok_or(Error::UnknownFrame(code))
-}
-
-fn expect_type(r: &mut Reader<'_>, want: FrameType) -> Result<(), Error> {
-    ensure!(
-        read_type(r)? == want,
-        Error::Malformed("unexpected frame type")
-    );
-    Ok(())
-}
-
-fn put_type(w: &mut Writer<'_>, t: FrameType) -> Result<(), Error> {
-    w.put_u8(t as u8)
-}
+use self::fields::{
+    expect_type, put_capped, put_stream_id, put_type, read_capped, read_len_prefixed,
+    read_stream_id, read_token, read_type, read_u64, stream_id_len, varint_len,
+};
 
 // --- per-frame bodies ----------------------------------------------------------
 
@@ -1115,6 +1061,9 @@ stream_count_frame!(
     "streams blocked limit",
     FrameType::StreamsBlocked
 );
+
+mod conn_id;
+pub use self::conn_id::{NewConnId, RESET_TOKEN_LEN, RetireConnId};
 
 impl Padding {
     fn body_len(&self) -> usize {
@@ -1429,6 +1378,8 @@ impl Encode for Frame<'_> {
             Frame::StreamDataBlocked(f) => f.encoded_len(),
             Frame::MaxStreams(f) => f.encoded_len(),
             Frame::StreamsBlocked(f) => f.encoded_len(),
+            Frame::NewConnId(f) => f.encoded_len(),
+            Frame::RetireConnId(f) => f.encoded_len(),
         }
     }
 
@@ -1453,6 +1404,8 @@ impl Encode for Frame<'_> {
             Frame::StreamDataBlocked(f) => f.encode(w),
             Frame::MaxStreams(f) => f.encode(w),
             Frame::StreamsBlocked(f) => f.encode(w),
+            Frame::NewConnId(f) => f.encode(w),
+            Frame::RetireConnId(f) => f.encode(w),
         }
     }
 }
@@ -1481,6 +1434,8 @@ impl<'a> Decode<'a> for Frame<'a> {
             }
             FrameType::MaxStreams => Frame::MaxStreams(MaxStreams::decode_body(r)?),
             FrameType::StreamsBlocked => Frame::StreamsBlocked(StreamsBlocked::decode_body(r)?),
+            FrameType::NewConnId => Frame::NewConnId(NewConnId::decode_body(r)?),
+            FrameType::RetireConnId => Frame::RetireConnId(RetireConnId::decode_body(r)?),
         })
     }
 }

@@ -5,9 +5,10 @@ use proptest::prelude::*;
 use crate::frame::{
     Ack, AckRange, Close, DataBlocked, Datagram, HandshakeFragment, MAX_ACK_RANGES,
     MAX_CLOSE_REASON_LEN, MAX_HANDSHAKE_FRAGMENT_LEN, MAX_HANDSHAKE_MESSAGE_LEN, MAX_STREAM_COUNT,
-    MAX_STREAM_OFFSET, MaxData, MaxStreamData, MaxStreams, Padding, PathChallenge, PathResponse,
-    Rekey, ResetStream, StopSending, Stream, StreamDataBlocked, StreamKind, StreamOpen,
-    StreamsBlocked, encode_frames, frames_encoded_len, is_ack_eliciting, payload_is_ack_eliciting,
+    MAX_STREAM_OFFSET, MaxData, MaxStreamData, MaxStreams, NewConnId, Padding, PathChallenge,
+    PathResponse, RESET_TOKEN_LEN, Rekey, ResetStream, RetireConnId, StopSending, Stream,
+    StreamDataBlocked, StreamKind, StreamOpen, StreamsBlocked, encode_frames, frames_encoded_len,
+    is_ack_eliciting, payload_is_ack_eliciting,
 };
 use crate::{
     ConnId, Decode, Encode, Epoch, Error, FORM_MASK, Flags, Frame, FrameType, HANDSHAKE_MARKER,
@@ -151,6 +152,8 @@ enum Owned {
     StreamDataBlocked(StreamId, u64),
     MaxStreams(StreamKind, u64),
     StreamsBlocked(StreamKind, u64),
+    NewConnId(NewConnId),
+    RetireConnId(u64),
 }
 
 impl Owned {
@@ -200,6 +203,8 @@ impl Owned {
                 kind: *kind,
                 limit: *limit,
             }),
+            Owned::NewConnId(f) => Frame::NewConnId(*f),
+            Owned::RetireConnId(seq) => Frame::RetireConnId(RetireConnId { seq: *seq }),
         }
     }
 }
@@ -259,6 +264,19 @@ fn owned_frame() -> impl Strategy<Value = Owned> {
         (stream_id(), vi()).prop_map(|(id, l)| Owned::StreamDataBlocked(id, l)),
         (stream_kind(), 0..=MAX_STREAM_COUNT).prop_map(|(k, m)| Owned::MaxStreams(k, m)),
         (stream_kind(), 0..=MAX_STREAM_COUNT).prop_map(|(k, m)| Owned::StreamsBlocked(k, m)),
+        (
+            vi(),
+            any::<prop::sample::Index>(),
+            proptest::collection::vec(any::<u8>(), 4..=20),
+            any::<[u8; RESET_TOKEN_LEN]>()
+        )
+            .prop_map(|(seq, at, id, reset_token)| Owned::NewConnId(NewConnId {
+                seq,
+                retire_prior_to: at.index(usize::try_from(seq.min(1 << 20)).unwrap() + 1) as u64,
+                id: ConnId::from_slice(&id).unwrap(),
+                reset_token,
+            })),
+        vi().prop_map(Owned::RetireConnId),
     ]
 }
 
@@ -313,6 +331,8 @@ fn check_struct_decode(frame: &Frame<'_>, bytes: &[u8]) {
         }
         Frame::MaxStreams(f) => assert_eq!(decode_one::<MaxStreams>(bytes).unwrap(), *f),
         Frame::StreamsBlocked(f) => assert_eq!(decode_one::<StreamsBlocked>(bytes).unwrap(), *f),
+        Frame::NewConnId(f) => assert_eq!(decode_one::<NewConnId>(bytes).unwrap(), *f),
+        Frame::RetireConnId(f) => assert_eq!(decode_one::<RetireConnId>(bytes).unwrap(), *f),
     }
 }
 
@@ -689,7 +709,7 @@ fn epoch_is_reconstructed_from_its_low_five_bits() {
 
 #[test]
 fn unknown_and_non_minimal_frame_types_are_rejected() {
-    assert_eq!(parse_all(&[0x13]), Err(Error::UnknownFrame(0x13)));
+    assert_eq!(parse_all(&[0x15]), Err(Error::UnknownFrame(0x15)));
     assert_eq!(parse_all(&[0x3f]), Err(Error::UnknownFrame(0x3f)));
     assert_eq!(parse_all(&[0x40, 0x40]), Err(Error::UnknownFrame(0x40)));
     // PING encoded in two bytes.
@@ -1135,4 +1155,61 @@ proptest! {
             prop_assert_eq!(r.remaining(), cut - consumed);
         }
     }
+}
+
+#[test]
+fn new_conn_id_frame_layout_and_caps() {
+    let f = NewConnId {
+        seq: 3,
+        retire_prior_to: 1,
+        id: ConnId::from_slice(&[0xaa; 8]).unwrap(),
+        reset_token: [0x55; RESET_TOKEN_LEN],
+    };
+    let bytes = encode_to_vec(&Frame::NewConnId(f));
+    // type, seq, retire_prior_to, len, 8-byte id, 16-byte token.
+    assert_eq!(bytes.len(), 1 + 1 + 1 + 1 + 8 + 16);
+    assert_eq!(bytes[..4], [0x13, 3, 1, 8]);
+    assert_eq!(bytes[4..12], [0xaa; 8]);
+    assert_eq!(bytes[12..], [0x55; 16]);
+    assert_eq!(parse_all(&bytes).unwrap(), [Frame::NewConnId(f)]);
+    // Id lengths outside 4..=20 are refused before any byte is taken.
+    for len in [0u8, 3, 21, 255] {
+        let mut b = vec![0x13, 0, 0, len];
+        b.extend_from_slice(&[0u8; 40]);
+        assert_eq!(
+            parse_all(&b),
+            Err(Error::OutOfRange("connection id length"))
+        );
+    }
+    // retire_prior_to above seq.
+    let mut b = bytes.clone();
+    b[2] = 4;
+    assert_eq!(
+        parse_all(&b),
+        Err(Error::Malformed("retire_prior_to above the sequence"))
+    );
+    // Every truncation fails.
+    for cut in 1..bytes.len() {
+        assert!(parse_all(&bytes[..cut]).is_err(), "cut at {cut}");
+    }
+    // RETIRE_CONN_ID: one varint.
+    let r = encode_to_vec(&Frame::RetireConnId(RetireConnId { seq: 300 }));
+    assert_eq!(r, [0x14, 0x41, 0x2c]);
+    assert!(FrameType::NewConnId.is_ack_eliciting());
+    assert!(FrameType::RetireConnId.is_ack_eliciting());
+    assert!(!FrameType::NewConnId.is_allowed_in_cleartext());
+    assert!(!FrameType::RetireConnId.is_allowed_in_cleartext());
+}
+
+#[test]
+fn new_conn_id_debug_omits_the_reset_token() {
+    let f = NewConnId {
+        seq: 1,
+        retire_prior_to: 0,
+        id: ConnId::from_slice(&[1; 4]).unwrap(),
+        reset_token: [0xee; RESET_TOKEN_LEN],
+    };
+    let text = format!("{f:?}");
+    assert_eq!(text.matches("238").count(), 0, "{text}");
+    assert_eq!(text.matches("ee").count(), 0, "{text}");
 }

@@ -419,6 +419,13 @@ impl Connection {
                     c.closed_error().unwrap_or_else(Self::closed_err),
                 ));
             }
+            // Right after the handshake the peer's NEW_CONN_IDs may still be on their
+            // way: the path opens when one arrives (a path never reuses an id, I11).
+            Err(SessionError::Path(phantom_session::NO_UNUSED_CONN_ID))
+                if c.session().paths().len() < 2 =>
+            {
+                g.add_waiting_path(self.handle, local, remote);
+            }
             Err(e) => return Err(AddPathError::Refused(e)),
         }
         g.add_path_socket(self.handle, socket);

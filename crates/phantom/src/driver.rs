@@ -119,7 +119,9 @@ impl Driver {
             match adopt_socket(s) {
                 Ok(new) => {
                     tracing::info!(target: "phantom::runtime", old = %g.local(), new = %new.local, "rebound socket");
+                    let old = g.local();
                     g.set_local(new.local);
+                    g.rebind_sessions(old, new.local);
                     // Datagrams queued on the old socket are lost: loss recovery repairs.
                     self.out.queue.retain(|r| r.sock != 0);
                     if self.blocked == Some(0) {

@@ -104,12 +104,12 @@ pub use error::{
 };
 pub use phantom_crypto::Suite;
 pub use phantom_handshake::{
-    FleetKey, HybridSigningKey, HybridVerifyingKey, ResumptionHint, ResumptionTicket, RoutingKey,
-    ServerCertificate, ServerIdentity, VerifiedCertificate,
+    ConnIdGenerator, FleetKey, HybridSigningKey, HybridVerifyingKey, RandomConnIds, ResumptionHint,
+    ResumptionTicket, RoutingKey, ServerCertificate, ServerIdentity, VerifiedCertificate,
 };
 pub use phantom_session::fallback::{Carrier, FallbackConfig};
 pub use phantom_session::{
-    AppCode, CloseCode, CloseReason, Config as SessionConfig, CongestionAlgorithm, PathSnapshot,
-    SchedulerMode, Stats, TransportCode,
+    AppCode, CloseCode, CloseReason, Config as SessionConfig, CongestionAlgorithm, ConnIdSource,
+    PathSnapshot, SchedulerMode, Stats, TransportCode,
 };
 pub use stats::{ConnectionStats, HandshakeMode};

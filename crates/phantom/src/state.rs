@@ -12,7 +12,8 @@ use phantom_handshake::{Client, Progress, Server, Time, VerifiedCertificate};
 use phantom_session::early::{EarlyData, ReleasedEarlyData};
 use phantom_session::fallback::{Carrier, FallbackAction};
 use phantom_session::{
-    AppCode, CloseReason, Config as SessionConfig, DatagramEvent, Dir, Event, RxMeta, Session, Side,
+    AppCode, CloseReason, Config as SessionConfig, ConnIdEvent, DatagramEvent, Dir, Event, RxMeta,
+    Session, SessionHandle, Side,
 };
 use phantom_wire::{PathId, StreamId};
 use rand::Rng as _;
@@ -338,6 +339,9 @@ struct SocketRequests {
     prune: bool,
     /// A new socket to move to (client address change).
     rebind: Option<std::net::UdpSocket>,
+    /// Added paths `(session, local, remote)` waiting for an unused connection id of
+    /// the peer's (right after the handshake its NEW_CONN_IDs may not have arrived).
+    waiting_paths: Vec<(u64, SocketAddr, SocketAddr)>,
 }
 
 /// The TCP connections carrying datagrams.
@@ -496,7 +500,7 @@ impl Inner {
     ) -> u64 {
         let h = self
             .router
-            .insert(session.session_id(), session.local_conn_ids())
+            .insert(session.session_id(), &session.local_conn_ids())
             .0;
         self.conns.insert(
             h,
@@ -826,6 +830,10 @@ impl Inner {
         if cfg.certificate.is_none() {
             cfg.certificate = self.certificates.get(&server_key).cloned();
         }
+        // The client's ids (id0 and the later ones) come from one generator, and this
+        // endpoint parses headers with its length.
+        cfg.conn_ids = session_cfg.conn_ids.generator.clone();
+        self.router.set_conn_id_len(cfg.conn_ids.id_len());
         let mut client = Client::new(cfg, &mut self.rng, now)
             .map_err(|e| StartError::Failed(ConnectError::from_handshake(e, remote)))?;
         let mut flight = Vec::new();
@@ -1040,10 +1048,30 @@ impl Inner {
     /// fallback address only).
     pub(crate) fn process_events(&mut self, touched: &BTreeSet<u64>) -> Vec<(u64, CarrierAction)> {
         let mut actions = Vec::new();
+        // (The clock only while an added path waits for an id.)
+        let now = (!self.sockets.waiting_paths.is_empty()).then(|| self.now().instant);
         for h in touched {
             let Some(c) = self.conns.get_mut(h) else {
                 continue;
             };
+            // I11: the routing table follows the ids the session issues and retires.
+            while let Some(e) = c.session.poll_conn_id_event() {
+                match e {
+                    ConnIdEvent::Issued(id) => self.router.add_conn_id(SessionHandle(*h), id),
+                    ConnIdEvent::Retired(id) => self.router.retire_conn_id(&id),
+                }
+            }
+            self.sockets.waiting_paths.retain(|&(w, local, remote)| {
+                if w != *h || c.session.is_closed() {
+                    return w != *h;
+                }
+                let Some(now) = now.filter(|_| c.session.unused_peer_conn_ids() > 0) else {
+                    return true;
+                };
+                let r = c.session.probe_path(now, local, remote);
+                tracing::info!(target: "phantom::runtime", ?r, %local, "validating added path");
+                false
+            });
             while let Some(ev) = c.session.poll_event() {
                 match ev {
                     Event::Connected => {}
@@ -1143,6 +1171,7 @@ impl Inner {
             .values()
             .filter(|c| !c.unregistered)
             .flat_map(|c| c.session.paths().into_iter().map(|p| p.local))
+            .chain(self.sockets.waiting_paths.iter().map(|w| w.1))
             .collect()
     }
 
@@ -1296,6 +1325,23 @@ impl Inner {
     /// Asks the driver to move to `socket` (client address change).
     pub(crate) fn set_rebind(&mut self, socket: std::net::UdpSocket) {
         self.sockets.rebind = Some(socket);
+    }
+
+    /// Session `h` opens the path from `local` to `remote` once the peer's connection
+    /// ids arrive (none is unused yet).
+    pub(crate) fn add_waiting_path(&mut self, h: u64, local: SocketAddr, remote: SocketAddr) {
+        self.sockets.waiting_paths.push((h, local, remote));
+    }
+
+    /// The primary socket moved from `old` to `new`: every session's paths from `old`
+    /// switch to an unused connection id of the peer's (I11; one without keeps its id).
+    pub(crate) fn rebind_sessions(&mut self, old: SocketAddr, new: SocketAddr) {
+        for (&h, c) in &mut self.conns {
+            if let Err(e) = c.session.rebind_local(old, new) {
+                tracing::debug!(target: "phantom::runtime", error = %e, "rebind keeps the connection id");
+            }
+            self.dirty.insert(h);
+        }
     }
 
     /// The socket to move to, if a rebind was asked for.

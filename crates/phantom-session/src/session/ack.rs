@@ -134,6 +134,7 @@ impl Session {
             self.spaces.on_lost(pkt.space, pkt.seq, keep_spare);
             self.stats.stream_bytes_lost_already_acked +=
                 self.streams.on_records_lost(&pkt.records);
+            self.conn_ids.on_records_lost(&pkt.records);
         }
     }
 

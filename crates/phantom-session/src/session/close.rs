@@ -113,7 +113,8 @@ impl Session {
         // that can take it; with none, the CLOSE waits for budget (or the close timer).
         // (At most: the header may be shorter, the payload is padded to the sample.)
         let len = (self.max_header_len() + built.len + TAG_LEN)
-            .max(phantom_wire::min_packet_len(self.peer_conn_id.len())) as u64;
+            .max(phantom_wire::min_packet_len(self.conn_ids.max_peer_len()))
+            as u64;
         let id = std::iter::once(self.paths.primary())
             .chain(self.paths.ids())
             .find(|&p| self.paths.contains(p) && self.paths.registry().can_send(p, len))?;

@@ -11,7 +11,8 @@
 //! * [`paths`]: per-path recovery, RTT, congestion control and pacing, the
 //!   validation registry and the primary path;
 //! * [`datagrams`] and [`handshake`]: the datagram queues and the handshake's tail;
-//! * [`timers`]: the deadline table and what each deadline does.
+//! * [`timers`]: the deadline table and what each deadline does;
+//! * [`conn_ids`]: the ids we issued and the peer's, which path sends with which.
 //!
 //! The protocol steps are `impl Session` blocks of their own: [`recv`] (opening a
 //! datagram, the payload's frames), [`ack`] (acknowledgements, losses, probe
@@ -20,6 +21,7 @@
 
 mod ack;
 mod close;
+mod conn_ids;
 mod datagrams;
 mod handshake;
 mod keys;
@@ -37,7 +39,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use phantom_crypto::{Suite, TAG_LEN, TrafficSecret};
 use phantom_guard::StreamWindows;
-use phantom_handshake::Established;
+use phantom_handshake::{Established, IssuedConnId};
 use phantom_wire::{ConnId, Epoch, Frame, PathId, SessionId, StreamId, parse_frames};
 use rand::SeedableRng;
 use rand::rngs::ChaCha20Rng;
@@ -53,6 +55,10 @@ use crate::types::{
 
 use self::ack::AckScratch;
 use self::close::CloseInfo;
+use self::conn_ids::ConnIds;
+pub use self::conn_ids::{
+    ACTIVE_CONN_IDS, ConnIdEvent, ConnIdSource, MAX_PEER_CONN_IDS, MAX_PENDING_RETIRES,
+};
 use self::datagrams::Datagrams;
 use self::handshake::HandshakeTail;
 use self::keys::Keys;
@@ -61,6 +67,9 @@ use self::send::SendState;
 use self::spaces::Spaces;
 use self::streams::Streams;
 use self::timers::Timers;
+
+/// The error text of a path refused for want of an unused peer connection id.
+pub const NO_UNUSED_CONN_ID: &str = "no unused connection id";
 
 /// The control stream's sequence space: packets without stream data use it.
 const CONTROL_SPACE: StreamId = StreamId::CONTROL;
@@ -212,11 +221,8 @@ pub struct Session {
     cfg: Config,
     state: State,
     session_id: SessionId,
-    /// The connection id the peer's packets carry (ours).
-    local_conn_id: ConnId,
-    /// The connection id our packets carry (the peer's), and its reset token.
-    peer_conn_id: ConnId,
-    peer_reset_token: [u8; 16],
+    /// Our ids and the peer's, and which path sends with which (I11).
+    conn_ids: ConnIds,
     keys: Keys,
     spaces: Spaces,
     streams: Streams,
@@ -287,6 +293,24 @@ impl Session {
         } = keys;
         let keys = Keys::new(suite, send, recv, &cfg)?;
         let rng = ChaCha20Rng::from_seed(rng_seed);
+        // Ids draw from their own stream of the seed (I9), so path challenges stay as
+        // they were.
+        let mut id_seed = rng_seed;
+        for b in &mut id_seed {
+            *b ^= 0x5c;
+        }
+        let conn_ids = ConnIds::new(
+            cfg.conn_ids.clone(),
+            id_seed,
+            IssuedConnId {
+                id: local_conn_id,
+                reset_token: [0; 16],
+            },
+            IssuedConnId {
+                id: peer_conn_id,
+                reset_token: peer_reset_token,
+            },
+        );
         let mut paths = Paths::new(&cfg, now, remote, rng)?;
         let replay = StreamWindows::with_width(cfg.replay_window)
             .map_err(|_| Error::Path("invalid replay window width"))?;
@@ -295,9 +319,7 @@ impl Session {
             side,
             state: State::Connected,
             session_id,
-            local_conn_id,
-            peer_conn_id,
-            peer_reset_token,
+            conn_ids,
             keys,
             spaces: Spaces::new(replay),
             streams: Streams::new(side, &cfg),
@@ -485,29 +507,50 @@ impl Session {
     }
 
     /// The connection ids the peer's packets may carry (the ones we issued and did not
-    /// retire): what an endpoint routes this session's datagrams by.
+    /// retire): what an endpoint routes this session's datagrams by. Later changes come
+    /// from [`Session::poll_conn_id_event`].
     #[must_use]
-    pub fn local_conn_ids(&self) -> &[ConnId] {
-        core::slice::from_ref(&self.local_conn_id)
+    pub fn local_conn_ids(&self) -> Vec<ConnId> {
+        self.conn_ids.local_ids()
     }
 
-    /// The connection id our packets carry now.
+    /// The connection id the primary path's packets carry now (each path has its own).
     #[must_use]
     pub fn peer_conn_id(&self) -> ConnId {
-        self.peer_conn_id
+        self.conn_ids.peer_id_for(self.paths.primary())
     }
 
-    /// True if `datagram` ends with the stateless-reset token the peer gave for the
-    /// connection id our packets carry (compared in constant time): the peer lost the
-    /// session's state.
+    /// The connection id path `path`'s packets carry.
+    #[must_use]
+    pub fn path_conn_id(&self, path: PathId) -> ConnId {
+        self.conn_ids.peer_id_for(path)
+    }
+
+    /// How many ids the peer issued that no path uses: a new path needs one
+    /// ([`Session::probe_path`]).
+    #[must_use]
+    pub fn unused_peer_conn_ids(&self) -> usize {
+        self.conn_ids.unused_peer_ids()
+    }
+
+    /// The next change to the ids this session's datagrams are routed by: apply it to
+    /// the routing table ([`crate::Endpoint::add_conn_id`],
+    /// [`crate::Endpoint::retire_conn_id`]). Poll it with [`Session::poll_event`].
+    pub fn poll_conn_id_event(&mut self) -> Option<ConnIdEvent> {
+        self.conn_ids.poll_event()
+    }
+
+    /// True if `datagram` ends with the stateless-reset token the peer gave for a
+    /// connection id one of our paths sends with (compared in constant time): the peer
+    /// lost the session's state. Tokens of ids no path uses, or that we retired, do
+    /// not count.
     #[must_use]
     pub fn is_stateless_reset(&self, datagram: &[u8]) -> bool {
-        use subtle::ConstantTimeEq as _;
         datagram
             .len()
             .checked_sub(16)
             .and_then(|at| datagram.get(at..))
-            .is_some_and(|tail| bool::from(tail.ct_eq(&self.peer_reset_token)))
+            .is_some_and(|tail| self.conn_ids.is_reset_token(tail))
     }
 
     /// A datagram that did not route or open: if it is a stateless reset from the peer
@@ -527,7 +570,7 @@ impl Session {
 
     /// The longest header our packets can have: the sample offset of header protection.
     pub(super) fn max_header_len(&self) -> usize {
-        phantom_wire::sample_offset(self.peer_conn_id.len())
+        phantom_wire::sample_offset(self.conn_ids.max_peer_len())
     }
 
     /// Counters, with RTT/cwnd/bandwidth of the primary path.
@@ -739,8 +782,12 @@ impl Session {
     /// Opens an additional path from `local` to `remote` and starts validating it.
     /// Data uses it only once validated (I7).
     ///
+    /// The path sends with a connection id of the peer's that no other path uses
+    /// (I11); with none unused it is not opened.
+    ///
     /// # Errors
-    /// [`Error::Path`] if the path exists or too many paths are open; [`Error::Closed`].
+    /// [`Error::Path`] if the path exists, too many paths are open, or no unused peer
+    /// connection id is left (`"no unused connection id"`); [`Error::Closed`].
     pub fn probe_path(
         &mut self,
         now: Instant,
@@ -752,7 +799,15 @@ impl Session {
         if self.paths.find(local, remote).is_some() {
             return Err(Error::Path("path exists"));
         }
+        if self.conn_ids.unused_peer_ids() == 0 {
+            // I11: a new path never reuses another path's id.
+            return Err(Error::Path(NO_UNUSED_CONN_ID));
+        }
         let id = self.new_path(now, local, remote)?;
+        if let Err(e) = self.conn_ids.assign_fresh(id) {
+            self.drop_path(id);
+            return Err(e);
+        }
         if let Some(p) = self.paths.get_mut(id) {
             p.set_origin(PathOrigin::Additional);
         }
@@ -793,6 +848,32 @@ impl Session {
         self.update_loss_timer();
         tracing::debug!(target: "phantom::session", path = id.0, "path abandoned");
         Ok(id)
+    }
+
+    /// Our local address `from` changed to `to` (the runtime rebound its socket): every
+    /// path from `from` switches to a connection id of the peer's that no path used
+    /// (I11), and the old one is retired. The path keeps its addresses until packets
+    /// arrive at `to` (the peer then sees a new address, as after NAT rebinding, and
+    /// the session migrates). Returns how many paths switched.
+    ///
+    /// # Errors
+    /// [`Error::Path`] (`"no unused connection id"`) if a path found none unused: it
+    /// keeps its id (linkable); [`Error::Closed`].
+    pub fn rebind_local(&mut self, from: SocketAddr, to: SocketAddr) -> Result<usize, Error> {
+        self.check_open()?;
+        let ids: Vec<PathId> = self
+            .paths
+            .iter()
+            .filter(|(_, p)| p.addresses().0 == from)
+            .map(|(id, _)| id)
+            .collect();
+        let mut switched = 0;
+        for id in ids {
+            self.conn_ids.switch_fresh(id)?;
+            switched += 1;
+        }
+        tracing::debug!(target: "phantom::session", %from, %to, switched, "local address rebound");
+        Ok(switched)
     }
 
     // ───────────────────────── D. outputs ─────────────────────────
@@ -837,6 +918,33 @@ impl Session {
     }
 
     /// Paths failed over so far.
+    /// Test pairs: each side learns the ids the other issued at construction, as if
+    /// the NEW_CONN_ID frames had arrived, and owes none of them any more.
+    #[cfg(test)]
+    pub(crate) fn exchange_conn_ids_directly(a: &mut Session, b: &mut Session) {
+        for f in a.conn_ids.take_owed() {
+            let _ = b.conn_ids.on_new_conn_id(&f);
+        }
+        for f in b.conn_ids.take_owed() {
+            let _ = a.conn_ids.on_new_conn_id(&f);
+        }
+    }
+
+    /// Tests: one authenticated frame, as if it arrived on no particular path.
+    #[cfg(test)]
+    pub(crate) fn handle_frame_for_test(
+        &mut self,
+        now: Instant,
+        f: &Frame<'_>,
+    ) -> Result<(), Error> {
+        self.on_frame(now, None, f)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn conn_id_table_sizes(&self) -> (usize, usize, usize, usize) {
+        self.conn_ids.sizes()
+    }
+
     #[cfg(test)]
     pub(crate) fn failovers(&self) -> u64 {
         self.ack.failovers

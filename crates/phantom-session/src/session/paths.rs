@@ -738,6 +738,8 @@ impl Session {
         if let Some(mut p) = self.paths.remove(id) {
             p.drain_all(&mut lost);
         }
+        // I11: the path's id is retired with it (the peer issues a replacement).
+        self.conn_ids.release(id);
         self.handle_lost(id, &lost);
         self.ack.put_lost(lost);
         self.spaces.forget_path(id);

@@ -74,10 +74,13 @@ impl Session {
         // session's packets and handshake datagrams before any key is tried, and
         // expands the truncated sequence against the space's largest authenticated one.
         // I1/I2: nothing below runs unless the AEAD verified the packet.
+        // Any id of ours the peer holds (I11: one per path); another id is refused.
+        let cid = self.conn_ids.local_id_of(datagram);
         let spaces = &self.spaces;
-        let opened = match self.keys.open(&self.local_conn_id, datagram, |s| {
-            spaces.largest_received(s)
-        }) {
+        let opened = match self
+            .keys
+            .open(&cid, datagram, |s| spaces.largest_received(s))
+        {
             Ok(p) => p,
             Err(e) => {
                 self.on_unopened(now, e, datagram);
@@ -198,6 +201,10 @@ impl Session {
                     return None;
                 }
                 let id = self.new_path(now, rx.local, rx.remote).ok()?;
+                // I11: a fresh id of the peer's if one is unused, else the primary's
+                // (NAT rebinding the peer did not notice, linkable).
+                let like = self.paths.primary();
+                self.conn_ids.assign_passive(id, like);
                 if self.state == State::Connected {
                     self.state = State::Migrating;
                 }
@@ -291,7 +298,12 @@ impl Session {
         Ok(())
     }
 
-    fn on_frame(&mut self, now: Instant, path: Option<PathId>, f: &Frame<'_>) -> Result<(), Error> {
+    pub(super) fn on_frame(
+        &mut self,
+        now: Instant,
+        path: Option<PathId>,
+        f: &Frame<'_>,
+    ) -> Result<(), Error> {
         let events = &mut self.events;
         match f {
             Frame::Padding(_) | Frame::Ping | Frame::Rekey(_) => {}
@@ -334,6 +346,8 @@ impl Session {
                 self.events.push_back(Event::DatagramReceived);
             }
             Frame::DataBlocked(_) | Frame::StreamDataBlocked(_) | Frame::StreamsBlocked(_) => {}
+            Frame::NewConnId(f) => self.conn_ids.on_new_conn_id(f)?,
+            Frame::RetireConnId(f) => self.conn_ids.on_retire_conn_id(f)?,
         }
         Ok(())
     }

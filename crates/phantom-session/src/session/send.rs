@@ -189,6 +189,7 @@ impl Session {
         // or a tiny rekey threshold would make every packet trigger another one.)
         self.send.ping_pending
             || self.streams.control_due()
+            || self.conn_ids.frames_due()
             // Acknowledge after every second ack-eliciting packet of the *session*, not
             // of one stream space: with many busy streams no single space may reach two,
             // and every ACK would wait for the delay timer (RFC 9000 §13.2.2 counts packets).
@@ -360,6 +361,7 @@ impl Session {
         }
         self.streams.write_flow_control(w, built);
         self.streams.write_stream_control(w, built);
+        self.conn_ids.write_frames(w, built);
     }
 
     /// Queued datagrams, then stream data.
@@ -554,17 +556,19 @@ impl Session {
         if self.keys.rekey_flag_due() {
             flags = flags | Flags::REKEY;
         }
+        // I11: each path sends with its own id of the peer's.
+        let conn_id = self.conn_ids.peer_id_for(path_id);
         let header = Header {
             flags,
             epoch: self.keys.send_epoch(),
-            conn_id: self.peer_conn_id,
+            conn_id,
             stream_id: space,
             sequence: seq,
             seq_len: self.seq_len(space, seq, at),
         };
         let (from, hlen) = (self.max_header_len(), header.len());
         let min_payload =
-            phantom_wire::min_packet_len(self.peer_conn_id.len()).saturating_sub(hlen + TAG_LEN);
+            phantom_wire::min_packet_len(conn_id.len()).saturating_sub(hlen + TAG_LEN);
         let payload_len = built.len.max(min_payload);
         if buf.len() < from + built.len {
             return None;

@@ -599,7 +599,11 @@ impl Streams {
                         *p = true;
                     }
                 }
-                Record::None | Record::PathChallenge => {}
+                // (Connection-id frames are the session's `ConnIds`' to repeat.)
+                Record::None
+                | Record::PathChallenge
+                | Record::NewConnId { .. }
+                | Record::RetireConnId { .. } => {}
             }
         }
         already_acked

@@ -128,6 +128,35 @@ impl Pair {
             .expect("client");
         let server = Session::from_secrets(Side::Server, scfg, sk, now, SERVER, c_pub, sseed)
             .expect("server");
+        let mut pair = Self::from_sessions(seed, now, client, server, link);
+        // The ids each side issues after the handshake, handed over without packets
+        // (as if their NEW_CONN_ID frames had arrived), so the scenarios built on this
+        // pair start as before ids rotated; `Pair::with_wire_conn_ids` sends them.
+        Session::exchange_conn_ids_directly(&mut pair.client, &mut pair.server);
+        pair
+    }
+
+    /// As [`Pair::new`], but the connection ids travel in NEW_CONN_ID frames.
+    pub(crate) fn with_wire_conn_ids(seed: u64, cfg: Config, link: LinkConfig) -> Self {
+        let now = crate::test_instant();
+        let (ck, sk) = keys(seed as u8);
+        let mut cseed = [0u8; 32];
+        cseed[..8].copy_from_slice(&seed.to_le_bytes());
+        let mut sseed = cseed;
+        sseed[31] = 1;
+        let c_pub = public_addr(1, 40000);
+        let client = Session::from_secrets(
+            Side::Client,
+            cfg.clone(),
+            ck,
+            now,
+            client_addr(1),
+            SERVER,
+            cseed,
+        )
+        .expect("client");
+        let server = Session::from_secrets(Side::Server, cfg, sk, now, SERVER, c_pub, sseed)
+            .expect("server");
         Self::from_sessions(seed, now, client, server, link)
     }
 

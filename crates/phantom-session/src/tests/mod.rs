@@ -10,6 +10,7 @@ pub(crate) fn test_instant() -> std::time::Instant {
 }
 
 mod carrier_tests;
+mod conn_id_tests;
 mod early;
 mod failover_tests;
 pub(crate) mod harness;

@@ -1489,7 +1489,7 @@ fn endpoint_routes_handshake_datagrams_then_session_packets() {
                     [5; 32],
                 )
                 .unwrap();
-                let h = endpoint.insert(id, s.local_conn_ids());
+                let h = endpoint.insert(id, &s.local_conn_ids());
                 assert_eq!(h.0 as usize, sessions.len());
                 sessions.push(s);
             }
