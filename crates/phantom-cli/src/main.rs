@@ -179,6 +179,11 @@ pub(crate) struct ServeArgs {
     /// is blocked), e.g. 0.0.0.0:4433.
     #[arg(long, value_name = "ADDR")]
     pub(crate) tcp: Option<String>,
+    /// Worker sockets on the listen address, each with its own driver and handshake
+    /// server; the kernel steers every session's packets to its worker by connection
+    /// id. Default: one per core. With --tcp: one.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub(crate) workers: Option<u16>,
 }
 
 /// Scheduler modes on the command line.

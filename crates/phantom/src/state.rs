@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Waker;
 use std::time::Instant;
 
@@ -14,14 +16,14 @@ use phantom_session::fallback::{Carrier, FallbackAction};
 use phantom_session::{
     AppCode, CloseReason, Config as SessionConfig, DatagramEvent, Dir, Event, RxMeta, Session, Side,
 };
-use phantom_wire::{PathId, StreamId};
+use phantom_wire::{FORM_MASK, PathId, SHORT_FORM, StreamId};
 use rand::Rng as _;
 use rand::rngs::StdRng;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::clock;
 use crate::error::{ConnectError, ConnectionError};
-use crate::stats::{HandshakeInfo, HandshakeMode};
+use crate::stats::{Backlog, Counters, HandshakeInfo, HandshakeMode};
 
 /// The close code a server gives a session whose handshake completed while
 /// `ServerConfig::max_pending_accepts` sessions were already waiting for
@@ -383,10 +385,11 @@ pub(crate) struct Inner {
     rt: tokio::runtime::Handle,
     /// Accepted connections not yet taken by `accept` (each holds one handle).
     incoming: VecDeque<u64>,
-    /// Most sessions waiting in `incoming`; a handshake completing beyond it gets
-    /// its session closed at once ("server busy"), so peers that complete handshakes
-    /// faster than the application accepts cannot grow the server's memory for good.
-    accept_backlog: usize,
+    /// Most sessions waiting in `incoming` (on all workers of the endpoint); a
+    /// handshake completing beyond it gets its session closed at once ("server
+    /// busy"), so peers that complete handshakes faster than the application accepts
+    /// cannot grow the server's memory for good.
+    backlog: Backlog,
     /// Tasks waiting in `accept` or `accept_early`, and the early data taken.
     acceptors: Acceptors,
     idle_wakers: Vec<Waker>,
@@ -402,8 +405,8 @@ pub(crate) struct Inner {
     user_handles: usize,
     /// Set by `Endpoint::close` or when the last handle drops.
     closing: bool,
-    /// Datagrams received for unknown sessions or that failed the handshake.
-    dropped: u64,
+    /// What this endpoint (worker) dropped and established.
+    counters: Counters,
     /// Server certificates verified by earlier handshakes, by pinned key: the next
     /// connect to that server is a 1-RTT PDK handshake without signature checks.
     certificates: HashMap<Vec<u8>, VerifiedCertificate>,
@@ -447,7 +450,10 @@ impl Inner {
             pending: HashMap::new(),
             hs_out: VecDeque::new(),
             incoming: VecDeque::new(),
-            accept_backlog: usize::MAX,
+            backlog: Backlog {
+                limit: usize::MAX,
+                waiting: Arc::default(),
+            },
             acceptors: Acceptors::default(),
             idle_wakers: Vec::new(),
             to_wake: Vec::new(),
@@ -456,7 +462,7 @@ impl Inner {
             last_now: None,
             user_handles: 1,
             closing: false,
-            dropped: 0,
+            counters: Counters::default(),
             certificates: HashMap::new(),
         }
     }
@@ -528,7 +534,10 @@ impl Inner {
                 delivered
             }
             DatagramEvent::Unknown => {
-                self.dropped += 1;
+                self.counters.dropped += 1;
+                if dg.first().is_some_and(|b| b & FORM_MASK == SHORT_FORM) {
+                    self.counters.unknown_ids += 1;
+                }
                 self.on_unknown_datagram(now, rx, dg);
                 Delivery::Refused
             }
@@ -585,7 +594,7 @@ impl Inner {
             self.dirty.insert(h);
             Delivery::Handshake
         } else {
-            self.dropped += 1;
+            self.counters.dropped += 1;
             Delivery::Refused
         }
     }
@@ -639,7 +648,7 @@ impl Inner {
                         self.tcp.links.remove(&(local, remote));
                     }
                 } else {
-                    self.dropped += 1;
+                    self.counters.dropped += 1;
                     self.pending.insert(key, p);
                 }
                 Delivery::Refused
@@ -691,7 +700,16 @@ impl Inner {
                         return Delivery::Handshake;
                     }
                 }
-                if self.incoming.len() >= self.accept_backlog {
+                self.counters.established += 1;
+                let backlog = self.backlog.limit;
+                let reserved = self
+                    .backlog
+                    .waiting
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                        (n < backlog).then_some(n + 1)
+                    })
+                    .is_ok();
+                if !reserved {
                     // Too many sessions wait for `accept`: this one is closed (the
                     // peer learns why) and forgotten once drained (no handle).
                     tracing::debug!(target: "phantom::runtime", peer = %from, "accept backlog full: session refused");
@@ -711,7 +729,7 @@ impl Inner {
             }
             Ok(None) => Delivery::Handshake,
             Err(e) => {
-                self.dropped += 1;
+                self.counters.dropped += 1;
                 tracing::debug!(target: "phantom::runtime", peer = %from, error = %e, "handshake datagram refused");
                 Delivery::Refused
             }
@@ -1206,8 +1224,12 @@ impl Inner {
     }
 
     /// Sets the most sessions waiting for `accept`.
-    pub(crate) fn set_accept_backlog(&mut self, backlog: usize) {
-        self.accept_backlog = backlog;
+    /// `waiting` counts the sessions waiting on all workers of the endpoint.
+    pub(crate) fn set_accept_backlog(&mut self, backlog: usize, waiting: Arc<AtomicUsize>) {
+        self.backlog = Backlog {
+            limit: backlog,
+            waiting,
+        };
     }
 
     /// True on a server endpoint.
@@ -1217,7 +1239,17 @@ impl Inner {
 
     /// Datagrams dropped before reaching a session.
     pub(crate) fn dropped(&self) -> u64 {
-        self.dropped
+        self.counters.dropped
+    }
+
+    /// Short packets for connection ids no session here holds.
+    pub(crate) fn unknown_ids(&self) -> u64 {
+        self.counters.unknown_ids
+    }
+
+    /// Sessions the handshake server completed.
+    pub(crate) fn established(&self) -> u64 {
+        self.counters.established
     }
 
     /// Datagrams the TCP carrier dropped.
@@ -1383,6 +1415,7 @@ impl Inner {
     /// Takes the next accepted connection (a new user handle), or registers `waker`.
     pub(crate) fn poll_accept(&mut self, waker: &Waker) -> std::task::Poll<Option<u64>> {
         if let Some(h) = self.incoming.pop_front() {
+            self.backlog.waiting.fetch_sub(1, Ordering::AcqRel);
             self.user_handles += 1;
             return std::task::Poll::Ready(Some(h));
         }
