@@ -23,6 +23,8 @@ pub(crate) async fn loopback_pair(
     let (identity, vk) = keys::generate()?;
     let mut cfg = ServerConfig::new(identity);
     cfg.session = session.clone();
+    // One session lives on one worker: the bench measures that worker alone.
+    cfg.workers = 1;
     let server = Endpoint::server(cfg, ([127, 0, 0, 1], 0).into())?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     let srv = server.clone();

@@ -242,6 +242,12 @@ pub(crate) struct ServeArgs {
     /// reset each other's sessions (docs/DEPLOYMENT.md).
     #[arg(long, value_name = "FILE")]
     pub(crate) fleet_key: Option<PathBuf>,
+
+    /// Worker sockets on the listen address, each with its own driver and handshake
+    /// server; the kernel steers every session's packets to its worker by connection
+    /// id. Default: one per core. With --tcp: one.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub(crate) workers: Option<u16>,
 }
 
 /// Scheduler modes on the command line.

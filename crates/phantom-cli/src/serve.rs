@@ -51,6 +51,9 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), CliError> {
         cfg = cfg.with_fleet_key(keys::load_fleet_key(path)?);
     }
     cfg.session.idle_timeout = Duration::from_secs(args.idle_timeout);
+    if let Some(n) = args.workers {
+        cfg.workers = usize::from(n);
+    }
     let ep = match &args.tcp {
         Some(tcp) => Endpoint::server_with_tcp(cfg, listen, phantom::resolve(tcp)?)?,
         None => Endpoint::server(cfg, listen)?,
@@ -59,6 +62,7 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), CliError> {
     if let Some(tcp) = ep.tcp_local_addr() {
         say!("TCP fallback on {tcp}");
     }
+    eprintln!("{} worker(s)", ep.workers());
     let accept = accept_loop(ep.clone(), mode);
     tokio::select! {
         r = shutdown_signal() => r?,

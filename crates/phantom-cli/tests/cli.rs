@@ -270,6 +270,45 @@ fn pipe_through_echo_server_returns_stdin() {
     server.stop();
 }
 
+#[test]
+fn serve_with_three_workers_echoes_four_clients_byte_exact() {
+    let d = tmp("workers");
+    keygen(&d);
+    let server = Server::start(&d, &["--echo", "--workers", "3"]);
+    let pubkey = d.join("server.pub");
+    for seed in 0..4u32 {
+        let input: Vec<u8> = (0..100_000u32).map(|i| ((i + seed) % 253) as u8).collect();
+        pipe_echoes(
+            &[
+                "--connect",
+                &server.addr,
+                "--server-pub",
+                pubkey.to_str().unwrap(),
+            ],
+            &input,
+        );
+    }
+    server.stop();
+}
+
+#[test]
+fn serve_refuses_zero_workers() {
+    let d = tmp("workers0");
+    keygen(&d);
+    let out = run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--key",
+        d.join("server.key").to_str().unwrap(),
+        "--echo",
+        "--workers",
+        "0",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--workers"));
+}
+
 /// Runs `phantom pipe ARGS` with `input` on stdin; it must exit 0 and print `input`
 /// back (the server echoes).
 fn pipe_echoes(args: &[&str], input: &[u8]) {
@@ -507,7 +546,10 @@ fn keygen_writes_a_certificate_that_makes_the_first_connection_pdk() {
 fn a_resumed_connection_sends_its_first_bytes_in_the_client_hello() {
     let d = tmp("resume");
     keygen(&d);
-    let server = Server::start(&d, &["--echo"]);
+    // One worker: each `pipe` is a new process on a new client address, which a
+    // server with several workers may hash to a worker other than the ticket's (each
+    // worker has its own ticket keys; docs/DEPLOYMENT.md).
+    let server = Server::start(&d, &["--echo", "--workers", "1"]);
     let pubkey = d.join("server.pub");
     let cache = d.join("tickets");
     let args = [

@@ -84,7 +84,7 @@ pub(crate) fn status_of(e: &phantom::Error) -> PhantomStatus {
         E::Connect(C::WrongServerKey) => PhantomStatus::WrongServerKey,
         E::Connect(C::Timeout(_) | C::UnusableAnswers { .. }) => PhantomStatus::Timeout,
         E::Connect(C::Handshake(_)) => PhantomStatus::Handshake,
-        E::Connect(C::InvalidOptions(_)) | E::AddPath(P::BadAddress(_)) => {
+        E::Connect(C::InvalidOptions(_) | C::SeveralWorkers(_)) | E::AddPath(P::BadAddress(_)) => {
             PhantomStatus::InvalidArgument
         }
         E::Connection(_)

@@ -12,7 +12,10 @@
 //! resumption tickets with 0-RTT early data, the server's anti-amplification and
 //! half-open limits, and fleet keys ([`FleetKey`]: servers sharing one derive the same
 //! reset, retry-token, ticket and routing keys, rotating with the wall clock; 0-RTT
-//! stays with the server instance that issued the ticket). It does no I/O and reads no clock: bytes and a [`Time`] go in,
+//! stays with the server instance that issued the ticket). It also chooses the
+//! connection ids each side issues ([`ConnIdGenerator`]: random by default,
+//! [`RoutableConnIds`] for a QUIC-LB-style balancer, [`SteeredConnIds`] for worker
+//! sockets on one host; PROTOCOL.md §1.4). It does no I/O and reads no clock: bytes and a [`Time`] go in,
 //! bytes and an [`Established`] come out, and every random value comes from the caller's
 //! RNG (`rand_core::CryptoRng`), so a seeded RNG makes a run reproducible (I9). The
 //! optional `aws-lc` feature runs X25519 and ML-KEM-768 on aws-lc-rs instead of
@@ -40,6 +43,7 @@ mod fleet;
 mod fragment;
 mod keys;
 mod msg;
+mod routable;
 mod schedule;
 mod server;
 mod server_config;
@@ -70,6 +74,10 @@ pub use keys::{
     ML_DSA_65_PUBLIC_LEN, ML_DSA_65_SIGNATURE_LEN, ML_KEM_768_CIPHERTEXT_LEN,
     ML_KEM_768_PUBLIC_LEN, ServerCertificate, ServerIdentity, StaticKemKeyPair, StaticKemPublic,
     VerifiedCertificate,
+};
+pub use routable::{
+    MAX_CONFIG_ROTATION, MAX_SERVER_ID_LEN, MAX_WORKERS, MIN_NONCE_LEN, RoutableConnIds,
+    STEERING_DRAWS_PER_WORKER, ServerId, SteeredConnIds,
 };
 pub use server::{AMPLIFICATION_FACTOR, EarlyRelease, Server, ServerConfig, Transmit};
 pub use stats::{CredentialStats, EarlyDataStats, HalfOpenStats, ServerStats};

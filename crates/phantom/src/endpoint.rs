@@ -9,18 +9,20 @@ use std::time::Duration;
 
 use phantom_crypto::Suite;
 use phantom_handshake::{
-    FleetKey, HybridVerifyingKey, ResumptionTicket, Server, ServerIdentity, VerifiedCertificate,
+    FleetKey, HybridVerifyingKey, MAX_WORKERS, ResumptionTicket, Server, ServerIdentity,
+    SteeredConnIds, VerifiedCertificate,
 };
 use phantom_session::early::EarlyData;
 use phantom_session::{AppCode, Config as SessionConfig, Dir};
 
-use crate::carrier::tcp;
+use crate::carrier::{reuseport, tcp};
 use crate::connection::Connection;
 use crate::driver;
 use crate::early::EarlyRequest;
 use crate::error::{ConnectError, EndpointError};
 pub use crate::state::ACCEPT_BACKLOG_FULL;
 use crate::state::{Inner, Shared, StartError};
+use crate::stats::WorkerStats;
 
 /// The session tuning the runtime uses by default (the session crate's defaults). The
 /// driver polls for transmits only after a whole receive batch (up to 64 datagrams), so
@@ -80,6 +82,22 @@ pub struct ServerConfig {
     /// completes beyond it has its session closed at once with
     /// [`ACCEPT_BACKLOG_FULL`]. Default 1024.
     pub max_pending_accepts: usize,
+    /// UDP sockets, drivers and handshake servers (workers) sharing the address with
+    /// `SO_REUSEPORT`; the kernel steers each short packet to the worker its
+    /// connection id names and spreads handshakes by 4-tuple hash
+    /// (docs/DEPLOYMENT.md). Default [`default_workers`] (one per core). Clamped to
+    /// 1..=256. One worker if the kernel refuses the steering program (logged once),
+    /// off Linux, and on [`Endpoint::server_with_tcp`] (the TCP carrier stays on one
+    /// worker).
+    pub workers: usize,
+}
+
+/// One worker per core: `std::thread::available_parallelism`, 1 if it is unknown.
+#[must_use]
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(MAX_WORKERS)
 }
 
 impl ServerConfig {
@@ -99,6 +117,7 @@ impl ServerConfig {
             session: default_session_config(),
             tcp: TcpListenerConfig::default(),
             max_pending_accepts: 1024,
+            workers: default_workers(),
         }
     }
 
@@ -212,25 +231,37 @@ impl Default for ClientOptions {
 /// [`Endpoint::client`]. Clones share the endpoint. When the last `Endpoint` and
 /// [`Connection`] handle is dropped (or [`Endpoint::close`] is called), every
 /// session is closed and the driver stops once they have drained.
+///
+/// A server endpoint may run several workers ([`ServerConfig::workers`]): one UDP
+/// socket, driver task and handshake server each, all on one address. The endpoint
+/// merges what they accept; each session stays on the worker that accepted it.
 #[derive(Debug)]
 pub struct Endpoint {
+    /// The first worker: the only one of a client, the one with the TCP listener.
     shared: Arc<Shared>,
+    /// Every worker, the first included.
+    workers: Arc<[Arc<Shared>]>,
 }
 
 impl Clone for Endpoint {
     fn clone(&self) -> Self {
-        self.shared.lock().add_user_handle();
+        for w in self.workers.iter() {
+            w.lock().add_user_handle();
+        }
         Self {
             shared: Arc::clone(&self.shared),
+            workers: Arc::clone(&self.workers),
         }
     }
 }
 
 impl Drop for Endpoint {
     fn drop(&mut self) {
-        let mut g = self.shared.lock();
-        g.drop_user_handle();
-        self.shared.unlock_and_wake(g);
+        for w in self.workers.iter() {
+            let mut g = w.lock();
+            g.drop_user_handle();
+            w.unlock_and_wake(g);
+        }
     }
 }
 
@@ -297,6 +328,36 @@ pub fn resolve(s: &str) -> Result<SocketAddr, EndpointError> {
         .ok_or_else(|| EndpointError::BadAddress(format!("{s}: no address")))
 }
 
+/// Binds the UDP sockets of `workers` workers on `addr` for ids of `id_len` bytes: one
+/// plain socket, or a steered reuseport group; one socket if the kernel refuses the
+/// group (said once, as a warning).
+fn bind_workers(
+    addr: SocketAddr,
+    workers: usize,
+    id_len: usize,
+) -> Result<Vec<std::net::UdpSocket>, EndpointError> {
+    if workers > 1 {
+        match reuseport::bind_group(addr, workers, id_len) {
+            Ok(group) => return Ok(group),
+            Err(Ok(e)) => return Err(bind_error(addr, e)),
+            Err(Err(reuseport::Refused(e))) => {
+                tracing::warn!(target: "phantom::runtime", %addr, workers, error = %e, "reuseport steering refused: running one worker");
+            }
+        }
+    }
+    Ok(vec![bind_udp(addr).map_err(|e| bind_error(addr, e))?])
+}
+
+/// Rejects a multicast bind address.
+fn check_bind_addr(addr: SocketAddr) -> Result<(), EndpointError> {
+    if addr.ip().is_multicast() {
+        return Err(EndpointError::BadAddress(format!(
+            "{addr} is a multicast address"
+        )));
+    }
+    Ok(())
+}
+
 impl Endpoint {
     fn bind(
         addr: SocketAddr,
@@ -305,12 +366,89 @@ impl Endpoint {
         tcp: Option<(SocketAddr, tcp::AcceptLimits)>,
     ) -> Result<Self, EndpointError> {
         let rt = tokio::runtime::Handle::try_current().map_err(|_| EndpointError::NoRuntime)?;
-        if addr.ip().is_multicast() {
-            return Err(EndpointError::BadAddress(format!(
-                "{addr} is a multicast address"
-            )));
-        }
+        check_bind_addr(addr)?;
         let std_socket = bind_udp(addr).map_err(|e| bind_error(addr, e))?;
+        let shared = Self::start_worker(&rt, std_socket, server, cfg, tcp, None)?;
+        Ok(Self {
+            workers: Arc::from([Arc::clone(&shared)]),
+            shared,
+        })
+    }
+
+    /// A server endpoint of `config.workers` workers on `addr` (one if `tcp` is set).
+    fn bind_server(
+        config: ServerConfig,
+        addr: SocketAddr,
+        tcp: Option<(SocketAddr, tcp::AcceptLimits)>,
+    ) -> Result<Self, EndpointError> {
+        let rt = tokio::runtime::Handle::try_current().map_err(|_| EndpointError::NoRuntime)?;
+        check_bind_addr(addr)?;
+        let wanted = if tcp.is_some() {
+            1
+        } else {
+            config.workers.clamp(1, MAX_WORKERS)
+        };
+        let ids = Arc::clone(&config.handshake.conn_ids);
+        let sockets = bind_workers(addr, wanted, ids.id_len())?;
+        let n = sockets.len();
+        let mut rng: rand::rngs::StdRng = rand::make_rng();
+        let mut tcp = tcp;
+        let mut workers: Vec<Arc<Shared>> = Vec::with_capacity(n);
+        // The accept backlog is the endpoint's: its workers count against one total.
+        let waiting = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        for (i, socket) in sockets.into_iter().enumerate() {
+            let mut handshake = config.handshake.clone();
+            if n > 1 {
+                let steered = SteeredConnIds::new(Arc::clone(&ids), i, n)
+                    .map_err(|_| EndpointError::Io(std::io::ErrorKind::InvalidInput.into()))?;
+                handshake.conn_ids = Arc::new(steered);
+            }
+            let server = Server::new(handshake, &mut rng);
+            let worker = (n > 1).then_some(i);
+            let started = Self::start_worker(
+                &rt,
+                socket,
+                Some(server),
+                config.session.clone(),
+                tcp.take(),
+                worker,
+            );
+            let shared = match started {
+                Ok(shared) => shared,
+                Err(e) => {
+                    // The workers already running lose their only handle and stop.
+                    for w in &workers {
+                        let mut g = w.lock();
+                        g.drop_user_handle();
+                        w.unlock_and_wake(g);
+                    }
+                    return Err(e);
+                }
+            };
+            shared
+                .lock()
+                .set_accept_backlog(config.max_pending_accepts, Arc::clone(&waiting));
+            workers.push(shared);
+        }
+        let Some(shared) = workers.first().cloned() else {
+            return Err(EndpointError::Io(std::io::ErrorKind::InvalidInput.into()));
+        };
+        Ok(Self {
+            shared,
+            workers: Arc::from(workers),
+        })
+    }
+
+    /// Starts one worker on a bound socket: its shared state, its driver task and (on
+    /// the first worker of a server with TCP) the TCP listener.
+    fn start_worker(
+        rt: &tokio::runtime::Handle,
+        std_socket: std::net::UdpSocket,
+        server: Option<Server>,
+        cfg: SessionConfig,
+        tcp: Option<(SocketAddr, tcp::AcceptLimits)>,
+        worker: Option<usize>,
+    ) -> Result<Arc<Shared>, EndpointError> {
         std_socket.set_nonblocking(true)?;
         let socket = {
             let _g = rt.enter();
@@ -330,8 +468,7 @@ impl Endpoint {
         let mut inner = Inner::new(local, server, cfg, rt.clone());
         inner.set_tcp_listen(listener.as_ref().and_then(|(l, _)| l.local_addr().ok()));
         let shared = Arc::new(Shared::new(inner));
-        let span =
-            tracing::info_span!(target: "phantom::runtime", "endpoint", %local, server = is_server);
+        let span = tracing::info_span!(target: "phantom::runtime", "endpoint", %local, server = is_server, worker);
         if let Some((l, limits)) = listener {
             rt.spawn(tracing::Instrument::instrument(
                 tcp::listen(Arc::clone(&shared), l, limits),
@@ -342,8 +479,8 @@ impl Endpoint {
             driver::run(Arc::clone(&shared), socket),
             span,
         ));
-        tracing::debug!(target: "phantom::runtime", %local, "endpoint bound");
-        Ok(Self { shared })
+        tracing::debug!(target: "phantom::runtime", %local, worker, "endpoint bound");
+        Ok(shared)
     }
 
     /// A server endpoint bound to `addr`, accepting handshakes with `config`'s identity.
@@ -352,12 +489,7 @@ impl Endpoint {
     /// [`EndpointError::BadAddress`] or [`EndpointError::Io`] if the socket cannot be
     /// bound, [`EndpointError::NoRuntime`] outside a tokio runtime.
     pub fn server(config: ServerConfig, addr: SocketAddr) -> Result<Self, EndpointError> {
-        let mut rng: rand::rngs::StdRng = rand::make_rng();
-        let server = Server::new(config.handshake, &mut rng);
-        let backlog = config.max_pending_accepts;
-        let ep = Self::bind(addr, Some(server), config.session, None)?;
-        ep.shared.lock().set_accept_backlog(backlog);
-        Ok(ep)
+        Self::bind_server(config, addr, None)
     }
 
     /// A server endpoint on UDP `udp_addr` that also accepts TCP connections on
@@ -372,8 +504,6 @@ impl Endpoint {
         udp_addr: SocketAddr,
         tcp_addr: SocketAddr,
     ) -> Result<Self, EndpointError> {
-        let mut rng: rand::rngs::StdRng = rand::make_rng();
-        let server = Server::new(config.handshake, &mut rng);
         let limits = tcp::AcceptLimits {
             max_connections: config.tcp.max_connections,
             max_per_ip: config.tcp.max_connections_per_ip,
@@ -383,15 +513,7 @@ impl Endpoint {
                 .unwrap_or(config.session.idle_timeout)
                 .max(Duration::from_secs(1)),
         };
-        let backlog = config.max_pending_accepts;
-        let ep = Self::bind(
-            udp_addr,
-            Some(server),
-            config.session,
-            Some((tcp_addr, limits)),
-        )?;
-        ep.shared.lock().set_accept_backlog(backlog);
-        Ok(ep)
+        Self::bind_server(config, udp_addr, Some((tcp_addr, limits)))
     }
 
     /// The TCP listening address ([`Endpoint::server_with_tcp`]), if any.
@@ -441,6 +563,9 @@ impl Endpoint {
         options: ClientOptions,
     ) -> Result<Connection, ConnectError> {
         check_addr(addr, "a server address")?;
+        if self.workers.len() > 1 {
+            return Err(ConnectError::SeveralWorkers(self.workers.len()));
+        }
         if let Some(t) = options.tcp_fallback {
             check_addr(t, "a TCP fallback address")?;
         }
@@ -553,16 +678,27 @@ impl Endpoint {
     /// [`EndpointError::NotServer`] on a client endpoint, [`EndpointError::Closed`]
     /// once closed.
     pub async fn accept(&self) -> Result<Connection, EndpointError> {
-        let h = poll_fn(|cx| {
-            let mut g = self.shared.lock();
-            if !g.is_server() {
-                return Poll::Ready(Err(EndpointError::NotServer));
+        let (worker, h) = poll_fn(|cx| {
+            let mut closed = 0;
+            for w in self.workers.iter() {
+                let mut g = w.lock();
+                if !g.is_server() {
+                    return Poll::Ready(Err(EndpointError::NotServer));
+                }
+                match g.poll_accept(cx.waker()) {
+                    Poll::Ready(Some(h)) => return Poll::Ready(Ok((Arc::clone(w), h))),
+                    Poll::Ready(None) => closed += 1,
+                    Poll::Pending => {}
+                }
             }
-            g.poll_accept(cx.waker())
-                .map(|h| h.ok_or(EndpointError::Closed))
+            if closed == self.workers.len() {
+                Poll::Ready(Err(EndpointError::Closed))
+            } else {
+                Poll::Pending
+            }
         })
         .await?;
-        Ok(Connection::adopt(Arc::clone(&self.shared), h))
+        Ok(Connection::adopt(worker, h))
     }
 
     /// Waits for the next early (0-RTT) data a resuming client sent, handed out as
@@ -576,42 +712,87 @@ impl Endpoint {
     /// [`EndpointError::NotServer`] on a client endpoint, [`EndpointError::Closed`]
     /// once closed.
     pub async fn accept_early(&self) -> Result<EarlyRequest, EndpointError> {
-        let (released, rx) = poll_fn(|cx| {
-            let mut g = self.shared.lock();
-            if !g.is_server() {
-                return Poll::Ready(Err(EndpointError::NotServer));
+        let (worker, (released, rx)) = poll_fn(|cx| {
+            let mut closed = 0;
+            for w in self.workers.iter() {
+                let mut g = w.lock();
+                if !g.is_server() {
+                    return Poll::Ready(Err(EndpointError::NotServer));
+                }
+                match g.poll_accept_early(cx.waker()) {
+                    Poll::Ready(Some(r)) => return Poll::Ready(Ok((Arc::clone(w), r))),
+                    Poll::Ready(None) => closed += 1,
+                    Poll::Pending => {}
+                }
             }
-            g.poll_accept_early(cx.waker())
-                .map(|r| r.ok_or(EndpointError::Closed))
+            if closed == self.workers.len() {
+                Poll::Ready(Err(EndpointError::Closed))
+            } else {
+                Poll::Pending
+            }
         })
         .await?;
-        Ok(EarlyRequest::new(Arc::clone(&self.shared), released, rx))
+        Ok(EarlyRequest::new(worker, released, rx))
     }
 
     /// Closes every connection with an application `code` (a bare `u64` converts)
     /// and `reason`; no new ones are accepted.
     pub fn close(&self, code: impl Into<AppCode>, reason: &[u8]) {
-        let mut g = self.shared.lock();
-        g.shut_down(code.into(), reason);
-        self.shared.unlock_and_wake(g);
+        let code = code.into();
+        for w in self.workers.iter() {
+            let mut g = w.lock();
+            g.shut_down(code, reason);
+            w.unlock_and_wake(g);
+        }
     }
 
     /// Waits until no session on this endpoint is live (all drained).
     pub async fn wait_idle(&self) {
-        poll_fn(|cx| self.shared.lock().poll_idle(cx.waker())).await;
+        poll_fn(|cx| {
+            let mut idle = true;
+            for w in self.workers.iter() {
+                idle &= w.lock().poll_idle(cx.waker()).is_ready();
+            }
+            if idle { Poll::Ready(()) } else { Poll::Pending }
+        })
+        .await;
     }
 
-    /// Number of sessions not yet drained.
+    /// Number of sessions not yet drained (on all workers).
     #[must_use]
     pub fn session_count(&self) -> usize {
-        self.shared.lock().live_sessions()
+        self.workers.iter().map(|w| w.lock().live_sessions()).sum()
     }
 
     /// Datagrams dropped before reaching a session (unknown session id, refused
-    /// handshake datagrams).
+    /// handshake datagrams), on all workers.
     #[must_use]
     pub fn dropped_datagrams(&self) -> u64 {
-        self.shared.lock().dropped()
+        self.workers.iter().map(|w| w.lock().dropped()).sum()
+    }
+
+    /// Number of workers (1 on a client, and on a server whose kernel refused the
+    /// steering program; [`ServerConfig::workers`]).
+    #[must_use]
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Each worker's counters, in worker order.
+    #[must_use]
+    pub fn worker_stats(&self) -> Vec<WorkerStats> {
+        self.workers
+            .iter()
+            .map(|w| {
+                let g = w.lock();
+                WorkerStats {
+                    sessions: g.established(),
+                    live_sessions: g.live_sessions(),
+                    unknown_id_datagrams: g.unknown_ids(),
+                    dropped_datagrams: g.dropped(),
+                }
+            })
+            .collect()
     }
 
     /// Datagrams the TCP carrier dropped: its connection's queue was full (the
@@ -629,6 +810,12 @@ impl Endpoint {
     /// [`EndpointError::Io`]/[`EndpointError::BadAddress`] if the new socket cannot be
     /// bound.
     pub fn rebind(&self, addr: SocketAddr) -> Result<SocketAddr, EndpointError> {
+        if self.workers.len() > 1 {
+            return Err(EndpointError::Io(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "rebind moves a one-socket endpoint; this one has several workers",
+            )));
+        }
         let s = bind_udp(addr).map_err(|e| bind_error(addr, e))?;
         let local = s.local_addr()?;
         let mut g = self.shared.lock();

@@ -79,6 +79,10 @@ pub enum ConnectError {
     /// The endpoint was closed (or its driver stopped).
     #[error("endpoint closed")]
     EndpointClosed,
+    /// A server endpoint with several workers does not connect out: the answers
+    /// would reach whichever worker the kernel picks. Connect from a client endpoint.
+    #[error("a server endpoint with {0} workers cannot connect; use a client endpoint")]
+    SeveralWorkers(usize),
 }
 
 impl ConnectError {

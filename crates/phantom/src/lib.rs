@@ -23,6 +23,17 @@
 //! [`ConnectionError`] (why an established connection ended), [`ReadError`] and
 //! [`WriteError`] for streams, with [`Error`] wrapping any of them.
 //!
+//! **Workers.** A server endpoint runs [`ServerConfig::workers`] workers (default one
+//! per core): UDP sockets on one address with `SO_REUSEPORT`, each with its own shared
+//! state, driver task and handshake server, whose connection ids carry the worker index
+//! in their last byte (`phantom_handshake::SteeredConnIds`). A classic BPF program
+//! attached to the group (`carrier::reuseport`) makes the kernel deliver each short
+//! packet to the worker its id names and spread handshake datagrams by 4-tuple hash, so
+//! a session stays on its worker when its client's address changes.
+//! [`Endpoint::accept`] merges the workers' connections; [`Endpoint::worker_stats`]
+//! counts per worker. A kernel that refuses the program, a TCP listener, and client
+//! endpoints mean one worker (docs/DEPLOYMENT.md).
+//!
 //! **Addresses.** IPv4 and IPv6 alike. An IPv6 socket is dual-stack (`IPV6_V6ONLY`
 //! off): a client endpoint bound to `[::]` reaches IPv4 servers through their
 //! v4-mapped addresses (`::ffff:a.b.c.d`, which is how its connections report them)
@@ -96,7 +107,7 @@ pub use connection::{Connection, RecvStream, SendStream};
 pub use early::EarlyRequest;
 pub use endpoint::{
     ACCEPT_BACKLOG_FULL, ClientOptions, Endpoint, ServerConfig, TcpListenerConfig,
-    default_session_config, resolve,
+    default_session_config, default_workers, resolve,
 };
 pub use error::{
     AddPathError, ConnectError, ConnectionError, EndpointError, Error, OpenStreamError, ReadError,
@@ -112,4 +123,4 @@ pub use phantom_session::{
     AppCode, CloseCode, CloseReason, Config as SessionConfig, CongestionAlgorithm, ConnIdSource,
     PathSnapshot, SchedulerMode, Stats, TransportCode,
 };
-pub use stats::{ConnectionStats, HandshakeMode};
+pub use stats::{ConnectionStats, HandshakeMode, WorkerStats};

@@ -2,8 +2,14 @@
 //! touches the socket; application handles lock this state, call the sans-IO
 //! session, mark the session dirty and wake the driver.
 
+mod conn;
+
+pub(crate) use conn::ConnEntry;
+
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Waker;
 use std::time::Instant;
 
@@ -15,14 +21,14 @@ use phantom_session::{
     AppCode, CloseReason, Config as SessionConfig, ConnIdEvent, DatagramEvent, Dir, Event, RxMeta,
     Session, SessionHandle, Side,
 };
-use phantom_wire::{PathId, StreamId};
+use phantom_wire::{FORM_MASK, PathId, SHORT_FORM};
 use rand::Rng as _;
 use rand::rngs::StdRng;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::clock;
-use crate::error::{ConnectError, ConnectionError};
-use crate::stats::{HandshakeInfo, HandshakeMode};
+use crate::error::ConnectError;
+use crate::stats::{Backlog, Counters, HandshakeInfo, HandshakeMode};
 
 /// The close code a server gives a session whose handshake completed while
 /// `ServerConfig::max_pending_accepts` sessions were already waiting for
@@ -166,170 +172,6 @@ pub(crate) enum TcpCarrier {
     Open(SocketAddr, SocketAddr),
 }
 
-/// One session and the wakers of the tasks waiting on it.
-///
-/// Its fields are private to this module: the endpoint state ([`Inner`]) fills them
-/// as sessions emit events; connections and the carrier logic go through the
-/// methods below.
-#[derive(Debug)]
-pub(crate) struct ConnEntry {
-    session: Session,
-    remote: SocketAddr,
-    /// Live `Connection`/stream handles; the session is closed when this drops to 0.
-    handles: usize,
-    incoming_bi: VecDeque<StreamId>,
-    incoming_uni: VecDeque<StreamId>,
-    datagram_wakers: Vec<Waker>,
-    /// Client: the first replay-safe (0-RTT) stream, until taken.
-    early_stream: Option<StreamId>,
-    accept_wakers: Vec<Waker>,
-    read_wakers: HashMap<StreamId, Waker>,
-    write_wakers: HashMap<StreamId, Waker>,
-    other_wakers: Vec<Waker>,
-    close_reason: Option<CloseReason>,
-    deadline: Option<Instant>,
-    unregistered: bool,
-    /// Client side: the server's UDP address.
-    udp_remote: SocketAddr,
-    /// Client side: the server's TCP fallback address.
-    tcp_remote: Option<SocketAddr>,
-    /// Client side: the TCP carrier.
-    tcp: TcpCarrier,
-    /// How the handshake went.
-    handshake: HandshakeInfo,
-}
-
-impl ConnEntry {
-    fn new(session: Session, remote: SocketAddr, handles: usize, handshake: HandshakeInfo) -> Self {
-        Self {
-            handshake,
-            session,
-            remote,
-            udp_remote: remote,
-            tcp_remote: None,
-            tcp: TcpCarrier::Idle,
-            handles,
-            incoming_bi: VecDeque::new(),
-            incoming_uni: VecDeque::new(),
-            datagram_wakers: Vec::new(),
-            early_stream: None,
-            accept_wakers: Vec::new(),
-            read_wakers: HashMap::new(),
-            write_wakers: HashMap::new(),
-            other_wakers: Vec::new(),
-            close_reason: None,
-            deadline: None,
-            unregistered: false,
-        }
-    }
-
-    /// The session.
-    pub(crate) fn session(&self) -> &Session {
-        &self.session
-    }
-
-    /// The session, for a command (the caller marks it dirty).
-    pub(crate) fn session_mut(&mut self) -> &mut Session {
-        &mut self.session
-    }
-
-    /// The peer's address the session was established with.
-    pub(crate) fn remote(&self) -> SocketAddr {
-        self.remote
-    }
-
-    /// Client side: the server's UDP address.
-    pub(crate) fn udp_remote(&self) -> SocketAddr {
-        self.udp_remote
-    }
-
-    /// Client side: the server's TCP fallback address, if any.
-    pub(crate) fn tcp_remote(&self) -> Option<SocketAddr> {
-        self.tcp_remote
-    }
-
-    /// Client side: where the TCP carrier stands.
-    pub(crate) fn tcp(&self) -> TcpCarrier {
-        self.tcp
-    }
-
-    /// Client side: the TCP carrier moved on.
-    pub(crate) fn set_tcp(&mut self, tcp: TcpCarrier) {
-        self.tcp = tcp;
-    }
-
-    /// How the handshake went.
-    pub(crate) fn handshake(&self) -> HandshakeInfo {
-        self.handshake
-    }
-
-    /// Why the session closed, once it has.
-    pub(crate) fn close_reason(&self) -> Option<&CloseReason> {
-        self.close_reason.as_ref()
-    }
-
-    /// Client: takes the first replay-safe (0-RTT) stream.
-    pub(crate) fn take_early_stream(&mut self) -> Option<StreamId> {
-        self.early_stream.take()
-    }
-
-    /// Takes the oldest stream of `dir` the peer opened and nobody accepted yet.
-    pub(crate) fn pop_incoming(&mut self, dir: Dir) -> Option<StreamId> {
-        match dir {
-            Dir::Bi => self.incoming_bi.pop_front(),
-            Dir::Uni => self.incoming_uni.pop_front(),
-        }
-    }
-
-    /// Wakes `w` when the peer opens a stream (or the session closes).
-    pub(crate) fn wait_accept(&mut self, w: &Waker) {
-        self.accept_wakers.push(w.clone());
-    }
-
-    /// Wakes `w` when a datagram arrives (or the session closes).
-    pub(crate) fn wait_datagram(&mut self, w: &Waker) {
-        self.datagram_wakers.push(w.clone());
-    }
-
-    /// Wakes `w` when stream `id` is readable (or the session closes); replaces the
-    /// stream's previous read waker.
-    pub(crate) fn wait_readable(&mut self, id: StreamId, w: &Waker) {
-        self.read_wakers.insert(id, w.clone());
-    }
-
-    /// Wakes `w` when stream `id` can take more data (or the session closes);
-    /// replaces the stream's previous write waker.
-    pub(crate) fn wait_writable(&mut self, id: StreamId, w: &Waker) {
-        self.write_wakers.insert(id, w.clone());
-    }
-
-    /// Wakes `w` on any other change: stream credit, the peer's stream limit, the
-    /// session closing.
-    pub(crate) fn wait_other(&mut self, w: &Waker) {
-        self.other_wakers.push(w.clone());
-    }
-
-    /// The error to report once the connection is closed.
-    pub(crate) fn closed_error(&self) -> Option<ConnectionError> {
-        self.close_reason
-            .clone()
-            .map(ConnectionError::from)
-            .or_else(|| self.session.is_closed().then_some(ConnectionError::Reset))
-    }
-
-    fn wake_writers(&mut self, out: &mut Vec<Waker>) {
-        out.extend(self.write_wakers.drain().map(|(_, w)| w));
-        out.append(&mut self.other_wakers);
-    }
-
-    fn wake_all(&mut self, out: &mut Vec<Waker>) {
-        self.wake_writers(out);
-        out.extend(self.read_wakers.drain().map(|(_, w)| w));
-        out.append(&mut self.accept_wakers);
-        out.append(&mut self.datagram_wakers);
-    }
-}
-
 /// Socket changes the driver makes on its next loop.
 #[derive(Debug, Default)]
 struct SocketRequests {
@@ -387,10 +229,11 @@ pub(crate) struct Inner {
     rt: tokio::runtime::Handle,
     /// Accepted connections not yet taken by `accept` (each holds one handle).
     incoming: VecDeque<u64>,
-    /// Most sessions waiting in `incoming`; a handshake completing beyond it gets
-    /// its session closed at once ("server busy"), so peers that complete handshakes
-    /// faster than the application accepts cannot grow the server's memory for good.
-    accept_backlog: usize,
+    /// Most sessions waiting in `incoming` (on all workers of the endpoint); a
+    /// handshake completing beyond it gets its session closed at once ("server
+    /// busy"), so peers that complete handshakes faster than the application accepts
+    /// cannot grow the server's memory for good.
+    backlog: Backlog,
     /// Tasks waiting in `accept` or `accept_early`, and the early data taken.
     acceptors: Acceptors,
     idle_wakers: Vec<Waker>,
@@ -406,8 +249,8 @@ pub(crate) struct Inner {
     user_handles: usize,
     /// Set by `Endpoint::close` or when the last handle drops.
     closing: bool,
-    /// Datagrams received for unknown sessions or that failed the handshake.
-    dropped: u64,
+    /// What this endpoint (worker) dropped and established.
+    counters: Counters,
     /// Server certificates verified by earlier handshakes, by pinned key: the next
     /// connect to that server is a 1-RTT PDK handshake without signature checks.
     certificates: HashMap<Vec<u8>, VerifiedCertificate>,
@@ -451,7 +294,10 @@ impl Inner {
             pending: HashMap::new(),
             hs_out: VecDeque::new(),
             incoming: VecDeque::new(),
-            accept_backlog: usize::MAX,
+            backlog: Backlog {
+                limit: usize::MAX,
+                waiting: Arc::default(),
+            },
             acceptors: Acceptors::default(),
             idle_wakers: Vec::new(),
             to_wake: Vec::new(),
@@ -460,7 +306,7 @@ impl Inner {
             last_now: None,
             user_handles: 1,
             closing: false,
-            dropped: 0,
+            counters: Counters::default(),
             certificates: HashMap::new(),
         }
     }
@@ -532,7 +378,10 @@ impl Inner {
                 delivered
             }
             DatagramEvent::Unknown => {
-                self.dropped += 1;
+                self.counters.dropped += 1;
+                if dg.first().is_some_and(|b| b & FORM_MASK == SHORT_FORM) {
+                    self.counters.unknown_ids += 1;
+                }
                 self.on_unknown_datagram(now, rx, dg);
                 Delivery::Refused
             }
@@ -589,7 +438,7 @@ impl Inner {
             self.dirty.insert(h);
             Delivery::Handshake
         } else {
-            self.dropped += 1;
+            self.counters.dropped += 1;
             Delivery::Refused
         }
     }
@@ -643,7 +492,7 @@ impl Inner {
                         self.tcp.links.remove(&(local, remote));
                     }
                 } else {
-                    self.dropped += 1;
+                    self.counters.dropped += 1;
                     self.pending.insert(key, p);
                 }
                 Delivery::Refused
@@ -695,7 +544,16 @@ impl Inner {
                         return Delivery::Handshake;
                     }
                 }
-                if self.incoming.len() >= self.accept_backlog {
+                self.counters.established += 1;
+                let backlog = self.backlog.limit;
+                let reserved = self
+                    .backlog
+                    .waiting
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                        (n < backlog).then_some(n + 1)
+                    })
+                    .is_ok();
+                if !reserved {
                     // Too many sessions wait for `accept`: this one is closed (the
                     // peer learns why) and forgotten once drained (no handle).
                     tracing::debug!(target: "phantom::runtime", peer = %from, "accept backlog full: session refused");
@@ -715,7 +573,7 @@ impl Inner {
             }
             Ok(None) => Delivery::Handshake,
             Err(e) => {
-                self.dropped += 1;
+                self.counters.dropped += 1;
                 tracing::debug!(target: "phantom::runtime", peer = %from, error = %e, "handshake datagram refused");
                 Delivery::Refused
             }
@@ -1235,8 +1093,12 @@ impl Inner {
     }
 
     /// Sets the most sessions waiting for `accept`.
-    pub(crate) fn set_accept_backlog(&mut self, backlog: usize) {
-        self.accept_backlog = backlog;
+    /// `waiting` counts the sessions waiting on all workers of the endpoint.
+    pub(crate) fn set_accept_backlog(&mut self, backlog: usize, waiting: Arc<AtomicUsize>) {
+        self.backlog = Backlog {
+            limit: backlog,
+            waiting,
+        };
     }
 
     /// True on a server endpoint.
@@ -1246,7 +1108,17 @@ impl Inner {
 
     /// Datagrams dropped before reaching a session.
     pub(crate) fn dropped(&self) -> u64 {
-        self.dropped
+        self.counters.dropped
+    }
+
+    /// Short packets for connection ids no session here holds.
+    pub(crate) fn unknown_ids(&self) -> u64 {
+        self.counters.unknown_ids
+    }
+
+    /// Sessions the handshake server completed.
+    pub(crate) fn established(&self) -> u64 {
+        self.counters.established
     }
 
     /// Datagrams the TCP carrier dropped.
@@ -1429,6 +1301,7 @@ impl Inner {
     /// Takes the next accepted connection (a new user handle), or registers `waker`.
     pub(crate) fn poll_accept(&mut self, waker: &Waker) -> std::task::Poll<Option<u64>> {
         if let Some(h) = self.incoming.pop_front() {
+            self.backlog.waiting.fetch_sub(1, Ordering::AcqRel);
             self.user_handles += 1;
             return std::task::Poll::Ready(Some(h));
         }

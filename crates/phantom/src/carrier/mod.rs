@@ -4,5 +4,6 @@
 //! below the driver and the API types.
 
 pub(crate) mod fallback;
+pub(crate) mod reuseport;
 pub(crate) mod tcp;
 pub(crate) mod udp;
