@@ -592,7 +592,7 @@ pub unsafe extern "C" fn phantom_connection_accept_stream(
 
 fn new_stream(send: phantom::SendStream, recv: phantom::RecvStream) -> *mut PhantomStream {
     into_handle(PhantomStream {
-        id: send.id(),
+        id: send.id().0,
         send: Mutex::new(send),
         recv: Mutex::new(recv),
     })

@@ -30,7 +30,7 @@ fn write_error(
     match e {
         SessionError::Stopped(code) => WriteError::Stopped(code),
         SessionError::Finished => WriteError::Finished,
-        SessionError::UnknownStream(_) => WriteError::UnknownStream(id.0),
+        SessionError::UnknownStream(_) => WriteError::UnknownStream(id),
         SessionError::Closed => WriteError::ConnectionLost(lost()),
         other => WriteError::ConnectionLost(ConnectionError::TransportError(other)),
     }
@@ -40,7 +40,7 @@ fn write_error(
 fn read_error(e: SessionError, id: StreamId, lost: impl FnOnce() -> ConnectionError) -> ReadError {
     match e {
         SessionError::Reset(code) => ReadError::Reset(code),
-        SessionError::UnknownStream(_) => ReadError::UnknownStream(id.0),
+        SessionError::UnknownStream(_) => ReadError::UnknownStream(id),
         SessionError::Closed => ReadError::ConnectionLost(lost()),
         other => ReadError::ConnectionLost(ConnectionError::TransportError(other)),
     }
@@ -518,10 +518,10 @@ pub struct SendStream {
 }
 
 impl SendStream {
-    /// The stream id.
+    /// The stream id (the session's [`StreamId`]; its `.0` is the 32-bit wire value).
     #[must_use]
-    pub fn id(&self) -> u32 {
-        self.id.0
+    pub fn id(&self) -> StreamId {
+        self.id
     }
 
     /// Marks the end of the stream's data.
@@ -664,10 +664,10 @@ pub struct RecvStream {
 }
 
 impl RecvStream {
-    /// The stream id.
+    /// The stream id (the session's [`StreamId`]; its `.0` is the 32-bit wire value).
     #[must_use]
-    pub fn id(&self) -> u32 {
-        self.id.0
+    pub fn id(&self) -> StreamId {
+        self.id
     }
 }
 

@@ -11,6 +11,7 @@
 use std::net::SocketAddr;
 
 use phantom_session::{AppCode, CloseCode, CloseReason, TransportCode};
+use phantom_wire::StreamId;
 
 /// A close reason's text, printable on one line.
 fn text(reason: &[u8]) -> String {
@@ -176,8 +177,8 @@ pub enum ReadError {
     #[error("connection lost: {0}")]
     ConnectionLost(ConnectionError),
     /// The stream does not exist or cannot be read (a send-only stream).
-    #[error("unknown stream {0}")]
-    UnknownStream(u32),
+    #[error("unknown stream {}", .0.0)]
+    UnknownStream(StreamId),
 }
 
 /// Writing or finishing a stream failed.
@@ -194,8 +195,8 @@ pub enum WriteError {
     #[error("stream already finished")]
     Finished,
     /// The stream does not exist or cannot be written (a receive-only stream).
-    #[error("unknown stream {0}")]
-    UnknownStream(u32),
+    #[error("unknown stream {}", .0.0)]
+    UnknownStream(StreamId),
 }
 
 /// Opening a stream failed.

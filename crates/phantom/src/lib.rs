@@ -123,4 +123,6 @@ pub use phantom_session::{
     AppCode, CloseCode, CloseReason, Config as SessionConfig, CongestionAlgorithm, ConnIdSource,
     PathSnapshot, SchedulerMode, Stats, TransportCode,
 };
+/// A stream's id, as [`SendStream::id`] and [`RecvStream::id`] return it.
+pub use phantom_wire::StreamId;
 pub use stats::{ConnectionStats, HandshakeMode, WorkerStats};

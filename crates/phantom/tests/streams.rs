@@ -10,7 +10,7 @@
 mod common;
 
 use common::{localhost, pattern, send_and_read_back, server, within};
-use phantom::{ConnectError, Endpoint};
+use phantom::{ConnectError, Endpoint, StreamId};
 use tokio::io::AsyncWriteExt;
 
 /// Server task: echo every stream of every connection back.
@@ -88,4 +88,33 @@ async fn echo_of_4_mib_exceeds_initial_stream_credit_both_ways() {
     let got = send_and_read_back(send, recv, data, 30).await;
     assert_eq!(got.len(), expect.len());
     assert!(got == expect, "echoed bytes differ");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_ids_are_typed_and_the_same_on_both_ends() {
+    let (srv, key) = server();
+    let addr = srv.local_addr();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let conn = srv.accept().await.unwrap();
+        while let Ok((send, recv)) = conn.accept_bi().await {
+            tx.send((send.id(), recv.id())).unwrap();
+        }
+    });
+    let client = Endpoint::client(localhost()).unwrap();
+    let conn = within(10, client.connect(addr, &key)).await.unwrap();
+    let mut opened = Vec::new();
+    for _ in 0..3 {
+        let (mut send, recv) = within(5, conn.open_bi()).await.unwrap();
+        assert_eq!(send.id(), recv.id());
+        send.write_all(b"x").await.unwrap();
+        opened.push((send, recv));
+    }
+    let ids: Vec<StreamId> = opened.iter().map(|(s, _)| s.id()).collect();
+    // Client-opened bidirectional streams: index << 2, starting at index 1.
+    assert_eq!(ids, [StreamId(4), StreamId(8), StreamId(12)]);
+    for want in ids {
+        let (send_id, recv_id) = within(5, rx.recv()).await.unwrap();
+        assert_eq!((send_id, recv_id), (want, want));
+    }
 }
