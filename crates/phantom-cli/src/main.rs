@@ -243,6 +243,12 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     pub(crate) fleet_key: Option<PathBuf>,
 
+    /// This server's id in the fleet, 1 to 6 bytes in hex (e.g. `01`): every connection
+    /// id it issues carries it encrypted under the fleet's routing key, for a load
+    /// balancer that routes by connection id (docs/DEPLOYMENT.md). Needs --fleet-key.
+    #[arg(long, value_name = "HEX", requires = "fleet_key")]
+    pub(crate) server_id: Option<String>,
+
     /// Worker sockets on the listen address, each with its own driver and handshake
     /// server; the kernel steers every session's packets to its worker by connection
     /// id. Default: one per core. With --tcp: one.

@@ -50,6 +50,13 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), CliError> {
     if let Some(path) = &args.fleet_key {
         cfg = cfg.with_fleet_key(keys::load_fleet_key(path)?);
     }
+    if let Some(hex) = &args.server_id {
+        let id = phantom::keyfiles::from_hex(hex)
+            .ok_or_else(|| CliError::Usage(format!("--server-id {hex}: not hex")))?;
+        cfg = cfg
+            .with_server_id(&id, 0)
+            .map_err(|e| CliError::Usage(format!("--server-id {hex}: {e}")))?;
+    }
     cfg.session.idle_timeout = Duration::from_secs(args.idle_timeout);
     if let Some(n) = args.workers {
         cfg.workers = usize::from(n);

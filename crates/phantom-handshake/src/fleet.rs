@@ -4,12 +4,12 @@
 //! (docs/PROTOCOL.md §4.6, docs/DEPLOYMENT.md).
 //!
 //! Every key is HKDF-SHA256 of the fleet key with the salt `"phantom fleet v1"` and
-//! its own label as info:
+//! its own label as info (32 bytes of output, 16 for the routing key):
 //!
 //! | key                      | info                                   |
 //! |--------------------------|----------------------------------------|
 //! | reset key ([`ResetKey`]) | `"phantom fleet reset"`                |
-//! | routing key              | `"phantom fleet routing"`              |
+//! | routing key (16 bytes)   | `"phantom fleet routing"`              |
 //! | retry key of period i    | `"phantom fleet retry" ‖ u64 BE i`     |
 //! | ticket key of period i   | `"phantom fleet ticket" ‖ u64 BE i`    |
 //!
@@ -84,7 +84,13 @@ impl FleetKey {
     /// lets a load balancer find the member holding a session.
     #[must_use]
     pub fn routing_key(&self) -> RoutingKey {
-        RoutingKey(self.derive(LABEL_ROUTING, None))
+        // HKDF-Expand to 16 bytes is the first 16 bytes of the expansion to 32.
+        let full = self.derive(LABEL_ROUTING, None);
+        let mut key = Zeroizing::new([0u8; RoutingKey::LEN]);
+        for (d, s) in key.iter_mut().zip(full.iter()) {
+            *d = *s;
+        }
+        RoutingKey(key)
     }
 
     /// The retry-token key of rotation period `period`.
@@ -117,15 +123,19 @@ impl core::fmt::Debug for FleetKey {
     }
 }
 
-/// The 32-byte routing key of a fleet ([`FleetKey::routing_key`]). Zeroized on drop;
-/// Debug is redacted (I8).
+/// The 16-byte routing key of a fleet ([`FleetKey::routing_key`]): the AES-128 key of
+/// the encrypted scheme of [`crate::RoutableConnIds`], which the fleet's load balancer
+/// is configured with. Zeroized on drop; Debug is redacted (I8).
 #[derive(Clone)]
-pub struct RoutingKey(Zeroizing<[u8; 32]>);
+pub struct RoutingKey(Zeroizing<[u8; 16]>);
 
 impl RoutingKey {
+    /// Length of a routing key.
+    pub const LEN: usize = 16;
+
     /// The key bytes.
     #[must_use]
-    pub fn as_bytes(&self) -> &[u8; 32] {
+    pub fn as_bytes(&self) -> &[u8; 16] {
         &self.0
     }
 }

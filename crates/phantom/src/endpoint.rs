@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use phantom_crypto::Suite;
 use phantom_handshake::{
-    FleetKey, HybridVerifyingKey, MAX_WORKERS, ResumptionTicket, Server, ServerIdentity,
-    SteeredConnIds, VerifiedCertificate,
+    FleetKey, HybridVerifyingKey, MAX_WORKERS, ResumptionTicket, RoutableConnIds, Server,
+    ServerIdentity, SteeredConnIds, VerifiedCertificate,
 };
 use phantom_session::early::EarlyData;
 use phantom_session::{AppCode, Config as SessionConfig, Dir};
@@ -136,6 +136,41 @@ impl ServerConfig {
     #[must_use]
     pub fn fleet_key(&self) -> Option<&FleetKey> {
         self.handshake.fleet.as_ref()
+    }
+
+    /// Routable connection ids for a fleet behind a layer-4 balancer (PROTOCOL.md §1.4,
+    /// docs/DEPLOYMENT.md): every id this server issues carries `server_id` (1..=6
+    /// bytes, unique in the fleet) encrypted under the fleet's routing key
+    /// ([`FleetKey::routing_key`], which the balancer is configured with), with config
+    /// rotation `config_rotation` (0..=6) in its first bits, so the balancer routes a
+    /// session's packets here after the client's address changes. The id length stays
+    /// the current generator's (8 bytes by default). Call after
+    /// [`ServerConfig::with_fleet_key`]; worker steering wraps these ids.
+    ///
+    /// # Errors
+    /// `phantom_handshake::Error::Misuse` without a fleet key, or when the server id,
+    /// rotation or length is out of range (`RoutableConnIds::encrypted`).
+    pub fn with_server_id(
+        mut self,
+        server_id: &[u8],
+        config_rotation: u8,
+    ) -> Result<Self, phantom_handshake::Error> {
+        let key = self
+            .handshake
+            .fleet
+            .as_ref()
+            .ok_or(phantom_handshake::Error::Misuse(
+                "routable connection ids need a fleet key",
+            ))?
+            .routing_key();
+        let ids = RoutableConnIds::encrypted(
+            self.handshake.conn_ids.id_len(),
+            config_rotation,
+            server_id,
+            key.as_bytes(),
+        )?;
+        self.handshake.conn_ids = Arc::new(ids);
+        Ok(self)
     }
 }
 

@@ -116,7 +116,8 @@ pub use error::{
 pub use phantom_crypto::Suite;
 pub use phantom_handshake::{
     ConnIdGenerator, FleetKey, HybridSigningKey, HybridVerifyingKey, RandomConnIds, ResumptionHint,
-    ResumptionTicket, RoutingKey, ServerCertificate, ServerIdentity, VerifiedCertificate,
+    ResumptionTicket, RoutableConnIds, RoutingKey, ServerCertificate, ServerIdentity,
+    VerifiedCertificate,
 };
 pub use phantom_session::fallback::{Carrier, FallbackConfig};
 pub use phantom_session::{
