@@ -214,6 +214,19 @@ async fn send_file(
     let (len, digest) = proto::parse_answer(&answer);
     let ours: [u8; 32] = hasher.finalize().into();
     if len != total || digest != ours {
+        // A store server finishes its half after the confirmation; an echo server
+        // (`serve --echo`) sends the file back, so more bytes follow.
+        let mut more = [0u8; 1];
+        let echoed = matches!(
+            tokio::time::timeout(std::time::Duration::from_secs(1), recv.read(&mut more)).await,
+            Ok(Ok(n)) if n > 0
+        );
+        if echoed {
+            return Err(CliError::Transfer(format!(
+                "{}: the server echoed the file back instead of storing it (it runs with --echo; `send` needs --out-dir)",
+                path.display()
+            )));
+        }
         return Err(CliError::Transfer(format!(
             "{}: the server stored {len} bytes with another SHA-256 than the {total} bytes sent",
             path.display()

@@ -1008,3 +1008,98 @@ fn keygen_into_a_closed_stdout_exits_0_and_writes_its_keys() {
     );
     assert!(d.join("server.key").exists() && d.join("server.pub").exists());
 }
+
+/// `send` to a server that echoes (`serve --echo`) fails with exit code 1 and says the
+/// server echoed, not that it "stored" a length made of the echoed bytes.
+#[test]
+fn send_to_an_echo_server_fails_saying_it_echoed() {
+    let d = tmp("send-echo");
+    keygen(&d);
+    let server = Server::start(&d, &["--echo"]);
+    let file = d.join("f.bin");
+    std::fs::write(&file, vec![7u8; 50_000]).unwrap();
+    let pubkey = d.join("server.pub");
+    let out = run(&[
+        "send",
+        "--connect",
+        &server.addr,
+        "--server-pub",
+        pubkey.to_str().unwrap(),
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let line = one_line_failure(&out);
+    assert!(line.contains("echoed"), "{line}");
+    assert!(!line.contains("stored"), "{line}");
+    server.stop();
+}
+
+/// `serve --server-id` needs `--fleet-key` (clap refuses it alone, exit 2) and a
+/// valid id (exit 1); with both, a file round-trips byte-exact.
+#[test]
+fn serve_with_a_server_id_needs_a_fleet_key_and_then_stores_files() {
+    let d = tmp("server-id");
+    keygen(&d);
+    let key = d.join("server.key");
+    let fleet = d.join("fleet.key");
+    assert!(
+        run(&["keygen", "--fleet", fleet.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let alone = run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--key",
+        key.to_str().unwrap(),
+        "--echo",
+        "--server-id",
+        "01",
+    ]);
+    assert_eq!(alone.status.code(), Some(2));
+    let too_long = run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--key",
+        key.to_str().unwrap(),
+        "--echo",
+        "--fleet-key",
+        fleet.to_str().unwrap(),
+        "--server-id",
+        "01020304050607",
+    ]);
+    assert_eq!(too_long.status.code(), Some(1));
+    let out_dir = d.join("received");
+    let server = Server::start(
+        &d,
+        &[
+            "--out-dir",
+            out_dir.to_str().unwrap(),
+            "--fleet-key",
+            fleet.to_str().unwrap(),
+            "--server-id",
+            "0a0b",
+        ],
+    );
+    let file = d.join("f.bin");
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(&file, &data).unwrap();
+    let pubkey = d.join("server.pub");
+    let out = run(&[
+        "send",
+        "--connect",
+        &server.addr,
+        "--server-pub",
+        pubkey.to_str().unwrap(),
+        file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(out_dir.join("f.bin")).unwrap(), data);
+    server.stop();
+}
