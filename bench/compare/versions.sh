@@ -62,6 +62,8 @@ fi
 mkdir -p "$out"
 tsv="$out/ratios.tsv"
 printf 'round\tlabel\tmode\tphantom_MBps\tquinn_MBps\tgoodput_ratio\tcpu_ratio\tload1\n' >"$tsv"
+ptsv="$out/phantom.tsv"
+printf 'round\tlabel\tmode\tphantom_MBps\tphantom_us_per_dgram\tload1\n' >"$ptsv"
 
 load1() { cut -d' ' -f1 /proc/loadavg; }
 
@@ -99,6 +101,10 @@ for round in $(seq 1 "$rounds"); do
                     printf "%s\t%s\t%s\t%.1f\t%.1f\t%.4f\t%.4f\t%s\n", r, lab, m, p[m], q[m],
                         p[m] / q[m], pc[m] / qc[m], load
             }' "$log" >>"$tsv"
+        awk -v r="$round" -v lab="$label" -v load="$load" '
+            $1 == "phantom" && ($3 == "shared" || $3 == "split") && $6 != "/" {
+                printf "%s\t%s\t%s\t%s\t%s\t%s\n", r, lab, $3, $5, $10, load
+            }' "$log" >>"$ptsv"
     done
 done
 
@@ -120,4 +126,31 @@ for label in "${labels[@]}"; do
             "$(stats 7 3)" "$(stats 4 0)" "$(stats 5 0)"
     done
 done
-echo "load average (1 min) at round starts: $(awk -F'\t' 'NR > 1 { print $8 }' "$tsv" | sort -u -g | tr '\n' ' ')"
+
+echo
+echo "phantom alone, min / median / max over rounds ($ptsv); medians relative to ${labels[0]}"
+printf '%-12s %-7s %4s %20s %9s %20s %9s\n' label mode runs "MB/s" "rel" "us/datagram" "rel"
+median() { # tsv column of label and mode -> median
+    awk -F'\t' -v l="$1" -v m="$2" -v c="$3" 'NR > 1 && $2 == l && $3 == m { print $c }' "$ptsv" |
+        sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print 0;
+            else print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+for label in "${labels[@]}"; do
+    for mode in shared split; do
+        n=$(awk -F'\t' -v l="$label" -v m="$mode" 'NR > 1 && $2 == l && $3 == m' "$ptsv" | wc -l)
+        [ "$n" -gt 0 ] || continue
+        range() {
+            awk -F'\t' -v l="$label" -v m="$mode" -v c="$1" 'NR > 1 && $2 == l && $3 == m { print $c }' \
+                "$ptsv" | sort -g | awk -v p="$2" '{ v[NR] = $1 } END {
+                    med = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+                    printf "%." p "f / %." p "f / %." p "f\n", v[1], med, v[NR] }'
+        }
+        rel() {
+            awk -v a="$(median "$label" "$mode" "$1")" -v b="$(median "${labels[0]}" "$mode" "$1")" \
+                'BEGIN { if (b > 0) printf "%.3f\n", a / b; else print "-" }'
+        }
+        printf '%-12s %-7s %4s %20s %9s %20s %9s\n' "$label" "$mode" "$n" "$(range 4 0)" "$(rel 4)" \
+            "$(range 5 2)" "$(rel 5)"
+    done
+done
+echo "load average (1 min) at round starts: $(awk -F'\t' 'NR > 1 { print $6 }' "$ptsv" | sort -u -g | tr '\n' ' ')"
