@@ -4,7 +4,7 @@
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use phantom_crypto::Suite;
@@ -713,15 +713,26 @@ impl Endpoint {
     /// [`EndpointError::NotServer`] on a client endpoint, [`EndpointError::Closed`]
     /// once closed.
     pub async fn accept(&self) -> Result<Connection, EndpointError> {
-        let (worker, h) = poll_fn(|cx| {
+        let (worker, h) = self.next_from_any_worker(Inner::poll_accept).await?;
+        Ok(Connection::adopt(worker, h))
+    }
+
+    /// The first item `poll` yields from any worker (each polled in turn, under its
+    /// lock, with the caller's waker): [`EndpointError::NotServer`] on a client
+    /// endpoint, [`EndpointError::Closed`] once every worker is closed.
+    async fn next_from_any_worker<T>(
+        &self,
+        mut poll: impl FnMut(&mut Inner, &Waker) -> Poll<Option<T>>,
+    ) -> Result<(Arc<Shared>, T), EndpointError> {
+        poll_fn(|cx| {
             let mut closed = 0;
             for w in self.workers.iter() {
                 let mut g = w.lock();
                 if !g.is_server() {
                     return Poll::Ready(Err(EndpointError::NotServer));
                 }
-                match g.poll_accept(cx.waker()) {
-                    Poll::Ready(Some(h)) => return Poll::Ready(Ok((Arc::clone(w), h))),
+                match poll(&mut g, cx.waker()) {
+                    Poll::Ready(Some(item)) => return Poll::Ready(Ok((Arc::clone(w), item))),
                     Poll::Ready(None) => closed += 1,
                     Poll::Pending => {}
                 }
@@ -732,8 +743,7 @@ impl Endpoint {
                 Poll::Pending
             }
         })
-        .await?;
-        Ok(Connection::adopt(worker, h))
+        .await
     }
 
     /// Waits for the next early (0-RTT) data a resuming client sent, handed out as
@@ -747,26 +757,7 @@ impl Endpoint {
     /// [`EndpointError::NotServer`] on a client endpoint, [`EndpointError::Closed`]
     /// once closed.
     pub async fn accept_early(&self) -> Result<EarlyRequest, EndpointError> {
-        let (worker, (released, rx)) = poll_fn(|cx| {
-            let mut closed = 0;
-            for w in self.workers.iter() {
-                let mut g = w.lock();
-                if !g.is_server() {
-                    return Poll::Ready(Err(EndpointError::NotServer));
-                }
-                match g.poll_accept_early(cx.waker()) {
-                    Poll::Ready(Some(r)) => return Poll::Ready(Ok((Arc::clone(w), r))),
-                    Poll::Ready(None) => closed += 1,
-                    Poll::Pending => {}
-                }
-            }
-            if closed == self.workers.len() {
-                Poll::Ready(Err(EndpointError::Closed))
-            } else {
-                Poll::Pending
-            }
-        })
-        .await?;
+        let (worker, (released, rx)) = self.next_from_any_worker(Inner::poll_accept_early).await?;
         Ok(EarlyRequest::new(worker, released, rx))
     }
 

@@ -12,7 +12,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Shim, identity, localhost, within};
+use common::{Shim, identity, localhost, spawn_echo, within};
 use phantom::{
     ClientOptions, ConnectionError, Endpoint, FleetKey, ResumptionTicket, ServerConfig,
     ServerIdentity,
@@ -27,25 +27,6 @@ fn member(id: &ServerIdentity, key: &FleetKey, own_reset: u8) -> Endpoint {
     cfg.handshake.reset_key = ResetKey::from_bytes([own_reset; 32]);
     assert!(cfg.fleet_key().is_some());
     Endpoint::server(cfg, localhost()).unwrap()
-}
-
-/// Echoes every bidirectional stream of every accepted connection.
-fn spawn_echo(server: Endpoint) {
-    tokio::spawn(async move {
-        while let Ok(conn) = server.accept().await {
-            tokio::spawn(async move {
-                while let Ok((mut send, mut recv)) = conn.accept_bi().await {
-                    tokio::spawn(async move {
-                        let mut buf = Vec::new();
-                        if recv.read_to_end(&mut buf).await.is_ok() {
-                            let _ = send.write_all(&buf).await;
-                            let _ = send.shutdown().await;
-                        }
-                    });
-                }
-            });
-        }
-    });
 }
 
 /// Connects to `addr` resuming `ticket` with early data `head`, checks that the early

@@ -14,7 +14,7 @@ mod common;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use common::{identity, localhost, within};
+use common::{identity, localhost, spawn_echo, within};
 use phantom::{Endpoint, FleetKey, RoutableConnIds, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UdpSocket;
@@ -75,25 +75,6 @@ impl Drop for Relay {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-/// Echoes every bidirectional stream of every accepted connection.
-fn spawn_echo(server: Endpoint) {
-    tokio::spawn(async move {
-        while let Ok(conn) = server.accept().await {
-            tokio::spawn(async move {
-                while let Ok((mut send, mut recv)) = conn.accept_bi().await {
-                    tokio::spawn(async move {
-                        let mut buf = Vec::new();
-                        if recv.read_to_end(&mut buf).await.is_ok() {
-                            let _ = send.write_all(&buf).await;
-                            let _ = send.shutdown().await;
-                        }
-                    });
-                }
-            });
-        }
-    });
 }
 
 /// Sends `len` bytes on a new stream of `conn` and checks that they come back.

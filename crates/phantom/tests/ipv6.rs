@@ -6,30 +6,14 @@ mod common;
 
 use std::net::SocketAddr;
 
-use common::{identity, pattern, send_and_read_back, within};
+use common::{identity, pattern, send_and_read_back, spawn_echo, within};
 use phantom::{Endpoint, HybridVerifyingKey, ServerConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A server on `addr` echoing every bidirectional stream, and its key.
 fn echo_server(addr: &str) -> (Endpoint, HybridVerifyingKey) {
     let (id, key) = identity();
     let srv = Endpoint::server(ServerConfig::new(id), addr.parse().unwrap()).unwrap();
-    let accepting = srv.clone();
-    tokio::spawn(async move {
-        while let Ok(conn) = accepting.accept().await {
-            tokio::spawn(async move {
-                while let Ok((mut send, mut recv)) = conn.accept_bi().await {
-                    tokio::spawn(async move {
-                        let mut buf = Vec::new();
-                        if recv.read_to_end(&mut buf).await.is_ok() {
-                            let _ = send.write_all(&buf).await;
-                            let _ = send.shutdown().await;
-                        }
-                    });
-                }
-            });
-        }
-    });
+    spawn_echo(srv.clone());
     (srv, key)
 }
 

@@ -6,28 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{localhost, pattern, send_and_read_back, server, within};
+use common::{localhost, pattern, send_and_read_back, server, spawn_echo, within};
 use phantom::{ClientOptions, Endpoint};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Echoes every bidirectional stream of every accepted connection.
-fn spawn_echo(server: Endpoint) {
-    tokio::spawn(async move {
-        while let Ok(conn) = server.accept().await {
-            tokio::spawn(async move {
-                while let Ok((mut send, mut recv)) = conn.accept_bi().await {
-                    tokio::spawn(async move {
-                        let mut buf = Vec::new();
-                        if recv.read_to_end(&mut buf).await.is_ok() {
-                            let _ = send.write_all(&buf).await;
-                            let _ = send.shutdown().await;
-                        }
-                    });
-                }
-            });
-        }
-    });
-}
 
 #[tokio::test]
 async fn i10_resumed_connection_carries_early_stream_and_then_the_rest_byte_exact() {

@@ -226,6 +226,26 @@ impl Drop for Shim {
     }
 }
 
+/// Echoes every bidirectional stream of every connection `server` accepts: reads
+/// each stream to its end, then writes the bytes back and finishes the stream.
+pub fn spawn_echo(server: Endpoint) {
+    tokio::spawn(async move {
+        while let Ok(conn) = server.accept().await {
+            tokio::spawn(async move {
+                while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                    tokio::spawn(async move {
+                        let mut buf = Vec::new();
+                        if recv.read_to_end(&mut buf).await.is_ok() {
+                            let _ = send.write_all(&buf).await;
+                            let _ = send.shutdown().await;
+                        }
+                    });
+                }
+            });
+        }
+    });
+}
+
 /// Server side of a transfer: accepts one stream and echoes it back as it reads,
 /// counting the bytes read into `seen`.
 pub async fn echo_one(
