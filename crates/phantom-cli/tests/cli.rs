@@ -43,6 +43,21 @@ fn run(args: &[&str]) -> Output {
     }
 }
 
+/// Runs `phantom serve --listen 127.0.0.1:0 --key KEY --echo EXTRA...` to its end: for
+/// the invocations that must refuse to start.
+fn run_serve(key: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--key",
+        key.to_str().unwrap(),
+        "--echo",
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
 /// Asserts exit code 1 and exactly one line on stderr; returns that line.
 fn one_line_failure(out: &Output) -> String {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -295,16 +310,7 @@ fn serve_with_three_workers_echoes_four_clients_byte_exact() {
 fn serve_refuses_zero_workers() {
     let d = tmp("workers0");
     keygen(&d);
-    let out = run(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--key",
-        d.join("server.key").to_str().unwrap(),
-        "--echo",
-        "--workers",
-        "0",
-    ]);
+    let out = run_serve(&d.join("server.key"), &["--workers", "0"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--workers"));
 }
@@ -344,14 +350,7 @@ fn pipe_echoes(args: &[&str], input: &[u8]) {
 fn missing_key_file_fails_with_one_line() {
     let d = tmp("missing");
     let missing = d.join("nope.key");
-    let line = one_line_failure(&run(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--key",
-        missing.to_str().unwrap(),
-        "--echo",
-    ]));
+    let line = one_line_failure(&run_serve(&missing, &[]));
     assert!(line.contains("nope.key"), "{line}");
     let line = one_line_failure(&run(&[
         "send",
@@ -910,16 +909,7 @@ fn fleet_keygen_writes_64_hex_digits_with_mode_0600_and_never_overwrites() {
     let bad = d.join("bad.key");
     std::fs::write(&bad, "abcd\n").unwrap();
     let key = d.join("server.key");
-    let out = run(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--key",
-        key.to_str().unwrap(),
-        "--echo",
-        "--fleet-key",
-        bad.to_str().unwrap(),
-    ]);
+    let out = run_serve(&key, &["--fleet-key", bad.to_str().unwrap()]);
     assert!(one_line_failure(&out).contains("bad.key"));
 }
 
@@ -1047,29 +1037,17 @@ fn serve_with_a_server_id_needs_a_fleet_key_and_then_stores_files() {
             .status
             .success()
     );
-    let alone = run(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--key",
-        key.to_str().unwrap(),
-        "--echo",
-        "--server-id",
-        "01",
-    ]);
+    let alone = run_serve(&key, &["--server-id", "01"]);
     assert_eq!(alone.status.code(), Some(2));
-    let too_long = run(&[
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--key",
-        key.to_str().unwrap(),
-        "--echo",
-        "--fleet-key",
-        fleet.to_str().unwrap(),
-        "--server-id",
-        "01020304050607",
-    ]);
+    let too_long = run_serve(
+        &key,
+        &[
+            "--fleet-key",
+            fleet.to_str().unwrap(),
+            "--server-id",
+            "01020304050607",
+        ],
+    );
     assert_eq!(too_long.status.code(), Some(1));
     let out_dir = d.join("received");
     let server = Server::start(
