@@ -214,7 +214,7 @@ impl Driver {
     ) -> (Option<HashSet<SocketAddr>>, bool) {
         let actions = g.process_events(touched);
         fallback::apply(&self.shared, g, actions);
-        g.reap();
+        g.reap(touched);
         if std::mem::take(&mut self.prune_later) {
             g.request_prune();
         }

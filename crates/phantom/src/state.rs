@@ -76,7 +76,7 @@ impl Shared {
     ) -> Option<R> {
         let mut g = self.lock();
         let r = g.conns.get_mut(&handle).map(|c| f(c));
-        g.dirty.insert(handle);
+        g.due.dirty.insert(handle);
         self.unlock_and_wake(g);
         r
     }
@@ -210,6 +210,18 @@ struct Acceptors {
     early_claims: HashMap<phantom_wire::SessionId, oneshot::Sender<u64>>,
 }
 
+/// The sessions the driver visits in a loop, so that it never walks them all.
+#[derive(Debug, Default)]
+struct Due {
+    /// Sessions to poll for transmits and events.
+    dirty: BTreeSet<u64>,
+    /// Every session's deadline (`ConnEntry::deadline`) with its handle, in time
+    /// order: the expired timers and the driver's next wake-up are found here
+    /// without visiting every session (a server with 10,000 idle sessions would
+    /// otherwise walk them all on every datagram).
+    timers: BTreeSet<(Instant, u64)>,
+}
+
 /// Everything behind the endpoint's lock.
 pub(crate) struct Inner {
     local: SocketAddr,
@@ -241,8 +253,8 @@ pub(crate) struct Inner {
     /// wait for it): whoever holds the lock to deliver datagrams, process events
     /// or reap wakes them after unlocking ([`Inner::take_wakers`]).
     to_wake: Vec<Waker>,
-    /// Sessions to poll for transmits.
-    dirty: BTreeSet<u64>,
+    /// Which sessions the driver visits: the dirty ones and those whose timer expired.
+    due: Due,
     rng: StdRng,
     last_now: Option<Instant>,
     /// Live `Endpoint` and `Connection` handles (streams hold a `Connection`).
@@ -301,7 +313,7 @@ impl Inner {
             acceptors: Acceptors::default(),
             idle_wakers: Vec::new(),
             to_wake: Vec::new(),
-            dirty: BTreeSet::new(),
+            due: Due::default(),
             rng: rand::make_rng(),
             last_now: None,
             user_handles: 1,
@@ -352,7 +364,7 @@ impl Inner {
             h,
             Box::new(ConnEntry::new(session, remote, handles, handshake)),
         );
-        self.dirty.insert(h);
+        self.due.dirty.insert(h);
         h
     }
 
@@ -374,7 +386,7 @@ impl Inner {
                 };
                 // Acks may have freed buffer space or stream credit.
                 c.wake_writers(&mut self.to_wake);
-                self.dirty.insert(h.0);
+                self.due.dirty.insert(h.0);
                 delivered
             }
             DatagramEvent::Unknown => {
@@ -397,7 +409,7 @@ impl Inner {
         if !self.router.is_server() {
             for (h, c) in &mut self.conns {
                 if c.session.handle_stateless_reset(dg) {
-                    self.dirty.insert(*h);
+                    self.due.dirty.insert(*h);
                     return;
                 }
             }
@@ -435,7 +447,7 @@ impl Inner {
             .max_by_key(|(h, _)| **h)
         {
             c.session.handle_datagram(now.instant, rx, dg);
-            self.dirty.insert(h);
+            self.due.dirty.insert(h);
             Delivery::Handshake
         } else {
             self.counters.dropped += 1;
@@ -540,7 +552,7 @@ impl Inner {
                         self.user_handles += 1;
                         self.conns
                             .insert(h, Box::new(ConnEntry::new(s, from, 1, handshake)));
-                        self.dirty.insert(h);
+                        self.due.dirty.insert(h);
                         return Delivery::Handshake;
                     }
                 }
@@ -561,12 +573,12 @@ impl Inner {
                     s.close(now.instant, ACCEPT_BACKLOG_FULL, b"server busy");
                     self.conns
                         .insert(h, Box::new(ConnEntry::new(s, from, 0, handshake)));
-                    self.dirty.insert(h);
+                    self.due.dirty.insert(h);
                     return Delivery::Handshake;
                 }
                 self.conns
                     .insert(h, Box::new(ConnEntry::new(s, from, 1, handshake)));
-                self.dirty.insert(h);
+                self.due.dirty.insert(h);
                 self.incoming.push_back(h);
                 self.to_wake.append(&mut self.acceptors.wakers);
                 Delivery::Handshake
@@ -767,7 +779,7 @@ impl Inner {
             }
             if c.session.abandon_path(local, remote).is_ok() {
                 tracing::debug!(target: "phantom::runtime", %local, %remote, "TCP path closed");
-                self.dirty.insert(h);
+                self.due.dirty.insert(h);
             }
         }
     }
@@ -786,10 +798,13 @@ impl Inner {
     pub(crate) fn release(&mut self, h: u64) {
         if let Some(c) = self.conns.get_mut(&h) {
             c.handles = c.handles.saturating_sub(1);
-            if c.handles == 0 && !c.session.is_closed() {
-                let now = self.last_now.unwrap_or_else(|| clock::read().0);
-                c.session.close(now, AppCode(0), b"connection dropped");
-                self.dirty.insert(h);
+            if c.handles == 0 {
+                if !c.session.is_closed() {
+                    let now = self.last_now.unwrap_or_else(|| clock::read().0);
+                    c.session.close(now, AppCode(0), b"connection dropped");
+                }
+                // Dirty either way: `reap` visits it (a drained session goes now).
+                self.due.dirty.insert(h);
             }
         }
     }
@@ -797,10 +812,18 @@ impl Inner {
     /// Runs every expired timer.
     pub(crate) fn on_timeouts(&mut self, now: Time) {
         self.rotate_handshake_keys(now);
-        for (&h, c) in &mut self.conns {
-            if c.deadline.is_some_and(|d| d <= now.instant) {
+        // Each expired session is marked dirty, so `process_events` re-reads its
+        // deadline in this same loop.
+        let expired: Vec<u64> = self
+            .due
+            .timers
+            .range(..=(now.instant, u64::MAX))
+            .map(|&(_, h)| h)
+            .collect();
+        for h in expired {
+            if let Some(c) = self.conns.get_mut(&h) {
                 c.session.handle_timeout(now.instant);
-                self.dirty.insert(h);
+                self.due.dirty.insert(h);
             }
         }
         if self
@@ -984,16 +1007,30 @@ impl Inner {
                     }
                 }
             }
-            c.deadline = c.session.poll_timeout();
+            let deadline = c.session.poll_timeout();
+            if deadline != c.deadline {
+                if let Some(d) = c.deadline {
+                    self.due.timers.remove(&(d, *h));
+                }
+                if let Some(d) = deadline {
+                    self.due.timers.insert((d, *h));
+                }
+                c.deadline = deadline;
+            }
         }
         actions
     }
 
-    /// Forgets drained sessions: unregisters them from the router, and drops their
-    /// state once no handle refers to them.
-    pub(crate) fn reap(&mut self) {
+    /// Forgets drained sessions among `touched` (a session drains only in a call
+    /// that marks it dirty, and `release` marks a session dirty when its last handle
+    /// goes): unregisters them from the router, and drops their state once no handle
+    /// refers to them.
+    pub(crate) fn reap(&mut self, touched: &BTreeSet<u64>) {
         let mut gone = Vec::new();
-        for (&h, c) in &mut self.conns {
+        for &h in touched {
+            let Some(c) = self.conns.get_mut(&h) else {
+                continue;
+            };
             if c.session.is_drained() {
                 if !c.unregistered {
                     c.unregistered = true;
@@ -1015,10 +1052,12 @@ impl Inner {
             }
         }
         for h in gone {
-            self.conns.remove(&h);
-            self.dirty.remove(&h);
+            if let Some(d) = self.conns.remove(&h).and_then(|c| c.deadline) {
+                self.due.timers.remove(&(d, h));
+            }
+            self.due.dirty.remove(&h);
         }
-        if self.live_sessions() == 0 {
+        if !self.idle_wakers.is_empty() && self.live_sessions() == 0 {
             self.to_wake.append(&mut self.idle_wakers);
         }
     }
@@ -1044,7 +1083,7 @@ impl Inner {
         for (&h, c) in &mut self.conns {
             if !c.session.is_closed() {
                 c.session.close(now.instant, code, reason);
-                self.dirty.insert(h);
+                self.due.dirty.insert(h);
             }
         }
         for (_, p) in self.pending.drain() {
@@ -1058,13 +1097,13 @@ impl Inner {
 
     /// The earliest deadline of any session or handshake.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        let sessions = self.conns.values().filter_map(|c| c.deadline);
+        let sessions = self.due.timers.first().map(|&(d, _)| d);
         let server = self.router.poll_handshake_timeout();
         let clients = self
             .pending
             .values()
             .filter_map(|p| p.client.poll_timeout());
-        sessions.chain(server).chain(clients).min()
+        sessions.into_iter().chain(server).chain(clients).min()
     }
 }
 
@@ -1154,17 +1193,17 @@ impl Inner {
 
     /// The session `h` may have something to send: the driver polls it.
     pub(crate) fn mark_dirty(&mut self, h: u64) {
-        self.dirty.insert(h);
+        self.due.dirty.insert(h);
     }
 
     /// Sessions to poll for transmits this loop.
     pub(crate) fn dirty_sessions(&self) -> BTreeSet<u64> {
-        self.dirty.clone()
+        self.due.dirty.clone()
     }
 
     /// Session `h` was polled until it had nothing more to send.
     pub(crate) fn clear_dirty(&mut self, h: u64) {
-        self.dirty.remove(&h);
+        self.due.dirty.remove(&h);
     }
 
     /// The next datagram session `h` sends, built into `buf`.
@@ -1186,7 +1225,7 @@ impl Inner {
     /// session `h` dirty (it probes the path).
     pub(crate) fn add_path_socket(&mut self, h: u64, socket: std::net::UdpSocket) {
         self.sockets.new.push(socket);
-        self.dirty.insert(h);
+        self.due.dirty.insert(h);
     }
 
     /// Extra UDP sockets to adopt.
@@ -1212,7 +1251,7 @@ impl Inner {
             if let Err(e) = c.session.rebind_local(old, new) {
                 tracing::debug!(target: "phantom::runtime", error = %e, "rebind keeps the connection id");
             }
-            self.dirty.insert(h);
+            self.due.dirty.insert(h);
         }
     }
 
@@ -1365,6 +1404,6 @@ impl Inner {
         if let Some(c) = self.conns.get_mut(&h) {
             c.session.close(now.instant, code, reason);
         }
-        self.dirty.insert(h);
+        self.due.dirty.insert(h);
     }
 }

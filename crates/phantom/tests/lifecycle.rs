@@ -115,12 +115,24 @@ async fn session_survives_client_address_change() {
     let got = send_and_read_back(send, r, data, 20).await;
     assert_eq!(got.len(), expect.len() + 1);
     assert!(got[1..] == expect[..]);
-    let paths = server_conn.paths();
-    assert!(
-        paths
+    // The echo fits in the new address's anti-amplification allowance (3x what the
+    // client sent), so it may finish before the validation does: wait for it.
+    let on_new_path = || {
+        server_conn
+            .paths()
             .iter()
-            .any(|p| p.remote == new_addr && p.validated && p.primary),
-        "server must validate and use the new address: {paths:?}"
+            .any(|p| p.remote == new_addr && p.validated && p.primary)
+    };
+    for _ in 0..100 {
+        if on_new_path() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        on_new_path(),
+        "server must validate and use the new address: {:?}",
+        server_conn.paths()
     );
     assert!(server_conn.stats().migrations >= 1);
 }
@@ -181,4 +193,68 @@ async fn concurrent_connects_from_one_endpoint_get_separate_sessions() {
     })
     .await;
     assert_eq!(srv.session_count(), 3);
+}
+
+/// Every session of an endpoint runs its own timers: of 40 sessions to one server, the
+/// 20 whose client sends keep-alives stay open and the 20 silent ones close on their
+/// idle timeout, at both ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_of_forty_sessions_keeps_alive_or_times_out_on_its_own_timer() {
+    const EACH: usize = 20;
+    let idle = phantom::SessionConfig {
+        idle_timeout: Duration::from_millis(800),
+        keep_alive: None,
+        ..phantom::default_session_config()
+    };
+    let (id, key) = common::identity();
+    let mut cfg = phantom::ServerConfig::new(id);
+    cfg.session = idle.clone();
+    let srv = Endpoint::server(cfg, localhost()).unwrap();
+    let addr = srv.local_addr();
+    let acceptor = srv.clone();
+    let accepted = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while held.len() < 2 * EACH {
+            held.push(acceptor.accept().await.unwrap());
+        }
+        held
+    });
+    let lively = Endpoint::client(localhost()).unwrap();
+    let silent = Endpoint::client(localhost()).unwrap();
+    let mut pinging = Vec::new();
+    let mut quiet = Vec::new();
+    for _ in 0..EACH {
+        let opts = ClientOptions {
+            session: phantom::SessionConfig {
+                keep_alive: Some(Duration::from_millis(150)),
+                ..idle.clone()
+            },
+            ..ClientOptions::default()
+        };
+        pinging.push(
+            within(10, lively.connect_with(addr, &key, opts))
+                .await
+                .unwrap(),
+        );
+        let opts = ClientOptions {
+            session: idle.clone(),
+            ..ClientOptions::default()
+        };
+        quiet.push(
+            within(10, silent.connect_with(addr, &key, opts))
+                .await
+                .unwrap(),
+        );
+    }
+    let held = within(10, accepted).await.unwrap();
+    assert_eq!(srv.session_count(), 2 * EACH);
+    for c in &quiet {
+        assert_eq!(within(5, c.closed()).await, CloseReason::IdleTimeout);
+    }
+    // The server's silent sessions time out too (at about the same time); the
+    // pinging ones outlive two more idle timeouts.
+    tokio::time::sleep(Duration::from_millis(1_600)).await;
+    assert_eq!(srv.session_count(), EACH);
+    assert_eq!(pinging.iter().filter(|c| c.is_closed()).count(), 0);
+    assert_eq!(held.iter().filter(|c| c.is_closed()).count(), EACH);
 }
