@@ -531,6 +531,21 @@ impl SentPackets {
         (lost_bytes, pc.found)
     }
 
+    /// Packets the ledger has room for without allocating (its memory).
+    #[must_use]
+    pub fn capacity(&self) -> usize {
+        self.entries.capacity()
+    }
+
+    /// Frees the ledger's memory if it holds no packet: a path with nothing in
+    /// flight keeps no ring grown by its last burst (an idle session's memory stays
+    /// at its resting size). The next packet sent allocates again.
+    pub fn release_if_empty(&mut self) {
+        if self.entries.is_empty() && self.entries.capacity() > 0 {
+            self.entries = VecDeque::new();
+        }
+    }
+
     /// Drops acknowledged and lost records from the front. Records behind an
     /// outstanding packet stay until it resolves (they keep persistent-congestion
     /// runs honest); the loss timer bounds how long that takes.

@@ -106,6 +106,12 @@ impl PathRecovery {
         &self.sent
     }
 
+    /// Frees the sent-packet ledger's memory if nothing is in it (see
+    /// [`SentPackets::release_if_empty`]).
+    pub fn release_if_empty(&mut self) {
+        self.sent.release_if_empty();
+    }
+
     /// The controller.
     #[inline]
     #[must_use]

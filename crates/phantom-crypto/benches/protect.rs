@@ -45,9 +45,12 @@ fn image(h: &Header) -> Vec<u8> {
     v
 }
 
+/// AES-256-GCM on the encryption-only key schedule, the type the crate seals with.
+type Aes256Gcm = aes_gcm::AesGcm<aes::Aes256Enc, aes_gcm::aead::consts::U12>;
+
 /// The raw AEAD the suite maps to, keyed once.
 enum Raw {
-    Aes(Box<aes_gcm::Aes256Gcm>),
+    Aes(Box<Aes256Gcm>),
     ChaCha(chacha20poly1305::ChaCha20Poly1305),
 }
 
@@ -55,7 +58,7 @@ impl Raw {
     fn new(suite: Suite) -> Self {
         let key = [0x24u8; 32];
         match suite {
-            Suite::Aes256Gcm => Raw::Aes(Box::new(aes_gcm::Aes256Gcm::new((&key).into()))),
+            Suite::Aes256Gcm => Raw::Aes(Box::new(Aes256Gcm::new((&key).into()))),
             _ => Raw::ChaCha(chacha20poly1305::ChaCha20Poly1305::new((&key).into())),
         }
     }

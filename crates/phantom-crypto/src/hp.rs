@@ -22,7 +22,8 @@ pub(crate) const LABEL_HP: &[u8] = b"phantom v2 hp";
 /// A header-protection key of one direction. Zeroized on drop (the AES key schedule by
 /// the `aes` crate's `zeroize` feature, the ChaCha20 key here); Debug is redacted.
 pub(crate) enum HpKey {
-    Aes(Box<aes::Aes256>),
+    /// Encryption only (the mask is one forward block): half the round keys.
+    Aes(Box<aes::Aes256Enc>),
     ChaCha(Box<Zeroizing<[u8; 32]>>),
 }
 
@@ -37,7 +38,7 @@ impl HpKey {
     /// A key from raw bytes (known-answer tests, fuzzing).
     pub(crate) fn from_raw(suite: Suite, key: &[u8; 32]) -> Self {
         match suite {
-            Suite::Aes256Gcm => HpKey::Aes(Box::new(aes::Aes256::new(key.into()))),
+            Suite::Aes256Gcm => HpKey::Aes(Box::new(aes::Aes256Enc::new(key.into()))),
             Suite::ChaCha20Poly1305 => HpKey::ChaCha(Box::new(Zeroizing::new(*key))),
         }
     }

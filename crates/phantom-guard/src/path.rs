@@ -357,7 +357,9 @@ impl PathRegistry {
         config.validate()?;
         Ok(Self {
             config,
-            paths: Vec::with_capacity(config.max_paths),
+            // Grown one path at a time: most sessions keep one path for life, and
+            // `max_paths` slots would cost ~1 KiB per session at the default of 8.
+            paths: Vec::new(),
         })
     }
 
@@ -418,6 +420,9 @@ impl PathRegistry {
                     });
                 }
             }
+        }
+        if self.paths.len() == self.paths.capacity() {
+            self.paths.reserve_exact(1);
         }
         self.paths.push(Path {
             id: path,

@@ -1,7 +1,5 @@
 //! Sliding-window replay protection in the style of RFC 6479.
 
-use std::collections::BTreeMap;
-
 use phantom_wire::{MAX_SEQUENCE, StreamId};
 
 use crate::Error;
@@ -317,9 +315,10 @@ impl core::fmt::Debug for ReplayWindow {
 /// One [`ReplayWindow`] per stream, created lazily, plus the rejection counter the
 /// session exposes as `replay_rejected_total`.
 ///
-/// Streams are kept in a `BTreeMap`, so behaviour depends on nothing but the calls
-/// made (I9). A window costs 512 bytes at the default width; the session bounds the
-/// number of streams through its stream limits.
+/// Streams are kept in a vector sorted by stream id, so behaviour depends on nothing
+/// but the calls made (I9), and a session with one stream holds exactly one entry (a
+/// `BTreeMap` node has room for eleven). A window costs 512 bytes at the default
+/// width; the session bounds the number of streams through its stream limits.
 ///
 /// # Invariants
 ///
@@ -329,7 +328,8 @@ impl core::fmt::Debug for ReplayWindow {
 /// is created.
 #[derive(Debug, Clone)]
 pub struct StreamWindows {
-    windows: BTreeMap<StreamId, ReplayWindow>,
+    /// Sorted by stream id, at most one entry per stream.
+    windows: Vec<(StreamId, ReplayWindow)>,
     width: u64,
     rejected_total: u64,
 }
@@ -339,7 +339,7 @@ impl StreamWindows {
     #[must_use]
     pub fn new() -> Self {
         Self {
-            windows: BTreeMap::new(),
+            windows: Vec::new(),
             width: ReplayWindow::DEFAULT_WIDTH,
             rejected_total: 0,
         }
@@ -354,7 +354,7 @@ impl StreamWindows {
     pub fn with_width(width: u64) -> Result<Self, Error> {
         let probe = ReplayWindow::with_width(width)?;
         Ok(Self {
-            windows: BTreeMap::new(),
+            windows: Vec::new(),
             width: probe.width(),
             rejected_total: 0,
         })
@@ -366,7 +366,7 @@ impl StreamWindows {
     ///
     /// As [`ReplayWindow::check`].
     pub fn check(&self, stream: StreamId, seq: u64) -> Result<(), ReplayError> {
-        match self.windows.get(&stream) {
+        match self.get(stream) {
             Some(w) => w.check(seq),
             None if seq > MAX_SEQUENCE => Err(ReplayError::BeyondMax),
             None => Ok(()),
@@ -390,16 +390,36 @@ impl StreamWindows {
     }
 
     fn commit(&mut self, stream: StreamId, seq: u64) -> Result<(), ReplayError> {
-        if let Some(w) = self.windows.get_mut(&stream) {
-            return w.commit(seq);
-        }
+        let at = match self.find(stream) {
+            Ok(i) => {
+                return match self.windows.get_mut(i) {
+                    Some((_, w)) => w.commit(seq),
+                    None => Err(ReplayError::BeyondMax),
+                };
+            }
+            Err(i) => i,
+        };
         if seq > MAX_SEQUENCE {
             return Err(ReplayError::BeyondMax);
         }
         let mut w = ReplayWindow::build(self.width);
         let result = w.commit(seq);
-        self.windows.insert(stream, w);
+        if self.windows.len() == self.windows.capacity() && self.windows.len() < 4 {
+            // Most sessions keep one or two streams: room for exactly those.
+            self.windows.reserve_exact(1);
+        }
+        self.windows.insert(at, (stream, w));
         result
+    }
+
+    /// Where `stream`'s window is (`Ok`), or where it would go (`Err`). The newest
+    /// stream is the likeliest, so the last entry is tried first.
+    fn find(&self, stream: StreamId) -> Result<usize, usize> {
+        match self.windows.last() {
+            Some((last, _)) if *last < stream => Err(self.windows.len()),
+            Some((last, _)) if *last == stream => Ok(self.windows.len() - 1),
+            _ => self.windows.binary_search_by(|(s, _)| s.cmp(&stream)),
+        }
     }
 
     /// The width of every window (a multiple of 64).
@@ -429,7 +449,8 @@ impl StreamWindows {
     /// The window of `stream`, if one exists.
     #[must_use]
     pub fn get(&self, stream: StreamId) -> Option<&ReplayWindow> {
-        self.windows.get(&stream)
+        let i = self.find(stream).ok()?;
+        self.windows.get(i).map(|(_, w)| w)
     }
 
     /// Forgets the window of `stream`; `true` if it existed.
@@ -438,7 +459,13 @@ impl StreamWindows {
     /// Call it only for a stream the session will never deliver data on again (for
     /// example a finished stream whose id the session itself refuses from now on).
     pub fn remove(&mut self, stream: StreamId) -> bool {
-        self.windows.remove(&stream).is_some()
+        match self.find(stream) {
+            Ok(i) => {
+                self.windows.remove(i);
+                true
+            }
+            Err(_) => false,
+        }
     }
 }
 

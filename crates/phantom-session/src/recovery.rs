@@ -368,12 +368,14 @@ impl PathRecovery {
         if self.meta.is_empty() && self.meta.capacity() > 0 {
             self.meta = VecDeque::new();
         }
+        self.cc.release_if_empty();
     }
 
-    /// Capacity of the record ring (tests of idle memory).
+    /// Capacity of the record ring and of the congestion ledger's (tests of idle
+    /// memory).
     #[cfg(test)]
     pub(crate) fn ring_capacity(&self) -> usize {
-        self.meta.capacity()
+        self.meta.capacity() + self.cc.sent().capacity()
     }
 
     /// The loss-detection timer fired: time-threshold losses (fed to the

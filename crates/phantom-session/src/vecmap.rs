@@ -3,6 +3,9 @@
 //! search over one contiguous allocation beats walking B-tree nodes. Iteration is in
 //! key order, as with `BTreeMap`, so behaviour stays deterministic (I9).
 
+/// Entries a [`VecMap`] allocates one at a time before it grows as a `Vec` does.
+const EXACT_UP_TO: usize = 4;
+
 /// Sorted-vector map. Insertion and removal are O(n): use it only for maps whose
 /// size is bounded by configuration (paths) or that grow at the end (spaces).
 #[derive(Debug, Clone)]
@@ -70,6 +73,16 @@ impl<K: Ord + Copy, V> VecMap<K, V> {
         self.find(k).is_ok()
     }
 
+    /// Room for one more entry. A map that grows one entry at a time takes exactly
+    /// what it holds up to [`EXACT_UP_TO`] entries (most sessions keep one path and
+    /// one space for their whole life: a `Vec`'s first growth would allocate room for
+    /// four), and doubles beyond, as a `Vec` does.
+    fn reserve_one(&mut self) {
+        if self.entries.len() == self.entries.capacity() && self.entries.len() < EXACT_UP_TO {
+            self.entries.reserve_exact(1);
+        }
+    }
+
     /// Inserts or replaces; returns the previous value.
     pub(crate) fn insert(&mut self, k: K, v: V) -> Option<V> {
         match self.find(&k) {
@@ -78,6 +91,7 @@ impl<K: Ord + Copy, V> VecMap<K, V> {
                 .get_mut(i)
                 .map(|slot| std::mem::replace(&mut slot.1, v)),
             Err(i) => {
+                self.reserve_one();
                 self.entries.insert(i, (k, v));
                 None
             }
@@ -89,6 +103,7 @@ impl<K: Ord + Copy, V> VecMap<K, V> {
         let i = match self.find(&k) {
             Ok(i) => i,
             Err(i) => {
+                self.reserve_one();
                 self.entries.insert(i, (k, make()));
                 i
             }

@@ -335,3 +335,34 @@ fn ring_grows_with_the_stream_and_keeps_every_mark() {
     assert_eq!(w.check(5000 - 2048), Err(ReplayError::TooOld));
     assert_eq!(w.check(5000 - 2047), Ok(()));
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+    /// I4 per stream: windows kept for streams arriving in any order (and forgotten)
+    /// answer exactly as one separate window per stream does.
+    #[test]
+    fn stream_windows_match_one_window_per_stream(
+        ops in proptest::collection::vec((0u32..9, 0u64..300, 0u8..8), 1..300),
+    ) {
+        let mut windows = StreamWindows::new();
+        let mut model: std::collections::BTreeMap<u32, ReplayWindow> = Default::default();
+        let mut rejected = 0u64;
+        for (stream, seq, op) in ops {
+            let id = StreamId(stream);
+            if op == 0 {
+                prop_assert_eq!(windows.remove(id), model.remove(&stream).is_some());
+                continue;
+            }
+            let w = model.entry(stream).or_default();
+            prop_assert_eq!(windows.check(id, seq), w.check(seq));
+            let expect = w.accept_authenticated(seq);
+            rejected += u64::from(!expect);
+            prop_assert_eq!(windows.accept_authenticated(id, seq).is_ok(), expect);
+            prop_assert_eq!(windows.len(), model.len());
+        }
+        prop_assert_eq!(windows.rejected_total(), rejected);
+        for (s, w) in &model {
+            prop_assert_eq!(windows.get(StreamId(*s)).map(ReplayWindow::highest), Some(w.highest()));
+        }
+    }
+}

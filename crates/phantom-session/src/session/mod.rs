@@ -896,9 +896,14 @@ impl Session {
         self.earliest_deadline()
     }
 
-    /// The next event for the application.
+    /// The next event for the application. Once the queue is drained its memory is
+    /// freed: an idle session holds no room for events it may never have.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let e = self.events.pop_front();
+        if e.is_none() && self.events.capacity() > 0 {
+            self.events = VecDeque::new();
+        }
+        e
     }
 
     // ───────────────────────── internals ─────────────────────────

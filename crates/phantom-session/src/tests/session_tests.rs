@@ -1675,11 +1675,11 @@ fn echo_larger_than_initial_stream_credit_flows_both_ways() {
 }
 
 /// Memory of idle sessions (docs/PERFORMANCE.md measures RSS per idle session; goal
-/// ≤ 16 KiB): the sent-packet ring a session keeps spare for its next burst, and the
-/// recovery rings its bursts grew, must not stay with a session that has nothing left
-/// to send. Once a transfer is done and acknowledged, neither end holds either (the
-/// recovery ring alone is ~0.4 KiB per idle session at 1,000 sessions in a heap
-/// profile).
+/// ≤ 10 KiB): the sent-packet ring a session keeps spare for its next burst, and the
+/// recovery rings and congestion ledgers its bursts grew, must not stay with a session
+/// that has nothing left to send. Once a transfer is done and acknowledged, neither
+/// end holds any (the recovery ring and the ledger are ~0.4 KiB each per idle session
+/// at 1,000 sessions in a heap profile).
 #[test]
 fn an_idle_session_keeps_no_spare_sent_packet_ring() {
     let mut pair = Pair::new(61, Config::default(), LinkConfig::default());
