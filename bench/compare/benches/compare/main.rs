@@ -4,13 +4,14 @@
 //! handshake beside quinn with classical and with X25519MLKEM768 key exchange) and resident
 //! memory per idle session.
 //!
-//! Fairness: quinn runs on the same socket buffers as Phantom (`--buffers equal`) or both on
-//! the kernel default (`kernel`); quinn's rustls provider is ring in the default build and
-//! aws-lc-rs with `--features aws-lc` (Phantom's AEAD backend follows the same feature); CPU
-//! comes from the kernel's nanosecond CPU clocks; every condition runs `--rounds` times, each
-//! round's runs in a random order drawn from `--seed` (printed), reported as min / median /
-//! max; the defaults (Phantom BBR, quinn CUBIC) run beside both on CUBIC (`--cc`); kernel
-//! receive-buffer drops and each implementation's losses are printed for every run.
+//! Fairness: quinn runs on the same socket buffers as Phantom (`--buffers equal`) or both
+//! on the kernel default (`kernel`); quinn's rustls provider is ring in the default build
+//! and aws-lc-rs with `--features aws-lc` (Phantom's AEAD and handshake key exchange follow
+//! the same feature); CPU comes from the kernel's nanosecond CPU clocks; every condition
+//! runs `--rounds` times, each round's runs in a random order drawn from `--seed`
+//! (printed), reported as min / median / max; the defaults (Phantom BBR, quinn CUBIC) run
+//! beside both on CUBIC (`--cc`); kernel receive-buffer drops and each implementation's
+//! losses are printed for every run.
 //!
 //! Direct use: `cargo bench --manifest-path bench/compare/Cargo.toml --bench compare
 //! [--features aws-lc] -- [--bytes N] [--rounds R] [--quick] [--seed S]
@@ -312,9 +313,10 @@ fn loadavg() -> String {
 
 fn backend() -> String {
     let aead = if cfg!(feature = "aws-lc") {
-        "aws-lc-rs (--features aws-lc); quinn on rustls' aws-lc-rs provider"
+        "aws-lc-rs (--features aws-lc: AEAD, X25519, ML-KEM-768); quinn on rustls' aws-lc-rs \
+         provider"
     } else {
-        "RustCrypto aes-gcm (default); quinn on rustls' ring provider"
+        "RustCrypto (default: aes-gcm, x25519-dalek, ml-kem); quinn on rustls' ring provider"
     };
     format!("{aead}, {}", build_cpu())
 }
@@ -343,7 +345,7 @@ fn host_line() -> String {
 
 async fn run(args: &Args) -> Result<(), String> {
     println!(
-        "compare: phantom AEAD backend {}; load average {} (1/5/15 min)",
+        "compare: phantom crypto backend {}; load average {} (1/5/15 min)",
         backend(),
         loadavg()
     );
