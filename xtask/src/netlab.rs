@@ -19,7 +19,8 @@
 //! UDP, but without the relay's delay.
 //!
 //! Servers run in the server namespace: `phantom serve --out-dir` on port 4433 and
-//! `phantom serve --echo --tcp` on 4434. Scenario 1 runs `phantom send`; the others
+//! `phantom serve --echo --tcp --scheduler S` on 4434, S being the scenario's scheduler
+//! (each end schedules its own sending). Scenario 1 runs `phantom send`; the others
 //! run the `netlab_client` example of phantom-cli (extra paths, schedulers, events
 //! mid-transfer) against the echo server, comparing every byte that comes back.
 //! With `--quinn`, scenario 1 also runs quinn 0.11 (bench/compare's `netlab_quinn`
@@ -283,7 +284,9 @@ impl Lab {
     }
 
     /// Builds the namespaces, links, rate limits, loss rules, relay and servers.
-    fn up(run: usize, links: [Link; 2], bins: &Bins, dir: &Path) -> Result<Self> {
+    /// `scheduler`: the echo server's multipath scheduler (the scenario's, so that
+    /// both directions of an echo spread the same way).
+    fn up(run: usize, links: [Link; 2], bins: &Bins, dir: &Path, scheduler: &str) -> Result<Self> {
         let prefix = format!("phlab-{}-{run}", std::process::id());
         let mut lab = Self {
             prefix,
@@ -423,6 +426,8 @@ impl Lab {
                 "--key",
                 &key.to_string_lossy(),
                 "--echo",
+                "--scheduler",
+                scheduler,
                 "--tcp",
                 "0.0.0.0:4434",
             ],
@@ -551,7 +556,7 @@ fn field<'a>(out: &'a str, key: &str) -> Option<&'a str> {
 /// Scenario 1: `phantom send` of one file over link 1.
 fn bulk(run: usize, loss: u32, bins: &Bins, dir: &Path, sizes: Sizes) -> Result<Row> {
     let links = [Link { loss_pct: loss }, Link { loss_pct: 0 }];
-    let mut lab = Lab::up(run, links, bins, dir)?;
+    let mut lab = Lab::up(run, links, bins, dir, "low-latency")?;
     let file = dir.join(format!("payload-{run}.bin"));
     payload(&file, sizes.bytes)?;
     let args: Vec<String> = vec![
@@ -602,7 +607,7 @@ fn bulk_quinn(
     sizes: Sizes,
 ) -> Result<Row> {
     let links = [Link { loss_pct: loss }, Link { loss_pct: 0 }];
-    let mut lab = Lab::up(run, links, bins, dir)?;
+    let mut lab = Lab::up(run, links, bins, dir, "low-latency")?;
     let cert = dir.join(format!("quinn-{run}.der"));
     let cert_s = cert.to_string_lossy().into_owned();
     let srv = lab.spawn(
@@ -654,7 +659,7 @@ struct Echo<'a> {
 }
 
 fn echo(run: usize, spec: &Echo<'_>, bins: &Bins, dir: &Path, sizes: Sizes) -> Result<Row> {
-    let mut lab = Lab::up(run, spec.links, bins, dir)?;
+    let mut lab = Lab::up(run, spec.links, bins, dir, spec.scheduler)?;
     let mut args: Vec<String> = vec![
         "--connect".into(),
         format!("{RELAY}:4434"),

@@ -233,6 +233,12 @@ pub(crate) struct ServeArgs {
     /// Close sessions silent for this many seconds.
     #[arg(long, default_value_t = 30)]
     pub(crate) idle_timeout: u64,
+    /// Multipath scheduler of what the server sends (an echo): how it spreads its data
+    /// over the paths a client opened. Each end schedules its own sending; a client
+    /// that aggregates its upload gets an aggregated download only from a server that
+    /// aggregates too.
+    #[arg(long, value_enum, default_value_t = Scheduler::LowLatency)]
+    pub(crate) scheduler: Scheduler,
     /// Also accept the TCP fallback carrier on this address (for clients whose UDP
     /// is blocked), e.g. 0.0.0.0:4433.
     #[arg(long, value_name = "ADDR")]

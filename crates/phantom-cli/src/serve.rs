@@ -58,6 +58,7 @@ pub(crate) async fn serve(args: ServeArgs) -> Result<(), CliError> {
             .map_err(|e| CliError::Usage(format!("--server-id {hex}: {e}")))?;
     }
     cfg.session.idle_timeout = Duration::from_secs(args.idle_timeout);
+    cfg.session.scheduler = args.scheduler.into();
     if let Some(n) = args.workers {
         cfg.workers = usize::from(n);
     }

@@ -421,4 +421,7 @@ pub struct PathSnapshot {
     pub congestion: crate::cc::CongestionSnapshot,
     /// Bytes sent on the path.
     pub bytes_sent: u64,
+    /// Bytes of authenticated datagrams received on the path (how the peer's
+    /// scheduler spread what it sent).
+    pub bytes_received: u64,
 }

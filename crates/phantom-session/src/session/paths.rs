@@ -546,6 +546,7 @@ impl Paths {
                 pto: p.pto_base(),
                 congestion: p.snapshot(),
                 bytes_sent: p.bytes_sent,
+                bytes_received: self.registry.info(id).map_or(0, |i| i.bytes_received),
             })
             .collect()
     }
