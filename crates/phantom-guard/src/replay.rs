@@ -392,10 +392,10 @@ impl StreamWindows {
     fn commit(&mut self, stream: StreamId, seq: u64) -> Result<(), ReplayError> {
         let at = match self.find(stream) {
             Ok(i) => {
-                return match self.windows.get_mut(i) {
-                    Some((_, w)) => w.commit(seq),
-                    None => Err(ReplayError::BeyondMax),
-                };
+                if let Some((_, w)) = self.windows.get_mut(i) {
+                    return w.commit(seq);
+                }
+                i
             }
             Err(i) => i,
         };
