@@ -344,6 +344,26 @@ impl Server {
         self.config.reset_key.token(id)
     }
 
+    /// True if a half-open handshake of `from` already sent its ServerFinished with
+    /// `conn_id` as the server's first connection id (a 1-RTT PDK handshake waiting for
+    /// the ClientFinished). The client sends its first protected packets with that id in
+    /// the flight that carries its ClientFinished, so when the ClientFinished is lost
+    /// (or overtaken) such packets arrive before the session exists: they belong to a
+    /// session being made, not to one the server lost, and must not be answered with a
+    /// stateless reset (docs/PROTOCOL.md §5.10). One lookup by address.
+    #[must_use]
+    pub fn awaits_finished(&self, from: SocketAddr, conn_id: &[u8]) -> bool {
+        [self.conns.get(&from), self.superseded.get(&from)]
+            .into_iter()
+            .flatten()
+            .any(|c| match &c.state {
+                ConnState::ExpectClientFinished(s) => {
+                    s.id0.as_ref().is_some_and(|i| i.id.as_bytes() == conn_id)
+                }
+                ConnState::ExpectClientHello => false,
+            })
+    }
+
     /// The generator and reset key of the connection ids this server issues (its
     /// sessions issue their later ids with them too).
     #[must_use]

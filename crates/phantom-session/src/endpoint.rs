@@ -74,6 +74,10 @@ pub struct EndpointStats {
     pub early_malformed: u64,
     /// Stateless resets built ([`Endpoint::stateless_reset`]).
     pub resets: u64,
+    /// Short packets for the first connection id of a handshake still waiting for its
+    /// ClientFinished (it was lost or overtaken): dropped without a reset, the client
+    /// sends them again once the session stands.
+    pub before_finished: u64,
 }
 
 /// Early data released at ClientHello acceptance, held until its handshake completes.
@@ -409,16 +413,20 @@ impl Endpoint {
         self.stats
     }
 
-    /// A server endpoint's answer to `datagram`, a short packet [`Endpoint::route`] found
-    /// no session for (a server restarted and lost the session): a stateless reset
-    /// (docs/PROTOCOL.md §5.10) — byte 0 of the short form, random bytes, and the reset
-    /// token of the packet's connection id under the server's static reset key, one byte
-    /// shorter than the trigger. `None` for a client endpoint, a datagram that is not a
-    /// short packet or is no longer than the shortest short packet (so a reset never
-    /// answers a reset: no loops), or beyond [`MAX_RESETS_PER_SECOND`].
+    /// A server endpoint's answer to `datagram`, a short packet from `remote` that
+    /// [`Endpoint::route`] found no session for (a server restarted and lost the
+    /// session): a stateless reset (docs/PROTOCOL.md §5.10) — byte 0 of the short form,
+    /// random bytes, and the reset token of the packet's connection id under the
+    /// server's static reset key, one byte shorter than the trigger. `None` for a client
+    /// endpoint, a datagram that is not a short packet or is no longer than the shortest
+    /// short packet (so a reset never answers a reset: no loops), a packet for the
+    /// first id of a handshake of `remote` that waits for its ClientFinished (the
+    /// session is being made, not lost: counted in [`EndpointStats::before_finished`]),
+    /// or beyond [`MAX_RESETS_PER_SECOND`].
     pub fn stateless_reset<R: Rng + ?Sized>(
         &mut self,
         now: Instant,
+        remote: SocketAddr,
         datagram: &[u8],
         rng: &mut R,
     ) -> Option<Vec<u8>> {
@@ -426,6 +434,10 @@ impl Endpoint {
         let len = self.conn_id_len();
         let id = phantom_wire::peek_conn_id(datagram, len)?;
         if datagram.len() <= phantom_wire::min_packet_len(len) {
+            return None;
+        }
+        if server.awaits_finished(remote, id) {
+            self.stats.before_finished += 1;
             return None;
         }
         let (start, sent) = self.resets;
@@ -527,6 +539,7 @@ mod tests {
                 early_released: 0,
                 early_malformed: 0,
                 resets: 0,
+                before_finished: 0,
             }
         );
     }

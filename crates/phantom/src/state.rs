@@ -416,7 +416,9 @@ impl Inner {
             return;
         }
         if rx.carrier == Carrier::Udp
-            && let Some(reset) = self.router.stateless_reset(now.instant, dg, &mut self.rng)
+            && let Some(reset) =
+                self.router
+                    .stateless_reset(now.instant, rx.remote, dg, &mut self.rng)
         {
             self.hs_out.push_back(Outgoing {
                 src: Some(rx.local),

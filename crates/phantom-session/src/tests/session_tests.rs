@@ -1738,3 +1738,100 @@ fn stateless_reset_with_the_peers_token_closes_at_once() {
     let (c, _) = pair.events();
     assert!(c.contains(&Event::Closed(CloseReason::Reset)), "{c:?}");
 }
+
+/// A 1-RTT (PDK) client sends its first protected packets in the flight of its
+/// ClientFinished. When that ClientFinished is lost, those packets reach the server
+/// before the session exists: the server must not answer them with a stateless reset
+/// (whose token the client would accept, closing the session being made), while a
+/// packet for the same id from another address still gets one. Once the ClientFinished
+/// arrives, the same packets open in the new session.
+#[test]
+fn packets_before_a_lost_client_finished_get_no_stateless_reset() {
+    use crate::{DatagramEvent, Endpoint, Session, Side};
+    use phantom_handshake::{
+        Client, ClientConfig, HybridSigningKey, Server, ServerConfig, ServerIdentity, Time,
+    };
+    use rand::rngs::ChaCha20Rng;
+    let mut rng = ChaCha20Rng::seed_from_u64(91);
+    let now = crate::test_instant();
+    let t = Time::new(now, 1_750_000_000);
+    let signing = HybridSigningKey::generate(&mut rng);
+    let identity = ServerIdentity::generate(&signing, &mut rng, 1_750_000_000 + 86_400).unwrap();
+    let vk = signing.verifying_key();
+    let mut ccfg = ClientConfig::new(vk.clone());
+    ccfg.certificate = Some(identity.certificate().verify(&vk, 1_750_000_000).unwrap());
+    let mut endpoint = Endpoint::with_server(
+        Server::new(ServerConfig::new(identity), &mut rng),
+        Config::default(),
+    );
+    let c_pub = public_addr(1, 40000);
+    let mut client = Client::new(ccfg, &mut rng, t).unwrap();
+    while let Some(d) = client.poll_transmit() {
+        let r = endpoint.handle_handshake(t, SERVER, c_pub, &d, &mut rng);
+        assert!(r.unwrap().is_none(), "no session before the ClientFinished");
+    }
+    while let Some(tx) = endpoint.poll_handshake_transmit() {
+        let _ = client.handle(t, &tx.payload, &mut rng).unwrap();
+    }
+    assert!(client.is_complete(), "PDK: one server flight");
+    // The ClientFinished flight is lost on the way.
+    let finished: Vec<Vec<u8>> = std::iter::from_fn(|| client.poll_transmit()).collect();
+    assert!(!finished.is_empty());
+    let mut client_session = Session::from_established(
+        Side::Client,
+        Config::default(),
+        client.into_established().unwrap(),
+        now,
+        client_addr(1),
+        SERVER,
+        [9; 32],
+    )
+    .unwrap();
+    let id = client_session.open_stream(Dir::Uni).unwrap();
+    client_session
+        .write(id, b"sent beside the finished")
+        .unwrap();
+    let mut buf = vec![0u8; 1500];
+    let mut early = Vec::new();
+    while let Some(tx) = client_session.poll_transmit(now, &mut buf) {
+        early.push(buf[..tx.len].to_vec());
+    }
+    assert!(!early.is_empty());
+    for d in &early {
+        assert_eq!(endpoint.route(d), DatagramEvent::Unknown);
+        assert_eq!(endpoint.stateless_reset(now, c_pub, d, &mut rng), None);
+    }
+    assert_eq!(endpoint.stats().before_finished, early.len() as u64);
+    assert_eq!(endpoint.stats().resets, 0);
+    // The same id from another address is not this handshake's: a reset answers it.
+    let elsewhere = public_addr(2, 40000);
+    let reset = endpoint.stateless_reset(now, elsewhere, &early[0], &mut rng);
+    assert_eq!(reset.map(|r| r.len()), Some(early[0].len() - 1));
+    assert_eq!(endpoint.stats().resets, 1);
+    // The ClientFinished arrives (sent again): the session stands and the packets
+    // that waited open in it.
+    let mut accepted = None;
+    for d in &finished {
+        if let Some(a) = endpoint
+            .handle_handshake(t, SERVER, c_pub, d, &mut rng)
+            .unwrap()
+        {
+            accepted = Some(a);
+        }
+    }
+    let accepted = accepted.expect("the ClientFinished completes the handshake");
+    let mut server_session = *accepted.session;
+    for d in &mut early {
+        assert_eq!(endpoint.route(d), DatagramEvent::Session(accepted.handle));
+        server_session.handle_datagram(now, crate::RxMeta::udp(SERVER, c_pub), d);
+    }
+    let mut out = [0u8; 64];
+    assert_eq!(server_session.read(id, &mut out).unwrap(), Some(24));
+    assert_eq!(&out[..24], b"sent beside the finished");
+    // A packet for the id0 of a finished handshake is no longer held back.
+    assert!(
+        !endpoint
+            .server_mut()
+            .is_some_and(|s| s.awaits_finished(c_pub, &early[0][1..9]))
+    );
+}
