@@ -99,6 +99,12 @@ enum Cmd {
         /// Also run the one-path bulk scenarios with quinn 0.11 (builds bench/compare).
         #[arg(long)]
         quinn: bool,
+        /// Only these scenarios (numbers 1 to 6, comma-separated).
+        #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(1..=6))]
+        only: Vec<u8>,
+        /// Worker sockets of each `phantom serve` (default: its own, one per core).
+        #[arg(long)]
+        workers: Option<u16>,
     },
     /// The lab's UDP delay relay (run by `netlab` inside its router namespace).
     #[command(hide = true)]
@@ -143,14 +149,23 @@ fn main() -> ExitCode {
         Cmd::Header => write_header(),
         Cmd::Ffi => ffi(),
         Cmd::Examples => examples(),
-        Cmd::Netlab { short, quinn } => netlab::run(
-            if short {
-                netlab::Sizes::SHORT
-            } else {
-                netlab::Sizes::FULL
-            },
+        Cmd::Netlab {
+            short,
             quinn,
-        ),
+            only,
+            workers,
+        } => {
+            let mut plan = if short {
+                netlab::Plan::SHORT
+            } else {
+                netlab::Plan::FULL
+            };
+            plan.workers = workers;
+            if !only.is_empty() {
+                plan.scenarios = only.iter().fold(0, |m, n| m | (1 << n));
+            }
+            netlab::run(plan, quinn)
+        }
         Cmd::NetlabRelay { map, delay_ms } => netlab::relay(&map, Duration::from_millis(delay_ms)),
         Cmd::Sim { secs, seed } => {
             let mut c = cargo();
@@ -357,7 +372,7 @@ fn ci(no_fuzz: bool) -> Result {
             println!("[ci] netlab skipped: {why}");
             Ok(())
         }
-        None => netlab::run(netlab::Sizes::SHORT, false),
+        None => netlab::run(netlab::Plan::SHORT, false),
     })?;
     step("deny", || {
         ensure_tool("deny", "cargo-deny", CARGO_DENY_VERSION)?;

@@ -55,24 +55,47 @@ pub(crate) const SCENARIOS: &str = "bulk at 0/1/3% loss (phantom send), one path
 two aggregated, failover when a path dies, redundant beside a 20%-loss path, migration \
 to a new client address, UDP blocked then unblocked with TCP fallback";
 
-/// Size of each transfer.
+/// What a lab run does: the size of each transfer, which scenarios, the servers' workers.
 #[derive(Clone, Copy)]
-pub(crate) struct Sizes {
+pub(crate) struct Plan {
     /// Bytes per bulk transfer.
     pub(crate) bytes: u64,
     /// Seconds before a transfer counts as never completing.
     pub(crate) timeout: u64,
+    /// `phantom serve --workers` for both servers (`None`: its default).
+    pub(crate) workers: Option<u16>,
+    /// Bit `n` set: run scenario `n` (1 to 6).
+    pub(crate) scenarios: u8,
 }
 
-impl Sizes {
+impl Plan {
+    /// Every scenario.
+    pub(crate) const ALL: u8 = 0b111_1110;
     pub(crate) const FULL: Self = Self {
         bytes: 32 << 20,
         timeout: 120,
+        workers: None,
+        scenarios: Self::ALL,
     };
     pub(crate) const SHORT: Self = Self {
         bytes: 4 << 20,
         timeout: 30,
+        workers: None,
+        scenarios: Self::ALL,
     };
+
+    /// True if scenario `n` runs.
+    fn runs(&self, n: u8) -> bool {
+        self.scenarios & (1 << n) != 0
+    }
+}
+
+/// The scenario number of an echo scenario, from its name ("3 failover, ..." is 3).
+fn scenario_number(name: &str) -> u8 {
+    name.split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 fn run_quiet(cmd: &mut Command) -> Result {
@@ -286,7 +309,14 @@ impl Lab {
     /// Builds the namespaces, links, rate limits, loss rules, relay and servers.
     /// `scheduler`: the echo server's multipath scheduler (the scenario's, so that
     /// both directions of an echo spread the same way).
-    fn up(run: usize, links: [Link; 2], bins: &Bins, dir: &Path, scheduler: &str) -> Result<Self> {
+    fn up(
+        run: usize,
+        links: [Link; 2],
+        bins: &Bins,
+        dir: &Path,
+        scheduler: &str,
+        workers: Option<u16>,
+    ) -> Result<Self> {
         let prefix = format!("phlab-{}-{run}", std::process::id());
         let mut lab = Self {
             prefix,
@@ -399,39 +429,39 @@ impl Lab {
             ],
         )?;
         wait_line(relay, "relaying", Duration::from_secs(5))?;
-        let key = dir.join("server.key");
+        let key = dir.join("server.key").to_string_lossy().into_owned();
         let out_dir = dir.join(format!("received-{run}"));
+        let out_dir = out_dir.to_string_lossy();
         let phantom = bins.phantom.to_string_lossy().into_owned();
-        let store = lab.spawn(
-            &s,
-            &phantom,
-            &[
-                "serve",
-                "--listen",
-                "0.0.0.0:4433",
-                "--key",
-                &key.to_string_lossy(),
-                "--out-dir",
-                &out_dir.to_string_lossy(),
-            ],
-        )?;
+        let workers = workers.map(|w| w.to_string());
+        let workers: Vec<&str> = workers
+            .as_deref()
+            .map(|w| vec!["--workers", w])
+            .unwrap_or_default();
+        let store_args = [
+            "serve",
+            "--listen",
+            "0.0.0.0:4433",
+            "--key",
+            &key,
+            "--out-dir",
+            &out_dir,
+        ];
+        let store = lab.spawn(&s, &phantom, &[&store_args[..], &workers].concat())?;
         wait_line(store, "listening on", Duration::from_secs(5))?;
-        let echo = lab.spawn(
-            &s,
-            &phantom,
-            &[
-                "serve",
-                "--listen",
-                "0.0.0.0:4434",
-                "--key",
-                &key.to_string_lossy(),
-                "--echo",
-                "--scheduler",
-                scheduler,
-                "--tcp",
-                "0.0.0.0:4434",
-            ],
-        )?;
+        let echo_args = [
+            "serve",
+            "--listen",
+            "0.0.0.0:4434",
+            "--key",
+            &key,
+            "--echo",
+            "--scheduler",
+            scheduler,
+            "--tcp",
+            "0.0.0.0:4434",
+        ];
+        let echo = lab.spawn(&s, &phantom, &[&echo_args[..], &workers].concat())?;
         wait_line(echo, "listening on", Duration::from_secs(5))?;
         Ok(lab)
     }
@@ -554,11 +584,11 @@ fn field<'a>(out: &'a str, key: &str) -> Option<&'a str> {
 }
 
 /// Scenario 1: `phantom send` of one file over link 1.
-fn bulk(run: usize, loss: u32, bins: &Bins, dir: &Path, sizes: Sizes) -> Result<Row> {
+fn bulk(run: usize, loss: u32, bins: &Bins, dir: &Path, plan: Plan) -> Result<Row> {
     let links = [Link { loss_pct: loss }, Link { loss_pct: 0 }];
-    let mut lab = Lab::up(run, links, bins, dir, "low-latency")?;
+    let mut lab = Lab::up(run, links, bins, dir, "low-latency", plan.workers)?;
     let file = dir.join(format!("payload-{run}.bin"));
-    payload(&file, sizes.bytes)?;
+    payload(&file, plan.bytes)?;
     let args: Vec<String> = vec![
         "send".into(),
         "--connect".into(),
@@ -571,7 +601,7 @@ fn bulk(run: usize, loss: u32, bins: &Bins, dir: &Path, sizes: Sizes) -> Result<
     let out = lab.client(
         &bins.phantom.clone(),
         &args,
-        Duration::from_secs(sizes.timeout),
+        Duration::from_secs(plan.timeout),
     )?;
     let secs = out
         .split(" bytes in ")
@@ -589,7 +619,7 @@ fn bulk(run: usize, loss: u32, bins: &Bins, dir: &Path, sizes: Sizes) -> Result<
     let _ = std::fs::remove_file(&file);
     Ok(Row {
         name: format!("1 bulk, 1 path, {loss}% loss (send)"),
-        mbit: sizes.bytes as f64 * 8.0 / secs.max(1e-9) / 1e6,
+        mbit: plan.bytes as f64 * 8.0 / secs.max(1e-9) / 1e6,
         link_mbit: RATE_MBIT as f64,
         gap: "-".into(),
         exact: sent == got,
@@ -604,12 +634,15 @@ fn bulk_quinn(
     quinn: &Path,
     bins: &Bins,
     dir: &Path,
-    sizes: Sizes,
+    plan: Plan,
 ) -> Result<Row> {
     let links = [Link { loss_pct: loss }, Link { loss_pct: 0 }];
-    let mut lab = Lab::up(run, links, bins, dir, "low-latency")?;
+    let mut lab = Lab::up(run, links, bins, dir, "low-latency", plan.workers)?;
     let cert = dir.join(format!("quinn-{run}.der"));
     let cert_s = cert.to_string_lossy().into_owned();
+    // Stored and synced before the answer, as `phantom serve --out-dir` does.
+    let store = lab.dir.join(format!("received-{run}"));
+    std::fs::create_dir_all(&store).map_err(|e| format!("{}: {e}", store.display()))?;
     let srv = lab.spawn(
         &lab.ns("s"),
         &quinn.to_string_lossy(),
@@ -619,6 +652,8 @@ fn bulk_quinn(
             &format!("{SERVER}:4435"),
             "--cert-out",
             &cert_s,
+            "--out-dir",
+            &store.to_string_lossy(),
         ],
     )?;
     wait_line(srv, "listening on", Duration::from_secs(5))?;
@@ -629,15 +664,15 @@ fn bulk_quinn(
         "--cert".into(),
         cert_s,
         "--bytes".into(),
-        sizes.bytes.to_string(),
+        plan.bytes.to_string(),
     ];
-    let out = lab.client(quinn, &args, Duration::from_secs(sizes.timeout))?;
+    let out = lab.client(quinn, &args, Duration::from_secs(plan.timeout))?;
     let secs: f64 = field(&out, "secs")
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| format!("no result line in: {out}"))?;
     Ok(Row {
         name: format!("1 bulk, 1 path, {loss}% loss (quinn)"),
-        mbit: sizes.bytes as f64 * 8.0 / secs.max(1e-9) / 1e6,
+        mbit: plan.bytes as f64 * 8.0 / secs.max(1e-9) / 1e6,
         link_mbit: RATE_MBIT as f64,
         gap: "-".into(),
         exact: field(&out, "exact") == Some("yes"),
@@ -658,8 +693,8 @@ struct Echo<'a> {
     link_mbit: f64,
 }
 
-fn echo(run: usize, spec: &Echo<'_>, bins: &Bins, dir: &Path, sizes: Sizes) -> Result<Row> {
-    let mut lab = Lab::up(run, spec.links, bins, dir, spec.scheduler)?;
+fn echo(run: usize, spec: &Echo<'_>, bins: &Bins, dir: &Path, plan: Plan) -> Result<Row> {
+    let mut lab = Lab::up(run, spec.links, bins, dir, spec.scheduler, plan.workers)?;
     let mut args: Vec<String> = vec![
         "--connect".into(),
         format!("{RELAY}:4434"),
@@ -670,9 +705,9 @@ fn echo(run: usize, spec: &Echo<'_>, bins: &Bins, dir: &Path, sizes: Sizes) -> R
         "--scheduler".into(),
         spec.scheduler.into(),
         "--bytes".into(),
-        sizes.bytes.to_string(),
+        plan.bytes.to_string(),
         "--timeout".into(),
-        sizes.timeout.to_string(),
+        plan.timeout.to_string(),
     ];
     if spec.extra_path {
         args.extend(["--extra-path".into(), format!("{CLIENT2}:0")]);
@@ -681,14 +716,14 @@ fn echo(run: usize, spec: &Echo<'_>, bins: &Bins, dir: &Path, sizes: Sizes) -> R
         args.extend(["--tcp".into(), format!("{SERVER}:4434")]);
     }
     for (frac, cmd) in &spec.events {
-        let at = (sizes.bytes as f64 * frac) as u64;
+        let at = (plan.bytes as f64 * frac) as u64;
         let cmd = cmd.replace("{r}", &lab.ns("r"));
         args.extend(["--event".into(), format!("{at}:{cmd}")]);
     }
     let out = lab.client(
         &bins.client.clone(),
         &args,
-        Duration::from_secs(sizes.timeout + 15),
+        Duration::from_secs(plan.timeout + 15),
     )?;
     let secs: f64 = field(&out, "secs")
         .and_then(|s| s.parse().ok())
@@ -702,6 +737,8 @@ fn echo(run: usize, spec: &Echo<'_>, bins: &Bins, dir: &Path, sizes: Sizes) -> R
     let carriers = field(&out, "carriers").unwrap_or("?");
     let seen = field(&out, "seen").unwrap_or("?");
     let rtt = field(&out, "rtt_ms").unwrap_or("?");
+    let sent = field(&out, "sent_mib").unwrap_or("?");
+    let recv = field(&out, "recv_mib").unwrap_or("?");
     // The relay keeps one upstream socket per client address it saw: two after an
     // address change or with two paths.
     let flows = relay_flows(&lab.ns("r"));
@@ -710,8 +747,11 @@ fn echo(run: usize, spec: &Echo<'_>, bins: &Bins, dir: &Path, sizes: Sizes) -> R
         mbit: bytes as f64 * 8.0 / secs.max(1e-9) / 1e6,
         link_mbit: spec.link_mbit,
         gap,
-        exact: field(&out, "exact") == Some("yes") && bytes == sizes.bytes,
-        note: format!("rtt {rtt} ms, relay flows {flows}, carriers seen {seen}, at end {carriers}"),
+        exact: field(&out, "exact") == Some("yes") && bytes == plan.bytes,
+        note: format!(
+            "rtt {rtt} ms, relay flows {flows}, carriers seen {seen}, at end {carriers}, \
+             MiB per path sent {sent} received {recv}"
+        ),
     })
 }
 
@@ -738,7 +778,7 @@ fn block(lab_rule: &str) -> String {
 
 /// Runs every scenario; fails on a byte mismatch or a transfer that never completes.
 /// With `quinn`, scenario 1 also runs quinn 0.11 (bench/compare) over the same links.
-pub(crate) fn run(sizes: Sizes, quinn: bool) -> Result {
+pub(crate) fn run(plan: Plan, quinn: bool) -> Result {
     clean_stale();
     if let Some(why) = unavailable() {
         return Err(format!("the network lab cannot run here: {why}"));
@@ -756,7 +796,7 @@ pub(crate) fn run(sizes: Sizes, quinn: bool) -> Result {
         println!(
             "[netlab] links {RATE_MBIT} Mbit/s (tbf), RTT {} ms (relay), {} MiB per transfer",
             2 * ONE_WAY_MS,
-            sizes.bytes >> 20
+            plan.bytes >> 20
         );
         println!("[netlab] scenarios: {SCENARIOS}");
         let mut rows = Vec::new();
@@ -780,24 +820,24 @@ pub(crate) fn run(sizes: Sizes, quinn: bool) -> Result {
             }
         };
         let mut n = 0;
-        for loss in [0, 1, 3] {
+        for loss in [0, 1, 3].into_iter().filter(|_| plan.runs(1)) {
             n += 1;
             record(
-                bulk(n, loss, &bins, &dir, sizes),
+                bulk(n, loss, &bins, &dir, plan),
                 &format!("1 bulk, {loss}% loss"),
             );
             if let Some(q) = &bins.quinn {
                 n += 1;
                 record(
-                    bulk_quinn(n, loss, q, &bins, &dir, sizes),
+                    bulk_quinn(n, loss, q, &bins, &dir, plan),
                     &format!("1 bulk, {loss}% loss (quinn)"),
                 );
             }
         }
         let specs = echo_specs();
-        for spec in &specs {
+        for spec in specs.iter().filter(|s| plan.runs(scenario_number(s.name))) {
             n += 1;
-            record(echo(n, spec, &bins, &dir, sizes), spec.name);
+            record(echo(n, spec, &bins, &dir, plan), spec.name);
         }
         print_table(&rows);
         if failures.is_empty() {

@@ -1,9 +1,12 @@
 //! quinn 0.11 beside Phantom in `cargo xtask netlab --quinn`: one bulk stream over the
 //! lab's links.
 //!
-//! `netlab_quinn server --listen ADDR --cert-out FILE` writes its self-signed
-//! certificate (DER) to FILE, prints `listening on ADDR` and answers every stream
-//! with its byte count and whether the bytes equal the lab's payload stream.
+//! `netlab_quinn server --listen ADDR --cert-out FILE [--out-dir DIR]` writes its
+//! self-signed certificate (DER) to FILE, prints `listening on ADDR` and answers every
+//! stream with its byte count and whether the bytes equal the lab's payload stream.
+//! With `--out-dir` it first stores the stream as a file in DIR, synced to disk and
+//! renamed into place, as `phantom serve --out-dir` does before it confirms a file: the
+//! lab times both from the first write to that confirmation.
 //! `netlab_quinn client --connect ADDR --cert FILE --bytes N` sends N payload bytes
 //! and prints `netlab-result bytes=N secs=S exact=yes|no`.
 
@@ -14,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use tokio::io::AsyncWriteExt as _;
 use quinn::crypto::rustls::QuicClientConfig;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
@@ -34,6 +38,9 @@ enum Cmd {
         listen: SocketAddr,
         #[arg(long)]
         cert_out: PathBuf,
+        /// Store every stream here (synced) before answering.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
     },
     /// Send one stream of payload bytes.
     Client {
@@ -83,7 +90,11 @@ fn transport() -> Arc<quinn::TransportConfig> {
     Arc::new(t)
 }
 
-async fn server(listen: SocketAddr, cert_out: PathBuf) -> Result<(), String> {
+async fn server(
+    listen: SocketAddr,
+    cert_out: PathBuf,
+    out_dir: Option<PathBuf>,
+) -> Result<(), String> {
     let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
         .map_err(|e| format!("rcgen: {e}"))?;
     let cert: CertificateDer<'static> = ck.cert.der().clone();
@@ -94,21 +105,43 @@ async fn server(listen: SocketAddr, cert_out: PathBuf) -> Result<(), String> {
     cfg.transport_config(transport());
     let ep = quinn::Endpoint::server(cfg, listen).map_err(|e| format!("bind: {e}"))?;
     println!("listening on {listen}");
+    let serial = Arc::new(std::sync::atomic::AtomicU64::new(0));
     while let Some(incoming) = ep.accept().await {
+        let (out_dir, serial) = (out_dir.clone(), serial.clone());
         tokio::spawn(async move {
             let Ok(conn) = incoming.await else { return };
             while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                let n = serial.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let store = out_dir.as_ref().map(|d| {
+                    let name = format!("quinn-{}-{n}", std::process::id());
+                    (d.join(format!("{name}.part")), d.join(name))
+                });
                 tokio::spawn(async move {
+                    let mut file = match &store {
+                        Some((part, _)) => match tokio::fs::File::create(part).await {
+                            Ok(f) => Some(f),
+                            Err(_) => return,
+                        },
+                        None => None,
+                    };
                     let mut expect = Payload::new();
                     let mut buf = vec![0u8; 256 * 1024];
                     let mut want = vec![0u8; 256 * 1024];
                     let mut n = 0u64;
                     let mut exact = true;
                     while let Ok(Some(k)) = recv.read(&mut buf).await {
+                        let got = buf.get(..k).unwrap_or_default();
+                        if let Some(f) = file.as_mut() {
+                            exact &= f.write_all(got).await.is_ok();
+                        }
                         let w = want.get_mut(..k).unwrap_or_default();
                         expect.fill(w);
-                        exact &= buf.get(..k).unwrap_or_default() == w;
+                        exact &= got == w;
                         n += k as u64;
+                    }
+                    if let (Some(f), Some((part, name))) = (file, &store) {
+                        exact &= f.sync_all().await.is_ok();
+                        exact &= tokio::fs::rename(part, name).await.is_ok();
                     }
                     let mut answer = n.to_be_bytes().to_vec();
                     answer.push(u8::from(exact));
@@ -201,7 +234,11 @@ fn main() -> ExitCode {
     };
     let r = rt.block_on(async {
         match cli.cmd {
-            Cmd::Server { listen, cert_out } => server(listen, cert_out).await,
+            Cmd::Server {
+                listen,
+                cert_out,
+                out_dir,
+            } => server(listen, cert_out, out_dir).await,
             Cmd::Client {
                 connect,
                 cert,

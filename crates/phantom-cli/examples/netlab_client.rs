@@ -256,19 +256,37 @@ async fn run(args: Args) -> Result<(), String> {
     let secs = start.elapsed().as_secs_f64();
     let carriers = carrier_names(&conn);
     let s = conn.stats();
-    for p in conn.paths() {
+    let paths = conn.paths();
+    for p in &paths {
         println!(
-            "path {} {} -> {} validated={} primary={} bytes_sent={} rtt={:?}",
-            p.id.0, p.local, p.remote, p.validated, p.primary, p.bytes_sent, p.rtt
+            "path {} {} -> {} validated={} primary={} bytes_sent={} bytes_received={} rtt={:?}",
+            p.id.0,
+            p.local,
+            p.remote,
+            p.validated,
+            p.primary,
+            p.bytes_sent,
+            p.bytes_received,
+            p.rtt
         );
     }
+    // MiB sent and received on each path still open at the end, in path order.
+    let mib = |b: u64| format!("{:.1}", b as f64 / f64::from(1u32 << 20));
+    let split = |f: fn(&phantom::PathSnapshot) -> u64| {
+        paths
+            .iter()
+            .map(|p| mib(f(p)))
+            .collect::<Vec<_>>()
+            .join("/")
+    };
+    let (sent_mib, recv_mib) = (split(|p| p.bytes_sent), split(|p| p.bytes_received));
     println!(
         "stats packets_sent={} lost={} ptos={} retransmitted={} migrations={}",
         s.packets_sent, s.packets_lost, s.ptos, s.stream_bytes_retransmitted, s.migrations
     );
     let gaps: Vec<String> = out.gaps.iter().map(|g| g.as_millis().to_string()).collect();
     println!(
-        "netlab-result bytes={} secs={secs:.3} exact={} gaps_ms={} carriers={} seen={} paths={} rtt_ms={}",
+        "netlab-result bytes={} secs={secs:.3} exact={} gaps_ms={} carriers={} seen={} paths={} rtt_ms={} sent_mib={sent_mib} recv_mib={recv_mib}",
         out.received,
         if out.exact { "yes" } else { "no" },
         if gaps.is_empty() {
