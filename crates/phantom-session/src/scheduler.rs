@@ -43,8 +43,11 @@ impl PathView {
 }
 
 /// Picks the path(s) for the next data packet of `size` bytes. `paths` are the
-/// validated paths in registration order. Returns the chosen ids (several only in
-/// redundant mode); empty when every usable path is window-limited.
+/// validated paths in registration order. Returns the chosen ids: in redundant mode
+/// every path that takes a copy; in aggregate mode every usable path with room, best
+/// first (the session sends on the first whose pacer lets it send now, so a path
+/// waiting for its pacer never holds back one that could send); otherwise one.
+/// Empty when every usable path is window-limited.
 pub(crate) fn pick(mode: SchedulerMode, paths: &[PathView], size: u64, out: &mut Vec<PathId>) {
     out.clear();
     let healthy = || paths.iter().filter(|p| p.healthy);
@@ -64,17 +67,20 @@ pub(crate) fn pick(mode: SchedulerMode, paths: &[PathView], size: u64, out: &mut
         }
         SchedulerMode::Aggregate => {
             // Largest free window share first; ties broken by lower RTT.
-            if let Some(p) = paths
-                .iter()
-                .filter(usable)
-                .filter(|p| p.room(size))
-                .min_by_key(|p| {
+            out.extend(
+                paths
+                    .iter()
+                    .filter(usable)
+                    .filter(|p| p.room(size))
+                    .map(|p| p.id),
+            );
+            let key = |id: &PathId| {
+                paths.iter().find(|p| p.id == *id).map(|p| {
                     let share = p.in_flight.saturating_mul(1000) / p.cwnd.max(1);
                     (share, p.srtt)
                 })
-            {
-                out.push(p.id);
-            }
+            };
+            out.sort_by_key(key);
         }
         SchedulerMode::Redundant => {
             // Only send when every usable path has room, so no path starves the others.
@@ -129,7 +135,13 @@ mod tests {
             view(1, 50, 10_000, 1_000, true),
         ];
         pick(SchedulerMode::Aggregate, &paths, 1200, &mut out);
-        assert_eq!(out, vec![PathId(1)]);
+        assert_eq!(out, vec![PathId(1), PathId(0)]);
+        let paths = [
+            view(0, 20, 10_000, 5_000, true),
+            view(1, 50, 10_000, 9_000, true),
+        ];
+        pick(SchedulerMode::Aggregate, &paths, 1200, &mut out);
+        assert_eq!(out, vec![PathId(0)], "a full window is no candidate");
         let paths = [
             view(0, 20, 10_000, 9_000, true),
             view(1, 50, 10_000, 9_000, true),

@@ -236,6 +236,29 @@ impl Session {
         self.paths.views(&mut views);
         pick(self.cfg.scheduler, &views, size as u64, &mut picks);
         self.send.views_buf = views;
+        if self.cfg.scheduler == SchedulerMode::Aggregate {
+            // Every path with room, best first: the first whose pacer lets it send
+            // now takes the packet, so one path's pacer never holds the others back.
+            let mut wake: Option<Instant> = None;
+            for &pid in &picks {
+                match self
+                    .paths
+                    .get_mut(pid)
+                    .and_then(|p| p.pacing_delay(now, size as u64))
+                {
+                    None => {
+                        chosen = Some(pid);
+                        break;
+                    }
+                    Some(t) => wake = Some(wake.map_or(t, |w| w.min(t))),
+                }
+            }
+            if chosen.is_none() && wake.is_some() {
+                self.timers.set(Timer::Pacing, wake);
+            }
+            self.send.pick_buf = picks;
+            return chosen;
+        }
         // Redundant mode: the first pick sends, the others get copies queued.
         let with_dup = picks
             .iter()

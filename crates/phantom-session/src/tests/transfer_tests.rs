@@ -144,26 +144,33 @@ fn bulk_data_packets_leave_at_most_22_bytes_of_the_datagram_unused() {
 /// packet, so about half its acknowledgements vanish there, and the ACK packets it
 /// makes ack-eliciting there (docs/PROTOCOL.md §5.5) restart the path's PTO before it
 /// can fire twice: only the quiet-time rule (§5.6) fails the path over, at every cut
-/// point within 400 ms of the cut (srtt about 60 ms, PTO base up to 190 ms; 175-263
-/// ms measured). With the PTO rule alone the server had not failed it over 2 s after
-/// the cut at 4/32, and the upload took up to 5.9 s instead of 1.8 s (the client's
-/// PTOs repeating while half its acknowledgements were lost).
+/// point within 400 ms of the cut once the server holds an RTT sample of that path
+/// (srtt about 60 ms, PTO base up to 190 ms; 126-263 ms measured). At the earliest
+/// cuts the server may hold none yet (its packets there are ACKs, few of them
+/// ack-eliciting): its estimator still reads the initial 100 ms RTT, whose PTO base is
+/// 325 ms, and the failover comes within 500 ms (240-433 ms measured). With the PTO
+/// rule alone the server had not failed it over 2 s after the cut at 4/32, and the
+/// upload took up to 5.9 s instead of 1.8 s (the client's PTOs repeating while half
+/// its acknowledgements were lost).
 #[test]
 fn server_fails_over_a_path_dead_towards_the_client_at_every_cut_point() {
     use super::harness::{Transfer, client_addr};
     use crate::SchedulerMode;
     let link = super::session_tests::ten_mbit();
     let len = 4u64 << 20;
+    let initial_rtt = crate::Config::default().initial_rtt;
     let mut gaps = Vec::new();
     for cut_32ths in [2u64, 3, 4, 5, 6, 8, 10, 12, 16] {
         let mut pair =
             super::session_tests::two_path_pair(74, SchedulerMode::Aggregate, link, link);
         let mut t = Transfer::start(&mut pair, 1, len);
         let mut cut_at = None;
+        let mut sampled = false;
         pair.drive(2_000_000, |p| {
             if cut_at.is_none() && t.received_total() > len * cut_32ths / 32 {
                 p.ifaces.get_mut(&client_addr(2)).unwrap().down.cfg.down = true;
                 cut_at = Some(p.now);
+                sampled = p.server.paths().iter().all(|x| x.rtt != initial_rtt);
             }
             let late = cut_at.is_some_and(|c| p.now - c > Duration::from_secs(2));
             t.poll(p);
@@ -172,9 +179,13 @@ fn server_fails_over_a_path_dead_towards_the_client_at_every_cut_point() {
         .unwrap();
         let gap = pair.now - cut_at.unwrap();
         assert_eq!(pair.server.failovers(), 1, "cut at {cut_32ths}/32: {gap:?}");
-        gaps.push(gap);
+        gaps.push((gap, sampled));
     }
-    eprintln!("server failover after the cut: {gaps:?}");
-    let worst = gaps.iter().max().unwrap();
-    assert!(*worst <= Duration::from_millis(400), "{gaps:?}");
+    eprintln!("server failover after the cut (gap, RTT sampled on both paths): {gaps:?}");
+    for (gap, sampled) in &gaps {
+        let bound = Duration::from_millis(if *sampled { 400 } else { 500 });
+        assert!(*gap <= bound, "{gaps:?}");
+    }
+    // Most cuts come after both paths' first RTT samples.
+    assert!(gaps.iter().filter(|g| g.1).count() >= 5, "{gaps:?}");
 }
