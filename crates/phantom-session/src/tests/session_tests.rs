@@ -1295,18 +1295,50 @@ fn i8_debug_output_never_contains_secrets() {
     );
 }
 
+/// The wall clock of the handshake tests (Unix seconds).
+const HANDSHAKE_UNIX: u64 = 1_750_000_000;
+
+/// What every test over a real hybrid handshake starts from: a seeded RNG, the test
+/// clock, a server signing key and the server identity it certifies for a day.
+struct HandshakeFixture {
+    rng: rand::rngs::ChaCha20Rng,
+    now: std::time::Instant,
+    t: phantom_handshake::Time,
+    signing: phantom_handshake::HybridSigningKey,
+    identity: phantom_handshake::ServerIdentity,
+}
+
+impl HandshakeFixture {
+    fn new(seed: u64) -> Self {
+        let mut rng = rand::rngs::ChaCha20Rng::seed_from_u64(seed);
+        let now = crate::test_instant();
+        let signing = phantom_handshake::HybridSigningKey::generate(&mut rng);
+        let identity = phantom_handshake::ServerIdentity::generate(
+            &signing,
+            &mut rng,
+            HANDSHAKE_UNIX + 86_400,
+        )
+        .unwrap();
+        Self {
+            rng,
+            now,
+            t: phantom_handshake::Time::new(now, HANDSHAKE_UNIX),
+            signing,
+            identity,
+        }
+    }
+}
+
 #[test]
 fn sessions_from_a_real_hybrid_handshake_transfer_data() {
-    use phantom_handshake::{
-        Client, ClientConfig, HybridSigningKey, Server, ServerConfig, ServerIdentity, Time,
-    };
-    use rand::rngs::ChaCha20Rng;
-    let mut rng = ChaCha20Rng::seed_from_u64(40);
-    let now = crate::test_instant();
-    let unix = 1_750_000_000;
-    let t = Time::new(now, unix);
-    let signing = HybridSigningKey::generate(&mut rng);
-    let identity = ServerIdentity::generate(&signing, &mut rng, unix + 86_400).unwrap();
+    use phantom_handshake::{Client, ClientConfig, Server, ServerConfig};
+    let HandshakeFixture {
+        mut rng,
+        now,
+        t,
+        signing,
+        identity,
+    } = HandshakeFixture::new(40);
     let mut server = Server::new(ServerConfig::new(identity), &mut rng);
     let mut client = Client::new(ClientConfig::new(signing.verifying_key()), &mut rng, t).unwrap();
     let c_pub = public_addr(1, 40000);
@@ -1482,15 +1514,14 @@ fn invalid_configuration_is_a_typed_error() {
 #[test]
 fn endpoint_routes_handshake_datagrams_then_session_packets() {
     use crate::{DatagramEvent, Endpoint, Session, Side};
-    use phantom_handshake::{
-        Client, ClientConfig, HybridSigningKey, Server, ServerConfig, ServerIdentity, Time,
-    };
-    use rand::rngs::ChaCha20Rng;
-    let mut rng = ChaCha20Rng::seed_from_u64(71);
-    let now = crate::test_instant();
-    let t = Time::new(now, 1_750_000_000);
-    let signing = HybridSigningKey::generate(&mut rng);
-    let identity = ServerIdentity::generate(&signing, &mut rng, 1_750_000_000 + 86_400).unwrap();
+    use phantom_handshake::{Client, ClientConfig, Server, ServerConfig};
+    let HandshakeFixture {
+        mut rng,
+        now,
+        t,
+        signing,
+        identity,
+    } = HandshakeFixture::new(71);
     let mut hs_server = Server::new(ServerConfig::new(identity), &mut rng);
     let mut hs_client =
         Client::new(ClientConfig::new(signing.verifying_key()), &mut rng, t).unwrap();
@@ -1575,15 +1606,14 @@ fn endpoint_routes_handshake_datagrams_then_session_packets() {
 #[test]
 fn server_endpoint_runs_the_handshake_and_hands_over_a_registered_session() {
     use crate::{DatagramEvent, Endpoint, Error, Session, Side};
-    use phantom_handshake::{
-        Client, ClientConfig, HybridSigningKey, Server, ServerConfig, ServerIdentity, Time,
-    };
-    use rand::rngs::ChaCha20Rng;
-    let mut rng = ChaCha20Rng::seed_from_u64(73);
-    let now = crate::test_instant();
-    let t = Time::new(now, 1_750_000_000);
-    let signing = HybridSigningKey::generate(&mut rng);
-    let identity = ServerIdentity::generate(&signing, &mut rng, 1_750_000_000 + 86_400).unwrap();
+    use phantom_handshake::{Client, ClientConfig, Server, ServerConfig};
+    let HandshakeFixture {
+        mut rng,
+        now,
+        t,
+        signing,
+        identity,
+    } = HandshakeFixture::new(73);
     let server = Server::new(ServerConfig::new(identity), &mut rng);
     let mut endpoint = Endpoint::with_server(server, Config::default());
     assert!(endpoint.is_server());
@@ -1778,18 +1808,17 @@ fn stateless_reset_with_the_peers_token_closes_at_once() {
 #[test]
 fn packets_before_a_lost_client_finished_get_no_stateless_reset() {
     use crate::{DatagramEvent, Endpoint, Session, Side};
-    use phantom_handshake::{
-        Client, ClientConfig, HybridSigningKey, Server, ServerConfig, ServerIdentity, Time,
-    };
-    use rand::rngs::ChaCha20Rng;
-    let mut rng = ChaCha20Rng::seed_from_u64(91);
-    let now = crate::test_instant();
-    let t = Time::new(now, 1_750_000_000);
-    let signing = HybridSigningKey::generate(&mut rng);
-    let identity = ServerIdentity::generate(&signing, &mut rng, 1_750_000_000 + 86_400).unwrap();
+    use phantom_handshake::{Client, ClientConfig, Server, ServerConfig};
+    let HandshakeFixture {
+        mut rng,
+        now,
+        t,
+        signing,
+        identity,
+    } = HandshakeFixture::new(91);
     let vk = signing.verifying_key();
     let mut ccfg = ClientConfig::new(vk.clone());
-    ccfg.certificate = Some(identity.certificate().verify(&vk, 1_750_000_000).unwrap());
+    ccfg.certificate = Some(identity.certificate().verify(&vk, HANDSHAKE_UNIX).unwrap());
     let mut endpoint = Endpoint::with_server(
         Server::new(ServerConfig::new(identity), &mut rng),
         Config::default(),
