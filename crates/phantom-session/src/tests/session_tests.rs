@@ -607,16 +607,30 @@ pub(super) fn ten_mbit() -> LinkConfig {
     }
 }
 
-#[test]
-fn multipath_aggregate_is_at_least_1_8x_one_path() {
-    let len = 3 << 20;
-    let mut single = Pair::new(16, Config::default(), ten_mbit());
+/// One stream of `len` bytes over one 10 Mbit/s path, then over two paths `a` and `b`
+/// scheduled by `mode` (same seed): the two transfer times and the two-path pair.
+fn one_then_two_paths(
+    seed: u64,
+    mode: SchedulerMode,
+    a: LinkConfig,
+    b: LinkConfig,
+    len: u64,
+) -> (Duration, Duration, Pair) {
+    let mut single = Pair::new(seed, Config::default(), ten_mbit());
     run_transfer(&mut single, 1, len, 2_000_000);
     let one = single.elapsed();
-    let mut multi = two_path_pair(16, SchedulerMode::Aggregate, ten_mbit(), ten_mbit());
+    let mut multi = two_path_pair(seed, mode, a, b);
     let start = multi.elapsed();
     run_transfer(&mut multi, 1, len, 2_000_000);
     let two = multi.elapsed() - start;
+    (one, two, multi)
+}
+
+#[test]
+fn multipath_aggregate_is_at_least_1_8x_one_path() {
+    let len = 3 << 20;
+    let (one, two, multi) =
+        one_then_two_paths(16, SchedulerMode::Aggregate, ten_mbit(), ten_mbit(), len);
     let ratio = one.as_secs_f64() / two.as_secs_f64();
     eprintln!("aggregate: one path {one:?}, two paths {two:?}, ratio {ratio:.2}");
     assert!(
@@ -640,13 +654,7 @@ fn aggregate_over_unequal_paths_is_not_held_back_by_the_slow_paths_pacer() {
         rate_bps: 1_000_000,
         ..ten_mbit()
     };
-    let mut single = Pair::new(19, Config::default(), ten_mbit());
-    run_transfer(&mut single, 1, len, 2_000_000);
-    let one = single.elapsed();
-    let mut multi = two_path_pair(19, SchedulerMode::Aggregate, slow, ten_mbit());
-    let start = multi.elapsed();
-    run_transfer(&mut multi, 1, len, 2_000_000);
-    let two = multi.elapsed() - start;
+    let (one, two, multi) = one_then_two_paths(19, SchedulerMode::Aggregate, slow, ten_mbit(), len);
     let ratio = one.as_secs_f64() / two.as_secs_f64();
     let sent: Vec<u64> = multi.client.paths().iter().map(|p| p.bytes_sent).collect();
     eprintln!("unequal aggregate: fast alone {one:?}, both {two:?}, ratio {ratio:.3}, {sent:?}");
@@ -681,13 +689,8 @@ fn redundant_mode_survives_30_percent_loss_on_one_path() {
         ..ten_mbit()
     };
     let len = 1 << 20;
-    let mut single = Pair::new(17, Config::default(), ten_mbit());
-    run_transfer(&mut single, 1, len, 2_000_000);
-    let clean_alone = single.elapsed();
-    let mut pair = two_path_pair(17, SchedulerMode::Redundant, bad, ten_mbit());
-    let start = pair.elapsed();
-    run_transfer(&mut pair, 1, len, 2_000_000);
-    let redundant = pair.elapsed() - start;
+    let (clean_alone, redundant, pair) =
+        one_then_two_paths(17, SchedulerMode::Redundant, bad, ten_mbit(), len);
     // Both paths carried copies all along (the lossy one is not dropped: a copy that
     // arrives there first gets its data acknowledged, and the other path's copy is
     // then skipped), and the loss costs the transfer little against the clean path
